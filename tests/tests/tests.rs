@@ -1,0 +1,5 @@
+//! Cross-crate integration tests, one binary (as ripgrep does): each module is
+//! one concern and talks to the real test server over TCP.
+
+// The canary: the official driver against the test server, proving the plumbing.
+mod canary;

@@ -1,0 +1,125 @@
+//! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
+//!
+//! The test server is started just before the tests and stopped right after
+//! them (a guard stops it on every path, failures included), so a broken test
+//! never leaves a server process behind.
+
+use std::time::Instant;
+
+use crate::shell::{self, Result, Steps, cargo};
+use crate::test_server::Server;
+
+/// Runs every CI step; `--no-fail-fast` keeps going after a failed step.
+pub(crate) fn run(args: &[&str]) -> Result {
+    let keep_going = args.contains(&"--no-fail-fast");
+    let started = Instant::now();
+    let mut steps = Steps::default();
+    let mut ok = true;
+
+    let mut step = |steps: &mut Steps, name: &str, f: &mut dyn FnMut() -> Result| {
+        if ok || keep_going {
+            ok &= steps.step(name, f);
+        }
+    };
+
+    step(&mut steps, "fmt", &mut || {
+        shell::run(cargo().args(["fmt", "--all", "--", "--check"]))
+    });
+    step(&mut steps, "clippy", &mut || {
+        shell::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
+    step(&mut steps, "build tests", &mut || {
+        shell::run(cargo().args(test_build_args()))
+    });
+
+    // The server lives exactly as long as this guard.
+    let mut server: Option<Server> = None;
+    let given_uri = std::env::var("STRATUM_TEST_MONGODB_URI")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if given_uri.is_none() {
+        step(&mut steps, "start test server", &mut || {
+            let s = Server::start()?;
+            println!("test server at {}", s.uri());
+            server = Some(s);
+            Ok(())
+        });
+    }
+    let uri = given_uri
+        .or_else(|| server.as_ref().map(Server::uri))
+        .unwrap_or_default();
+    step(&mut steps, "tests", &mut || {
+        shell::run(
+            cargo()
+                .args(test_run_args())
+                .env("STRATUM_TEST_MONGODB_URI", &uri),
+        )
+    });
+    step(&mut steps, "doc tests", &mut || {
+        shell::run(
+            cargo()
+                .args(["test", "--workspace", "--all-features", "--doc"])
+                .env("STRATUM_TEST_MONGODB_URI", &uri),
+        )
+    });
+    if let Some(s) = server.take() {
+        steps.step("stop test server", || {
+            drop(s);
+            Ok(())
+        });
+    }
+
+    step(&mut steps, "docs", &mut || {
+        shell::run(
+            cargo()
+                .args(["doc", "--workspace", "--no-deps", "--all-features"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )
+    });
+    step(&mut steps, "benches compile", &mut || {
+        shell::run(cargo().args(["bench", "--workspace", "--all-features", "--no-run"]))
+    });
+
+    steps.finish("ci", started)
+}
+
+fn nextest() -> bool {
+    shell::available("cargo-nextest", &["nextest", "--version"])
+}
+
+/// Builds the test binaries first so the server is not kept waiting on the compiler.
+fn test_build_args() -> Vec<&'static str> {
+    if nextest() {
+        vec![
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-run",
+        ]
+    } else {
+        vec!["test", "--workspace", "--all-features", "--no-run"]
+    }
+}
+
+fn test_run_args() -> Vec<&'static str> {
+    if nextest() {
+        vec![
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]
+    } else {
+        vec!["test", "--workspace", "--all-features", "--no-fail-fast"]
+    }
+}

@@ -1,0 +1,52 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! This file only dispatches; each task lives in its own module and shells out
+//! to cargo or to the test server. See `docs/architecture.md`.
+
+// xtask is a command-line program: printing is its job.
+#![allow(clippy::print_stdout)]
+
+mod ci;
+mod shell;
+mod test_server;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci                                 fmt, clippy, tests against a fresh test server, docs, benches compiled
+  test-server install                build the pinned SecantusDB server into the cache folder (once)
+  test-server start                  start a server on a free loopback port; prints its URI
+  test-server stop                   stop the server `start` left running and remove its data
+  test-server path                   print where the server binary lives
+
+environment:
+  STRATUM_CACHE_DIR                  cache folder for the server build (default ~/.cache/stratum)
+  STRATUM_TEST_MONGODB_URI           given to `ci`: run the tests against this server instead
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["ci", rest @ ..] => ci::run(rest),
+        ["test-server", "install"] => test_server::install().map(|_| ()),
+        ["test-server", "start"] => test_server::start_detached(),
+        ["test-server", "stop"] => test_server::stop_detached(),
+        ["test-server", "path"] => test_server::binary_path().map(|p| println!("{}", p.display())),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown task {args:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
