@@ -49,7 +49,7 @@ pub(crate) fn binary_path() -> Result<PathBuf> {
 pub(crate) fn install() -> Result<PathBuf> {
     let binary = binary_path()?;
     if binary.is_file() {
-        println!("test server: {} already installed", binary.display());
+        eprintln!("test server: {} already installed", binary.display());
         return Ok(binary);
     }
     if !shell::available("cmake", &["--version"]) {
