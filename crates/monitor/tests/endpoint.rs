@@ -1,6 +1,8 @@
 //! The real listener on 127.0.0.1:0: scrape `/metrics` over HTTP and parse it
 //! with `prometheus-parse`; `/health/live` and `/health/ready` JSON and status
 //! codes as contributors change; the exporter's idle timeout.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -4,6 +4,8 @@
 //!
 //! Its own test binary (one process, one test), so the resident-memory figure
 //! read from `/proc/self` belongs to this test alone.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use stratum_monitor::{Monitor, MonitorConfig, ProcSelf, ResourceSource};
 
