@@ -144,7 +144,9 @@ pub struct PercentileConfig {
     /// Significant decimal digits kept, 1..=5. Default 3 (0.1 % error).
     pub significant_digits: u8,
     /// Most operations tracked; more are refused, which keeps memory and
-    /// label cardinality bounded. Default 256.
+    /// label cardinality bounded. Each operation holds `sub_windows + 1`
+    /// histograms of about 190 KB each at the default range and precision
+    /// (about 1.3 MB per operation). Default 64.
     pub max_operations: usize,
 }
 
@@ -155,7 +157,7 @@ impl Default for PercentileConfig {
             sub_windows: 6,
             highest_trackable: Duration::from_secs(3600),
             significant_digits: 3,
-            max_operations: 256,
+            max_operations: 64,
         }
     }
 }

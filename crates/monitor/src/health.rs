@@ -461,6 +461,65 @@ mod tests {
             .unwrap();
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Against a reference model (a map name -> (kind, status)): after any
+        /// sequence of register / unregister / status changes, each probe
+        /// reports exactly the model's contributors of its kind and the worst
+        /// of their statuses.
+        #[test]
+        fn registry_matches_reference_model(
+            ops in proptest::collection::vec((0u8..3, 0usize..4, 0u8..3, proptest::bool::ANY), 1..40),
+        ) {
+            use std::collections::BTreeMap;
+            let names = ["a", "b", "c", "d"];
+            let statuses: Vec<Arc<AtomicU8>> = (0..4).map(|_| Arc::new(AtomicU8::new(0))).collect();
+            let health = HealthRegistry::new(Duration::from_secs(1));
+            let mut model: BTreeMap<&str, (CheckKind, u8)> = BTreeMap::new();
+            let runtime = rt();
+            for (op, n, status, live) in ops {
+                let name = names[n];
+                let kind = if live { CheckKind::Liveness } else { CheckKind::Readiness };
+                match op {
+                    0 => {
+                        let cell = Arc::clone(&statuses[n]);
+                        let result = health.register_fn(name, kind, move || match cell.load(Ordering::SeqCst) {
+                            0 => Health::up(),
+                            1 => Health::degraded("d"),
+                            _ => Health::down("x"),
+                        });
+                        proptest::prop_assert_eq!(result.is_ok(), !model.contains_key(name));
+                        model.entry(name).or_insert((kind, statuses[n].load(Ordering::SeqCst)));
+                    }
+                    1 => {
+                        proptest::prop_assert_eq!(health.unregister(name), model.remove(name).is_some());
+                    }
+                    _ => {
+                        statuses[n].store(status, Ordering::SeqCst);
+                        if let Some(entry) = model.get_mut(name) {
+                            entry.1 = status;
+                        }
+                    }
+                }
+                for probe in [CheckKind::Liveness, CheckKind::Readiness] {
+                    let report = runtime.block_on(health.report(probe));
+                    let want: BTreeMap<&str, u8> =
+                        model.iter().filter(|(_, (k, _))| *k == probe).map(|(n, (_, s))| (*n, *s)).collect();
+                    let worst = match want.values().max() {
+                        None | Some(0) => Status::Up,
+                        Some(1) => Status::Degraded,
+                        Some(_) => Status::Down,
+                    };
+                    proptest::prop_assert_eq!(report.status, worst);
+                    let got: Vec<&str> = report.components.keys().map(String::as_str).collect();
+                    let want_names: Vec<&str> = want.keys().copied().collect();
+                    proptest::prop_assert_eq!(got, want_names);
+                }
+            }
+        }
+    }
+
     #[test]
     fn status_order_and_codes() {
         assert!(Status::Up < Status::Degraded && Status::Degraded < Status::Down);

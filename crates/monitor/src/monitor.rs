@@ -103,7 +103,6 @@ impl Monitor {
     pub fn install_global(&self) -> Result<(), MonitorError> {
         metrics::set_global_recorder(Arc::clone(&self.inner.recorder))
             .map_err(|_| MonitorError::RecorderAlreadyInstalled)?;
-        self.in_scope(describe_own_metrics);
         Ok(())
     }
 
