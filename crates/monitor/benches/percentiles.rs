@@ -42,6 +42,17 @@ fn bench_record(c: &mut Criterion, values: &[Duration]) {
             raw.saturating_record(black_box(values[i]).as_micros() as u64);
         })
     });
+    // What a hand-rolled thread-safe window needs at least: a lock and a clock read.
+    let locked = parking_lot::Mutex::new(raw_histogram());
+    group.bench_function("hdrhistogram_mutex_and_clock", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(Instant::now());
+            locked
+                .lock()
+                .saturating_record(black_box(values[i]).as_micros() as u64);
+        })
+    });
     let t = tracker();
     let h = t.operation("find").unwrap();
     group.bench_function("rolling_tracker_handle", |b| {
@@ -146,6 +157,13 @@ fn print_ratios(values: &[Duration]) {
     let raw_ns = median_ns(ROUNDS, BATCH, |i| {
         raw.saturating_record(black_box(values[i & 4095]).as_micros() as u64)
     });
+    let locked = parking_lot::Mutex::new(raw_histogram());
+    let locked_ns = median_ns(ROUNDS, BATCH, |i| {
+        black_box(Instant::now());
+        locked
+            .lock()
+            .saturating_record(black_box(values[i & 4095]).as_micros() as u64)
+    });
     let t = tracker();
     let h = t.operation("find").unwrap();
     let handle_ns = median_ns(ROUNDS, BATCH, |i| h.record(black_box(values[i & 4095])));
@@ -175,6 +193,7 @@ fn print_ratios(values: &[Duration]) {
 
     println!("\nmedian ns/op over {ROUNDS} batches of {BATCH} (manual timing loop, same run):");
     println!("  hdrhistogram raw record (peer)        {raw_ns:8.1}");
+    println!("  hdrhistogram + mutex + Instant::now    {locked_ns:8.1}");
     println!("  rolling tracker, handle               {handle_ns:8.1}");
     println!("  rolling tracker, by name              {by_name_ns:8.1}");
     println!("  metrics facade histogram handle       {facade_ns:8.1}");
@@ -182,6 +201,10 @@ fn print_ratios(values: &[Duration]) {
     println!(
         "stratum/peer ratio (rolling handle / raw hdrhistogram): {:.2}",
         handle_ns / raw_ns
+    );
+    println!(
+        "stratum/peer ratio (rolling handle / hdrhistogram + mutex + clock): {:.2}",
+        handle_ns / locked_ns
     );
     println!(
         "stratum/peer ratio (rolling by name / raw hdrhistogram): {:.2}",

@@ -24,6 +24,21 @@ use crate::error::{ConfigError, MonitorError, validate_name};
 use crate::percentiles::LatencyTracker;
 
 /// What a rule watches.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use stratum_monitor::{Figure, LatencyTracker, PercentileConfig};
+///
+/// let tracker = Arc::new(LatencyTracker::new(PercentileConfig::default()).unwrap());
+/// let p99 = Figure::quantile(tracker.clone(), "find", 0.99);
+/// assert_eq!(p99.read(), None); // no samples yet
+/// tracker.record("find", Duration::from_millis(20));
+/// assert!((p99.read().unwrap() - 0.020).abs() < 0.0001); // seconds
+///
+/// let ratio = Figure::custom(|| Some(0.93));
+/// assert_eq!(ratio.read(), Some(0.93));
+/// ```
 #[derive(Clone)]
 pub enum Figure {
     /// Any figure a closure can compute (a hit ratio, a queue depth);

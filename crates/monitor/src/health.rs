@@ -20,6 +20,14 @@ use crate::error::{MonitorError, validate_name};
 
 /// A contributor's status. Ordered from best to worst, so the overall status
 /// is the maximum.
+///
+/// ```
+/// use stratum_monitor::Status;
+///
+/// let worst = [Status::Up, Status::Down, Status::Degraded].into_iter().max().unwrap();
+/// assert_eq!(worst, Status::Down);
+/// assert_eq!(worst.http_code(), 503);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
@@ -79,6 +87,15 @@ impl CheckKind {
 }
 
 /// One check's answer: a status and, unless up, a reason.
+///
+/// ```
+/// use stratum_monitor::{Health, Status};
+///
+/// let h = Health::degraded("replica lag 12s");
+/// assert_eq!(h.status, Status::Degraded);
+/// assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"status":"DEGRADED","reason":"replica lag 12s"}"#);
+/// assert_eq!(serde_json::to_string(&Health::up()).unwrap(), r#"{"status":"UP"}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// The status.
