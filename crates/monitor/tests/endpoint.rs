@@ -373,3 +373,46 @@ fn install_global_once() {
         Err(MonitorError::RecorderAlreadyInstalled)
     ));
 }
+
+/// The started monitor samples resources and evaluates alert rules on its
+/// own intervals; tokio's paused clock drives them without waiting.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn background_loop_samples_and_evaluates() {
+    let config = MonitorConfig::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .resource_interval(Duration::from_secs(15))
+        .alert_interval(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let monitor = Monitor::new(config).unwrap();
+    let fired = Arc::new(AtomicU8::new(0));
+    {
+        let fired = Arc::clone(&fired);
+        monitor.alerts().on_event(move |_| {
+            fired.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    monitor
+        .alerts()
+        .add(
+            AlertRule::above("queue_deep", Figure::custom(|| Some(100.0)), 10.0)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(!monitor.render().contains("stratum_process_open_fds"));
+    let running = monitor.start().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "fired once, then kept firing"
+    );
+    assert!(monitor.alerts().firing().contains(&"queue_deep".to_owned()));
+    if cfg!(target_os = "linux") {
+        let text = monitor.render();
+        assert!(text.contains("stratum_process_open_fds"), "{text}");
+        assert!(text.contains("stratum_monitor_alert_firing{alert=\"queue_deep\"} 1"));
+    }
+    running.shutdown().await;
+}
