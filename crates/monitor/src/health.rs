@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use parking_lot::RwLock;
 use serde::Serialize;
 
@@ -348,8 +349,11 @@ impl HealthRegistry {
         let timeout = self.timeout;
         let results =
             futures::future::join_all(checks.into_iter().map(|(name, check)| async move {
-                let health = match tokio::time::timeout(timeout, check.check()).await {
-                    Ok(health) => health,
+                // A panicking check is a failing check, not a crashed probe.
+                let guarded = std::panic::AssertUnwindSafe(check.check()).catch_unwind();
+                let health = match tokio::time::timeout(timeout, guarded).await {
+                    Ok(Ok(health)) => health,
+                    Ok(Err(_)) => Health::down("check panicked"),
                     Err(_) => Health::down(format!("check timed out after {timeout:?}")),
                 };
                 (name, health)
@@ -455,6 +459,27 @@ mod tests {
                         .contains("timed out")
                 );
             });
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_panicking_check_is_down_and_the_others_still_report() {
+        rt().block_on(async {
+            let health = HealthRegistry::new(Duration::from_secs(1));
+            health
+                .register_fn("boom", CheckKind::Readiness, || panic!("bug in a check"))
+                .unwrap();
+            health
+                .register_fn("db", CheckKind::Readiness, Health::up)
+                .unwrap();
+            let r = health.report(CheckKind::Readiness).await;
+            assert_eq!(r.status, Status::Down);
+            assert_eq!(
+                r.components["boom"].reason.as_deref(),
+                Some("check panicked")
+            );
+            assert_eq!(r.components["db"].status, Status::Up);
+        });
     }
 
     #[test]

@@ -288,6 +288,26 @@ impl LatencyTracker {
         }
     }
 
+    /// Runs `work`, records how long it took (on the tracker's clock) under
+    /// `operation`, and returns its output.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use stratum_monitor::{LatencyTracker, PercentileConfig};
+    ///
+    /// let tracker = LatencyTracker::new(PercentileConfig::default()).unwrap();
+    /// let answer = tracker.time("compute", async { 6 * 7 }).await;
+    /// assert_eq!(answer, 42);
+    /// assert_eq!(tracker.percentiles("compute").unwrap().count, 1);
+    /// # });
+    /// ```
+    pub async fn time<F: std::future::Future>(&self, operation: &str, work: F) -> F::Output {
+        let start = self.clock.now();
+        let output = work.await;
+        self.record(operation, self.clock.now().saturating_duration_since(start));
+        output
+    }
+
     /// Percentiles of `operation` over the window; `None` when unknown or empty.
     pub fn percentiles(&self, operation: &str) -> Option<Percentiles> {
         let h = self.operations.read().get(operation).cloned()?;
