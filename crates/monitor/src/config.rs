@@ -1,0 +1,471 @@
+//! Configuration: plain data with public fields, `Default`, serde (durations
+//! in humantime, e.g. `"30s"`), and [`MonitorConfig::validate`], which names
+//! the offending field.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// The default `/metrics` address: loopback only, the Prometheus "stratum" port.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+
+/// Bucket upper bounds (seconds) for every `*_seconds` histogram: 100 µs to
+/// 30 s, dense where database round trips and cache loads fall.
+pub const DEFAULT_SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Everything the monitor can be told.
+///
+/// ```
+/// use stratum_monitor::MonitorConfig;
+///
+/// let config: MonitorConfig = serde_json::from_str(
+///     r#"{ "listen": "127.0.0.1:0", "upkeep_interval": "2s", "idle_timeout": "5m" }"#,
+/// ).unwrap();
+/// config.validate().unwrap();
+/// assert_eq!(config.upkeep_interval.as_secs(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Where `/metrics`, `/health/live` and `/health/ready` are served.
+    /// Default `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+    /// Must be `true` to listen on anything but loopback: exposing metrics
+    /// beyond the host is a decision, not a default. Default `false`.
+    pub allow_non_loopback: bool,
+    /// How often the exporter drains buffered histogram samples. Without
+    /// upkeep every sample stays in memory until the next scrape. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub upkeep_interval: Duration,
+    /// Series not updated for this long disappear from `/metrics`; `None`
+    /// keeps them forever. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Bucket upper bounds (seconds) for every `*_seconds` histogram, strictly
+    /// increasing. Default [`DEFAULT_SECONDS_BUCKETS`].
+    pub seconds_buckets: Vec<f64>,
+    /// How often process resources (RSS, CPU, fds) are sampled. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub resource_interval: Duration,
+    /// How often alert rules are evaluated. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub alert_interval: Duration,
+    /// A health check slower than this counts as `DOWN`. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub health_check_timeout: Duration,
+    /// The in-process latency tracker.
+    pub percentiles: PercentileConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            allow_non_loopback: false,
+            upkeep_interval: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            seconds_buckets: DEFAULT_SECONDS_BUCKETS.to_vec(),
+            resource_interval: Duration::from_secs(15),
+            alert_interval: Duration::from_secs(5),
+            health_check_timeout: Duration::from_secs(2),
+            percentiles: PercentileConfig::default(),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// A builder starting from the defaults.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stratum_monitor::MonitorConfig;
+    ///
+    /// let config = MonitorConfig::builder()
+    ///     .listen("127.0.0.1:0".parse().unwrap())
+    ///     .upkeep_interval(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(config.listen.ip().is_loopback());
+    /// ```
+    pub fn builder() -> MonitorConfigBuilder {
+        MonitorConfigBuilder {
+            config: Self::default(),
+        }
+    }
+
+    /// Checks every field; the error names the first offending one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(ConfigError::new(
+                "listen",
+                format!(
+                    "{} is not a loopback address; set allow_non_loopback = true to expose metrics beyond this host",
+                    self.listen.ip()
+                ),
+            ));
+        }
+        positive("upkeep_interval", self.upkeep_interval)?;
+        if let Some(idle) = self.idle_timeout {
+            positive("idle_timeout", idle)?;
+        }
+        positive("resource_interval", self.resource_interval)?;
+        positive("alert_interval", self.alert_interval)?;
+        positive("health_check_timeout", self.health_check_timeout)?;
+        validate_buckets(&self.seconds_buckets)?;
+        self.percentiles.validate()
+    }
+}
+
+/// The rolling window of the in-process latency tracker.
+///
+/// The window is a ring of `sub_windows` histograms, each covering
+/// `window / sub_windows`; the oldest is cleared as time moves on, so a
+/// percentile covers between `window - window/sub_windows` and `window` of
+/// history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PercentileConfig {
+    /// The span percentiles cover. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Sub-windows in the ring, 1..=120. Default 6 (10 s each).
+    pub sub_windows: usize,
+    /// Largest latency that is tracked exactly; longer ones are clamped to it.
+    /// Between 1 ms and 24 h. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub highest_trackable: Duration,
+    /// Significant decimal digits kept, 1..=5. Default 3 (0.1 % error).
+    pub significant_digits: u8,
+    /// Most operations tracked; more are refused, which keeps memory and
+    /// label cardinality bounded. Each operation holds `sub_windows + 1`
+    /// histograms of about 190 KB each at the default range and precision
+    /// (about 1.3 MB per operation). Default 64.
+    pub max_operations: usize,
+}
+
+impl Default for PercentileConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(60),
+            sub_windows: 6,
+            highest_trackable: Duration::from_secs(3600),
+            significant_digits: 3,
+            max_operations: 64,
+        }
+    }
+}
+
+impl PercentileConfig {
+    /// Checks every field; the error names the first offending one.
+    ///
+    /// ```
+    /// use stratum_monitor::PercentileConfig;
+    ///
+    /// let config = PercentileConfig { significant_digits: 9, ..Default::default() };
+    /// assert_eq!(config.validate().unwrap_err().field, "percentiles.significant_digits");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=120).contains(&self.sub_windows) {
+            return Err(ConfigError::new(
+                "percentiles.sub_windows",
+                "must be in 1..=120",
+            ));
+        }
+        if self.window.is_zero()
+            || self.window / (self.sub_windows as u32) < Duration::from_millis(1)
+        {
+            return Err(ConfigError::new(
+                "percentiles.window",
+                "must give every sub-window at least 1ms",
+            ));
+        }
+        if self.highest_trackable < Duration::from_millis(1)
+            || self.highest_trackable > Duration::from_secs(86_400)
+        {
+            return Err(ConfigError::new(
+                "percentiles.highest_trackable",
+                "must be between 1ms and 24h",
+            ));
+        }
+        if !(1..=5).contains(&self.significant_digits) {
+            return Err(ConfigError::new(
+                "percentiles.significant_digits",
+                "must be in 1..=5",
+            ));
+        }
+        if self.max_operations == 0 {
+            return Err(ConfigError::new(
+                "percentiles.max_operations",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a validated [`MonitorConfig`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MonitorConfigBuilder {
+    config: MonitorConfig,
+}
+
+impl MonitorConfigBuilder {
+    /// See [`MonitorConfig::listen`].
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+    /// See [`MonitorConfig::allow_non_loopback`].
+    pub fn allow_non_loopback(mut self, allow: bool) -> Self {
+        self.config.allow_non_loopback = allow;
+        self
+    }
+    /// See [`MonitorConfig::upkeep_interval`].
+    pub fn upkeep_interval(mut self, every: Duration) -> Self {
+        self.config.upkeep_interval = every;
+        self
+    }
+    /// See [`MonitorConfig::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+    /// See [`MonitorConfig::seconds_buckets`].
+    pub fn seconds_buckets(mut self, buckets: Vec<f64>) -> Self {
+        self.config.seconds_buckets = buckets;
+        self
+    }
+    /// See [`MonitorConfig::resource_interval`].
+    pub fn resource_interval(mut self, every: Duration) -> Self {
+        self.config.resource_interval = every;
+        self
+    }
+    /// See [`MonitorConfig::alert_interval`].
+    pub fn alert_interval(mut self, every: Duration) -> Self {
+        self.config.alert_interval = every;
+        self
+    }
+    /// See [`MonitorConfig::health_check_timeout`].
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.config.health_check_timeout = timeout;
+        self
+    }
+    /// See [`MonitorConfig::percentiles`].
+    pub fn percentiles(mut self, percentiles: PercentileConfig) -> Self {
+        self.config.percentiles = percentiles;
+        self
+    }
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<MonitorConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        Err(ConfigError::new(field, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_buckets(buckets: &[f64]) -> Result<(), ConfigError> {
+    const FIELD: &str = "seconds_buckets";
+    if buckets.is_empty() {
+        return Err(ConfigError::new(FIELD, "must hold at least one bound"));
+    }
+    if buckets.len() > 64 {
+        return Err(ConfigError::new(
+            FIELD,
+            "at most 64 bounds (each is a series per label set)",
+        ));
+    }
+    if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+        return Err(ConfigError::new(
+            FIELD,
+            "every bound must be finite and > 0",
+        ));
+    }
+    if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ConfigError::new(
+            FIELD,
+            "bounds must be strictly increasing",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(config: &MonitorConfig) -> &'static str {
+        config.validate().unwrap_err().field
+    }
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let config = MonitorConfig::default();
+        config.validate().unwrap();
+        assert!(config.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn wide_bind_needs_explicit_opt_in() {
+        let mut config = MonitorConfig {
+            listen: "0.0.0.0:9464".parse().unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(field_of(&config), "listen");
+        config.allow_non_loopback = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        let base = MonitorConfig::default();
+        let cases: Vec<(MonitorConfig, &str)> = vec![
+            (
+                MonitorConfig {
+                    upkeep_interval: Duration::ZERO,
+                    ..base.clone()
+                },
+                "upkeep_interval",
+            ),
+            (
+                MonitorConfig {
+                    idle_timeout: Some(Duration::ZERO),
+                    ..base.clone()
+                },
+                "idle_timeout",
+            ),
+            (
+                MonitorConfig {
+                    resource_interval: Duration::ZERO,
+                    ..base.clone()
+                },
+                "resource_interval",
+            ),
+            (
+                MonitorConfig {
+                    alert_interval: Duration::ZERO,
+                    ..base.clone()
+                },
+                "alert_interval",
+            ),
+            (
+                MonitorConfig {
+                    health_check_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+                "health_check_timeout",
+            ),
+            (
+                MonitorConfig {
+                    seconds_buckets: vec![],
+                    ..base.clone()
+                },
+                "seconds_buckets",
+            ),
+            (
+                MonitorConfig {
+                    seconds_buckets: vec![0.1, 0.1],
+                    ..base.clone()
+                },
+                "seconds_buckets",
+            ),
+            (
+                MonitorConfig {
+                    seconds_buckets: vec![f64::NAN],
+                    ..base.clone()
+                },
+                "seconds_buckets",
+            ),
+            (
+                MonitorConfig {
+                    seconds_buckets: vec![-1.0],
+                    ..base.clone()
+                },
+                "seconds_buckets",
+            ),
+            (
+                MonitorConfig {
+                    percentiles: PercentileConfig {
+                        window: Duration::from_micros(10),
+                        ..Default::default()
+                    },
+                    ..base.clone()
+                },
+                "percentiles.window",
+            ),
+            (
+                MonitorConfig {
+                    percentiles: PercentileConfig {
+                        sub_windows: 121,
+                        ..Default::default()
+                    },
+                    ..base.clone()
+                },
+                "percentiles.sub_windows",
+            ),
+            (
+                MonitorConfig {
+                    percentiles: PercentileConfig {
+                        highest_trackable: Duration::from_secs(90_000),
+                        ..Default::default()
+                    },
+                    ..base.clone()
+                },
+                "percentiles.highest_trackable",
+            ),
+            (
+                MonitorConfig {
+                    percentiles: PercentileConfig {
+                        max_operations: 0,
+                        ..Default::default()
+                    },
+                    ..base.clone()
+                },
+                "percentiles.max_operations",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(field_of(&config), field, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_with_humantime() {
+        let config = MonitorConfig::default();
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains("\"upkeep_interval\":\"5s\""), "{json}");
+        let back: MonitorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            serde_json::from_str::<MonitorConfig>(r#"{ "listn": "127.0.0.1:1" }"#).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn builder_validates() {
+        let err = MonitorConfig::builder()
+            .upkeep_interval(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field, "upkeep_interval");
+        assert!(err.to_string().contains("upkeep_interval"));
+    }
+}

@@ -1,0 +1,269 @@
+//! [`Monitor`]: the exporter's recorder plus the tracker, health registry,
+//! alert engine and resource sampler, and the background work that keeps
+//! them current (upkeep, sampling, alert evaluation).
+
+use std::fmt;
+use std::sync::Arc;
+
+use metrics::Unit;
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use metrics_util::MetricKindMask;
+
+use crate::alert::AlertEngine;
+use crate::clock::{Clock, SystemClock};
+use crate::config::MonitorConfig;
+use crate::error::{ConfigError, MonitorError};
+use crate::health::HealthRegistry;
+use crate::percentiles::LatencyTracker;
+use crate::resources::{ProcSelf, ResourceSample, ResourceSource};
+use crate::server::{self, RunningMonitor};
+
+/// The monitor. Cheap to clone (shared state).
+///
+/// Building one does not touch the process-wide `metrics` recorder: call
+/// [`Monitor::install_global`] once in `main` so every layer's `metrics!`
+/// calls land here, or scope recording with [`Monitor::in_scope`] (tests,
+/// several monitors in one process).
+///
+/// ```
+/// use stratum_monitor::{Monitor, MonitorConfig};
+///
+/// let monitor = Monitor::new(MonitorConfig::default()).unwrap();
+/// monitor.in_scope(|| {
+///     metrics::counter!("stratum_cache_hits_total", "cache" => "prompts").increment(3);
+///     metrics::histogram!("stratum_cache_load_duration_seconds", "cache" => "prompts").record(0.004);
+/// });
+/// let text = monitor.render();
+/// assert!(text.contains("stratum_cache_hits_total{cache=\"prompts\"} 3"));
+/// // `_seconds` histograms are real Prometheus histograms with buckets.
+/// assert!(text.contains("stratum_cache_load_duration_seconds_bucket{cache=\"prompts\",le=\"0.005\"} 1"));
+/// ```
+#[derive(Clone)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MonitorConfig,
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    latency: Arc<LatencyTracker>,
+    health: Arc<HealthRegistry>,
+    alerts: Arc<AlertEngine>,
+    resources: Box<dyn ResourceSource>,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor")
+            .field("config", &self.inner.config)
+            .field("latency", &self.inner.latency)
+            .field("health", &self.inner.health)
+            .field("alerts", &self.inner.alerts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    /// A monitor on the system clock reading `/proc/self`.
+    pub fn new(config: MonitorConfig) -> Result<Self, ConfigError> {
+        Self::builder(config).build()
+    }
+
+    /// A builder, to inject a clock or a resource source.
+    pub fn builder(config: MonitorConfig) -> MonitorBuilder {
+        MonitorBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            resources: Box::new(ProcSelf::default()),
+        }
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.inner.config
+    }
+
+    /// The Prometheus recorder; `metrics::with_local_recorder(&*rec, ..)`
+    /// records into it without installing it.
+    pub fn recorder(&self) -> Arc<PrometheusRecorder> {
+        Arc::clone(&self.inner.recorder)
+    }
+
+    /// Runs `f` with this monitor as the `metrics` recorder of the current
+    /// thread (whatever is installed globally).
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&*self.inner.recorder, f)
+    }
+
+    /// Installs this monitor's recorder as the process-wide `metrics`
+    /// recorder. Once per process.
+    pub fn install_global(&self) -> Result<(), MonitorError> {
+        metrics::set_global_recorder(Arc::clone(&self.inner.recorder))
+            .map_err(|_| MonitorError::RecorderAlreadyInstalled)?;
+        Ok(())
+    }
+
+    /// The Prometheus text exposition of every series (what `/metrics` serves).
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Drains buffered histogram samples into their buckets and drops idle
+    /// series. [`Monitor::start`] runs it every `upkeep_interval`; call it
+    /// yourself only when the monitor is not started.
+    pub fn run_upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// The in-process latency tracker.
+    pub fn latency(&self) -> &Arc<LatencyTracker> {
+        &self.inner.latency
+    }
+
+    /// The health registry.
+    pub fn health(&self) -> &Arc<HealthRegistry> {
+        &self.inner.health
+    }
+
+    /// The alert engine.
+    pub fn alerts(&self) -> &Arc<AlertEngine> {
+        &self.inner.alerts
+    }
+
+    /// Samples process resources now and writes the gauges into this monitor.
+    pub fn sample_resources(&self) -> ResourceSample {
+        let sample = self.inner.resources.sample();
+        self.in_scope(|| sample.export());
+        sample
+    }
+
+    /// Evaluates alert rules now (their metrics go to this monitor).
+    pub fn evaluate_alerts(&self) -> Vec<crate::alert::AlertEvent> {
+        self.in_scope(|| self.inner.alerts.evaluate())
+    }
+
+    /// Binds the listener and starts serving `/metrics`, `/health/live` and
+    /// `/health/ready`, plus the background upkeep, resource sampling and
+    /// alert evaluation. Must run inside a tokio runtime.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use stratum_monitor::{Monitor, MonitorConfig};
+    ///
+    /// let config = MonitorConfig::builder().listen("127.0.0.1:0".parse().unwrap()).build().unwrap();
+    /// let running = Monitor::new(config).unwrap().start().await.unwrap();
+    /// assert!(running.local_addr().ip().is_loopback());
+    /// running.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn start(&self) -> Result<RunningMonitor, MonitorError> {
+        server::start(self.clone()).await
+    }
+}
+
+/// Builds a [`Monitor`].
+#[must_use]
+pub struct MonitorBuilder {
+    config: MonitorConfig,
+    clock: Arc<dyn Clock>,
+    resources: Box<dyn ResourceSource>,
+}
+
+impl fmt::Debug for MonitorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MonitorBuilder {
+    /// The clock for rolling windows and alert durations.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Where resource figures come from (default `/proc/self`).
+    pub fn resources(mut self, source: impl ResourceSource + 'static) -> Self {
+        self.resources = Box::new(source);
+        self
+    }
+
+    /// Validates the configuration and builds the recorder (not installed).
+    pub fn build(self) -> Result<Monitor, ConfigError> {
+        let config = self.config;
+        config.validate()?;
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".to_owned()),
+                &config.seconds_buckets,
+            )
+            .map_err(|e| ConfigError::new("seconds_buckets", e.to_string()))?
+            .idle_timeout(MetricKindMask::ALL, config.idle_timeout)
+            .upkeep_timeout(config.upkeep_interval)
+            .build_recorder();
+        let handle = recorder.handle();
+        let recorder = Arc::new(recorder);
+        let latency = Arc::new(LatencyTracker::with_clock(
+            config.percentiles.clone(),
+            Arc::clone(&self.clock),
+        )?);
+        let health = Arc::new(HealthRegistry::new(config.health_check_timeout));
+        let alerts = Arc::new(AlertEngine::with_clock(self.clock));
+        let monitor = Monitor {
+            inner: Arc::new(Inner {
+                config,
+                recorder,
+                handle,
+                latency,
+                health,
+                alerts,
+                resources: self.resources,
+            }),
+        };
+        monitor.in_scope(describe_own_metrics);
+        Ok(monitor)
+    }
+}
+
+/// HELP lines and units for the metrics this crate writes.
+fn describe_own_metrics() {
+    metrics::describe_gauge!(
+        "stratum_process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident set size of the process."
+    );
+    metrics::describe_gauge!(
+        "stratum_process_cpu_seconds_total",
+        Unit::Seconds,
+        "User plus system CPU time consumed by the process."
+    );
+    metrics::describe_gauge!(
+        "stratum_process_open_fds",
+        Unit::Count,
+        "Open file descriptors."
+    );
+    metrics::describe_gauge!(
+        "stratum_monitor_health_status",
+        "Health check status at its last run: 2 up, 1 degraded, 0 down."
+    );
+    metrics::describe_gauge!(
+        "stratum_monitor_alert_firing",
+        "1 while the alert rule fires."
+    );
+    metrics::describe_counter!(
+        "stratum_monitor_alert_events_total",
+        Unit::Count,
+        "Alert rule transitions (event = fired | resolved)."
+    );
+    metrics::describe_counter!(
+        "stratum_monitor_latency_dropped_total",
+        Unit::Count,
+        "Latency samples refused by the tracker (bad name or too many operations)."
+    );
+}

@@ -1,0 +1,374 @@
+//! The metric catalogue (`docs/metrics.md`) is the single source of truth:
+//! this test parses its table, enforces the naming and bounded-label rules,
+//! checks that every metric this crate writes is catalogued, and generates
+//! the Grafana dashboard (`docs/grafana-dashboard.json`) from it, failing when
+//! the committed dashboard has drifted. `STRATUM_BLESS=1` rewrites it.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stratum_monitor::{AlertRule, CheckKind, Figure, Health, Monitor, MonitorConfig};
+
+#[derive(Debug, Clone)]
+struct Row {
+    name: String,
+    kind: String,
+    unit: String,
+    labels: Vec<String>,
+    layer: String,
+    description: String,
+}
+
+fn docs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+fn unquote(cell: &str) -> String {
+    cell.trim().trim_matches('`').to_owned()
+}
+
+fn cells(line: &str) -> Vec<String> {
+    line.trim()
+        .trim_start_matches('|')
+        .trim_end_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// Rows of the catalogue table: lines starting with "| `stratum_".
+fn catalogue() -> Vec<Row> {
+    let text = std::fs::read_to_string(docs().join("metrics.md")).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("| `stratum_"))
+        .map(|l| {
+            let c = cells(l);
+            assert_eq!(c.len(), 6, "catalogue row needs 6 columns: {l}");
+            let labels = if c[3] == "-" {
+                vec![]
+            } else {
+                c[3].split(',').map(unquote).collect()
+            };
+            Row {
+                name: unquote(&c[0]),
+                kind: c[1].clone(),
+                unit: c[2].clone(),
+                labels,
+                layer: c[4].clone(),
+                description: c[5].clone(),
+            }
+        })
+        .collect()
+}
+
+/// Label names documented in the label table (rows "| `x` |" after "## Labels").
+fn documented_labels() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(docs().join("metrics.md")).unwrap();
+    let section = text.split("## Labels").nth(1).expect("a ## Labels section");
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| unquote(&cells(l)[0]))
+        .collect()
+}
+
+#[test]
+fn catalogue_follows_the_naming_and_label_rules() {
+    let rows = catalogue();
+    assert!(
+        rows.len() >= 30,
+        "catalogue looks truncated: {} rows",
+        rows.len()
+    );
+    let labels = documented_labels();
+    // Labels that would carry ids or user input: never allowed.
+    let forbidden = [
+        "id",
+        "user",
+        "user_id",
+        "tenant",
+        "key",
+        "query",
+        "uri",
+        "url",
+        "session",
+        "request_id",
+        "document",
+        "collection_id",
+        "conversation",
+    ];
+    let mut names = BTreeSet::new();
+    for row in &rows {
+        assert!(names.insert(row.name.clone()), "duplicate {}", row.name);
+        let layer_prefix = match row.layer.as_str() {
+            "monitor" => {
+                row.name.starts_with("stratum_monitor_") || row.name.starts_with("stratum_process_")
+            }
+            layer => row.name.starts_with(&format!("stratum_{layer}_")),
+        };
+        assert!(layer_prefix, "{} does not start with its layer", row.name);
+        assert!(
+            row.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{} is not snake case",
+            row.name
+        );
+        match row.kind.as_str() {
+            "counter" => assert!(
+                row.name.ends_with("_total"),
+                "counter {} must end in _total",
+                row.name
+            ),
+            "histogram" => {
+                assert!(
+                    row.name.ends_with("_seconds"),
+                    "histogram {} must be in seconds",
+                    row.name
+                );
+                assert_eq!(row.unit, "seconds", "{}", row.name);
+            }
+            "gauge" => assert!(
+                !row.name.ends_with("_total") || row.name == "stratum_process_cpu_seconds_total",
+                "gauge {} must not end in _total",
+                row.name
+            ),
+            other => panic!("{}: unknown type {other}", row.name),
+        }
+        if row.name.ends_with("_bytes") {
+            assert_eq!(row.unit, "bytes", "{}", row.name);
+        }
+        for label in &row.labels {
+            assert!(
+                !forbidden.contains(&label.as_str()),
+                "{}: unbounded label {label}",
+                row.name
+            );
+            assert!(
+                labels.contains(label),
+                "{}: label {label} not in the label table",
+                row.name
+            );
+        }
+        assert!(
+            !row.description.is_empty(),
+            "{} has no description",
+            row.name
+        );
+    }
+}
+
+/// Every `stratum_*` series the monitor itself writes is catalogued, with
+/// the right type and labels.
+#[test]
+fn every_metric_the_monitor_writes_is_catalogued() {
+    let rows = catalogue();
+    let clock = stratum_monitor::ManualClock::new();
+    let config = MonitorConfig::builder()
+        .percentiles(stratum_monitor::PercentileConfig {
+            max_operations: 1,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let monitor = Monitor::builder(config)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    monitor.sample_resources();
+    monitor
+        .health()
+        .register_fn("db", CheckKind::Readiness, Health::up)
+        .unwrap();
+    let report = futures_report(&monitor);
+    monitor.in_scope(|| report.export());
+    monitor
+        .alerts()
+        .add(
+            AlertRule::above("always", Figure::custom(|| Some(1.0)), 0.5)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    monitor.evaluate_alerts();
+    monitor.in_scope(|| {
+        monitor.latency().record("a", Duration::from_millis(1));
+        monitor.latency().record("b", Duration::from_millis(1)); // over the cap: dropped
+    });
+    let scrape =
+        prometheus_parse::Scrape::parse(monitor.render().lines().map(|l| Ok(l.to_owned())))
+            .unwrap();
+    let mut seen = BTreeSet::new();
+    for sample in &scrape.samples {
+        let row = rows
+            .iter()
+            .find(|r| r.name == sample.metric)
+            .unwrap_or_else(|| panic!("{} is written but not catalogued", sample.metric));
+        let kind = match sample.value {
+            prometheus_parse::Value::Counter(_) => "counter",
+            prometheus_parse::Value::Gauge(_) => "gauge",
+            prometheus_parse::Value::Histogram(_) => "histogram",
+            _ => "other",
+        };
+        assert_eq!(kind, row.kind, "{}", row.name);
+        let mut labels: Vec<String> = sample.labels.keys().cloned().collect();
+        labels.sort();
+        let mut want = row.labels.clone();
+        want.sort();
+        assert_eq!(labels, want, "{}", row.name);
+        seen.insert(row.name.clone());
+    }
+    let monitor_rows: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.layer == "monitor")
+        .map(|r| r.name.clone())
+        .collect();
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            seen, monitor_rows,
+            "catalogued monitor metrics that were never written"
+        );
+    }
+}
+
+fn futures_report(monitor: &Monitor) -> stratum_monitor::HealthReport {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(monitor.health().report(CheckKind::Readiness))
+}
+
+/// The dashboard generated from the catalogue: a row per layer, a panel per
+/// metric (rate for counters, p50/p99 for histograms, value for gauges).
+fn dashboard(rows: &[Row]) -> Value {
+    let mut panels = Vec::new();
+    let mut id = 1;
+    let mut y = 0;
+    let mut layers: Vec<&str> = Vec::new();
+    for row in rows {
+        if !layers.contains(&row.layer.as_str()) {
+            layers.push(&row.layer);
+        }
+    }
+    for layer in layers {
+        panels.push(json!({
+            "id": id, "type": "row", "title": layer, "collapsed": false,
+            "gridPos": { "h": 1, "w": 24, "x": 0, "y": y },
+            "panels": []
+        }));
+        id += 1;
+        y += 1;
+        for (i, row) in rows.iter().filter(|r| r.layer == layer).enumerate() {
+            let by = row.labels.join(", ");
+            let targets = if row.kind == "histogram" {
+                let by = if by.is_empty() {
+                    "le".to_owned()
+                } else {
+                    format!("le, {by}")
+                };
+                [0.5, 0.99]
+                    .iter()
+                    .zip(["A", "B"])
+                    .map(|(q, ref_id)| {
+                        json!({
+                            "refId": ref_id,
+                            "expr": format!("histogram_quantile({q}, sum by ({by}) (rate({}_bucket[$__rate_interval])))", row.name),
+                            "legendFormat": format!("p{} {}", q * 100.0, legend(&row.labels)),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            } else {
+                let inner = if row.name.ends_with("_total") {
+                    format!("rate({}[$__rate_interval])", row.name)
+                } else {
+                    row.name.clone()
+                };
+                let expr = if by.is_empty() {
+                    inner
+                } else {
+                    format!("sum by ({by}) ({inner})")
+                };
+                vec![json!({ "refId": "A", "expr": expr, "legendFormat": legend(&row.labels) })]
+            };
+            let unit = match (row.kind.as_str(), row.unit.as_str()) {
+                ("histogram", _) => "s",
+                (_, "bytes") => "bytes",
+                (_, "ratio") => "percentunit",
+                (_, "seconds") if row.name.ends_with("_total") => "percentunit", // CPU seconds per second
+                _ if row.name.ends_with("_total") => "ops",
+                _ => "short",
+            };
+            panels.push(json!({
+                "id": id,
+                "type": "timeseries",
+                "title": row.name,
+                "description": row.description,
+                "datasource": { "type": "prometheus", "uid": "${datasource}" },
+                "gridPos": { "h": 8, "w": 12, "x": (i % 2) * 12, "y": y + (i / 2) * 8 },
+                "fieldConfig": { "defaults": { "unit": unit }, "overrides": [] },
+                "options": { "legend": { "displayMode": "list", "placement": "bottom" } },
+                "targets": targets,
+            }));
+            id += 1;
+        }
+        let count = rows.iter().filter(|r| r.layer == layer).count();
+        y += count.div_ceil(2) * 8;
+    }
+    json!({
+        "title": "Stratum",
+        "uid": "stratum-overview",
+        "description": "Generated from docs/metrics.md by crates/monitor/tests/catalogue.rs; do not edit by hand.",
+        "tags": ["stratum"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": true,
+        "refresh": "30s",
+        "time": { "from": "now-1h", "to": "now" },
+        "templating": { "list": [{
+            "name": "datasource", "label": "Prometheus", "type": "datasource",
+            "query": "prometheus", "current": {}, "hide": 0
+        }]},
+        "panels": panels,
+    })
+}
+
+fn legend(labels: &[String]) -> String {
+    labels
+        .iter()
+        .map(|l| format!("{{{{{l}}}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn grafana_dashboard_is_generated_from_the_catalogue() {
+    let rows = catalogue();
+    let generated = serde_json::to_string_pretty(&dashboard(&rows)).unwrap() + "\n";
+    let path = docs().join("grafana-dashboard.json");
+    if std::env::var("STRATUM_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/grafana-dashboard.json is out of date with docs/metrics.md; run \
+         `STRATUM_BLESS=1 cargo test -p stratum-monitor --test catalogue`"
+    );
+    // Every catalogued metric has exactly one panel.
+    let dash: Value = serde_json::from_str(&committed).unwrap();
+    let titles: BTreeSet<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "timeseries")
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    let names: BTreeSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(titles, names);
+}
