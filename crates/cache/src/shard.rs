@@ -1,0 +1,610 @@
+//! One shard's storage: a slab of entries, an index by hash, and the
+//! eviction policy's intrusive lists (exact LRU, or S3-FIFO's small and main
+//! FIFO queues plus a ghost queue of recently evicted hashes).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use hashbrown::HashTable;
+
+use crate::config::Policy;
+use crate::stats::RemovalCause;
+
+/// The "no link" index.
+const NIL: u32 = u32::MAX;
+/// S3-FIFO's access counter saturates here (two bits, as in the paper).
+const MAX_FREQ: u8 = 3;
+/// Which list an entry sits on. LRU uses only `SMALL` (as its one list).
+const SMALL: usize = 0;
+const MAIN: usize = 1;
+
+/// A removed entry, handed back so the caller can notify the listener and
+/// drop the value outside the shard lock.
+pub(crate) type Removed<K, V> = (K, V, RemovalCause);
+
+/// Expiry settings a shard needs to judge an entry, in clock ticks (ns).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Time-to-idle, if configured.
+    pub(crate) tti: Option<u64>,
+    /// How long an expired value is kept for stale-if-error (0 if off).
+    pub(crate) max_stale: u64,
+}
+
+pub(crate) struct Entry<K, V> {
+    key: K,
+    value: V,
+    hash: u64,
+    weight: u64,
+    /// TTL deadline (cache TTL or per-entry TTL), `u64::MAX` for none.
+    expires_at: u64,
+    /// When a read should trigger a refresh-ahead reload, `u64::MAX` for never.
+    refresh_at: u64,
+    /// Last read or write, for time-to-idle.
+    last_access: AtomicU64,
+    /// S3-FIFO access counter; written only when it changes, so hot keys
+    /// that are already saturated cost readers no shared write.
+    freq: AtomicU8,
+    list: u8,
+    prev: u32,
+    next: u32,
+}
+
+impl<K, V> Entry<K, V> {
+    /// The tick at which this entry stops being served.
+    fn expired_at(&self, timing: Timing) -> u64 {
+        match timing.tti {
+            Some(tti) => self
+                .expires_at
+                .min(self.last_access.load(Ordering::Relaxed).saturating_add(tti)),
+            None => self.expires_at,
+        }
+    }
+
+    fn is_live(&self, now: u64, timing: Timing) -> bool {
+        now < self.expired_at(timing)
+    }
+
+    /// Expired and past any stale-if-error grace: safe to reclaim.
+    fn is_dead(&self, now: u64, timing: Timing) -> bool {
+        now >= self.expired_at(timing).saturating_add(timing.max_stale)
+    }
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<V> {
+    /// A live value; `refresh` is true when it is past its refresh-ahead point.
+    Hit { value: V, refresh: bool },
+    /// Expired but within the stale-if-error grace (only when asked for).
+    Stale(V),
+    /// Nothing servable.
+    Miss,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    weight: u64,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: Self = Self {
+        head: NIL,
+        tail: NIL,
+        weight: 0,
+        len: 0,
+    };
+}
+
+/// What the shard stores for one insert.
+pub(crate) struct NewEntry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) hash: u64,
+    pub(crate) weight: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) refresh_at: u64,
+}
+
+pub(crate) struct ShardData<K, V> {
+    table: HashTable<u32>,
+    slab: Vec<Option<Entry<K, V>>>,
+    free: Vec<u32>,
+    lists: [List; 2],
+    weight: u64,
+    capacity: u64,
+    /// S3-FIFO's small-queue share of the capacity (10 %).
+    small_target: u64,
+    policy: Policy,
+    /// S3-FIFO ghost queue: hashes of entries evicted from the small queue.
+    ghost: VecDeque<u64>,
+    ghost_set: HashTable<(u64, u32)>,
+    /// Where the amortized expiry sweep resumes.
+    cursor: usize,
+}
+
+impl<K: Eq, V: Clone> ShardData<K, V> {
+    pub(crate) fn new(capacity: u64, policy: Policy) -> Self {
+        Self {
+            table: HashTable::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            lists: [List::EMPTY; 2],
+            weight: 0,
+            capacity,
+            small_target: (capacity / 10).max(1),
+            policy,
+            ghost: VecDeque::new(),
+            ghost_set: HashTable::new(),
+            cursor: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Slab slots, occupied or free: what a full sweep examines.
+    pub(crate) fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn entry(&self, idx: u32) -> Option<&Entry<K, V>> {
+        self.slab.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn entry_mut(&mut self, idx: u32) -> Option<&mut Entry<K, V>> {
+        self.slab.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    fn find(&self, hash: u64, key: &K) -> Option<u32> {
+        let slab = &self.slab;
+        self.table
+            .find(hash, |&i| {
+                slab.get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.key == *key)
+            })
+            .copied()
+    }
+
+    /// A lookup that needs only shared access: S3-FIFO's read path. Marks the
+    /// entry as accessed (freq, and last access when TTI is on).
+    pub(crate) fn lookup_shared(
+        &self,
+        hash: u64,
+        key: &K,
+        now: u64,
+        timing: Timing,
+        want_stale: bool,
+    ) -> Lookup<V> {
+        let Some(e) = self.find(hash, key).and_then(|i| self.entry(i)) else {
+            return Lookup::Miss;
+        };
+        if e.is_live(now, timing) {
+            let f = e.freq.load(Ordering::Relaxed);
+            if f < MAX_FREQ {
+                e.freq.store(f + 1, Ordering::Relaxed);
+            }
+            if timing.tti.is_some() {
+                e.last_access.store(now, Ordering::Relaxed);
+            }
+            Lookup::Hit {
+                value: e.value.clone(),
+                refresh: now >= e.refresh_at,
+            }
+        } else if want_stale && !e.is_dead(now, timing) {
+            Lookup::Stale(e.value.clone())
+        } else {
+            Lookup::Miss
+        }
+    }
+
+    /// `Some(live)` if `key` is stored, without touching or counting it.
+    pub(crate) fn lookup_shared_peek(&self, hash: u64, key: &K, now: u64, timing: Timing) -> Option<bool> {
+        let e = self.find(hash, key).and_then(|i| self.entry(i))?;
+        Some(e.is_live(now, timing))
+    }
+
+    /// A lookup with exclusive access: the exact-LRU read path, which moves
+    /// the entry to the front, and reclaims it on the spot if it is dead.
+    pub(crate) fn lookup_exclusive(
+        &mut self,
+        hash: u64,
+        key: &K,
+        now: u64,
+        timing: Timing,
+        want_stale: bool,
+        out: &mut Vec<Removed<K, V>>,
+    ) -> Lookup<V> {
+        let Some(idx) = self.find(hash, key) else {
+            return Lookup::Miss;
+        };
+        let Some(e) = self.entry(idx) else {
+            return Lookup::Miss;
+        };
+        if e.is_live(now, timing) {
+            let value = e.value.clone();
+            let refresh = now >= e.refresh_at;
+            e.last_access.store(now, Ordering::Relaxed);
+            if self.policy == Policy::Lru {
+                self.unlink(idx);
+                self.push_head(idx, SMALL);
+            } else {
+                let f = e.freq.load(Ordering::Relaxed);
+                e.freq.store((f + 1).min(MAX_FREQ), Ordering::Relaxed);
+            }
+            Lookup::Hit { value, refresh }
+        } else if !e.is_dead(now, timing) {
+            if want_stale {
+                Lookup::Stale(e.value.clone())
+            } else {
+                Lookup::Miss
+            }
+        } else {
+            if let Some(r) = self.remove_idx(idx, RemovalCause::Expired) {
+                out.push(r);
+            }
+            Lookup::Miss
+        }
+    }
+
+    /// Inserts or replaces; evicts as needed so `weight <= capacity` holds on
+    /// return. An entry heavier than the whole shard is not stored (it is
+    /// reported as a `Size` eviction) and any older value for the key goes.
+    pub(crate) fn insert(
+        &mut self,
+        new: NewEntry<K, V>,
+        now: u64,
+        timing: Timing,
+        out: &mut Vec<Removed<K, V>>,
+    ) {
+        let existing = self.find(new.hash, &new.key);
+        if new.weight > self.capacity {
+            if let Some(idx) = existing {
+                if let Some(r) = self.remove_idx(idx, RemovalCause::Replaced) {
+                    out.push(r);
+                }
+            }
+            out.push((new.key, new.value, RemovalCause::Size));
+            return;
+        }
+        let idx = if let Some(idx) = existing {
+            let policy = self.policy;
+            let Some(e) = self.entry_mut(idx) else {
+                return;
+            };
+            let cause = if e.is_live(now, timing) {
+                RemovalCause::Replaced
+            } else {
+                RemovalCause::Expired
+            };
+            let old_value = std::mem::replace(&mut e.value, new.value);
+            let old_weight = std::mem::replace(&mut e.weight, new.weight);
+            e.expires_at = new.expires_at;
+            e.refresh_at = new.refresh_at;
+            e.last_access.store(now, Ordering::Relaxed);
+            let list = e.list as usize;
+            out.push((new.key, old_value, cause));
+            if let Some(l) = self.lists.get_mut(list) {
+                l.weight = l.weight - old_weight + new.weight;
+            }
+            self.weight = self.weight - old_weight + new.weight;
+            if policy == Policy::Lru {
+                self.unlink(idx);
+                self.push_head(idx, SMALL);
+            }
+            idx
+        } else {
+            let list = match self.policy {
+                Policy::Lru => SMALL,
+                Policy::S3Fifo => {
+                    if self.ghost_take(new.hash) {
+                        MAIN
+                    } else {
+                        SMALL
+                    }
+                }
+            };
+            let entry = Entry {
+                key: new.key,
+                value: new.value,
+                hash: new.hash,
+                weight: new.weight,
+                expires_at: new.expires_at,
+                refresh_at: new.refresh_at,
+                last_access: AtomicU64::new(now),
+                freq: AtomicU8::new(0),
+                list: list as u8,
+                prev: NIL,
+                next: NIL,
+            };
+            let idx = match self.free.pop() {
+                Some(i) => {
+                    if let Some(slot) = self.slab.get_mut(i as usize) {
+                        *slot = Some(entry);
+                    }
+                    i
+                }
+                None => {
+                    self.slab.push(Some(entry));
+                    u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
+                }
+            };
+            let slab = &self.slab;
+            self.table.insert_unique(new.hash, idx, |&i| {
+                slab.get(i as usize)
+                    .and_then(Option::as_ref)
+                    .map_or(0, |e| e.hash)
+            });
+            self.weight += new.weight;
+            self.push_head(idx, list);
+            idx
+        };
+        while self.weight > self.capacity {
+            if !self.evict_one(now, timing, idx, out) {
+                break;
+            }
+        }
+    }
+
+    /// Removes the entry for `key`, if any (live or not).
+    pub(crate) fn remove(&mut self, hash: u64, key: &K, cause: RemovalCause) -> Option<Removed<K, V>> {
+        let idx = self.find(hash, key)?;
+        self.remove_idx(idx, cause)
+    }
+
+    /// Removes everything.
+    pub(crate) fn clear(&mut self, out: &mut Vec<Removed<K, V>>) {
+        for slot in self.slab.drain(..) {
+            if let Some(e) = slot {
+                out.push((e.key, e.value, RemovalCause::Explicit));
+            }
+        }
+        self.table.clear();
+        self.free.clear();
+        self.lists = [List::EMPTY; 2];
+        self.weight = 0;
+        self.cursor = 0;
+        self.ghost.clear();
+        self.ghost_set.clear();
+    }
+
+    /// Examines up to `budget` slots from where the last sweep stopped and
+    /// reclaims dead entries: the amortized expiry that runs on every write.
+    pub(crate) fn sweep(&mut self, budget: usize, now: u64, timing: Timing, out: &mut Vec<Removed<K, V>>) {
+        let n = self.slab.len();
+        if n == 0 {
+            return;
+        }
+        for _ in 0..budget.min(n) {
+            if self.cursor >= n {
+                self.cursor = 0;
+            }
+            let idx = self.cursor;
+            self.cursor += 1;
+            let dead = self
+                .slab
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.is_dead(now, timing));
+            if dead {
+                if let Some(r) = self.remove_idx(idx as u32, RemovalCause::Expired) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+
+    /// Keys from least to most recently used (LRU), or in eviction-queue
+    /// order (S3-FIFO: small queue then main queue, oldest first).
+    pub(crate) fn keys_in_eviction_order(&self) -> Vec<&K> {
+        let mut keys = Vec::with_capacity(self.len());
+        for list in &self.lists {
+            let mut cur = list.tail;
+            while let Some(e) = self.entry(cur) {
+                keys.push(&e.key);
+                cur = e.prev;
+            }
+        }
+        keys
+    }
+
+    /// Evicts one entry chosen by the policy. `protect` (the entry just
+    /// written) is only taken when nothing else is left.
+    fn evict_one(&mut self, now: u64, timing: Timing, protect: u32, out: &mut Vec<Removed<K, V>>) -> bool {
+        let victim = match self.policy {
+            Policy::Lru => self.lists[SMALL].tail,
+            Policy::S3Fifo => self.s3_victim(protect),
+        };
+        if victim == NIL {
+            return false;
+        }
+        let cause = match self.entry(victim) {
+            Some(e) if !e.is_live(now, timing) => RemovalCause::Expired,
+            _ => RemovalCause::Size,
+        };
+        if self.policy == Policy::S3Fifo
+            && self.entry(victim).is_some_and(|e| e.list as usize == SMALL)
+        {
+            if let Some(e) = self.entry(victim) {
+                let hash = e.hash;
+                self.ghost_push(hash);
+            }
+        }
+        match self.remove_idx(victim, cause) {
+            Some(r) => {
+                out.push(r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// S3-FIFO: take from the small queue while it is over its share (an
+    /// entry read since insertion is promoted to main instead), otherwise
+    /// from main (an entry read since its last pass gets another round).
+    /// `protect` is rotated past; if it is alone in the chosen queue the
+    /// other queue is used.
+    fn s3_victim(&mut self, protect: u32) -> u32 {
+        let mut force: Option<usize> = None;
+        // Every iteration moves an entry small -> main, lowers a main
+        // entry's counter, or rotates `protect` once per queue: bounded.
+        loop {
+            let (small, main) = (self.lists[SMALL], self.lists[MAIN]);
+            let list = match force {
+                Some(l) => l,
+                None if small.tail != NIL && (small.weight > self.small_target || main.tail == NIL) => SMALL,
+                None if main.tail != NIL => MAIN,
+                None => return NIL,
+            };
+            let Some(l) = self.lists.get(list).copied() else {
+                return NIL;
+            };
+            let tail = l.tail;
+            if tail == NIL {
+                return NIL;
+            }
+            if tail == protect {
+                if l.len > 1 {
+                    self.unlink(tail);
+                    self.push_head(tail, list);
+                    continue;
+                }
+                let other = 1 - list;
+                if force.is_some() || self.lists[other].tail == NIL {
+                    return NIL;
+                }
+                force = Some(other);
+                continue;
+            }
+            let Some(e) = self.entry(tail) else {
+                return NIL;
+            };
+            let f = e.freq.load(Ordering::Relaxed);
+            if f == 0 {
+                return tail;
+            }
+            // Small: read since insertion -> promote to main with a clean
+            // counter. Main: one more round, one count fewer.
+            e.freq.store(if list == SMALL { 0 } else { f - 1 }, Ordering::Relaxed);
+            self.unlink(tail);
+            self.push_head(tail, MAIN);
+        }
+    }
+
+    fn ghost_push(&mut self, hash: u64) {
+        let cap = self.len().max(8);
+        while self.ghost.len() >= cap {
+            if let Some(old) = self.ghost.pop_front() {
+                self.ghost_dec(old);
+            }
+        }
+        self.ghost.push_back(hash);
+        match self.ghost_set.find_mut(hash, |&(h, _)| h == hash) {
+            Some((_, count)) => *count += 1,
+            None => {
+                self.ghost_set.insert_unique(hash, (hash, 1), |&(h, _)| h);
+            }
+        }
+    }
+
+    fn ghost_dec(&mut self, hash: u64) {
+        if let Some((_, count)) = self.ghost_set.find_mut(hash, |&(h, _)| h == hash) {
+            if *count > 1 {
+                *count -= 1;
+                return;
+            }
+        }
+        if let Ok(entry) = self.ghost_set.find_entry(hash, |&(h, _)| h == hash) {
+            entry.remove();
+        }
+    }
+
+    /// True (and forgets it) if `hash` was recently evicted from small. Its
+    /// FIFO slot stays and is discounted when it ages out (a later ghost of
+    /// the same hash may then be forgotten early: a harmless approximation
+    /// that keeps this O(1)).
+    fn ghost_take(&mut self, hash: u64) -> bool {
+        match self.ghost_set.find_entry(hash, |&(h, _)| h == hash) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
+        let hash = self.entry(idx)?.hash;
+        self.unlink(idx);
+        if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
+            found.remove();
+        }
+        let e = self.slab.get_mut(idx as usize)?.take()?;
+        self.free.push(idx);
+        self.weight -= e.weight;
+        Some((e.key, e.value, cause))
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Some(e) = self.entry(idx) else { return };
+        let (prev, next, list, weight) = (e.prev, e.next, e.list as usize, e.weight);
+        match self.entry_mut(prev) {
+            Some(p) => p.next = next,
+            None => {
+                if let Some(l) = self.lists.get_mut(list) {
+                    l.head = next;
+                }
+            }
+        }
+        match self.entry_mut(next) {
+            Some(n) => n.prev = prev,
+            None => {
+                if let Some(l) = self.lists.get_mut(list) {
+                    l.tail = prev;
+                }
+            }
+        }
+        if let Some(l) = self.lists.get_mut(list) {
+            l.weight -= weight;
+            l.len -= 1;
+        }
+        if let Some(e) = self.entry_mut(idx) {
+            e.prev = NIL;
+            e.next = NIL;
+        }
+    }
+
+    fn push_head(&mut self, idx: u32, list: usize) {
+        let Some(l) = self.lists.get(list).copied() else {
+            return;
+        };
+        let Some(e) = self.entry_mut(idx) else { return };
+        e.list = list as u8;
+        e.prev = NIL;
+        e.next = l.head;
+        let weight = e.weight;
+        if let Some(h) = self.entry_mut(l.head) {
+            h.prev = idx;
+        }
+        if let Some(l) = self.lists.get_mut(list) {
+            l.head = idx;
+            if l.tail == NIL {
+                l.tail = idx;
+            }
+            l.weight += weight;
+            l.len += 1;
+        }
+    }
+}
