@@ -183,16 +183,22 @@ where
         let shard = self.shard(hash);
         let now = self.now();
         match self.policy {
-            Policy::S3Fifo => shard
-                .data
-                .read()
-                .lookup_shared(hash, key, now, self.timing, want_stale),
+            Policy::S3Fifo => {
+                shard
+                    .data
+                    .read()
+                    .lookup_shared(hash, key, now, self.timing, want_stale)
+            }
             Policy::Lru => {
                 let mut out = Vec::new();
-                let found = shard
-                    .data
-                    .write()
-                    .lookup_exclusive(hash, key, now, self.timing, want_stale, &mut out);
+                let found = shard.data.write().lookup_exclusive(
+                    hash,
+                    key,
+                    now,
+                    self.timing,
+                    want_stale,
+                    &mut out,
+                );
                 self.removed(out);
                 found
             }
@@ -201,7 +207,10 @@ where
 
     pub(crate) fn insert(&self, key: K, value: V, ttl: Option<Duration>) {
         let hash = self.hash(&key);
-        let weight = self.weigher.as_ref().map_or(1, |w| u64::from(w(&key, &value)));
+        let weight = self
+            .weigher
+            .as_ref()
+            .map_or(1, |w| u64::from(w(&key, &value)));
         let now = self.now();
         let ttl = ttl.map(ticks).or(self.ttl);
         let expires_at = ttl.map_or(u64::MAX, |t| now.saturating_add(t));
@@ -254,7 +263,12 @@ where
         }
         let flight = Flight::new();
         flights.insert(key.clone(), Arc::clone(&flight));
-        Begin::Lead(LeadGuard::new(Arc::clone(self) as _, key.clone(), hash, flight))
+        Begin::Lead(LeadGuard::new(
+            Arc::clone(self) as _,
+            key.clone(),
+            hash,
+            flight,
+        ))
     }
 
     /// Leads a flight only if none is under way (refresh-ahead).
@@ -266,7 +280,12 @@ where
         }
         let flight = Flight::new();
         flights.insert(key.clone(), Arc::clone(&flight));
-        Some(LeadGuard::new(Arc::clone(self) as _, key.clone(), hash, flight))
+        Some(LeadGuard::new(
+            Arc::clone(self) as _,
+            key.clone(),
+            hash,
+            flight,
+        ))
     }
 
     /// Records a finished load: stats, the value stored, waiters told.
@@ -357,7 +376,11 @@ where
         }
     }
 
-    pub(crate) async fn get_or_load_async<E, F, Fut>(self: &Arc<Self>, key: K, load: F) -> Result<V, Arc<E>>
+    pub(crate) async fn get_or_load_async<E, F, Fut>(
+        self: &Arc<Self>,
+        key: K,
+        load: F,
+    ) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: FnOnce(K) -> Fut,
@@ -434,7 +457,8 @@ where
             metrics::counter!("stratum_cache_evictions_total", "cache" => name.clone(), "cause" => cause)
                 .absolute(v);
         }
-        metrics::counter!("stratum_cache_refreshes_total", "cache" => name.clone()).absolute(s.refreshes);
+        metrics::counter!("stratum_cache_refreshes_total", "cache" => name.clone())
+            .absolute(s.refreshes);
         metrics::counter!("stratum_cache_stale_serves_total", "cache" => name.clone())
             .absolute(s.stale_serves);
         let (mut len, mut weight) = (0u64, 0u64);
@@ -536,13 +560,21 @@ where
 
     /// Total weight stored (the entry count without a weigher).
     pub fn weighted_size(&self) -> u64 {
-        self.inner.shards.iter().map(|s| s.data.read().weight()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.data.read().weight())
+            .sum()
     }
 
     /// The bound on [`ShardedCache::weighted_size`]: the capacity split
     /// evenly between shards, rounded down.
     pub fn capacity(&self) -> u64 {
-        self.inner.shards.iter().map(|s| s.data.read().capacity()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.data.read().capacity())
+            .sum()
     }
 
     /// A snapshot of the statistics.
@@ -575,7 +607,14 @@ where
         self.inner
             .shards
             .get(shard)
-            .map(|s| s.data.read().keys_in_eviction_order().into_iter().cloned().collect())
+            .map(|s| {
+                s.data
+                    .read()
+                    .keys_in_eviction_order()
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

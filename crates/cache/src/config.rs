@@ -99,13 +99,19 @@ impl CacheConfig {
         }
         if let Some(shards) = self.shards {
             if shards == 0 || !shards.is_power_of_two() || shards > 1 << 16 {
-                return Err(ConfigError::new("shards", "must be a power of two in [1, 65536]"));
+                return Err(ConfigError::new(
+                    "shards",
+                    "must be a power of two in [1, 65536]",
+                ));
             }
             if shards as u64 > self.max_capacity {
                 return Err(ConfigError::new("shards", "must not exceed max_capacity"));
             }
         }
-        for (field, d) in [("time_to_live", self.time_to_live), ("time_to_idle", self.time_to_idle)] {
+        for (field, d) in [
+            ("time_to_live", self.time_to_live),
+            ("time_to_idle", self.time_to_idle),
+        ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(ConfigError::new(field, "must be greater than zero"));
             }

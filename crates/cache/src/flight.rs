@@ -101,10 +101,10 @@ impl<V: Clone> Future for FlightWait<V> {
         if let Some(o) = Flight::outcome(&state) {
             return Poll::Ready(o);
         }
-        if let State::Pending(wakers) = &mut *state {
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
+        if let State::Pending(wakers) = &mut *state
+            && !wakers.iter().any(|w| w.will_wake(cx.waker()))
+        {
+            wakers.push(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -127,7 +127,12 @@ pub(crate) struct LeadGuard<K, V> {
 }
 
 impl<K, V: Clone> LeadGuard<K, V> {
-    pub(crate) fn new(table: Arc<dyn FlightTable<K, V> + Send + Sync>, key: K, hash: u64, flight: Arc<Flight<V>>) -> Self {
+    pub(crate) fn new(
+        table: Arc<dyn FlightTable<K, V> + Send + Sync>,
+        key: K,
+        hash: u64,
+        flight: Arc<Flight<V>>,
+    ) -> Self {
         Self {
             table,
             key,

@@ -33,6 +33,18 @@ pub trait AsyncLoader<K, V>: Send + Sync + 'static {
     fn load(&self, key: K) -> impl Future<Output = Result<V, Self::Error>> + Send;
 }
 
+/// A shared loader is a loader, so a test or a caller can keep a handle.
+impl<K, V, L> AsyncLoader<K, V> for Arc<L>
+where
+    L: AsyncLoader<K, V>,
+    K: Send,
+{
+    type Error = L::Error;
+    fn load(&self, key: K) -> impl Future<Output = Result<V, Self::Error>> + Send {
+        L::load(self, key)
+    }
+}
+
 /// How a warm-up went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -157,7 +169,11 @@ where
 
     /// Loads every key in `keys` that is not cached, at most `concurrency`
     /// loads at a time (0 is treated as 1), and waits for them all.
-    pub async fn warm_up(&self, keys: impl IntoIterator<Item = K>, concurrency: usize) -> WarmUpReport {
+    pub async fn warm_up(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        concurrency: usize,
+    ) -> WarmUpReport {
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for key in keys {

@@ -211,7 +211,13 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     /// `Some(live)` if `key` is stored, without touching or counting it.
-    pub(crate) fn lookup_shared_peek(&self, hash: u64, key: &K, now: u64, timing: Timing) -> Option<bool> {
+    pub(crate) fn lookup_shared_peek(
+        &self,
+        hash: u64,
+        key: &K,
+        now: u64,
+        timing: Timing,
+    ) -> Option<bool> {
         let e = self.find(hash, key).and_then(|i| self.entry(i))?;
         Some(e.is_live(now, timing))
     }
@@ -271,10 +277,10 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     ) {
         let existing = self.find(new.hash, &new.key);
         if new.weight > self.capacity {
-            if let Some(idx) = existing {
-                if let Some(r) = self.remove_idx(idx, RemovalCause::Replaced) {
-                    out.push(r);
-                }
+            if let Some(idx) = existing
+                && let Some(r) = self.remove_idx(idx, RemovalCause::Replaced)
+            {
+                out.push(r);
             }
             out.push((new.key, new.value, RemovalCause::Size));
             return;
@@ -359,17 +365,20 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     /// Removes the entry for `key`, if any (live or not).
-    pub(crate) fn remove(&mut self, hash: u64, key: &K, cause: RemovalCause) -> Option<Removed<K, V>> {
+    pub(crate) fn remove(
+        &mut self,
+        hash: u64,
+        key: &K,
+        cause: RemovalCause,
+    ) -> Option<Removed<K, V>> {
         let idx = self.find(hash, key)?;
         self.remove_idx(idx, cause)
     }
 
     /// Removes everything.
     pub(crate) fn clear(&mut self, out: &mut Vec<Removed<K, V>>) {
-        for slot in self.slab.drain(..) {
-            if let Some(e) = slot {
-                out.push((e.key, e.value, RemovalCause::Explicit));
-            }
+        for e in self.slab.drain(..).flatten() {
+            out.push((e.key, e.value, RemovalCause::Explicit));
         }
         self.table.clear();
         self.free.clear();
@@ -382,7 +391,13 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Examines up to `budget` slots from where the last sweep stopped and
     /// reclaims dead entries: the amortized expiry that runs on every write.
-    pub(crate) fn sweep(&mut self, budget: usize, now: u64, timing: Timing, out: &mut Vec<Removed<K, V>>) {
+    pub(crate) fn sweep(
+        &mut self,
+        budget: usize,
+        now: u64,
+        timing: Timing,
+        out: &mut Vec<Removed<K, V>>,
+    ) {
         let n = self.slab.len();
         if n == 0 {
             return;
@@ -398,10 +413,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
                 .get(idx)
                 .and_then(Option::as_ref)
                 .is_some_and(|e| e.is_dead(now, timing));
-            if dead {
-                if let Some(r) = self.remove_idx(idx as u32, RemovalCause::Expired) {
-                    out.push(r);
-                }
+            if dead && let Some(r) = self.remove_idx(idx as u32, RemovalCause::Expired) {
+                out.push(r);
             }
         }
     }
@@ -422,7 +435,13 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Evicts one entry chosen by the policy. `protect` (the entry just
     /// written) is only taken when nothing else is left.
-    fn evict_one(&mut self, now: u64, timing: Timing, protect: u32, out: &mut Vec<Removed<K, V>>) -> bool {
+    fn evict_one(
+        &mut self,
+        now: u64,
+        timing: Timing,
+        protect: u32,
+        out: &mut Vec<Removed<K, V>>,
+    ) -> bool {
         let victim = match self.policy {
             Policy::Lru => self.lists[SMALL].tail,
             Policy::S3Fifo => self.s3_victim(protect),
@@ -435,12 +454,11 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             _ => RemovalCause::Size,
         };
         if self.policy == Policy::S3Fifo
-            && self.entry(victim).is_some_and(|e| e.list as usize == SMALL)
+            && let Some(e) = self.entry(victim)
+            && e.list as usize == SMALL
         {
-            if let Some(e) = self.entry(victim) {
-                let hash = e.hash;
-                self.ghost_push(hash);
-            }
+            let hash = e.hash;
+            self.ghost_push(hash);
         }
         match self.remove_idx(victim, cause) {
             Some(r) => {
@@ -464,7 +482,11 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let (small, main) = (self.lists[SMALL], self.lists[MAIN]);
             let list = match force {
                 Some(l) => l,
-                None if small.tail != NIL && (small.weight > self.small_target || main.tail == NIL) => SMALL,
+                None if small.tail != NIL
+                    && (small.weight > self.small_target || main.tail == NIL) =>
+                {
+                    SMALL
+                }
                 None if main.tail != NIL => MAIN,
                 None => return NIL,
             };
@@ -497,7 +519,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             }
             // Small: read since insertion -> promote to main with a clean
             // counter. Main: one more round, one count fewer.
-            e.freq.store(if list == SMALL { 0 } else { f - 1 }, Ordering::Relaxed);
+            e.freq
+                .store(if list == SMALL { 0 } else { f - 1 }, Ordering::Relaxed);
             self.unlink(tail);
             self.push_head(tail, MAIN);
         }
@@ -520,11 +543,11 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     fn ghost_dec(&mut self, hash: u64) {
-        if let Some((_, count)) = self.ghost_set.find_mut(hash, |&(h, _)| h == hash) {
-            if *count > 1 {
-                *count -= 1;
-                return;
-            }
+        if let Some((_, count)) = self.ghost_set.find_mut(hash, |&(h, _)| h == hash)
+            && *count > 1
+        {
+            *count -= 1;
+            return;
         }
         if let Ok(entry) = self.ghost_set.find_entry(hash, |&(h, _)| h == hash) {
             entry.remove();

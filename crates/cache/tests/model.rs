@@ -1,5 +1,6 @@
 //! Property tests against reference models: exact LRU order, expiry with a
 //! manual clock, and the weight bound after every operation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -241,7 +242,11 @@ proptest! {
 #[test]
 fn s3fifo_resists_a_scan() {
     let hot_hits = |policy| {
-        let cache = CacheBuilder::<u32, u32>::new(100).policy(policy).shards(1).build().unwrap();
+        let cache = CacheBuilder::<u32, u32>::new(100)
+            .policy(policy)
+            .shards(1)
+            .build()
+            .unwrap();
         for _ in 0..3 {
             for k in 0..50 {
                 if cache.get(&k).is_none() {
