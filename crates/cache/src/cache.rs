@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, ticks};
 use crate::config::{CacheBuilder, EvictionListener, Policy, Weigher};
 use crate::flight::{ErasedError, Flight, FlightTable, LeadGuard, Outcome};
-use crate::shard::{Lookup, NewEntry, Removed, ShardData, Timing};
+use crate::shard::{Lookup, NewEntry, Removals, ShardData, Timing};
 use crate::stats::{CacheStats, Counter, StatsCells};
 
 /// Slots examined for dead entries on every write (amortized expiry).
@@ -190,7 +190,7 @@ where
                     .lookup_shared(hash, key, now, self.timing, want_stale)
             }
             Policy::Lru => {
-                let mut out = Vec::new();
+                let mut out = Removals::default();
                 let found = shard.data.write().lookup_exclusive(
                     hash,
                     key,
@@ -210,7 +210,7 @@ where
         let weight = self
             .weigher
             .as_ref()
-            .map_or(1, |w| u64::from(w(&key, &value)));
+            .map_or(1, |w| w(&key, &value));
         let now = self.now();
         let ttl = ttl.map(ticks).or(self.ttl);
         let expires_at = ttl.map_or(u64::MAX, |t| now.saturating_add(t));
@@ -218,7 +218,7 @@ where
             (Some(t), Some(f)) => now.saturating_add((t as f64 * f) as u64),
             _ => u64::MAX,
         };
-        let mut out = Vec::new();
+        let mut out = Removals::default();
         {
             let mut data = self.shard(hash).data.write();
             data.insert(
@@ -240,8 +240,11 @@ where
     }
 
     /// Counts removals and tells the listener, outside every lock.
-    fn removed(&self, out: Vec<Removed<K, V>>) {
-        for (key, value, cause) in out {
+    fn removed(&self, out: Removals<K, V>) {
+        if out.is_empty() {
+            return;
+        }
+        for (key, value, cause) in out.into_iter() {
             self.stats.add(Counter::eviction(cause), 1);
             if let Some(listener) = &self.listener {
                 listener(&key, &value, cause);
@@ -429,7 +432,7 @@ where
     pub(crate) fn run_pending_tasks(&self) {
         let now = self.now();
         for shard in self.shards.iter() {
-            let mut out = Vec::new();
+            let mut out = Removals::default();
             {
                 let mut data = shard.data.write();
                 let slots = data.slots();
@@ -660,13 +663,15 @@ where
         };
         let (r, live) = removed?;
         let value = r.1.clone();
-        inner.removed(vec![r]);
+        let mut out = Removals::default();
+        out.push(r);
+        inner.removed(out);
         live.then_some(value)
     }
 
     fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let mut out = Vec::new();
+            let mut out = Removals::default();
             shard.data.write().clear(&mut out);
             self.inner.removed(out);
         }

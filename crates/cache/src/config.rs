@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ShardedCache;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, CoarseClock};
 use crate::error::ConfigError;
 use crate::stats::RemovalCause;
 
@@ -205,7 +205,7 @@ where
             config,
             weigher: None,
             listener: None,
-            clock: Arc::new(SystemClock::new()),
+            clock: Arc::new(CoarseClock::new()),
         }
     }
 
@@ -266,7 +266,9 @@ where
         self
     }
 
-    /// Uses `clock` for every expiry decision (a [`crate::ManualClock`] in tests).
+    /// Uses `clock` for every expiry decision: [`crate::CoarseClock`] by
+    /// default, [`crate::SystemClock`] for exact time, a
+    /// [`crate::ManualClock`] in tests.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self

@@ -21,7 +21,8 @@
 //!   [`CacheStats::hit_ratio`], the cause given to the eviction listener, and
 //!   `publish_metrics` / `spawn_maintenance` to export them through the
 //!   `metrics` facade (names in `docs/cache.md`).
-//! - [`Clock`], [`SystemClock`], [`ManualClock`]: the injectable time source.
+//! - [`Clock`], [`CoarseClock`] (the default), [`SystemClock`],
+//!   [`ManualClock`]: the injectable time source.
 //!
 //! # Example
 //!
@@ -82,7 +83,7 @@ mod shard;
 mod stats;
 
 pub use cache::{Cache, ShardedCache};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use config::{CacheBuilder, CacheConfig, EvictionListener, Policy, Weigher};
 pub use error::ConfigError;
 #[cfg(feature = "tokio")]
