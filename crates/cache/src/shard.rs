@@ -294,8 +294,10 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let refresh = now >= e.refresh_at;
             e.last_access.store(now, Ordering::Relaxed);
             if self.policy == Policy::Lru {
-                self.unlink(idx);
-                self.push_head(idx, SMALL);
+                if self.lists[SMALL].head != idx {
+                    self.unlink(idx);
+                    self.push_head(idx, SMALL);
+                }
             } else {
                 let f = e.freq.load(Ordering::Relaxed);
                 e.freq.store((f + 1).min(MAX_FREQ), Ordering::Relaxed);
@@ -488,7 +490,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         let mut keys = Vec::with_capacity(self.len());
         for list in &self.lists {
             let mut cur = list.tail;
-            while let Some(e) = self.entry(cur) {
+            for _ in 0..list.len {
+                let Some(e) = self.entry(cur) else { break };
                 keys.push(&e.key);
                 cur = e.prev;
             }
@@ -562,8 +565,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             }
             if tail == protect {
                 if l.len > 1 {
-                    self.unlink(tail);
-                    self.push_head(tail, list);
+                    self.rotate(list);
                     continue;
                 }
                 let other = 1 - list;
@@ -639,28 +641,37 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         Some((e.key, e.value, cause))
     }
 
+    // The lists are circular (head.prev == tail, tail.next == head), so
+    // giving the tail another round is `rotate`: two index writes in the
+    // list header and no write to any entry.
+
     fn unlink(&mut self, idx: u32) {
         let Some(e) = self.entry(idx) else { return };
         let (prev, next, list, weight) = (e.prev, e.next, e.list as usize, e.weight);
-        match self.entry_mut(prev) {
-            Some(p) => p.next = next,
-            None => {
-                if let Some(l) = self.lists.get_mut(list) {
+        let Some(l) = self.lists.get(list).copied() else {
+            return;
+        };
+        if l.len <= 1 {
+            if let Some(l) = self.lists.get_mut(list) {
+                *l = List::EMPTY;
+            }
+        } else {
+            if let Some(p) = self.entry_mut(prev) {
+                p.next = next;
+            }
+            if let Some(n) = self.entry_mut(next) {
+                n.prev = prev;
+            }
+            if let Some(l) = self.lists.get_mut(list) {
+                if l.head == idx {
                     l.head = next;
                 }
-            }
-        }
-        match self.entry_mut(next) {
-            Some(n) => n.prev = prev,
-            None => {
-                if let Some(l) = self.lists.get_mut(list) {
+                if l.tail == idx {
                     l.tail = prev;
                 }
+                l.weight -= u64::from(weight);
+                l.len -= 1;
             }
-        }
-        if let Some(l) = self.lists.get_mut(list) {
-            l.weight -= u64::from(weight);
-            l.len -= 1;
         }
         if let Some(e) = self.entry_mut(idx) {
             e.prev = NIL;
@@ -674,19 +685,49 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         };
         let Some(e) = self.entry_mut(idx) else { return };
         e.list = list as u8;
-        e.prev = NIL;
-        e.next = l.head;
         let weight = e.weight;
+        if l.len == 0 {
+            e.prev = idx;
+            e.next = idx;
+            if let Some(l) = self.lists.get_mut(list) {
+                *l = List {
+                    head: idx,
+                    tail: idx,
+                    weight: u64::from(weight),
+                    len: 1,
+                };
+            }
+            return;
+        }
+        e.prev = l.tail;
+        e.next = l.head;
         if let Some(h) = self.entry_mut(l.head) {
             h.prev = idx;
         }
+        if let Some(t) = self.entry_mut(l.tail) {
+            t.next = idx;
+        }
         if let Some(l) = self.lists.get_mut(list) {
             l.head = idx;
-            if l.tail == NIL {
-                l.tail = idx;
-            }
             l.weight += u64::from(weight);
             l.len += 1;
+        }
+    }
+
+    /// Moves the tail to the head (the tail's predecessor becomes the tail).
+    fn rotate(&mut self, list: usize) {
+        let Some(l) = self.lists.get(list).copied() else {
+            return;
+        };
+        if l.len <= 1 {
+            return;
+        }
+        let Some(prev) = self.entry(l.tail).map(|e| e.prev) else {
+            return;
+        };
+        if let Some(l) = self.lists.get_mut(list) {
+            l.head = l.tail;
+            l.tail = prev;
         }
     }
 }
