@@ -14,7 +14,13 @@ use stratum_cache::{Cache, CacheBuilder, Policy};
 
 const ENTRIES: u64 = 1_000_000;
 const PAYLOAD: f64 = 16.0;
-const CASES: [&str; 5] = ["stratum-s3fifo", "stratum-lru", "moka", "quick_cache", "std-hashmap"];
+const CASES: [&str; 5] = [
+    "stratum-s3fifo",
+    "stratum-lru",
+    "moka",
+    "quick_cache",
+    "std-hashmap",
+];
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -29,7 +35,11 @@ fn measure(case: &str) {
     let mut stored = ENTRIES;
     let keep: Box<dyn std::any::Any> = match case {
         "stratum-s3fifo" | "stratum-lru" => {
-            let policy = if case == "stratum-lru" { Policy::Lru } else { Policy::S3Fifo };
+            let policy = if case == "stratum-lru" {
+                Policy::Lru
+            } else {
+                Policy::S3Fifo
+            };
             let c = CacheBuilder::<u64, u64>::new(ENTRIES)
                 .policy(policy)
                 .time_to_live(Duration::from_secs(3_600))
@@ -84,7 +94,10 @@ fn main() {
     println!("|---|---|---|---|");
     let mut per_entry = Vec::new();
     for case in CASES {
-        let out = Command::new(&exe).env("STRATUM_MEMORY_CASE", case).output().unwrap();
+        let out = Command::new(&exe)
+            .env("STRATUM_MEMORY_CASE", case)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap());
         let (bytes, stored) = (fields.next().unwrap(), fields.next().unwrap());

@@ -65,10 +65,16 @@ fn contenders() -> Vec<(&'static str, Arc<dyn Contender>)> {
             .unwrap()
     };
     vec![
-        ("stratum-s3fifo", Arc::new(Stratum(stratum(Policy::S3Fifo))) as Arc<dyn Contender>),
+        (
+            "stratum-s3fifo",
+            Arc::new(Stratum(stratum(Policy::S3Fifo))) as Arc<dyn Contender>,
+        ),
         ("stratum-lru", Arc::new(Stratum(stratum(Policy::Lru)))),
         ("moka", Arc::new(Moka(moka::sync::Cache::new(CAPACITY)))),
-        ("quick_cache", Arc::new(Quick(quick_cache::sync::Cache::new(CAPACITY as usize)))),
+        (
+            "quick_cache",
+            Arc::new(Quick(quick_cache::sync::Cache::new(CAPACITY as usize))),
+        ),
     ]
 }
 
@@ -106,7 +112,10 @@ fn main() {
     if let Ok(only) = std::env::var("STRATUM_PROFILE") {
         for (name, cache) in caches.iter().filter(|(n, _)| *n == only) {
             let t: Duration = (0..50).map(|_| run_threads(cache, &traces, 1)).sum();
-            println!("{name}: {:.2} Mops/s", (50 * OPS_PER_THREAD) as f64 / t.as_secs_f64() / 1e6);
+            println!(
+                "{name}: {:.2} Mops/s",
+                (50 * OPS_PER_THREAD) as f64 / t.as_secs_f64() / 1e6
+            );
         }
         return;
     }
@@ -121,14 +130,20 @@ fn main() {
         group.throughput(Throughput::Elements((OPS_PER_THREAD * threads) as u64));
         for (name, cache) in &caches {
             group.bench_function(*name, |b| {
-                b.iter_custom(|iters| (0..iters).map(|_| run_threads(cache, &traces, threads)).sum())
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| run_threads(cache, &traces, threads))
+                        .sum()
+                })
             });
         }
         group.finish();
     }
 
     // Medians of a manual loop, so the ratios below come from this run.
-    println!("\nmedian of 15 runs, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}");
+    println!(
+        "\nmedian of 15 runs, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}"
+    );
     println!("| threads | cache | Mops/s | stratum-s3fifo / this |");
     println!("|---|---|---|---|");
     for threads in [1usize, 2] {

@@ -207,10 +207,7 @@ where
 
     pub(crate) fn insert(&self, key: K, value: V, ttl: Option<Duration>) {
         let hash = self.hash(&key);
-        let weight = self
-            .weigher
-            .as_ref()
-            .map_or(1, |w| w(&key, &value));
+        let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.now();
         let ttl = ttl.map(ticks).or(self.ttl);
         let expires_at = ttl.map_or(u64::MAX, |t| now.saturating_add(t));

@@ -102,7 +102,9 @@ impl CoarseClock {
                 });
             match ticker {
                 Ok(_) => COARSE_TICKING.store(true, Ordering::Release),
-                Err(e) => tracing::warn!(error = %e, "no coarse clock thread; reading Instant instead"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no coarse clock thread; reading Instant instead")
+                }
             }
         });
         Self { _started: () }
