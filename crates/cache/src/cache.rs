@@ -170,12 +170,17 @@ where
         // bucket and the top 7 for its tag, so neither is made constant
         // within a shard.
         let i = ((hash >> 40) & self.shard_mask) as usize;
-        &self.shards[i % self.shards.len()]
+        // `shard_mask` is `len - 1`, so `get` always succeeds; the fallback
+        // avoids both a panic path and a division.
+        match self.shards.get(i) {
+            Some(shard) => shard,
+            None => &self.shards[0],
+        }
     }
 
     #[inline]
     fn now(&self) -> u64 {
-        ticks(self.clock.now())
+        self.clock.now_nanos()
     }
 
     /// Looks `key` up without counting a hit or miss.
@@ -272,6 +277,7 @@ where
     }
 
     /// Leads a flight only if none is under way (refresh-ahead).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn try_lead(self: &Arc<Self>, key: &K) -> Option<Lead<K, V>> {
         let hash = self.hash(key);
         let mut flights = self.shard(hash).flights.lock();
@@ -508,6 +514,7 @@ where
         }
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn inner(&self) -> &Arc<Inner<K, V>> {
         &self.inner
     }

@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 pub trait Clock: Send + Sync + Debug + 'static {
     /// Time elapsed since an arbitrary, fixed origin. Never goes backwards.
     fn now(&self) -> Duration;
+
+    /// [`Clock::now`] in whole nanoseconds (saturating). Override it when
+    /// the clock has nanoseconds at hand: the cache calls it on every read.
+    fn now_nanos(&self) -> u64 {
+        ticks(self.now())
+    }
 }
 
 /// The production clock: [`Instant`] measured from the clock's creation.
@@ -54,6 +60,7 @@ impl Clock for SystemClock {
 
 /// How often the coarse clock's ticker thread advances it.
 const COARSE_TICK: Duration = Duration::from_millis(1);
+const COARSE_TICK_NANOS: u64 = 1_000_000;
 
 /// The process-wide coarse time, in ns since `COARSE_ORIGIN`, kept by one
 /// ticker thread that every [`CoarseClock`] shares.
@@ -118,6 +125,15 @@ impl Default for CoarseClock {
 }
 
 impl Clock for CoarseClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        if COARSE_TICKING.load(Ordering::Relaxed) {
+            COARSE_NOW.load(Ordering::Relaxed).saturating_add(COARSE_TICK_NANOS)
+        } else {
+            ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed())
+        }
+    }
+
     #[inline]
     fn now(&self) -> Duration {
         if COARSE_TICKING.load(Ordering::Relaxed) {

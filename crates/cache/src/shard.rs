@@ -114,6 +114,7 @@ impl<K, V> Entry<K, V> {
 /// What a lookup found.
 pub(crate) enum Lookup<V> {
     /// A live value; `refresh` is true when it is past its refresh-ahead point.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Hit { value: V, refresh: bool },
     /// Expired but within the stale-if-error grace (only when asked for).
     Stale(V),
