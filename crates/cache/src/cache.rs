@@ -501,6 +501,7 @@ where
             timing: Timing {
                 tti: b.config.time_to_idle.map(ticks),
                 max_stale: b.config.max_stale.map_or(0, ticks),
+                refresh: b.config.refresh_after.is_some(),
             },
             ttl: b.config.time_to_live.map(ticks),
             refresh_after: b.config.refresh_after,

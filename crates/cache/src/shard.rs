@@ -69,25 +69,53 @@ pub(crate) struct Timing {
     pub(crate) tti: Option<u64>,
     /// How long an expired value is kept for stale-if-error (0 if off).
     pub(crate) max_stale: u64,
+    /// Whether refresh-ahead is configured (reads then check `refresh_at`).
+    pub(crate) refresh: bool,
 }
 
 pub(crate) struct Entry<K, V> {
     key: K,
     value: V,
-    hash: u64,
-    weight: u32,
     /// TTL deadline (cache TTL or per-entry TTL), `u64::MAX` for none.
     expires_at: u64,
-    /// When a read should trigger a refresh-ahead reload, `u64::MAX` for never.
-    refresh_at: u64,
     /// Last read or write, for time-to-idle.
     last_access: AtomicU64,
     /// S3-FIFO access counter; written only when it changes, so hot keys
     /// that are already saturated cost readers no shared write.
     freq: AtomicU8,
-    list: u8,
+    list: Queue,
     prev: u32,
     next: u32,
+}
+
+/// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Small,
+    Main,
+}
+
+impl Queue {
+    fn of(list: usize) -> Self {
+        if list == MAIN { Self::Main } else { Self::Small }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Small => SMALL,
+            Self::Main => MAIN,
+        }
+    }
+}
+
+/// The fields reads never need, kept beside the slab (same index) so the
+/// entries a read touches stay small and more of them fit in cache.
+#[derive(Debug, Clone, Copy, Default)]
+struct Aux {
+    hash: u64,
+    /// When a read should trigger a refresh-ahead reload, `u64::MAX` for never.
+    refresh_at: u64,
+    weight: u32,
 }
 
 impl<K, V> Entry<K, V> {
@@ -152,6 +180,7 @@ pub(crate) struct NewEntry<K, V> {
 pub(crate) struct ShardData<K, V> {
     table: HashTable<u32>,
     slab: Vec<Option<Entry<K, V>>>,
+    aux: Vec<Aux>,
     free: Vec<u32>,
     lists: [List; 2],
     weight: u64,
@@ -180,6 +209,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         Self {
             table: HashTable::new(),
             slab: Vec::new(),
+            aux: Vec::new(),
             free: Vec::new(),
             lists: [List::EMPTY; 2],
             weight: 0,
@@ -218,6 +248,10 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         self.slab.get_mut(idx as usize).and_then(Option::as_mut)
     }
 
+    fn aux_of(&self, idx: u32) -> Aux {
+        self.aux.get(idx as usize).copied().unwrap_or_default()
+    }
+
     fn find(&self, hash: u64, key: &K) -> Option<u32> {
         let slab = &self.slab;
         self.table
@@ -239,7 +273,10 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         timing: Timing,
         want_stale: bool,
     ) -> Lookup<V> {
-        let Some(e) = self.find(hash, key).and_then(|i| self.entry(i)) else {
+        let Some(idx) = self.find(hash, key) else {
+            return Lookup::Miss;
+        };
+        let Some(e) = self.entry(idx) else {
             return Lookup::Miss;
         };
         if e.is_live(now, timing) {
@@ -252,7 +289,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             }
             Lookup::Hit {
                 value: e.value.clone(),
-                refresh: now >= e.refresh_at,
+                refresh: timing.refresh && now >= self.aux_of(idx).refresh_at,
             }
         } else if want_stale && !e.is_dead(now, timing) {
             Lookup::Stale(e.value.clone())
@@ -292,7 +329,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         };
         if e.is_live(now, timing) {
             let value = e.value.clone();
-            let refresh = now >= e.refresh_at;
+            let refresh = timing.refresh && now >= self.aux_of(idx).refresh_at;
             e.last_access.store(now, Ordering::Relaxed);
             if self.policy == Policy::Lru {
                 if self.lists[SMALL].head != idx {
@@ -356,11 +393,16 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
                 RemovalCause::Expired
             };
             let old_value = std::mem::replace(&mut e.value, new.value);
-            let old_weight = std::mem::replace(&mut e.weight, new.weight);
             e.expires_at = new.expires_at;
-            e.refresh_at = new.refresh_at;
             e.last_access.store(now, Ordering::Relaxed);
-            let list = e.list as usize;
+            let list = e.list.index();
+            let old_weight = match self.aux.get_mut(idx as usize) {
+                Some(a) => {
+                    a.refresh_at = new.refresh_at;
+                    std::mem::replace(&mut a.weight, new.weight)
+                }
+                None => 0,
+            };
             out.push((new.key, old_value, cause));
             if let Some(l) = self.lists.get_mut(list) {
                 l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
@@ -385,34 +427,37 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let entry = Entry {
                 key: new.key,
                 value: new.value,
-                hash: new.hash,
-                weight: new.weight,
                 expires_at: new.expires_at,
-                refresh_at: new.refresh_at,
                 last_access: AtomicU64::new(now),
                 freq: AtomicU8::new(0),
-                list: list as u8,
+                list: Queue::of(list),
                 prev: NIL,
                 next: NIL,
+            };
+            let aux = Aux {
+                hash: new.hash,
+                refresh_at: new.refresh_at,
+                weight: new.weight,
             };
             let idx = match self.free.pop() {
                 Some(i) => {
                     if let Some(slot) = self.slab.get_mut(i as usize) {
                         *slot = Some(entry);
                     }
+                    if let Some(a) = self.aux.get_mut(i as usize) {
+                        *a = aux;
+                    }
                     i
                 }
                 None => {
                     self.slab.push(Some(entry));
+                    self.aux.push(aux);
                     u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
                 }
             };
-            let slab = &self.slab;
-            self.table.insert_unique(new.hash, idx, |&i| {
-                slab.get(i as usize)
-                    .and_then(Option::as_ref)
-                    .map_or(0, |e| e.hash)
-            });
+            let aux = &self.aux;
+            self.table
+                .insert_unique(new.hash, idx, |&i| aux.get(i as usize).map_or(0, |a| a.hash));
             self.weight += u64::from(new.weight);
             self.push_head(idx, list);
             idx
@@ -437,6 +482,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Removes everything.
     pub(crate) fn clear(&mut self, out: &mut Removals<K, V>) {
+        self.aux.clear();
         for e in self.slab.drain(..).flatten() {
             out.push((e.key, e.value, RemovalCause::Explicit));
         }
@@ -522,9 +568,9 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         };
         if self.policy == Policy::S3Fifo
             && let Some(e) = self.entry(victim)
-            && e.list as usize == SMALL
+            && e.list == Queue::Small
         {
-            let hash = e.hash;
+            let hash = self.aux_of(victim).hash;
             self.ghost_push(hash);
         }
         match self.remove_idx(victim, cause) {
@@ -631,14 +677,15 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let hash = self.entry(idx)?.hash;
+        self.entry(idx)?;
+        let Aux { hash, weight, .. } = self.aux_of(idx);
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
         }
         let e = self.slab.get_mut(idx as usize)?.take()?;
         self.free.push(idx);
-        self.weight -= u64::from(e.weight);
+        self.weight -= u64::from(weight);
         Some((e.key, e.value, cause))
     }
 
@@ -648,7 +695,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     fn unlink(&mut self, idx: u32) {
         let Some(e) = self.entry(idx) else { return };
-        let (prev, next, list, weight) = (e.prev, e.next, e.list as usize, e.weight);
+        let (prev, next, list) = (e.prev, e.next, e.list.index());
+        let weight = self.aux_of(idx).weight;
         let Some(l) = self.lists.get(list).copied() else {
             return;
         };
@@ -684,9 +732,9 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         let Some(l) = self.lists.get(list).copied() else {
             return;
         };
+        let weight = self.aux_of(idx).weight;
         let Some(e) = self.entry_mut(idx) else { return };
-        e.list = list as u8;
-        let weight = e.weight;
+        e.list = Queue::of(list);
         if l.len == 0 {
             e.prev = idx;
             e.next = idx;
