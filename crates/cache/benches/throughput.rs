@@ -145,7 +145,9 @@ fn main() {
     // this shared machine hits all of them alike; the ratio column is the
     // median of the per-round ratios.
     const ROUNDS: usize = 21;
-    println!("\nmedian of {ROUNDS} interleaved rounds, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}");
+    println!(
+        "\nmedian of {ROUNDS} interleaved rounds, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}"
+    );
     println!("| threads | cache | Mops/s | stratum-s3fifo / this (median of round ratios) |");
     println!("|---|---|---|---|");
     for threads in [1usize, 2] {
@@ -157,7 +159,11 @@ fn main() {
             }
         }
         for (i, (name, _)) in caches.iter().enumerate() {
-            let mut ratios: Vec<f64> = mops[0].iter().zip(&mops[i]).map(|(ours, m)| ours / m).collect();
+            let mut ratios: Vec<f64> = mops[0]
+                .iter()
+                .zip(&mops[i])
+                .map(|(ours, m)| ours / m)
+                .collect();
             let ratio = support::median(&mut ratios);
             let m = support::median(&mut mops[i].clone());
             println!("| {threads} | {name} | {m:.2} | {ratio:.2} |");

@@ -128,7 +128,9 @@ impl Clock for CoarseClock {
     #[inline]
     fn now_nanos(&self) -> u64 {
         if COARSE_TICKING.load(Ordering::Relaxed) {
-            COARSE_NOW.load(Ordering::Relaxed).saturating_add(COARSE_TICK_NANOS)
+            COARSE_NOW
+                .load(Ordering::Relaxed)
+                .saturating_add(COARSE_TICK_NANOS)
         } else {
             ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed())
         }

@@ -97,7 +97,11 @@ enum Queue {
 
 impl Queue {
     fn of(list: usize) -> Self {
-        if list == MAIN { Self::Main } else { Self::Small }
+        if list == MAIN {
+            Self::Main
+        } else {
+            Self::Small
+        }
     }
 
     fn index(self) -> usize {
@@ -456,8 +460,9 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
                 }
             };
             let aux = &self.aux;
-            self.table
-                .insert_unique(new.hash, idx, |&i| aux.get(i as usize).map_or(0, |a| a.hash));
+            self.table.insert_unique(new.hash, idx, |&i| {
+                aux.get(i as usize).map_or(0, |a| a.hash)
+            });
             self.weight += u64::from(new.weight);
             self.push_head(idx, list);
             idx
