@@ -262,8 +262,17 @@ where
             return Begin::Wait(Arc::clone(f));
         }
         // A leader stores its value before it unregisters, so checking again
-        // under the flights lock cannot miss a load that just finished.
-        if let Lookup::Hit { value, .. } = self.lookup(key, hash, false) {
+        // under the flights lock cannot miss a load that just finished. This
+        // check takes the data lock shared and removes nothing, so no
+        // listener runs while the flights lock is held (a listener may call
+        // back into the cache).
+        let now = self.now();
+        if let Lookup::Hit { value, .. } =
+            shard
+                .data
+                .read()
+                .lookup_shared(hash, key, now, self.timing, false)
+        {
             return Begin::Hit(value);
         }
         let flight = Flight::new();
@@ -663,8 +672,13 @@ where
         let removed = {
             let mut data = inner.shard(hash).data.write();
             let live = data.lookup_shared_peek(hash, key, now, inner.timing) == Some(true);
-            data.remove(hash, key, crate::stats::RemovalCause::Explicit)
-                .map(|r| (r, live))
+            // Removing an entry that had already expired counts as expiry.
+            let cause = if live {
+                crate::stats::RemovalCause::Explicit
+            } else {
+                crate::stats::RemovalCause::Expired
+            };
+            data.remove(hash, key, cause).map(|r| (r, live))
         };
         let (r, live) = removed?;
         let value = r.1.clone();

@@ -57,8 +57,10 @@
 //! assert_eq!(v, "user 1");
 //! assert_eq!(cache.stats().stale_serves, 1);
 //!
-//! cache.remove(&1);
-//! assert_eq!(removed.lock().unwrap().as_slice(), &[(1, RemovalCause::Explicit)]);
+//! // The listener is told why an entry left.
+//! cache.insert(2, "user 2".into());
+//! cache.remove(&2);
+//! assert_eq!(removed.lock().unwrap().as_slice(), &[(2, RemovalCause::Explicit)]);
 //! ```
 //!
 //! # Expiry reclamation

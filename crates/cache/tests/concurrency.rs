@@ -327,3 +327,32 @@ fn stress_books_balance() {
         let _ = RemovalCause::Size;
     }
 }
+
+/// The listener runs outside every lock: it may call back into the cache,
+/// even into a single-flight load of a key in the same shard.
+#[test]
+fn a_listener_may_call_back_into_the_cache() {
+    for policy in [Policy::Lru, Policy::S3Fifo] {
+        let slot: Arc<std::sync::OnceLock<ShardedCache<u32, u64>>> = Arc::default();
+        let from_listener = Arc::clone(&slot);
+        let cache: ShardedCache<u32, u64> = CacheBuilder::new(2)
+            .policy(policy)
+            .shards(1)
+            .eviction_listener(move |k, _, _| {
+                if let Some(c) = from_listener.get().filter(|_| *k < 1_000) {
+                    let _ = c.get(k);
+                    let _ = c.get_or_load(1_000 + *k, |_| Ok::<_, String>(0));
+                }
+            })
+            .build()
+            .unwrap();
+        slot.set(cache.clone()).unwrap();
+        for k in 0..20 {
+            cache
+                .get_or_load(k, |k| Ok::<_, String>(u64::from(*k)))
+                .unwrap();
+        }
+        cache.invalidate_all();
+        assert!(cache.stats().evictions() >= 20);
+    }
+}
