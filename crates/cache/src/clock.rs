@@ -31,7 +31,15 @@ pub trait Clock: Send + Sync + Debug + 'static {
     }
 }
 
-/// The production clock: [`Instant`] measured from the clock's creation.
+/// The exact clock: [`Instant`] measured from the clock's creation. Costs
+/// one clock read per cache operation; the default is [`CoarseClock`].
+///
+/// ```
+/// use stratum_cache::{CacheBuilder, SystemClock};
+///
+/// let cache = CacheBuilder::<u32, u32>::new(10).clock(SystemClock::new()).build().unwrap();
+/// # let _ = cache;
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     origin: Instant,

@@ -13,6 +13,18 @@ use crate::error::ConfigError;
 use crate::stats::RemovalCause;
 
 /// Which entry goes when the cache is full.
+///
+/// ```
+/// use stratum_cache::{Cache, CacheBuilder, Policy};
+///
+/// // Exact LRU over one shard: the least recently used entry goes first.
+/// let lru = CacheBuilder::new(2).policy(Policy::Lru).shards(1).build().unwrap();
+/// lru.insert(1, "a");
+/// lru.insert(2, "b");
+/// lru.get(&1);
+/// lru.insert(3, "c");
+/// assert_eq!(lru.eviction_order(0), vec![1, 3]); // next victim first
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {

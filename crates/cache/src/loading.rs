@@ -45,7 +45,7 @@ where
     }
 }
 
-/// How a warm-up went.
+/// How a warm-up went (see [`LoadingCache::warm_up`], whose example uses it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WarmUpReport {

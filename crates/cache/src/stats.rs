@@ -4,6 +4,26 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Why an entry left the cache, as told to the eviction listener and counted
 /// in [`CacheStats`].
+///
+/// ```
+/// use stratum_cache::{Cache, CacheBuilder, RemovalCause};
+/// use std::sync::{Arc, Mutex};
+///
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&causes);
+/// let cache = CacheBuilder::new(1)
+///     .eviction_listener(move |_k: &u8, _v: &u8, cause| log.lock().unwrap().push(cause))
+///     .build()
+///     .unwrap();
+/// cache.insert(1, 1);
+/// cache.insert(1, 2); // replaced
+/// cache.insert(2, 2); // 1 evicted for size
+/// cache.remove(&2);   // explicit
+/// assert_eq!(
+///     *causes.lock().unwrap(),
+///     [RemovalCause::Replaced, RemovalCause::Size, RemovalCause::Explicit]
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalCause {
