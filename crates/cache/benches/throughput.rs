@@ -1,0 +1,172 @@
+//! Get-heavy Zipf throughput on 1 and 2 threads: stratum (S3-FIFO and exact
+//! LRU, with a TTL and statistics on) against moka and quick_cache sync
+//! caches, in the same run. Each op is a get, and an insert on a miss.
+//!
+//! Criterion reports each case; afterwards a manual timing loop takes the
+//! median of 15 runs per cache and prints ops/s and the stratum/peer ratios.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use stratum_cache::{Cache, CacheBuilder, Policy};
+
+const KEYS: u64 = 100_000;
+const CAPACITY: u64 = 10_000;
+const OPS_PER_THREAD: usize = 200_000;
+
+/// The operations every contender offers.
+trait Contender: Send + Sync {
+    fn get(&self, k: u64) -> Option<u64>;
+    fn insert(&self, k: u64, v: u64);
+}
+
+struct Stratum(stratum_cache::ShardedCache<u64, u64>);
+impl Contender for Stratum {
+    fn get(&self, k: u64) -> Option<u64> {
+        Cache::get(&self.0, &k)
+    }
+    fn insert(&self, k: u64, v: u64) {
+        Cache::insert(&self.0, k, v);
+    }
+}
+
+struct Moka(moka::sync::Cache<u64, u64>);
+impl Contender for Moka {
+    fn get(&self, k: u64) -> Option<u64> {
+        self.0.get(&k)
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+struct Quick(quick_cache::sync::Cache<u64, u64>);
+impl Contender for Quick {
+    fn get(&self, k: u64) -> Option<u64> {
+        self.0.get(&k)
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.0.insert(k, v);
+    }
+}
+
+fn contenders() -> Vec<(&'static str, Arc<dyn Contender>)> {
+    let stratum = |policy| {
+        // Expiry and statistics on, as in production.
+        CacheBuilder::new(CAPACITY)
+            .policy(policy)
+            .time_to_live(Duration::from_secs(3_600))
+            .build()
+            .unwrap()
+    };
+    vec![
+        (
+            "stratum-s3fifo",
+            Arc::new(Stratum(stratum(Policy::S3Fifo))) as Arc<dyn Contender>,
+        ),
+        ("stratum-lru", Arc::new(Stratum(stratum(Policy::Lru)))),
+        ("moka", Arc::new(Moka(moka::sync::Cache::new(CAPACITY)))),
+        (
+            "quick_cache",
+            Arc::new(Quick(quick_cache::sync::Cache::new(CAPACITY as usize))),
+        ),
+    ]
+}
+
+fn run_ops(cache: &dyn Contender, trace: &[u64]) {
+    for &k in trace {
+        if black_box(cache.get(k)).is_none() {
+            cache.insert(k, k);
+        }
+    }
+}
+
+/// Runs one trace per thread on `threads` threads; returns the wall time.
+fn run_threads(cache: &Arc<dyn Contender>, traces: &[Vec<u64>], threads: usize) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for trace in traces.iter().take(threads) {
+            let cache = Arc::clone(cache);
+            s.spawn(move || run_ops(&*cache, trace));
+        }
+    });
+    start.elapsed()
+}
+
+fn main() {
+    let traces: Vec<Vec<u64>> = (0..2)
+        .map(|t| support::zipf_trace(KEYS, 0.99, OPS_PER_THREAD, 100 + t))
+        .collect();
+    let caches = contenders();
+    for (_, cache) in &caches {
+        run_ops(&**cache, &traces[0]); // warm up to a steady state
+    }
+
+    // Profiling mode: `STRATUM_PROFILE=<cache name>` runs only that cache's
+    // loop (e.g. under `perf record`) and skips everything else.
+    if let Ok(only) = std::env::var("STRATUM_PROFILE") {
+        for (name, cache) in caches.iter().filter(|(n, _)| *n == only) {
+            let t: Duration = (0..50).map(|_| run_threads(cache, &traces, 1)).sum();
+            println!(
+                "{name}: {:.2} Mops/s",
+                (50 * OPS_PER_THREAD) as f64 / t.as_secs_f64() / 1e6
+            );
+        }
+        return;
+    }
+
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for threads in [1usize, 2] {
+        let mut group = criterion.benchmark_group(format!("zipf_get_heavy_{threads}t"));
+        group.throughput(Throughput::Elements((OPS_PER_THREAD * threads) as u64));
+        for (name, cache) in &caches {
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| run_threads(cache, &traces, threads))
+                        .sum()
+                })
+            });
+        }
+        group.finish();
+    }
+
+    // Medians of a manual loop, so the ratios below come from this run. The
+    // caches take turns within each round, so load from other processes on
+    // this shared machine hits all of them alike; the ratio column is the
+    // median of the per-round ratios.
+    const ROUNDS: usize = 21;
+    println!(
+        "\nmedian of {ROUNDS} interleaved rounds, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}"
+    );
+    println!("| threads | cache | Mops/s | stratum-s3fifo / this (median of round ratios) |");
+    println!("|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let mut mops = vec![Vec::new(); caches.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, cache)) in caches.iter().enumerate() {
+                let t = run_threads(cache, &traces, threads);
+                mops[i].push((OPS_PER_THREAD * threads) as f64 / t.as_secs_f64() / 1e6);
+            }
+        }
+        for (i, (name, _)) in caches.iter().enumerate() {
+            let mut ratios: Vec<f64> = mops[0]
+                .iter()
+                .zip(&mops[i])
+                .map(|(ours, m)| ours / m)
+                .collect();
+            let ratio = support::median(&mut ratios);
+            let m = support::median(&mut mops[i].clone());
+            println!("| {threads} | {name} | {m:.2} | {ratio:.2} |");
+        }
+    }
+}

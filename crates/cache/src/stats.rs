@@ -1,0 +1,204 @@
+//! Statistics: striped counters on the hot path, a plain snapshot for readers.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Why an entry left the cache, as told to the eviction listener and counted
+/// in [`CacheStats`].
+///
+/// ```
+/// use stratum_cache::{Cache, CacheBuilder, RemovalCause};
+/// use std::sync::{Arc, Mutex};
+///
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&causes);
+/// let cache = CacheBuilder::new(1)
+///     .eviction_listener(move |_k: &u8, _v: &u8, cause| log.lock().unwrap().push(cause))
+///     .build()
+///     .unwrap();
+/// cache.insert(1, 1);
+/// cache.insert(1, 2); // replaced
+/// cache.insert(2, 2); // 1 evicted for size
+/// cache.remove(&2);   // explicit
+/// assert_eq!(
+///     *causes.lock().unwrap(),
+///     [RemovalCause::Replaced, RemovalCause::Size, RemovalCause::Explicit]
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Evicted by the policy to keep the cache within its capacity (or the
+    /// value alone was heavier than a shard's share of the capacity).
+    Size,
+    /// Its time-to-live or time-to-idle (plus any stale-if-error grace) ran out.
+    Expired,
+    /// Removed by `remove` or `invalidate_all`.
+    Explicit,
+    /// Overwritten by a newer value for the same key.
+    Replaced,
+}
+
+impl RemovalCause {
+    /// The `cause` label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Size => "size",
+            Self::Expired => "expired",
+            Self::Explicit => "explicit",
+            Self::Replaced => "replaced",
+        }
+    }
+}
+
+/// A point-in-time copy of a cache's counters.
+///
+/// ```
+/// use stratum_cache::{Cache, CacheBuilder};
+///
+/// let cache = CacheBuilder::<u32, u32>::new(100).build().unwrap();
+/// cache.insert(1, 10);
+/// assert_eq!(cache.get(&1), Some(10));
+/// assert_eq!(cache.get(&2), None);
+/// let stats = cache.stats();
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// assert_eq!(stats.hit_ratio(), 0.5);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups that returned a live value.
+    pub hits: u64,
+    /// Lookups that found no live value.
+    pub misses: u64,
+    /// Loader runs that returned a value.
+    pub loads_ok: u64,
+    /// Loader runs that returned an error.
+    pub loads_err: u64,
+    /// Total time spent in loader runs, in nanoseconds.
+    pub load_nanos: u64,
+    /// Entries evicted to respect the capacity.
+    pub evicted_size: u64,
+    /// Entries removed because they expired.
+    pub evicted_expired: u64,
+    /// Entries removed by `remove` / `invalidate_all`.
+    pub evicted_explicit: u64,
+    /// Values overwritten by a newer value.
+    pub evicted_replaced: u64,
+    /// Background refresh-ahead reloads that completed successfully.
+    pub refreshes: u64,
+    /// Expired values served because the loader failed (stale-if-error).
+    pub stale_serves: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, or 0.0 before the first lookup.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+
+    /// Loads, successful or not.
+    pub fn loads(&self) -> u64 {
+        self.loads_ok + self.loads_err
+    }
+
+    /// Evictions of every cause.
+    pub fn evictions(&self) -> u64 {
+        self.evicted_size + self.evicted_expired + self.evicted_explicit + self.evicted_replaced
+    }
+}
+
+/// One counter slot per statistic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    Hits = 0,
+    Misses,
+    LoadsOk,
+    LoadsErr,
+    LoadNanos,
+    EvictedSize,
+    EvictedExpired,
+    EvictedExplicit,
+    EvictedReplaced,
+    Refreshes,
+    StaleServes,
+}
+
+const COUNTERS: usize = 11;
+
+impl Counter {
+    pub(crate) fn eviction(cause: RemovalCause) -> Self {
+        match cause {
+            RemovalCause::Size => Self::EvictedSize,
+            RemovalCause::Expired => Self::EvictedExpired,
+            RemovalCause::Explicit => Self::EvictedExplicit,
+            RemovalCause::Replaced => Self::EvictedReplaced,
+        }
+    }
+}
+
+/// A cache line of its own, so two threads counting hits never write the
+/// same line (a single shared `AtomicU64` would serialize every hit).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTERS]);
+
+/// Counters striped by thread: increments touch only the caller's stripe,
+/// a snapshot sums all stripes.
+#[derive(Debug)]
+pub(crate) struct StatsCells {
+    stripes: Box<[Stripe]>,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+impl StatsCells {
+    pub(crate) fn new() -> Self {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(4)
+            .next_power_of_two()
+            * 2;
+        Self {
+            stripes: (0..n).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, by: u64) {
+        let slot = THREAD_SLOT.with(|s| *s) & (self.stripes.len() - 1);
+        if let Some(stripe) = self.stripes.get(slot) {
+            stripe.0[counter as usize].fetch_add(by, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let mut sum = [0u64; COUNTERS];
+        for stripe in self.stripes.iter() {
+            for (total, cell) in sum.iter_mut().zip(stripe.0.iter()) {
+                *total += cell.load(Ordering::Relaxed);
+            }
+        }
+        CacheStats {
+            hits: sum[Counter::Hits as usize],
+            misses: sum[Counter::Misses as usize],
+            loads_ok: sum[Counter::LoadsOk as usize],
+            loads_err: sum[Counter::LoadsErr as usize],
+            load_nanos: sum[Counter::LoadNanos as usize],
+            evicted_size: sum[Counter::EvictedSize as usize],
+            evicted_expired: sum[Counter::EvictedExpired as usize],
+            evicted_explicit: sum[Counter::EvictedExplicit as usize],
+            evicted_replaced: sum[Counter::EvictedReplaced as usize],
+            refreshes: sum[Counter::Refreshes as usize],
+            stale_serves: sum[Counter::StaleServes as usize],
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Property tests against reference models: exact LRU order, expiry with a
+//! manual clock, and the weight bound after every operation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use stratum_cache::{Cache, CacheBuilder, ManualClock, Policy, RemovalCause, ShardedCache};
+
+type Log = Arc<Mutex<Vec<(u8, u32, RemovalCause)>>>;
+
+fn logged_cache(builder: CacheBuilder<u8, u32>) -> (ShardedCache<u8, u32>, Log) {
+    let log: Log = Arc::default();
+    let sink = Arc::clone(&log);
+    let cache = builder
+        .eviction_listener(move |k, v, cause| sink.lock().unwrap().push((*k, *v, cause)))
+        .build()
+        .unwrap();
+    (cache, log)
+}
+
+#[derive(Debug, Clone)]
+enum LruOp {
+    Insert(u8, u32),
+    Get(u8),
+    Remove(u8),
+}
+
+fn lru_op() -> impl Strategy<Value = LruOp> {
+    prop_oneof![
+        4 => (0u8..16, any::<u32>()).prop_map(|(k, v)| LruOp::Insert(k, v)),
+        4 => (0u8..16).prop_map(LruOp::Get),
+        1 => (0u8..16).prop_map(LruOp::Remove),
+    ]
+}
+
+/// The reference: a deque, least recently used at the front.
+#[derive(Default)]
+struct RefLru {
+    items: VecDeque<(u8, u32)>,
+    cap: usize,
+}
+
+impl RefLru {
+    fn take(&mut self, k: u8) -> Option<u32> {
+        let pos = self.items.iter().position(|(key, _)| *key == k)?;
+        self.items.remove(pos).map(|(_, v)| v)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// For any op sequence, exact LRU returns, evicts (key, value, cause, in
+    /// order) and orders its entries exactly like the reference deque.
+    #[test]
+    fn lru_matches_reference(cap in 1u64..8, ops in prop::collection::vec(lru_op(), 1..200)) {
+        let (cache, log) = logged_cache(CacheBuilder::new(cap).policy(Policy::Lru).shards(1));
+        let mut model = RefLru { cap: cap as usize, ..RefLru::default() };
+        let mut expected_log = Vec::new();
+        for op in ops {
+            match op {
+                LruOp::Insert(k, v) => {
+                    cache.insert(k, v);
+                    if let Some(old) = model.take(k) {
+                        expected_log.push((k, old, RemovalCause::Replaced));
+                    }
+                    model.items.push_back((k, v));
+                    while model.items.len() > model.cap {
+                        let (ek, ev) = model.items.pop_front().unwrap();
+                        expected_log.push((ek, ev, RemovalCause::Size));
+                    }
+                }
+                LruOp::Get(k) => {
+                    let got = cache.get(&k);
+                    let want = model.take(k);
+                    if let Some(v) = want {
+                        model.items.push_back((k, v));
+                    }
+                    prop_assert_eq!(got, want);
+                }
+                LruOp::Remove(k) => {
+                    let got = cache.remove(&k);
+                    let want = model.take(k);
+                    if let Some(v) = want {
+                        expected_log.push((k, v, RemovalCause::Explicit));
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+            let order: Vec<u8> = model.items.iter().map(|(k, _)| *k).collect();
+            prop_assert_eq!(cache.eviction_order(0), order);
+            prop_assert_eq!(&*log.lock().unwrap(), &expected_log);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ExpiryOp {
+    Insert(u8, u32),
+    InsertTtl(u8, u32, u64),
+    Get(u8),
+    Remove(u8),
+    Advance(u64),
+    Reap,
+}
+
+fn expiry_op() -> impl Strategy<Value = ExpiryOp> {
+    prop_oneof![
+        3 => (0u8..12, any::<u32>()).prop_map(|(k, v)| ExpiryOp::Insert(k, v)),
+        2 => (0u8..12, any::<u32>(), 1u64..8).prop_map(|(k, v, t)| ExpiryOp::InsertTtl(k, v, t)),
+        4 => (0u8..12).prop_map(ExpiryOp::Get),
+        1 => (0u8..12).prop_map(ExpiryOp::Remove),
+        3 => (0u64..4).prop_map(ExpiryOp::Advance),
+        1 => Just(ExpiryOp::Reap),
+    ]
+}
+
+/// Reference expiry: value, TTL deadline, last access (seconds).
+struct RefEntry {
+    value: u32,
+    expires_at: u64,
+    last_access: u64,
+}
+
+fn live(e: &RefEntry, now: u64, tti: Option<u64>) -> bool {
+    now < e.expires_at && tti.is_none_or(|tti| now < e.last_access + tti)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// TTL, TTI and per-entry TTL match the reference under a manual clock,
+    /// for both policies and several shard counts; an expired entry is never
+    /// returned, and a full sweep leaves exactly the live entries.
+    #[test]
+    fn expiry_matches_reference(
+        lru in any::<bool>(),
+        shards in prop::sample::select(vec![1usize, 2, 4]),
+        ttl in 1u64..6,
+        tti in prop::option::of(1u64..4),
+        ops in prop::collection::vec(expiry_op(), 1..150),
+    ) {
+        let clock = ManualClock::new();
+        let mut b = CacheBuilder::<u8, u32>::new(1_000)
+            .policy(if lru { Policy::Lru } else { Policy::S3Fifo })
+            .shards(shards)
+            .time_to_live(Duration::from_secs(ttl))
+            .clock(clock.clone());
+        if let Some(tti) = tti {
+            b = b.time_to_idle(Duration::from_secs(tti));
+        }
+        let (cache, log) = logged_cache(b);
+        let mut model: HashMap<u8, RefEntry> = HashMap::new();
+        let mut now = 0u64;
+        for op in ops {
+            match op {
+                ExpiryOp::Insert(k, v) => {
+                    cache.insert(k, v);
+                    model.insert(k, RefEntry { value: v, expires_at: now + ttl, last_access: now });
+                }
+                ExpiryOp::InsertTtl(k, v, t) => {
+                    cache.insert_with_ttl(k, v, Duration::from_secs(t));
+                    model.insert(k, RefEntry { value: v, expires_at: now + t, last_access: now });
+                }
+                ExpiryOp::Get(k) => {
+                    let want = match model.get_mut(&k) {
+                        Some(e) if live(e, now, tti) => {
+                            e.last_access = now;
+                            Some(e.value)
+                        }
+                        _ => None,
+                    };
+                    prop_assert_eq!(cache.get(&k), want);
+                }
+                ExpiryOp::Remove(k) => {
+                    let want = model.remove(&k).filter(|e| live(e, now, tti)).map(|e| e.value);
+                    prop_assert_eq!(cache.remove(&k), want);
+                }
+                ExpiryOp::Advance(s) => {
+                    clock.advance(Duration::from_secs(s));
+                    now += s;
+                }
+                ExpiryOp::Reap => {
+                    cache.run_pending_tasks();
+                    model.retain(|_, e| live(e, now, tti));
+                    prop_assert_eq!(cache.len(), model.len());
+                }
+            }
+            for (k, e) in &model {
+                prop_assert_eq!(cache.contains_key(k), live(e, now, tti));
+            }
+        }
+        // Nothing was evicted for size; every removal is accounted for.
+        prop_assert!(log.lock().unwrap().iter().all(|(_, _, c)| *c != RemovalCause::Size));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Weighted: after every insert the total weight is within the bound, the
+    /// entry just written is present (unless heavier than a shard), and the
+    /// books balance (weights of listed keys = weighted size).
+    #[test]
+    fn weight_bound_holds(
+        lru in any::<bool>(),
+        shards in prop::sample::select(vec![1usize, 2, 4]),
+        cap in 50u64..400,
+        ops in prop::collection::vec((0u8..64, 1u32..80, any::<bool>()), 1..300),
+    ) {
+        let weights: Arc<Mutex<HashMap<u8, u32>>> = Arc::default();
+        let cache = CacheBuilder::<u8, u32>::new(cap)
+            .policy(if lru { Policy::Lru } else { Policy::S3Fifo })
+            .shards(shards)
+            .weigher(|_, v| *v)
+            .build()
+            .unwrap();
+        let per_shard = cap / shards as u64;
+        for (k, w, read) in ops {
+            if read {
+                let _ = cache.get(&k);
+                continue;
+            }
+            cache.insert(k, w);
+            weights.lock().unwrap().insert(k, w);
+            prop_assert!(cache.weighted_size() <= cache.capacity());
+            prop_assert!(cache.capacity() <= cap);
+            prop_assert_eq!(cache.contains_key(&k), u64::from(w) <= per_shard);
+            let total: u64 = (0..shards)
+                .flat_map(|s| cache.eviction_order(s))
+                .map(|k| u64::from(cache.get(&k).unwrap()))
+                .sum();
+            prop_assert_eq!(total, cache.weighted_size());
+        }
+    }
+}
+
+/// A scan of cold keys does not flush S3-FIFO's hot set (it flushes LRU's).
+#[test]
+fn s3fifo_resists_a_scan() {
+    let hot_hits = |policy| {
+        let cache = CacheBuilder::<u32, u32>::new(100)
+            .policy(policy)
+            .shards(1)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            for k in 0..50 {
+                if cache.get(&k).is_none() {
+                    cache.insert(k, k);
+                }
+            }
+        }
+        for k in 1_000..1_500 {
+            cache.insert(k, k);
+        }
+        (0..50).filter(|k| cache.get(k).is_some()).count()
+    };
+    assert_eq!(hot_hits(Policy::S3Fifo), 50);
+    assert_eq!(hot_hits(Policy::Lru), 0);
+}
