@@ -1,1 +1,186 @@
-fn main() {}
+//! Closed-state per-call cost of a guarded call on 1 and 2 threads: stratum
+//! against the `failsafe` crate's breaker and a bare call, in the same run.
+//!
+//! Criterion measures each variant; then a plain timing loop takes the median
+//! of 21 rounds per variant and prints the ratios (stratum/failsafe), which
+//! is what `docs/breaker.md` quotes.
+//!
+//! Variants: `bare` is the call alone; `stratum` takes a permit and reports
+//! a success with a duration the caller measured (the sync API, as a service
+//! that already times its calls would use it); `stratum_timed` is
+//! `Breaker::call_sync`, which also reads the clock twice to time the call;
+//! `stratum_time_window` is `stratum` on a 60 s time-based window (one clock
+//! read per record); `failsafe` is `failsafe::CircuitBreaker::call` with
+//! failsafe's default policy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use failsafe::CircuitBreaker as _;
+use stratum_breaker::Breaker;
+
+/// What the guarded "call" does: next to nothing, so the breaker's own cost
+/// is what is measured.
+#[inline(never)]
+fn work(x: u64) -> Result<u64, ()> {
+    Ok(black_box(x).wrapping_add(1))
+}
+
+/// A duration the caller measured; well under the slow-call threshold.
+const ELAPSED: Duration = Duration::from_micros(150);
+
+struct Subjects {
+    stratum: Breaker,
+    stratum_time: Breaker,
+    /// failsafe's default: success rate over a time window, or else
+    /// consecutive failures.
+    failsafe: failsafe::StateMachine<
+        failsafe::failure_policy::OrElse<
+            failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::EqualJittered>,
+            failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::EqualJittered>,
+        >,
+        (),
+    >,
+}
+
+fn subjects() -> Subjects {
+    Subjects {
+        stratum: Breaker::builder("bench").build().unwrap(),
+        stratum_time: Breaker::builder("bench_time")
+            .time_based_window(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        failsafe: failsafe::Config::new().build(),
+    }
+}
+
+type Variant = (&'static str, fn(&Subjects, u64));
+
+const VARIANTS: [Variant; 5] = [
+    ("bare", |_, i| {
+        black_box(work(i)).unwrap();
+    }),
+    ("stratum", |s, i| {
+        let permit = s.stratum.try_acquire().unwrap();
+        let r = work(i);
+        permit.success(ELAPSED);
+        black_box(r).unwrap();
+    }),
+    ("stratum_timed", |s, i| {
+        black_box(s.stratum.call_sync(|| work(i))).unwrap();
+    }),
+    ("stratum_time_window", |s, i| {
+        let permit = s.stratum_time.try_acquire().unwrap();
+        let r = work(i);
+        permit.success(ELAPSED);
+        black_box(r).unwrap();
+    }),
+    ("failsafe", |s, i| {
+        black_box(s.failsafe.call(|| work(i))).unwrap();
+    }),
+];
+
+/// Runs `f` `iters` times on each of `threads` threads at once; returns the
+/// longest thread's time (each thread times only its own loop).
+fn on_threads(threads: usize, iters: u64, subjects: &Subjects, f: fn(&Subjects, u64)) -> Duration {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let started = Instant::now();
+                    for i in 0..iters {
+                        f(subjects, i);
+                    }
+                    started.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+fn closed_state(c: &mut Criterion) {
+    let subjects = subjects();
+    for threads in [1usize, 2] {
+        let mut group = c.benchmark_group(format!("closed_{threads}_thread"));
+        group
+            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .sample_size(30);
+        for (name, f) in VARIANTS {
+            group.bench_function(name, |b| {
+                if threads == 1 {
+                    let mut i = 0u64;
+                    b.iter(|| {
+                        i += 1;
+                        f(&subjects, i)
+                    });
+                } else {
+                    b.iter_custom(|iters| on_threads(threads, iters, &subjects, f));
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Median per-call nanoseconds over `rounds` rounds of `calls` calls per
+/// thread.
+fn median_ns(threads: usize, subjects: &Subjects, f: fn(&Subjects, u64)) -> f64 {
+    const ROUNDS: usize = 21;
+    const CALLS: u64 = 400_000;
+    let mut per_call: Vec<f64> = (0..ROUNDS)
+        .map(|_| on_threads(threads, CALLS, subjects, f).as_nanos() as f64 / CALLS as f64)
+        .collect();
+    per_call.sort_by(f64::total_cmp);
+    per_call[ROUNDS / 2]
+}
+
+fn ratios() {
+    let subjects = subjects();
+    println!();
+    println!("closed-state per-call cost, median of 21 rounds x 400k calls per thread (ns/call)");
+    println!(
+        "{:<22} {:>10} {:>10} {:>12}",
+        "variant", "1 thread", "2 threads", "2T/1T"
+    );
+    let mut medians = Vec::new();
+    for (name, f) in VARIANTS {
+        let one = median_ns(1, &subjects, f);
+        let two = median_ns(2, &subjects, f);
+        println!("{name:<22} {one:>10.2} {two:>10.2} {:>12.2}", two / one);
+        medians.push((name, one, two));
+    }
+    let get = |n: &str| medians.iter().find(|m| m.0 == n).copied().unwrap();
+    let failsafe = get("failsafe");
+    for name in ["stratum", "stratum_timed", "stratum_time_window"] {
+        let s = get(name);
+        println!(
+            "{name}/failsafe ratio: 1 thread {:.3}, 2 threads {:.3}",
+            s.1 / failsafe.1,
+            s.2 / failsafe.2
+        );
+    }
+}
+
+criterion_group!(benches, closed_state);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    ratios();
+}

@@ -131,7 +131,11 @@ struct Settings {
 /// use std::time::Duration;
 /// use stratum_breaker::{Breaker, State};
 ///
-/// let breaker = Breaker::builder("docs").minimum_number_of_calls(2).build().unwrap();
+/// let breaker = Breaker::builder("docs")
+///     .minimum_number_of_calls(2)
+///     .failure_rate_threshold(60.0)
+///     .build()
+///     .unwrap();
 /// breaker.try_acquire().unwrap().success(Duration::from_millis(1));
 /// assert_eq!(breaker.snapshot().failure_rate, None); // below the minimum
 /// breaker.try_acquire().unwrap().failure(Duration::from_millis(1));
@@ -207,7 +211,7 @@ impl<C: Clock> Breaker<C> {
             .jitter_seed
             .unwrap_or_else(|| SplitMix64::random_seed(&config.name));
         let telemetry = Telemetry::new(Arc::from(config.name.as_str()), subscribers);
-        telemetry.initial_state(State::Closed);
+        telemetry.state(State::Closed);
         Ok(Self {
             inner: Arc::new(Inner {
                 state: CachePadded::new(AtomicU64::new(Word::new(0, State::Closed).0)),
@@ -542,6 +546,7 @@ impl<C: Clock> Breaker<C> {
         // Publishing the word last makes everything above visible to whoever
         // reads it with Acquire.
         inner.state.store(next.0, Ordering::Release);
+        inner.telemetry.state(to);
         drop(guard);
         if matches!(to, State::Closed | State::MetricsOnly) {
             inner

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::clock::duration_nanos;
 
 /// The largest count-based window, in calls (2^20 - 1): the running totals
 /// pack three counts of this size into one atomic word.
@@ -196,7 +197,7 @@ impl Default for OpenWait {
 
 impl OpenWait {
     /// The wait before jitter for the `trip`-th consecutive opening (1 for
-    /// the first; 0 is treated as 1).
+    /// the first; 0 is treated as 1), truncated to whole nanoseconds.
     pub fn base_wait(&self, trip: u32) -> Duration {
         match *self {
             OpenWait::Constant { wait } => wait,
@@ -206,11 +207,13 @@ impl OpenWait {
                 max,
             } => {
                 let exponent = i32::try_from(trip.saturating_sub(1)).unwrap_or(i32::MAX);
-                let secs = initial.as_secs_f64() * multiplier.powi(exponent);
-                if !secs.is_finite() || secs >= max.as_secs_f64() {
+                // In nanoseconds, so an integer multiplier gives exact waits.
+                let nanos = duration_nanos(initial) as f64 * multiplier.powi(exponent);
+                if !nanos.is_finite() || nanos >= duration_nanos(max) as f64 {
                     max
                 } else {
-                    Duration::try_from_secs_f64(secs).unwrap_or(max)
+                    // In [0, max): the truncating cast cannot saturate.
+                    Duration::from_nanos(nanos as u64)
                 }
             }
         }

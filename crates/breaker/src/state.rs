@@ -73,6 +73,11 @@ impl State {
         !matches!(self, State::Open | State::ForcedOpen)
     }
 
+    /// 0..=5, in [`State::ALL`] order.
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.code())
+    }
+
     const fn code(self) -> u8 {
         match self {
             State::Closed => 0,

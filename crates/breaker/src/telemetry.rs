@@ -41,6 +41,8 @@ pub(crate) struct Telemetry {
     not_permitted: [Counter; 3],
     /// By outcome: success, failure, ignored.
     durations: [Histogram; 3],
+    /// By `from.index() * 6 + to.index()`.
+    transitions: Vec<Counter>,
     subscribers: Box<[Subscriber]>,
 }
 
@@ -68,6 +70,18 @@ impl Telemetry {
         let durations = [Outcome::Success, Outcome::Failure, Outcome::Ignored].map(|outcome| {
             metrics::histogram!(DURATION, "breaker" => label.clone(), "outcome" => outcome.as_str())
         });
+        let transitions = State::ALL
+            .iter()
+            .flat_map(|from| State::ALL.iter().map(move |to| (*from, *to)))
+            .map(|(from, to)| {
+                metrics::counter!(
+                    TRANSITIONS,
+                    "breaker" => label.clone(),
+                    "from" => from.as_str(),
+                    "to" => to.as_str()
+                )
+            })
+            .collect();
         let telemetry = Self {
             state: metrics::gauge!(STATE, "breaker" => label.clone()),
             failure_rate: metrics::gauge!(FAILURE_RATE, "breaker" => label.clone()),
@@ -76,6 +90,7 @@ impl Telemetry {
             calls,
             not_permitted,
             durations,
+            transitions,
             subscribers: subscribers.into_boxed_slice(),
         };
         telemetry.failure_rate.set(-1.0);
@@ -85,10 +100,6 @@ impl Telemetry {
 
     pub(crate) fn name(&self) -> &Arc<str> {
         &self.name
-    }
-
-    pub(crate) fn initial_state(&self, state: State) {
-        self.state.set(state.gauge_value());
     }
 
     /// A recorded call: the hot path, so nothing here allocates.
@@ -130,15 +141,19 @@ impl Telemetry {
         self.emit(EventKind::NotPermitted { state, retry_after });
     }
 
-    pub(crate) fn transition(&self, from: State, to: State, reason: TransitionReason) {
+    /// Sets the state gauge; called under the transition lock so
+    /// concurrent transitions leave the gauge at the final state.
+    pub(crate) fn state(&self, to: State) {
         self.state.set(to.gauge_value());
-        metrics::counter!(
-            TRANSITIONS,
-            "breaker" => self.name.to_string(),
-            "from" => from.as_str(),
-            "to" => to.as_str()
-        )
-        .increment(1);
+    }
+
+    pub(crate) fn transition(&self, from: State, to: State, reason: TransitionReason) {
+        if let Some(c) = self
+            .transitions
+            .get(from.index() * State::ALL.len() + to.index())
+        {
+            c.increment(1);
+        }
         tracing::info!(
             breaker = %self.name,
             from = from.as_str(),
