@@ -331,9 +331,15 @@ fn op() -> impl Strategy<Value = Op> {
 fn spec() -> impl Strategy<Value = Spec> {
     (
         (
-            prop_oneof![(1u32..8).prop_map(Some), Just(None)],
+            // Windows of 16 and more are filled in runs of several positions
+            // per thread (see window/count.rs): cover both kinds.
+            prop_oneof![
+                (1u32..8).prop_map(Some),
+                (16u32..80).prop_map(Some),
+                Just(None)
+            ],
             1u64..4,
-            1u32..7,
+            prop_oneof![1u32..7, 10u32..40],
         ),
         (
             proptest::sample::select(vec![20.0, 50.0, 100.0]),

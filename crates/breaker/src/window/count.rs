@@ -1,10 +1,47 @@
 //! The count-based window: the outcomes of the last `size` calls in a ring
 //! of one-byte atomic slots, with the running totals packed in one atomic.
+//!
+//! Positions in the ring are handed out by one shared counter, the head. So
+//! that threads do not fight over the head's cache line on every call, each
+//! thread claims a small run of consecutive positions at once (one
+//! `fetch_add` per run) and fills them itself; the run is remembered in a
+//! thread-local cache. From one thread this is exactly "the last `size`
+//! calls" (its runs are contiguous). Under concurrency a position claimed but
+//! not yet filled still holds the outcome from one lap earlier, so the window
+//! is the last `size` calls give or take a few runs; the totals are always
+//! exactly the sum of the slots.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::{Code, Counts};
 use crate::padded::CachePadded;
+
+/// Identifies a window in the thread-local run cache; never reused, so a
+/// new window can never pick up a dropped one's run.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The most positions one run holds.
+const MAX_RUN: u64 = 64;
+
+/// A run of positions `next..end` claimed by this thread for window `window`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    window: u64,
+    next: u64,
+    end: u64,
+}
+
+/// How many windows one thread keeps a run for at a time (direct-mapped by
+/// id): a thread alternating between more windows than this only claims
+/// runs more often.
+const WAYS: usize = 4;
+
+thread_local! {
+    static RUNS: [Cell<Run>; WAYS] = const {
+        [const { Cell::new(Run { window: 0, next: 0, end: 0 }) }; WAYS]
+    };
+}
 
 #[derive(Debug)]
 pub(crate) struct CountWindow {
@@ -15,6 +52,10 @@ pub(crate) struct CountWindow {
     totals: CachePadded<AtomicU64>,
     slots: Box<[AtomicU8]>,
     size: u64,
+    id: u64,
+    /// Positions per run: a sixteenth of the window (1 to 64), so the
+    /// positions held by runs stay a small part of the window.
+    run: u64,
 }
 
 impl CountWindow {
@@ -27,16 +68,46 @@ impl CountWindow {
             totals: CachePadded::new(AtomicU64::new(0)),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
             size: u64::from(size),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            run: (u64::from(size) / 16).clamp(1, MAX_RUN),
         }
+    }
+
+    /// The next position for this thread to fill.
+    #[inline]
+    fn claim(&self) -> u64 {
+        if self.run == 1 {
+            return self.head.fetch_add(1, Ordering::Relaxed);
+        }
+        RUNS.try_with(|runs| {
+            let Some(cell) = runs.get((self.id % WAYS as u64) as usize) else {
+                return self.head.fetch_add(1, Ordering::Relaxed);
+            };
+            let mut run = cell.get();
+            if run.window != self.id || run.next >= run.end {
+                let start = self.head.fetch_add(self.run, Ordering::Relaxed);
+                run = Run {
+                    window: self.id,
+                    next: start,
+                    end: start + self.run,
+                };
+            }
+            let at = run.next;
+            run.next += 1;
+            cell.set(run);
+            at
+        })
+        // The thread is exiting and its locals are gone: claim one position.
+        .unwrap_or_else(|_| self.head.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Records `code` in the next slot, evicting the oldest outcome. Returns
     /// the totals after it, or `None` when they did not change (the evicted
     /// outcome was the same kind, the common case in a healthy steady state:
-    /// then no shared word but the head is written).
+    /// then no shared word is written but the head, once per run).
     #[inline]
     pub(crate) fn record(&self, code: Code) -> Option<Counts> {
-        let at = self.head.fetch_add(1, Ordering::Relaxed) % self.size;
+        let at = self.claim() % self.size;
         let slot = self.slots.get(usize::try_from(at).ok()?)?;
         // Reading first keeps the slot's cache line shared between cores
         // when nothing changes.
@@ -112,6 +183,31 @@ mod tests {
                 };
                 prop_assert_eq!(w.counts(), expected);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn one_thread_fills_runs_in_order_across_interleaved_windows() {
+        // Runs of 4 (64 / 16); three windows used in turn by one thread must
+        // each still see exactly their last 64 calls.
+        let windows: Vec<CountWindow> = (0..3).map(|_| CountWindow::new(64)).collect();
+        for i in 0..1_000u32 {
+            for (w, window) in windows.iter().enumerate() {
+                let failure = (i as usize + w) % 3 == 0;
+                window.record(Code::new(failure, false));
+            }
+        }
+        for (w, window) in windows.iter().enumerate() {
+            let expected = (1_000 - 64..1_000u32)
+                .filter(|i| (*i as usize + w) % 3 == 0)
+                .count() as u64;
+            assert_eq!(window.counts().calls, 64);
+            assert_eq!(window.counts().failures, expected, "window {w}");
         }
     }
 }
