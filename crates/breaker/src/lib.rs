@@ -89,7 +89,9 @@
 //! counted against the new state. The count-based window is a ring of
 //! one-byte atomic slots whose running totals (calls, failures, slow calls)
 //! are packed into one atomic word; when a success evicts a success (a healthy
-//! steady state), a call writes one shared word, the ring's head. Half-open's
+//! steady state), a call writes no shared word at all but the ring's head,
+//! and each thread claims its ring positions in runs, so it writes the head
+//! once per run rather than once per call. Half-open's
 //! probes are counted in one more atomic word changed only by compare-and-swap,
 //! so exactly the permitted number is admitted. A lock is taken only to
 //! change state and, in a time-based window, once per second to retire old

@@ -498,3 +498,17 @@ fn the_rate_gauges_follow_the_window() {
         "{rate:?}"
     );
 }
+
+#[test]
+fn breakers_and_their_calls_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let breaker = Breaker::builder("threads").build().unwrap();
+    send_sync(&breaker);
+    let call = breaker.call(async { Ok::<_, ()>(1) });
+    send(&call);
+    assert_eq!(block_on(call).unwrap(), 1);
+    let permit = breaker.try_acquire().unwrap();
+    send_sync(&permit);
+    permit.success(MS);
+}
