@@ -198,13 +198,13 @@ mod run_tests {
         let windows: Vec<CountWindow> = (0..3).map(|_| CountWindow::new(64)).collect();
         for i in 0..1_000u32 {
             for (w, window) in windows.iter().enumerate() {
-                let failure = (i as usize + w) % 3 == 0;
+                let failure = (i as usize + w).is_multiple_of(3);
                 window.record(Code::new(failure, false));
             }
         }
         for (w, window) in windows.iter().enumerate() {
             let expected = (1_000 - 64..1_000u32)
-                .filter(|i| (*i as usize + w) % 3 == 0)
+                .filter(|i| (*i as usize + w).is_multiple_of(3))
                 .count() as u64;
             assert_eq!(window.counts().calls, 64);
             assert_eq!(window.counts().failures, expected, "window {w}");
