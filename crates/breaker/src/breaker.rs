@@ -8,7 +8,7 @@
 //! change state, so two threads that both see a threshold crossed make one
 //! transition, not two: the transition re-checks the word it was decided on.
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -300,6 +300,11 @@ impl<C: Clock> Breaker<C> {
     /// Runs `fut` if the breaker permits, timing it with the breaker's clock:
     /// `Ok` counts as a success, `Err` as a failure. Works on any runtime.
     ///
+    /// Takes anything that turns into a future (`IntoFuture`), such as the
+    /// MongoDB driver's actions (`collection.find_one(filter)`), so they can
+    /// be passed without `.into_future()`. The future is not polled, and the
+    /// call never starts, when the breaker refuses.
+    ///
     /// ```
     /// use stratum_breaker::{Breaker, CallError};
     ///
@@ -309,7 +314,7 @@ impl<C: Clock> Breaker<C> {
     /// ```
     pub async fn call<T, E, F>(&self, fut: F) -> Result<T, CallError<E>>
     where
-        F: Future<Output = Result<T, E>>,
+        F: IntoFuture<Output = Result<T, E>>,
     {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
         let started = self.inner.clock.now();
@@ -344,7 +349,7 @@ impl<C: Clock> Breaker<C> {
         fut: F,
     ) -> Result<T, CallError<E>>
     where
-        F: Future<Output = Result<T, E>>,
+        F: IntoFuture<Output = Result<T, E>>,
     {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
         let started = self.inner.clock.now();
