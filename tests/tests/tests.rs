@@ -3,3 +3,6 @@
 
 // The canary: the official driver against the test server, proving the plumbing.
 mod canary;
+
+// The circuit breaker guarding real driver calls (stratum-breaker).
+mod breaker_mongodb;
