@@ -80,9 +80,10 @@ pub struct RequestParams {
     /// `auto`, `none`, `required` or a tool name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<String>,
-    /// The requested response format (JSON mode, a JSON schema...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_format: Option<Value>,
+    /// The requested response format (JSON mode, a JSON schema...); `null` when none.
+    /// A plain value rather than an `Option`: BSON cannot tell `Some(null)` from `None`.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub response_format: Value,
     /// Any other provider parameter, by name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
@@ -233,8 +234,8 @@ pub fn canonical_form(request: &CacheKeyRequest<'_>) -> Result<String, Validatio
     if let Some(choice) = &p.tool_choice {
         params.insert("tool_choice".to_owned(), Value::from(choice.trim()));
     }
-    if let Some(format) = &p.response_format {
-        params.insert("response_format".to_owned(), format.clone());
+    if !p.response_format.is_null() {
+        params.insert("response_format".to_owned(), p.response_format.clone());
     }
     // Under its own key, so an extra parameter can never pose as a named one.
     if !p.extra.is_empty() {

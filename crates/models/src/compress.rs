@@ -666,19 +666,24 @@ fn truncate_slot(counter: TokenCounter, slot: &mut Slot, max_tokens: usize) {
 /// ```
 pub fn collapse_whitespace(text: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
-    for (i, line) in text.trim().split('\n').enumerate() {
-        let line: Vec<&str> = line.split_whitespace().collect();
-        if i > 0 {
-            // Keep at most one blank line between paragraphs.
-            if line.is_empty() {
-                if !out.ends_with("\n\n") {
-                    out.push('\n');
-                }
-                continue;
-            }
-            out.push('\n');
+    let mut blank_before = false;
+    for line in text.trim().split('\n') {
+        let mut words = line.split_whitespace().peekable();
+        if words.peek().is_none() {
+            blank_before = true;
+            continue;
         }
-        out.push_str(&line.join(" "));
+        if !out.is_empty() {
+            // Keep at most one blank line between paragraphs.
+            out.push_str(if blank_before { "\n\n" } else { "\n" });
+        }
+        blank_before = false;
+        for (i, word) in words.enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
     }
     if out == text { Cow::Borrowed(text) } else { Cow::Owned(out) }
 }
@@ -725,4 +730,237 @@ fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     }
     let union = a.len() + b.len() - both;
     if union == 0 { 1.0 } else { both as f64 / union as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn compressor(budget: usize) -> ContextCompressor {
+        ContextCompressor::new(CompressionConfig::builder().budget_tokens(budget).build().unwrap()).unwrap()
+    }
+
+    fn minimum(counter: TokenCounter, messages: &[ChatMessage]) -> usize {
+        REPLY_PRIMING_TOKENS
+            + messages
+                .iter()
+                .filter(|m| m.role.is_instruction())
+                .map(|m| framing(counter, m))
+                .sum::<usize>()
+    }
+
+    /// Checks every promise against a recount; `collapse` says whether contents were collapsed.
+    fn check(input: &[ChatMessage], out: &CompressedContext, budget: usize, collapse: bool) -> Result<(), TestCaseError> {
+        let counter = TokenCounter::new(Encoding::O200kBase).unwrap();
+        let after = counter.count_chat(&out.messages);
+        prop_assert!(after <= budget, "{after} > {budget}");
+        prop_assert_eq!(out.report.tokens_after, after as i64);
+        prop_assert_eq!(out.report.tokens_before, counter.count_chat(input) as i64);
+        prop_assert_eq!(out.report.tokens_saved, (out.report.tokens_before - out.report.tokens_after).max(0));
+        prop_assert!((out.report.ratio - out.report.tokens_before as f64 / after as f64).abs() < 1e-9);
+        prop_assert_eq!(out.report.messages_after, out.messages.len() as i64);
+        prop_assert!(out.report.validate().is_ok());
+        prop_assert_eq!(out.origins.len(), out.messages.len());
+        // Order kept: origins strictly increase.
+        let origins: Vec<usize> = out.origins.iter().flatten().copied().collect();
+        prop_assert!(origins.windows(2).all(|w| w[0] < w[1]), "{origins:?}");
+        // Every instruction kept.
+        for (i, m) in input.iter().enumerate() {
+            if m.role.is_instruction() {
+                prop_assert!(origins.contains(&i), "system message {i} dropped");
+            }
+        }
+        // Each kept message is a prefix of its (collapsed) original, same role.
+        for (m, origin) in out.messages.iter().zip(&out.origins) {
+            if let Some(o) = origin {
+                let original = &input[*o];
+                prop_assert_eq!(&m.role, &original.role);
+                let base = if collapse { collapse_whitespace(&original.content) } else { Cow::Borrowed(original.content.as_str()) };
+                prop_assert!(base.starts_with(m.content.as_str()), "{:?} is not a prefix of {:?}", m.content, base);
+            }
+        }
+        Ok(())
+    }
+
+    const WORDS: [&str; 12] = ["the", "model", "cache", "token", "Paris", "budget", "is", "a", "of", "日本", "🎉", "data"];
+
+    fn content() -> impl Strategy<Value = String> {
+        proptest::collection::vec((0usize..WORDS.len(), prop_oneof![Just(" "), Just("  "), Just("\n"), Just("\n\n\n"), Just("\t")]), 0..40)
+            .prop_map(|ws| ws.into_iter().map(|(w, sep)| format!("{}{sep}", WORDS[w])).collect())
+    }
+
+    fn conversation() -> impl Strategy<Value = Vec<ChatMessage>> {
+        (
+            proptest::option::of(content()),
+            proptest::collection::vec((0u8..5, content()), 0..30),
+        )
+            .prop_map(|(system, turns)| {
+                let mut out: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
+                let mut last = String::new();
+                for (kind, text) in turns {
+                    match kind {
+                        0 => out.push(ChatMessage::user(text.clone())),
+                        1 => out.push(ChatMessage::assistant(text.clone())),
+                        2 => out.push(ChatMessage::user(last.clone())), // an exact repeat
+                        3 => out.push(ChatMessage::new(Role::Developer, text.clone())),
+                        _ => out.push(ChatMessage::user(text.clone()).with_name("ann")),
+                    }
+                    last = text;
+                }
+                out
+            })
+    }
+
+    fn failing(_: &[ChatMessage], _: usize) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Err("model unavailable".into())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn compression_keeps_every_promise(
+            input in conversation(),
+            budget in 1usize..1_500,
+            collapse in any::<bool>(),
+            dedupe in any::<bool>(),
+            cap in proptest::option::of(1usize..80),
+            summarize in any::<bool>(),
+        ) {
+            let mut builder = CompressionConfig::builder()
+                .budget_tokens(budget)
+                .collapse_whitespace(collapse)
+                .dedupe(dedupe)
+                .summary_tokens(40);
+            if let Some(cap) = cap {
+                builder = builder.max_message_tokens(cap);
+            }
+            let compressor = ContextCompressor::new(builder.build().unwrap()).unwrap();
+            let result = if summarize {
+                compressor.compress_with(&input, &ExtractiveSummarizer)
+            } else {
+                compressor.compress(&input)
+            };
+            let floor = minimum(compressor.counter(), &input);
+            match result {
+                Ok(out) => {
+                    prop_assert!(budget >= floor);
+                    check(&input, &out, budget, collapse)?;
+                    prop_assert!(summarize || !out.report.summarized);
+                }
+                Err(CompressError::BudgetTooSmall { budget: b, minimum }) => {
+                    prop_assert_eq!(b, budget);
+                    prop_assert_eq!(minimum, floor);
+                    prop_assert!(budget < floor);
+                }
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn exact_duplicates_keep_the_latest_copy() {
+        let q = "What is the capital of France please?";
+        let input = vec![
+            ChatMessage::system("Be brief."),
+            ChatMessage::user(q),
+            ChatMessage::assistant("Paris."),
+            ChatMessage::user(q),
+        ];
+        let out = compressor(4096).compress(&input).unwrap();
+        assert_eq!(out.origins, vec![Some(0), Some(2), Some(3)]);
+        assert_eq!(out.report.duplicates_dropped, 1);
+    }
+
+    #[test]
+    fn near_duplicates_are_dropped_short_replies_are_not() {
+        let input = vec![
+            ChatMessage::user("Please summarise the quarterly report for the finance team today."),
+            ChatMessage::assistant("ok"),
+            ChatMessage::user("please summarise the quarterly report for the finance team, today!"),
+            ChatMessage::assistant("ok"),
+        ];
+        let out = compressor(4096).compress(&input).unwrap();
+        assert_eq!(out.origins, vec![Some(1), Some(2), Some(3)]);
+        // Below the threshold: kept.
+        let other = vec![
+            ChatMessage::user("Please summarise the quarterly report for the finance team today."),
+            ChatMessage::user("Please summarise the yearly report for the legal team tomorrow."),
+        ];
+        assert_eq!(compressor(4096).compress(&other).unwrap().messages.len(), 2);
+    }
+
+    #[test]
+    fn whitespace_runs_collapse_but_inner_text_survives() {
+        let out = compressor(4096).compress(&[ChatMessage::user("  a\t\t b  \n\n\n\n c ")]).unwrap();
+        assert_eq!(out.messages[0].content, "a b\n\nc");
+    }
+
+    #[test]
+    fn the_newest_turn_is_truncated_rather_than_dropped() {
+        let long = "word ".repeat(2_000);
+        let input = vec![ChatMessage::system("Be brief."), ChatMessage::user("older"), ChatMessage::user(long.clone())];
+        let out = compressor(100).compress(&input).unwrap();
+        assert_eq!(out.origins, vec![Some(0), Some(2)]);
+        assert!(long.starts_with(&out.messages[1].content) && !out.messages[1].content.is_empty());
+        assert_eq!(out.report.truncated, 1);
+        assert_eq!(out.report.budget_dropped, 1);
+        assert_eq!(out.report.tokens_after, 100);
+    }
+
+    #[test]
+    fn an_oversized_system_message_is_cut_to_fit() {
+        let input = vec![ChatMessage::system("rule ".repeat(500)), ChatMessage::user("hi")];
+        let out = compressor(50).compress(&input).unwrap();
+        assert_eq!(out.origins[0], Some(0));
+        assert!(out.report.tokens_after <= 50);
+    }
+
+    #[test]
+    fn too_small_a_budget_is_a_typed_error() {
+        let err = compressor(5).compress(&[ChatMessage::system("x")]).unwrap_err();
+        assert!(matches!(err, CompressError::BudgetTooSmall { budget: 5, minimum: 7 }), "{err}");
+    }
+
+    #[test]
+    fn the_summary_takes_the_place_of_dropped_turns() {
+        let mut input = vec![ChatMessage::system("Be brief.")];
+        for i in 0..30 {
+            input.push(ChatMessage::user(format!("Turn {i} talks about topic {i}. It goes on and on about it at length.")));
+        }
+        let out = compressor(200).compress_with(&input, &ExtractiveSummarizer).unwrap();
+        assert!(out.report.summarized);
+        let at = out.origins.iter().position(Option::is_none).unwrap();
+        assert_eq!(at, 1, "right after the system message, before the kept turns");
+        assert!(out.messages[at].content.starts_with("Earlier in the conversation:"));
+        assert!(out.report.tokens_after <= 200);
+        // Nothing dropped, no summary.
+        let small = compressor(4096).compress_with(&input[..3], &ExtractiveSummarizer).unwrap();
+        assert!(!small.report.summarized);
+    }
+
+    #[test]
+    fn a_failing_summarizer_is_reported() {
+        let input: Vec<ChatMessage> = (0..40).map(|i| ChatMessage::user(format!("message {i} with some padding words"))).collect();
+        let err = compressor(60).compress_with(&input, &failing).unwrap_err();
+        assert!(matches!(err, CompressError::Summarizer(_)));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let e = CompressionConfig::builder().near_duplicate_threshold(0.0).build().unwrap_err();
+        assert_eq!(e.field, "near_duplicate_threshold");
+        let e = CompressionConfig::builder().shingle_words(0).build().unwrap_err();
+        assert_eq!(e.field, "shingle_words");
+        let e = CompressionConfig::builder().max_message_tokens(0).build().unwrap_err();
+        assert_eq!(e.field, "max_message_tokens");
+        assert!(serde_json::from_str::<CompressionConfig>(r#"{"budget_tokns": 5}"#).is_err());
+    }
+
+    #[test]
+    fn jaccard_of_sorted_sets() {
+        assert_eq!(jaccard(&[1, 2, 3], &[2, 3, 4]), 0.5);
+        assert_eq!(jaccard(&[], &[]), 1.0);
+    }
 }

@@ -1,0 +1,12 @@
+//! stratum-models integration tests, one binary, one module per concern.
+
+// BSON round trips of every model (proptest).
+mod roundtrip;
+// Validation before the database: typed errors, never a panic.
+mod validation;
+// Against the real test server: indexes, duplicate keys, refused writes.
+mod mongo;
+// Against the real test server: TTL expiry (slow: waits for the 60 s sweep).
+mod ttl;
+
+mod support;
