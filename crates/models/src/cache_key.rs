@@ -172,8 +172,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn canonical_form(request: &CacheKeyRequest<'_>) -> Result<String, ValidationError> {
     let p = request.params;
     let mut root = BTreeMap::new();
-    root.insert("provider", Value::from(request.provider.trim().to_ascii_lowercase()));
-    root.insert("model", Value::from(request.model.trim().to_ascii_lowercase()));
+    root.insert(
+        "provider",
+        Value::from(request.provider.trim().to_ascii_lowercase()),
+    );
+    root.insert(
+        "model",
+        Value::from(request.model.trim().to_ascii_lowercase()),
+    );
     let messages: Vec<Value> = request
         .messages
         .iter()
@@ -239,8 +245,11 @@ pub fn canonical_form(request: &CacheKeyRequest<'_>) -> Result<String, Validatio
     }
     // Under its own key, so an extra parameter can never pose as a named one.
     if !p.extra.is_empty() {
-        let extra: serde_json::Map<String, Value> =
-            p.extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extra: serde_json::Map<String, Value> = p
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         params.insert("extra".to_owned(), Value::Object(extra));
     }
     let params: serde_json::Map<String, Value> = params.into_iter().collect();
@@ -339,11 +348,15 @@ mod tests {
     }
 
     fn json_schema() -> impl Strategy<Value = Value> {
-        proptest::collection::btree_map("[a-z]{1,6}", prop_oneof![
-            any::<i32>().prop_map(Value::from),
-            "[a-z ]{0,6}".prop_map(Value::from),
-            any::<bool>().prop_map(Value::from),
-        ], 0..4)
+        proptest::collection::btree_map(
+            "[a-z]{1,6}",
+            prop_oneof![
+                any::<i32>().prop_map(Value::from),
+                "[a-z ]{0,6}".prop_map(Value::from),
+                any::<bool>().prop_map(Value::from),
+            ],
+            0..4,
+        )
         .prop_map(|m| Value::Object(m.into_iter().collect()))
     }
 
@@ -358,20 +371,28 @@ mod tests {
             proptest::collection::vec(("[a-z_]{1,8}", json_schema()), 0..3),
             proptest::collection::btree_map("[a-z_]{1,8}", json_schema(), 0..3),
         )
-            .prop_map(|(temperature, top_p, max_tokens, stop, seed, system, tools, extra)| RequestParams {
-                temperature,
-                top_p,
-                max_tokens,
-                stop,
-                seed,
-                system,
-                tools: tools
-                    .into_iter()
-                    .map(|(name, parameters)| ToolSpec { name, description: None, parameters })
-                    .collect(),
-                extra,
-                ..Default::default()
-            })
+            .prop_map(
+                |(temperature, top_p, max_tokens, stop, seed, system, tools, extra)| {
+                    RequestParams {
+                        temperature,
+                        top_p,
+                        max_tokens,
+                        stop,
+                        seed,
+                        system,
+                        tools: tools
+                            .into_iter()
+                            .map(|(name, parameters)| ToolSpec {
+                                name,
+                                description: None,
+                                parameters,
+                            })
+                            .collect(),
+                        extra,
+                        ..Default::default()
+                    }
+                },
+            )
     }
 
     fn request() -> impl Strategy<Value = Req> {
@@ -487,7 +508,13 @@ mod tests {
     fn message_boundaries_are_unambiguous() {
         let p = RequestParams::default();
         let k = |messages: &[ChatMessage]| {
-            CacheKey::compute(&CacheKeyRequest { provider: "p", model: "m", messages, params: &p }).unwrap()
+            CacheKey::compute(&CacheKeyRequest {
+                provider: "p",
+                model: "m",
+                messages,
+                params: &p,
+            })
+            .unwrap()
         };
         assert_ne!(
             k(&[ChatMessage::user("ab"), ChatMessage::user("c")]),
@@ -499,16 +526,28 @@ mod tests {
     fn an_absent_parameter_differs_from_an_explicit_default() {
         let messages = [ChatMessage::user("hi")];
         let a = RequestParams::default();
-        let b = RequestParams { temperature: Some(1.0), ..Default::default() };
+        let b = RequestParams {
+            temperature: Some(1.0),
+            ..Default::default()
+        };
         let k = |params: &RequestParams| {
-            CacheKey::compute(&CacheKeyRequest { provider: "p", model: "m", messages: &messages, params }).unwrap()
+            CacheKey::compute(&CacheKeyRequest {
+                provider: "p",
+                model: "m",
+                messages: &messages,
+                params,
+            })
+            .unwrap()
         };
         assert_ne!(k(&a), k(&b));
     }
 
     #[test]
     fn nan_has_no_key() {
-        let params = RequestParams { top_p: Some(f64::NAN), ..Default::default() };
+        let params = RequestParams {
+            top_p: Some(f64::NAN),
+            ..Default::default()
+        };
         let err = CacheKey::compute(&CacheKeyRequest {
             provider: "p",
             model: "m",
@@ -530,6 +569,9 @@ mod tests {
         .unwrap();
         let hex = key.as_str().strip_prefix("v1:").unwrap();
         assert_eq!(hex.len(), 64);
-        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
 }

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::tokens::{REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME};
 use crate::validate;
-use crate::{ChatMessage, CompressError, ConfigError, Encoding, Role, TokenCounter, ValidationError};
+use crate::{
+    ChatMessage, CompressError, ConfigError, Encoding, Role, TokenCounter, ValidationError,
+};
 
 /// How to compress. Plain data with serde; [`CompressionConfig::builder`] or
 /// deserialization validate every field.
@@ -149,13 +151,19 @@ impl CompressionConfig {
         }
         let t = self.near_duplicate_threshold;
         if !(t > 0.0 && t <= 1.0) {
-            return Err(ConfigError::new("near_duplicate_threshold", "must be in (0, 1]"));
+            return Err(ConfigError::new(
+                "near_duplicate_threshold",
+                "must be in (0, 1]",
+            ));
         }
         if self.shingle_words == 0 {
             return Err(ConfigError::new("shingle_words", "must be at least 1"));
         }
         if self.max_message_tokens == Some(0) {
-            return Err(ConfigError::new("max_message_tokens", "must be at least 1 when set"));
+            return Err(ConfigError::new(
+                "max_message_tokens",
+                "must be at least 1 when set",
+            ));
         }
         Ok(self)
     }
@@ -368,7 +376,11 @@ impl CompressionReport {
 }
 
 fn ratio(before: i64, after: i64) -> f64 {
-    if after <= 0 { 1.0 } else { before as f64 / after as f64 }
+    if after <= 0 {
+        1.0
+    } else {
+        before as f64 / after as f64
+    }
 }
 
 /// A compressed request: the messages to send, where each came from, and the report.
@@ -465,7 +477,11 @@ impl ContextCompressor {
                 {
                     message.content = s;
                 }
-                Slot { origin, message, truncated: false }
+                Slot {
+                    origin,
+                    message,
+                    truncated: false,
+                }
             })
             .collect();
 
@@ -478,14 +494,18 @@ impl ContextCompressor {
 
         // 3. Per-message cap (instructions are only cut for the budget).
         if let Some(cap) = c.max_message_tokens {
-            for slot in slots.iter_mut().filter(|s| !s.message.role.is_instruction()) {
+            for slot in slots
+                .iter_mut()
+                .filter(|s| !s.message.role.is_instruction())
+            {
                 truncate_slot(counter, slot, cap);
             }
         }
 
         // 4. Instructions: framing first, then their content while it fits.
-        let (instructions, turns): (Vec<Slot>, Vec<Slot>) =
-            slots.into_iter().partition(|s| s.message.role.is_instruction());
+        let (instructions, turns): (Vec<Slot>, Vec<Slot>) = slots
+            .into_iter()
+            .partition(|s| s.message.role.is_instruction());
         let minimum = REPLY_PRIMING_TOKENS
             + instructions
                 .iter()
@@ -502,7 +522,10 @@ impl ContextCompressor {
         }
 
         // 5 and 6. Recent turns, reserving room for a summary if one may be needed.
-        let turns_cost: usize = turns.iter().map(|s| counter.count_message(&s.message)).sum();
+        let turns_cost: usize = turns
+            .iter()
+            .map(|s| counter.count_message(&s.message))
+            .sum();
         let summary_framing = TOKENS_PER_MESSAGE + counter.count(Role::System.as_str());
         let reserve = match summarizer {
             Some(_) if turns_cost > spare && c.summary_tokens > 0 => {
@@ -512,13 +535,22 @@ impl ContextCompressor {
         };
         let (kept, dropped) = select_recent(counter, turns, spare - reserve);
         // The kept turns fit in `spare - reserve`, so this cannot underflow.
-        let spare = spare - kept.iter().map(|s| counter.count_message(&s.message)).sum::<usize>();
+        let spare = spare
+            - kept
+                .iter()
+                .map(|s| counter.count_message(&s.message))
+                .sum::<usize>();
         let budget_dropped = dropped.len();
 
         let mut summary = None;
         if let (Some(summarizer), false) = (summarizer, dropped.is_empty()) {
-            let dropped_cost: usize = dropped.iter().map(|s| counter.count_message(&s.message)).sum();
-            let room = spare.min(summary_framing + c.summary_tokens).saturating_sub(summary_framing);
+            let dropped_cost: usize = dropped
+                .iter()
+                .map(|s| counter.count_message(&s.message))
+                .sum();
+            let room = spare
+                .min(summary_framing + c.summary_tokens)
+                .saturating_sub(summary_framing);
             if room > 0 {
                 let dropped_messages: Vec<ChatMessage> =
                     dropped.iter().map(|s| s.message.clone()).collect();
@@ -537,7 +569,11 @@ impl ContextCompressor {
 
         // Reassemble in the original order; the summary takes the place of the
         // turns it replaces, right before the first kept turn.
-        let truncated = instructions.iter().chain(&kept).filter(|s| s.truncated).count();
+        let truncated = instructions
+            .iter()
+            .chain(&kept)
+            .filter(|s| s.truncated)
+            .count();
         let mut out: Vec<Slot> = instructions.into_iter().chain(kept).collect();
         out.sort_by_key(|s| s.origin);
         let summary_at = dropped.iter().map(|s| s.origin).max();
@@ -591,9 +627,9 @@ impl ContextCompressor {
             }
             let exact = (m.role.as_str().to_owned(), hash_words(&words));
             let shingles = shingles(&words, c.shingle_words);
-            let near = seen_shingles
-                .iter()
-                .any(|(role, s)| *role == m.role && jaccard(s, &shingles) >= c.near_duplicate_threshold);
+            let near = seen_shingles.iter().any(|(role, s)| {
+                *role == m.role && jaccard(s, &shingles) >= c.near_duplicate_threshold
+            });
             if seen_exact.contains(&exact) || near {
                 keep[i] = false;
                 continue;
@@ -611,7 +647,11 @@ impl ContextCompressor {
 
 /// The newest turns that fit in `room`, as one contiguous run; the newest is
 /// truncated when it alone is too big. Returns (kept, dropped), both oldest first.
-fn select_recent(counter: TokenCounter, turns: Vec<Slot>, mut room: usize) -> (Vec<Slot>, Vec<Slot>) {
+fn select_recent(
+    counter: TokenCounter,
+    turns: Vec<Slot>,
+    mut room: usize,
+) -> (Vec<Slot>, Vec<Slot>) {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     let mut full = false;
@@ -645,7 +685,9 @@ fn select_recent(counter: TokenCounter, turns: Vec<Slot>, mut room: usize) -> (V
 fn framing(counter: TokenCounter, m: &ChatMessage) -> usize {
     TOKENS_PER_MESSAGE
         + counter.count(m.role.as_str())
-        + m.name.as_deref().map_or(0, |n| counter.count(n) + TOKENS_PER_NAME)
+        + m.name
+            .as_deref()
+            .map_or(0, |n| counter.count(n) + TOKENS_PER_NAME)
 }
 
 fn truncate_slot(counter: TokenCounter, slot: &mut Slot, max_tokens: usize) {
@@ -685,7 +727,11 @@ pub fn collapse_whitespace(text: &str) -> Cow<'_, str> {
             out.push_str(word);
         }
     }
-    if out == text { Cow::Borrowed(text) } else { Cow::Owned(out) }
+    if out == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(out)
+    }
 }
 
 /// Lowercased alphanumeric words: the text two near-duplicates share.
@@ -729,7 +775,11 @@ fn jaccard(a: &[u64], b: &[u64]) -> f64 {
         }
     }
     let union = a.len() + b.len() - both;
-    if union == 0 { 1.0 } else { both as f64 / union as f64 }
+    if union == 0 {
+        1.0
+    } else {
+        both as f64 / union as f64
+    }
 }
 
 #[cfg(test)]
@@ -738,7 +788,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn compressor(budget: usize) -> ContextCompressor {
-        ContextCompressor::new(CompressionConfig::builder().budget_tokens(budget).build().unwrap()).unwrap()
+        ContextCompressor::new(
+            CompressionConfig::builder()
+                .budget_tokens(budget)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     fn minimum(counter: TokenCounter, messages: &[ChatMessage]) -> usize {
@@ -751,14 +807,24 @@ mod tests {
     }
 
     /// Checks every promise against a recount; `collapse` says whether contents were collapsed.
-    fn check(input: &[ChatMessage], out: &CompressedContext, budget: usize, collapse: bool) -> Result<(), TestCaseError> {
+    fn check(
+        input: &[ChatMessage],
+        out: &CompressedContext,
+        budget: usize,
+        collapse: bool,
+    ) -> Result<(), TestCaseError> {
         let counter = TokenCounter::new(Encoding::O200kBase).unwrap();
         let after = counter.count_chat(&out.messages);
         prop_assert!(after <= budget, "{after} > {budget}");
         prop_assert_eq!(out.report.tokens_after, after as i64);
         prop_assert_eq!(out.report.tokens_before, counter.count_chat(input) as i64);
-        prop_assert_eq!(out.report.tokens_saved, (out.report.tokens_before - out.report.tokens_after).max(0));
-        prop_assert!((out.report.ratio - out.report.tokens_before as f64 / after as f64).abs() < 1e-9);
+        prop_assert_eq!(
+            out.report.tokens_saved,
+            (out.report.tokens_before - out.report.tokens_after).max(0)
+        );
+        prop_assert!(
+            (out.report.ratio - out.report.tokens_before as f64 / after as f64).abs() < 1e-9
+        );
         prop_assert_eq!(out.report.messages_after, out.messages.len() as i64);
         prop_assert!(out.report.validate().is_ok());
         prop_assert_eq!(out.origins.len(), out.messages.len());
@@ -776,18 +842,45 @@ mod tests {
             if let Some(o) = origin {
                 let original = &input[*o];
                 prop_assert_eq!(&m.role, &original.role);
-                let base = if collapse { collapse_whitespace(&original.content) } else { Cow::Borrowed(original.content.as_str()) };
-                prop_assert!(base.starts_with(m.content.as_str()), "{:?} is not a prefix of {:?}", m.content, base);
+                let base = if collapse {
+                    collapse_whitespace(&original.content)
+                } else {
+                    Cow::Borrowed(original.content.as_str())
+                };
+                prop_assert!(
+                    base.starts_with(m.content.as_str()),
+                    "{:?} is not a prefix of {:?}",
+                    m.content,
+                    base
+                );
             }
         }
         Ok(())
     }
 
-    const WORDS: [&str; 12] = ["the", "model", "cache", "token", "Paris", "budget", "is", "a", "of", "日本", "🎉", "data"];
+    const WORDS: [&str; 12] = [
+        "the", "model", "cache", "token", "Paris", "budget", "is", "a", "of", "日本", "🎉", "data",
+    ];
 
     fn content() -> impl Strategy<Value = String> {
-        proptest::collection::vec((0usize..WORDS.len(), prop_oneof![Just(" "), Just("  "), Just("\n"), Just("\n\n\n"), Just("\t")]), 0..40)
-            .prop_map(|ws| ws.into_iter().map(|(w, sep)| format!("{}{sep}", WORDS[w])).collect())
+        proptest::collection::vec(
+            (
+                0usize..WORDS.len(),
+                prop_oneof![
+                    Just(" "),
+                    Just("  "),
+                    Just("\n"),
+                    Just("\n\n\n"),
+                    Just("\t")
+                ],
+            ),
+            0..40,
+        )
+        .prop_map(|ws| {
+            ws.into_iter()
+                .map(|(w, sep)| format!("{}{sep}", WORDS[w]))
+                .collect()
+        })
     }
 
     fn conversation() -> impl Strategy<Value = Vec<ChatMessage>> {
@@ -796,7 +889,8 @@ mod tests {
             proptest::collection::vec((0u8..5, content()), 0..30),
         )
             .prop_map(|(system, turns)| {
-                let mut out: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
+                let mut out: Vec<ChatMessage> =
+                    system.into_iter().map(ChatMessage::system).collect();
                 let mut last = String::new();
                 for (kind, text) in turns {
                     match kind {
@@ -812,7 +906,10 @@ mod tests {
             })
     }
 
-    fn failing(_: &[ChatMessage], _: usize) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    fn failing(
+        _: &[ChatMessage],
+        _: usize,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         Err("model unavailable".into())
     }
 
@@ -893,14 +990,20 @@ mod tests {
 
     #[test]
     fn whitespace_runs_collapse_but_inner_text_survives() {
-        let out = compressor(4096).compress(&[ChatMessage::user("  a\t\t b  \n\n\n\n c ")]).unwrap();
+        let out = compressor(4096)
+            .compress(&[ChatMessage::user("  a\t\t b  \n\n\n\n c ")])
+            .unwrap();
         assert_eq!(out.messages[0].content, "a b\n\nc");
     }
 
     #[test]
     fn the_newest_turn_is_truncated_rather_than_dropped() {
         let long = "word ".repeat(2_000);
-        let input = vec![ChatMessage::system("Be brief."), ChatMessage::user("older"), ChatMessage::user(long.clone())];
+        let input = vec![
+            ChatMessage::system("Be brief."),
+            ChatMessage::user("older"),
+            ChatMessage::user(long.clone()),
+        ];
         let out = compressor(100).compress(&input).unwrap();
         assert_eq!(out.origins, vec![Some(0), Some(2)]);
         assert!(long.starts_with(&out.messages[1].content) && !out.messages[1].content.is_empty());
@@ -911,7 +1014,10 @@ mod tests {
 
     #[test]
     fn an_oversized_system_message_is_cut_to_fit() {
-        let input = vec![ChatMessage::system("rule ".repeat(500)), ChatMessage::user("hi")];
+        let input = vec![
+            ChatMessage::system("rule ".repeat(500)),
+            ChatMessage::user("hi"),
+        ];
         let out = compressor(50).compress(&input).unwrap();
         assert_eq!(out.origins[0], Some(0));
         assert!(out.report.tokens_after <= 50);
@@ -919,41 +1025,76 @@ mod tests {
 
     #[test]
     fn too_small_a_budget_is_a_typed_error() {
-        let err = compressor(5).compress(&[ChatMessage::system("x")]).unwrap_err();
-        assert!(matches!(err, CompressError::BudgetTooSmall { budget: 5, minimum: 7 }), "{err}");
+        let err = compressor(5)
+            .compress(&[ChatMessage::system("x")])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CompressError::BudgetTooSmall {
+                    budget: 5,
+                    minimum: 7
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_summary_takes_the_place_of_dropped_turns() {
         let mut input = vec![ChatMessage::system("Be brief.")];
         for i in 0..30 {
-            input.push(ChatMessage::user(format!("Turn {i} talks about topic {i}. It goes on and on about it at length.")));
+            input.push(ChatMessage::user(format!(
+                "Turn {i} talks about topic {i}. It goes on and on about it at length."
+            )));
         }
-        let out = compressor(200).compress_with(&input, &ExtractiveSummarizer).unwrap();
+        let out = compressor(200)
+            .compress_with(&input, &ExtractiveSummarizer)
+            .unwrap();
         assert!(out.report.summarized);
         let at = out.origins.iter().position(Option::is_none).unwrap();
-        assert_eq!(at, 1, "right after the system message, before the kept turns");
-        assert!(out.messages[at].content.starts_with("Earlier in the conversation:"));
+        assert_eq!(
+            at, 1,
+            "right after the system message, before the kept turns"
+        );
+        assert!(
+            out.messages[at]
+                .content
+                .starts_with("Earlier in the conversation:")
+        );
         assert!(out.report.tokens_after <= 200);
         // Nothing dropped, no summary.
-        let small = compressor(4096).compress_with(&input[..3], &ExtractiveSummarizer).unwrap();
+        let small = compressor(4096)
+            .compress_with(&input[..3], &ExtractiveSummarizer)
+            .unwrap();
         assert!(!small.report.summarized);
     }
 
     #[test]
     fn a_failing_summarizer_is_reported() {
-        let input: Vec<ChatMessage> = (0..40).map(|i| ChatMessage::user(format!("message {i} with some padding words"))).collect();
+        let input: Vec<ChatMessage> = (0..40)
+            .map(|i| ChatMessage::user(format!("message {i} with some padding words")))
+            .collect();
         let err = compressor(60).compress_with(&input, &failing).unwrap_err();
         assert!(matches!(err, CompressError::Summarizer(_)));
     }
 
     #[test]
     fn config_errors_name_the_field() {
-        let e = CompressionConfig::builder().near_duplicate_threshold(0.0).build().unwrap_err();
+        let e = CompressionConfig::builder()
+            .near_duplicate_threshold(0.0)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field, "near_duplicate_threshold");
-        let e = CompressionConfig::builder().shingle_words(0).build().unwrap_err();
+        let e = CompressionConfig::builder()
+            .shingle_words(0)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field, "shingle_words");
-        let e = CompressionConfig::builder().max_message_tokens(0).build().unwrap_err();
+        let e = CompressionConfig::builder()
+            .max_message_tokens(0)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field, "max_message_tokens");
         assert!(serde_json::from_str::<CompressionConfig>(r#"{"budget_tokns": 5}"#).is_err());
     }

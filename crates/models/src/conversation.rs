@@ -193,7 +193,9 @@ impl Document for Message {
     }
 
     fn indexes() -> Vec<IndexSpec> {
-        vec![IndexSpec::ascending("conversation_id_seq_unique", ["conversation_id", "seq"]).unique()]
+        vec![
+            IndexSpec::ascending("conversation_id_seq_unique", ["conversation_id", "seq"]).unique(),
+        ]
     }
 
     fn validate(&self) -> Result<(), ValidationError> {

@@ -69,9 +69,10 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static
     /// Validates, encodes and checks the 16 MiB limit: the bytes a write sends.
     fn to_raw_checked(&self) -> Result<RawDocumentBuf, ValidationError> {
         let checked = self.validate().and_then(|()| {
-            let raw = bson::to_raw_document_buf(self).map_err(|e| ValidationError::Unencodable {
-                reason: e.to_string(),
-            })?;
+            let raw =
+                bson::to_raw_document_buf(self).map_err(|e| ValidationError::Unencodable {
+                    reason: e.to_string(),
+                })?;
             check_size(raw.as_bytes().len())?;
             Ok(raw)
         });
@@ -242,7 +243,10 @@ pub mod validate {
     /// assert!(stratum_models::validate::token_count("usage.prompt_tokens", -1).is_err());
     /// assert!(stratum_models::validate::token_count("usage.prompt_tokens", 12).is_ok());
     /// ```
-    pub fn token_count(field: impl Into<Cow<'static, str>>, value: i64) -> Result<(), ValidationError> {
+    pub fn token_count(
+        field: impl Into<Cow<'static, str>>,
+        value: i64,
+    ) -> Result<(), ValidationError> {
         in_range(field, value, 0, MAX_TOKEN_COUNT)
     }
 

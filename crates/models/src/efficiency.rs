@@ -83,7 +83,10 @@ impl TryFrom<RawPriceTable> for PriceTable {
 fn check_price(field: &'static str, price: &ModelPrice) -> Result<(), ConfigError> {
     for v in [price.input_per_million_usd, price.output_per_million_usd] {
         if !v.is_finite() || v < 0.0 {
-            return Err(ConfigError::new(field, "prices must be finite and non-negative"));
+            return Err(ConfigError::new(
+                field,
+                "prices must be finite and non-negative",
+            ));
         }
     }
     Ok(())
@@ -96,7 +99,11 @@ impl PriceTable {
     }
 
     /// Adds or replaces a model's price.
-    pub fn with_model(mut self, model: impl Into<String>, price: ModelPrice) -> Result<Self, ConfigError> {
+    pub fn with_model(
+        mut self,
+        model: impl Into<String>,
+        price: ModelPrice,
+    ) -> Result<Self, ConfigError> {
         check_price("models", &price)?;
         let model = model.into().trim().to_ascii_lowercase();
         if model.is_empty() {
@@ -206,7 +213,10 @@ impl EfficiencyTracker {
 
     fn tally(&mut self, provider: &str, model: &str) -> &mut ModelTally {
         self.per_model
-            .entry((provider.trim().to_ascii_lowercase(), model.trim().to_ascii_lowercase()))
+            .entry((
+                provider.trim().to_ascii_lowercase(),
+                model.trim().to_ascii_lowercase(),
+            ))
             .or_default()
     }
 
@@ -235,7 +245,9 @@ impl EfficiencyTracker {
     /// Adds the prompt tokens a compression removed from a request to `model`.
     pub fn record_compression(&mut self, provider: &str, model: &str, report: &CompressionReport) {
         let t = self.tally(provider, model);
-        t.compression_tokens_saved = t.compression_tokens_saved.saturating_add(report.tokens_saved.max(0));
+        t.compression_tokens_saved = t
+            .compression_tokens_saved
+            .saturating_add(report.tokens_saved.max(0));
     }
 
     /// The figures so far, priced with `prices`.
@@ -246,8 +258,12 @@ impl EfficiencyTracker {
             r.hits += t.hits;
             r.misses += t.misses;
             r.bypasses += t.bypasses;
-            r.tokens_saved = r.tokens_saved.saturating_add(t.hit_tokens_in.saturating_add(t.hit_tokens_out));
-            r.compression_tokens_saved = r.compression_tokens_saved.saturating_add(t.compression_tokens_saved);
+            r.tokens_saved = r
+                .tokens_saved
+                .saturating_add(t.hit_tokens_in.saturating_add(t.hit_tokens_out));
+            r.compression_tokens_saved = r
+                .compression_tokens_saved
+                .saturating_add(t.compression_tokens_saved);
             r.cost_spent_usd += t.cost_spent_usd;
             match prices.price(model) {
                 Some(p) => {
@@ -269,8 +285,13 @@ impl EfficiencyTracker {
         }
         r.requests = r.hits + r.misses + r.bypasses;
         let cacheable = r.hits + r.misses;
-        r.hit_ratio = if cacheable == 0 { 0.0 } else { r.hits as f64 / cacheable as f64 };
-        r.latency_saved = Duration::from_micros(u64::try_from(latency_saved_us).unwrap_or(u64::MAX));
+        r.hit_ratio = if cacheable == 0 {
+            0.0
+        } else {
+            r.hits as f64 / cacheable as f64
+        };
+        r.latency_saved =
+            Duration::from_micros(u64::try_from(latency_saved_us).unwrap_or(u64::MAX));
         r
     }
 }
@@ -282,14 +303,30 @@ mod tests {
 
     fn price_table() -> PriceTable {
         PriceTable::new()
-            .with_model("m0", ModelPrice { input_per_million_usd: 1.0, output_per_million_usd: 2.0 })
+            .with_model(
+                "m0",
+                ModelPrice {
+                    input_per_million_usd: 1.0,
+                    output_per_million_usd: 2.0,
+                },
+            )
             .unwrap()
-            .with_model("m1", ModelPrice { input_per_million_usd: 5.0, output_per_million_usd: 15.0 })
+            .with_model(
+                "m1",
+                ModelPrice {
+                    input_per_million_usd: 5.0,
+                    output_per_million_usd: 15.0,
+                },
+            )
             .unwrap()
     }
 
     fn outcome() -> impl Strategy<Value = CacheOutcome> {
-        prop_oneof![Just(CacheOutcome::Hit), Just(CacheOutcome::Miss), Just(CacheOutcome::Bypass)]
+        prop_oneof![
+            Just(CacheOutcome::Hit),
+            Just(CacheOutcome::Miss),
+            Just(CacheOutcome::Bypass)
+        ]
     }
 
     proptest! {
@@ -340,11 +377,26 @@ mod tests {
     #[test]
     fn longest_prefix_wins_and_default_applies() {
         let t = PriceTable::new()
-            .with_model("gpt-4", ModelPrice { input_per_million_usd: 30.0, output_per_million_usd: 60.0 })
+            .with_model(
+                "gpt-4",
+                ModelPrice {
+                    input_per_million_usd: 30.0,
+                    output_per_million_usd: 60.0,
+                },
+            )
             .unwrap()
-            .with_model("gpt-4o", ModelPrice { input_per_million_usd: 2.5, output_per_million_usd: 10.0 })
+            .with_model(
+                "gpt-4o",
+                ModelPrice {
+                    input_per_million_usd: 2.5,
+                    output_per_million_usd: 10.0,
+                },
+            )
             .unwrap()
-            .with_default(ModelPrice { input_per_million_usd: 1.0, output_per_million_usd: 1.0 })
+            .with_default(ModelPrice {
+                input_per_million_usd: 1.0,
+                output_per_million_usd: 1.0,
+            })
             .unwrap();
         assert_eq!(t.price("gpt-4o-mini").unwrap().input_per_million_usd, 2.5);
         assert_eq!(t.price("gpt-4-turbo").unwrap().input_per_million_usd, 30.0);
@@ -359,7 +411,10 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("models"), "{err}");
         let err = PriceTable::new()
-            .with_default(ModelPrice { input_per_million_usd: f64::NAN, output_per_million_usd: 0.0 })
+            .with_default(ModelPrice {
+                input_per_million_usd: f64::NAN,
+                output_per_million_usd: 0.0,
+            })
             .unwrap_err();
         assert_eq!(err.field, "default");
     }

@@ -86,7 +86,7 @@ mod tokens;
 mod usage;
 
 pub use cache_entry::{CachedResponse, ResponseCacheEntry, ToolCall};
-pub use cache_key::{CacheKey, CacheKeyRequest, RequestParams, ToolSpec, CACHE_KEY_VERSION};
+pub use cache_key::{CACHE_KEY_VERSION, CacheKey, CacheKeyRequest, RequestParams, ToolSpec};
 pub use chat::{ChatMessage, Role};
 pub use compress::{
     CompressedContext, CompressionConfig, CompressionConfigBuilder, CompressionReport,
@@ -101,8 +101,8 @@ pub use error::{CompressError, ConfigError, TokenizerError, ValidationError};
 #[cfg(feature = "mongodb")]
 pub use store::{StoreError, ensure_indexes, find_by_id, insert};
 pub use tokens::{
-    ASYNC_INLINE_LIMIT_BYTES, Encoding, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE,
-    TOKENS_PER_NAME, TokenCounter,
+    ASYNC_INLINE_LIMIT_BYTES, Encoding, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME,
+    TokenCounter,
 };
 pub use usage::{CacheOutcome, TokenUsage, UsageRecord};
 

@@ -48,10 +48,14 @@ fn classify(collection: &'static str, error: mongodb::error::Error) -> StoreErro
         _ => None,
     };
     match code {
-        Some((DUPLICATE_KEY, message)) => StoreError::DuplicateKey { collection, message },
-        Some((c, message)) if INDEX_CONFLICT.contains(&c) => {
-            StoreError::IndexConflict { collection, message }
-        }
+        Some((DUPLICATE_KEY, message)) => StoreError::DuplicateKey {
+            collection,
+            message,
+        },
+        Some((c, message)) if INDEX_CONFLICT.contains(&c) => StoreError::IndexConflict {
+            collection,
+            message,
+        },
         _ => StoreError::Mongo(error),
     }
 }
@@ -97,7 +101,11 @@ pub async fn ensure_indexes<D: Document>(db: &Database) -> Result<Vec<String>, S
         .map_err(|e| classify(D::COLLECTION, e))?;
     metrics::counter!(crate::telemetry::INDEXES_ENSURED, "collection" => D::COLLECTION)
         .increment(specs.len() as u64);
-    tracing::debug!(collection = D::COLLECTION, count = specs.len(), "indexes ensured");
+    tracing::debug!(
+        collection = D::COLLECTION,
+        count = specs.len(),
+        "indexes ensured"
+    );
     Ok(specs.into_iter().map(|s| s.name.into_owned()).collect())
 }
 

@@ -160,9 +160,8 @@ impl TokenCounter {
 
     /// Tokens one message costs in a chat request, framing included.
     pub fn count_message(&self, message: &ChatMessage) -> usize {
-        let mut tokens = TOKENS_PER_MESSAGE
-            + self.count(message.role.as_str())
-            + self.count(&message.content);
+        let mut tokens =
+            TOKENS_PER_MESSAGE + self.count(message.role.as_str()) + self.count(&message.content);
         if let Some(name) = &message.name {
             tokens += self.count(name) + TOKENS_PER_NAME;
         }
@@ -307,7 +306,10 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        for (model, encoding) in [("gpt-4", Encoding::Cl100kBase), ("gpt-4o", Encoding::O200kBase)] {
+        for (model, encoding) in [
+            ("gpt-4", Encoding::Cl100kBase),
+            ("gpt-4o", Encoding::O200kBase),
+        ] {
             let expected = tiktoken_rs::num_tokens_from_messages(model, &theirs).unwrap();
             let ours = TokenCounter::new(encoding).unwrap().count_chat(&messages);
             assert_eq!(ours, expected, "{model}");
@@ -368,6 +370,9 @@ mod tests {
         assert_eq!(c.count_async(short).await.unwrap(), c.count(short));
         assert_eq!(c.count_async(long.clone()).await.unwrap(), c.count(&long));
         let chat = vec![ChatMessage::user(long)];
-        assert_eq!(c.count_chat_async(chat.clone()).await.unwrap(), c.count_chat(&chat));
+        assert_eq!(
+            c.count_chat_async(chat.clone()).await.unwrap(),
+            c.count_chat(&chat)
+        );
     }
 }

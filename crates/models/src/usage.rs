@@ -41,7 +41,10 @@ impl TokenUsage {
     /// Checks each count and that the total adds up; `prefix` names the field path.
     pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         validate::token_count(format!("{prefix}.prompt_tokens"), self.prompt_tokens)?;
-        validate::token_count(format!("{prefix}.completion_tokens"), self.completion_tokens)?;
+        validate::token_count(
+            format!("{prefix}.completion_tokens"),
+            self.completion_tokens,
+        )?;
         validate::token_count(format!("{prefix}.total_tokens"), self.total_tokens)?;
         if self.prompt_tokens + self.completion_tokens != self.total_tokens {
             return Err(ValidationError::Invalid {

@@ -6,12 +6,17 @@ use stratum_models::Document;
 use crate::support;
 
 fn round_trip<D: Document + PartialEq + std::fmt::Debug>(value: &D) -> Result<(), TestCaseError> {
-    let doc = value.to_bson_checked().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let doc = value
+        .to_bson_checked()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(doc.contains_key("_id") && doc.contains_key("schema_version"));
     let back = D::from_bson_checked(doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, value);
-    let raw = value.to_raw_checked().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let from_bytes: D = bson::from_slice(raw.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let raw = value
+        .to_raw_checked()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let from_bytes: D =
+        bson::from_slice(raw.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&from_bytes, value);
     Ok(())
 }

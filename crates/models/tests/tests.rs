@@ -1,5 +1,8 @@
 //! stratum-models integration tests, one binary, one module per concern.
 
+// Helpers outside `#[test]` functions fail the test the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 // BSON round trips of every model (proptest).
 mod roundtrip;
 // Validation before the database: typed errors, never a panic.

@@ -23,7 +23,8 @@ async fn slow_ttl_sweep_removes_an_expired_cache_entry() {
 
     // Already expired (created an hour ago, one-second TTL), and one that never expires.
     let mut expired = entry_for("expired");
-    expired.created_at = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 3_600_000);
+    expired.created_at =
+        bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 3_600_000);
     let expired = expired.with_ttl(Duration::from_secs(1));
     let forever = entry_for("forever");
     insert(db, &expired).await.unwrap();
@@ -33,15 +34,25 @@ async fn slow_ttl_sweep_removes_an_expired_cache_entry() {
     let started = tokio::time::Instant::now();
     let mut gone = false;
     while started.elapsed() < SWEEP_BOUND {
-        if coll.count_documents(bson::doc! { "_id": expired.id }).await.unwrap() == 0 {
+        if coll
+            .count_documents(bson::doc! { "_id": expired.id })
+            .await
+            .unwrap()
+            == 0
+        {
             gone = true;
             break;
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
-    assert!(gone, "the expired entry was still there after {SWEEP_BOUND:?}");
+    assert!(
+        gone,
+        "the expired entry was still there after {SWEEP_BOUND:?}"
+    );
     assert_eq!(
-        coll.count_documents(bson::doc! { "_id": forever.id }).await.unwrap(),
+        coll.count_documents(bson::doc! { "_id": forever.id })
+            .await
+            .unwrap(),
         1,
         "an entry without expires_at is never swept"
     );

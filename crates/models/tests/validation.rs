@@ -14,15 +14,26 @@ fn now() -> bson::DateTime {
 fn entry() -> ResponseCacheEntry {
     let messages = [ChatMessage::user("hello")];
     let params = RequestParams::default();
-    let request = CacheKeyRequest { provider: "openai", model: "gpt-4o", messages: &messages, params: &params };
-    ResponseCacheEntry::new(&request, CachedResponse::text("hi"), TokenUsage::new(5, 1), now()).unwrap()
+    let request = CacheKeyRequest {
+        provider: "openai",
+        model: "gpt-4o",
+        messages: &messages,
+        params: &params,
+    };
+    ResponseCacheEntry::new(
+        &request,
+        CachedResponse::text("hi"),
+        TokenUsage::new(5, 1),
+        now(),
+    )
+    .unwrap()
 }
 
 fn field_of(e: &ValidationError) -> String {
     match e {
-        ValidationError::Blank { field } | ValidationError::OutOfRange { field, .. } | ValidationError::Invalid { field, .. } => {
-            field.to_string()
-        }
+        ValidationError::Blank { field }
+        | ValidationError::OutOfRange { field, .. }
+        | ValidationError::Invalid { field, .. } => field.to_string(),
         other => panic!("expected a field error, got {other:?}"),
     }
 }
@@ -32,7 +43,10 @@ fn an_empty_role_is_refused() {
     let mut m = Message::new(ObjectId::new(), 0, Role::parse(""), "text", 1, now());
     assert_eq!(field_of(&m.validate().unwrap_err()), "role");
     m.role = Role::parse("   ");
-    assert!(matches!(m.to_bson_checked(), Err(ValidationError::Blank { .. })));
+    assert!(matches!(
+        m.to_bson_checked(),
+        Err(ValidationError::Blank { .. })
+    ));
     // Inside a cache entry's prompt, the path says which message.
     let mut e = entry();
     e.prompt.push(ChatMessage::new(Role::parse(""), "x"));
@@ -44,16 +58,32 @@ fn negative_and_absurd_token_counts_are_refused() {
     let mut e = entry();
     e.usage = TokenUsage::new(-1, 5);
     let err = e.validate().unwrap_err();
-    assert!(matches!(err, ValidationError::OutOfRange { value: -1, .. }), "{err:?}");
+    assert!(
+        matches!(err, ValidationError::OutOfRange { value: -1, .. }),
+        "{err:?}"
+    );
     assert_eq!(field_of(&err), "usage.prompt_tokens");
 
     e.usage = TokenUsage::new(5, 2_000_000_000);
-    assert_eq!(field_of(&e.validate().unwrap_err()), "usage.completion_tokens");
+    assert_eq!(
+        field_of(&e.validate().unwrap_err()),
+        "usage.completion_tokens"
+    );
 
-    e.usage = TokenUsage { prompt_tokens: 5, completion_tokens: 5, total_tokens: 11 };
+    e.usage = TokenUsage {
+        prompt_tokens: 5,
+        completion_tokens: 5,
+        total_tokens: 11,
+    };
     assert_eq!(field_of(&e.validate().unwrap_err()), "usage.total_tokens");
 
-    let r = UsageRecord::new("openai", "gpt-4o", stratum_models::CacheOutcome::Miss, now()).with_tokens(i64::MIN, 0);
+    let r = UsageRecord::new(
+        "openai",
+        "gpt-4o",
+        stratum_models::CacheOutcome::Miss,
+        now(),
+    )
+    .with_tokens(i64::MIN, 0);
     assert_eq!(field_of(&r.validate().unwrap_err()), "tokens_in");
     let mut m = Message::new(ObjectId::new(), 0, Role::User, "x", i64::MAX, now());
     assert_eq!(field_of(&m.validate().unwrap_err()), "token_count");
@@ -85,7 +115,10 @@ fn other_field_rules() {
 fn a_document_over_16_mib_is_refused_with_its_size() {
     let mut e = entry();
     e.response.content = "x".repeat(MAX_BSON_DOCUMENT_SIZE);
-    assert!(e.validate().is_ok(), "every field rule holds; only the size is wrong");
+    assert!(
+        e.validate().is_ok(),
+        "every field rule holds; only the size is wrong"
+    );
     match e.to_raw_checked() {
         Err(ValidationError::TooLarge { size, limit }) => {
             assert!(size > MAX_BSON_DOCUMENT_SIZE);
@@ -105,14 +138,23 @@ fn a_missing_required_field_is_malformed_not_a_panic() {
     let mut doc = entry().to_bson_checked().unwrap();
     doc.remove("provider");
     let err = ResponseCacheEntry::from_bson_checked(doc).unwrap_err();
-    assert!(matches!(&err, ValidationError::Malformed { reason } if reason.contains("provider")), "{err:?}");
+    assert!(
+        matches!(&err, ValidationError::Malformed { reason } if reason.contains("provider")),
+        "{err:?}"
+    );
 
     let mut doc = entry().to_bson_checked().unwrap();
     doc.insert("usage", "not a document");
-    assert!(matches!(ResponseCacheEntry::from_bson_checked(doc), Err(ValidationError::Malformed { .. })));
+    assert!(matches!(
+        ResponseCacheEntry::from_bson_checked(doc),
+        Err(ValidationError::Malformed { .. })
+    ));
 
     // A stored document that decodes but breaks a rule is refused too.
     let mut doc = entry().to_bson_checked().unwrap();
     doc.insert("hit_count", -5_i64);
-    assert!(matches!(ResponseCacheEntry::from_bson_checked(doc), Err(ValidationError::OutOfRange { .. })));
+    assert!(matches!(
+        ResponseCacheEntry::from_bson_checked(doc),
+        Err(ValidationError::OutOfRange { .. })
+    ));
 }
