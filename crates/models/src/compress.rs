@@ -418,11 +418,26 @@ pub struct ContextCompressor {
     counter: TokenCounter,
 }
 
-/// A message on its way through the steps.
+/// A message on its way through the steps, with its content's token count
+/// once known.
 struct Slot {
     origin: usize,
     message: ChatMessage,
     truncated: bool,
+    content_tokens: Option<usize>,
+}
+
+impl Slot {
+    fn content_tokens(&mut self, counter: TokenCounter) -> usize {
+        *self
+            .content_tokens
+            .get_or_insert_with(|| counter.count(&self.message.content))
+    }
+
+    /// What the message costs in the request, framing included.
+    fn cost(&mut self, counter: TokenCounter) -> usize {
+        framing(counter, &self.message) + self.content_tokens(counter)
+    }
 }
 
 impl ContextCompressor {
@@ -464,7 +479,17 @@ impl ContextCompressor {
         let c = &self.config;
         let counter = self.counter;
         let budget = c.budget_tokens;
-        let tokens_before = counter.count_chat(messages);
+        // Each content is tokenized at most twice (original, and collapsed or
+        // truncated when it changed and is still needed): the counts are
+        // cached in the slots, and turns older than the kept run are never
+        // recounted.
+        let original: Vec<usize> = messages.iter().map(|m| counter.count(&m.content)).collect();
+        let tokens_before = REPLY_PRIMING_TOKENS
+            + messages
+                .iter()
+                .zip(&original)
+                .map(|(m, n)| framing(counter, m) + n)
+                .sum::<usize>();
 
         // 1. Whitespace.
         let mut slots: Vec<Slot> = messages
@@ -472,15 +497,18 @@ impl ContextCompressor {
             .enumerate()
             .map(|(origin, m)| {
                 let mut message = m.clone();
+                let mut content_tokens = Some(original[origin]);
                 if c.collapse_whitespace
                     && let Cow::Owned(s) = collapse_whitespace(&m.content)
                 {
                     message.content = s;
+                    content_tokens = None;
                 }
                 Slot {
                     origin,
                     message,
                     truncated: false,
+                    content_tokens,
                 }
             })
             .collect();
@@ -498,7 +526,9 @@ impl ContextCompressor {
                 .iter_mut()
                 .filter(|s| !s.message.role.is_instruction())
             {
-                truncate_slot(counter, slot, cap);
+                if slot.content_tokens.is_none_or(|n| n > cap) {
+                    truncate_slot(counter, slot, cap);
+                }
             }
         }
 
@@ -517,37 +547,35 @@ impl ContextCompressor {
         let mut spare = budget - minimum;
         let mut instructions = instructions;
         for slot in &mut instructions {
-            truncate_slot(counter, slot, spare);
-            spare -= counter.count(&slot.message.content);
+            if slot.content_tokens(counter) > spare {
+                truncate_slot(counter, slot, spare);
+            }
+            spare -= slot.content_tokens(counter);
         }
 
         // 5 and 6. Recent turns, reserving room for a summary if one may be needed.
-        let turns_cost: usize = turns
-            .iter()
-            .map(|s| counter.count_message(&s.message))
-            .sum();
+        let mut turns = turns;
+        let mut turns_cost = 0;
+        // Newest first, stopping as soon as they overflow: exactly the counts
+        // the selection needs next.
+        let overflows = turns.iter_mut().rev().any(|s| {
+            turns_cost += s.cost(counter);
+            turns_cost > spare
+        });
         let summary_framing = TOKENS_PER_MESSAGE + counter.count(Role::System.as_str());
         let reserve = match summarizer {
-            Some(_) if turns_cost > spare && c.summary_tokens > 0 => {
+            Some(_) if overflows && c.summary_tokens > 0 => {
                 (summary_framing + c.summary_tokens).min(spare)
             }
             _ => 0,
         };
-        let (kept, dropped) = select_recent(counter, turns, spare - reserve);
+        let (mut kept, mut dropped) = select_recent(counter, turns, spare - reserve);
         // The kept turns fit in `spare - reserve`, so this cannot underflow.
-        let spare = spare
-            - kept
-                .iter()
-                .map(|s| counter.count_message(&s.message))
-                .sum::<usize>();
+        let spare = spare - kept.iter_mut().map(|s| s.cost(counter)).sum::<usize>();
         let budget_dropped = dropped.len();
 
         let mut summary = None;
         if let (Some(summarizer), false) = (summarizer, dropped.is_empty()) {
-            let dropped_cost: usize = dropped
-                .iter()
-                .map(|s| counter.count_message(&s.message))
-                .sum();
             let room = spare
                 .min(summary_framing + c.summary_tokens)
                 .saturating_sub(summary_framing);
@@ -561,8 +589,14 @@ impl ContextCompressor {
                 let text = counter.truncate(&text, room).into_owned();
                 let message = ChatMessage::system(text);
                 let cost = counter.count_message(&message);
-                if !message.content.is_empty() && cost < dropped_cost && cost <= spare {
-                    summary = Some(message);
+                // Worth it only when smaller than what it replaces (counted lazily).
+                let mut dropped_cost = 0;
+                let smaller = dropped.iter_mut().any(|s| {
+                    dropped_cost += s.cost(counter);
+                    dropped_cost > cost
+                });
+                if !message.content.is_empty() && smaller && cost <= spare {
+                    summary = Some((message, cost));
                 }
             }
         }
@@ -576,6 +610,10 @@ impl ContextCompressor {
             .count();
         let mut out: Vec<Slot> = instructions.into_iter().chain(kept).collect();
         out.sort_by_key(|s| s.origin);
+        let mut tokens_after = REPLY_PRIMING_TOKENS
+            + summary.as_ref().map_or(0, |(_, cost)| *cost)
+            + out.iter_mut().map(|s| s.cost(counter)).sum::<usize>();
+        let mut summary = summary.map(|(message, _)| message);
         let summary_at = dropped.iter().map(|s| s.origin).max();
         let mut messages_out = Vec::with_capacity(out.len() + 1);
         let mut origins = Vec::with_capacity(out.len() + 1);
@@ -594,7 +632,12 @@ impl ContextCompressor {
             origins.push(None);
         }
 
-        let tokens_after = counter.count_chat(&messages_out);
+        if tokens_after > budget {
+            // Unreachable by construction (every step keeps the sum within the
+            // budget); recount rather than ever report or return an overrun.
+            tokens_after = counter.count_chat(&messages_out);
+            tracing::error!(tokens_after, budget, "compression overran its budget");
+        }
         let mut report = CompressionReport::new(tokens_before, tokens_after);
         report.messages_before = messages.len() as i64;
         report.messages_after = messages_out.len() as i64;
@@ -660,7 +703,7 @@ fn select_recent(
             dropped.push(slot);
             continue;
         }
-        let cost = counter.count_message(&slot.message);
+        let cost = slot.cost(counter);
         if cost <= room {
             room -= cost;
             kept.push(slot);
@@ -670,7 +713,7 @@ fn select_recent(
         let frame = framing(counter, &slot.message);
         if kept.is_empty() && frame < room {
             truncate_slot(counter, &mut slot, room - frame);
-            room -= counter.count_message(&slot.message);
+            room -= slot.cost(counter);
             kept.push(slot);
         } else {
             dropped.push(slot);
@@ -694,6 +737,7 @@ fn truncate_slot(counter: TokenCounter, slot: &mut Slot, max_tokens: usize) {
     if let Cow::Owned(cut) = counter.truncate(&slot.message.content, max_tokens) {
         slot.message.content = cut;
         slot.truncated = true;
+        slot.content_tokens = None;
     }
 }
 
