@@ -114,9 +114,11 @@ mod anyhow_free {
 ///
 /// let counter = TokenCounter::new(Encoding::Cl100kBase)?;
 /// assert_eq!(counter.count("hello world"), 2);
-/// // 3 per message + role + content, then 3 to prime the reply.
+/// assert_eq!(counter.count("Be brief."), 3);
+/// // Per message: 3 of framing + the role ("system", "user": 1 each) + the
+/// // content; then 3 to prime the reply.
 /// let chat = [ChatMessage::system("Be brief."), ChatMessage::user("hello world")];
-/// assert_eq!(counter.count_chat(&chat), 3 + 1 + 4 + 3 + 1 + 2 + 3);
+/// assert_eq!(counter.count_chat(&chat), (3 + 1 + 3) + (3 + 1 + 2) + 3);
 /// # Ok::<(), stratum_models::TokenizerError>(())
 /// ```
 #[derive(Clone, Copy)]
