@@ -7,8 +7,9 @@
 //!   collection, id, schema version, declared [`IndexSpec`]s (unique,
 //!   compound, TTL) and validation. [`Document::to_raw_checked`] validates and
 //!   enforces MongoDB's 16 MiB limit before a write; with the `mongodb`
-//!   feature, [`ensure_indexes`] creates the indexes idempotently and
-//!   [`insert`] writes only valid documents.
+//!   feature, [`ensure_indexes`] creates the indexes idempotently,
+//!   [`insert`] writes only valid documents and [`lookup_response`] serves a
+//!   cached response that has not expired.
 //! - The models: [`ResponseCacheEntry`] (a cached LLM response with its
 //!   [`RequestParams`], [`TokenUsage`], cost, TTL and hit count),
 //!   [`Conversation`], [`Message`] and [`ContextSnapshot`], and
@@ -62,6 +63,7 @@
 //! # Features
 //!
 //! - `mongodb` (default): [`ensure_indexes`], [`insert`], [`find_by_id`],
+//!   [`lookup_response`] (serve a live cache entry and count the hit),
 //!   [`StoreError`]. The types themselves only need the `bson` crate (the
 //!   version the driver uses), so without this feature the crate builds with
 //!   no driver at all, e.g. for a service that only counts tokens.
@@ -99,7 +101,7 @@ pub use document::{
 pub use efficiency::{EfficiencyReport, EfficiencyTracker, ModelPrice, PriceTable};
 pub use error::{CompressError, ConfigError, TokenizerError, ValidationError};
 #[cfg(feature = "mongodb")]
-pub use store::{StoreError, ensure_indexes, find_by_id, insert};
+pub use store::{StoreError, ensure_indexes, find_by_id, insert, lookup_response};
 pub use tokens::{
     ASYNC_INLINE_LIMIT_BYTES, Encoding, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME,
     TokenCounter,

@@ -148,3 +148,46 @@ pub async fn find_by_id<D: Document>(db: &Database, id: &D::Id) -> Result<Option
         None => Ok(None),
     }
 }
+
+/// Serves a cached response: finds the live entry for `key` and increments its
+/// `hit_count` in one atomic step, returning the entry as updated.
+///
+/// An entry whose `expires_at` is at or before `now` is a miss even while it
+/// is still stored: the server's TTL sweep runs only every 60 s, and a stale
+/// response must never outlive its expiry.
+///
+/// ```no_run
+/// # async fn demo(db: mongodb::Database, key: stratum_models::CacheKey) -> Result<(), stratum_models::StoreError> {
+/// use stratum_models::lookup_response;
+///
+/// if let Some(entry) = lookup_response(&db, &key, bson::DateTime::now()).await? {
+///     println!("{} (served {} times)", entry.response.content, entry.hit_count);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn lookup_response(
+    db: &Database,
+    key: &crate::CacheKey,
+    now: bson::DateTime,
+) -> Result<Option<crate::ResponseCacheEntry>, StoreError> {
+    use crate::ResponseCacheEntry;
+    let filter = bson::doc! {
+        "cache_key": key.as_str(),
+        "$or": [
+            { "expires_at": { "$gt": now } },
+            { "expires_at": { "$exists": false } },
+        ],
+    };
+    let found = db
+        .collection::<bson::Document>(ResponseCacheEntry::COLLECTION)
+        .find_one_and_update(filter, bson::doc! { "$inc": { "hit_count": 1_i64 } })
+        .return_document(mongodb::options::ReturnDocument::After)
+        .await
+        .map_err(|e| classify(ResponseCacheEntry::COLLECTION, e))?;
+    let outcome = if found.is_some() { "hit" } else { "miss" };
+    metrics::counter!(crate::telemetry::CACHE_LOOKUPS, "outcome" => outcome).increment(1);
+    match found {
+        Some(doc) => Ok(Some(ResponseCacheEntry::from_bson_checked(doc)?)),
+        None => Ok(None),
+    }
+}

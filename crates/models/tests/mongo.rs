@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use stratum_models::{
     CacheKeyRequest, CachedResponse, ChatMessage, ContextSnapshot, Conversation, Document, Message,
     RequestParams, ResponseCacheEntry, Role, StoreError, TokenUsage, UsageRecord, ensure_indexes,
-    find_by_id, insert,
+    find_by_id, insert, lookup_response,
 };
 use stratum_tests::TestDb;
 
@@ -250,6 +250,57 @@ async fn a_conversation_round_trips_through_the_server() {
     assert_eq!(
         find_by_id::<Conversation>(db, &c.id).await.unwrap(),
         Some(c)
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_counts_hits_and_never_serves_an_expired_entry() {
+    let t = TestDb::new("models_lookup").await;
+    let db = t.db();
+    ensure_indexes::<ResponseCacheEntry>(db).await.unwrap();
+    let clock = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis());
+
+    let live = entry_for("live").with_ttl(std::time::Duration::from_secs(3600));
+    let mut stale = entry_for("stale");
+    stale.created_at = bson::DateTime::from_millis(clock.timestamp_millis() - 10_000);
+    let stale = stale.with_ttl(std::time::Duration::from_secs(5));
+    let forever = entry_for("forever");
+    for e in [&live, &stale, &forever] {
+        insert(db, e).await.unwrap();
+    }
+
+    let first = lookup_response(db, &live.cache_key, clock)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.hit_count, 1);
+    let second = lookup_response(db, &live.cache_key, clock)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.hit_count, 2);
+    assert_eq!(second.response, live.response);
+    assert_eq!(
+        lookup_response(db, &forever.cache_key, clock)
+            .await
+            .unwrap()
+            .unwrap()
+            .hit_count,
+        1
+    );
+
+    // Expired but (probably) not swept yet: still stored, never served.
+    assert_eq!(
+        lookup_response(db, &stale.cache_key, clock).await.unwrap(),
+        None
+    );
+    // A key that was never cached.
+    assert_eq!(
+        lookup_response(db, &entry_for("other").cache_key, clock)
+            .await
+            .unwrap(),
+        None
     );
     t.cleanup().await;
 }

@@ -7,9 +7,11 @@
 mod roundtrip;
 // Validation before the database: typed errors, never a panic.
 mod validation;
-// Against the real test server: indexes, duplicate keys, refused writes.
+// Against the real test server: indexes, duplicate keys, refused writes, lookups.
+#[cfg(feature = "mongodb")]
 mod mongo;
 // Against the real test server: TTL expiry (slow: waits for the 60 s sweep).
+#[cfg(feature = "mongodb")]
 mod ttl;
 
 mod support;
