@@ -1,0 +1,293 @@
+//! The [`Document`] trait: what every stored type declares (collection, id,
+//! schema version, indexes) and how it is checked before it reaches a database.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bson::RawDocumentBuf;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ValidationError;
+
+/// MongoDB's hard limit on one BSON document: 16 MiB.
+pub const MAX_BSON_DOCUMENT_SIZE: usize = 16 * 1024 * 1024;
+
+/// The largest token count any field accepts. The largest context windows are
+/// a few million tokens; a billion is a corrupt value, not a big request.
+pub const MAX_TOKEN_COUNT: i64 = 1_000_000_000;
+
+/// A type stored as one MongoDB document.
+///
+/// Small on purpose (as tower's `Service`): a collection name, an id, a schema
+/// version, the indexes the queries need and a validation rule. The defaulted
+/// methods turn it into checked BSON, so nothing invalid or oversized is ever
+/// handed to the driver.
+///
+/// ```
+/// use stratum_models::{Document, IndexSpec, ValidationError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Note {
+///     #[serde(rename = "_id")]
+///     id: String,
+///     text: String,
+/// }
+///
+/// impl Document for Note {
+///     const COLLECTION: &'static str = "notes";
+///     const SCHEMA_VERSION: i32 = 1;
+///     type Id = String;
+///     fn id(&self) -> &String { &self.id }
+///     fn indexes() -> Vec<IndexSpec> { vec![IndexSpec::ascending("text_1", ["text"])] }
+///     fn validate(&self) -> Result<(), ValidationError> {
+///         stratum_models::validate::not_blank("text", &self.text)
+///     }
+/// }
+///
+/// let note = Note { id: "n1".into(), text: " ".into() };
+/// assert!(matches!(note.to_bson_checked(), Err(ValidationError::Blank { .. })));
+/// ```
+pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    /// The collection the documents live in.
+    const COLLECTION: &'static str;
+    /// The version of the stored shape; written into every document as `schema_version`.
+    const SCHEMA_VERSION: i32;
+    /// The type of `_id`.
+    type Id: Serialize;
+
+    /// The document's `_id`.
+    fn id(&self) -> &Self::Id;
+
+    /// The indexes the collection needs; created by `ensure_indexes`.
+    fn indexes() -> Vec<IndexSpec>;
+
+    /// Checks every field rule; the first broken rule is returned.
+    fn validate(&self) -> Result<(), ValidationError>;
+
+    /// Validates, encodes and checks the 16 MiB limit: the bytes a write sends.
+    fn to_raw_checked(&self) -> Result<RawDocumentBuf, ValidationError> {
+        let checked = self.validate().and_then(|()| {
+            let raw =
+                bson::to_raw_document_buf(self).map_err(|e| ValidationError::Unencodable {
+                    reason: e.to_string(),
+                })?;
+            check_size(raw.as_bytes().len())?;
+            Ok(raw)
+        });
+        if let Err(e) = &checked {
+            crate::telemetry::validation_failed(Self::COLLECTION, e);
+        }
+        checked
+    }
+
+    /// As [`Document::to_raw_checked`], as an owned [`bson::Document`].
+    fn to_bson_checked(&self) -> Result<bson::Document, ValidationError> {
+        let raw = self.to_raw_checked()?;
+        raw.to_document().map_err(|e| ValidationError::Unencodable {
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes a stored document and validates it: a missing required field or
+    /// a wrong type is [`ValidationError::Malformed`], never a panic.
+    fn from_bson_checked(doc: bson::Document) -> Result<Self, ValidationError> {
+        let value: Self = bson::from_document(doc).map_err(|e| ValidationError::Malformed {
+            reason: e.to_string(),
+        })?;
+        value.validate()?;
+        Ok(value)
+    }
+}
+
+/// The sort direction of one key in an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexDirection {
+    /// `1`
+    Ascending,
+    /// `-1`
+    Descending,
+}
+
+/// One index a [`Document`] declares: keys, uniqueness and an optional TTL.
+///
+/// Every index has an explicit name, so creating it again is a no-op on the
+/// server (the idempotence `ensure_indexes` relies on) and a changed
+/// definition fails loudly instead of adding a second index.
+///
+/// ```
+/// use std::time::Duration;
+/// use stratum_models::IndexSpec;
+///
+/// let key = IndexSpec::ascending("cache_key_unique", ["cache_key"]).unique();
+/// let ttl = IndexSpec::ttl("expires_at_ttl", "expires_at", Duration::ZERO);
+/// assert!(key.unique && ttl.expire_after == Some(Duration::ZERO));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// The index name.
+    pub name: Cow<'static, str>,
+    /// The keys, in order (more than one makes a compound index).
+    pub keys: Vec<(Cow<'static, str>, IndexDirection)>,
+    /// Reject a second document with the same key values (E11000).
+    pub unique: bool,
+    /// A TTL index: the server deletes a document this long after the date in
+    /// the (single) key field; `Duration::ZERO` means "at that date".
+    pub expire_after: Option<Duration>,
+}
+
+impl IndexSpec {
+    /// An ascending index over `keys` (compound when there is more than one).
+    pub fn ascending<I, K>(name: impl Into<Cow<'static, str>>, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<Cow<'static, str>>,
+    {
+        IndexSpec {
+            name: name.into(),
+            keys: keys
+                .into_iter()
+                .map(|k| (k.into(), IndexDirection::Ascending))
+                .collect(),
+            unique: false,
+            expire_after: None,
+        }
+    }
+
+    /// An index over explicit `(field, direction)` pairs.
+    pub fn compound<I, K>(name: impl Into<Cow<'static, str>>, keys: I) -> Self
+    where
+        I: IntoIterator<Item = (K, IndexDirection)>,
+        K: Into<Cow<'static, str>>,
+    {
+        IndexSpec {
+            name: name.into(),
+            keys: keys.into_iter().map(|(k, d)| (k.into(), d)).collect(),
+            unique: false,
+            expire_after: None,
+        }
+    }
+
+    /// A TTL index on a date field.
+    pub fn ttl(
+        name: impl Into<Cow<'static, str>>,
+        field: impl Into<Cow<'static, str>>,
+        expire_after: Duration,
+    ) -> Self {
+        IndexSpec {
+            expire_after: Some(expire_after),
+            ..IndexSpec::ascending(name, [field])
+        }
+    }
+
+    /// Makes the index unique.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// The key document as MongoDB expects it: `{ field: 1 | -1, ... }`.
+    pub fn key_document(&self) -> bson::Document {
+        self.keys
+            .iter()
+            .map(|(field, direction)| {
+                let order = match direction {
+                    IndexDirection::Ascending => 1_i32,
+                    IndexDirection::Descending => -1_i32,
+                };
+                (field.to_string(), bson::Bson::Int32(order))
+            })
+            .collect()
+    }
+}
+
+/// Refuses an encoded size over [`MAX_BSON_DOCUMENT_SIZE`].
+pub(crate) fn check_size(size: usize) -> Result<(), ValidationError> {
+    if size > MAX_BSON_DOCUMENT_SIZE {
+        return Err(ValidationError::TooLarge {
+            size,
+            limit: MAX_BSON_DOCUMENT_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Field-rule helpers shared by the models and usable by a caller's own [`Document`]s.
+pub mod validate {
+    use std::borrow::Cow;
+
+    use crate::{MAX_TOKEN_COUNT, ValidationError};
+
+    /// Refuses an empty or whitespace-only text.
+    ///
+    /// ```
+    /// assert!(stratum_models::validate::not_blank("role", "  ").is_err());
+    /// assert!(stratum_models::validate::not_blank("role", "user").is_ok());
+    /// ```
+    pub fn not_blank(
+        field: impl Into<Cow<'static, str>>,
+        value: &str,
+    ) -> Result<(), ValidationError> {
+        if value.trim().is_empty() {
+            return Err(ValidationError::Blank {
+                field: field.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a token count below zero or above [`MAX_TOKEN_COUNT`].
+    ///
+    /// ```
+    /// assert!(stratum_models::validate::token_count("usage.prompt_tokens", -1).is_err());
+    /// assert!(stratum_models::validate::token_count("usage.prompt_tokens", 12).is_ok());
+    /// ```
+    pub fn token_count(
+        field: impl Into<Cow<'static, str>>,
+        value: i64,
+    ) -> Result<(), ValidationError> {
+        in_range(field, value, 0, MAX_TOKEN_COUNT)
+    }
+
+    /// Refuses a value outside `[min, max]`.
+    pub fn in_range(
+        field: impl Into<Cow<'static, str>>,
+        value: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<(), ValidationError> {
+        if value < min || value > max {
+            return Err(ValidationError::OutOfRange {
+                field: field.into(),
+                value,
+                min,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a NaN, an infinity or a negative amount (a cost, a price).
+    ///
+    /// ```
+    /// assert!(stratum_models::validate::non_negative_finite("cost_usd", f64::NAN).is_err());
+    /// ```
+    pub fn non_negative_finite(
+        field: impl Into<Cow<'static, str>>,
+        value: f64,
+    ) -> Result<(), ValidationError> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(ValidationError::Invalid {
+                field: field.into(),
+                reason: Cow::Owned(format!("{value} is not a finite, non-negative number")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a schema version newer than the code understands, or below 1.
+    pub fn schema_version(found: i32, current: i32) -> Result<(), ValidationError> {
+        in_range("schema_version", i64::from(found), 1, i64::from(current))
+    }
+}
