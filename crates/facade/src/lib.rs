@@ -57,7 +57,7 @@ pub mod uri;
 pub use bson;
 
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]
 pub use crate::store::{MongoStore, ServerInfo};
-pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 pub use crate::uri::{MongoUri, UriError};

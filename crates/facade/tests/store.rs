@@ -5,6 +5,9 @@
 //! (`STRATUM_TEST_MONGODB_URI`, see `stratum_tests`); unset, it fails naming
 //! the command that starts one.
 
+// Test helpers outside #[test] functions unwrap too: a failure is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[macro_use]
 mod conformance;
 

@@ -36,7 +36,7 @@ use serde::Deserialize;
 pub use self::env::{ENV_VARS, EnvVar};
 pub use self::error::ConfigError;
 use self::sections::{
-    Backend, BreakerConfig, CacheConfig, MonitorConfig, MongoConfig, PoolConfig, StoreConfig,
+    Backend, BreakerConfig, CacheConfig, MongoConfig, MonitorConfig, PoolConfig, StoreConfig,
 };
 use crate::MongoUri;
 
@@ -330,7 +330,10 @@ mod tests {
             })
             .collect();
         let c = StratumConfig::builder().env_vars(values).build().unwrap();
-        assert_eq!(c.mongodb.uri.as_ref().map(MongoUri::redacted), Some("mongodb://h:1"));
+        assert_eq!(
+            c.mongodb.uri.as_ref().map(MongoUri::redacted),
+            Some("mongodb://h:1")
+        );
         assert_eq!(c.mongodb.database, "envname");
         assert_eq!(c.mongodb.operation_timeout, Duration::from_millis(1234));
         assert_eq!(c.store.backend, Backend::Mongodb);
@@ -350,18 +353,58 @@ mod tests {
     #[test]
     fn invalid_values_name_field_and_reason() {
         let cases: &[(&str, &str, &str)] = &[
-            ("[breaker]\nfailure_rate_threshold = 150.0", "breaker.failure_rate_threshold", "must be in (0, 100]"),
-            ("[breaker]\nfailure_rate_threshold = nan", "breaker.failure_rate_threshold", "must be in (0, 100]"),
-            ("[breaker]\nwindow_size = 10\nminimum_calls = 11", "breaker.minimum_calls", "window_size"),
+            (
+                "[breaker]\nfailure_rate_threshold = 150.0",
+                "breaker.failure_rate_threshold",
+                "must be in (0, 100]",
+            ),
+            (
+                "[breaker]\nfailure_rate_threshold = nan",
+                "breaker.failure_rate_threshold",
+                "must be in (0, 100]",
+            ),
+            (
+                "[breaker]\nwindow_size = 10\nminimum_calls = 11",
+                "breaker.minimum_calls",
+                "window_size",
+            ),
             ("[cache]\nttl = \"0s\"", "cache.ttl", "must be between"),
-            ("[cache]\nttl = \"400years\"", "cache.ttl", "must be between"),
-            ("[cache]\nmax_entries = 0", "cache.max_entries", "must be between 1"),
-            ("[mongodb]\noperation_timeout = \"0ms\"", "mongodb.operation_timeout", "must be between"),
-            ("[mongodb]\ndatabase = \"a.b\"", "mongodb.database", "must not contain"),
+            (
+                "[cache]\nttl = \"400years\"",
+                "cache.ttl",
+                "must be between",
+            ),
+            (
+                "[cache]\nmax_entries = 0",
+                "cache.max_entries",
+                "must be between 1",
+            ),
+            (
+                "[mongodb]\noperation_timeout = \"0ms\"",
+                "mongodb.operation_timeout",
+                "must be between",
+            ),
+            (
+                "[mongodb]\ndatabase = \"a.b\"",
+                "mongodb.database",
+                "must not contain",
+            ),
             ("[mongodb]\ndatabase = \"\"", "mongodb.database", "1 to 63"),
-            ("[pool]\nmax_size = 2\nmin_idle = 3", "pool.min_idle", "max_size"),
-            ("[store]\nmax_document_bytes = 99999999999", "store.max_document_bytes", "must be between"),
-            ("[store]\nbackend = \"mongodb\"", "mongodb.uri", "must be set"),
+            (
+                "[pool]\nmax_size = 2\nmin_idle = 3",
+                "pool.min_idle",
+                "max_size",
+            ),
+            (
+                "[store]\nmax_document_bytes = 99999999999",
+                "store.max_document_bytes",
+                "must be between",
+            ),
+            (
+                "[store]\nbackend = \"mongodb\"",
+                "mongodb.uri",
+                "must be set",
+            ),
         ];
         for (text, field, reason) in cases {
             let err = StratumConfig::builder().toml(*text).build().unwrap_err();
@@ -386,8 +429,16 @@ mod tests {
         ] {
             let err = StratumConfig::builder().toml(text).build().unwrap_err();
             match &err {
-                ConfigError::Parse { line: got, source_name, .. } => {
-                    assert_eq!((*got, source_name.as_str()), (line, "<toml>"), "{text}: {err}");
+                ConfigError::Parse {
+                    line: got,
+                    source_name,
+                    ..
+                } => {
+                    assert_eq!(
+                        (*got, source_name.as_str()),
+                        (line, "<toml>"),
+                        "{text}: {err}"
+                    );
                 }
                 other => panic!("{text}: expected a parse error, got {other:?}"),
             }
@@ -404,7 +455,10 @@ mod tests {
             ("STRATUM_STORE_BACKEND", "redis"),
             ("STRATUM_MONGODB_URI", "mysql://root:hunter2@h"),
         ] {
-            let err = StratumConfig::builder().env_vars([(name, value)]).build().unwrap_err();
+            let err = StratumConfig::builder()
+                .env_vars([(name, value)])
+                .build()
+                .unwrap_err();
             assert_eq!(err.field(), Some(name), "{err}");
             assert!(!err.to_string().contains("hunter2"));
         }
@@ -412,9 +466,15 @@ mod tests {
 
     #[test]
     fn code_uri_errors_surface_at_build() {
-        let err = StratumConfig::builder().mongodb_uri("nope").build().unwrap_err();
+        let err = StratumConfig::builder()
+            .mongodb_uri("nope")
+            .build()
+            .unwrap_err();
         assert_eq!(err.field(), Some("mongodb.uri"));
-        let ok = StratumConfig::builder().mongodb_uri("mongodb://h").build().unwrap();
+        let ok = StratumConfig::builder()
+            .mongodb_uri("mongodb://h")
+            .build()
+            .unwrap();
         assert!(ok.uses_mongodb());
     }
 

@@ -109,7 +109,12 @@ impl MongoConfig {
             ));
         }
         let ms = Duration::from_millis(1);
-        check_duration("mongodb.connect_timeout", self.connect_timeout, ms, MAX_WAIT)?;
+        check_duration(
+            "mongodb.connect_timeout",
+            self.connect_timeout,
+            ms,
+            MAX_WAIT,
+        )?;
         check_duration(
             "mongodb.server_selection_timeout",
             self.server_selection_timeout,
@@ -130,10 +135,12 @@ pub(crate) fn validate_database_name(field: &str, name: &str) -> Result<(), Conf
     if name.is_empty() || name.len() > 63 {
         return Err(ConfigError::invalid(field, "must be 1 to 63 bytes long"));
     }
-    if name
-        .chars()
-        .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'))
-    {
+    if name.chars().any(|c| {
+        matches!(
+            c,
+            '/' | '\\' | '.' | ' ' | '"' | '$' | '*' | '<' | '>' | ':' | '|' | '?' | '\0'
+        )
+    }) {
         return Err(ConfigError::invalid(
             field,
             "must not contain any of / \\ . space \" $ * < > : | ? or NUL",
@@ -267,7 +274,10 @@ impl Default for BreakerConfig {
 impl BreakerConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_percent("breaker.failure_rate_threshold", self.failure_rate_threshold)?;
+        check_percent(
+            "breaker.failure_rate_threshold",
+            self.failure_rate_threshold,
+        )?;
         check_percent(
             "breaker.slow_call_rate_threshold",
             self.slow_call_rate_threshold,
@@ -280,13 +290,18 @@ impl BreakerConfig {
             MAX_WAIT,
         )?;
         check_range("breaker.window_size", self.window_size, 1, 1_000_000)?;
-        check_range("breaker.minimum_calls", self.minimum_calls, 1, self.window_size)
-            .map_err(|_| {
-                ConfigError::invalid(
-                    "breaker.minimum_calls",
-                    "must be between 1 and `breaker.window_size`",
-                )
-            })?;
+        check_range(
+            "breaker.minimum_calls",
+            self.minimum_calls,
+            1,
+            self.window_size,
+        )
+        .map_err(|_| {
+            ConfigError::invalid(
+                "breaker.minimum_calls",
+                "must be between 1 and `breaker.window_size`",
+            )
+        })?;
         check_duration("breaker.open_wait", self.open_wait, ms, MAX_WAIT)?;
         check_range("breaker.half_open_calls", self.half_open_calls, 1, 10_000)
     }

@@ -213,7 +213,10 @@ mod tests {
         assert!(equal(&Bson::Int64(7), &Bson::Int32(7)));
         assert_eq!(key(&Bson::Int32(1)), key(&Bson::Double(1.0)));
         assert_ne!(key(&Bson::Int32(1)), key(&Bson::String("1".into())));
-        assert_eq!(compare(&Bson::Int32(2), &Bson::Double(1.5)), Ordering::Greater);
+        assert_eq!(
+            compare(&Bson::Int32(2), &Bson::Double(1.5)),
+            Ordering::Greater
+        );
     }
 
     #[test]

@@ -132,14 +132,28 @@ mod tests {
     #[test]
     fn breaker_classification() {
         let counted = [
-            StoreError::Timeout { message: String::new() },
-            StoreError::Unavailable { message: String::new() },
-            StoreError::Network { message: String::new() },
-            StoreError::Backend { code: Some(1), message: String::new() },
+            StoreError::Timeout {
+                message: String::new(),
+            },
+            StoreError::Unavailable {
+                message: String::new(),
+            },
+            StoreError::Network {
+                message: String::new(),
+            },
+            StoreError::Backend {
+                code: Some(1),
+                message: String::new(),
+            },
         ];
         let ignored = [
-            StoreError::NotFound { collection: "c".into() },
-            StoreError::DuplicateKey { collection: "c".into(), message: String::new() },
+            StoreError::NotFound {
+                collection: "c".into(),
+            },
+            StoreError::DuplicateKey {
+                collection: "c".into(),
+                message: String::new(),
+            },
             StoreError::invalid_field("$x", "starts with `$`"),
             StoreError::validation("too large"),
         ];

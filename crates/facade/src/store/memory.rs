@@ -95,7 +95,10 @@ impl Collection {
             {
                 return Err(StoreError::DuplicateKey {
                     collection: name.to_owned(),
-                    message: format!("unique index on ({}) already holds this key", index.fields()),
+                    message: format!(
+                        "unique index on ({}) already holds this key",
+                        index.fields()
+                    ),
                 });
             }
         }
@@ -524,9 +527,15 @@ mod tests {
 
     #[test]
     fn inc_widens_and_refuses_non_numbers() {
-        assert_eq!(add(&Bson::Int32(i32::MAX), &Bson::Int32(1)), Some(Bson::Int64(i64::from(i32::MAX) + 1)));
+        assert_eq!(
+            add(&Bson::Int32(i32::MAX), &Bson::Int32(1)),
+            Some(Bson::Int64(i64::from(i32::MAX) + 1))
+        );
         assert_eq!(add(&Bson::Int64(i64::MAX), &Bson::Int32(1)), None);
-        assert_eq!(add(&Bson::Int32(1), &Bson::Double(0.5)), Some(Bson::Double(1.5)));
+        assert_eq!(
+            add(&Bson::Int32(1), &Bson::Double(0.5)),
+            Some(Bson::Double(1.5))
+        );
         assert_eq!(add(&Bson::String("1".into()), &Bson::Int32(1)), None);
     }
 
@@ -534,13 +543,19 @@ mod tests {
     fn a_failed_update_changes_nothing() {
         block_on(async {
             let store = MemoryStore::new();
-            let id = store.insert("c", doc! { "s": "text", "n": 1 }).await.unwrap();
+            let id = store
+                .insert("c", doc! { "s": "text", "n": 1 })
+                .await
+                .unwrap();
             let err = store
                 .update("c", &id, &Update::new().inc("n", 1).inc("s", 1))
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::Validation { .. }), "{err}");
-            assert_eq!(store.get("c", &id).await.unwrap().unwrap(), doc! { "_id": id.clone(), "s": "text", "n": 1 });
+            assert_eq!(
+                store.get("c", &id).await.unwrap().unwrap(),
+                doc! { "_id": id.clone(), "s": "text", "n": 1 }
+            );
         });
     }
 
@@ -594,11 +609,14 @@ mod tests {
                     match step {
                         Step::Insert(id, v) => {
                             let got = store.insert("m", doc! { "_id": id, "v": i64::from(v) }).await;
-                            if model.contains_key(&id) {
-                                prop_assert!(matches!(got, Err(StoreError::DuplicateKey { .. })), "expected a duplicate key");
-                            } else {
-                                prop_assert_eq!(got.unwrap(), Bson::Int32(id));
-                                model.insert(id, i64::from(v));
+                            match model.entry(id) {
+                                std::collections::btree_map::Entry::Occupied(_) => {
+                                    prop_assert!(matches!(got, Err(StoreError::DuplicateKey { .. })), "expected a duplicate key");
+                                }
+                                std::collections::btree_map::Entry::Vacant(slot) => {
+                                    prop_assert_eq!(got.unwrap(), Bson::Int32(id));
+                                    slot.insert(i64::from(v));
+                                }
                             }
                         }
                         Step::Upsert(id, v) => {

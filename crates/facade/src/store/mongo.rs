@@ -56,7 +56,10 @@ pub struct ServerInfo {
 impl MongoStore {
     /// A client for `config.uri` with the configured timeouts. The driver
     /// connects lazily: call [`ping`](Store::ping) to check the server answers.
-    pub async fn connect(config: &MongoConfig, store: &StoreConfig) -> Result<MongoStore, StoreError> {
+    pub async fn connect(
+        config: &MongoConfig,
+        store: &StoreConfig,
+    ) -> Result<MongoStore, StoreError> {
         let uri = config
             .uri
             .clone()
@@ -112,7 +115,9 @@ impl MongoStore {
     /// The server's version and topology, from `hello` and `buildInfo`.
     pub async fn server_info(&self) -> Result<ServerInfo, StoreError> {
         let hello = self.run(self.db.run_command(doc! { "hello": 1 })).await?;
-        let build = self.run(self.db.run_command(doc! { "buildInfo": 1 })).await?;
+        let build = self
+            .run(self.db.run_command(doc! { "buildInfo": 1 }))
+            .await?;
         let topology = if hello.get_str("msg") == Ok("isdbgrid") {
             "sharded (mongos)".to_owned()
         } else if let Ok(set) = hello.get_str("setName") {
@@ -188,8 +193,7 @@ impl Store for MongoStore {
     async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
         check_id(id)?;
         let coll = self.collection(collection)?;
-        self.run(coll.find_one(doc! { "_id": id.clone() }))
-            .await
+        self.run(coll.find_one(doc! { "_id": id.clone() })).await
     }
 
     async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
@@ -289,8 +293,7 @@ impl Store for MongoStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(self.db.run_command(doc! { "ping": 1 }))
-            .await?;
+        self.run(self.db.run_command(doc! { "ping": 1 })).await?;
         Ok(())
     }
 }
@@ -302,7 +305,9 @@ const TIMEOUT: &[i32] = &[50, 89, 202, 262];
 /// DollarPrefixedFieldName, EmptyFieldName, DocumentValidationFailure,
 /// IndexOptionsConflict, IndexKeySpecsConflict, CannotCreateIndex,
 /// ConflictingUpdateOperators, BSONObjectTooLarge, and friends.
-const VALIDATION: &[i32] = &[2, 9, 14, 16, 28, 40, 52, 55, 56, 66, 67, 85, 86, 121, 10334, 17419];
+const VALIDATION: &[i32] = &[
+    2, 9, 14, 16, 28, 40, 52, 55, 56, 66, 67, 85, 86, 121, 10334, 17419,
+];
 /// HostUnreachable, HostNotFound, ShutdownInProgress, PrimarySteppedDown,
 /// NotWritablePrimary, interrupted at shutdown or by a state change, ...
 const UNAVAILABLE: &[i32] = &[6, 7, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436];
@@ -344,7 +349,9 @@ pub(crate) fn classify(error: mongodb::error::Error, uri: Option<&MongoUri>) -> 
         ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             StoreError::Timeout { message }
         }
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => StoreError::Network { message },
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
+            StoreError::Network { message }
+        }
         ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } => {
             StoreError::Unavailable { message }
         }

@@ -195,8 +195,12 @@ impl Filter {
             }
             Node::In { field, values } => doc! { field.as_str(): { "$in": values.clone() } },
             Node::Exists { field, exists } => doc! { field.as_str(): { "$exists": *exists } },
-            Node::And(parts) => doc! { "$and": parts.iter().map(|p| Bson::Document(p.render())).collect::<Vec<_>>() },
-            Node::Or(parts) => doc! { "$or": parts.iter().map(|p| Bson::Document(p.render())).collect::<Vec<_>>() },
+            Node::And(parts) => {
+                doc! { "$and": parts.iter().map(|p| Bson::Document(p.render())).collect::<Vec<_>>() }
+            }
+            Node::Or(parts) => {
+                doc! { "$or": parts.iter().map(|p| Bson::Document(p.render())).collect::<Vec<_>>() }
+            }
         }
     }
 }
@@ -323,7 +327,10 @@ mod tests {
         for filter in [
             Filter::eq("name", doc! { "$ne": Bson::Null }),
             Filter::is_in("name", [Bson::Document(doc! { "$gt": "" })]),
-            Filter::gt("a", Bson::Array(vec![Bson::Document(doc! { "x": { "$where": "1" } })])),
+            Filter::gt(
+                "a",
+                Bson::Array(vec![Bson::Document(doc! { "x": { "$where": "1" } })]),
+            ),
         ] {
             assert!(
                 matches!(filter.to_document(), Err(StoreError::InvalidField { .. })),
@@ -345,20 +352,33 @@ mod tests {
             for filter in filters {
                 assert!(filter.validate().is_err(), "{filter:?}");
             }
-            assert!(Query::new(Filter::all()).sort(name, Order::Ascending).validate().is_err());
+            assert!(
+                Query::new(Filter::all())
+                    .sort(name, Order::Ascending)
+                    .validate()
+                    .is_err()
+            );
         }
     }
 
     #[test]
     fn regex_values_are_refused() {
-        let regex = Bson::RegularExpression(Regex { pattern: ".*".into(), options: String::new() });
+        let regex = Bson::RegularExpression(Regex {
+            pattern: ".*".into(),
+            options: String::new(),
+        });
         assert!(Filter::eq("a", regex).validate().is_err());
     }
 
     #[test]
     fn and_or_flatten() {
-        let f = Filter::all().and(Filter::eq("a", 1)).and(Filter::eq("b", 2)).and(Filter::eq("c", 3));
-        let Node::And(parts) = &f.0 else { panic!("{f:?}") };
+        let f = Filter::all()
+            .and(Filter::eq("a", 1))
+            .and(Filter::eq("b", 2))
+            .and(Filter::eq("c", 3));
+        let Node::And(parts) = &f.0 else {
+            panic!("{f:?}")
+        };
         assert_eq!(parts.len(), 3);
     }
 }

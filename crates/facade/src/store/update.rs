@@ -77,7 +77,9 @@ impl Update {
     /// Checks field names, values, and that the update is well formed.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.ops.is_empty() {
-            return Err(StoreError::validation("an update needs at least one operation"));
+            return Err(StoreError::validation(
+                "an update needs at least one operation",
+            ));
         }
         for (i, op) in self.ops.iter().enumerate() {
             let field = op.field();
@@ -94,9 +96,7 @@ impl Update {
                 Op::Set(_, value) | Op::Push(_, value) => check_value(value)?,
                 Op::Inc(_, by) => {
                     if !matches!(by, Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_)) {
-                        return Err(StoreError::validation(
-                            "`inc` takes an i32, i64 or f64",
-                        ));
+                        return Err(StoreError::validation("`inc` takes an i32, i64 or f64"));
                     }
                 }
                 Op::Unset(_) => {}
@@ -121,7 +121,12 @@ impl Update {
             };
         }
         let mut update = Document::new();
-        for (operator, part) in [("$set", set), ("$unset", unset), ("$inc", inc), ("$push", push)] {
+        for (operator, part) in [
+            ("$set", set),
+            ("$unset", unset),
+            ("$inc", inc),
+            ("$push", push),
+        ] {
             if !part.is_empty() {
                 update.insert(operator, part);
             }
@@ -154,7 +159,10 @@ mod tests {
 
     #[test]
     fn hostile_strings_are_set_verbatim() {
-        let rendered = Update::new().set("name", r#"{"$ne": null}"#).to_document().unwrap();
+        let rendered = Update::new()
+            .set("name", r#"{"$ne": null}"#)
+            .to_document()
+            .unwrap();
         assert_eq!(rendered, doc! { "$set": { "name": r#"{"$ne": null}"# } });
     }
 }

@@ -73,14 +73,16 @@ pub(crate) fn check_value(value: &Bson) -> Result<(), StoreError> {
 
 fn check_value_at(value: &Bson, depth: usize) -> Result<(), StoreError> {
     if depth > MAX_DEPTH {
-        return Err(StoreError::validation("documents nest deeper than 100 levels"));
+        return Err(StoreError::validation(
+            "documents nest deeper than 100 levels",
+        ));
     }
     match value {
         Bson::Document(doc) => check_keys_at(doc, depth + 1),
         Bson::Array(items) => items.iter().try_for_each(|v| check_value_at(v, depth + 1)),
-        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Err(StoreError::validation(
-            "JavaScript values are not accepted",
-        )),
+        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => {
+            Err(StoreError::validation("JavaScript values are not accepted"))
+        }
         _ => Ok(()),
     }
 }

@@ -8,17 +8,31 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use stratum::bson::{Bson, Document, doc};
-use stratum::{Filter, IndexSpec, MemoryStore, MongoStore, Order, Query, Store, StoreError, Update};
+use stratum::{
+    Filter, IndexSpec, MemoryStore, MongoStore, Order, Query, Store, StoreError, Update,
+};
 use stratum_tests::TestDb;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { id: i32, v: Bson, tag: &'static str },
-    Update { id: i32, update: Update, upsert: bool },
+    Insert {
+        id: i32,
+        v: Bson,
+        tag: &'static str,
+    },
+    Update {
+        id: i32,
+        update: Update,
+        upsert: bool,
+    },
     Delete(i32),
     Get(i32),
     Count(Filter),
-    Find { filter: Filter, order: Order, limit: u64 },
+    Find {
+        filter: Filter,
+        order: Order,
+        limit: u64,
+    },
 }
 
 /// What an operation answered, comparable across stores.
@@ -77,7 +91,9 @@ fn merge(update: Update, part: Update) -> Update {
     let rendered = part.to_document().unwrap();
     let mut out = update;
     for (operator, fields) in rendered {
-        let Bson::Document(fields) = fields else { unreachable!() };
+        let Bson::Document(fields) = fields else {
+            unreachable!()
+        };
         for (field, v) in fields {
             out = match operator.as_str() {
                 "$set" => out.set(field, v),
@@ -134,21 +150,44 @@ fn outcome<T>(result: Result<T, StoreError>, ok: impl FnOnce(T) -> Outcome) -> O
 async fn apply<S: Store>(store: &S, coll: &str, op: &Op) -> Outcome {
     match op {
         Op::Insert { id, v, tag } => outcome(
-            store.insert(coll, doc! { "_id": *id, "v": v.clone(), "n": 0, "tag": *tag }).await,
+            store
+                .insert(
+                    coll,
+                    doc! { "_id": *id, "v": v.clone(), "n": 0, "tag": *tag },
+                )
+                .await,
             Outcome::Id,
         ),
-        Op::Update { id, update, upsert: true } => {
-            outcome(store.upsert(coll, &Bson::Int32(*id), update).await, |d| Outcome::Doc(Some(d)))
-        }
-        Op::Update { id, update, upsert: false } => {
-            outcome(store.update(coll, &Bson::Int32(*id), update).await, |d| Outcome::Doc(Some(d)))
-        }
-        Op::Delete(id) => outcome(store.delete(coll, &Bson::Int32(*id)).await, Outcome::Deleted),
+        Op::Update {
+            id,
+            update,
+            upsert: true,
+        } => outcome(store.upsert(coll, &Bson::Int32(*id), update).await, |d| {
+            Outcome::Doc(Some(d))
+        }),
+        Op::Update {
+            id,
+            update,
+            upsert: false,
+        } => outcome(store.update(coll, &Bson::Int32(*id), update).await, |d| {
+            Outcome::Doc(Some(d))
+        }),
+        Op::Delete(id) => outcome(
+            store.delete(coll, &Bson::Int32(*id)).await,
+            Outcome::Deleted,
+        ),
         Op::Get(id) => outcome(store.get(coll, &Bson::Int32(*id)).await, Outcome::Doc),
         Op::Count(filter) => outcome(store.count(coll, filter).await, Outcome::Count),
-        Op::Find { filter, order, limit } => {
+        Op::Find {
+            filter,
+            order,
+            limit,
+        } => {
             // `_id` breaks ties, so the order is fully determined.
-            let query = Query::new(filter.clone()).sort("v", *order).sort("_id", Order::Ascending).limit(*limit);
+            let query = Query::new(filter.clone())
+                .sort("v", *order)
+                .sort("_id", Order::Ascending)
+                .limit(*limit);
             outcome(store.find(coll, &query).await, Outcome::Docs)
         }
     }
