@@ -181,4 +181,92 @@ mod mongo {
         }
         assert_clean("log output", &logs.text());
     }
+
+    /// Every store operation reports a counter and a latency histogram with
+    /// fixed label values: no URI, no collection, no id, no password.
+    #[test]
+    fn metrics_have_bounded_labels_and_no_secrets() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            rt.block_on(async {
+                let uri = format!("mongodb://app:{PASSWORD}@127.0.0.1:1/?directConnection=true");
+                let config = StratumConfig::builder()
+                    .mongodb_uri(uri)
+                    .configure(|c| c.mongodb.server_selection_timeout = Duration::from_millis(200))
+                    .build()
+                    .unwrap();
+                let store = MongoStore::connect(&config.mongodb, &config.store)
+                    .await
+                    .unwrap();
+                let _ = store
+                    .get("users-of-tenant-42", &Bson::String(PASSWORD.into()))
+                    .await;
+                let _ = store.ping().await;
+            });
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let mut names = Vec::new();
+        for (key, _, _, _) in &snapshot {
+            let key = key.key();
+            names.push(key.name().to_owned());
+            for label in key.labels() {
+                let allowed: &[&str] = match label.key() {
+                    "backend" => &["mongodb"],
+                    "operation" => &[
+                        "get",
+                        "find",
+                        "insert",
+                        "update",
+                        "upsert",
+                        "delete",
+                        "count",
+                        "ensure_index",
+                        "ping",
+                        "hello",
+                        "build_info",
+                    ],
+                    "outcome" => &[
+                        "ok",
+                        "not_found",
+                        "duplicate_key",
+                        "invalid_field",
+                        "validation",
+                        "timeout",
+                        "unavailable",
+                        "network",
+                        "backend",
+                    ],
+                    other => panic!("unexpected label {other}"),
+                };
+                assert!(
+                    allowed.contains(&label.value()),
+                    "{}={}",
+                    label.key(),
+                    label.value()
+                );
+                assert_clean("a label", label.value());
+            }
+        }
+        assert!(
+            names.iter().any(|n| n == "stratum_store_operations_total"),
+            "{names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .any(|n| n == "stratum_store_operation_duration_seconds"),
+            "{names:?}"
+        );
+        let unavailable = snapshot.iter().any(|(key, _, _, _)| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "outcome" && l.value() == "unavailable")
+        });
+        assert!(unavailable, "the failures were counted by kind");
+    }
 }

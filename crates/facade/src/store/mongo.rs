@@ -1,7 +1,7 @@
 //! `MongoStore`: the [`Store`] contract on the official MongoDB driver.
 
 use std::future::IntoFuture;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -114,9 +114,11 @@ impl MongoStore {
 
     /// The server's version and topology, from `hello` and `buildInfo`.
     pub async fn server_info(&self) -> Result<ServerInfo, StoreError> {
-        let hello = self.run(self.db.run_command(doc! { "hello": 1 })).await?;
+        let hello = self
+            .run("hello", self.db.run_command(doc! { "hello": 1 }))
+            .await?;
         let build = self
-            .run(self.db.run_command(doc! { "buildInfo": 1 }))
+            .run("build_info", self.db.run_command(doc! { "buildInfo": 1 }))
             .await?;
         let topology = if hello.get_str("msg") == Ok("isdbgrid") {
             "sharded (mongos)".to_owned()
@@ -137,12 +139,15 @@ impl MongoStore {
         Ok(self.db.collection(name))
     }
 
-    /// Runs one driver call under the operation deadline and classifies its error.
+    /// Runs one driver call under the operation deadline, classifies its
+    /// error and reports it (see "Metrics" in `docs/facade.md`).
     async fn run<T>(
         &self,
+        operation: &'static str,
         call: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.operation_timeout, call).await {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.operation_timeout, call).await {
             Ok(result) => result.map_err(|e| classify(e, self.uri.as_ref())),
             Err(_) => Err(StoreError::Timeout {
                 message: format!(
@@ -150,7 +155,28 @@ impl MongoStore {
                     humantime::format_duration(self.operation_timeout)
                 ),
             }),
-        }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => {
+                tracing::debug!(operation, kind = e.kind(), error = %e, "mongodb operation failed");
+                e.kind()
+            }
+        };
+        metrics::histogram!(
+            "stratum_store_operation_duration_seconds",
+            "backend" => "mongodb",
+            "operation" => operation,
+        )
+        .record(started.elapsed().as_secs_f64());
+        metrics::counter!(
+            "stratum_store_operations_total",
+            "backend" => "mongodb",
+            "operation" => operation,
+            "outcome" => outcome,
+        )
+        .increment(1);
+        result
     }
 
     async fn find_and_update(
@@ -171,7 +197,7 @@ impl MongoStore {
             .find_one_and_update(doc! { "_id": id.clone() }, update)
             .upsert(upsert)
             .return_document(ReturnDocument::After);
-        self.run(call)
+        self.run(if upsert { "upsert" } else { "update" }, call)
             .await
             .map_err(|e| with_collection(e, collection))
     }
@@ -193,7 +219,8 @@ impl Store for MongoStore {
     async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
         check_id(id)?;
         let coll = self.collection(collection)?;
-        self.run(coll.find_one(doc! { "_id": id.clone() })).await
+        self.run("get", coll.find_one(doc! { "_id": id.clone() }))
+            .await
     }
 
     async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
@@ -212,8 +239,10 @@ impl Store for MongoStore {
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        self.run(async move { find.await?.try_collect::<Vec<Document>>().await })
-            .await
+        self.run("find", async move {
+            find.await?.try_collect::<Vec<Document>>().await
+        })
+        .await
     }
 
     async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError> {
@@ -221,7 +250,7 @@ impl Store for MongoStore {
         check_document(&document, self.max_document_bytes)?;
         let coll = self.collection(collection)?;
         let result = self
-            .run(coll.insert_one(document))
+            .run("insert", coll.insert_one(document))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(result.inserted_id)
@@ -258,7 +287,7 @@ impl Store for MongoStore {
         check_id(id)?;
         let coll = self.collection(collection)?;
         let result = self
-            .run(coll.delete_one(doc! { "_id": id.clone() }))
+            .run("delete", coll.delete_one(doc! { "_id": id.clone() }))
             .await?;
         Ok(result.deleted_count > 0)
     }
@@ -266,7 +295,7 @@ impl Store for MongoStore {
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         let filter = filter.to_document()?;
         let coll = self.collection(collection)?;
-        self.run(coll.count_documents(filter)).await
+        self.run("count", coll.count_documents(filter)).await
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
@@ -286,14 +315,15 @@ impl Store for MongoStore {
             .keys(keys)
             .options(IndexOptions::builder().unique(index.unique).build())
             .build();
-        self.run(coll.create_index(model))
+        self.run("ensure_index", coll.create_index(model))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(self.db.run_command(doc! { "ping": 1 })).await?;
+        self.run("ping", self.db.run_command(doc! { "ping": 1 }))
+            .await?;
         Ok(())
     }
 }
