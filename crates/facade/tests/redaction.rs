@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use stratum::{ConfigError, MongoUri, StratumConfig};
 use tracing_subscriber::fmt::MakeWriter;
@@ -124,6 +123,8 @@ fn config_errors_hide_the_password() {
 
 #[cfg(feature = "mongodb")]
 mod mongo {
+    use std::time::Duration;
+
     use stratum::bson::Bson;
     use stratum::{MongoStore, Store};
 

@@ -296,6 +296,7 @@ impl Query {
     }
 
     /// The sort as a MongoDB sort document.
+    #[cfg(feature = "mongodb")]
     pub(crate) fn sort_document(&self) -> Document {
         let mut sort = Document::new();
         for (field, order) in &self.sort {
