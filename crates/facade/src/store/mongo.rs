@@ -4,14 +4,14 @@ use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document, RawDocumentBuf, doc};
 use futures::TryStreamExt;
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use super::memory::with_id_first;
-use super::validate::{check_collection_name, check_document, check_id, check_size};
+use super::validate::{check_collection_name, check_id, check_size, encode_checked};
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
@@ -247,10 +247,13 @@ impl Store for MongoStore {
 
     async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError> {
         let document = with_id_first(document);
-        check_document(&document, self.max_document_bytes)?;
-        let coll = self.collection(collection)?;
+        // Sent as the bytes the size check produced: encoded once, as the raw
+        // driver would.
+        let raw = encode_checked(&document, self.max_document_bytes)?;
+        check_collection_name(collection)?;
+        let coll = self.db.collection::<RawDocumentBuf>(collection);
         let result = self
-            .run("insert", coll.insert_one(document))
+            .run("insert", coll.insert_one(raw))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(result.inserted_id)

@@ -6,7 +6,7 @@
 //! are checked recursively: a document value holding such keys is refused, so
 //! `{"$ne": null}` can only ever arrive as a string, never as an operator.
 
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 
 use super::StoreError;
 
@@ -98,26 +98,38 @@ fn check_keys_at(doc: &Document, depth: usize) -> Result<(), StoreError> {
 /// Checks a whole document for storage: every key, every nested key, and the
 /// `_id` when there is one.
 pub(crate) fn check_document(doc: &Document, max_bytes: usize) -> Result<(), StoreError> {
+    encode_checked(doc, max_bytes).map(drop)
+}
+
+/// [`check_document`], returning the encoding it had to make to measure the
+/// size, so a store that sends the bytes does not encode twice.
+pub(crate) fn encode_checked(
+    doc: &Document,
+    max_bytes: usize,
+) -> Result<RawDocumentBuf, StoreError> {
     check_keys_at(doc, 0)?;
     if let Some(id) = doc.get("_id") {
         check_id(id)?;
     }
-    check_size(doc, max_bytes)
+    encode_within(doc, max_bytes)
 }
 
 /// Checks a document's encoded size against `max_bytes`.
 pub(crate) fn check_size(doc: &Document, max_bytes: usize) -> Result<(), StoreError> {
+    encode_within(doc, max_bytes).map(drop)
+}
+
+fn encode_within(doc: &Document, max_bytes: usize) -> Result<RawDocumentBuf, StoreError> {
     // The size as it would travel: encoding is the only exact measure.
-    let mut bytes = Vec::new();
-    doc.to_writer(&mut bytes)
+    let raw = RawDocumentBuf::from_document(doc)
         .map_err(|e| StoreError::validation(format!("the document cannot be encoded: {e}")))?;
-    if bytes.len() > max_bytes {
+    let len = raw.as_bytes().len();
+    if len > max_bytes {
         return Err(StoreError::validation(format!(
-            "the document is {} bytes, over the limit of {max_bytes}",
-            bytes.len()
+            "the document is {len} bytes, over the limit of {max_bytes}"
         )));
     }
-    Ok(())
+    Ok(raw)
 }
 
 /// Checks a value used as an `_id`: not an array, a regex, undefined or code,
