@@ -348,6 +348,10 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
 }
 
 /// Puts `_id` first, generating an `ObjectId` when there is none (as the

@@ -141,4 +141,97 @@ pub trait Store: Send + Sync {
 
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short, fixed name for the kind of store (`memory`, `mongodb`), fit
+    /// for a metric label.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// A shared store is a store: `Arc<MemoryStore>`, `Arc<dyn Store>`.
+#[async_trait]
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
+        (**self).get(collection, id).await
+    }
+
+    async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
+        (**self).find(collection, query).await
+    }
+
+    async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError> {
+        (**self).insert(collection, document).await
+    }
+
+    async fn update(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        (**self).update(collection, id, update).await
+    }
+
+    async fn upsert(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        (**self).upsert(collection, id, update).await
+    }
+
+    async fn delete(&self, collection: &str, id: &Bson) -> Result<bool, StoreError> {
+        (**self).delete(collection, id).await
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        (**self).count(collection, filter).await
+    }
+
+    async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
+        (**self).ensure_index(collection, index).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping().await
+    }
+
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+}
+
+/// The store a configuration selects: `MongoStore` when `mongodb.uri` is set
+/// (or `store.backend = "mongodb"`), the embedded [`MemoryStore`] otherwise.
+///
+/// The MongoDB client connects lazily; call [`Store::ping`] to check it.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Store, StratumConfig, store::open};
+///
+/// let store = open(&StratumConfig::default()).await?;
+/// assert_eq!(store.backend(), "memory"); // no URI: the embedded store
+/// store.ping().await?;
+/// # Ok::<(), stratum::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub async fn open(config: &crate::StratumConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if !config.uses_mongodb() {
+        return Ok(std::sync::Arc::new(MemoryStore::from_config(&config.store)));
+    }
+    #[cfg(feature = "mongodb")]
+    {
+        let store = MongoStore::connect(&config.mongodb, &config.store).await?;
+        Ok(std::sync::Arc::new(store))
+    }
+    #[cfg(not(feature = "mongodb"))]
+    {
+        Err(StoreError::validation(
+            "the configuration selects MongoDB, but stratum was built without its `mongodb` feature",
+        ))
+    }
 }

@@ -329,6 +329,10 @@ impl Store for MongoStore {
             .await?;
         Ok(())
     }
+
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
 }
 
 /// Server error codes, by what they mean to a caller.
