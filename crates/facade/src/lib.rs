@@ -21,7 +21,8 @@
 //!   whether a circuit breaker should count it.
 //! - [`MemoryStore`]: embedded, the default when no URI is configured.
 //!   `MongoStore` (feature `mongodb`, on by default): the official driver.
-//!   One conformance suite runs against both.
+//!   One conformance suite runs against both. [`store::open`] picks the one
+//!   a configuration selects, as an `Arc<dyn Store>`.
 //!
 //! ```
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -115,6 +115,7 @@ pub(crate) fn encode_checked(
 }
 
 /// Checks a document's encoded size against `max_bytes`.
+#[cfg(feature = "mongodb")]
 pub(crate) fn check_size(doc: &Document, max_bytes: usize) -> Result<(), StoreError> {
     encode_within(doc, max_bytes).map(drop)
 }
