@@ -1,0 +1,64 @@
+//! Stratum's facade: one configuration and one document-store contract for an
+//! LLM application's data, over MongoDB or an embedded in-memory store.
+//!
+//! This crate is the part of Stratum a user touches. It holds the wiring and no
+//! logic that belongs in a layer: the layers (circuit breaker, pool, cache,
+//! monitor, typed LLM documents) are separate crates that this facade puts in
+//! front of the store.
+//!
+//! # Brief overview
+//!
+//! - [`StratumConfig`]: every section (`mongodb`, `store`, `cache`, `breaker`,
+//!   `pool`, `monitor`) from defaults, a TOML file, `STRATUM_*` environment
+//!   variables and code, merged in that order and validated into a typed
+//!   [`ConfigError`] that names the field.
+//! - [`MongoUri`]: a connection string whose credentials never show in
+//!   `Debug`, `Display`, logs or errors.
+//! - [`Store`]: get by id, find with sort and limit, insert, update, upsert,
+//!   delete, count, unique indexes, over BSON [`Document`](bson::Document)s.
+//!   [`Filter`] and [`Update`] take values as values, so user input never
+//!   becomes a query operator. Errors are a typed [`StoreError`] that says
+//!   whether a circuit breaker should count it.
+//! - [`MemoryStore`]: embedded, the default when no URI is configured.
+//!   `MongoStore` (feature `mongodb`, on by default): the official driver.
+//!   One conformance suite runs against both. [`store::open`] picks the one
+//!   a configuration selects, as an `Arc<dyn Store>`.
+//!
+//! ```
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! use stratum::bson::doc;
+//! use stratum::{Filter, MemoryStore, Order, Query, Store, StratumConfig, Update};
+//!
+//! let config = StratumConfig::builder().env().build()?;
+//! let store = MemoryStore::from_config(&config.store);
+//!
+//! for (turn, text) in ["hello", "how are you?"].into_iter().enumerate() {
+//!     store.insert("messages", doc! { "conversation": "c1", "turn": turn as i32, "text": text }).await?;
+//! }
+//! // A user's string is compared as a string, never read as an operator.
+//! let hostile = Filter::eq("conversation", r#"{"$ne": null}"#);
+//! assert_eq!(store.count("messages", &hostile).await?, 0);
+//!
+//! let latest = store
+//!     .find("messages", &Query::new(Filter::eq("conversation", "c1")).sort("turn", Order::Descending).limit(1))
+//!     .await?;
+//! assert_eq!(latest[0].get_str("text")?, "how are you?");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod store;
+pub mod uri;
+
+/// The BSON crate the stores speak (the same one the driver re-exports as
+/// `mongodb::bson`).
+pub use bson;
+
+pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
+#[cfg(feature = "mongodb")]
+pub use crate::store::{MongoStore, ServerInfo};
+pub use crate::uri::{MongoUri, UriError};

@@ -1,0 +1,237 @@
+//! The `Store` trait: documents by id and by filter, over MongoDB or in memory.
+//!
+//! Two implementations share one contract, checked by one conformance suite
+//! (`crates/facade/tests/conformance/`): [`MemoryStore`], embedded and the
+//! default when no URI is configured, and `MongoStore` on the official driver
+//! (feature `mongodb`). Both validate requests with the same code
+//! ([`Filter::validate`], [`Update::validate`], the document rules in
+//! [`check_field_name`]) before touching any data.
+
+mod compare;
+mod error;
+mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
+mod query;
+mod update;
+mod validate;
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+
+pub use self::error::StoreError;
+pub use self::memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub use self::mongo::{MongoStore, ServerInfo};
+pub use self::query::{Filter, Order, Query};
+pub use self::update::Update;
+pub use self::validate::check_field_name;
+
+/// An index to declare on a collection.
+///
+/// ```
+/// use stratum::{IndexSpec, Order};
+///
+/// let by_email = IndexSpec::new([("email", Order::Ascending)]).unique();
+/// assert!(by_email.is_unique());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    pub(crate) keys: Vec<(String, Order)>,
+    pub(crate) unique: bool,
+}
+
+impl IndexSpec {
+    /// An index over these fields, in this order.
+    pub fn new<F: Into<String>>(keys: impl IntoIterator<Item = (F, Order)>) -> IndexSpec {
+        IndexSpec {
+            keys: keys.into_iter().map(|(f, o)| (f.into(), o)).collect(),
+            unique: false,
+        }
+    }
+
+    /// Makes the index unique: a write that would repeat a key combination
+    /// fails with [`StoreError::DuplicateKey`]. A missing field counts as
+    /// `null`, so two documents both missing it conflict (as in MongoDB).
+    pub fn unique(mut self) -> IndexSpec {
+        self.unique = true;
+        self
+    }
+
+    /// Whether the index is unique.
+    pub fn is_unique(&self) -> bool {
+        self.unique
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        if self.keys.is_empty() || self.keys.len() > 32 {
+            return Err(StoreError::validation("an index needs 1 to 32 keys"));
+        }
+        for (field, _) in &self.keys {
+            check_field_name(field)?;
+        }
+        Ok(())
+    }
+}
+
+/// Document storage by collection: the contract every store fulfils.
+///
+/// Ids are any BSON value but an array, a regex or undefined; `insert`
+/// generates an `ObjectId` when the document has no `_id`. Numbers compare
+/// across types (`1`, `1i64` and `1.0` are the same id).
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Filter, MemoryStore, Query, Store, Update};
+/// use stratum::bson::doc;
+///
+/// let store = MemoryStore::new();
+/// let id = store.insert("notes", doc! { "text": "hi", "n": 1 }).await?;
+/// let updated = store.update("notes", &id, &Update::new().inc("n", 1)).await?;
+/// assert_eq!(updated.get_i32("n")?, 2);
+/// assert_eq!(store.count("notes", &Filter::eq("text", "hi")).await?, 1);
+/// let found = store.find("notes", &Query::new(Filter::all()).limit(10)).await?;
+/// assert_eq!(found.len(), 1);
+/// assert!(store.delete("notes", &id).await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The document with this `_id`, if any.
+    async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError>;
+
+    /// The documents `query` selects, sorted and limited.
+    async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError>;
+
+    /// Stores a new document and returns its `_id`; fails with
+    /// [`StoreError::DuplicateKey`] when the id or a unique key is taken.
+    async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError>;
+
+    /// Applies `update` to the document with this `_id` and returns it as it
+    /// is afterwards; [`StoreError::NotFound`] when there is none.
+    async fn update(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError>;
+
+    /// Like [`update`](Store::update), but when no document has this `_id`,
+    /// creates `{_id: id}` and applies `update` to it. Returns the document
+    /// as it is afterwards.
+    async fn upsert(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError>;
+
+    /// Removes the document with this `_id`; `false` when there was none.
+    async fn delete(&self, collection: &str, id: &Bson) -> Result<bool, StoreError>;
+
+    /// How many documents `filter` matches.
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError>;
+
+    /// Declares an index; declaring the same index again is a no-op. A unique
+    /// index over data that already repeats a key fails with
+    /// [`StoreError::DuplicateKey`].
+    async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError>;
+
+    /// Checks the store answers (for readiness probes).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short, fixed name for the kind of store (`memory`, `mongodb`), fit
+    /// for a metric label.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// A shared store is a store: `Arc<MemoryStore>`, `Arc<dyn Store>`.
+#[async_trait]
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
+        (**self).get(collection, id).await
+    }
+
+    async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
+        (**self).find(collection, query).await
+    }
+
+    async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError> {
+        (**self).insert(collection, document).await
+    }
+
+    async fn update(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        (**self).update(collection, id, update).await
+    }
+
+    async fn upsert(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        (**self).upsert(collection, id, update).await
+    }
+
+    async fn delete(&self, collection: &str, id: &Bson) -> Result<bool, StoreError> {
+        (**self).delete(collection, id).await
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        (**self).count(collection, filter).await
+    }
+
+    async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
+        (**self).ensure_index(collection, index).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping().await
+    }
+
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+}
+
+/// The store a configuration selects: `MongoStore` when `mongodb.uri` is set
+/// (or `store.backend = "mongodb"`), the embedded [`MemoryStore`] otherwise.
+///
+/// The MongoDB client connects lazily; call [`Store::ping`] to check it.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Store, StratumConfig, store::open};
+///
+/// let store = open(&StratumConfig::default()).await?;
+/// assert_eq!(store.backend(), "memory"); // no URI: the embedded store
+/// store.ping().await?;
+/// # Ok::<(), stratum::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub async fn open(config: &crate::StratumConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if !config.uses_mongodb() {
+        return Ok(std::sync::Arc::new(MemoryStore::from_config(&config.store)));
+    }
+    #[cfg(feature = "mongodb")]
+    {
+        let store = MongoStore::connect(&config.mongodb, &config.store).await?;
+        Ok(std::sync::Arc::new(store))
+    }
+    #[cfg(not(feature = "mongodb"))]
+    {
+        Err(StoreError::validation(
+            "the configuration selects MongoDB, but stratum was built without its `mongodb` feature",
+        ))
+    }
+}

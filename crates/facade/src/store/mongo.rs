@@ -1,0 +1,403 @@
+//! `MongoStore`: the [`Store`] contract on the official MongoDB driver.
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bson::{Bson, Document, RawDocumentBuf, doc};
+use futures::TryStreamExt;
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use super::memory::with_id_first;
+use super::validate::{check_collection_name, check_id, check_size, encode_checked};
+use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
+use crate::MongoUri;
+use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
+
+/// Documents in a MongoDB database, through the official driver.
+///
+/// Every request is validated by the same code as [`MemoryStore`](super::MemoryStore)'s
+/// before it is sent; every operation has a deadline
+/// (`mongodb.operation_timeout`) and fails with [`StoreError::Timeout`] past
+/// it. Driver errors are classified into [`StoreError`] with credentials
+/// masked in every message.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use stratum::{MongoStore, Store, StratumConfig};
+///
+/// let config = StratumConfig::builder().mongodb_uri("mongodb://127.0.0.1:27017").build()?;
+/// let store = MongoStore::connect(&config.mongodb, &config.store).await?;
+/// store.ping().await?;
+/// println!("{:?}", store.server_info().await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    db: Database,
+    uri: Option<MongoUri>,
+    operation_timeout: Duration,
+    max_document_bytes: usize,
+}
+
+/// What `hello` and `buildInfo` tell about the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The version the server reports (`8.2.0`, say).
+    pub version: String,
+    /// `standalone`, `replica set <name>` or `sharded (mongos)`.
+    pub topology: String,
+    /// The highest wire protocol version the server speaks.
+    pub max_wire_version: i32,
+}
+
+impl MongoStore {
+    /// A client for `config.uri` with the configured timeouts. The driver
+    /// connects lazily: call [`ping`](Store::ping) to check the server answers.
+    pub async fn connect(
+        config: &MongoConfig,
+        store: &StoreConfig,
+    ) -> Result<MongoStore, StoreError> {
+        let uri = config
+            .uri
+            .clone()
+            .ok_or_else(|| StoreError::validation("`mongodb.uri` is not set"))?;
+        let mut options = ClientOptions::parse(uri.expose_secret())
+            .await
+            .map_err(|e| classify(e, Some(&uri)))?;
+        options.app_name = Some(config.app_name.clone());
+        options.connect_timeout = Some(config.connect_timeout);
+        options.server_selection_timeout = Some(config.server_selection_timeout);
+        let client = Client::with_options(options).map_err(|e| classify(e, Some(&uri)))?;
+        Ok(MongoStore {
+            db: client.database(&config.database),
+            uri: Some(uri),
+            operation_timeout: config.operation_timeout,
+            max_document_bytes: store.max_document_bytes,
+        })
+    }
+
+    /// A store over a database handle the caller already has, with the
+    /// default deadline (5 s) and document limit (16 MiB).
+    pub fn new(db: Database) -> MongoStore {
+        MongoStore {
+            db,
+            uri: None,
+            operation_timeout: MongoConfig::default().operation_timeout,
+            max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
+        }
+    }
+
+    /// Changes the deadline of each operation.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> MongoStore {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Changes the largest document accepted.
+    pub fn with_max_document_bytes(mut self, bytes: usize) -> MongoStore {
+        self.max_document_bytes = bytes;
+        self
+    }
+
+    /// The database handle.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The driver's client.
+    pub fn client(&self) -> &Client {
+        self.db.client()
+    }
+
+    /// The server's version and topology, from `hello` and `buildInfo`.
+    pub async fn server_info(&self) -> Result<ServerInfo, StoreError> {
+        let hello = self
+            .run("hello", self.db.run_command(doc! { "hello": 1 }))
+            .await?;
+        let build = self
+            .run("build_info", self.db.run_command(doc! { "buildInfo": 1 }))
+            .await?;
+        let topology = if hello.get_str("msg") == Ok("isdbgrid") {
+            "sharded (mongos)".to_owned()
+        } else if let Ok(set) = hello.get_str("setName") {
+            format!("replica set {set}")
+        } else {
+            "standalone".to_owned()
+        };
+        Ok(ServerInfo {
+            version: build.get_str("version").unwrap_or("unknown").to_owned(),
+            topology,
+            max_wire_version: hello.get_i32("maxWireVersion").unwrap_or(0),
+        })
+    }
+
+    fn collection(&self, name: &str) -> Result<Collection<Document>, StoreError> {
+        check_collection_name(name)?;
+        Ok(self.db.collection(name))
+    }
+
+    /// Runs one driver call under the operation deadline, classifies its
+    /// error and reports it (see "Metrics" in `docs/facade.md`).
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        call: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.operation_timeout, call).await {
+            Ok(result) => result.map_err(|e| classify(e, self.uri.as_ref())),
+            Err(_) => Err(StoreError::Timeout {
+                message: format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.operation_timeout)
+                ),
+            }),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => {
+                tracing::debug!(operation, kind = e.kind(), error = %e, "mongodb operation failed");
+                e.kind()
+            }
+        };
+        metrics::histogram!(
+            "stratum_store_operation_duration_seconds",
+            "backend" => "mongodb",
+            "operation" => operation,
+        )
+        .record(started.elapsed().as_secs_f64());
+        metrics::counter!(
+            "stratum_store_operations_total",
+            "backend" => "mongodb",
+            "operation" => operation,
+            "outcome" => outcome,
+        )
+        .increment(1);
+        result
+    }
+
+    async fn find_and_update(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+        upsert: bool,
+    ) -> Result<Option<Document>, StoreError> {
+        check_id(id)?;
+        let update = update.to_document()?;
+        // An update larger than the document limit can only produce a
+        // document over it: refuse it here, as the memory store would.
+        check_size(&update, self.max_document_bytes)?;
+        let coll = self.collection(collection)?;
+        // `id` passed `check_id`: no operator keys, so it matches as a value.
+        let call = coll
+            .find_one_and_update(doc! { "_id": id.clone() }, update)
+            .upsert(upsert)
+            .return_document(ReturnDocument::After);
+        self.run(if upsert { "upsert" } else { "update" }, call)
+            .await
+            .map_err(|e| with_collection(e, collection))
+    }
+}
+
+/// Fills in the collection name of a duplicate-key error.
+fn with_collection(error: StoreError, collection: &str) -> StoreError {
+    match error {
+        StoreError::DuplicateKey { message, .. } => StoreError::DuplicateKey {
+            collection: collection.to_owned(),
+            message,
+        },
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
+        check_id(id)?;
+        let coll = self.collection(collection)?;
+        self.run("get", coll.find_one(doc! { "_id": id.clone() }))
+            .await
+    }
+
+    async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
+        query.validate()?;
+        let coll = self.collection(collection)?;
+        if query.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let mut find = coll.find(query.filter.to_document()?);
+        if !query.sort.is_empty() {
+            find = find.sort(query.sort_document());
+        }
+        if query.skip > 0 {
+            find = find.skip(query.skip);
+        }
+        if let Some(limit) = query.limit {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        self.run("find", async move {
+            find.await?.try_collect::<Vec<Document>>().await
+        })
+        .await
+    }
+
+    async fn insert(&self, collection: &str, document: Document) -> Result<Bson, StoreError> {
+        let document = with_id_first(document);
+        // Sent as the bytes the size check produced: encoded once, as the raw
+        // driver would.
+        let raw = encode_checked(&document, self.max_document_bytes)?;
+        check_collection_name(collection)?;
+        let coll = self.db.collection::<RawDocumentBuf>(collection);
+        let result = self
+            .run("insert", coll.insert_one(raw))
+            .await
+            .map_err(|e| with_collection(e, collection))?;
+        Ok(result.inserted_id)
+    }
+
+    async fn update(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        self.find_and_update(collection, id, update, false)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                collection: collection.to_owned(),
+            })
+    }
+
+    async fn upsert(
+        &self,
+        collection: &str,
+        id: &Bson,
+        update: &Update,
+    ) -> Result<Document, StoreError> {
+        self.find_and_update(collection, id, update, true)
+            .await?
+            .ok_or_else(|| StoreError::Backend {
+                code: None,
+                message: "the server returned no document for an upsert".into(),
+            })
+    }
+
+    async fn delete(&self, collection: &str, id: &Bson) -> Result<bool, StoreError> {
+        check_id(id)?;
+        let coll = self.collection(collection)?;
+        let result = self
+            .run("delete", coll.delete_one(doc! { "_id": id.clone() }))
+            .await?;
+        Ok(result.deleted_count > 0)
+    }
+
+    async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
+        let filter = filter.to_document()?;
+        let coll = self.collection(collection)?;
+        self.run("count", coll.count_documents(filter)).await
+    }
+
+    async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
+        index.validate()?;
+        let coll = self.collection(collection)?;
+        let mut keys = Document::new();
+        for (field, order) in &index.keys {
+            keys.insert(
+                field.as_str(),
+                match order {
+                    Order::Ascending => 1,
+                    Order::Descending => -1,
+                },
+            );
+        }
+        let model = IndexModel::builder()
+            .keys(keys)
+            .options(IndexOptions::builder().unique(index.unique).build())
+            .build();
+        self.run("ensure_index", coll.create_index(model))
+            .await
+            .map_err(|e| with_collection(e, collection))?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", self.db.run_command(doc! { "ping": 1 }))
+            .await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "mongodb"
+    }
+}
+
+/// Server error codes, by what they mean to a caller.
+const DUPLICATE_KEY: &[i32] = &[11000, 11001, 12582];
+const TIMEOUT: &[i32] = &[50, 89, 202, 262];
+/// BadValue, FailedToParse, TypeMismatch, InvalidLength, ImmutableField,
+/// DollarPrefixedFieldName, EmptyFieldName, DocumentValidationFailure,
+/// IndexOptionsConflict, IndexKeySpecsConflict, CannotCreateIndex,
+/// ConflictingUpdateOperators, BSONObjectTooLarge, and friends.
+const VALIDATION: &[i32] = &[
+    2, 9, 14, 16, 28, 40, 52, 55, 56, 66, 67, 85, 86, 121, 10334, 17419,
+];
+/// HostUnreachable, HostNotFound, ShutdownInProgress, PrimarySteppedDown,
+/// NotWritablePrimary, interrupted at shutdown or by a state change, ...
+const UNAVAILABLE: &[i32] = &[6, 7, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436];
+
+/// Sorts a driver error into a [`StoreError`], masking credentials.
+pub(crate) fn classify(error: mongodb::error::Error, uri: Option<&MongoUri>) -> StoreError {
+    // The server's own message when there is one: the driver's `Display`
+    // appends the whole raw response.
+    let (code, text) = match error.kind.as_ref() {
+        ErrorKind::Command(e) => (Some(e.code), format!("{} ({})", e.message, e.code_name)),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => (Some(e.code), e.message.clone()),
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => (Some(e.code), e.message.clone()),
+        other => (None, other.to_string()),
+    };
+    let message = match uri {
+        Some(uri) => uri.scrub(&text),
+        None => crate::uri::scrub(&text),
+    };
+    if let Some(code) = code {
+        return if DUPLICATE_KEY.contains(&code) {
+            StoreError::DuplicateKey {
+                collection: String::new(),
+                message,
+            }
+        } else if TIMEOUT.contains(&code) {
+            StoreError::Timeout { message }
+        } else if VALIDATION.contains(&code) {
+            StoreError::Validation { reason: message }
+        } else if UNAVAILABLE.contains(&code) {
+            StoreError::Unavailable { message }
+        } else {
+            StoreError::Backend {
+                code: Some(code),
+                message,
+            }
+        };
+    }
+    match error.kind.as_ref() {
+        ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            StoreError::Timeout { message }
+        }
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
+            StoreError::Network { message }
+        }
+        ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } => {
+            StoreError::Unavailable { message }
+        }
+        ErrorKind::InvalidArgument { .. }
+        | ErrorKind::BsonSerialization(_)
+        | ErrorKind::BsonDeserialization(_) => StoreError::Validation { reason: message },
+        _ => StoreError::Backend {
+            code: None,
+            message,
+        },
+    }
+}
