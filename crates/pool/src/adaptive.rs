@@ -163,27 +163,53 @@ mod tests {
         let s = sizing(2, 20);
         let mut state = ControllerState::default();
         let t0 = Instant::now();
-        let calm = Observation { limit: 20, size: 20, idle: 10, ..Observation::default() };
+        let calm = Observation {
+            limit: 20,
+            size: 20,
+            idle: 10,
+            ..Observation::default()
+        };
         assert_eq!(decide(&s, &mut state, &calm, t0), Decision::Hold);
-        assert_eq!(decide(&s, &mut state, &calm, t0 + Duration::from_secs(29)), Decision::Hold);
+        assert_eq!(
+            decide(&s, &mut state, &calm, t0 + Duration::from_secs(29)),
+            Decision::Hold
+        );
         assert_eq!(
             decide(&s, &mut state, &calm, t0 + Duration::from_secs(30)),
             Decision::Shrink { to: 15 }
         );
         // The calm window restarts after a shrink.
         let calm = Observation { limit: 15, ..calm };
-        assert_eq!(decide(&s, &mut state, &calm, t0 + Duration::from_secs(31)), Decision::Hold);
+        assert_eq!(
+            decide(&s, &mut state, &calm, t0 + Duration::from_secs(31)),
+            Decision::Hold
+        );
     }
 
     #[test]
     fn slow_acquires_grow_without_waiters() {
         let s = sizing(4, 64);
         let mut state = ControllerState::default();
-        let slow = Observation { limit: 8, size: 8, acquires: 100, slow_acquires: 11, ..Observation::default() };
-        assert_eq!(decide(&s, &mut state, &slow, Instant::now()), Decision::Grow { to: 10 });
-        let fine = Observation { slow_acquires: 10, ..slow };
+        let slow = Observation {
+            limit: 8,
+            size: 8,
+            acquires: 100,
+            slow_acquires: 11,
+            ..Observation::default()
+        };
+        assert_eq!(
+            decide(&s, &mut state, &slow, Instant::now()),
+            Decision::Grow { to: 10 }
+        );
+        let fine = Observation {
+            slow_acquires: 10,
+            ..slow
+        };
         let mut state = ControllerState::default();
-        assert_eq!(decide(&s, &mut state, &fine, Instant::now()), Decision::Hold);
+        assert_eq!(
+            decide(&s, &mut state, &fine, Instant::now()),
+            Decision::Hold
+        );
     }
 
     #[test]
@@ -191,11 +217,22 @@ mod tests {
         let s = sizing(1, 100);
         let mut state = ControllerState::default();
         let t0 = Instant::now();
-        let busy = Observation { limit: 4, size: 4, waiting: 2, ..Observation::default() };
+        let busy = Observation {
+            limit: 4,
+            size: 4,
+            waiting: 2,
+            ..Observation::default()
+        };
         assert_eq!(decide(&s, &mut state, &busy, t0), Decision::Grow { to: 6 });
         let busy = Observation { limit: 6, ..busy };
-        assert_eq!(decide(&s, &mut state, &busy, t0 + Duration::from_millis(500)), Decision::Hold);
-        assert_eq!(decide(&s, &mut state, &busy, t0 + Duration::from_secs(1)), Decision::Grow { to: 8 });
+        assert_eq!(
+            decide(&s, &mut state, &busy, t0 + Duration::from_millis(500)),
+            Decision::Hold
+        );
+        assert_eq!(
+            decide(&s, &mut state, &busy, t0 + Duration::from_secs(1)),
+            Decision::Grow { to: 8 }
+        );
     }
 
     proptest! {

@@ -225,41 +225,94 @@ mod tests {
     #[test]
     fn every_invalid_field_is_named() {
         let d = PoolConfig::default;
-        assert_eq!(field_of(PoolConfig { max_size: 0, min_size: 0, ..d() }), "max_size");
-        assert_eq!(field_of(PoolConfig { min_size: 11, max_size: 10, ..d() }), "min_size");
         assert_eq!(
-            field_of(PoolConfig { acquire_timeout: Duration::ZERO, ..d() }),
+            field_of(PoolConfig {
+                max_size: 0,
+                min_size: 0,
+                ..d()
+            }),
+            "max_size"
+        );
+        assert_eq!(
+            field_of(PoolConfig {
+                min_size: 11,
+                max_size: 10,
+                ..d()
+            }),
+            "min_size"
+        );
+        assert_eq!(
+            field_of(PoolConfig {
+                acquire_timeout: Duration::ZERO,
+                ..d()
+            }),
             "acquire_timeout"
         );
         assert_eq!(
-            field_of(PoolConfig { create_timeout: Duration::ZERO, ..d() }),
+            field_of(PoolConfig {
+                create_timeout: Duration::ZERO,
+                ..d()
+            }),
             "create_timeout"
         );
         assert_eq!(
-            field_of(PoolConfig { recycle_timeout: Duration::ZERO, ..d() }),
+            field_of(PoolConfig {
+                recycle_timeout: Duration::ZERO,
+                ..d()
+            }),
             "recycle_timeout"
         );
         assert_eq!(
-            field_of(PoolConfig { idle_timeout: Some(Duration::ZERO), ..d() }),
+            field_of(PoolConfig {
+                idle_timeout: Some(Duration::ZERO),
+                ..d()
+            }),
             "idle_timeout"
         );
         assert_eq!(
-            field_of(PoolConfig { max_lifetime: Some(Duration::ZERO), ..d() }),
+            field_of(PoolConfig {
+                max_lifetime: Some(Duration::ZERO),
+                ..d()
+            }),
             "max_lifetime"
         );
         assert_eq!(field_of(PoolConfig { jitter: 0.9, ..d() }), "jitter");
-        assert_eq!(field_of(PoolConfig { jitter: f64::NAN, ..d() }), "jitter");
-        assert_eq!(field_of(PoolConfig { name: String::new(), ..d() }), "name");
-        assert_eq!(field_of(PoolConfig { name: "a b".into(), ..d() }), "name");
         assert_eq!(
-            field_of(PoolConfig { maintenance_interval: Duration::ZERO, ..d() }),
+            field_of(PoolConfig {
+                jitter: f64::NAN,
+                ..d()
+            }),
+            "jitter"
+        );
+        assert_eq!(
+            field_of(PoolConfig {
+                name: String::new(),
+                ..d()
+            }),
+            "name"
+        );
+        assert_eq!(
+            field_of(PoolConfig {
+                name: "a b".into(),
+                ..d()
+            }),
+            "name"
+        );
+        assert_eq!(
+            field_of(PoolConfig {
+                maintenance_interval: Duration::ZERO,
+                ..d()
+            }),
             "maintenance_interval"
         );
         let adaptive = AdaptiveConfig {
             shrink_after: Duration::ZERO,
             ..AdaptiveConfig::default()
         };
-        assert_eq!(field_of(PoolConfig { adaptive, ..d() }), "adaptive.shrink_after");
+        assert_eq!(
+            field_of(PoolConfig { adaptive, ..d() }),
+            "adaptive.shrink_after"
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Background maintenance was asked for outside a tokio runtime.
-    #[error("the pool's background task needs a tokio runtime: build it inside one, or turn background maintenance off")]
+    #[error(
+        "the pool's background task needs a tokio runtime: build it inside one, or turn background maintenance off"
+    )]
     NoRuntime,
     /// The MongoDB driver refused its client options.
     #[cfg(feature = "mongodb")]

@@ -52,22 +52,70 @@ pub const MONGO_CONNECTIONS_CHECKOUT_DURATION: &str =
 /// installed recorder. Optional: call it once after installing a recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(POOL_SIZE, Unit::Count, "Live pooled objects (idle + in use).");
+    describe_gauge!(
+        POOL_SIZE,
+        Unit::Count,
+        "Live pooled objects (idle + in use)."
+    );
     describe_gauge!(POOL_IDLE, Unit::Count, "Idle pooled objects.");
     describe_gauge!(POOL_IN_USE, Unit::Count, "Pooled objects handed out.");
-    describe_gauge!(POOL_WAITERS, Unit::Count, "Tasks waiting for a pooled object.");
-    describe_gauge!(POOL_LIMIT, Unit::Count, "Current limit on live pooled objects.");
-    describe_histogram!(POOL_ACQUIRE_DURATION, Unit::Seconds, "Time to get a pooled object.");
+    describe_gauge!(
+        POOL_WAITERS,
+        Unit::Count,
+        "Tasks waiting for a pooled object."
+    );
+    describe_gauge!(
+        POOL_LIMIT,
+        Unit::Count,
+        "Current limit on live pooled objects."
+    );
+    describe_histogram!(
+        POOL_ACQUIRE_DURATION,
+        Unit::Seconds,
+        "Time to get a pooled object."
+    );
     describe_counter!(POOL_TIMEOUTS, Unit::Count, "Pool gets that timed out.");
     describe_counter!(POOL_CREATED, Unit::Count, "Pooled objects created.");
-    describe_counter!(POOL_RECYCLED, Unit::Count, "Pooled objects handed out again.");
-    describe_counter!(POOL_RETIRED, Unit::Count, "Pooled objects retired, by cause.");
-    describe_counter!(POOL_LEAKS, Unit::Count, "Leases held past the leak threshold.");
-    describe_counter!(POOL_RESIZES, Unit::Count, "Pool limit changes, by direction.");
-    describe_gauge!(MONGO_CONNECTIONS_OPEN, Unit::Count, "MongoDB driver connections open.");
-    describe_gauge!(MONGO_CONNECTIONS_IN_USE, Unit::Count, "MongoDB driver connections checked out.");
-    describe_counter!(MONGO_CONNECTIONS_CREATED, Unit::Count, "MongoDB driver connections created.");
-    describe_counter!(MONGO_CONNECTIONS_CLOSED, Unit::Count, "MongoDB driver connections closed, by reason.");
+    describe_counter!(
+        POOL_RECYCLED,
+        Unit::Count,
+        "Pooled objects handed out again."
+    );
+    describe_counter!(
+        POOL_RETIRED,
+        Unit::Count,
+        "Pooled objects retired, by cause."
+    );
+    describe_counter!(
+        POOL_LEAKS,
+        Unit::Count,
+        "Leases held past the leak threshold."
+    );
+    describe_counter!(
+        POOL_RESIZES,
+        Unit::Count,
+        "Pool limit changes, by direction."
+    );
+    describe_gauge!(
+        MONGO_CONNECTIONS_OPEN,
+        Unit::Count,
+        "MongoDB driver connections open."
+    );
+    describe_gauge!(
+        MONGO_CONNECTIONS_IN_USE,
+        Unit::Count,
+        "MongoDB driver connections checked out."
+    );
+    describe_counter!(
+        MONGO_CONNECTIONS_CREATED,
+        Unit::Count,
+        "MongoDB driver connections created."
+    );
+    describe_counter!(
+        MONGO_CONNECTIONS_CLOSED,
+        Unit::Count,
+        "MongoDB driver connections closed, by reason."
+    );
     describe_counter!(
         MONGO_CONNECTIONS_CHECKOUT_FAILURES,
         Unit::Count,
@@ -152,9 +200,7 @@ pub(crate) struct PoolMetrics {
 impl PoolMetrics {
     pub(crate) fn new(pool: &str) -> PoolMetrics {
         let label = || [("pool", pool.to_owned())];
-        let timeout = |step: &'static str| {
-            metrics::counter!(POOL_TIMEOUTS, "pool" => pool.to_owned(), "step" => step)
-        };
+        let timeout = |step: &'static str| metrics::counter!(POOL_TIMEOUTS, "pool" => pool.to_owned(), "step" => step);
         PoolMetrics {
             size: metrics::gauge!(POOL_SIZE, &label()),
             idle: metrics::gauge!(POOL_IDLE, &label()),

@@ -35,7 +35,13 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
 fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>)> {
     (1usize..8)
         .prop_flat_map(|max| (Just(max), 0..=max))
-        .prop_flat_map(|(max, min)| (Just(max), Just(min), proptest::collection::vec(op(max), 1..60)))
+        .prop_flat_map(|(max, min)| {
+            (
+                Just(max),
+                Just(min),
+                proptest::collection::vec(op(max), 1..60),
+            )
+        })
 }
 
 proptest! {

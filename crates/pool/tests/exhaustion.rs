@@ -50,7 +50,10 @@ async fn sixty_four_tasks_on_four_objects() {
     tokio::time::timeout(Duration::from_secs(60), all)
         .await
         .expect("no deadlock: every task finished");
-    let (ok, timeouts) = (leased.load(Ordering::SeqCst), timed_out.load(Ordering::SeqCst));
+    let (ok, timeouts) = (
+        leased.load(Ordering::SeqCst),
+        timed_out.load(Ordering::SeqCst),
+    );
     assert_eq!(ok + timeouts, 64 * 8);
     assert!(ok >= 4, "some tasks got a lease ({ok})");
     assert_eq!(pool.stats().timeouts, timeouts as u64);
@@ -58,7 +61,10 @@ async fn sixty_four_tasks_on_four_objects() {
     // all four objects can be leased at once.
     let status = pool.status();
     assert_eq!((status.in_use, status.waiting), (0, 0), "{status:?}");
-    assert!(status.size <= 4 && status.size == manager.live(), "{status:?}");
+    assert!(
+        status.size <= 4 && status.size == manager.live(),
+        "{status:?}"
+    );
     let mut all_four = Vec::new();
     for _ in 0..4 {
         all_four.push(pool.get().await.unwrap());

@@ -80,7 +80,10 @@ fn jitter_fractions_are_bounded_and_spread() {
     let fractions: Vec<f64> = (0..1000).map(|id| jitter_fraction(42, id, 0.025)).collect();
     assert!(fractions.iter().all(|f| (0.0..0.025).contains(f)));
     let below_half = fractions.iter().filter(|f| **f < 0.0125).count();
-    assert!((400..600).contains(&below_half), "{below_half} of 1000 below the median");
+    assert!(
+        (400..600).contains(&below_half),
+        "{below_half} of 1000 below the median"
+    );
     assert_eq!(jitter_fraction(42, 7, 0.025), jitter_fraction(42, 7, 0.025));
     assert_eq!(jitter_fraction(42, 7, 0.0), 0.0);
 }
@@ -95,7 +98,11 @@ async fn health_check_is_skipped_inside_the_window_and_retires_failures() {
         .unwrap();
     let first_id = pool.get().await.unwrap().id;
     let again = pool.get().await.unwrap();
-    assert_eq!((again.id, manager.checks()), (first_id, 0), "returned just now: no check");
+    assert_eq!(
+        (again.id, manager.checks()),
+        (first_id, 0),
+        "returned just now: no check"
+    );
     drop(again);
     clock.advance(Duration::from_secs(1));
     drop(pool.get().await.unwrap());
@@ -148,7 +155,10 @@ async fn a_lease_held_too_long_is_reported_once_with_where_it_was_taken() {
     assert_eq!(pool.stats().leaks, 1, "reported once");
     let text = String::from_utf8(logs.0.lock().clone()).unwrap();
     let place = format!("lifecycle.rs:{line}");
-    assert!(text.contains("possible leak") && text.contains(&place), "{text}");
+    assert!(
+        text.contains("possible leak") && text.contains(&place),
+        "{text}"
+    );
     drop(leaked);
     let text = String::from_utf8(logs.0.lock().clone()).unwrap();
     assert!(text.contains("came back"), "{text}");

@@ -29,7 +29,11 @@ async fn the_limit_grows_for_waiters_and_shrinks_when_calm() {
         }
     }
     pool.run_maintenance().await;
-    assert_eq!(pool.status().limit, 4, "grew for the waiters, at most doubling");
+    assert_eq!(
+        pool.status().limit,
+        4,
+        "grew for the waiters, at most doubling"
+    );
     // Two waiters get new objects; the third reuses one they hand back.
     for waiter in waiters {
         waiter.await.unwrap().unwrap();

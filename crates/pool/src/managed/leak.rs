@@ -95,12 +95,20 @@ mod tests {
         let stamp = registry.register();
         let t0 = Instant::now();
         stamp.checkout(t0, Location::caller());
-        assert!(registry.scan(t0 + Duration::from_secs(1), Duration::from_secs(2)).is_empty());
+        assert!(
+            registry
+                .scan(t0 + Duration::from_secs(1), Duration::from_secs(2))
+                .is_empty()
+        );
         let leaks = registry.scan(t0 + Duration::from_secs(3), Duration::from_secs(2));
         assert_eq!(leaks.len(), 1);
         assert_eq!(leaks[0].held, Duration::from_secs(3));
         assert_eq!(leaks[0].location.file(), file!());
-        assert!(registry.scan(t0 + Duration::from_secs(9), Duration::from_secs(2)).is_empty());
+        assert!(
+            registry
+                .scan(t0 + Duration::from_secs(9), Duration::from_secs(2))
+                .is_empty()
+        );
         let returned = stamp.release(t0 + Duration::from_secs(10));
         assert_eq!(returned.map(|r| r.0), Some(Duration::from_secs(10)));
         drop(stamp);

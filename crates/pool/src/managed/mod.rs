@@ -6,8 +6,8 @@
 //! jitter that never goes below `min_size`, leak detection, an adaptive limit
 //! enforced with reservations, metrics, close and drain.
 
-mod lease;
 mod leak;
+mod lease;
 mod maintenance;
 pub(crate) mod object;
 
@@ -283,7 +283,10 @@ fn seed() -> u64 {
 /// mode), so resizing needs no runtime.
 fn poll_once<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
     }
@@ -368,7 +371,11 @@ impl<M: Manager> ManagedPool<M> {
             idle,
             in_use: size - idle,
             waiting: dp.waiting,
-            limit: if self.is_closed() { 0 } else { *self.inner.limit.lock() },
+            limit: if self.is_closed() {
+                0
+            } else {
+                *self.inner.limit.lock()
+            },
             min: shared.config.min_size,
             max: shared.config.max_size,
             connections: None,
@@ -399,7 +406,9 @@ impl<M: Manager> ManagedPool<M> {
             // Cancel debt not yet collected before giving permits back.
             let cancelled = shared
                 .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(grow)))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d - d.min(grow))
+                })
                 .map_or(0, |d| d.min(grow));
             grow -= cancelled;
             let released: Vec<Object<Adapter<M>>> = {
@@ -442,7 +451,8 @@ impl<M: Manager> ManagedPool<M> {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
             .is_ok()
         {
-            let got = RESERVING.sync_scope((), || poll_once(self.inner.pool.timeout_get(&now_only)));
+            let got =
+                RESERVING.sync_scope((), || poll_once(self.inner.pool.timeout_get(&now_only)));
             match got {
                 Some(Ok(mut object)) => {
                     object.retire_resource(RetireCause::Shrink);
@@ -472,7 +482,9 @@ impl<M: Manager> ManagedPool<M> {
         self.inner.pool.close();
         shared.debt.store(0, Ordering::Relaxed);
         let reservations = std::mem::take(&mut *self.inner.pool.manager().reservations.lock());
-        shared.reserved.fetch_sub(reservations.len(), Ordering::AcqRel);
+        shared
+            .reserved
+            .fetch_sub(reservations.len(), Ordering::AcqRel);
         drop(reservations);
         shared.returned.notify_waiters();
     }

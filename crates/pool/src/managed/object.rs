@@ -133,11 +133,13 @@ impl<T> Pooled<T> {
 impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         if self.resource.is_some() {
-            let cause = self.retire.unwrap_or(if self.shared.closing.load(Ordering::Relaxed) {
-                RetireCause::Closed
-            } else {
-                RetireCause::Shrink
-            });
+            let cause = self
+                .retire
+                .unwrap_or(if self.shared.closing.load(Ordering::Relaxed) {
+                    RetireCause::Closed
+                } else {
+                    RetireCause::Shrink
+                });
             self.shared.retired(cause);
         }
     }
@@ -219,7 +221,8 @@ impl<M: Manager> managed::Manager for Adapter<M> {
             return Err(RecycleError::message("past its maximum lifetime"));
         }
         shared.metrics.recycled.increment(1);
-        if now.saturating_duration_since(pooled.returned_at) < shared.config.validation_skip_window {
+        if now.saturating_duration_since(pooled.returned_at) < shared.config.validation_skip_window
+        {
             return Ok(());
         }
         let Some(resource) = pooled.resource.as_mut() else {
