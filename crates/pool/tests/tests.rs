@@ -1,4 +1,6 @@
 //! stratum-pool's integration tests, one binary, a module per concern.
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // Helpers: a manager that counts its live resources.
 mod support;
