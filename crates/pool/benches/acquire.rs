@@ -1,5 +1,5 @@
 //! Acquire-and-release: stratum's `ManagedPool` against deadpool used
-//! directly and bb8, with 1, 2 and 64 concurrent tasks in the same run, on a
+//! directly (its defaults, and with a 30 s wait timeout) and bb8, with 1, 2 and 64 concurrent tasks in the same run, on a
 //! pool of 16. Each task gets an object, holds it across one yield (as an
 //! operation awaiting I/O would) and drops it.
 //!
@@ -71,6 +71,7 @@ impl bb8::ManageConnection for Bb8 {
 enum Pools {
     Stratum(ManagedPool<Stratum>),
     Deadpool(deadpool::managed::Pool<Dead>),
+    DeadpoolTimeout(deadpool::managed::Pool<Dead>),
     Bb8(bb8::Pool<Bb8>),
 }
 
@@ -89,6 +90,13 @@ impl Pools {
                 .max_size(POOL_SIZE)
                 .build()
                 .unwrap();
+            // deadpool with the guarantee stratum gives: a bounded wait.
+            let dead_timeout = deadpool::managed::Pool::builder(Dead)
+                .max_size(POOL_SIZE)
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .unwrap();
             let bb8 = bb8::Pool::builder()
                 .max_size(POOL_SIZE as u32)
                 .build(Bb8)
@@ -99,6 +107,7 @@ impl Pools {
                 ("stratum", Pools::Stratum(stratum)),
                 ("deadpool", Pools::Deadpool(dead)),
                 ("bb8", Pools::Bb8(bb8)),
+                ("deadpool+timeout", Pools::DeadpoolTimeout(dead_timeout)),
             ];
             for (_, pool) in &pools {
                 run(pool, POOL_SIZE, POOL_SIZE as u64 * 4, false).await;
@@ -118,7 +127,7 @@ impl Pools {
                 drop(lease);
                 waited
             }
-            Pools::Deadpool(p) => {
+            Pools::Deadpool(p) | Pools::DeadpoolTimeout(p) => {
                 let object = p.get().await.unwrap();
                 let waited = start.elapsed();
                 tokio::task::yield_now().await;
@@ -227,7 +236,7 @@ fn ratios() {
         let p99: Vec<f64> = p99.iter_mut().map(|v| median(v)).collect();
         for (i, (name, _)) in pools.iter().enumerate() {
             println!(
-                "{tasks:>2} tasks  {name:<8}  {:>10.0} ops/s  p99 acquire {:>8.1} us",
+                "{tasks:>2} tasks  {name:<16}  {:>10.0} ops/s  p99 acquire {:>8.1} us",
                 tput[i],
                 p99[i] / 1000.0
             );
@@ -238,9 +247,14 @@ fn ratios() {
             tput[0] / tput[2]
         );
         println!(
-            "{tasks:>2} tasks  p99 acquire ratio stratum/deadpool {:.3}  stratum/bb8 {:.3}  (lower is better)",
+            "{tasks:>2} tasks  throughput ratio stratum/deadpool+timeout {:.3}",
+            tput[0] / tput[3]
+        );
+        println!(
+            "{tasks:>2} tasks  p99 acquire ratio stratum/deadpool {:.3}  stratum/bb8 {:.3}  stratum/deadpool+timeout {:.3}  (lower is better)",
             p99[0] / p99[1],
-            p99[0] / p99[2]
+            p99[0] / p99[2],
+            p99[0] / p99[3]
         );
     }
 }

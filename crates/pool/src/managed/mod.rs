@@ -95,6 +95,10 @@ struct Inner<M: Manager> {
     shared: Arc<Shared>,
     /// The current limit; the lock also serialises resizes.
     limit: Mutex<usize>,
+    /// deadpool timeouts for the fast path (take a free permit or fail)...
+    now_only: Timeouts,
+    /// ...and for a caller that has to wait.
+    waiting: Timeouts,
 }
 
 impl<M: Manager> Drop for Inner<M> {
@@ -235,10 +239,12 @@ impl<M: Manager> Builder<M> {
             .max_size(config.max_size)
             .queue_mode(deadpool::managed::QueueMode::Lifo)
             .runtime(deadpool::Runtime::Tokio1)
+            // The recycle timeout is applied around the health check itself,
+            // so a checkout that skips the check arms no timer.
             .timeouts(Timeouts {
                 wait: Some(config.acquire_timeout),
                 create: Some(config.create_timeout),
-                recycle: Some(config.recycle_timeout),
+                recycle: None,
             })
             .build()
             .map_err(|_| BuildError::NoRuntime)?;
@@ -247,6 +253,16 @@ impl<M: Manager> Builder<M> {
             inner: Arc::new(Inner {
                 pool,
                 limit: Mutex::new(config.max_size),
+                now_only: Timeouts {
+                    wait: Some(Duration::ZERO),
+                    create: Some(config.create_timeout),
+                    recycle: None,
+                },
+                waiting: Timeouts {
+                    wait: Some(config.acquire_timeout),
+                    create: Some(config.create_timeout),
+                    recycle: None,
+                },
                 shared,
             }),
         };
@@ -327,11 +343,34 @@ impl<M: Manager> ManagedPool<M> {
         let location = Location::caller();
         async move {
             let shared = &self.inner.shared;
-            let start = shared.clock.now();
-            match self.inner.pool.get().await {
-                Ok(object) => {
-                    let now = shared.clock.now();
-                    let waited = now.saturating_duration_since(start);
+            // Fast path: a free permit, taken without arming a timer (tokio's
+            // semaphore hands released permits straight to queued waiters, so
+            // a free permit means nobody is queued and FIFO order holds).
+            // It reads the clock only inside create or recycle; the acquire
+            // time is what those took. Only a caller that must wait arms the
+            // acquire-timeout timer and is timed end to end.
+            let got = match self.inner.pool.timeout_get(&self.inner.now_only).await {
+                Err(deadpool::managed::PoolError::Timeout(
+                    deadpool::managed::TimeoutType::Wait,
+                )) => {
+                    let start = shared.clock.now();
+                    // Boxed: the waiting path's future (with its timer) would
+                    // otherwise double the size of every `get` future, and
+                    // the fast path would pay to move it.
+                    Box::pin(self.inner.pool.timeout_get(&self.inner.waiting))
+                        .await
+                        .map(|object| {
+                            let now = shared.clock.now();
+                            (object, now, now.saturating_duration_since(start))
+                        })
+                }
+                other => other.map(|object| {
+                    let (at, took) = (object.prepared_at, object.prepare_time);
+                    (object, at, took)
+                }),
+            };
+            match got {
+                Ok((object, now, waited)) => {
                     shared.metrics.acquire.record(waited.as_secs_f64());
                     shared.acquires.fetch_add(1, Ordering::Relaxed);
                     if waited > shared.slow_threshold {

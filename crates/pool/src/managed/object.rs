@@ -98,6 +98,11 @@ pub(crate) struct Pooled<T> {
     pub(crate) resource: Option<T>,
     pub(crate) created_at: Instant,
     pub(crate) returned_at: Instant,
+    /// The clock reading taken while preparing the last checkout (at create
+    /// or recycle), and how long create or the health check took: `get`'s
+    /// fast path reuses them instead of reading the clock again.
+    pub(crate) prepared_at: Instant,
+    pub(crate) prepare_time: Duration,
     /// This object's idle timeout and lifetime, jitter applied.
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) lifetime: Option<Duration>,
@@ -180,6 +185,8 @@ impl<M: Manager> Adapter<M> {
         Pooled {
             resource,
             created_at: now,
+            prepared_at: now,
+            prepare_time: Duration::ZERO,
             // A new object counts as just returned: the first checkout skips
             // the health check, the create having just proven it.
             returned_at: now,
@@ -200,10 +207,13 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if RESERVING.try_with(|_| ()).is_ok() {
             return Ok(self.wrap(None));
         }
+        let started = self.shared.clock.now();
         let resource = self.manager.create().await?;
         self.shared.metrics.created.increment(1);
         self.shared.counts.created.fetch_add(1, Ordering::Relaxed);
-        Ok(self.wrap(Some(resource)))
+        let mut pooled = self.wrap(Some(resource));
+        pooled.prepare_time = pooled.prepared_at.saturating_duration_since(started);
+        Ok(pooled)
     }
 
     async fn recycle(
@@ -216,6 +226,8 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         }
         let shared = &self.shared;
         let now = shared.clock.now();
+        pooled.prepared_at = now;
+        pooled.prepare_time = Duration::ZERO;
         if pooled.expired(now) {
             pooled.retire = Some(RetireCause::MaxLifetime);
             return Err(RecycleError::message("past its maximum lifetime"));
@@ -231,14 +243,26 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         // Marked before the check so a check cut short by the recycle
         // timeout is still counted as a failed health check.
         pooled.retire = Some(RetireCause::HealthCheck);
-        match self.manager.check(resource).await {
-            Ok(()) => {
+        // Boxed: a check runs only outside the skip window, and its timer
+        // would otherwise sit inside every `get` future.
+        let check = Box::pin(tokio::time::timeout(
+            shared.config.recycle_timeout,
+            self.manager.check(resource),
+        ));
+        match check.await {
+            Ok(Ok(())) => {
                 pooled.retire = None;
+                pooled.prepared_at = shared.clock.now();
+                pooled.prepare_time = pooled.prepared_at.saturating_duration_since(now);
                 Ok(())
             }
-            Err(err) => {
+            Ok(Err(err)) => {
                 tracing::warn!(pool = %shared.config.name, error = %err, "pooled object failed its health check; retiring it");
                 Err(RecycleError::Backend(err))
+            }
+            Err(_) => {
+                tracing::warn!(pool = %shared.config.name, "pooled object's health check timed out; retiring it");
+                Err(RecycleError::message("health check timed out"))
             }
         }
     }
