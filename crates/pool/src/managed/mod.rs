@@ -360,8 +360,11 @@ impl<M: Manager> ManagedPool<M> {
                     Box::pin(self.inner.pool.timeout_get(&self.inner.waiting))
                         .await
                         .map(|object| {
-                            let now = shared.clock.now();
-                            (object, now, now.saturating_duration_since(start))
+                            // The object became ready (created or recycled)
+                            // just before it was handed over: that reading
+                            // ends the wait without another clock read.
+                            let ready = object.prepared_at;
+                            (object, ready, ready.saturating_duration_since(start))
                         })
                 }
                 other => other.map(|object| {

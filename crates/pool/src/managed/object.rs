@@ -94,8 +94,17 @@ impl Shared {
 }
 
 /// A pooled resource and its bookkeeping (or a reservation, without one).
+///
+/// The bookkeeping is boxed: deadpool moves its objects by value several
+/// times per checkout and keeps a few in every `get` future, so a small
+/// `Pooled` keeps that future (and each move) small.
 pub(crate) struct Pooled<T> {
     pub(crate) resource: Option<T>,
+    meta: Box<Meta>,
+}
+
+/// What the pool knows about one object.
+pub(crate) struct Meta {
     pub(crate) created_at: Instant,
     pub(crate) returned_at: Instant,
     /// The clock reading taken while preparing the last checkout (at create
@@ -110,6 +119,19 @@ pub(crate) struct Pooled<T> {
     /// Why it is being retired, when it is.
     pub(crate) retire: Option<RetireCause>,
     pub(crate) shared: Arc<Shared>,
+}
+
+impl<T> std::ops::Deref for Pooled<T> {
+    type Target = Meta;
+    fn deref(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+impl<T> std::ops::DerefMut for Pooled<T> {
+    fn deref_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
 }
 
 impl<T> Pooled<T> {
@@ -184,17 +206,19 @@ impl<M: Manager> Adapter<M> {
         };
         Pooled {
             resource,
-            created_at: now,
-            prepared_at: now,
-            prepare_time: Duration::ZERO,
-            // A new object counts as just returned: the first checkout skips
-            // the health check, the create having just proven it.
-            returned_at: now,
-            idle_timeout: config.idle_timeout.map(|d| d.mul_f64(keep)),
-            lifetime: config.max_lifetime.map(|d| d.mul_f64(keep)),
-            stamp,
-            retire: None,
-            shared: Arc::clone(shared),
+            meta: Box::new(Meta {
+                created_at: now,
+                prepared_at: now,
+                prepare_time: Duration::ZERO,
+                // A new object counts as just returned: the first checkout skips
+                // the health check, the create having just proven it.
+                returned_at: now,
+                idle_timeout: config.idle_timeout.map(|d| d.mul_f64(keep)),
+                lifetime: config.max_lifetime.map(|d| d.mul_f64(keep)),
+                stamp,
+                retire: None,
+                shared: Arc::clone(shared),
+            }),
         }
     }
 }
@@ -237,12 +261,13 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         {
             return Ok(());
         }
-        let Some(resource) = pooled.resource.as_mut() else {
+        let Pooled { resource, meta } = pooled;
+        let Some(resource) = resource.as_mut() else {
             return Ok(());
         };
         // Marked before the check so a check cut short by the recycle
         // timeout is still counted as a failed health check.
-        pooled.retire = Some(RetireCause::HealthCheck);
+        meta.retire = Some(RetireCause::HealthCheck);
         // Boxed: a check runs only outside the skip window, and its timer
         // would otherwise sit inside every `get` future.
         let check = Box::pin(tokio::time::timeout(
@@ -251,9 +276,9 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         ));
         match check.await {
             Ok(Ok(())) => {
-                pooled.retire = None;
-                pooled.prepared_at = shared.clock.now();
-                pooled.prepare_time = pooled.prepared_at.saturating_duration_since(now);
+                meta.retire = None;
+                meta.prepared_at = shared.clock.now();
+                meta.prepare_time = meta.prepared_at.saturating_duration_since(now);
                 Ok(())
             }
             Ok(Err(err)) => {
