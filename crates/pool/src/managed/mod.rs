@@ -216,6 +216,7 @@ impl<M: Manager> Builder<M> {
             closing: AtomicBool::new(false),
             returned: Notify::new(),
             debt: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
@@ -288,6 +289,23 @@ impl<M: Manager> Builder<M> {
     }
 }
 
+/// Counts a caller in the waiting path for as long as it is there, also
+/// when its `get` is cancelled.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(count: &'a AtomicUsize) -> Queued<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Queued(count)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A per-pool seed for jitter, so two pools do not expire in lockstep.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
@@ -349,10 +367,19 @@ impl<M: Manager> ManagedPool<M> {
             // It reads the clock only inside create or recycle; the acquire
             // time is what those took. Only a caller that must wait arms the
             // acquire-timeout timer and is timed end to end.
-            let got = match self.inner.pool.timeout_get(&self.inner.now_only).await {
-                Err(deadpool::managed::PoolError::Timeout(
+            // While others queue, the fast attempt would fail anyway: go
+            // straight to the queue.
+            let fast = if shared.queued.load(Ordering::Relaxed) == 0 {
+                Some(self.inner.pool.timeout_get(&self.inner.now_only).await)
+            } else {
+                None
+            };
+            let got = match fast {
+                None
+                | Some(Err(deadpool::managed::PoolError::Timeout(
                     deadpool::managed::TimeoutType::Wait,
-                )) => {
+                ))) => {
+                    let _queued = Queued::enter(&shared.queued);
                     let start = shared.clock.now();
                     // Boxed: the waiting path's future (with its timer) would
                     // otherwise double the size of every `get` future, and
@@ -367,7 +394,7 @@ impl<M: Manager> ManagedPool<M> {
                             (object, ready, ready.saturating_duration_since(start))
                         })
                 }
-                other => other.map(|object| {
+                Some(other) => other.map(|object| {
                     let (at, took) = (object.prepared_at, object.prepare_time);
                     (object, at, took)
                 }),

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) returned: Notify,
     /// Permits still to take back from returning leases to reach the limit.
     pub(crate) debt: AtomicUsize,
+    /// Callers in `get`'s waiting path.
+    pub(crate) queued: AtomicUsize,
     /// Permits held by reservations (placeholders).
     pub(crate) reserved: AtomicUsize,
     pub(crate) acquires: AtomicU64,
