@@ -338,6 +338,27 @@ fn dashboard(rows: &[Row]) -> Value {
     })
 }
 
+/// Rebuilds every object with its keys in sorted order. Whether `serde_json`
+/// keeps insertion order depends on its `preserve_order` feature, which another
+/// crate in the workspace build may switch on; sorted keys make the committed
+/// file the same either way.
+fn sorted_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
+}
+
 fn legend(labels: &[String]) -> String {
     labels
         .iter()
@@ -349,7 +370,7 @@ fn legend(labels: &[String]) -> String {
 #[test]
 fn grafana_dashboard_is_generated_from_the_catalogue() {
     let rows = catalogue();
-    let generated = serde_json::to_string_pretty(&dashboard(&rows)).unwrap() + "\n";
+    let generated = serde_json::to_string_pretty(&sorted_keys(dashboard(&rows))).unwrap() + "\n";
     let path = docs().join("grafana-dashboard.json");
     if std::env::var("STRATUM_BLESS").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &generated).unwrap();
