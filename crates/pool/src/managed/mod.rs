@@ -29,7 +29,7 @@ pub use object::jitter_fraction;
 use self::leak::LeakRegistry;
 use self::object::{Adapter, Counts, RESERVING, Shared};
 use crate::adaptive::ControllerState;
-use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
 use crate::error::{BuildError, PoolError, TimeoutKind};
 use crate::metrics::{PoolMetrics, RetireCause};
@@ -187,7 +187,8 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// The clock for every timing decision. Default: [`SystemClock`].
+    /// The clock for every timing decision. Default: [`CoarseClock`]
+    /// (millisecond resolution, no clock read on the hot path).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -332,7 +333,7 @@ impl<M: Manager> ManagedPool<M> {
         Builder {
             manager,
             config: PoolConfig::default(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(CoarseClock::new()),
             background: true,
         }
     }
