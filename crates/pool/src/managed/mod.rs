@@ -403,9 +403,13 @@ impl<M: Manager> ManagedPool<M> {
             match got {
                 Ok((object, now, waited)) => {
                     shared.metrics.acquire.record(waited.as_secs_f64());
-                    shared.acquires.fetch_add(1, Ordering::Relaxed);
-                    if waited > shared.slow_threshold {
-                        shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
+                    // Only the adaptive controller reads these: without it,
+                    // spare every caller two writes to shared cache lines.
+                    if shared.config.adaptive.enabled {
+                        shared.acquires.fetch_add(1, Ordering::Relaxed);
+                        if waited > shared.slow_threshold {
+                            shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     if let Some(stamp) = &object.stamp {
                         stamp.checkout(now, location);

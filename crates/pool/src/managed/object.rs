@@ -203,7 +203,7 @@ impl<M: Manager> Adapter<M> {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let keep = 1.0 - jitter_fraction(shared.jitter_seed, id, config.jitter);
         let stamp = match (&resource, config.leak_detection_threshold) {
-            (Some(_), Some(_)) => Some(shared.leaks.register()),
+            (Some(_), Some(_)) => Some(shared.leaks.register(now)),
             _ => None,
         };
         Pooled {
