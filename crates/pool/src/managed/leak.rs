@@ -37,7 +37,9 @@ impl LeaseStamp {
 
     fn encode(&self, now: Instant) -> u64 {
         let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX - 1).saturating_add(1)
+        u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
     fn decode(&self, since: u64) -> Option<Instant> {

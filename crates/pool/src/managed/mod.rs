@@ -6,6 +6,7 @@
 //! jitter that never goes below `min_size`, leak detection, an adaptive limit
 //! enforced with reservations, metrics, close and drain.
 
+mod deadline;
 mod leak;
 mod lease;
 mod maintenance;
@@ -27,7 +28,7 @@ pub use lease::Lease;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
-use self::object::{Adapter, Counts, RESERVING, Shared};
+use self::object::{Adapter, Counts, Padded, RESERVING, Shared};
 use crate::adaptive::ControllerState;
 use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
@@ -97,13 +98,16 @@ struct Inner<M: Manager> {
     limit: Mutex<usize>,
     /// deadpool timeouts for the fast path (take a free permit or fail)...
     now_only: Timeouts,
-    /// ...and for a caller that has to wait.
+    /// ...for a caller that has to wait, with a timer (no sweeper)...
     waiting: Timeouts,
+    /// ...and without one, when the sweeper bounds the wait.
+    unbounded: Timeouts,
 }
 
 impl<M: Manager> Drop for Inner<M> {
     fn drop(&mut self) {
         self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.deadlines.stop();
     }
 }
 
@@ -217,7 +221,8 @@ impl<M: Manager> Builder<M> {
             closing: AtomicBool::new(false),
             returned: Notify::new(),
             debt: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
+            queued: Padded::default(),
+            deadlines: Padded::default(),
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
@@ -265,12 +270,24 @@ impl<M: Manager> Builder<M> {
                     create: Some(config.create_timeout),
                     recycle: None,
                 },
+                unbounded: Timeouts {
+                    wait: None,
+                    create: Some(config.create_timeout),
+                    recycle: None,
+                },
                 shared,
             }),
         };
         managed.set_limit(initial, "initial");
         managed.inner.shared.metrics.limit.set(initial as f64);
         if let Some(runtime) = runtime {
+            let shared = &managed.inner.shared;
+            shared.deadlines.start();
+            deadline::spawn(
+                &runtime,
+                Arc::downgrade(shared),
+                shared.config.acquire_timeout,
+            );
             let weak = Arc::downgrade(&managed.inner);
             runtime.spawn(async move {
                 let mut tick = tokio::time::interval(interval);
@@ -295,9 +312,9 @@ impl<M: Manager> Builder<M> {
 struct Queued<'a>(&'a AtomicUsize);
 
 impl<'a> Queued<'a> {
-    fn enter(count: &'a AtomicUsize) -> Queued<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Queued(count)
+    fn enter(count: &'a AtomicUsize) -> (Queued<'a>, usize) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (Queued(count), before)
     }
 }
 
@@ -380,20 +397,19 @@ impl<M: Manager> ManagedPool<M> {
                 | Some(Err(deadpool::managed::PoolError::Timeout(
                     deadpool::managed::TimeoutType::Wait,
                 ))) => {
-                    let _queued = Queued::enter(&shared.queued);
+                    let (_queued, before) = Queued::enter(&shared.queued);
+                    shared.deadlines.queued(before);
                     let start = shared.clock.now();
-                    // Boxed: the waiting path's future (with its timer) would
-                    // otherwise double the size of every `get` future, and
-                    // the fast path would pay to move it.
-                    Box::pin(self.inner.pool.timeout_get(&self.inner.waiting))
-                        .await
-                        .map(|object| {
-                            // The object became ready (created or recycled)
-                            // just before it was handed over: that reading
-                            // ends the wait without another clock read.
-                            let ready = object.prepared_at;
-                            (object, ready, ready.saturating_duration_since(start))
-                        })
+                    // Boxed: the waiting path's future would otherwise
+                    // double the size of every `get` future, and the fast
+                    // path would pay to move it.
+                    Box::pin(self.wait()).await.map(|object| {
+                        // The object became ready (created or recycled)
+                        // just before it was handed over: that reading
+                        // ends the wait without another clock read.
+                        let ready = object.prepared_at;
+                        (object, ready, ready.saturating_duration_since(start))
+                    })
                 }
                 Some(other) => other.map(|object| {
                     let (at, took) = (object.prepared_at, object.prepare_time);
@@ -431,6 +447,21 @@ impl<M: Manager> ManagedPool<M> {
                 }
             }
         }
+    }
+
+    /// Waits for an object for at most `acquire_timeout`: bounded by the
+    /// pool's sweeper (no timer per caller) when it runs, else by a timer.
+    async fn wait(&self) -> Result<Object<Adapter<M>>, deadpool::managed::PoolError<M::Error>> {
+        let deadlines = &self.inner.shared.deadlines;
+        if !deadlines.running() {
+            return self.inner.pool.timeout_get(&self.inner.waiting).await;
+        }
+        deadlines
+            .bounded(self.inner.pool.timeout_get(&self.inner.unbounded))
+            .await
+            .unwrap_or(Err(deadpool::managed::PoolError::Timeout(
+                deadpool::managed::TimeoutType::Wait,
+            )))
     }
 
     /// The pool's accounting right now.
