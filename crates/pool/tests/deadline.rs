@@ -82,3 +82,32 @@ async fn the_sweeper_ends_with_the_pool() {
         .num_alive_tasks();
     assert_eq!(alive, 0, "no background task outlives the pool");
 }
+
+/// Creates take 300 ms (of tokio's paused clock).
+struct Slow;
+
+impl stratum_pool::Manager for Slow {
+    type Resource = u32;
+    type Error = crate::support::Refused;
+    async fn create(&self) -> Result<u32, crate::support::Refused> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(1)
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_acquire_timeout_bounds_the_wait_for_a_slot_not_the_create() {
+    let pool = ManagedPool::builder(Slow)
+        .min_size(0)
+        .max_size(1)
+        .adaptive(false)
+        .acquire_timeout(TIMEOUT)
+        .create_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // A free slot, then a 300 ms create: longer than the 160 ms acquire
+    // timeout, inside the 1 s create timeout.
+    let lease = pool.get().await.unwrap();
+    assert_eq!(*lease, 1);
+    assert_eq!(pool.stats().timeouts, 0);
+}

@@ -9,15 +9,61 @@
 //! a wait ends between `(SLICES - 1) / SLICES` of the timeout and the
 //! timeout, never later (bar scheduling delays).
 
-use std::future::Future;
+use std::cell::Cell;
+use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::object::Shared;
+use crate::clock::Clock;
+
+tokio::task_local! {
+    /// Set (by the adapter) once a bounded `get` holds a slot and is
+    /// creating or checking an object: the acquire timeout bounds only the
+    /// wait for a slot, as deadpool's wait timeout does; create and check
+    /// have their own timeouts.
+    static HAS_SLOT: Cell<bool>;
+}
+
+/// Called by the adapter when deadpool hands it a slot (create or recycle).
+pub(crate) fn slot_taken() {
+    let _ = HAS_SLOT.try_with(|has| has.set(true));
+}
+
+/// Counts a caller in the waiting path for as long as it is there, also
+/// when its `get` is cancelled.
+pub(crate) struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    /// Joins; also returns how many were queued before.
+    pub(crate) fn enter(count: &'a AtomicUsize) -> (Queued<'a>, usize) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (Queued(count), before)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a bounded wait ended.
+pub(crate) enum Bounded<T> {
+    /// The wait completed; `queued_at` is when it started waiting for a
+    /// slot, `None` if one was free at once.
+    Ready {
+        output: T,
+        queued_at: Option<Instant>,
+    },
+    /// No slot within the acquire timeout.
+    TimedOut,
+}
 
 /// Ticks per acquire timeout.
 pub(crate) const SLICES: u64 = 16;
@@ -42,37 +88,74 @@ impl Deadlines {
         self.running.load(Ordering::Acquire)
     }
 
-    /// A caller joined the queue; `before` is the queue length it found.
-    pub(crate) fn queued(&self, before: usize) {
-        if before == 0 {
-            self.wake.notify_one();
-        }
-    }
-
     /// Stops the sweeper (the pool closed or went away).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 
-    /// Runs `wait` until it completes or the acquire timeout's `SLICES`
-    /// ticks have passed (`None`).
-    pub(crate) async fn bounded<F: Future>(&self, wait: F) -> Option<F::Output> {
-        let born = self.epoch.load(Ordering::Acquire);
-        let mut wait = pin!(wait);
-        loop {
-            // Created before the epoch check, so a tick between the check
-            // and the first poll is not missed.
-            let tick = self.tick.notified();
-            if self.epoch.load(Ordering::Acquire).wrapping_sub(born) >= SLICES {
-                return None;
+    /// Runs `get` (deadpool's unbounded `timeout_get`). A slot free at once
+    /// costs nothing more; a caller that has to wait joins `queued` (timed
+    /// from then with `clock`) and gives up once `SLICES` ticks pass while
+    /// it still waits for a slot.
+    pub(crate) fn bounded<'a, F: Future + 'a>(
+        &'a self,
+        queued: &'a AtomicUsize,
+        clock: &'a dyn Clock,
+        get: impl FnOnce() -> F + 'a,
+    ) -> impl Future<Output = Bounded<F::Output>> + 'a {
+        // `get` is made inside the innermost future: passed in as a future,
+        // it would be stored once per layer (the `get` future grew to
+        // 2,440 bytes that way).
+        HAS_SLOT.scope(Cell::new(false), self.bounded_in_scope(queued, clock, get))
+    }
+
+    async fn bounded_in_scope<F: Future>(
+        &self,
+        queued: &AtomicUsize,
+        clock: &dyn Clock,
+        get: impl FnOnce() -> F,
+    ) -> Bounded<F::Output> {
+        let mut get = pin!(get());
+        // Not registered until polled, so a caller served at once never
+        // touches the `Notify`.
+        let mut tick = pin!(self.tick.notified());
+        let mut waiting: Option<(Queued<'_>, u64, Instant)> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(output) = get.as_mut().poll(cx) {
+                let queued_at = waiting.as_ref().map(|w| w.2);
+                return Poll::Ready(Bounded::Ready { output, queued_at });
             }
-            tokio::select! {
-                biased;
-                output = &mut wait => return Some(output),
-                () = tick => {}
+            if HAS_SLOT.try_with(Cell::get).unwrap_or(false) {
+                // Creating or checking: bounded by their own timeouts.
+                return Poll::Pending;
             }
-        }
+            let born = match &waiting {
+                Some((_, born, _)) => *born,
+                None => {
+                    let (entered, before) = Queued::enter(queued);
+                    if before == 0 {
+                        self.wake.notify_one();
+                    }
+                    // A fresh `Notified`, taken before reading the epoch, so
+                    // no tick between the two is missed.
+                    tick.set(self.tick.notified());
+                    let born = self.epoch.load(Ordering::Acquire);
+                    waiting = Some((entered, born, clock.now()));
+                    born
+                }
+            };
+            loop {
+                if self.epoch.load(Ordering::Acquire).wrapping_sub(born) >= SLICES {
+                    return Poll::Ready(Bounded::TimedOut);
+                }
+                match tick.as_mut().poll(cx) {
+                    Poll::Ready(()) => tick.set(self.tick.notified()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -7,6 +7,7 @@
 //! enforced with reservations, metrics, close and drain.
 
 mod deadline;
+use self::deadline::{Bounded, Queued};
 mod leak;
 mod lease;
 mod maintenance;
@@ -18,13 +19,16 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, Timeouts};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub use lease::Lease;
+
+/// deadpool's error for this pool's adapter.
+type DpError<M> = deadpool::managed::PoolError<<M as Manager>::Error>;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
@@ -307,23 +311,6 @@ impl<M: Manager> Builder<M> {
     }
 }
 
-/// Counts a caller in the waiting path for as long as it is there, also
-/// when its `get` is cancelled.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn enter(count: &'a AtomicUsize) -> (Queued<'a>, usize) {
-        let before = count.fetch_add(1, Ordering::AcqRel);
-        (Queued(count), before)
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// A per-pool seed for jitter, so two pools do not expire in lockstep.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
@@ -379,42 +366,36 @@ impl<M: Manager> ManagedPool<M> {
         let location = Location::caller();
         async move {
             let shared = &self.inner.shared;
-            // Fast path: a free permit, taken without arming a timer (tokio's
-            // semaphore hands released permits straight to queued waiters, so
-            // a free permit means nobody is queued and FIFO order holds).
-            // It reads the clock only inside create or recycle; the acquire
-            // time is what those took. Only a caller that must wait arms the
-            // acquire-timeout timer and is timed end to end.
-            // While others queue, the fast attempt would fail anyway: go
-            // straight to the queue.
-            let fast = if shared.queued.load(Ordering::Relaxed) == 0 {
-                Some(self.inner.pool.timeout_get(&self.inner.now_only).await)
-            } else {
-                None
-            };
-            let got = match fast {
-                None
-                | Some(Err(deadpool::managed::PoolError::Timeout(
-                    deadpool::managed::TimeoutType::Wait,
-                ))) => {
-                    let (_queued, before) = Queued::enter(&shared.queued);
-                    shared.deadlines.queued(before);
-                    let start = shared.clock.now();
-                    // Boxed: the waiting path's future would otherwise
-                    // double the size of every `get` future, and the fast
-                    // path would pay to move it.
-                    Box::pin(self.wait()).await.map(|object| {
+            let got = if shared.deadlines.running() {
+                let get = || self.inner.pool.timeout_get(&self.inner.unbounded);
+                match shared
+                    .deadlines
+                    .bounded(&shared.queued, &*shared.clock, get)
+                    .await
+                {
+                    Bounded::Ready { output, queued_at } => output.map(|object| match queued_at {
                         // The object became ready (created or recycled)
-                        // just before it was handed over: that reading
-                        // ends the wait without another clock read.
-                        let ready = object.prepared_at;
-                        (object, ready, ready.saturating_duration_since(start))
-                    })
+                        // just before it was handed over: that reading ends
+                        // the wait without another clock read.
+                        Some(start) => {
+                            let ready = object.prepared_at;
+                            (object, ready, ready.saturating_duration_since(start))
+                        }
+                        // A free slot: the acquire time is what create or
+                        // the check took.
+                        None => {
+                            let (at, took) = (object.prepared_at, object.prepare_time);
+                            (object, at, took)
+                        }
+                    }),
+                    Bounded::TimedOut => Err(deadpool::managed::PoolError::Timeout(
+                        deadpool::managed::TimeoutType::Wait,
+                    )),
                 }
-                Some(other) => other.map(|object| {
-                    let (at, took) = (object.prepared_at, object.prepare_time);
-                    (object, at, took)
-                }),
+            } else {
+                // Boxed: only pools without a background task take this
+                // path; inline, it would double every `get` future's size.
+                Box::pin(self.get_with_timer()).await
             };
             match got {
                 Ok((object, now, waited)) => {
@@ -449,19 +430,41 @@ impl<M: Manager> ManagedPool<M> {
         }
     }
 
-    /// Waits for an object for at most `acquire_timeout`: bounded by the
-    /// pool's sweeper (no timer per caller) when it runs, else by a timer.
-    async fn wait(&self) -> Result<Object<Adapter<M>>, deadpool::managed::PoolError<M::Error>> {
-        let deadlines = &self.inner.shared.deadlines;
-        if !deadlines.running() {
-            return self.inner.pool.timeout_get(&self.inner.waiting).await;
-        }
-        deadlines
-            .bounded(self.inner.pool.timeout_get(&self.inner.unbounded))
-            .await
-            .unwrap_or(Err(deadpool::managed::PoolError::Timeout(
+    /// `get` without a sweeper (no background task): a free permit is taken
+    /// without arming a timer (tokio's semaphore hands released permits
+    /// straight to queued waiters, so a free permit means nobody is queued
+    /// and FIFO order holds); only a caller that must wait arms deadpool's
+    /// wait timer and is timed end to end.
+    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, Instant, Duration), DpError<M>> {
+        let shared = &self.inner.shared;
+        // While others queue, the fast attempt would fail anyway: go
+        // straight to the queue.
+        let fast = if shared.queued.load(Ordering::Relaxed) == 0 {
+            Some(self.inner.pool.timeout_get(&self.inner.now_only).await)
+        } else {
+            None
+        };
+        match fast {
+            None
+            | Some(Err(deadpool::managed::PoolError::Timeout(
                 deadpool::managed::TimeoutType::Wait,
-            )))
+            ))) => {
+                let (_queued, _) = Queued::enter(&shared.queued);
+                let start = shared.clock.now();
+                self.inner
+                    .pool
+                    .timeout_get(&self.inner.waiting)
+                    .await
+                    .map(|object| {
+                        let ready = object.prepared_at;
+                        (object, ready, ready.saturating_duration_since(start))
+                    })
+            }
+            Some(other) => other.map(|object| {
+                let (at, took) = (object.prepared_at, object.prepare_time);
+                (object, at, took)
+            }),
+        }
     }
 
     /// The pool's accounting right now.

@@ -250,6 +250,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if RESERVING.try_with(|_| ()).is_ok() {
             return Ok(self.wrap(None));
         }
+        super::deadline::slot_taken();
         let started = self.shared.clock.now();
         let resource = self.manager.create().await?;
         self.shared.metrics.created.increment(1);
@@ -267,6 +268,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if RESERVING.try_with(|_| ()).is_ok() {
             return Ok(());
         }
+        super::deadline::slot_taken();
         let shared = &self.shared;
         let now = shared.clock.now();
         pooled.prepared_at = now;
