@@ -2,7 +2,7 @@
 //! checked out; the maintenance pass reports stamps older than the threshold.
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,9 @@ use parking_lot::Mutex;
 
 /// When and where an object was checked out, if it is.
 ///
-/// Atomics for the time and the reported flag, so a return takes no lock
-/// and a checkout one (for the location, which is not an atomic type). A
+/// Atomics for the time and the reported flag, so a return takes no lock,
+/// and a checkout takes one only when its location differs from the last
+/// (a `&Location` cannot be stored in an atomic without `unsafe`). A
 /// scan that races with a return and a new checkout may pair one
 /// checkout's time with the next one's location; leak reports are
 /// diagnostics, and a lease is still reported at most once per checkout.
@@ -22,6 +23,9 @@ pub(crate) struct LeaseStamp {
     since: AtomicU64,
     /// Where the last checkout happened (kept after the return).
     location: Mutex<Option<&'static Location<'static>>>,
+    /// `location`'s address, compared (never dereferenced) so a checkout
+    /// from the same place as the last one takes no lock.
+    location_addr: AtomicUsize,
     reported: AtomicBool,
 }
 
@@ -31,6 +35,7 @@ impl LeaseStamp {
             origin,
             since: AtomicU64::new(0),
             location: Mutex::new(None),
+            location_addr: AtomicUsize::new(0),
             reported: AtomicBool::new(false),
         }
     }
@@ -52,7 +57,11 @@ impl LeaseStamp {
     }
 
     pub(crate) fn checkout(&self, now: Instant, location: &'static Location<'static>) {
-        *self.location.lock() = Some(location);
+        let addr = std::ptr::from_ref(location).addr();
+        if self.location_addr.load(Ordering::Relaxed) != addr {
+            *self.location.lock() = Some(location);
+            self.location_addr.store(addr, Ordering::Relaxed);
+        }
         self.reported.store(false, Ordering::Relaxed);
         self.since.store(self.encode(now), Ordering::Release);
     }
