@@ -1,13 +1,16 @@
 //! The acquire timeout without a timer per waiting caller: one sweeper task
 //! per pool ticks `SLICES` times per `acquire_timeout` while callers wait,
-//! and a caller gives up once it has seen `SLICES` ticks.
+//! and a caller still waiting for a slot gives up once it has seen `SLICES`
+//! ticks. A caller served at once never joins the queue at all.
 //!
 //! A tokio timer per waiter costs a clock read, a timer-wheel insertion and
 //! a removal on every wait; at 64 tasks on a pool of 16 nearly every `get`
 //! waits, so that was a large share of the cycle. A waiter here registers
-//! with one `Notify` instead, and no clock is read. The price is precision:
-//! a wait ends between `(SLICES - 1) / SLICES` of the timeout and the
-//! timeout, never later (bar scheduling delays).
+//! with one `Notify` instead, and no clock is read (time comes from the
+//! sweeper's tokio sleep, so tokio's paused test clock drives it too). The
+//! price is precision: a wait for a slot ends between `(SLICES - 1) /
+//! SLICES` of the timeout and the timeout, never later (bar scheduling
+//! delays). Pools without a background task keep deadpool's timer.
 
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
