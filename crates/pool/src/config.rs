@@ -38,8 +38,10 @@ pub struct PoolConfig {
     /// The hard ceiling on live objects; adaptive sizing never goes above it.
     /// Default: 200.
     pub max_size: usize,
-    /// How long `get` waits for an object before failing with a timeout.
-    /// Never unbounded. Default: 30 s.
+    /// How long `get` waits for a slot before failing with a timeout.
+    /// Never unbounded. With the background task (the default) the pool's
+    /// sweeper enforces it in sixteenths: a wait ends between 15/16 of it
+    /// and it. Default: 30 s.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
     /// How long creating one object may take. Default: 10 s.

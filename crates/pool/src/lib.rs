@@ -6,8 +6,9 @@
 //!
 //! deadpool alone waits forever by default and has no idle timeout, maximum
 //! lifetime or leak detection. This crate adds them without giving up
-//! deadpool's speed: the hot path is deadpool's plus two clock reads and a
-//! histogram sample.
+//! deadpool's speed: the hot path is deadpool's plus two readings of a
+//! coarse clock (an atomic load each, see [`CoarseClock`]) and a histogram
+//! sample.
 //!
 //! ## Brief overview
 //!
@@ -111,7 +112,7 @@ mod mongo;
 mod pool;
 mod status;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use config::{AdaptiveConfig, PoolConfig};
 pub use error::{BuildError, ConfigError, PoolError, TimeoutKind};
 pub use managed::{Builder, Lease, ManagedPool, jitter_fraction};

@@ -6,6 +6,8 @@
 mod support;
 // The accounting model: random get/drop/discard/resize/clock sequences.
 mod accounting;
+// The acquire timeout kept by the sweeper: bounds, service, shutdown.
+mod deadline;
 // 64 tasks on a pool of 4: no deadlock, every task a lease or a timeout.
 mod exhaustion;
 // Waiters are served in arrival order.

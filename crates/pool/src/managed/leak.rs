@@ -2,41 +2,79 @@
 //! checked out; the maintenance pass reports stamps older than the threshold.
 
 use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 /// When and where an object was checked out, if it is.
-#[derive(Default)]
+///
+/// Atomics for the time and the reported flag, so a return takes no lock,
+/// and a checkout takes one only when its location differs from the last
+/// (a `&Location` cannot be stored in an atomic without `unsafe`). A
+/// scan that races with a return and a new checkout may pair one
+/// checkout's time with the next one's location; leak reports are
+/// diagnostics, and a lease is still reported at most once per checkout.
 pub(crate) struct LeaseStamp {
-    state: Mutex<StampState>,
-}
-
-#[derive(Default)]
-struct StampState {
-    since: Option<Instant>,
-    location: Option<&'static Location<'static>>,
-    reported: bool,
+    /// The clock reading times are measured from (the object's creation).
+    origin: Instant,
+    /// Nanoseconds from `origin` to the checkout, plus one; 0 when idle.
+    since: AtomicU64,
+    /// Where the last checkout happened (kept after the return).
+    location: Mutex<Option<&'static Location<'static>>>,
+    /// `location`'s address, compared (never dereferenced) so a checkout
+    /// from the same place as the last one takes no lock.
+    location_addr: AtomicUsize,
+    reported: AtomicBool,
 }
 
 impl LeaseStamp {
+    fn new(origin: Instant) -> LeaseStamp {
+        LeaseStamp {
+            origin,
+            since: AtomicU64::new(0),
+            location: Mutex::new(None),
+            location_addr: AtomicUsize::new(0),
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    fn encode(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(nanos)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    fn decode(&self, since: u64) -> Option<Instant> {
+        let nanos = since.checked_sub(1)?;
+        self.origin.checked_add(Duration::from_nanos(nanos))
+    }
+
+    fn location(&self) -> Option<&'static Location<'static>> {
+        *self.location.lock()
+    }
+
     pub(crate) fn checkout(&self, now: Instant, location: &'static Location<'static>) {
-        let mut state = self.state.lock();
-        state.since = Some(now);
-        state.location = Some(location);
-        state.reported = false;
+        let addr = std::ptr::from_ref(location).addr();
+        if self.location_addr.load(Ordering::Relaxed) != addr {
+            *self.location.lock() = Some(location);
+            self.location_addr.store(addr, Ordering::Relaxed);
+        }
+        self.reported.store(false, Ordering::Relaxed);
+        self.since.store(self.encode(now), Ordering::Release);
     }
 
     /// Clears the stamp; returns how long a lease that was reported as a
     /// leak was held, so the return can be logged too.
     pub(crate) fn release(&self, now: Instant) -> Option<(Duration, &'static Location<'static>)> {
-        let mut state = self.state.lock();
-        let since = state.since.take();
-        let location = state.location.take();
-        if std::mem::take(&mut state.reported) {
-            let held = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            return location.map(|l| (held, l));
+        let since = self.since.swap(0, Ordering::AcqRel);
+        if self.reported.swap(false, Ordering::AcqRel) {
+            let held = self
+                .decode(since)
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+            return self.location().map(|l| (held, l));
         }
         None
     }
@@ -55,8 +93,9 @@ pub(crate) struct LeakRegistry {
 }
 
 impl LeakRegistry {
-    pub(crate) fn register(&self) -> Arc<LeaseStamp> {
-        let stamp = Arc::new(LeaseStamp::default());
+    /// A stamp for a new object; `now` is its creation time.
+    pub(crate) fn register(&self, now: Instant) -> Arc<LeaseStamp> {
+        let stamp = Arc::new(LeaseStamp::new(now));
         self.stamps.lock().push(Arc::downgrade(&stamp));
         stamp
     }
@@ -69,13 +108,13 @@ impl LeakRegistry {
             let Some(stamp) = weak.upgrade() else {
                 return false;
             };
-            let mut state = stamp.state.lock();
-            if let (Some(since), Some(location)) = (state.since, state.location)
-                && !state.reported
-            {
+            let since = stamp.decode(stamp.since.load(Ordering::Acquire));
+            if let Some(since) = since {
                 let held = now.saturating_duration_since(since);
-                if held >= threshold {
-                    state.reported = true;
+                if held >= threshold
+                    && let Some(location) = stamp.location()
+                    && !stamp.reported.swap(true, Ordering::AcqRel)
+                {
                     found.push(Leak { held, location });
                 }
             }
@@ -92,8 +131,8 @@ mod tests {
     #[test]
     fn a_lease_is_reported_once_and_its_return_is_noticed() {
         let registry = LeakRegistry::default();
-        let stamp = registry.register();
         let t0 = Instant::now();
+        let stamp = registry.register(t0);
         stamp.checkout(t0, Location::caller());
         assert!(
             registry

@@ -6,6 +6,8 @@
 //! jitter that never goes below `min_size`, leak detection, an adaptive limit
 //! enforced with reservations, metrics, close and drain.
 
+mod deadline;
+use self::deadline::{Bounded, Queued};
 mod leak;
 mod lease;
 mod maintenance;
@@ -17,19 +19,22 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, Timeouts};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub use lease::Lease;
+
+/// deadpool's error for this pool's adapter.
+type DpError<M> = deadpool::managed::PoolError<<M as Manager>::Error>;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
-use self::object::{Adapter, Counts, RESERVING, Shared};
+use self::object::{Adapter, Counts, Padded, RESERVING, Shared};
 use crate::adaptive::ControllerState;
-use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
 use crate::error::{BuildError, PoolError, TimeoutKind};
 use crate::metrics::{PoolMetrics, RetireCause};
@@ -97,13 +102,16 @@ struct Inner<M: Manager> {
     limit: Mutex<usize>,
     /// deadpool timeouts for the fast path (take a free permit or fail)...
     now_only: Timeouts,
-    /// ...and for a caller that has to wait.
+    /// ...for a caller that has to wait, with a timer (no sweeper)...
     waiting: Timeouts,
+    /// ...and without one, when the sweeper bounds the wait.
+    unbounded: Timeouts,
 }
 
 impl<M: Manager> Drop for Inner<M> {
     fn drop(&mut self) {
         self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.deadlines.stop();
     }
 }
 
@@ -187,7 +195,8 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// The clock for every timing decision. Default: [`SystemClock`].
+    /// The clock for every timing decision. Default: [`CoarseClock`]
+    /// (millisecond resolution, no clock read on the hot path).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -216,7 +225,8 @@ impl<M: Manager> Builder<M> {
             closing: AtomicBool::new(false),
             returned: Notify::new(),
             debt: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
+            queued: Padded::default(),
+            deadlines: Padded::default(),
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
@@ -264,12 +274,24 @@ impl<M: Manager> Builder<M> {
                     create: Some(config.create_timeout),
                     recycle: None,
                 },
+                unbounded: Timeouts {
+                    wait: None,
+                    create: Some(config.create_timeout),
+                    recycle: None,
+                },
                 shared,
             }),
         };
         managed.set_limit(initial, "initial");
         managed.inner.shared.metrics.limit.set(initial as f64);
         if let Some(runtime) = runtime {
+            let shared = &managed.inner.shared;
+            shared.deadlines.start();
+            deadline::spawn(
+                &runtime,
+                Arc::downgrade(shared),
+                shared.config.acquire_timeout,
+            );
             let weak = Arc::downgrade(&managed.inner);
             runtime.spawn(async move {
                 let mut tick = tokio::time::interval(interval);
@@ -286,23 +308,6 @@ impl<M: Manager> Builder<M> {
             });
         }
         Ok(managed)
-    }
-}
-
-/// Counts a caller in the waiting path for as long as it is there, also
-/// when its `get` is cancelled.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn enter(count: &'a AtomicUsize) -> Queued<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Queued(count)
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -332,7 +337,7 @@ impl<M: Manager> ManagedPool<M> {
         Builder {
             manager,
             config: PoolConfig::default(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(CoarseClock::new()),
             background: true,
         }
     }
@@ -361,50 +366,47 @@ impl<M: Manager> ManagedPool<M> {
         let location = Location::caller();
         async move {
             let shared = &self.inner.shared;
-            // Fast path: a free permit, taken without arming a timer (tokio's
-            // semaphore hands released permits straight to queued waiters, so
-            // a free permit means nobody is queued and FIFO order holds).
-            // It reads the clock only inside create or recycle; the acquire
-            // time is what those took. Only a caller that must wait arms the
-            // acquire-timeout timer and is timed end to end.
-            // While others queue, the fast attempt would fail anyway: go
-            // straight to the queue.
-            let fast = if shared.queued.load(Ordering::Relaxed) == 0 {
-                Some(self.inner.pool.timeout_get(&self.inner.now_only).await)
-            } else {
-                None
-            };
-            let got = match fast {
-                None
-                | Some(Err(deadpool::managed::PoolError::Timeout(
-                    deadpool::managed::TimeoutType::Wait,
-                ))) => {
-                    let _queued = Queued::enter(&shared.queued);
-                    let start = shared.clock.now();
-                    // Boxed: the waiting path's future (with its timer) would
-                    // otherwise double the size of every `get` future, and
-                    // the fast path would pay to move it.
-                    Box::pin(self.inner.pool.timeout_get(&self.inner.waiting))
-                        .await
-                        .map(|object| {
-                            // The object became ready (created or recycled)
-                            // just before it was handed over: that reading
-                            // ends the wait without another clock read.
+            let got = if shared.deadlines.running() {
+                let get = || self.inner.pool.timeout_get(&self.inner.unbounded);
+                match shared
+                    .deadlines
+                    .bounded(&shared.queued, &*shared.clock, get)
+                    .await
+                {
+                    Bounded::Ready { output, queued_at } => output.map(|object| match queued_at {
+                        // The object became ready (created or recycled)
+                        // just before it was handed over: that reading ends
+                        // the wait without another clock read.
+                        Some(start) => {
                             let ready = object.prepared_at;
                             (object, ready, ready.saturating_duration_since(start))
-                        })
+                        }
+                        // A free slot: the acquire time is what create or
+                        // the check took.
+                        None => {
+                            let (at, took) = (object.prepared_at, object.prepare_time);
+                            (object, at, took)
+                        }
+                    }),
+                    Bounded::TimedOut => Err(deadpool::managed::PoolError::Timeout(
+                        deadpool::managed::TimeoutType::Wait,
+                    )),
                 }
-                Some(other) => other.map(|object| {
-                    let (at, took) = (object.prepared_at, object.prepare_time);
-                    (object, at, took)
-                }),
+            } else {
+                // Boxed: only pools without a background task take this
+                // path; inline, it would double every `get` future's size.
+                Box::pin(self.get_with_timer()).await
             };
             match got {
                 Ok((object, now, waited)) => {
                     shared.metrics.acquire.record(waited.as_secs_f64());
-                    shared.acquires.fetch_add(1, Ordering::Relaxed);
-                    if waited > shared.slow_threshold {
-                        shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
+                    // Only the adaptive controller reads these: without it,
+                    // spare every caller two writes to shared cache lines.
+                    if shared.config.adaptive.enabled {
+                        shared.acquires.fetch_add(1, Ordering::Relaxed);
+                        if waited > shared.slow_threshold {
+                            shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     if let Some(stamp) = &object.stamp {
                         stamp.checkout(now, location);
@@ -425,6 +427,43 @@ impl<M: Manager> ManagedPool<M> {
                     Err(err)
                 }
             }
+        }
+    }
+
+    /// `get` without a sweeper (no background task): a free permit is taken
+    /// without arming a timer (tokio's semaphore hands released permits
+    /// straight to queued waiters, so a free permit means nobody is queued
+    /// and FIFO order holds); only a caller that must wait arms deadpool's
+    /// wait timer and is timed end to end.
+    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, Instant, Duration), DpError<M>> {
+        let shared = &self.inner.shared;
+        // While others queue, the fast attempt would fail anyway: go
+        // straight to the queue.
+        let fast = if shared.queued.load(Ordering::Relaxed) == 0 {
+            Some(self.inner.pool.timeout_get(&self.inner.now_only).await)
+        } else {
+            None
+        };
+        match fast {
+            None
+            | Some(Err(deadpool::managed::PoolError::Timeout(
+                deadpool::managed::TimeoutType::Wait,
+            ))) => {
+                let (_queued, _) = Queued::enter(&shared.queued);
+                let start = shared.clock.now();
+                self.inner
+                    .pool
+                    .timeout_get(&self.inner.waiting)
+                    .await
+                    .map(|object| {
+                        let ready = object.prepared_at;
+                        (object, ready, ready.saturating_duration_since(start))
+                    })
+            }
+            Some(other) => other.map(|object| {
+                let (at, took) = (object.prepared_at, object.prepare_time);
+                (object, at, took)
+            }),
         }
     }
 

@@ -40,7 +40,9 @@ pub(crate) struct Shared {
     /// Permits still to take back from returning leases to reach the limit.
     pub(crate) debt: AtomicUsize,
     /// Callers in `get`'s waiting path.
-    pub(crate) queued: AtomicUsize,
+    pub(crate) queued: Padded<AtomicUsize>,
+    /// Their acquire timeout, kept by one sweeper task.
+    pub(crate) deadlines: Padded<super::deadline::Deadlines>,
     /// Permits held by reservations (placeholders).
     pub(crate) reserved: AtomicUsize,
     pub(crate) acquires: AtomicU64,
@@ -50,6 +52,21 @@ pub(crate) struct Shared {
     pub(crate) jitter_seed: u64,
     pub(crate) next_id: AtomicU64,
     pub(crate) counts: Counts,
+}
+
+/// A value on cache lines of its own: every waiting caller writes the
+/// queue counter and the sweeper's `Notify`, and sharing a line with the
+/// fields every checkout and return read (config, clock, debt) made those
+/// reads miss on the other core.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// Plain counters mirrored next to the metrics, so `stats()` works without
@@ -203,7 +220,7 @@ impl<M: Manager> Adapter<M> {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let keep = 1.0 - jitter_fraction(shared.jitter_seed, id, config.jitter);
         let stamp = match (&resource, config.leak_detection_threshold) {
-            (Some(_), Some(_)) => Some(shared.leaks.register()),
+            (Some(_), Some(_)) => Some(shared.leaks.register(now)),
             _ => None,
         };
         Pooled {
@@ -233,6 +250,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if RESERVING.try_with(|_| ()).is_ok() {
             return Ok(self.wrap(None));
         }
+        super::deadline::slot_taken();
         let started = self.shared.clock.now();
         let resource = self.manager.create().await?;
         self.shared.metrics.created.increment(1);
@@ -250,6 +268,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if RESERVING.try_with(|_| ()).is_ok() {
             return Ok(());
         }
+        super::deadline::slot_taken();
         let shared = &self.shared;
         let now = shared.clock.now();
         pooled.prepared_at = now;
