@@ -6,6 +6,7 @@
 // xtask is a command-line program: printing is its job.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod ci;
 mod shell;
 mod test_server;
@@ -17,6 +18,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci                                 fmt, clippy, tests against a fresh test server, docs, benches compiled
+  bench [PACKAGE|BENCH ...]          run the criterion suites (all by default), write docs/benchmarks.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::run(rest),
+        ["bench", rest @ ..] => bench::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

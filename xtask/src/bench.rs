@@ -1,0 +1,287 @@
+//! `cargo xtask bench`: runs every criterion suite and writes `docs/benchmarks.md`.
+//!
+//! Each bench measures Stratum and its peer in the same process and prints
+//! its own summary (a table or ratio lines) after criterion's output. This
+//! task keeps criterion's median for every benchmark and each summary
+//! verbatim, with the machine and the command, so every figure in the
+//! document comes from one run of one command.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::shell::{Result, cargo};
+use crate::test_server::Server;
+
+/// The suites in report order: (package, bench target, what it compares).
+const SUITES: &[(&str, &str, &str)] = &[
+    (
+        "stratum-breaker",
+        "breaker",
+        "closed-state call cost against failsafe and a bare call",
+    ),
+    (
+        "stratum-cache",
+        "throughput",
+        "Zipf get-heavy throughput against moka and quick_cache",
+    ),
+    (
+        "stratum-cache",
+        "hit_ratio",
+        "hit ratio against moka and quick_cache (not timed)",
+    ),
+    (
+        "stratum-cache",
+        "memory",
+        "memory per entry against moka and quick_cache",
+    ),
+    (
+        "stratum-pool",
+        "acquire",
+        "acquire and release against deadpool and bb8",
+    ),
+    (
+        "stratum-monitor",
+        "percentiles",
+        "recording latencies against a raw hdrhistogram",
+    ),
+    (
+        "stratum-models",
+        "tokens",
+        "token counting against tiktoken-rs directly",
+    ),
+    (
+        "stratum-models",
+        "compress",
+        "context compression of a 100-message conversation",
+    ),
+    (
+        "stratum",
+        "store",
+        "MongoStore against the raw mongodb driver (test server)",
+    ),
+];
+
+/// Runs the suites (all, or those whose package or bench name is given) and
+/// rewrites `docs/benchmarks.md`.
+pub(crate) fn run(args: &[&str]) -> Result {
+    let chosen: Vec<_> = SUITES
+        .iter()
+        .filter(|(pkg, bench, _)| args.is_empty() || args.iter().any(|a| a == pkg || a == bench))
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!("no bench matches {args:?}"));
+    }
+    let started = Instant::now();
+    let mut sections = String::new();
+    for (pkg, bench, what) in chosen {
+        // The store bench talks to a fresh server; the others need none.
+        let server = if *pkg == "stratum" {
+            Some(Server::start()?)
+        } else {
+            None
+        };
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", pkg, "--bench", bench]);
+        if let Some(s) = &server {
+            cmd.env("STRATUM_TEST_MONGODB_URI", s.uri());
+        }
+        println!("==> cargo bench -p {pkg} --bench {bench}");
+        let out = output(&mut cmd)?;
+        drop(server);
+        let _ = write!(sections, "{}", section(pkg, bench, what, &out));
+    }
+    let doc = format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench` ({args}) on {machine}. \
+         Every figure below comes from that one run; each bench measures Stratum and \
+         its peer in the same process, so compare the ratios, not the absolute times \
+         (2-core machines are noisy). Rerun the same command to reproduce.\n\n\
+         Took {secs:.0} s.\n{sections}",
+        args = if args.is_empty() {
+            "all suites".to_owned()
+        } else {
+            format!("suites: {}", args.join(" "))
+        },
+        machine = machine(),
+        secs = started.elapsed().as_secs_f64(),
+    );
+    let path = root().join("docs").join("benchmarks.md");
+    fs::write(&path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One suite's part of the document: criterion's medians as a table, then
+/// everything else the bench printed (its own comparison), verbatim.
+fn section(pkg: &str, bench: &str, what: &str, stdout: &str) -> String {
+    let mut medians = Vec::new();
+    let mut summary = Vec::new();
+    let mut last_name = String::new();
+    for line in stdout.lines() {
+        let trimmed = line.trim();
+        if let Some((name, rest)) = trimmed.split_once("time:") {
+            let name = if name.trim().is_empty() {
+                last_name.clone()
+            } else {
+                name.trim().to_owned()
+            };
+            if let Some(median) = middle_estimate(rest) {
+                medians.push((name, median));
+            }
+        } else if is_criterion_noise(trimmed) {
+            if !trimmed.contains(':') && !trimmed.is_empty() {
+                last_name = trimmed.to_owned();
+            }
+        } else {
+            summary.push(line);
+        }
+    }
+    let mut s = format!(
+        "\n## {pkg} / {bench}\n\n{what}. Command: `cargo bench -p {pkg} --bench {bench}`.\n"
+    );
+    if !medians.is_empty() {
+        s.push_str("\n| benchmark | criterion median |\n|---|---|\n");
+        for (name, median) in medians {
+            let _ = writeln!(s, "| `{name}` | {median} |");
+        }
+    }
+    let summary = summary.join("\n");
+    if !summary.trim().is_empty() {
+        let _ = write!(
+            s,
+            "\nThe bench's own comparison (same run):\n\n```text\n{}\n```\n",
+            summary.trim()
+        );
+    }
+    s
+}
+
+/// Criterion prints `time: [low median high]`; the middle one is the median estimate.
+fn middle_estimate(rest: &str) -> Option<String> {
+    let inner = rest.trim().trim_start_matches('[').trim_end_matches(']');
+    let parts: Vec<&str> = inner.split_whitespace().collect();
+    (parts.len() == 6).then(|| format!("{} {}", parts[2], parts[3]))
+}
+
+/// Lines of criterion's own progress and statistics, which the document leaves out.
+fn is_criterion_noise(line: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "Benchmarking",
+        "Found ",
+        "change:",
+        "thrpt:",
+        "Performance has",
+        "No change",
+        "Change within",
+        "Warning:",
+        "Gnuplot",
+        "Running ",
+    ];
+    // Outlier counts: "2 (6.67%) high mild".
+    const SUFFIXES: &[&str] = &["high mild", "high severe", "low mild", "low severe"];
+    line.is_empty()
+        || PREFIXES.iter().any(|p| line.starts_with(p))
+        || SUFFIXES.iter().any(|p| line.ends_with(p))
+        || (!line.contains(' ') && line.contains('/'))
+}
+
+/// A one-line description of this machine: cores, CPU model, memory, rustc, date.
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let load = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {mem_gib:.0} GiB, {rustc}, {date}, load average {load} at the end"
+    )
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_keeps_medians_and_the_benchs_own_summary() {
+        let out = "\
+Benchmarking closed/stratum: Warming up for 1.0000 s
+closed/stratum          time:   [9.1012 ns 9.3641 ns 9.6000 ns]
+Found 3 outliers among 30 measurements (10.00%)
+  2 (6.67%) high mild
+closed/a_rather_long_benchmark_name
+                        time:   [70.001 ns 71.460 ns 72.900 ns]
+                        change: [-1.0% +0.2% +1.1%] (p = 0.70 > 0.05)
+                        No change in performance detected.
+
+| threads | stratum ns | failsafe ns | ratio |
+|---|---|---|---|
+| 1 | 9.36 | 71.46 | 0.131 |
+";
+        let s = section("stratum-breaker", "breaker", "closed-state cost", out);
+        assert!(s.contains("| `closed/stratum` | 9.3641 ns |"), "{s}");
+        assert!(
+            s.contains("| `closed/a_rather_long_benchmark_name` | 71.460 ns |"),
+            "{s}"
+        );
+        assert!(s.contains("| 1 | 9.36 | 71.46 | 0.131 |"), "{s}");
+        assert!(!s.contains("outliers"), "{s}");
+        assert!(!s.contains("high mild"), "{s}");
+        assert!(!s.contains("No change"), "{s}");
+        assert!(
+            s.contains("`cargo bench -p stratum-breaker --bench breaker`"),
+            "{s}"
+        );
+    }
+}
