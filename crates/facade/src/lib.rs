@@ -49,7 +49,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod clock;
 pub mod config;
+pub mod repository;
+mod stack;
 pub mod store;
 pub mod uri;
 
@@ -57,7 +60,14 @@ pub mod uri;
 /// `mongodb::bson`).
 pub use bson;
 
+/// The typed LLM documents, cache keys, token counting and compression the
+/// repositories store (stratum-models).
+pub use stratum_models as models;
+
+pub use crate::clock::StackClock;
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::repository::{Origin, Read, Repository, RepositoryError};
+pub use crate::stack::{BREAKER_NAME, BreakerTransition, Stratum, StratumBuilder, StratumError};
 pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]
 pub use crate::store::{MongoStore, ServerInfo};

@@ -7,7 +7,7 @@
 //! ([`Filter::validate`], [`Update::validate`], the document rules in
 //! [`check_field_name`]) before touching any data.
 
-mod compare;
+pub(crate) mod compare;
 mod error;
 mod memory;
 #[cfg(feature = "mongodb")]

@@ -1,0 +1,284 @@
+//! [`Stratum`]: the one handle that puts the layers in front of a store.
+//!
+//! It owns the store, the circuit breaker shared by every database call, the
+//! clock every layer reads, and the repositories (one per document type, so
+//! two handles on one collection share one cache).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
+
+use crate::config::layers;
+use crate::repository::Repository;
+use crate::{ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig};
+
+/// The name of the breaker around the store (its `breaker` metric label).
+pub const BREAKER_NAME: &str = "store";
+
+/// How many recent breaker transitions [`Stratum::breaker_transitions`] keeps.
+const TRANSITION_LOG: usize = 256;
+
+/// Why a [`Stratum`] could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StratumError {
+    /// The configuration was refused; the error names the field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One change of the breaker's state, as the facade logged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerTransition {
+    /// The state left.
+    pub from: State,
+    /// The state entered.
+    pub to: State,
+    /// Why.
+    pub reason: TransitionReason,
+    /// When, on the stack's clock.
+    pub at: Duration,
+}
+
+#[derive(Default)]
+struct TransitionLog {
+    total: u64,
+    recent: std::collections::VecDeque<BreakerTransition>,
+}
+
+/// What every layer shares: the store, the breaker, the clock.
+pub(crate) struct Layers {
+    pub(crate) config: StratumConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) breaker: Option<Breaker<StackClock>>,
+    pub(crate) clock: StackClock,
+    transitions: Arc<Mutex<TransitionLog>>,
+}
+
+impl Layers {
+    /// Runs one database call through the breaker (and, when there is one,
+    /// the pool's admission): timeouts, network and unavailability count as
+    /// failures; answers such as a duplicate key or an invalid request count
+    /// as successes, since the database answered.
+    pub(crate) async fn call<R, F>(&self, call: F) -> Result<R, RepositoryError>
+    where
+        F: Future<Output = Result<R, StoreError>>,
+    {
+        let Some(breaker) = &self.breaker else {
+            return call.await.map_err(RepositoryError::Store);
+        };
+        let permit = breaker
+            .try_acquire()
+            .map_err(|refused| RepositoryError::not_permitted(&refused))?;
+        let started = stratum_breaker::Clock::now(&self.clock);
+        let result = call.await;
+        let elapsed =
+            Duration::from_nanos(stratum_breaker::Clock::now(&self.clock).saturating_sub(started));
+        match &result {
+            Err(e) if e.is_breaker_failure() => permit.failure(elapsed),
+            _ => permit.success(elapsed),
+        }
+        result.map_err(RepositoryError::Store)
+    }
+}
+
+/// The facade's handle: a store with the breaker, the cache and the clock
+/// in front of it. Cheap to clone; clones share everything.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Stratum, StratumConfig};
+/// use stratum::models::{Conversation, Document};
+///
+/// let stratum = Stratum::builder(StratumConfig::default()).build()?; // embedded store
+/// let conversations = stratum.repository::<Conversation>()?;
+/// let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+/// conversations.insert(&c).await?;
+/// let read = conversations.get(&c.id).await?;
+/// assert_eq!(read.value.unwrap().model, "gpt-4o");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Stratum {
+    layers: Arc<Layers>,
+    repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+}
+
+impl std::fmt::Debug for Stratum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stratum")
+            .field("backend", &self.layers.store.backend())
+            .field("breaker", &self.layers.breaker.as_ref().map(|b| b.state()))
+            .field("cache", &self.layers.config.cache.enabled)
+            .finish()
+    }
+}
+
+impl Stratum {
+    /// A builder over `config` (already merged and validated, e.g. by
+    /// [`StratumConfig::builder`]).
+    pub fn builder(config: StratumConfig) -> StratumBuilder {
+        StratumBuilder {
+            config,
+            store: None,
+            clock: None,
+        }
+    }
+
+    /// The store under the layers (calls on it bypass them).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.layers.store
+    }
+
+    /// The breaker around the store, unless `breaker.enabled = false`.
+    pub fn breaker(&self) -> Option<&Breaker<StackClock>> {
+        self.layers.breaker.as_ref()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StratumConfig {
+        &self.layers.config
+    }
+
+    /// The clock every layer reads.
+    pub fn clock(&self) -> &StackClock {
+        &self.layers.clock
+    }
+
+    /// How many times the breaker changed state, and the most recent changes
+    /// (up to 256), oldest first.
+    pub fn breaker_transitions(&self) -> (u64, Vec<BreakerTransition>) {
+        let log = self.layers.transitions.lock();
+        (log.total, log.recent.iter().copied().collect())
+    }
+
+    /// The repository of `T`: the same one (and the same cache) on every call.
+    ///
+    /// Fails only when the cache refuses `T::COLLECTION` as its name.
+    pub fn repository<T: stratum_models::Document>(&self) -> Result<Repository<T>, ConfigError> {
+        let mut repositories = self.repositories.lock();
+        if let Some(existing) = repositories
+            .get(&TypeId::of::<T>())
+            .and_then(|r| r.downcast_ref::<Repository<T>>())
+        {
+            return Ok(existing.clone());
+        }
+        let repository = Repository::new(Arc::clone(&self.layers))?;
+        repositories.insert(TypeId::of::<T>(), Box::new(repository.clone()));
+        Ok(repository)
+    }
+
+    pub(crate) fn layers(&self) -> &Arc<Layers> {
+        &self.layers
+    }
+}
+
+/// Builds a [`Stratum`]: the configuration, and optionally a store and a clock.
+pub struct StratumBuilder {
+    config: StratumConfig,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<StackClock>,
+}
+
+impl std::fmt::Debug for StratumBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StratumBuilder")
+            .field("config", &self.config)
+            .field("store", &self.store.as_ref().map(|s| s.backend()))
+            .finish()
+    }
+}
+
+impl StratumBuilder {
+    /// Uses this store instead of the one the configuration selects (a
+    /// fault-injecting wrapper, a store shared with other code).
+    pub fn store(mut self, store: Arc<dyn Store>) -> StratumBuilder {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses this clock for every layer (tests: [`StackClock::manual`]).
+    pub fn clock(mut self, clock: StackClock) -> StratumBuilder {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens the store the configuration selects (unless one was given) and
+    /// builds the stack.
+    pub async fn open(mut self) -> Result<Stratum, StratumError> {
+        if self.store.is_none() {
+            self.store = Some(crate::store::open(&self.config).await?);
+        }
+        self.build()
+    }
+
+    /// Builds the stack over the given store, or the embedded store when
+    /// none was given and the configuration does not select MongoDB (use
+    /// [`open`](Self::open) for that).
+    pub fn build(self) -> Result<Stratum, StratumError> {
+        self.config.validate()?;
+        let store = match self.store {
+            Some(store) => store,
+            None if !self.config.uses_mongodb() => {
+                Arc::new(MemoryStore::from_config(&self.config.store))
+            }
+            None => {
+                return Err(ConfigError::invalid(
+                    "mongodb.uri",
+                    "the configuration selects MongoDB: build with `open().await`",
+                )
+                .into());
+            }
+        };
+        let clock = self.clock.unwrap_or_default();
+        let transitions = Arc::new(Mutex::new(TransitionLog::default()));
+        let breaker = if self.config.breaker.enabled {
+            let config = layers::breaker_config(&self.config.breaker, BREAKER_NAME)?;
+            let log = Arc::clone(&transitions);
+            let log_clock = clock.clone();
+            let breaker = Breaker::builder(BREAKER_NAME)
+                .config(config)
+                .clock(clock.clone())
+                .on_event(move |event| {
+                    if let EventKind::Transition { from, to, reason } = event.kind {
+                        let mut log = log.lock();
+                        log.total += 1;
+                        if log.recent.len() == TRANSITION_LOG {
+                            log.recent.pop_front();
+                        }
+                        log.recent.push_back(BreakerTransition {
+                            from,
+                            to,
+                            reason,
+                            at: log_clock.now(),
+                        });
+                    }
+                })
+                .build()
+                .map_err(|e| ConfigError::invalid("breaker", e.to_string()))?;
+            Some(breaker)
+        } else {
+            None
+        };
+        Ok(Stratum {
+            layers: Arc::new(Layers {
+                config: self.config,
+                store,
+                breaker,
+                clock,
+                transitions,
+            }),
+            repositories: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+}
