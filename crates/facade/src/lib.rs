@@ -51,6 +51,10 @@
 
 mod clock;
 pub mod config;
+mod fault;
+#[cfg(feature = "monitor")]
+pub mod health;
+pub mod llm;
 pub mod repository;
 mod stack;
 pub mod store;
@@ -63,9 +67,17 @@ pub use bson;
 /// The typed LLM documents, cache keys, token counting and compression the
 /// repositories store (stratum-models).
 pub use stratum_models as models;
+/// The monitor the facade registers its health checks with (stratum-monitor).
+#[cfg(feature = "monitor")]
+pub use stratum_monitor as monitor;
+/// The circuit breaker (stratum-breaker).
+pub use stratum_breaker as breaker;
+/// The in-process cache (stratum-cache).
+pub use stratum_cache as cache;
 
 pub use crate::clock::StackClock;
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::fault::{FaultPlan, FaultyStore};
 pub use crate::repository::{Origin, Read, Repository, RepositoryError};
 pub use crate::stack::{BREAKER_NAME, BreakerTransition, Stratum, StratumBuilder, StratumError};
 pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};

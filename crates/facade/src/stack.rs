@@ -111,7 +111,8 @@ impl Layers {
 #[derive(Clone)]
 pub struct Stratum {
     layers: Arc<Layers>,
-    repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+    /// One value per type: the repositories, the prompt cache.
+    shared: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
 impl std::fmt::Debug for Stratum {
@@ -166,20 +167,31 @@ impl Stratum {
     ///
     /// Fails only when the cache refuses `T::COLLECTION` as its name.
     pub fn repository<T: stratum_models::Document>(&self) -> Result<Repository<T>, ConfigError> {
-        let mut repositories = self.repositories.lock();
-        if let Some(existing) = repositories
-            .get(&TypeId::of::<T>())
-            .and_then(|r| r.downcast_ref::<Repository<T>>())
-        {
-            return Ok(existing.clone());
-        }
-        let repository = Repository::new(Arc::clone(&self.layers))?;
-        repositories.insert(TypeId::of::<T>(), Box::new(repository.clone()));
-        Ok(repository)
+        self.shared(|| Repository::new(Arc::clone(&self.layers)))
     }
 
-    pub(crate) fn layers(&self) -> &Arc<Layers> {
-        &self.layers
+    /// The one value of type `V` this stack holds, made by `make` on first
+    /// use. `make` runs without the lock held (it may ask for other shared
+    /// values); if two callers race, the first stored value wins.
+    pub(crate) fn shared<V, E>(&self, make: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let existing = |map: &HashMap<TypeId, Box<dyn Any + Send + Sync>>| {
+            map.get(&TypeId::of::<V>())
+                .and_then(|v| v.downcast_ref::<V>())
+                .cloned()
+        };
+        if let Some(v) = existing(&self.shared.lock()) {
+            return Ok(v);
+        }
+        let made = make()?;
+        let mut map = self.shared.lock();
+        if let Some(v) = existing(&map) {
+            return Ok(v);
+        }
+        map.insert(TypeId::of::<V>(), Box::new(made.clone()));
+        Ok(made)
     }
 }
 
@@ -278,7 +290,7 @@ impl StratumBuilder {
                 clock,
                 transitions,
             }),
-            repositories: Arc::new(Mutex::new(HashMap::new())),
+            shared: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 }
