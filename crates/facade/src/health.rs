@@ -62,10 +62,9 @@ impl Stratum {
             async move {
                 let started = Instant::now();
                 match store.ping().await {
-                    Ok(()) if started.elapsed() > SLOW_PING => Health::degraded(format!(
-                        "ping took {} ms",
-                        started.elapsed().as_millis()
-                    )),
+                    Ok(()) if started.elapsed() > SLOW_PING => {
+                        Health::degraded(format!("ping took {} ms", started.elapsed().as_millis()))
+                    }
                     Ok(()) => Health::up(),
                     Err(e) => Health::down(format!("ping failed: {}", e.kind())),
                 }

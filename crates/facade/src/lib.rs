@@ -51,6 +51,8 @@
 
 mod clock;
 pub mod config;
+#[cfg(feature = "cli")]
+pub mod demo;
 mod fault;
 #[cfg(feature = "monitor")]
 pub mod health;
@@ -64,16 +66,16 @@ pub mod uri;
 /// `mongodb::bson`).
 pub use bson;
 
+/// The circuit breaker (stratum-breaker).
+pub use stratum_breaker as breaker;
+/// The in-process cache (stratum-cache).
+pub use stratum_cache as cache;
 /// The typed LLM documents, cache keys, token counting and compression the
 /// repositories store (stratum-models).
 pub use stratum_models as models;
 /// The monitor the facade registers its health checks with (stratum-monitor).
 #[cfg(feature = "monitor")]
 pub use stratum_monitor as monitor;
-/// The circuit breaker (stratum-breaker).
-pub use stratum_breaker as breaker;
-/// The in-process cache (stratum-cache).
-pub use stratum_cache as cache;
 
 pub use crate::clock::StackClock;
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};

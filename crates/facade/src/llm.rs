@@ -362,8 +362,12 @@ impl Conversations {
     }
 
     /// Every message of the conversation, oldest first.
-    pub async fn history(&self, conversation: &ObjectId) -> Result<Vec<Message>, ConversationError> {
-        let query = Query::new(Filter::eq("conversation_id", *conversation)).sort("seq", Order::Ascending);
+    pub async fn history(
+        &self,
+        conversation: &ObjectId,
+    ) -> Result<Vec<Message>, ConversationError> {
+        let query =
+            Query::new(Filter::eq("conversation_id", *conversation)).sort("seq", Order::Ascending);
         Ok(self.messages.find(&query).await?)
     }
 

@@ -15,7 +15,9 @@ use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
 
 use crate::config::layers;
 use crate::repository::Repository;
-use crate::{ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig};
+use crate::{
+    ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig,
+};
 
 /// The name of the breaker around the store (its `breaker` metric label).
 pub const BREAKER_NAME: &str = "store";

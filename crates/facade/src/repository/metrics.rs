@@ -85,7 +85,12 @@ impl RepositoryMetrics {
         }
     }
 
-    pub(crate) fn finished<R>(&self, op: Op, elapsed: Duration, result: &Result<R, RepositoryError>) {
+    pub(crate) fn finished<R>(
+        &self,
+        op: Op,
+        elapsed: Duration,
+        result: &Result<R, RepositoryError>,
+    ) {
         let i = op as usize;
         self.duration[i].record(elapsed.as_secs_f64());
         match result {

@@ -276,7 +276,9 @@ impl<T: Document> Repository<T> {
             let encoded = doc.to_bson_checked()?;
             let id = to_bson(doc.id())?;
             let layers = &self.inner.layers;
-            let result = layers.call(layers.store.insert(T::COLLECTION, encoded)).await;
+            let result = layers
+                .call(layers.store.insert(T::COLLECTION, encoded))
+                .await;
             self.after_write(&result, |id| self.invalidate(id), Some(&id));
             result.map(|_| ())
         })
