@@ -2,7 +2,7 @@
 //! store, with faults injected, and against the real test server. Each run
 //! must finish with a report whose throughput is not zero.
 #![cfg(feature = "cli")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 

@@ -358,10 +358,11 @@ impl Workload {
             Ok(_) => self.chats.append(conversation, reply).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        if let Err(crate::llm::ConversationError::Repository(e)) = &result {
-            if matches!(e, crate::RepositoryError::NotPermitted { .. }) {
-                figures.refused.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Err(crate::llm::ConversationError::Repository(
+            crate::RepositoryError::NotPermitted { .. },
+        )) = &result
+        {
+            figures.refused.fetch_add(1, Ordering::Relaxed);
         }
         result.is_ok()
     }
