@@ -23,6 +23,22 @@
 //!   `MongoStore` (feature `mongodb`, on by default): the official driver.
 //!   One conformance suite runs against both. [`store::open`] picks the one
 //!   a configuration selects, as an `Arc<dyn Store>`.
+//! - [`Stratum`]: the handle that puts the layers in front of a store: one
+//!   circuit breaker (stratum-breaker) around every database call, a
+//!   read-through cache (stratum-cache) per collection, one [`StackClock`]
+//!   for both. Layers are left out with `enabled = false` in their section.
+//! - [`Repository<T>`](Repository) for any `stratum_models::Document`: reads
+//!   by id through the cache (single-flight on a miss), writes that refresh
+//!   or invalidate what they touch, stale reads within `cache.stale_for` when
+//!   the database fails or the breaker is open (the [`Read`] says so), a
+//!   metric series and a `tracing` span per operation.
+//! - [`llm`]: a provider call cached by its request ([`llm::PromptCache`],
+//!   single-flight) and conversations appended and read back compressed to a
+//!   token budget ([`llm::Conversations`]).
+//! - `Stratum::register_health` (feature `monitor`): the breaker and a
+//!   database ping as readiness checks of stratum-monitor's registry.
+//! - [`FaultyStore`]: injected latency and errors, for tests and the demo.
+//! - `demo` (feature `cli`): the workload behind `stratum demo`.
 //!
 //! ```
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -44,6 +60,17 @@
 //!     .find("messages", &Query::new(Filter::eq("conversation", "c1")).sort("turn", Order::Descending).limit(1))
 //!     .await?;
 //! assert_eq!(latest[0].get_str("text")?, "how are you?");
+//!
+//! // The same store behind the breaker and the cache, with typed documents.
+//! use stratum::models::Conversation;
+//! use stratum::{Origin, Stratum};
+//!
+//! let stratum = Stratum::builder(config).store(std::sync::Arc::new(store)).build()?;
+//! let conversations = stratum.repository::<Conversation>()?;
+//! let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+//! conversations.insert(&c).await?;
+//! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Store);
+//! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Cache);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
