@@ -88,6 +88,8 @@ pub mod repository;
 mod stack;
 pub mod store;
 pub mod uri;
+#[cfg(feature = "mongodb")]
+pub mod watch;
 
 /// The BSON crate the stores speak (the same one the driver re-exports as
 /// `mongodb::bson`).

@@ -199,6 +199,47 @@ mod mongo {
         db.cleanup().await;
     }
 
+    /// A write made by one instance invalidates another instance's cached
+    /// copy through the change stream. The delay is printed, not asserted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn change_streams_invalidate_other_instances() {
+        let db = TestDb::new("facade_watch").await;
+        // Two instances: separate clients, separate stacks, one database.
+        let other_client =
+            mongodb::Client::with_options(stratum_tests::client_options().await).unwrap();
+        let (a, _) = stack(Arc::new(MongoStore::new(db.db().clone())));
+        let (b, _) = stack(Arc::new(MongoStore::new(other_client.database(db.name()))));
+        let in_a = a.repository::<Conversation>().unwrap();
+        let in_b = b.repository::<Conversation>().unwrap();
+        let mut watcher = in_a.watch(db.db());
+        tokio::time::timeout(Duration::from_secs(30), watcher.opened())
+            .await
+            .expect("the change stream opens");
+
+        let c = conversation("gpt-4o");
+        in_b.insert(&c).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), watcher.applied(1))
+            .await
+            .expect("the insert is seen");
+        assert_eq!(in_a.get(&c.id).await.unwrap().origin, Origin::Store);
+        assert_eq!(in_a.get(&c.id).await.unwrap().origin, Origin::Cache);
+
+        let written = std::time::Instant::now();
+        in_b.update(&c.id, &Update::new().set("title", "from b"))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), watcher.applied(2))
+            .await
+            .expect("the update is seen");
+        println!("change-stream invalidation delay: {:?}", written.elapsed());
+        let read = in_a.get(&c.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Store);
+        assert_eq!(read.value.unwrap().title.as_deref(), Some("from b"));
+        assert!(watcher.invalidations() >= 2);
+        drop(watcher);
+        db.cleanup().await;
+    }
+
     #[tokio::test]
     async fn conversations_round_trip() {
         let db = TestDb::new("facade_conversations").await;

@@ -431,11 +431,27 @@ impl<T: Document> Repository<T> {
     }
 
     fn invalidate(&self, id: &Bson) {
+        self.invalidate_from(id, "write");
+    }
+
+    /// Drops the id's entry; `cause` is the metric label.
+    pub(crate) fn invalidate_from(&self, id: &Bson, cause: &'static str) {
         if let Some(cache) = &self.inner.cache {
             let key = compare::key(id);
             cache.remove(&key);
             self.bump(&key);
-            self.inner.metrics.invalidated("write");
+            self.inner.metrics.invalidated(cause);
+        }
+    }
+
+    /// Drops every entry (the collection was dropped or renamed elsewhere).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+    pub(crate) fn invalidate_everything(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+            for generation in self.inner.generations.iter() {
+                generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 
