@@ -1,0 +1,125 @@
+//! # stratum-pool
+//!
+//! A bounded, adaptive, health-checked pool on [`deadpool`], at HikariCP's
+//! level, and (with the `mongodb` feature) admission slots for MongoDB
+//! operations with the driver's own connection pool made visible.
+//!
+//! deadpool alone waits forever by default and has no idle timeout, maximum
+//! lifetime or leak detection. This crate adds them without giving up
+//! deadpool's speed: the hot path is deadpool's plus two clock reads and a
+//! histogram sample.
+//!
+//! ## Brief overview
+//!
+//! - [`Pool`]: the one small trait: `get` a lease (waiting at most the
+//!   configured timeout), `status`, `resize`.
+//! - [`Manager`]: how to create a resource and (optionally) check one.
+//! - [`ManagedPool`]: the production implementation for any [`Manager`]:
+//!   - an acquire timeout by default (30 s, never unbounded), plus create
+//!     and recycle (health-check) timeouts;
+//!   - `min_size` objects kept warm by a background task;
+//!   - idle timeout and maximum lifetime, each with per-object jitter, never
+//!     reaping idle objects below `min_size`;
+//!   - the health check on checkout skipped for an object returned less than
+//!     `validation_skip_window` ago;
+//!   - leak detection: a lease held past the threshold is logged with the
+//!     file and line that took it (`#[track_caller]`) and counted;
+//!   - FIFO fairness among waiters (deadpool's tokio semaphore queues them in
+//!     order; a test checks it), [`ManagedPool::close`] and
+//!     [`ManagedPool::drain`];
+//!   - adaptive sizing between `min_size` and `max_size` (defaults 10 and 200),
+//!     decided by the pure rule in [`adaptive`] on an injectable [`Clock`].
+//! - [`PoolConfig`]: plain data, serde with humantime durations, validated
+//!   with a [`ConfigError`] naming the field.
+//! - [`Status`] and [`PoolStats`]: accounting now and event totals; the same
+//!   figures go to the `metrics` facade under the names in [`metrics`].
+#![cfg_attr(
+    feature = "mongodb",
+    doc = "- [`MongoPool`]: admission slots for MongoDB operations; the driver's \
+    pool is configured from the same settings and its CMAP events show up in \
+    [`Status::connections`]."
+)]
+//!
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use stratum_pool::{ManagedPool, Manager, Pool, PoolError};
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("backend unavailable")]
+//! struct Unavailable;
+//!
+//! /// Stands in for a database connection.
+//! struct Connection { healthy: bool }
+//!
+//! struct Connector;
+//!
+//! impl Manager for Connector {
+//!     type Resource = Connection;
+//!     type Error = Unavailable;
+//!
+//!     async fn create(&self) -> Result<Connection, Unavailable> {
+//!         Ok(Connection { healthy: true })
+//!     }
+//!
+//!     async fn check(&self, conn: &mut Connection) -> Result<(), Unavailable> {
+//!         if conn.healthy { Ok(()) } else { Err(Unavailable) }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let pool = ManagedPool::builder(Connector)
+//!     .name("example")
+//!     .min_size(2)
+//!     .max_size(16)
+//!     .acquire_timeout(Duration::from_secs(2))
+//!     .build()
+//!     .expect("a valid configuration");
+//!
+//! {
+//!     let conn = pool.get().await.expect("a connection");
+//!     assert!(conn.healthy);
+//! } // back in the pool here
+//!
+//! let status = pool.status();
+//! assert!(status.size >= 1 && status.size <= 16);
+//! assert_eq!(status.in_use, 0);
+//!
+//! assert!(pool.drain(Duration::from_secs(1)).await);
+//! assert!(matches!(pool.get().await, Err(PoolError::Closed)));
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! - `mongodb` (off by default): [`MongoPool`](crate::MongoPool) and the CMAP
+//!   listener. Off so that a user of the generic pool does not compile a
+//!   database driver; the facade crate turns it on.
+#![deny(missing_docs)]
+
+pub mod adaptive;
+mod clock;
+mod config;
+mod error;
+mod managed;
+mod manager;
+pub mod metrics;
+#[cfg(feature = "mongodb")]
+mod mongo;
+mod pool;
+mod status;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{AdaptiveConfig, PoolConfig};
+pub use error::{BuildError, ConfigError, PoolError, TimeoutKind};
+pub use managed::{Builder, Lease, ManagedPool, jitter_fraction};
+pub use manager::Manager;
+pub use metrics::RetireCause;
+#[cfg(feature = "mongodb")]
+pub use mongo::{
+    ConnectionEvents, MongoConfig, MongoLease, MongoPool, MongoSlots, redact as redact_uri,
+};
+pub use pool::Pool;
+pub use status::{ConnectionStatus, PoolStats, Status};

@@ -1,0 +1,160 @@
+//! The lease `get` hands out: derefs to the resource, gives it back on drop.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
+
+use deadpool::managed::Object;
+
+use super::object::{Adapter, Pooled};
+use crate::Manager;
+use crate::metrics::RetireCause;
+
+/// A pooled resource on loan. Dropping it returns the resource to the pool;
+/// [`Lease::discard`] retires it instead.
+///
+/// ```
+/// use stratum_pool::{ManagedPool, Manager, Pool};
+/// # #[derive(Debug, thiserror::Error)] #[error("never")] struct Never;
+/// struct Counter;
+/// impl Manager for Counter {
+///     type Resource = Vec<u32>;
+///     type Error = Never;
+///     async fn create(&self) -> Result<Vec<u32>, Never> { Ok(Vec::new()) }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pool = ManagedPool::builder(Counter).min_size(0).max_size(1).build().unwrap();
+/// let mut lease = pool.get().await.unwrap();
+/// lease.push(1); // DerefMut to the resource
+/// drop(lease);
+/// assert_eq!(*pool.get().await.unwrap(), vec![1]); // the same object came back
+/// # }
+/// ```
+pub struct Lease<M: Manager> {
+    /// `None` only inside `discard` and `drop`, which both consume the lease.
+    object: Option<Object<Adapter<M>>>,
+}
+
+impl<M: Manager> Lease<M> {
+    pub(crate) fn new(object: Object<Adapter<M>>) -> Lease<M> {
+        Lease {
+            object: Some(object),
+        }
+    }
+
+    fn pooled(&self) -> &Pooled<M::Resource> {
+        #[allow(clippy::expect_used)]
+        // `object` is `Some` from `new` until `discard`/`drop` consume the lease.
+        self.object.as_ref().expect("a live lease holds its object")
+    }
+
+    fn pooled_mut(&mut self) -> &mut Pooled<M::Resource> {
+        #[allow(clippy::expect_used)]
+        // `object` is `Some` from `new` until `discard`/`drop` consume the lease.
+        self.object.as_mut().expect("a live lease holds its object")
+    }
+
+    /// Retires the resource instead of returning it (it is broken, say); the
+    /// pool creates a replacement when needed.
+    pub fn discard(mut self) {
+        if let Some(mut object) = self.object.take() {
+            object.retire = Some(RetireCause::Discarded);
+            if let Some(stamp) = &object.stamp {
+                stamp.release(object.shared.clock.now());
+            }
+            match keep_as_reservation(object, RetireCause::Discarded) {
+                Ok(()) => {}
+                Err(object) => drop(Object::take(object)),
+            }
+        }
+    }
+}
+
+/// While the limit is below the permits handed out (a shrink happened with
+/// leases out), a returning lease keeps its permit as a reservation: its
+/// resource is retired for `cause` and the object is not returned.
+fn keep_as_reservation<M: Manager>(
+    mut object: Object<Adapter<M>>,
+    cause: RetireCause,
+) -> Result<(), Object<Adapter<M>>> {
+    let debt = &object.shared.debt;
+    if debt.load(Ordering::Relaxed) == 0
+        || debt
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |d| d.checked_sub(1))
+            .is_err()
+    {
+        return Err(object);
+    }
+    let Some(pool) = Object::pool(&object) else {
+        object.shared.debt.fetch_add(1, Ordering::AcqRel);
+        return Err(object);
+    };
+    object.retire_resource(cause);
+    object.retire = None;
+    object.shared.reserved.fetch_add(1, Ordering::AcqRel);
+    pool.manager().reservations.lock().push(object);
+    Ok(())
+}
+
+impl<M: Manager> Deref for Lease<M> {
+    type Target = M::Resource;
+
+    fn deref(&self) -> &M::Resource {
+        #[allow(clippy::expect_used)]
+        // Only reservations lack a resource, and they are never leased.
+        self.pooled()
+            .resource
+            .as_ref()
+            .expect("a leased object holds a resource")
+    }
+}
+
+impl<M: Manager> DerefMut for Lease<M> {
+    fn deref_mut(&mut self) -> &mut M::Resource {
+        #[allow(clippy::expect_used)]
+        // Only reservations lack a resource, and they are never leased.
+        self.pooled_mut()
+            .resource
+            .as_mut()
+            .expect("a leased object holds a resource")
+    }
+}
+
+impl<M: Manager> fmt::Debug for Lease<M>
+where
+    M::Resource: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("resource", &self.pooled().resource)
+            .finish()
+    }
+}
+
+impl<M: Manager> Drop for Lease<M> {
+    fn drop(&mut self) {
+        let Some(mut object) = self.object.take() else {
+            return;
+        };
+        // Borrow the shared state through the object: cloning its `Arc` on
+        // every return would make all tasks contend on one reference count.
+        let now = object.shared.clock.now();
+        object.returned_at = now;
+        if let Some(stamp) = &object.stamp
+            && let Some((held, location)) = stamp.release(now)
+        {
+            tracing::info!(pool = %object.shared.config.name, held_ms = held.as_millis() as u64,
+                %location, "a lease reported as leaked came back");
+        }
+        // The limit went down while this lease was out: keep its permit.
+        let object = match keep_as_reservation(object, RetireCause::Shrink) {
+            Ok(()) => return,
+            Err(object) => object,
+        };
+        if object.shared.closing.load(Ordering::Relaxed) {
+            let shared = std::sync::Arc::clone(&object.shared);
+            drop(object);
+            shared.returned.notify_waiters();
+        }
+    }
+}
