@@ -12,6 +12,8 @@ use crate::Stratum;
 pub const BREAKER_CHECK: &str = "breaker.store";
 /// The readiness check that pings the database.
 pub const DATABASE_CHECK: &str = "database";
+/// The readiness check of the admission pool.
+pub const POOL_CHECK: &str = "pool.store";
 /// The liveness check of the process itself.
 pub const PROCESS_CHECK: &str = "process";
 
@@ -23,6 +25,9 @@ impl Stratum {
     ///
     /// - `breaker.store` (readiness, when the breaker is enabled): `UP` while
     ///   closed, `DEGRADED` while half-open (probing), `DOWN` while open;
+    /// - `pool.store` (readiness, when the pool is enabled): `DEGRADED` while
+    ///   every slot is in use and callers wait for one (saturated), `UP`
+    ///   otherwise; it reads the pool's counters, never blocks;
     /// - `database` (readiness): pings the store directly (not through the
     ///   breaker, so the answer is the database's own), `DEGRADED` over
     ///   500 ms, `DOWN` on an error (the reason names the error's kind only:
@@ -53,6 +58,18 @@ impl Stratum {
                     State::Closed | State::Disabled | State::MetricsOnly => Health::up(),
                     State::HalfOpen => Health::degraded("circuit breaker half-open: probing"),
                     State::Open | State::ForcedOpen => Health::down("circuit breaker open"),
+                }
+            })?;
+        }
+        if self.pool_status().is_some() {
+            let stack = self.clone();
+            registry.register_fn(POOL_CHECK, CheckKind::Readiness, move || {
+                match stack.pool_status() {
+                    Some(s) if s.waiting > 0 && s.in_use >= s.limit => Health::degraded(format!(
+                        "pool saturated: {} in use of {}, {} waiting",
+                        s.in_use, s.limit, s.waiting
+                    )),
+                    _ => Health::up(),
                 }
             })?;
         }

@@ -76,6 +76,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admission;
 mod clock;
 pub mod config;
 #[cfg(feature = "cli")]
@@ -105,6 +106,8 @@ pub use stratum_models as models;
 /// The monitor the facade registers its health checks with (stratum-monitor).
 #[cfg(feature = "monitor")]
 pub use stratum_monitor as monitor;
+/// The admission pool (stratum-pool).
+pub use stratum_pool as pool;
 
 pub use crate::clock::StackClock;
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};

@@ -13,6 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
 
+use crate::admission::Admission;
 use crate::config::layers;
 use crate::repository::Repository;
 use crate::{
@@ -62,24 +63,30 @@ pub(crate) struct Layers {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) breaker: Option<Breaker<StackClock>>,
     pub(crate) clock: StackClock,
+    pub(crate) admission: Option<Admission>,
     transitions: Arc<Mutex<TransitionLog>>,
 }
 
 impl Layers {
-    /// Runs one database call through the breaker (and, when there is one,
-    /// the pool's admission): timeouts, network and unavailability count as
-    /// failures; answers such as a duplicate key or an invalid request count
-    /// as successes, since the database answered.
+    /// Runs one database call through the breaker and the pool's admission:
+    /// the breaker first (an open breaker fails fast, without queueing for a
+    /// slot), then a slot (waiting at most `pool.acquire_timeout`; a timeout
+    /// gives the breaker's permit back unrecorded: the database was not
+    /// called), then the call. Timeouts, network errors and unavailability
+    /// count as failures; answers such as a duplicate key or an invalid
+    /// request count as successes, since the database answered.
     pub(crate) async fn call<R, F>(&self, call: F) -> Result<R, RepositoryError>
     where
         F: Future<Output = Result<R, StoreError>>,
     {
         let Some(breaker) = &self.breaker else {
+            let _slot = self.admit().await?;
             return call.await.map_err(RepositoryError::Store);
         };
         let permit = breaker
             .try_acquire()
             .map_err(|refused| RepositoryError::not_permitted(&refused))?;
+        let _slot = self.admit().await?;
         let started = stratum_breaker::Clock::now(&self.clock);
         let result = call.await;
         let elapsed =
@@ -89,6 +96,15 @@ impl Layers {
             _ => permit.success(elapsed),
         }
         result.map_err(RepositoryError::Store)
+    }
+}
+
+impl Layers {
+    async fn admit(&self) -> Result<Option<crate::admission::Slot>, RepositoryError> {
+        match &self.admission {
+            Some(admission) => admission.admit().await.map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -135,6 +151,7 @@ impl Stratum {
             config,
             store: None,
             clock: None,
+            admission: None,
         }
     }
 
@@ -146,6 +163,18 @@ impl Stratum {
     /// The breaker around the store, unless `breaker.enabled = false`.
     pub fn breaker(&self) -> Option<&Breaker<StackClock>> {
         self.layers.breaker.as_ref()
+    }
+
+    /// The admission pool's accounting now (size, idle, in use, waiting,
+    /// limit; over MongoDB also the driver's connections from CMAP events),
+    /// unless `pool.enabled = false`.
+    pub fn pool_status(&self) -> Option<stratum_pool::Status> {
+        self.layers.admission.as_ref().map(Admission::status)
+    }
+
+    /// The admission pool's event totals (acquire timeouts, ...).
+    pub fn pool_stats(&self) -> Option<stratum_pool::PoolStats> {
+        self.layers.admission.as_ref().map(Admission::stats)
     }
 
     /// The configuration in force.
@@ -202,6 +231,7 @@ pub struct StratumBuilder {
     config: StratumConfig,
     store: Option<Arc<dyn Store>>,
     clock: Option<StackClock>,
+    admission: Option<Admission>,
 }
 
 impl std::fmt::Debug for StratumBuilder {
@@ -228,11 +258,46 @@ impl StratumBuilder {
     }
 
     /// Opens the store the configuration selects (unless one was given) and
-    /// builds the stack.
-    pub async fn open(mut self) -> Result<Stratum, StratumError> {
-        if self.store.is_none() {
-            self.store = Some(crate::store::open(&self.config).await?);
-        }
+    /// builds the stack. Over MongoDB with the pool enabled, the pool owns
+    /// the driver's client: its admission slots and the driver's connection
+    /// pool are sized from the `pool` section, and the driver's connection
+    /// events are counted (`Stratum::pool_status`).
+    pub async fn open(self) -> Result<Stratum, StratumError> {
+        self.open_wrapped(|store| store).await
+    }
+
+    /// Like [`open`](Self::open), with the opened store passed through
+    /// `wrap` first (a fault injector, a recording wrapper).
+    pub async fn open_wrapped(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Result<Stratum, StratumError> {
+        let store = match self.store.take() {
+            Some(store) => store,
+            #[cfg(feature = "mongodb")]
+            None if self.config.uses_mongodb() && self.config.pool.enabled => {
+                let options = crate::MongoStore::client_options(&self.config.mongodb).await?;
+                let mut pool_config = crate::admission::pool_config(&self.config.pool)?;
+                pool_config.create_timeout = self.config.mongodb.connect_timeout;
+                let pool = stratum_pool::MongoPool::with_options(options, pool_config, 2, false)
+                    .map_err(|e| ConfigError::invalid("pool", crate::uri::scrub(&e.to_string())))?;
+                let client = {
+                    use stratum_pool::Pool;
+                    let slot = pool.get().await.map_err(|e| StoreError::Unavailable {
+                        message: crate::uri::scrub(&e.to_string()),
+                    })?;
+                    (*slot).clone()
+                };
+                self.admission = Some(Admission::Mongo(pool));
+                Arc::new(crate::MongoStore::from_client(
+                    client,
+                    &self.config.mongodb,
+                    &self.config.store,
+                ))
+            }
+            None => crate::store::open(&self.config).await?,
+        };
+        self.store = Some(wrap(store));
         self.build()
     }
 
@@ -255,6 +320,11 @@ impl StratumBuilder {
             }
         };
         let clock = self.clock.unwrap_or_default();
+        let admission = match self.admission {
+            Some(admission) => Some(admission),
+            None if self.config.pool.enabled => Some(Admission::slots(&self.config.pool)?),
+            None => None,
+        };
         let transitions = Arc::new(Mutex::new(TransitionLog::default()));
         let breaker = if self.config.breaker.enabled {
             let config = layers::breaker_config(&self.config.breaker, BREAKER_NAME)?;
@@ -290,6 +360,7 @@ impl StratumBuilder {
                 store,
                 breaker,
                 clock,
+                admission,
                 transitions,
             }),
             shared: Arc::new(Mutex::new(HashMap::new())),

@@ -240,6 +240,30 @@ mod mongo {
         db.cleanup().await;
     }
 
+    /// Over MongoDB the pool owns the driver client: admission slots and the
+    /// driver's connections (CMAP events) are both visible.
+    #[tokio::test]
+    async fn the_pool_owns_the_driver_client() {
+        let db = TestDb::new("facade_pool").await;
+        let mut config = config();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        config.pool.max_size = 4;
+        let stratum = Stratum::builder(config).open().await.unwrap();
+        assert_eq!(stratum.store().backend(), "mongodb");
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let c = conversation("gpt-4o");
+        repo.insert(&c).await.unwrap();
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Store);
+        let status = stratum.pool_status().unwrap();
+        assert_eq!(status.max, 4);
+        let connections = status.connections.expect("CMAP figures over MongoDB");
+        assert!(connections.created >= 1, "{connections:?}");
+        assert!(connections.checked_out >= 2, "{connections:?}");
+        drop(stratum);
+        db.cleanup().await;
+    }
+
     #[tokio::test]
     async fn conversations_round_trip() {
         let db = TestDb::new("facade_conversations").await;
@@ -328,6 +352,47 @@ async fn a_load_that_raced_a_write_is_not_kept() {
     let next = next.await.unwrap();
     assert_eq!(next.origin, Origin::Store);
     assert_eq!(next.value.unwrap().title.as_deref(), Some("new"));
+}
+
+/// The pool admits `pool.max_size` calls at once; a caller that cannot get a
+/// slot within the acquire timeout is refused as overloaded, the database
+/// is not called and the breaker does not count it.
+#[tokio::test]
+async fn the_pool_bounds_calls_in_flight() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        reading: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let mut config = config();
+    config.pool.max_size = 1;
+    config.pool.acquire_timeout = Duration::from_millis(50);
+    let stratum = Stratum::builder(config)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let repo = stratum.repository::<Conversation>().unwrap();
+    let (a, b) = (conversation("a"), conversation("b"));
+    repo.insert(&a).await.unwrap();
+    repo.insert(&b).await.unwrap();
+
+    let holding = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.get(&a.id).await.unwrap() }
+    });
+    store.reading.notified().await; // the only slot is taken
+    let status = stratum.pool_status().unwrap();
+    assert_eq!((status.in_use, status.limit), (1, 1));
+    let err = repo.get(&b.id).await.unwrap_err();
+    assert!(matches!(err, RepositoryError::Overloaded { .. }), "{err:?}");
+    assert!(err.is_unavailable());
+    store.release.notify_one();
+    assert!(holding.await.unwrap().value.is_some());
+    assert_eq!(stratum.pool_stats().unwrap().timeouts, 1);
+    // The refused call was never recorded by the breaker.
+    let snapshot = stratum.breaker().unwrap().snapshot();
+    assert_eq!(snapshot.failed_calls, 0);
+    assert_eq!(snapshot.calls, 3); // two inserts and the held read
 }
 
 #[tokio::test]

@@ -21,7 +21,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{FaultPlan, FaultyStore, MemoryStore, Store, StratumConfig};
+use parking_lot::Mutex;
+
+use crate::{FaultPlan, FaultyStore, StratumConfig};
 
 pub use self::report::{DemoReport, OperationFigures};
 
@@ -116,17 +118,18 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     };
     let served = running.as_ref().map(|r| r.local_addr());
 
-    let inner: Arc<dyn Store> = if options.config.uses_mongodb() {
-        crate::store::open(&options.config)
-            .await
-            .map_err(crate::StratumError::from)?
-    } else {
-        Arc::new(MemoryStore::from_config(&options.config.store))
-    };
-    let faulty = Arc::new(FaultyStore::new(inner, options.seed));
+    let faulty = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&faulty);
     let stratum = crate::Stratum::builder(options.config.clone())
-        .store(faulty.clone())
-        .build()?;
+        .open_wrapped(move |store| {
+            let wrapped = Arc::new(FaultyStore::new(store, options.seed));
+            *slot.lock() = Some(Arc::clone(&wrapped));
+            wrapped
+        })
+        .await?;
+    let faulty = faulty.lock().take().ok_or_else(|| {
+        DemoError::Setup("the store was not opened through the fault injector".into())
+    })?;
     stratum
         .register_health(monitor.health())
         .map_err(|e| DemoError::Monitor(e.to_string()))?;

@@ -61,7 +61,7 @@ pub struct DemoReport {
     pub documents_written: u64,
     /// Where `/metrics` and `/health/*` were served.
     pub served: Option<SocketAddr>,
-    /// The pool's figures; `None` in a build without the pool layer.
+    /// The admission pool's figures; `None` when the pool is off.
     pub pool: Option<String>,
 }
 
@@ -136,7 +136,7 @@ impl DemoReport {
             inject_faults,
             documents_written: written,
             served,
-            pool: None,
+            pool: pool_line(stratum),
         }
     }
 
@@ -161,6 +161,22 @@ impl DemoReport {
             hits as f64 / (hits + misses) as f64
         }
     }
+}
+
+fn pool_line(stratum: &Stratum) -> Option<String> {
+    let status = stratum.pool_status()?;
+    let stats = stratum.pool_stats().unwrap_or_default();
+    let mut line = format!(
+        "{} admission slots (limit {}), {} in use and {} waiting at the end; {} created, {} acquire timeouts",
+        status.size, status.limit, status.in_use, status.waiting, stats.created, stats.timeouts
+    );
+    if let Some(c) = status.connections {
+        line.push_str(&format!(
+            "; driver connections: {} open, {} created, {} closed, {} checkouts, {} checkout failures",
+            c.open, c.created, c.closed, c.checked_out, c.checkout_failures
+        ));
+    }
+    Some(line)
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -259,7 +275,7 @@ impl fmt::Display for DemoReport {
         }
         match &self.pool {
             Some(pool) => writeln!(f, "pool:         {pool}")?,
-            None => writeln!(f, "pool:         not in this build (no admission layer)")?,
+            None => writeln!(f, "pool:         off (pool.enabled = false)")?,
         }
         if let Some(addr) = self.served {
             writeln!(
