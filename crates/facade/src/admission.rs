@@ -6,7 +6,9 @@
 //! never queues inside the driver) and its CMAP events are counted. Over any
 //! other store the slots are a plain `ManagedPool` of unit slots.
 
-use stratum_pool::{Lease, ManagedPool, Manager, Pool, PoolError, PoolStats, Status};
+#[cfg(feature = "mongodb")]
+use stratum_pool::Pool;
+use stratum_pool::{Lease, ManagedPool, Manager, PoolError, PoolStats, Status};
 
 use crate::config::sections::PoolConfig;
 use crate::{ConfigError, RepositoryError};

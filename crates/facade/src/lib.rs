@@ -41,7 +41,7 @@
 //! - `demo` (feature `cli`): the workload behind `stratum demo`.
 //!
 //! ```
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # rt.block_on(async {
 //! use stratum::bson::doc;
 //! use stratum::{Filter, MemoryStore, Order, Query, Store, StratumConfig, Update};

@@ -89,7 +89,7 @@ pub enum PromptError<E> {
 /// the cache saves money, it must not cost availability.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::llm::{AnswerSource, Completion};
 /// use stratum::models::{CacheKeyRequest, CachedResponse, ChatMessage, RequestParams, TokenUsage};
@@ -275,7 +275,7 @@ pub enum ConversationError {
 /// (`conversations` and `messages` collections).
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::models::{ChatMessage, Conversation};
 /// use stratum::{Stratum, StratumConfig};

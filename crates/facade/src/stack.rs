@@ -112,7 +112,7 @@ impl Layers {
 /// in front of it. Cheap to clone; clones share everything.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::{Stratum, StratumConfig};
 /// use stratum::models::{Conversation, Document};
@@ -304,6 +304,10 @@ impl StratumBuilder {
     /// Builds the stack over the given store, or the embedded store when
     /// none was given and the configuration does not select MongoDB (use
     /// [`open`](Self::open) for that).
+    ///
+    /// With the pool enabled (the default) this must run inside a tokio
+    /// runtime with timers enabled (`enable_all`): the pool's maintenance
+    /// task and acquire timeout need them.
     pub fn build(self) -> Result<Stratum, StratumError> {
         self.config.validate()?;
         let store = match self.store {

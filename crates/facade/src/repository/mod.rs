@@ -100,7 +100,7 @@ struct Inner<T> {
 /// share the cache.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::{Origin, Stratum, StratumConfig, Update};
 /// use stratum::models::Conversation;
