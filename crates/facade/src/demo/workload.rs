@@ -151,8 +151,12 @@ impl Workload {
 
         let mut rng = StdRng::seed_from_u64(seed);
         // The run's own tag keeps prompts of different runs apart in a
-        // shared database, so every run starts with a cold response cache.
-        let run: u32 = rng.random();
+        // shared database, so every run starts with a cold response cache
+        // (the seed alone would give every run with it the same prompts).
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+        let run: u32 = rng.random::<u32>() ^ started;
         let catalogue = (0..PROMPTS)
             .map(|k| {
                 let text = format!(
