@@ -8,6 +8,8 @@
 //!   insert through the repository, each against the raw `mongodb` driver
 //!   (`Collection<Conversation>::find_one` / `insert_one`).
 //!
+//! The repository runs with its defaults: breaker and admission pool on.
+//!
 //! Run: `STRATUM_TEST_MONGODB_URI=$(cargo xtask test-server start) cargo bench -p stratum --bench repository`.
 //! Without the variable the MongoDB half is skipped. After the criterion
 //! groups an interleaved loop (alternating which side goes first) prints
@@ -93,7 +95,9 @@ where
     (a, b)
 }
 
-fn stack(store: Arc<dyn Store>, cache: bool) -> Repository<Conversation> {
+fn stack(rt: &Runtime, store: Arc<dyn Store>, cache: bool) -> Repository<Conversation> {
+    // The pool's maintenance task needs the runtime.
+    let _inside = rt.enter();
     let mut config = StratumConfig::default();
     config.cache.enabled = cache;
     config.cache.ttl = Duration::from_secs(3600);
@@ -103,7 +107,7 @@ fn stack(store: Arc<dyn Store>, cache: bool) -> Repository<Conversation> {
 
 fn memory(c: &mut Criterion, rt: &Runtime) {
     let store = Arc::new(MemoryStore::new());
-    let repo = stack(store.clone(), true);
+    let repo = stack(rt, store.clone(), true);
     let docs: Vec<Conversation> = (0..DOCS).map(conversation).collect();
     rt.block_on(async {
         for d in &docs {
@@ -174,8 +178,8 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
     });
     let raw = db.collection::<Conversation>(Conversation::COLLECTION);
     let store: Arc<dyn Store> = Arc::new(MongoStore::new(db.clone()));
-    let cached = stack(Arc::clone(&store), true);
-    let uncached = stack(Arc::clone(&store), false);
+    let cached = stack(rt, Arc::clone(&store), true);
+    let uncached = stack(rt, Arc::clone(&store), false);
     let docs: Vec<Conversation> = (0..DOCS).map(conversation).collect();
     rt.block_on(async {
         for d in &docs {
