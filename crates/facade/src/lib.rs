@@ -23,9 +23,25 @@
 //!   `MongoStore` (feature `mongodb`, on by default): the official driver.
 //!   One conformance suite runs against both. [`store::open`] picks the one
 //!   a configuration selects, as an `Arc<dyn Store>`.
+//! - [`Stratum`]: the handle that puts the layers in front of a store: one
+//!   circuit breaker (stratum-breaker) around every database call, a
+//!   read-through cache (stratum-cache) per collection, one [`StackClock`]
+//!   for both. Layers are left out with `enabled = false` in their section.
+//! - [`Repository<T>`](Repository) for any `stratum_models::Document`: reads
+//!   by id through the cache (single-flight on a miss), writes that refresh
+//!   or invalidate what they touch, stale reads within `cache.stale_for` when
+//!   the database fails or the breaker is open (the [`Read`] says so), a
+//!   metric series and a `tracing` span per operation.
+//! - [`llm`]: a provider call cached by its request ([`llm::PromptCache`],
+//!   single-flight) and conversations appended and read back compressed to a
+//!   token budget ([`llm::Conversations`]).
+//! - `Stratum::register_health` (feature `monitor`): the breaker and a
+//!   database ping as readiness checks of stratum-monitor's registry.
+//! - [`FaultyStore`]: injected latency and errors, for tests and the demo.
+//! - `demo` (feature `cli`): the workload behind `stratum demo`.
 //!
 //! ```
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # rt.block_on(async {
 //! use stratum::bson::doc;
 //! use stratum::{Filter, MemoryStore, Order, Query, Store, StratumConfig, Update};
@@ -44,20 +60,60 @@
 //!     .find("messages", &Query::new(Filter::eq("conversation", "c1")).sort("turn", Order::Descending).limit(1))
 //!     .await?;
 //! assert_eq!(latest[0].get_str("text")?, "how are you?");
+//!
+//! // The same store behind the breaker and the cache, with typed documents.
+//! use stratum::models::Conversation;
+//! use stratum::{Origin, Stratum};
+//!
+//! let stratum = Stratum::builder(config).store(std::sync::Arc::new(store)).build()?;
+//! let conversations = stratum.repository::<Conversation>()?;
+//! let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+//! conversations.insert(&c).await?;
+//! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Store);
+//! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Cache);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 #![deny(missing_docs)]
 
+pub mod admission;
+mod clock;
 pub mod config;
+#[cfg(feature = "cli")]
+pub mod demo;
+mod fault;
+#[cfg(feature = "monitor")]
+pub mod health;
+pub mod llm;
+pub mod repository;
+mod stack;
 pub mod store;
 pub mod uri;
+#[cfg(feature = "mongodb")]
+pub mod watch;
 
 /// The BSON crate the stores speak (the same one the driver re-exports as
 /// `mongodb::bson`).
 pub use bson;
 
+/// The circuit breaker (stratum-breaker).
+pub use stratum_breaker as breaker;
+/// The in-process cache (stratum-cache).
+pub use stratum_cache as cache;
+/// The typed LLM documents, cache keys, token counting and compression the
+/// repositories store (stratum-models).
+pub use stratum_models as models;
+/// The monitor the facade registers its health checks with (stratum-monitor).
+#[cfg(feature = "monitor")]
+pub use stratum_monitor as monitor;
+/// The admission pool (stratum-pool).
+pub use stratum_pool as pool;
+
+pub use crate::clock::StackClock;
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::fault::{FaultPlan, FaultyStore};
+pub use crate::repository::{Origin, Read, Repository, RepositoryError};
+pub use crate::stack::{BREAKER_NAME, BreakerTransition, Stratum, StratumBuilder, StratumError};
 pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]
 pub use crate::store::{MongoStore, ServerInfo};

@@ -1,8 +1,8 @@
 //! The `stratum` command.
 //!
-//! `stratum check` connects to a MongoDB server and reports connectivity, the
-//! server's version and its topology. (`stratum demo` arrives once the layers
-//! are wired into the facade.)
+//! `stratum demo` drives an LLM-application workload through the whole stack
+//! and reports what it measured; `stratum check` connects to a MongoDB server
+//! and reports connectivity, the server's version and its topology.
 
 // A command-line program: printing its report is its job.
 #![allow(clippy::print_stdout)]
@@ -24,6 +24,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an LLM-application workload (conversations, prompt-cache lookups,
+    /// usage records) through cache, breaker and store, and report
+    /// throughput, latency percentiles, hit ratios, savings and breaker
+    /// transitions. Uses the embedded store unless a MongoDB URI is given.
+    Demo(DemoArgs),
     /// Connect to a MongoDB server and report connectivity, version and topology.
     Check(CheckArgs),
 }
@@ -40,6 +45,45 @@ struct CheckArgs {
     /// How long to wait for a server before giving up.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Concurrent workers.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    concurrency: usize,
+    /// How long the workload runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// A MongoDB server to run against (else `mongodb.uri` from the file or
+    /// STRATUM_MONGODB_URI; with none, the embedded store). Its password is
+    /// never printed.
+    #[arg(long, value_name = "URI")]
+    mongodb_uri: Option<String>,
+    /// A TOML configuration file (merged under the environment and flags).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Make the store fail 60 % of calls (and add latency) from 30 % to 60 %
+    /// of the run, to show the breaker opening, stale reads and recovery.
+    #[arg(long)]
+    inject_faults: bool,
+    /// The seed of every random choice (prompts, operations, faults).
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    seed: u64,
+    /// Where `/metrics` and `/health/*` are served during the run
+    /// (else `monitor.listen`, default 127.0.0.1:9000).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// How long a cached document is fresh (short, so the run shows expiry
+    /// and stale reads; the library default is 60 s).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    cache_ttl: Duration,
+    /// How long the breaker stays open before probing (library default 5 s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    breaker_open_wait: Duration,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +107,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(args) => runtime.block_on(check(args)),
+        Command::Demo(args) => runtime.block_on(demo(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +116,51 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `stratum demo`: builds the configuration, runs the workload, prints the report.
+async fn demo(args: DemoArgs) -> Result<(), String> {
+    let mut builder = StratumConfig::builder().env();
+    if let Some(path) = &args.config {
+        builder = builder.file(path);
+    }
+    if let Some(uri) = &args.mongodb_uri {
+        builder = builder.mongodb_uri(uri);
+    }
+    let (ttl, open_wait) = (args.cache_ttl, args.breaker_open_wait);
+    let config = builder
+        .configure(move |c| {
+            c.cache.ttl = ttl;
+            c.breaker.open_wait = open_wait;
+            // A window a ten-second run can fill, so the breaker can trip.
+            c.breaker.window_size = 50;
+            c.breaker.minimum_calls = 10;
+            if c.mongodb.database == "stratum" {
+                c.mongodb.database = "stratum_demo".into();
+            }
+        })
+        .build()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let listen = args.listen.unwrap_or(config.monitor.listen);
+    let options = stratum::demo::DemoOptions {
+        config,
+        concurrency: args.concurrency,
+        duration: args.duration,
+        inject_faults: args.inject_faults,
+        seed: args.seed,
+        listen: Some(listen),
+        progress: !args.no_progress,
+    };
+    eprintln!(
+        "stratum demo: {} workers for {}; metrics and health on http://{listen}",
+        options.concurrency,
+        humantime::format_duration(options.duration)
+    );
+    let report = stratum::demo::run(options)
+        .await
+        .map_err(|e| format!("demo: {e}"))?;
+    print!("{report}");
+    Ok(())
 }
 
 /// `stratum check`: every message it prints carries the redacted URI only.

@@ -26,6 +26,7 @@
 
 mod env;
 mod error;
+pub mod layers;
 pub mod sections;
 
 use std::fmt;

@@ -25,7 +25,7 @@ use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, StoreConfig};
 /// lock, so operations on different collections do not contend.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::{IndexSpec, MemoryStore, Order, Store, StoreError};
 /// use stratum::bson::doc;

@@ -7,7 +7,7 @@
 //! ([`Filter::validate`], [`Update::validate`], the document rules in
 //! [`check_field_name`]) before touching any data.
 
-mod compare;
+pub(crate) mod compare;
 mod error;
 mod memory;
 #[cfg(feature = "mongodb")]
@@ -81,7 +81,7 @@ impl IndexSpec {
 /// across types (`1`, `1i64` and `1.0` are the same id).
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::{Filter, MemoryStore, Query, Store, Update};
 /// use stratum::bson::doc;
@@ -209,7 +209,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 /// The MongoDB client connects lazily; call [`Store::ping`] to check it.
 ///
 /// ```
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use stratum::{Store, StratumConfig, store::open};
 ///

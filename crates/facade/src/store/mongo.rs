@@ -60,23 +60,38 @@ impl MongoStore {
         config: &MongoConfig,
         store: &StoreConfig,
     ) -> Result<MongoStore, StoreError> {
+        let options = MongoStore::client_options(config).await?;
+        let client = Client::with_options(options).map_err(|e| classify(e, config.uri.as_ref()))?;
+        Ok(MongoStore::from_client(client, config, store))
+    }
+
+    /// The driver options `config` describes (URI, application name,
+    /// timeouts), for a caller that builds its own client (a pool that sizes
+    /// the driver's connection pool, say).
+    pub async fn client_options(config: &MongoConfig) -> Result<ClientOptions, StoreError> {
         let uri = config
             .uri
-            .clone()
+            .as_ref()
             .ok_or_else(|| StoreError::validation("`mongodb.uri` is not set"))?;
         let mut options = ClientOptions::parse(uri.expose_secret())
             .await
-            .map_err(|e| classify(e, Some(&uri)))?;
+            .map_err(|e| classify(e, Some(uri)))?;
         options.app_name = Some(config.app_name.clone());
         options.connect_timeout = Some(config.connect_timeout);
         options.server_selection_timeout = Some(config.server_selection_timeout);
-        let client = Client::with_options(options).map_err(|e| classify(e, Some(&uri)))?;
-        Ok(MongoStore {
+        Ok(options)
+    }
+
+    /// A store over a client built from [`client_options`](Self::client_options),
+    /// with the configured database, deadline and document limit (and the
+    /// URI's password known to the error scrubber).
+    pub fn from_client(client: Client, config: &MongoConfig, store: &StoreConfig) -> MongoStore {
+        MongoStore {
             db: client.database(&config.database),
-            uri: Some(uri),
+            uri: config.uri.clone(),
             operation_timeout: config.operation_timeout,
             max_document_bytes: store.max_document_bytes,
-        })
+        }
     }
 
     /// A store over a database handle the caller already has, with the

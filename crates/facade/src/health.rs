@@ -1,0 +1,93 @@
+//! Readiness: the facade's contributors to stratum-monitor's health registry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stratum_breaker::State;
+use stratum_monitor::{CheckKind, Health, HealthRegistry, MonitorError};
+
+use crate::Stratum;
+
+/// The readiness check of the breaker.
+pub const BREAKER_CHECK: &str = "breaker.store";
+/// The readiness check that pings the database.
+pub const DATABASE_CHECK: &str = "database";
+/// The readiness check of the admission pool.
+pub const POOL_CHECK: &str = "pool.store";
+/// The liveness check of the process itself.
+pub const PROCESS_CHECK: &str = "process";
+
+/// A ping slower than this makes the database check `DEGRADED`.
+const SLOW_PING: Duration = Duration::from_millis(500);
+
+impl Stratum {
+    /// Registers the stack with `registry`:
+    ///
+    /// - `breaker.store` (readiness, when the breaker is enabled): `UP` while
+    ///   closed, `DEGRADED` while half-open (probing), `DOWN` while open;
+    /// - `pool.store` (readiness, when the pool is enabled): `DEGRADED` while
+    ///   every slot is in use and callers wait for one (saturated), `UP`
+    ///   otherwise; it reads the pool's counters, never blocks;
+    /// - `database` (readiness): pings the store directly (not through the
+    ///   breaker, so the answer is the database's own), `DEGRADED` over
+    ///   500 ms, `DOWN` on an error (the reason names the error's kind only:
+    ///   reasons are served over HTTP);
+    /// - `process` (liveness): always `UP`; liveness never checks a
+    ///   dependency, so an outage does not restart the process.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use std::time::Duration;
+    /// use stratum::monitor::{CheckKind, HealthRegistry, Status};
+    /// use stratum::{Stratum, StratumConfig};
+    ///
+    /// let stratum = Stratum::builder(StratumConfig::default()).build()?;
+    /// let health = HealthRegistry::new(Duration::from_secs(1));
+    /// stratum.register_health(&health)?;
+    /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Up);
+    /// stratum.breaker().unwrap().force_open();
+    /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Down);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn register_health(&self, registry: &HealthRegistry) -> Result<(), MonitorError> {
+        if let Some(breaker) = self.breaker().cloned() {
+            registry.register_fn(BREAKER_CHECK, CheckKind::Readiness, move || {
+                match breaker.state() {
+                    State::Closed | State::Disabled | State::MetricsOnly => Health::up(),
+                    State::HalfOpen => Health::degraded("circuit breaker half-open: probing"),
+                    State::Open | State::ForcedOpen => Health::down("circuit breaker open"),
+                }
+            })?;
+        }
+        if self.pool_status().is_some() {
+            let stack = self.clone();
+            registry.register_fn(POOL_CHECK, CheckKind::Readiness, move || {
+                match stack.pool_status() {
+                    Some(s) if s.waiting > 0 && s.in_use >= s.limit => Health::degraded(format!(
+                        "pool saturated: {} in use of {}, {} waiting",
+                        s.in_use, s.limit, s.waiting
+                    )),
+                    _ => Health::up(),
+                }
+            })?;
+        }
+        let store = Arc::clone(self.store());
+        registry.register_async(DATABASE_CHECK, CheckKind::Readiness, move || {
+            let store = Arc::clone(&store);
+            async move {
+                let started = Instant::now();
+                match store.ping().await {
+                    Ok(()) if started.elapsed() > SLOW_PING => {
+                        Health::degraded(format!("ping took {} ms", started.elapsed().as_millis()))
+                    }
+                    Ok(()) => Health::up(),
+                    Err(e) => Health::down(format!("ping failed: {}", e.kind())),
+                }
+            }
+        })?;
+        registry.register_fn(PROCESS_CHECK, CheckKind::Liveness, Health::up)?;
+        Ok(())
+    }
+}
