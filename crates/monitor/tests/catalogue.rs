@@ -109,7 +109,11 @@ fn catalogue_follows_the_naming_and_label_rules() {
         let prefixes: Vec<String> = match row.layer.as_str() {
             "monitor" => vec!["stratum_monitor_".into(), "stratum_process_".into()],
             "pool" => vec!["stratum_pool_".into(), "stratum_mongo_".into()],
-            "facade" => vec!["stratum_store_".into()],
+            "facade" => vec![
+                "stratum_store_".into(),
+                "stratum_repository_".into(),
+                "stratum_llm_".into(),
+            ],
             layer => vec![format!("stratum_{layer}_")],
         };
         let layer_prefix = prefixes.iter().any(|p| row.name.starts_with(p.as_str()));
@@ -420,9 +424,13 @@ fn metric_names_in_sources() -> BTreeSet<String> {
             let rest = &text[i + 1..];
             let end = rest.find('"').unwrap_or(rest.len());
             let name = &rest[..end];
-            if name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            // A metric name is `stratum_<layer>_<what>`: at least three parts.
+            // Shorter literals (a database named `stratum_demo`) are not metrics.
+            let is_metric_shaped = name.split('_').filter(|p| !p.is_empty()).count() >= 3;
+            if is_metric_shaped
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
                 names.insert(name.to_owned());
             }
