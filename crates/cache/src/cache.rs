@@ -184,6 +184,7 @@ where
     }
 
     /// Looks `key` up without counting a hit or miss.
+    #[inline]
     pub(crate) fn lookup(&self, key: &K, hash: u64, want_stale: bool) -> Lookup<V> {
         let shard = self.shard(hash);
         let now = self.now();
