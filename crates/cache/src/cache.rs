@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{Clock, ticks};
+use crate::clock::{Clock, CoarseClock, coarse_now_nanos, ticks};
 use crate::config::{CacheBuilder, EvictionListener, Policy, Weigher};
 use crate::flight::{ErasedError, Flight, FlightTable, LeadGuard, Outcome};
 use crate::shard::{Lookup, NewEntry, Removals, ShardData, Timing};
@@ -73,7 +73,9 @@ pub(crate) struct Inner<K, V> {
     timing: Timing,
     ttl: Option<u64>,
     refresh_after: Option<f64>,
-    clock: Arc<dyn Clock>,
+    /// `None`: the default [`crate::CoarseClock`], read directly (no
+    /// virtual call on the lookup path).
+    clock: Option<Arc<dyn Clock>>,
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
     pub(crate) stats: StatsCells,
@@ -180,10 +182,14 @@ where
 
     #[inline]
     fn now(&self) -> u64 {
-        self.clock.now_nanos()
+        match &self.clock {
+            None => coarse_now_nanos(),
+            Some(clock) => clock.now_nanos(),
+        }
     }
 
     /// Looks `key` up without counting a hit or miss.
+    #[inline]
     pub(crate) fn lookup(&self, key: &K, hash: u64, want_stale: bool) -> Lookup<V> {
         let shard = self.shard(hash);
         let now = self.now();
@@ -514,7 +520,11 @@ where
             },
             ttl: b.config.time_to_live.map(ticks),
             refresh_after: b.config.refresh_after,
-            clock: b.clock,
+            clock: b.clock.or_else(|| {
+                // Starts the shared ticker thread on first use.
+                let _ = CoarseClock::new();
+                None
+            }),
             weigher: b.weigher,
             listener: b.listener,
             stats: StatsCells::new(),

@@ -135,13 +135,7 @@ impl Default for CoarseClock {
 impl Clock for CoarseClock {
     #[inline]
     fn now_nanos(&self) -> u64 {
-        if COARSE_TICKING.load(Ordering::Relaxed) {
-            COARSE_NOW
-                .load(Ordering::Relaxed)
-                .saturating_add(COARSE_TICK_NANOS)
-        } else {
-            ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed())
-        }
+        coarse_now_nanos()
     }
 
     #[inline]
@@ -192,4 +186,17 @@ impl Clock for ManualClock {
 /// Converts a clock reading to the nanosecond tick stored in entries.
 pub(crate) fn ticks(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// [`CoarseClock`]'s reading, callable without a `dyn Clock` (the cache's
+/// default clock is read this way on every lookup).
+#[inline]
+pub(crate) fn coarse_now_nanos() -> u64 {
+    if COARSE_TICKING.load(Ordering::Relaxed) {
+        COARSE_NOW
+            .load(Ordering::Relaxed)
+            .saturating_add(COARSE_TICK_NANOS)
+    } else {
+        ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed())
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ShardedCache;
-use crate::clock::{Clock, CoarseClock};
+use crate::clock::Clock;
 use crate::error::ConfigError;
 use crate::stats::RemovalCause;
 
@@ -184,7 +184,9 @@ pub struct CacheBuilder<K, V> {
     pub(crate) config: CacheConfig,
     pub(crate) weigher: Option<Weigher<K, V>>,
     pub(crate) listener: Option<EvictionListener<K, V>>,
-    pub(crate) clock: Arc<dyn Clock>,
+    /// A custom clock; `None` is the default [`crate::CoarseClock`], which the
+    /// cache reads without a virtual call.
+    pub(crate) clock: Option<Arc<dyn Clock>>,
 }
 
 impl<K, V> fmt::Debug for CacheBuilder<K, V> {
@@ -193,7 +195,10 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("config", &self.config)
             .field("weigher", &self.weigher.is_some())
             .field("listener", &self.listener.is_some())
-            .field("clock", &self.clock)
+            .field(
+                "clock",
+                &self.clock.as_ref().map_or("CoarseClock", |_| "custom"),
+            )
             .finish()
     }
 }
@@ -217,7 +222,7 @@ where
             config,
             weigher: None,
             listener: None,
-            clock: Arc::new(CoarseClock::new()),
+            clock: None,
         }
     }
 
@@ -282,7 +287,7 @@ where
     /// default, [`crate::SystemClock`] for exact time, a
     /// [`crate::ManualClock`] in tests.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 

@@ -256,6 +256,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         self.aux.get(idx as usize).copied().unwrap_or_default()
     }
 
+    #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<u32> {
         let slab = &self.slab;
         self.table
@@ -269,6 +270,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// A lookup that needs only shared access: S3-FIFO's read path. Marks the
     /// entry as accessed (freq, and last access when TTI is on).
+    #[inline]
     pub(crate) fn lookup_shared(
         &self,
         hash: u64,
