@@ -36,6 +36,19 @@ pub(crate) fn run(args: &[&str]) -> Result {
             "warnings",
         ]))
     });
+    // Every layer promises it builds without its optional parts (MongoDB,
+    // tokio, the CLI): check the crates with no default features too.
+    step(&mut steps, "clippy, no default features", &mut || {
+        shell::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
     step(&mut steps, "build tests", &mut || {
         shell::run(cargo().args(test_build_args()))
     });

@@ -48,8 +48,8 @@ impl Steps {
         let outcome = f();
         let secs = started.elapsed().as_secs_f64();
         let line = match &outcome {
-            Ok(()) => format!("step {name:<24} ok      {secs:>7.1} s"),
-            Err(e) => format!("step {name:<24} FAILED  {secs:>7.1} s  ({e})"),
+            Ok(()) => format!("step {name:<28} ok      {secs:>7.1} s"),
+            Err(e) => format!("step {name:<28} FAILED  {secs:>7.1} s  ({e})"),
         };
         println!("{line}");
         self.lines.push(line);
