@@ -62,6 +62,11 @@ const SUITES: &[(&str, &str, &str)] = &[
         "store",
         "MongoStore against the raw mongodb driver (test server)",
     ),
+    (
+        "stratum",
+        "repository",
+        "cached and uncached reads and writes through the repository against the raw driver (test server)",
+    ),
 ];
 
 /// Runs the suites (all, or those whose package or bench name is given) and
