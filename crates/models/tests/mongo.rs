@@ -3,9 +3,8 @@
 
 use futures::TryStreamExt;
 use stratum_models::{
-    CacheKeyRequest, CachedResponse, ChatMessage, ContextSnapshot, Conversation, Document, Message,
-    RequestParams, ResponseCacheEntry, Role, StoreError, TokenUsage, UsageRecord, ensure_indexes,
-    find_by_id, insert, lookup_response,
+    ContextSnapshot, Conversation, Document, Message, ResponseCacheEntry, Role, StoreError,
+    UsageRecord, ensure_indexes, find_by_id, insert, lookup_response,
 };
 use stratum_tests::TestDb;
 
@@ -14,24 +13,7 @@ fn now() -> bson::DateTime {
 }
 
 pub(crate) fn entry_for(prompt: &str) -> ResponseCacheEntry {
-    let messages = [ChatMessage::user(prompt)];
-    let params = RequestParams {
-        temperature: Some(0.0),
-        ..Default::default()
-    };
-    let request = CacheKeyRequest {
-        provider: "openai",
-        model: "gpt-4o",
-        messages: &messages,
-        params: &params,
-    };
-    ResponseCacheEntry::new(
-        &request,
-        CachedResponse::text("answer"),
-        TokenUsage::new(10, 2),
-        now(),
-    )
-    .unwrap()
+    crate::support::response_entry(prompt, now())
 }
 
 async fn index_docs(db: &mongodb::Database, collection: &str) -> Vec<bson::Document> {

@@ -312,3 +312,26 @@ pub(crate) fn usage_record() -> impl Strategy<Value = UsageRecord> {
             },
         )
 }
+
+/// A valid response-cache entry for one user prompt, created at `created_at`:
+/// the common starting point of the validation and database tests.
+pub(crate) fn response_entry(prompt: &str, created_at: DateTime) -> ResponseCacheEntry {
+    let messages = [ChatMessage::user(prompt)];
+    let params = RequestParams {
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let request = CacheKeyRequest {
+        provider: "openai",
+        model: "gpt-4o",
+        messages: &messages,
+        params: &params,
+    };
+    ResponseCacheEntry::new(
+        &request,
+        CachedResponse::text("answer"),
+        TokenUsage::new(10, 2),
+        created_at,
+    )
+    .unwrap()
+}

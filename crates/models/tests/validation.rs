@@ -3,8 +3,8 @@
 
 use bson::oid::ObjectId;
 use stratum_models::{
-    CacheKeyRequest, CachedResponse, ChatMessage, Document, MAX_BSON_DOCUMENT_SIZE, Message,
-    RequestParams, ResponseCacheEntry, Role, TokenUsage, UsageRecord, ValidationError,
+    ChatMessage, Document, MAX_BSON_DOCUMENT_SIZE, Message, ResponseCacheEntry, Role, TokenUsage,
+    UsageRecord, ValidationError,
 };
 
 fn now() -> bson::DateTime {
@@ -12,21 +12,7 @@ fn now() -> bson::DateTime {
 }
 
 fn entry() -> ResponseCacheEntry {
-    let messages = [ChatMessage::user("hello")];
-    let params = RequestParams::default();
-    let request = CacheKeyRequest {
-        provider: "openai",
-        model: "gpt-4o",
-        messages: &messages,
-        params: &params,
-    };
-    ResponseCacheEntry::new(
-        &request,
-        CachedResponse::text("hi"),
-        TokenUsage::new(5, 1),
-        now(),
-    )
-    .unwrap()
+    crate::support::response_entry("hello", now())
 }
 
 fn field_of(e: &ValidationError) -> String {
