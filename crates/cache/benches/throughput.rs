@@ -143,16 +143,34 @@ fn main() {
     // Medians of a manual loop, so the ratios below come from this run. The
     // caches take turns within each round, so load from other processes on
     // this shared machine hits all of them alike; the ratio column is the
-    // median of the per-round ratios.
-    const ROUNDS: usize = 21;
+    // median of the per-round ratios. For A/B comparisons of two builds,
+    // `STRATUM_BENCH_ROUNDS=<n>` sets the number of rounds and
+    // `STRATUM_BENCH_CACHES=stratum-s3fifo,quick_cache` limits the loop to
+    // those caches (the first one listed is the reference of the ratios).
+    let rounds: usize = std::env::var("STRATUM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21);
+    let caches: Vec<_> = match std::env::var("STRATUM_BENCH_CACHES") {
+        Ok(only) => {
+            let only: Vec<&str> = only.split(',').collect();
+            caches
+                .into_iter()
+                .filter(|(n, _)| only.contains(n))
+                .collect()
+        }
+        Err(_) => caches,
+    };
+    let reference = caches.first().map_or("none", |(n, _)| *n);
     println!(
-        "\nmedian of {ROUNDS} interleaved rounds, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}"
+        "\nmedian of {rounds} interleaved rounds, {OPS_PER_THREAD} ops per thread, Zipf 0.99 over {KEYS} keys, capacity {CAPACITY}"
     );
-    println!("| threads | cache | Mops/s | stratum-s3fifo / this (median of round ratios) |");
+    println!("| threads | cache | Mops/s | {reference} / this (median of round ratios) |");
     println!("|---|---|---|---|");
+    let mut summary = Vec::new();
     for threads in [1usize, 2] {
         let mut mops = vec![Vec::new(); caches.len()];
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             for (i, (_, cache)) in caches.iter().enumerate() {
                 let t = run_threads(cache, &traces, threads);
                 mops[i].push((OPS_PER_THREAD * threads) as f64 / t.as_secs_f64() / 1e6);
@@ -167,6 +185,14 @@ fn main() {
             let ratio = support::median(&mut ratios);
             let m = support::median(&mut mops[i].clone());
             println!("| {threads} | {name} | {m:.2} | {ratio:.2} |");
+            if *name == "quick_cache" {
+                summary.push((threads, ratio));
+            }
         }
+    }
+    for (threads, ratio) in summary {
+        println!(
+            "{reference} (TTL 1 h + statistics on) / quick_cache, {threads} thread(s): {ratio:.2} (goal: >= 1.00 on 2 threads)"
+        );
     }
 }
