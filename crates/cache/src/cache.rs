@@ -501,9 +501,14 @@ where
     pub(crate) fn from_builder(b: CacheBuilder<K, V>) -> Self {
         let n = b.config.shard_count();
         let per_shard = (b.config.max_capacity / n as u64).max(1);
+        let timing = Timing {
+            tti: b.config.time_to_idle.map(ticks),
+            max_stale: b.config.max_stale.map_or(0, ticks),
+            refresh: b.config.refresh_after.is_some(),
+        };
         let shards = (0..n)
             .map(|_| Shard {
-                data: RwLock::new(ShardData::new(per_shard, b.config.policy)),
+                data: RwLock::new(ShardData::new(per_shard, b.config.policy, timing)),
                 flights: Mutex::new(HashMap::with_hasher(Hasher::default())),
             })
             .collect();
@@ -513,11 +518,7 @@ where
             hasher: Hasher::default(),
             name: Arc::from(b.config.name.as_str()),
             policy: b.config.policy,
-            timing: Timing {
-                tti: b.config.time_to_idle.map(ticks),
-                max_stale: b.config.max_stale.map_or(0, ticks),
-                refresh: b.config.refresh_after.is_some(),
-            },
+            timing,
             ttl: b.config.time_to_live.map(ticks),
             refresh_after: b.config.refresh_after,
             clock: b.clock.or_else(|| {

@@ -73,19 +73,26 @@ pub(crate) struct Timing {
     pub(crate) refresh: bool,
 }
 
+/// Everything the hit path and the write path (insert, eviction, list
+/// moves) need sits in the entry, so a miss, which inserts one entry and
+/// evicts another, touches each of them and no side array.
 pub(crate) struct Entry<K, V> {
     key: K,
     value: V,
+    /// The key's hash: finds the table slot on removal, and is what the
+    /// S3-FIFO ghost remembers of an evicted entry.
+    hash: u64,
     /// TTL deadline (cache TTL or per-entry TTL), `u64::MAX` for none.
     expires_at: u64,
     /// Last read or write, for time-to-idle.
     last_access: AtomicU64,
+    weight: u32,
+    prev: u32,
+    next: u32,
     /// S3-FIFO access counter; written only when it changes, so hot keys
     /// that are already saturated cost readers no shared write.
     freq: AtomicU8,
     list: Queue,
-    prev: u32,
-    next: u32,
 }
 
 /// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
@@ -110,16 +117,6 @@ impl Queue {
             Self::Main => MAIN,
         }
     }
-}
-
-/// The fields reads never need, kept beside the slab (same index) so the
-/// entries a read touches stay small and more of them fit in cache.
-#[derive(Debug, Clone, Copy, Default)]
-struct Aux {
-    hash: u64,
-    /// When a read should trigger a refresh-ahead reload, `u64::MAX` for never.
-    refresh_at: u64,
-    weight: u32,
 }
 
 impl<K, V> Entry<K, V> {
@@ -184,7 +181,11 @@ pub(crate) struct NewEntry<K, V> {
 pub(crate) struct ShardData<K, V> {
     table: HashTable<u32>,
     slab: Vec<Option<Entry<K, V>>>,
-    aux: Vec<Aux>,
+    /// Per slab slot: when a read should trigger a refresh-ahead reload
+    /// (`u64::MAX` for never). Kept only when refresh-ahead is configured,
+    /// so other caches neither store nor write it.
+    refresh_at: Vec<u64>,
+    track_refresh: bool,
     free: Vec<u32>,
     lists: [List; 2],
     weight: u64,
@@ -209,11 +210,12 @@ pub(crate) struct ShardData<K, V> {
 }
 
 impl<K: Eq, V: Clone> ShardData<K, V> {
-    pub(crate) fn new(capacity: u64, policy: Policy) -> Self {
+    pub(crate) fn new(capacity: u64, policy: Policy, timing: Timing) -> Self {
         Self {
             table: HashTable::new(),
             slab: Vec::new(),
-            aux: Vec::new(),
+            refresh_at: Vec::new(),
+            track_refresh: timing.refresh,
             free: Vec::new(),
             lists: [List::EMPTY; 2],
             weight: 0,
@@ -252,8 +254,24 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         self.slab.get_mut(idx as usize).and_then(Option::as_mut)
     }
 
-    fn aux_of(&self, idx: u32) -> Aux {
-        self.aux.get(idx as usize).copied().unwrap_or_default()
+    /// Whether a read of `idx` at `now` is past its refresh-ahead point.
+    fn refresh_due(&self, idx: u32, now: u64) -> bool {
+        self.refresh_at
+            .get(idx as usize)
+            .is_some_and(|&at| now >= at)
+    }
+
+    fn set_refresh_at(&mut self, idx: u32, at: u64) {
+        if !self.track_refresh {
+            return;
+        }
+        let i = idx as usize;
+        if self.refresh_at.len() <= i {
+            self.refresh_at.resize(i + 1, u64::MAX);
+        }
+        if let Some(slot) = self.refresh_at.get_mut(i) {
+            *slot = at;
+        }
     }
 
     #[inline]
@@ -295,7 +313,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             }
             Lookup::Hit {
                 value: e.value.clone(),
-                refresh: timing.refresh && now >= self.aux_of(idx).refresh_at,
+                refresh: timing.refresh && self.refresh_due(idx, now),
             }
         } else if want_stale && !e.is_dead(now, timing) {
             Lookup::Stale(e.value.clone())
@@ -335,7 +353,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         };
         if e.is_live(now, timing) {
             let value = e.value.clone();
-            let refresh = timing.refresh && now >= self.aux_of(idx).refresh_at;
+            let refresh = timing.refresh && self.refresh_due(idx, now);
             e.last_access.store(now, Ordering::Relaxed);
             if self.policy == Policy::Lru {
                 if self.lists[SMALL].head != idx {
@@ -402,13 +420,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             e.expires_at = new.expires_at;
             e.last_access.store(now, Ordering::Relaxed);
             let list = e.list.index();
-            let old_weight = match self.aux.get_mut(idx as usize) {
-                Some(a) => {
-                    a.refresh_at = new.refresh_at;
-                    std::mem::replace(&mut a.weight, new.weight)
-                }
-                None => 0,
-            };
+            let old_weight = std::mem::replace(&mut e.weight, new.weight);
+            self.set_refresh_at(idx, new.refresh_at);
             out.push((new.key, old_value, cause));
             if let Some(l) = self.lists.get_mut(list) {
                 l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
@@ -433,37 +446,33 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let entry = Entry {
                 key: new.key,
                 value: new.value,
+                hash: new.hash,
                 expires_at: new.expires_at,
                 last_access: AtomicU64::new(now),
-                freq: AtomicU8::new(0),
-                list: Queue::of(list),
+                weight: new.weight,
                 prev: NIL,
                 next: NIL,
-            };
-            let aux = Aux {
-                hash: new.hash,
-                refresh_at: new.refresh_at,
-                weight: new.weight,
+                freq: AtomicU8::new(0),
+                list: Queue::of(list),
             };
             let idx = match self.free.pop() {
                 Some(i) => {
                     if let Some(slot) = self.slab.get_mut(i as usize) {
                         *slot = Some(entry);
                     }
-                    if let Some(a) = self.aux.get_mut(i as usize) {
-                        *a = aux;
-                    }
                     i
                 }
                 None => {
                     self.slab.push(Some(entry));
-                    self.aux.push(aux);
                     u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
                 }
             };
-            let aux = &self.aux;
+            self.set_refresh_at(idx, new.refresh_at);
+            let slab = &self.slab;
             self.table.insert_unique(new.hash, idx, |&i| {
-                aux.get(i as usize).map_or(0, |a| a.hash)
+                slab.get(i as usize)
+                    .and_then(Option::as_ref)
+                    .map_or(0, |e| e.hash)
             });
             self.weight += u64::from(new.weight);
             self.push_head(idx, list);
@@ -489,7 +498,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Removes everything.
     pub(crate) fn clear(&mut self, out: &mut Removals<K, V>) {
-        self.aux.clear();
+        self.refresh_at.clear();
         for e in self.slab.drain(..).flatten() {
             out.push((e.key, e.value, RemovalCause::Explicit));
         }
@@ -577,7 +586,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             && let Some(e) = self.entry(victim)
             && e.list == Queue::Small
         {
-            let hash = self.aux_of(victim).hash;
+            let hash = e.hash;
             self.ghost_push(hash);
         }
         match self.remove_idx(victim, cause) {
@@ -636,12 +645,17 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             if f == 0 {
                 return tail;
             }
-            // Small: read since insertion -> promote to main with a clean
-            // counter. Main: one more round, one count fewer.
-            e.freq
-                .store(if list == SMALL { 0 } else { f - 1 }, Ordering::Relaxed);
-            self.unlink(tail);
-            self.push_head(tail, MAIN);
+            if list == SMALL {
+                // Read since insertion: promote to main with a clean counter.
+                e.freq.store(0, Ordering::Relaxed);
+                self.unlink(tail);
+                self.push_head(tail, MAIN);
+            } else {
+                // One more round, one count fewer. The list is circular, so
+                // moving the tail to the head writes no entry.
+                e.freq.store(f - 1, Ordering::Relaxed);
+                self.rotate(MAIN);
+            }
         }
     }
 
@@ -684,8 +698,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        self.entry(idx)?;
-        let Aux { hash, weight, .. } = self.aux_of(idx);
+        let (hash, weight) = self.entry(idx).map(|e| (e.hash, e.weight))?;
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
@@ -702,8 +715,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     fn unlink(&mut self, idx: u32) {
         let Some(e) = self.entry(idx) else { return };
-        let (prev, next, list) = (e.prev, e.next, e.list.index());
-        let weight = self.aux_of(idx).weight;
+        let (prev, next, list, weight) = (e.prev, e.next, e.list.index(), e.weight);
         let Some(l) = self.lists.get(list).copied() else {
             return;
         };
@@ -739,8 +751,8 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         let Some(l) = self.lists.get(list).copied() else {
             return;
         };
-        let weight = self.aux_of(idx).weight;
         let Some(e) = self.entry_mut(idx) else { return };
+        let weight = e.weight;
         e.list = Queue::of(list);
         if l.len == 0 {
             e.prev = idx;
