@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, CoarseClock, coarse_now_nanos, ticks};
 use crate::config::{CacheBuilder, EvictionListener, Policy, Weigher};
 use crate::flight::{ErasedError, Flight, FlightTable, LeadGuard, Outcome};
-use crate::shard::{Lookup, NewEntry, Removals, ShardData, Timing};
+use crate::shard::{Hasher, Lookup, NewEntry, Removals, ShardData, Timing};
 use crate::stats::{CacheStats, Counter, StatsCells};
 
 /// Slots examined for dead entries on every write (amortized expiry).
@@ -54,8 +54,6 @@ pub trait Cache<K, V> {
         E: Send + Sync + 'static,
         F: FnOnce(&K) -> Result<V, E>;
 }
-
-type Hasher = foldhash::fast::RandomState;
 
 /// A shard on a cache line of its own: its entries and its flights.
 #[repr(align(128))]
@@ -506,16 +504,22 @@ where
             max_stale: b.config.max_stale.map_or(0, ticks),
             refresh: b.config.refresh_after.is_some(),
         };
+        let hasher = Hasher::default();
         let shards = (0..n)
             .map(|_| Shard {
-                data: RwLock::new(ShardData::new(per_shard, b.config.policy, timing)),
+                data: RwLock::new(ShardData::new(
+                    per_shard,
+                    b.config.policy,
+                    timing,
+                    hasher.clone(),
+                )),
                 flights: Mutex::new(HashMap::with_hasher(Hasher::default())),
             })
             .collect();
         let inner = Inner {
             shards,
             shard_mask: n as u64 - 1,
-            hasher: Hasher::default(),
+            hasher,
             name: Arc::from(b.config.name.as_str()),
             policy: b.config.policy,
             timing,

@@ -2,12 +2,18 @@
 //! eviction policy's intrusive lists (exact LRU, or S3-FIFO's small and main
 //! FIFO queues plus a ghost queue of recently evicted hashes).
 
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
 use crate::config::Policy;
 use crate::stats::RemovalCause;
+
+/// The hasher of every key: the cache hashes a key once per operation and
+/// hands the hash to its shard; a shard rehashes a stored key only to
+/// remove it (eviction is rarer than lookup, and the entry stays smaller).
+pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// The "no link" index.
 const NIL: u32 = u32::MAX;
@@ -75,17 +81,15 @@ pub(crate) struct Timing {
 
 /// Everything the hit path and the write path (insert, eviction, list
 /// moves) need sits in the entry, so a miss, which inserts one entry and
-/// evicts another, touches each of them and no side array.
+/// evicts another, touches each of them and no side array; what only some
+/// configurations need (last access for TTI, refresh points) is kept
+/// beside the slab in [`SideTicks`]. For `u64` keys and values an entry is
+/// 40 bytes.
 pub(crate) struct Entry<K, V> {
     key: K,
     value: V,
-    /// The key's hash: finds the table slot on removal, and is what the
-    /// S3-FIFO ghost remembers of an evicted entry.
-    hash: u64,
     /// TTL deadline (cache TTL or per-entry TTL), `u64::MAX` for none.
     expires_at: u64,
-    /// Last read or write, for time-to-idle.
-    last_access: AtomicU64,
     weight: u32,
     prev: u32,
     next: u32,
@@ -119,24 +123,50 @@ impl Queue {
     }
 }
 
-impl<K, V> Entry<K, V> {
-    /// The tick at which this entry stops being served.
-    fn expired_at(&self, timing: Timing) -> u64 {
-        match timing.tti {
-            Some(tti) => self
-                .expires_at
-                .min(self.last_access.load(Ordering::Relaxed).saturating_add(tti)),
-            None => self.expires_at,
+/// A tick per slab slot, kept beside the slab (same index) only when the
+/// feature that needs it is configured, so other caches neither store nor
+/// write it. Written under the shard's write lock, or (last access) by
+/// shared readers with a relaxed store.
+struct SideTicks {
+    enabled: bool,
+    ticks: Vec<AtomicU64>,
+}
+
+impl SideTicks {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            ticks: Vec::new(),
         }
     }
 
-    fn is_live(&self, now: u64, timing: Timing) -> bool {
-        now < self.expired_at(timing)
+    fn get(&self, idx: u32) -> Option<u64> {
+        self.ticks
+            .get(idx as usize)
+            .map(|t| t.load(Ordering::Relaxed))
     }
 
-    /// Expired and past any stale-if-error grace: safe to reclaim.
-    fn is_dead(&self, now: u64, timing: Timing) -> bool {
-        now >= self.expired_at(timing).saturating_add(timing.max_stale)
+    /// Updates a slot that exists (readers under the shared lock).
+    fn touch(&self, idx: u32, tick: u64) {
+        if let Some(t) = self.ticks.get(idx as usize) {
+            t.store(tick, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets a slot, growing the array to reach it.
+    fn set(&mut self, idx: u32, tick: u64) {
+        if !self.enabled {
+            return;
+        }
+        let i = idx as usize;
+        if self.ticks.len() <= i {
+            self.ticks.resize_with(i + 1, || AtomicU64::new(u64::MAX));
+        }
+        self.touch(idx, tick);
+    }
+
+    fn clear(&mut self) {
+        self.ticks.clear();
     }
 }
 
@@ -181,11 +211,12 @@ pub(crate) struct NewEntry<K, V> {
 pub(crate) struct ShardData<K, V> {
     table: HashTable<u32>,
     slab: Vec<Option<Entry<K, V>>>,
-    /// Per slab slot: when a read should trigger a refresh-ahead reload
-    /// (`u64::MAX` for never). Kept only when refresh-ahead is configured,
-    /// so other caches neither store nor write it.
-    refresh_at: Vec<u64>,
-    track_refresh: bool,
+    /// Per slab slot, with time-to-idle: the last read or write.
+    last_access: SideTicks,
+    /// Per slab slot, with refresh-ahead: when a read should trigger a
+    /// reload (`u64::MAX` for never).
+    refresh_at: SideTicks,
+    hasher: Hasher,
     free: Vec<u32>,
     lists: [List; 2],
     weight: u64,
@@ -209,13 +240,14 @@ pub(crate) struct ShardData<K, V> {
     pass_min: u64,
 }
 
-impl<K: Eq, V: Clone> ShardData<K, V> {
-    pub(crate) fn new(capacity: u64, policy: Policy, timing: Timing) -> Self {
+impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
+    pub(crate) fn new(capacity: u64, policy: Policy, timing: Timing, hasher: Hasher) -> Self {
         Self {
             table: HashTable::new(),
             slab: Vec::new(),
-            refresh_at: Vec::new(),
-            track_refresh: timing.refresh,
+            last_access: SideTicks::new(timing.tti.is_some()),
+            refresh_at: SideTicks::new(timing.refresh),
+            hasher,
             free: Vec::new(),
             lists: [List::EMPTY; 2],
             weight: 0,
@@ -256,22 +288,29 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Whether a read of `idx` at `now` is past its refresh-ahead point.
     fn refresh_due(&self, idx: u32, now: u64) -> bool {
-        self.refresh_at
-            .get(idx as usize)
-            .is_some_and(|&at| now >= at)
+        self.refresh_at.get(idx).is_some_and(|at| now >= at)
     }
 
-    fn set_refresh_at(&mut self, idx: u32, at: u64) {
-        if !self.track_refresh {
-            return;
+    /// The tick at which entry `idx` (`e`) stops being served.
+    fn expired_at(&self, idx: u32, e: &Entry<K, V>, timing: Timing) -> u64 {
+        match timing.tti {
+            Some(tti) => {
+                let last = self.last_access.get(idx).unwrap_or(0);
+                e.expires_at.min(last.saturating_add(tti))
+            }
+            None => e.expires_at,
         }
-        let i = idx as usize;
-        if self.refresh_at.len() <= i {
-            self.refresh_at.resize(i + 1, u64::MAX);
-        }
-        if let Some(slot) = self.refresh_at.get_mut(i) {
-            *slot = at;
-        }
+    }
+
+    fn is_live(&self, idx: u32, e: &Entry<K, V>, now: u64, timing: Timing) -> bool {
+        now < self.expired_at(idx, e, timing)
+    }
+
+    /// Expired and past any stale-if-error grace: safe to reclaim.
+    fn is_dead(&self, idx: u32, e: &Entry<K, V>, now: u64, timing: Timing) -> bool {
+        now >= self
+            .expired_at(idx, e, timing)
+            .saturating_add(timing.max_stale)
     }
 
     #[inline]
@@ -303,19 +342,19 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         let Some(e) = self.entry(idx) else {
             return Lookup::Miss;
         };
-        if e.is_live(now, timing) {
+        if self.is_live(idx, e, now, timing) {
             let f = e.freq.load(Ordering::Relaxed);
             if f < MAX_FREQ {
                 e.freq.store(f + 1, Ordering::Relaxed);
             }
             if timing.tti.is_some() {
-                e.last_access.store(now, Ordering::Relaxed);
+                self.last_access.touch(idx, now);
             }
             Lookup::Hit {
                 value: e.value.clone(),
                 refresh: timing.refresh && self.refresh_due(idx, now),
             }
-        } else if want_stale && !e.is_dead(now, timing) {
+        } else if want_stale && !self.is_dead(idx, e, now, timing) {
             Lookup::Stale(e.value.clone())
         } else {
             Lookup::Miss
@@ -330,8 +369,9 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         now: u64,
         timing: Timing,
     ) -> Option<bool> {
-        let e = self.find(hash, key).and_then(|i| self.entry(i))?;
-        Some(e.is_live(now, timing))
+        let idx = self.find(hash, key)?;
+        let e = self.entry(idx)?;
+        Some(self.is_live(idx, e, now, timing))
     }
 
     /// A lookup with exclusive access: the exact-LRU read path, which moves
@@ -351,10 +391,10 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         let Some(e) = self.entry(idx) else {
             return Lookup::Miss;
         };
-        if e.is_live(now, timing) {
+        if self.is_live(idx, e, now, timing) {
             let value = e.value.clone();
             let refresh = timing.refresh && self.refresh_due(idx, now);
-            e.last_access.store(now, Ordering::Relaxed);
+            self.last_access.touch(idx, now);
             if self.policy == Policy::Lru {
                 if self.lists[SMALL].head != idx {
                     self.unlink(idx);
@@ -365,7 +405,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
                 e.freq.store((f + 1).min(MAX_FREQ), Ordering::Relaxed);
             }
             Lookup::Hit { value, refresh }
-        } else if !e.is_dead(now, timing) {
+        } else if !self.is_dead(idx, e, now, timing) {
             if want_stale {
                 Lookup::Stale(e.value.clone())
             } else {
@@ -408,20 +448,23 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         }
         let idx = if let Some(idx) = existing {
             let policy = self.policy;
-            let Some(e) = self.entry_mut(idx) else {
-                return;
-            };
-            let cause = if e.is_live(now, timing) {
+            let live = self
+                .entry(idx)
+                .is_some_and(|e| self.is_live(idx, e, now, timing));
+            let cause = if live {
                 RemovalCause::Replaced
             } else {
                 RemovalCause::Expired
             };
+            let Some(e) = self.entry_mut(idx) else {
+                return;
+            };
             let old_value = std::mem::replace(&mut e.value, new.value);
             e.expires_at = new.expires_at;
-            e.last_access.store(now, Ordering::Relaxed);
             let list = e.list.index();
             let old_weight = std::mem::replace(&mut e.weight, new.weight);
-            self.set_refresh_at(idx, new.refresh_at);
+            self.last_access.set(idx, now);
+            self.refresh_at.set(idx, new.refresh_at);
             out.push((new.key, old_value, cause));
             if let Some(l) = self.lists.get_mut(list) {
                 l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
@@ -446,9 +489,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let entry = Entry {
                 key: new.key,
                 value: new.value,
-                hash: new.hash,
                 expires_at: new.expires_at,
-                last_access: AtomicU64::new(now),
                 weight: new.weight,
                 prev: NIL,
                 next: NIL,
@@ -467,12 +508,13 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
                     u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
                 }
             };
-            self.set_refresh_at(idx, new.refresh_at);
-            let slab = &self.slab;
+            self.last_access.set(idx, now);
+            self.refresh_at.set(idx, new.refresh_at);
+            let (slab, hasher) = (&self.slab, &self.hasher);
             self.table.insert_unique(new.hash, idx, |&i| {
                 slab.get(i as usize)
                     .and_then(Option::as_ref)
-                    .map_or(0, |e| e.hash)
+                    .map_or(0, |e| hasher.hash_one(&e.key))
             });
             self.weight += u64::from(new.weight);
             self.push_head(idx, list);
@@ -498,6 +540,7 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
 
     /// Removes everything.
     pub(crate) fn clear(&mut self, out: &mut Removals<K, V>) {
+        self.last_access.clear();
         self.refresh_at.clear();
         for e in self.slab.drain(..).flatten() {
             out.push((e.key, e.value, RemovalCause::Explicit));
@@ -536,12 +579,14 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
             let Some(e) = self.slab.get(idx).and_then(Option::as_ref) else {
                 continue;
             };
-            if e.is_dead(now, timing) {
+            let dead_at = self
+                .expired_at(idx as u32, e, timing)
+                .saturating_add(timing.max_stale);
+            if now >= dead_at {
                 if let Some(r) = self.remove_idx(idx as u32, RemovalCause::Expired) {
                     out.push(r);
                 }
             } else {
-                let dead_at = e.expired_at(timing).saturating_add(timing.max_stale);
                 self.pass_min = self.pass_min.min(dead_at);
             }
         }
@@ -578,15 +623,16 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
         if victim == NIL {
             return false;
         }
-        let cause = match self.entry(victim) {
-            Some(e) if !e.is_live(now, timing) => RemovalCause::Expired,
-            _ => RemovalCause::Size,
+        let Some(e) = self.entry(victim) else {
+            return false;
         };
-        if self.policy == Policy::S3Fifo
-            && let Some(e) = self.entry(victim)
-            && e.list == Queue::Small
-        {
-            let hash = e.hash;
+        let cause = if self.is_live(victim, e, now, timing) {
+            RemovalCause::Size
+        } else {
+            RemovalCause::Expired
+        };
+        if self.policy == Policy::S3Fifo && e.list == Queue::Small {
+            let hash = self.hasher.hash_one(&e.key);
             self.ghost_push(hash);
         }
         match self.remove_idx(victim, cause) {
@@ -698,7 +744,9 @@ impl<K: Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let (hash, weight) = self.entry(idx).map(|e| (e.hash, e.weight))?;
+        let (hash, weight) = self
+            .entry(idx)
+            .map(|e| (self.hasher.hash_one(&e.key), e.weight))?;
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
