@@ -107,6 +107,25 @@ fn main() {
         run_ops(&**cache, &traces[0]); // warm up to a steady state
     }
 
+    // Misses cost an insert and an eviction, so a cache with a lower hit
+    // ratio on this trace does more work per op: print each one's.
+    for (name, cache) in &caches {
+        let hits = traces[1]
+            .iter()
+            .filter(|&&k| {
+                let hit = cache.get(k).is_some();
+                if !hit {
+                    cache.insert(k, k);
+                }
+                hit
+            })
+            .count();
+        println!(
+            "{name}: hit ratio {:.2} % on this trace",
+            100.0 * hits as f64 / traces[1].len() as f64
+        );
+    }
+
     // Profiling mode: `STRATUM_PROFILE=<cache name>` runs only that cache's
     // loop (e.g. under `perf record`) and skips everything else.
     if let Ok(only) = std::env::var("STRATUM_PROFILE") {
