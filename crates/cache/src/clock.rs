@@ -71,12 +71,12 @@ const COARSE_TICK: Duration = Duration::from_millis(1);
 const COARSE_TICK_NANOS: u64 = 1_000_000;
 
 /// The process-wide coarse time, in ns since `COARSE_ORIGIN`, kept by one
-/// ticker thread that every [`CoarseClock`] shares.
+/// ticker thread that every [`CoarseClock`] shares. 0 until the first tick
+/// (and forever if the thread could not start): the clock then reads
+/// `Instant` directly (exact, slower) instead of standing still. One load
+/// tells both the time and whether the thread runs.
 static COARSE_NOW: AtomicU64 = AtomicU64::new(0);
 static COARSE_START: std::sync::Once = std::sync::Once::new();
-/// False if the ticker thread could not start: the clock then reads
-/// `Instant` directly (exact, slower) instead of standing still.
-static COARSE_TICKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static COARSE_ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// The default clock: a relaxed atomic load (about 1 ns) instead of a
@@ -112,14 +112,13 @@ impl CoarseClock {
                 .spawn(move || {
                     loop {
                         std::thread::sleep(COARSE_TICK);
-                        COARSE_NOW.store(ticks(origin.elapsed()), Ordering::Relaxed);
+                        // At least 1: 0 means "not ticking".
+                        let now = ticks(origin.elapsed()).max(1);
+                        COARSE_NOW.store(now, Ordering::Relaxed);
                     }
                 });
-            match ticker {
-                Ok(_) => COARSE_TICKING.store(true, Ordering::Release),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no coarse clock thread; reading Instant instead")
-                }
+            if let Err(e) = ticker {
+                tracing::warn!(error = %e, "no coarse clock thread; reading Instant instead");
             }
         });
         Self { _started: () }
@@ -140,11 +139,7 @@ impl Clock for CoarseClock {
 
     #[inline]
     fn now(&self) -> Duration {
-        if COARSE_TICKING.load(Ordering::Relaxed) {
-            Duration::from_nanos(COARSE_NOW.load(Ordering::Relaxed)) + COARSE_TICK
-        } else {
-            COARSE_ORIGIN.get_or_init(Instant::now).elapsed()
-        }
+        Duration::from_nanos(coarse_now_nanos())
     }
 }
 
@@ -189,14 +184,13 @@ pub(crate) fn ticks(d: Duration) -> u64 {
 }
 
 /// [`CoarseClock`]'s reading, callable without a `dyn Clock` (the cache's
-/// default clock is read this way on every lookup).
+/// default clock is read this way on every lookup): one relaxed load.
+/// Before the first tick it is exact, and every later coarse reading is at
+/// least as large (a tick's time plus one tick), so it never goes back.
 #[inline]
 pub(crate) fn coarse_now_nanos() -> u64 {
-    if COARSE_TICKING.load(Ordering::Relaxed) {
-        COARSE_NOW
-            .load(Ordering::Relaxed)
-            .saturating_add(COARSE_TICK_NANOS)
-    } else {
-        ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed())
+    match COARSE_NOW.load(Ordering::Relaxed) {
+        0 => ticks(COARSE_ORIGIN.get_or_init(Instant::now).elapsed()),
+        t => t.saturating_add(COARSE_TICK_NANOS),
     }
 }
