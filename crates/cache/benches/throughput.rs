@@ -3,7 +3,9 @@
 //! caches, in the same run. Each op is a get, and an insert on a miss.
 //!
 //! Criterion reports each case; afterwards a manual timing loop takes the
-//! median of 15 runs per cache and prints ops/s and the stratum/peer ratios.
+//! median of 21 interleaved rounds per cache (`STRATUM_BENCH_ROUNDS`) and
+//! prints ops/s, the stratum/peer ratios, and a closing line with the
+//! stratum S3-FIFO / quick_cache ratio per thread count (the goal).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support;
