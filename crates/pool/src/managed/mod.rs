@@ -19,7 +19,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool::managed::{Object, Timeouts};
 use parking_lot::Mutex;
@@ -230,7 +230,9 @@ impl<M: Manager> Builder<M> {
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
-            slow_threshold: config.adaptive.target_acquire_latency,
+            slow_threshold: object::nanos(config.adaptive.target_acquire_latency),
+            skip_window: object::nanos(config.validation_skip_window),
+            origin: self.clock.now(),
             controller: Mutex::new(ControllerState::default()),
             jitter_seed: seed(),
             next_id: AtomicU64::new(0),
@@ -378,14 +380,14 @@ impl<M: Manager> ManagedPool<M> {
                         // just before it was handed over: that reading ends
                         // the wait without another clock read.
                         Some(start) => {
-                            let ready = object.prepared_at;
-                            (object, ready, ready.saturating_duration_since(start))
+                            let (ready, _) = object.prepared();
+                            (object, ready.saturating_sub(shared.nanos_at(start)))
                         }
                         // A free slot: the acquire time is what create or
                         // the check took.
                         None => {
-                            let (at, took) = (object.prepared_at, object.prepare_time);
-                            (object, at, took)
+                            let (_, took) = object.prepared();
+                            (object, took)
                         }
                     }),
                     Bounded::TimedOut => Err(deadpool::managed::PoolError::Timeout(
@@ -398,8 +400,8 @@ impl<M: Manager> ManagedPool<M> {
                 Box::pin(self.get_with_timer()).await
             };
             match got {
-                Ok((object, now, waited)) => {
-                    shared.metrics.acquire.record(waited.as_secs_f64());
+                Ok((object, waited)) => {
+                    shared.metrics.acquire.record(waited as f64 * 1e-9);
                     // Only the adaptive controller reads these: without it,
                     // spare every caller two writes to shared cache lines.
                     if shared.config.adaptive.enabled {
@@ -408,8 +410,8 @@ impl<M: Manager> ManagedPool<M> {
                             shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    if let Some(stamp) = &object.stamp {
-                        stamp.checkout(now, location);
+                    if object.tracked() {
+                        object.checkout(location);
                     }
                     Ok(Lease::new(object))
                 }
@@ -435,7 +437,7 @@ impl<M: Manager> ManagedPool<M> {
     /// straight to queued waiters, so a free permit means nobody is queued
     /// and FIFO order holds); only a caller that must wait arms deadpool's
     /// wait timer and is timed end to end.
-    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, Instant, Duration), DpError<M>> {
+    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, u64), DpError<M>> {
         let shared = &self.inner.shared;
         // While others queue, the fast attempt would fail anyway: go
         // straight to the queue.
@@ -450,19 +452,19 @@ impl<M: Manager> ManagedPool<M> {
                 deadpool::managed::TimeoutType::Wait,
             ))) => {
                 let (_queued, _) = Queued::enter(&shared.queued);
-                let start = shared.clock.now();
+                let start = shared.now_nanos();
                 self.inner
                     .pool
                     .timeout_get(&self.inner.waiting)
                     .await
                     .map(|object| {
-                        let ready = object.prepared_at;
-                        (object, ready, ready.saturating_duration_since(start))
+                        let (ready, _) = object.prepared();
+                        (object, ready.saturating_sub(start))
                     })
             }
             Some(other) => other.map(|object| {
-                let (at, took) = (object.prepared_at, object.prepare_time);
-                (object, at, took)
+                let (_, took) = object.prepared();
+                (object, took)
             }),
         }
     }
