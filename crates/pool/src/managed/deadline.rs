@@ -18,12 +18,11 @@ use std::pin::pin;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::object::Shared;
-use crate::clock::Clock;
 
 thread_local! {
     /// Set by the adapter when deadpool hands a `get` a slot (it calls
@@ -63,11 +62,8 @@ impl Drop for Queued<'_> {
 /// How a bounded wait ended.
 pub(crate) enum Bounded<T> {
     /// The wait completed; `queued_at` is when it started waiting for a
-    /// slot, `None` if one was free at once.
-    Ready {
-        output: T,
-        queued_at: Option<Instant>,
-    },
+    /// slot ([`Shared::now_nanos`]), `None` if one was free at once.
+    Ready { output: T, queued_at: Option<u64> },
     /// No slot within the acquire timeout.
     TimedOut,
 }
@@ -107,8 +103,7 @@ impl Deadlines {
     /// it still waits for a slot.
     pub(crate) async fn bounded<F: Future>(
         &self,
-        queued: &AtomicUsize,
-        clock: &dyn Clock,
+        shared: &Shared,
         get: impl FnOnce() -> F,
     ) -> Bounded<F::Output> {
         // `get` is made here rather than passed in as a future: a future
@@ -117,7 +112,7 @@ impl Deadlines {
         // Not registered until polled, so a caller served at once never
         // touches the `Notify`.
         let mut tick = pin!(self.tick.notified());
-        let mut waiting: Option<(Queued<'_>, u64, Instant)> = None;
+        let mut waiting: Option<(Queued<'_>, u64, u64)> = None;
         let mut has_slot = false;
         poll_fn(|cx| {
             let outer = SLOT_TAKEN.replace(false);
@@ -134,7 +129,7 @@ impl Deadlines {
             let born = match &waiting {
                 Some((_, born, _)) => *born,
                 None => {
-                    let (entered, before) = Queued::enter(queued);
+                    let (entered, before) = Queued::enter(&shared.queued);
                     if before == 0 {
                         self.wake.notify_one();
                     }
@@ -142,7 +137,7 @@ impl Deadlines {
                     // no tick between the two is missed.
                     tick.set(self.tick.notified());
                     let born = self.epoch.load(Ordering::Acquire);
-                    waiting = Some((entered, born, clock.now()));
+                    waiting = Some((entered, born, shared.now_nanos()));
                     born
                 }
             };

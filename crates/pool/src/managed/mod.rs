@@ -138,6 +138,9 @@ pub struct Builder<M: Manager> {
     manager: M,
     config: PoolConfig,
     clock: SharedClock,
+    /// Set when `clock` is the [`CoarseClock`], whose readings the hot path
+    /// takes as plain integers (see [`Shared::now_nanos`]).
+    coarse: Option<CoarseClock>,
     background: bool,
 }
 
@@ -198,6 +201,9 @@ impl<M: Manager> Builder<M> {
     /// The clock for every timing decision. Default: [`CoarseClock`]
     /// (millisecond resolution, no clock read on the hot path).
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.coarse = (&clock as &dyn std::any::Any)
+            .downcast_ref::<CoarseClock>()
+            .copied();
         self.clock = Arc::new(clock);
         self
     }
@@ -232,7 +238,10 @@ impl<M: Manager> Builder<M> {
             slow_acquires: AtomicU64::new(0),
             slow_threshold: object::nanos(config.adaptive.target_acquire_latency),
             skip_window: object::nanos(config.validation_skip_window),
-            origin: self.clock.now(),
+            // A coarse pool counts from the coarse clock's own origin, so
+            // its readings need no conversion.
+            origin: self.coarse.map_or_else(|| self.clock.now(), |c| c.origin()),
+            coarse: self.coarse.is_some(),
             controller: Mutex::new(ControllerState::default()),
             jitter_seed: seed(),
             next_id: AtomicU64::new(0),
@@ -336,10 +345,12 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
 impl<M: Manager> ManagedPool<M> {
     /// Starts building a pool around `manager`, with [`PoolConfig::default`].
     pub fn builder(manager: M) -> Builder<M> {
+        let coarse = CoarseClock::new();
         Builder {
             manager,
             config: PoolConfig::default(),
-            clock: Arc::new(CoarseClock::new()),
+            clock: Arc::new(coarse),
+            coarse: Some(coarse),
             background: true,
         }
     }
@@ -370,18 +381,14 @@ impl<M: Manager> ManagedPool<M> {
             let shared = &self.inner.shared;
             let got = if shared.deadlines.running() {
                 let get = || self.inner.pool.timeout_get(&self.inner.unbounded);
-                match shared
-                    .deadlines
-                    .bounded(&shared.queued, &*shared.clock, get)
-                    .await
-                {
+                match shared.deadlines.bounded(shared, get).await {
                     Bounded::Ready { output, queued_at } => output.map(|object| match queued_at {
                         // The object became ready (created or recycled)
                         // just before it was handed over: that reading ends
                         // the wait without another clock read.
                         Some(start) => {
                             let (ready, _) = object.prepared();
-                            (object, ready.saturating_sub(shared.nanos_at(start)))
+                            (object, ready.saturating_sub(start))
                         }
                         // A free slot: the acquire time is what create or
                         // the check took.
