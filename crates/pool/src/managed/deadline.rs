@@ -37,6 +37,7 @@ thread_local! {
 }
 
 /// Called by the adapter when deadpool hands it a slot (create or recycle).
+#[inline]
 pub(crate) fn slot_taken() {
     SLOT_TAKEN.with(|taken| taken.set(true));
 }
@@ -47,6 +48,7 @@ pub(crate) struct Queued<'a>(&'a AtomicUsize);
 
 impl<'a> Queued<'a> {
     /// Joins; also returns how many were queued before.
+    #[inline]
     pub(crate) fn enter(count: &'a AtomicUsize) -> (Queued<'a>, usize) {
         let before = count.fetch_add(1, Ordering::AcqRel);
         (Queued(count), before)
@@ -54,6 +56,7 @@ impl<'a> Queued<'a> {
 }
 
 impl Drop for Queued<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -87,6 +90,7 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     /// Whether a sweeper serves this pool.
+    #[inline]
     pub(crate) fn running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }

@@ -25,6 +25,7 @@ impl Meta {
 
     /// Stamps a checkout from `location`, at the time the checkout was
     /// prepared (see [`Meta::prepared`]).
+    #[inline]
     pub(crate) fn checkout(&self, location: &'static Location<'static>) {
         let addr = std::ptr::from_ref(location).addr();
         if self.location_addr.load(Ordering::Relaxed) != addr {
@@ -39,20 +40,25 @@ impl Meta {
 
     /// Clears the stamp; returns how long a lease that was reported as a
     /// leak was held, so the return can be logged too.
+    #[inline]
     pub(crate) fn release(&self, now: u64) -> Option<(Duration, &'static Location<'static>)> {
-        let since = self.leased_since.swap(0, Ordering::AcqRel);
-        // Plain load first: a reported lease is rare, and the swap would
-        // write the line on every return.
-        if self.reported.load(Ordering::Relaxed) && self.reported.swap(false, Ordering::AcqRel) {
+        // Plain load and store on the common path: a reported lease is
+        // rare, and a locked swap on every return cost about 2 % of the
+        // 64-task cycle. A lease reported while it comes back may miss its
+        // "came back" log line; the report itself stands.
+        if self.reported.load(Ordering::Acquire) && self.reported.swap(false, Ordering::AcqRel) {
+            let since = self.leased_since.swap(0, Ordering::AcqRel);
             let held = self.leased_at(since).map_or(Duration::ZERO, |s| {
                 Duration::from_nanos(now.saturating_sub(s))
             });
             return self.location().map(|l| (held, l));
         }
+        self.leased_since.store(0, Ordering::Release);
         None
     }
 
     /// When the lease stamped `since` was taken; `None` while idle.
+    #[inline]
     fn leased_at(&self, since: u64) -> Option<u64> {
         since.checked_sub(1)
     }

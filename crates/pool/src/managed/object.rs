@@ -91,6 +91,7 @@ pub(crate) struct Counts {
 }
 
 /// Nanoseconds in `d`, saturating.
+#[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -99,6 +100,7 @@ impl Shared {
     /// `at` as nanoseconds from the pool's origin: the bookkeeping keeps
     /// plain integers, so a checkout and a return do no `Instant`
     /// arithmetic beyond one subtraction per clock reading.
+    #[inline]
     pub(crate) fn nanos_at(&self, at: Instant) -> u64 {
         nanos(at.saturating_duration_since(self.origin))
     }
@@ -203,32 +205,38 @@ impl<T> std::ops::Deref for Pooled<T> {
 
 impl Meta {
     /// Whether the object is past its lifetime at `now` (nanoseconds).
+    #[inline]
     pub(crate) fn expired(&self, now: u64) -> bool {
         now >= self.expires
     }
 
     /// How long (nanoseconds) the object has been back in the pool at `now`.
+    #[inline]
     fn idle_for(&self, now: u64) -> u64 {
         now.saturating_sub(self.returned.load(Ordering::Relaxed))
     }
 
     /// Whether the object has sat idle past its idle timeout at `now`.
+    #[inline]
     pub(crate) fn idle_expired(&self, now: u64) -> bool {
         self.idle_for(now) >= self.idle_timeout
     }
 
     /// Records that the object came back at `now`.
+    #[inline]
     pub(crate) fn mark_returned(&self, now: u64) {
         self.returned.store(now, Ordering::Relaxed);
     }
 
     /// Records that a checkout was prepared at `at`, having taken `took`.
+    #[inline]
     fn mark_prepared(&self, at: u64, took: u64) {
         self.prepared.store(at, Ordering::Relaxed);
         self.prepare_time.store(took, Ordering::Relaxed);
     }
 
     /// When the last checkout was prepared, and how long that took.
+    #[inline]
     pub(crate) fn prepared(&self) -> (u64, u64) {
         (
             self.prepared.load(Ordering::Relaxed),
@@ -237,6 +245,7 @@ impl Meta {
     }
 
     /// Whether leak detection tracks this object.
+    #[inline]
     pub(crate) fn tracked(&self) -> bool {
         self.tracked
     }
