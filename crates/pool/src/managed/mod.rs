@@ -7,13 +7,13 @@
 //! enforced with reservations, metrics, close and drain.
 
 mod deadline;
-use self::deadline::{Bounded, Queued};
+use self::deadline::{Queued, Wait};
 mod leak;
 mod lease;
 mod maintenance;
 pub(crate) mod object;
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::Arc;
@@ -380,27 +380,30 @@ impl<M: Manager> ManagedPool<M> {
         async move {
             let shared = &self.inner.shared;
             let got = if shared.deadlines.running() {
-                let get = || self.inner.pool.timeout_get(&self.inner.unbounded);
-                match shared.deadlines.bounded(shared, get).await {
-                    Bounded::Ready { output, queued_at } => output.map(|object| match queued_at {
+                let deadlines = &shared.deadlines;
+                let mut get = pin!(self.inner.pool.timeout_get(&self.inner.unbounded));
+                // Made only when the caller has to wait, so one served at
+                // once never touches the sweeper's `Notify`.
+                let mut tick = pin!(None);
+                let mut wait = Wait::default();
+                let got = poll_fn(|cx| {
+                    deadlines.poll_bounded(shared, &mut wait, tick.as_mut(), get.as_mut(), cx)
+                })
+                .await;
+                let queued_at = wait.queued_at();
+                got.map(|object| {
+                    let (ready, took) = object.prepared();
+                    let waited = match queued_at {
                         // The object became ready (created or recycled)
                         // just before it was handed over: that reading ends
                         // the wait without another clock read.
-                        Some(start) => {
-                            let (ready, _) = object.prepared();
-                            (object, ready.saturating_sub(start))
-                        }
+                        Some(start) => ready.saturating_sub(start),
                         // A free slot: the acquire time is what create or
                         // the check took.
-                        None => {
-                            let (_, took) = object.prepared();
-                            (object, took)
-                        }
-                    }),
-                    Bounded::TimedOut => Err(deadpool::managed::PoolError::Timeout(
-                        deadpool::managed::TimeoutType::Wait,
-                    )),
-                }
+                        None => took,
+                    };
+                    (object, waited)
+                })
             } else {
                 // Boxed: only pools without a background task take this
                 // path; inline, it would double every `get` future's size.
