@@ -141,19 +141,28 @@ where
 
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
-        let Some(object) = self.object.take() else {
+        let Some(object) = self.object.as_ref() else {
             return;
         };
         // Borrow the shared state through the object: cloning its `Arc` on
         // every return would make all tasks contend on one reference count.
-        let now = object.shared.now_nanos();
+        let shared = &object.shared;
+        let now = shared.now_nanos();
         object.mark_returned(now);
         if object.tracked()
             && let Some((held, location)) = object.release(now)
         {
-            tracing::info!(pool = %object.shared.config.name, held_ms = held.as_millis() as u64,
+            tracing::info!(pool = %shared.config.name, held_ms = held.as_millis() as u64,
                 %location, "a lease reported as leaked came back");
         }
+        if shared.debt.load(Ordering::Relaxed) == 0 && !shared.closing.load(Ordering::Relaxed) {
+            // The common case: the field's own drop hands the object back
+            // to deadpool, without moving it out first.
+            return;
+        }
+        let Some(object) = self.object.take() else {
+            return;
+        };
         // The limit went down while this lease was out: keep its permit.
         let object = match keep_as_reservation(object, RetireCause::Shrink) {
             Ok(()) => return,
