@@ -278,6 +278,13 @@ fn focus(spec: &str) {
     let rt = runtime();
     let pools = Pools::all(&rt);
     let (_, pool) = pools.iter().find(|(n, _)| *n == name).unwrap();
+    match pool {
+        Pools::Stratum(p) => println!("get future: {} bytes", std::mem::size_of_val(&p.get())),
+        Pools::Deadpool(p) | Pools::DeadpoolTimeout(p) => {
+            println!("get future: {} bytes", std::mem::size_of_val(&p.get()))
+        }
+        Pools::Bb8(_) => {}
+    }
     let start = Instant::now();
     for _ in 0..rounds {
         rt.block_on(run(pool, tasks, 64_000, false));
