@@ -293,6 +293,12 @@ fn focus(spec: &str) {
 }
 
 fn main() {
+    // `POOL_BENCH_RECORDER=1` installs a metrics recorder (metrics-util's
+    // debugging recorder: atomic counters and histogram buckets, as the
+    // Prometheus exporter keeps them), to measure what recording costs.
+    if std::env::var_os("POOL_BENCH_RECORDER").is_some() {
+        metrics::set_global_recorder(metrics_util::debugging::DebuggingRecorder::new()).unwrap();
+    }
     if let Ok(spec) = std::env::var("POOL_BENCH_FOCUS") {
         focus(&spec);
         return;
