@@ -32,7 +32,7 @@ type DpError<M> = deadpool::managed::PoolError<<M as Manager>::Error>;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
-use self::object::{Adapter, Counts, Padded, RESERVING, Shared};
+use self::object::{Adapter, Counts, Padded, Shared, reserving};
 use crate::adaptive::ControllerState;
 use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
@@ -571,8 +571,7 @@ impl<M: Manager> ManagedPool<M> {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
             .is_ok()
         {
-            let got =
-                RESERVING.sync_scope((), || poll_once(self.inner.pool.timeout_get(&now_only)));
+            let got = reserving(|| poll_once(self.inner.pool.timeout_get(&now_only)));
             match got {
                 Some(Ok(mut object)) => {
                     object.retire_resource(RetireCause::Shrink);

@@ -7,6 +7,7 @@
 //! ever resizing deadpool itself (whose shrink keeps permits it should drop,
 //! letting a later grow overshoot the maximum).
 
+use std::cell::Cell;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -23,10 +24,33 @@ use crate::config::PoolConfig;
 use crate::metrics::{PoolMetrics, RetireCause};
 use crate::{Manager, PoolStats};
 
-tokio::task_local! {
-    /// Set while the pool takes a permit for a reservation: `create` then makes
-    /// a placeholder instead of calling the user's manager.
-    pub(crate) static RESERVING: ();
+thread_local! {
+    /// Set while the pool takes a permit for a reservation: `create` then
+    /// makes a placeholder instead of calling the user's manager, and
+    /// `recycle` hands the object over unchecked. Reservations are taken
+    /// synchronously (one poll of deadpool's `get`, see [`reserving`]), so
+    /// a thread-local is enough, and cheaper to read on every checkout than
+    /// a tokio task-local.
+    static RESERVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (one synchronous poll of deadpool's `get`) in reservation mode.
+pub(crate) fn reserving<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous mode, also if `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RESERVING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(RESERVING.with(|r| r.replace(true)));
+    f()
+}
+
+/// Whether the pool is taking a permit for a reservation.
+#[inline]
+fn is_reserving() -> bool {
+    RESERVING.with(Cell::get)
 }
 
 /// State shared by the pool, its objects and its background task.
@@ -351,7 +375,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
     type Error = M::Error;
 
     async fn create(&self) -> Result<Pooled<M::Resource>, M::Error> {
-        if RESERVING.try_with(|_| ()).is_ok() {
+        if is_reserving() {
             return Ok(self.wrap(None));
         }
         super::deadline::slot_taken();
@@ -370,7 +394,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         pooled: &mut Pooled<M::Resource>,
         _: &managed::Metrics,
     ) -> RecycleResult<M::Error> {
-        if RESERVING.try_with(|_| ()).is_ok() {
+        if is_reserving() {
             return Ok(());
         }
         super::deadline::slot_taken();
