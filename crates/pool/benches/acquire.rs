@@ -80,6 +80,12 @@ impl Pools {
         rt.block_on(async {
             let stratum = ManagedPool::builder(Stratum)
                 .name("bench")
+                // `POOL_BENCH_NOLEAK=1` turns leak detection off, to measure its cost.
+                .leak_detection_threshold(
+                    std::env::var_os("POOL_BENCH_NOLEAK")
+                        .is_none()
+                        .then_some(Duration::from_secs(60)),
+                )
                 .min_size(POOL_SIZE)
                 .max_size(POOL_SIZE)
                 .adaptive(false)
@@ -261,7 +267,42 @@ fn ratios() {
 
 criterion_group!(benches, acquire_release);
 
+/// `POOL_BENCH_FOCUS=<pool>:<tasks>:<rounds>` (pool one of stratum,
+/// deadpool, bb8, deadpool+timeout) runs only that pool and concurrency,
+/// for `perf record` and A/B timing; prints the elapsed time.
+fn focus(spec: &str) {
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap();
+    let tasks: usize = parts.next().unwrap().parse().unwrap();
+    let rounds: usize = parts.next().unwrap_or("30").parse().unwrap();
+    let rt = runtime();
+    let pools = Pools::all(&rt);
+    let (_, pool) = pools.iter().find(|(n, _)| *n == name).unwrap();
+    match pool {
+        Pools::Stratum(p) => println!("get future: {} bytes", std::mem::size_of_val(&p.get())),
+        Pools::Deadpool(p) | Pools::DeadpoolTimeout(p) => {
+            println!("get future: {} bytes", std::mem::size_of_val(&p.get()))
+        }
+        Pools::Bb8(_) => {}
+    }
+    let start = Instant::now();
+    for _ in 0..rounds {
+        rt.block_on(run(pool, tasks, 64_000, false));
+    }
+    println!("{name} {tasks} tasks: {:?}", start.elapsed());
+}
+
 fn main() {
+    // `POOL_BENCH_RECORDER=1` installs a metrics recorder (metrics-util's
+    // debugging recorder: atomic counters and histogram buckets, as the
+    // Prometheus exporter keeps them), to measure what recording costs.
+    if std::env::var_os("POOL_BENCH_RECORDER").is_some() {
+        metrics::set_global_recorder(metrics_util::debugging::DebuggingRecorder::new()).unwrap();
+    }
+    if let Ok(spec) = std::env::var("POOL_BENCH_FOCUS") {
+        focus(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     ratios();

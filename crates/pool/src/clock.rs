@@ -103,6 +103,22 @@ impl CoarseClock {
     }
 }
 
+impl CoarseClock {
+    /// The instant coarse readings count from.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+}
+
+/// The coarse clock's reading as nanoseconds from [`CoarseClock::origin`],
+/// without building an `Instant`; `None` if its ticker is not running.
+#[inline]
+pub(crate) fn coarse_nanos() -> Option<u64> {
+    COARSE_TICKING
+        .load(Ordering::Relaxed)
+        .then(|| COARSE_NANOS.load(Ordering::Relaxed))
+}
+
 impl Default for CoarseClock {
     fn default() -> Self {
         CoarseClock::new()

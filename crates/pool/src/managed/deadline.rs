@@ -13,17 +13,18 @@
 //! delays). Pools without a background task keep deadpool's timer.
 
 use std::cell::Cell;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use deadpool::managed::{PoolError, TimeoutType};
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::object::Shared;
-use crate::clock::Clock;
 
 thread_local! {
     /// Set by the adapter when deadpool hands a `get` a slot (it calls
@@ -38,6 +39,7 @@ thread_local! {
 }
 
 /// Called by the adapter when deadpool hands it a slot (create or recycle).
+#[inline]
 pub(crate) fn slot_taken() {
     SLOT_TAKEN.with(|taken| taken.set(true));
 }
@@ -48,6 +50,7 @@ pub(crate) struct Queued<'a>(&'a AtomicUsize);
 
 impl<'a> Queued<'a> {
     /// Joins; also returns how many were queued before.
+    #[inline]
     pub(crate) fn enter(count: &'a AtomicUsize) -> (Queued<'a>, usize) {
         let before = count.fetch_add(1, Ordering::AcqRel);
         (Queued(count), before)
@@ -55,21 +58,10 @@ impl<'a> Queued<'a> {
 }
 
 impl Drop for Queued<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// How a bounded wait ended.
-pub(crate) enum Bounded<T> {
-    /// The wait completed; `queued_at` is when it started waiting for a
-    /// slot, `None` if one was free at once.
-    Ready {
-        output: T,
-        queued_at: Option<Instant>,
-    },
-    /// No slot within the acquire timeout.
-    TimedOut,
 }
 
 /// Ticks per acquire timeout.
@@ -91,6 +83,7 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     /// Whether a sweeper serves this pool.
+    #[inline]
     pub(crate) fn running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
@@ -101,62 +94,75 @@ impl Deadlines {
         self.wake.notify_one();
     }
 
-    /// Runs `get` (deadpool's unbounded `timeout_get`). A slot free at once
-    /// costs nothing more; a caller that has to wait joins `queued` (timed
-    /// from then with `clock`) and gives up once `SLICES` ticks pass while
-    /// it still waits for a slot.
-    pub(crate) async fn bounded<F: Future>(
-        &self,
-        queued: &AtomicUsize,
-        clock: &dyn Clock,
-        get: impl FnOnce() -> F,
-    ) -> Bounded<F::Output> {
-        // `get` is made here rather than passed in as a future: a future
-        // argument is stored once per layer of async fn.
-        let mut get = pin!(get());
-        // Not registered until polled, so a caller served at once never
-        // touches the `Notify`.
-        let mut tick = pin!(self.tick.notified());
-        let mut waiting: Option<(Queued<'_>, u64, Instant)> = None;
-        let mut has_slot = false;
-        poll_fn(|cx| {
-            let outer = SLOT_TAKEN.replace(false);
-            let polled = get.as_mut().poll(cx);
-            has_slot |= SLOT_TAKEN.replace(outer);
-            if let Poll::Ready(output) = polled {
-                let queued_at = waiting.as_ref().map(|w| w.2);
-                return Poll::Ready(Bounded::Ready { output, queued_at });
+    /// Polls `get` (deadpool's unbounded `timeout_get`) bounded by the
+    /// acquire timeout, for `get`'s `poll_fn`: a slot free at once costs
+    /// nothing more; a caller that has to wait joins `queued` (timed from
+    /// then) and gives up, with deadpool's wait-timeout error, once
+    /// `SLICES` ticks pass while it still waits for a slot.
+    ///
+    /// A function polled from `get`'s own future rather than an async fn
+    /// of its own: one layer of future less, so deadpool's object is moved
+    /// once less on the way out.
+    pub(crate) fn poll_bounded<'a, T, E>(
+        &'a self,
+        shared: &'a Shared,
+        wait: &mut Wait<'a>,
+        mut tick: Pin<&mut Option<Notified<'a>>>,
+        get: Pin<&mut impl Future<Output = Result<T, PoolError<E>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, PoolError<E>>> {
+        let outer = SLOT_TAKEN.replace(false);
+        let polled = get.poll(cx);
+        wait.has_slot |= SLOT_TAKEN.replace(outer);
+        if polled.is_ready() || wait.has_slot {
+            // Done, or creating or checking: bounded by their own timeouts.
+            return polled;
+        }
+        let born = match &wait.queued {
+            Some((_, born, _)) => *born,
+            None => {
+                let (entered, before) = Queued::enter(&shared.queued);
+                if before == 0 {
+                    self.wake.notify_one();
+                }
+                // The `Notified` is taken before reading the epoch, so no
+                // tick between the two is missed.
+                tick.set(Some(self.tick.notified()));
+                let born = self.epoch.load(Ordering::Acquire);
+                wait.queued = Some((entered, born, shared.now_nanos()));
+                born
             }
-            if has_slot {
-                // Creating or checking: bounded by their own timeouts.
+        };
+        loop {
+            if self.epoch.load(Ordering::Acquire).wrapping_sub(born) >= SLICES {
+                return Poll::Ready(Err(PoolError::Timeout(TimeoutType::Wait)));
+            }
+            let Some(notified) = tick.as_mut().as_pin_mut() else {
                 return Poll::Pending;
-            }
-            let born = match &waiting {
-                Some((_, born, _)) => *born,
-                None => {
-                    let (entered, before) = Queued::enter(queued);
-                    if before == 0 {
-                        self.wake.notify_one();
-                    }
-                    // A fresh `Notified`, taken before reading the epoch, so
-                    // no tick between the two is missed.
-                    tick.set(self.tick.notified());
-                    let born = self.epoch.load(Ordering::Acquire);
-                    waiting = Some((entered, born, clock.now()));
-                    born
-                }
             };
-            loop {
-                if self.epoch.load(Ordering::Acquire).wrapping_sub(born) >= SLICES {
-                    return Poll::Ready(Bounded::TimedOut);
-                }
-                match tick.as_mut().poll(cx) {
-                    Poll::Ready(()) => tick.set(self.tick.notified()),
-                    Poll::Pending => return Poll::Pending,
-                }
+            match notified.poll(cx) {
+                Poll::Ready(()) => tick.set(Some(self.tick.notified())),
+                Poll::Pending => return Poll::Pending,
             }
-        })
-        .await
+        }
+    }
+}
+
+/// One caller's wait for a slot (see [`Deadlines::poll_bounded`]).
+#[derive(Default)]
+pub(crate) struct Wait<'a> {
+    /// Its place in the queue, the epoch it started waiting in, and when
+    /// ([`Shared::now_nanos`]); `None` while it has not had to wait.
+    queued: Option<(Queued<'a>, u64, u64)>,
+    /// Set once deadpool handed it a slot: the acquire timeout no longer
+    /// applies.
+    has_slot: bool,
+}
+
+impl Wait<'_> {
+    /// When it started waiting for a slot; `None` if one was free at once.
+    pub(crate) fn queued_at(&self) -> Option<u64> {
+        self.queued.as_ref().map(|q| q.2)
     }
 }
 

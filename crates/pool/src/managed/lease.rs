@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 
 use deadpool::managed::Object;
 
+#[cfg(test)]
+use super::object::Meta;
 use super::object::{Adapter, Pooled};
 use crate::Manager;
 use crate::metrics::RetireCause;
@@ -48,6 +50,12 @@ impl<M: Manager> Lease<M> {
         self.object.as_ref().expect("a live lease holds its object")
     }
 
+    /// The object's bookkeeping.
+    #[cfg(test)]
+    pub(super) fn meta(&self) -> &Meta {
+        self.pooled()
+    }
+
     fn pooled_mut(&mut self) -> &mut Pooled<M::Resource> {
         #[allow(clippy::expect_used)]
         // `object` is `Some` from `new` until `discard`/`drop` consume the lease.
@@ -57,10 +65,10 @@ impl<M: Manager> Lease<M> {
     /// Retires the resource instead of returning it (it is broken, say); the
     /// pool creates a replacement when needed.
     pub fn discard(mut self) {
-        if let Some(mut object) = self.object.take() {
-            object.retire = Some(RetireCause::Discarded);
-            if let Some(stamp) = &object.stamp {
-                stamp.release(object.shared.clock.now());
+        if let Some(object) = self.object.take() {
+            object.set_retire(Some(RetireCause::Discarded));
+            if object.tracked() {
+                object.release(object.shared.now_nanos());
             }
             match keep_as_reservation(object, RetireCause::Discarded) {
                 Ok(()) => {}
@@ -90,7 +98,7 @@ fn keep_as_reservation<M: Manager>(
         return Err(object);
     };
     object.retire_resource(cause);
-    object.retire = None;
+    object.set_retire(None);
     object.shared.reserved.fetch_add(1, Ordering::AcqRel);
     pool.manager().reservations.lock().push(object);
     Ok(())
@@ -133,19 +141,28 @@ where
 
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
-        let Some(mut object) = self.object.take() else {
+        let Some(object) = self.object.as_ref() else {
             return;
         };
         // Borrow the shared state through the object: cloning its `Arc` on
         // every return would make all tasks contend on one reference count.
-        let now = object.shared.clock.now();
-        object.returned_at = now;
-        if let Some(stamp) = &object.stamp
-            && let Some((held, location)) = stamp.release(now)
+        let shared = &object.shared;
+        let now = shared.now_nanos();
+        object.mark_returned(now);
+        if object.tracked()
+            && let Some((held, location)) = object.release(now)
         {
-            tracing::info!(pool = %object.shared.config.name, held_ms = held.as_millis() as u64,
+            tracing::info!(pool = %shared.config.name, held_ms = held.as_millis() as u64,
                 %location, "a lease reported as leaked came back");
         }
+        if shared.debt.load(Ordering::Relaxed) == 0 && !shared.closing.load(Ordering::Relaxed) {
+            // The common case: the field's own drop hands the object back
+            // to deadpool, without moving it out first.
+            return;
+        }
+        let Some(object) = self.object.take() else {
+            return;
+        };
         // The limit went down while this lease was out: keep its permit.
         let object = match keep_as_reservation(object, RetireCause::Shrink) {
             Ok(()) => return,

@@ -35,7 +35,7 @@ impl<M: Manager> ManagedPool<M> {
         if config.idle_timeout.is_none() && config.max_lifetime.is_none() {
             return;
         }
-        let now = shared.clock.now();
+        let now = shared.now_nanos();
         let mut remaining = self.status().size;
         let min = config.min_size;
         let removed = self.inner.pool.retain(|pooled, _| {
@@ -48,12 +48,12 @@ impl<M: Manager> ManagedPool<M> {
             }
             !reap
         });
-        for mut pooled in removed.removed {
-            pooled.retire = Some(if pooled.expired(now) {
+        for pooled in removed.removed {
+            pooled.set_retire(Some(if pooled.expired(now) {
                 RetireCause::MaxLifetime
             } else {
                 RetireCause::IdleTimeout
-            });
+            }));
             drop(pooled);
         }
     }
@@ -63,7 +63,7 @@ impl<M: Manager> ManagedPool<M> {
         let Some(threshold) = shared.config.leak_detection_threshold else {
             return;
         };
-        for leak in shared.leaks.scan(shared.clock.now(), threshold) {
+        for leak in shared.leaks.scan(shared.now_nanos(), threshold) {
             tracing::warn!(
                 pool = %shared.config.name,
                 held_ms = leak.held.as_millis() as u64,

@@ -7,19 +7,19 @@
 //! enforced with reservations, metrics, close and drain.
 
 mod deadline;
-use self::deadline::{Bounded, Queued};
+use self::deadline::{Queued, Wait};
 mod leak;
 mod lease;
 mod maintenance;
 pub(crate) mod object;
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool::managed::{Object, Timeouts};
 use parking_lot::Mutex;
@@ -32,7 +32,7 @@ type DpError<M> = deadpool::managed::PoolError<<M as Manager>::Error>;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
-use self::object::{Adapter, Counts, Padded, RESERVING, Shared};
+use self::object::{Adapter, Counts, Padded, Shared, reserving};
 use crate::adaptive::ControllerState;
 use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
@@ -138,6 +138,9 @@ pub struct Builder<M: Manager> {
     manager: M,
     config: PoolConfig,
     clock: SharedClock,
+    /// Set when `clock` is the [`CoarseClock`], whose readings the hot path
+    /// takes as plain integers (see [`Shared::now_nanos`]).
+    coarse: Option<CoarseClock>,
     background: bool,
 }
 
@@ -198,6 +201,9 @@ impl<M: Manager> Builder<M> {
     /// The clock for every timing decision. Default: [`CoarseClock`]
     /// (millisecond resolution, no clock read on the hot path).
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.coarse = (&clock as &dyn std::any::Any)
+            .downcast_ref::<CoarseClock>()
+            .copied();
         self.clock = Arc::new(clock);
         self
     }
@@ -230,7 +236,12 @@ impl<M: Manager> Builder<M> {
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
-            slow_threshold: config.adaptive.target_acquire_latency,
+            slow_threshold: object::nanos(config.adaptive.target_acquire_latency),
+            skip_window: object::nanos(config.validation_skip_window),
+            // A coarse pool counts from the coarse clock's own origin, so
+            // its readings need no conversion.
+            origin: self.coarse.map_or_else(|| self.clock.now(), |c| c.origin()),
+            coarse: self.coarse.is_some(),
             controller: Mutex::new(ControllerState::default()),
             jitter_seed: seed(),
             next_id: AtomicU64::new(0),
@@ -334,10 +345,12 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
 impl<M: Manager> ManagedPool<M> {
     /// Starts building a pool around `manager`, with [`PoolConfig::default`].
     pub fn builder(manager: M) -> Builder<M> {
+        let coarse = CoarseClock::new();
         Builder {
             manager,
             config: PoolConfig::default(),
-            clock: Arc::new(CoarseClock::new()),
+            clock: Arc::new(coarse),
+            coarse: Some(coarse),
             background: true,
         }
     }
@@ -367,39 +380,38 @@ impl<M: Manager> ManagedPool<M> {
         async move {
             let shared = &self.inner.shared;
             let got = if shared.deadlines.running() {
-                let get = || self.inner.pool.timeout_get(&self.inner.unbounded);
-                match shared
-                    .deadlines
-                    .bounded(&shared.queued, &*shared.clock, get)
-                    .await
-                {
-                    Bounded::Ready { output, queued_at } => output.map(|object| match queued_at {
+                let deadlines = &shared.deadlines;
+                let mut get = pin!(self.inner.pool.timeout_get(&self.inner.unbounded));
+                // Made only when the caller has to wait, so one served at
+                // once never touches the sweeper's `Notify`.
+                let mut tick = pin!(None);
+                let mut wait = Wait::default();
+                let got = poll_fn(|cx| {
+                    deadlines.poll_bounded(shared, &mut wait, tick.as_mut(), get.as_mut(), cx)
+                })
+                .await;
+                let queued_at = wait.queued_at();
+                got.map(|object| {
+                    let (ready, took) = object.prepared();
+                    let waited = match queued_at {
                         // The object became ready (created or recycled)
                         // just before it was handed over: that reading ends
                         // the wait without another clock read.
-                        Some(start) => {
-                            let ready = object.prepared_at;
-                            (object, ready, ready.saturating_duration_since(start))
-                        }
+                        Some(start) => ready.saturating_sub(start),
                         // A free slot: the acquire time is what create or
                         // the check took.
-                        None => {
-                            let (at, took) = (object.prepared_at, object.prepare_time);
-                            (object, at, took)
-                        }
-                    }),
-                    Bounded::TimedOut => Err(deadpool::managed::PoolError::Timeout(
-                        deadpool::managed::TimeoutType::Wait,
-                    )),
-                }
+                        None => took,
+                    };
+                    (object, waited)
+                })
             } else {
                 // Boxed: only pools without a background task take this
                 // path; inline, it would double every `get` future's size.
                 Box::pin(self.get_with_timer()).await
             };
             match got {
-                Ok((object, now, waited)) => {
-                    shared.metrics.acquire.record(waited.as_secs_f64());
+                Ok((object, waited)) => {
+                    shared.metrics.acquire.record(waited as f64 * 1e-9);
                     // Only the adaptive controller reads these: without it,
                     // spare every caller two writes to shared cache lines.
                     if shared.config.adaptive.enabled {
@@ -408,8 +420,8 @@ impl<M: Manager> ManagedPool<M> {
                             shared.slow_acquires.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    if let Some(stamp) = &object.stamp {
-                        stamp.checkout(now, location);
+                    if object.tracked() {
+                        object.checkout(location);
                     }
                     Ok(Lease::new(object))
                 }
@@ -435,7 +447,7 @@ impl<M: Manager> ManagedPool<M> {
     /// straight to queued waiters, so a free permit means nobody is queued
     /// and FIFO order holds); only a caller that must wait arms deadpool's
     /// wait timer and is timed end to end.
-    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, Instant, Duration), DpError<M>> {
+    async fn get_with_timer(&self) -> Result<(Object<Adapter<M>>, u64), DpError<M>> {
         let shared = &self.inner.shared;
         // While others queue, the fast attempt would fail anyway: go
         // straight to the queue.
@@ -450,19 +462,19 @@ impl<M: Manager> ManagedPool<M> {
                 deadpool::managed::TimeoutType::Wait,
             ))) => {
                 let (_queued, _) = Queued::enter(&shared.queued);
-                let start = shared.clock.now();
+                let start = shared.now_nanos();
                 self.inner
                     .pool
                     .timeout_get(&self.inner.waiting)
                     .await
                     .map(|object| {
-                        let ready = object.prepared_at;
-                        (object, ready, ready.saturating_duration_since(start))
+                        let (ready, _) = object.prepared();
+                        (object, ready.saturating_sub(start))
                     })
             }
             Some(other) => other.map(|object| {
-                let (at, took) = (object.prepared_at, object.prepare_time);
-                (object, at, took)
+                let (_, took) = object.prepared();
+                (object, took)
             }),
         }
     }
@@ -559,8 +571,7 @@ impl<M: Manager> ManagedPool<M> {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
             .is_ok()
         {
-            let got =
-                RESERVING.sync_scope((), || poll_once(self.inner.pool.timeout_get(&now_only)));
+            let got = reserving(|| poll_once(self.inner.pool.timeout_get(&now_only)));
             match got {
                 Some(Ok(mut object)) => {
                     object.retire_resource(RetireCause::Shrink);

@@ -7,25 +7,50 @@
 //! ever resizing deadpool itself (whose shrink keeps permits it should drop,
 //! letting a later grow overshoot the maximum).
 
+use std::cell::Cell;
+use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, RecycleError, RecycleResult};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::leak::{LeakRegistry, LeaseStamp};
+use super::leak::LeakRegistry;
 use crate::adaptive::ControllerState;
 use crate::clock::SharedClock;
 use crate::config::PoolConfig;
 use crate::metrics::{PoolMetrics, RetireCause};
 use crate::{Manager, PoolStats};
 
-tokio::task_local! {
-    /// Set while the pool takes a permit for a reservation: `create` then makes
-    /// a placeholder instead of calling the user's manager.
-    pub(crate) static RESERVING: ();
+thread_local! {
+    /// Set while the pool takes a permit for a reservation: `create` then
+    /// makes a placeholder instead of calling the user's manager, and
+    /// `recycle` hands the object over unchecked. Reservations are taken
+    /// synchronously (one poll of deadpool's `get`, see [`reserving`]), so
+    /// a thread-local is enough, and cheaper to read on every checkout than
+    /// a tokio task-local.
+    static RESERVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (one synchronous poll of deadpool's `get`) in reservation mode.
+pub(crate) fn reserving<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous mode, also if `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RESERVING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(RESERVING.with(|r| r.replace(true)));
+    f()
+}
+
+/// Whether the pool is taking a permit for a reservation.
+#[inline]
+fn is_reserving() -> bool {
+    RESERVING.with(Cell::get)
 }
 
 /// State shared by the pool, its objects and its background task.
@@ -47,11 +72,19 @@ pub(crate) struct Shared {
     pub(crate) reserved: AtomicUsize,
     pub(crate) acquires: AtomicU64,
     pub(crate) slow_acquires: AtomicU64,
-    pub(crate) slow_threshold: Duration,
+    /// `adaptive.target_acquire_latency` and `validation_skip_window`,
+    /// in nanoseconds.
+    pub(crate) slow_threshold: u64,
+    pub(crate) skip_window: u64,
     pub(crate) controller: Mutex<ControllerState>,
     pub(crate) jitter_seed: u64,
     pub(crate) next_id: AtomicU64,
     pub(crate) counts: Counts,
+    /// The clock reading the bookkeeping's times count from (see
+    /// [`Shared::nanos_at`]).
+    pub(crate) origin: Instant,
+    /// Whether `clock` is the [`crate::CoarseClock`] and `origin` its origin.
+    pub(crate) coarse: bool,
 }
 
 /// A value on cache lines of its own: every waiting caller writes the
@@ -81,7 +114,33 @@ pub(crate) struct Counts {
     pub(crate) resized_down: AtomicU64,
 }
 
+/// Nanoseconds in `d`, saturating.
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Shared {
+    /// `at` as nanoseconds from the pool's origin: the bookkeeping keeps
+    /// plain integers, so a checkout and a return do no `Instant`
+    /// arithmetic beyond one subtraction per clock reading.
+    #[inline]
+    pub(crate) fn nanos_at(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.origin))
+    }
+
+    /// The clock's reading, as [`Shared::nanos_at`]. With the coarse clock,
+    /// its ticker's integer itself: no virtual call, no `Instant`.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        if self.coarse
+            && let Some(nanos) = crate::clock::coarse_nanos()
+        {
+            return nanos;
+        }
+        self.nanos_at(self.clock.now())
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let c = &self.counts;
@@ -114,30 +173,51 @@ impl Shared {
 
 /// A pooled resource and its bookkeeping (or a reservation, without one).
 ///
-/// The bookkeeping is boxed: deadpool moves its objects by value several
-/// times per checkout and keeps a few in every `get` future, so a small
-/// `Pooled` keeps that future (and each move) small.
+/// The bookkeeping sits behind one pointer: deadpool moves its objects by
+/// value several times per checkout and keeps a few in every `get` future,
+/// so a small `Pooled` keeps that future (and each move) small.
 pub(crate) struct Pooled<T> {
     pub(crate) resource: Option<T>,
-    meta: Box<Meta>,
+    meta: Arc<Meta>,
 }
 
-/// What the pool knows about one object.
+/// What the pool knows about one object, leak stamp included, in one
+/// allocation: a checkout and a return write only its first cache line
+/// (the fields up to `shared`), besides deadpool's own state.
+///
+/// Shared (an `Arc`) because the leak registry must see objects while they
+/// are leased; so the fields the holder changes are relaxed atomics. Times
+/// are nanoseconds from the pool's origin ([`Shared::nanos_at`]).
+#[repr(C, align(64))]
 pub(crate) struct Meta {
-    pub(crate) created_at: Instant,
-    pub(crate) returned_at: Instant,
+    /// When it last came back.
+    returned: AtomicU64,
     /// The clock reading taken while preparing the last checkout (at create
-    /// or recycle), and how long create or the health check took: `get`'s
-    /// fast path reuses them instead of reading the clock again.
-    pub(crate) prepared_at: Instant,
-    pub(crate) prepare_time: Duration,
-    /// This object's idle timeout and lifetime, jitter applied.
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) lifetime: Option<Duration>,
-    pub(crate) stamp: Option<Arc<LeaseStamp>>,
-    /// Why it is being retired, when it is.
-    pub(crate) retire: Option<RetireCause>,
+    /// or recycle), and how long create or the health check took: `get`
+    /// reuses them instead of reading the clock again.
+    prepared: AtomicU64,
+    prepare_time: AtomicU64,
+    /// The leak stamp: when the current lease was taken, plus one; 0 while
+    /// idle. Written only when leak detection is on.
+    pub(super) leased_since: AtomicU64,
+    /// The address of `location`, compared (never dereferenced) so a
+    /// checkout from the same place as the last one takes no lock.
+    pub(super) location_addr: AtomicUsize,
     pub(crate) shared: Arc<Shared>,
+    /// Whether the leak scan has reported the current lease.
+    pub(super) reported: AtomicBool,
+    /// Whether leak detection tracks this object.
+    tracked: bool,
+    /// Why it is being retired, when it is: 0 for none, else 1 + the
+    /// cause's index in [`RetireCause::ALL`].
+    retire: AtomicU8,
+    /// When its lifetime (jitter applied) ends; `u64::MAX` for never.
+    expires: u64,
+    /// Its idle timeout (jitter applied); `u64::MAX` for none.
+    idle_timeout: u64,
+    // Read rarely: when a leak is reported.
+    /// Where the last checkout happened (kept after the return).
+    pub(super) location: Mutex<Option<&'static Location<'static>>>,
 }
 
 impl<T> std::ops::Deref for Pooled<T> {
@@ -147,25 +227,71 @@ impl<T> std::ops::Deref for Pooled<T> {
     }
 }
 
-impl<T> std::ops::DerefMut for Pooled<T> {
-    fn deref_mut(&mut self) -> &mut Meta {
-        &mut self.meta
+impl Meta {
+    /// Whether the object is past its lifetime at `now` (nanoseconds).
+    #[inline]
+    pub(crate) fn expired(&self, now: u64) -> bool {
+        now >= self.expires
+    }
+
+    /// How long (nanoseconds) the object has been back in the pool at `now`.
+    #[inline]
+    fn idle_for(&self, now: u64) -> u64 {
+        now.saturating_sub(self.returned.load(Ordering::Relaxed))
+    }
+
+    /// Whether the object has sat idle past its idle timeout at `now`.
+    #[inline]
+    pub(crate) fn idle_expired(&self, now: u64) -> bool {
+        self.idle_for(now) >= self.idle_timeout
+    }
+
+    /// Records that the object came back at `now`.
+    #[inline]
+    pub(crate) fn mark_returned(&self, now: u64) {
+        self.returned.store(now, Ordering::Relaxed);
+    }
+
+    /// Records that a checkout was prepared at `at`, having taken `took`.
+    #[inline]
+    fn mark_prepared(&self, at: u64, took: u64) {
+        self.prepared.store(at, Ordering::Relaxed);
+        self.prepare_time.store(took, Ordering::Relaxed);
+    }
+
+    /// When the last checkout was prepared, and how long that took.
+    #[inline]
+    pub(crate) fn prepared(&self) -> (u64, u64) {
+        (
+            self.prepared.load(Ordering::Relaxed),
+            self.prepare_time.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether leak detection tracks this object.
+    #[inline]
+    pub(crate) fn tracked(&self) -> bool {
+        self.tracked
+    }
+
+    pub(crate) fn retire(&self) -> Option<RetireCause> {
+        let code = usize::from(self.retire.load(Ordering::Relaxed));
+        RetireCause::ALL.get(code.checked_sub(1)?).copied()
+    }
+
+    pub(crate) fn set_retire(&self, cause: Option<RetireCause>) {
+        let code = cause.map_or(0, |cause| {
+            RetireCause::ALL
+                .iter()
+                .position(|c| *c == cause)
+                .map_or(0, |i| i + 1)
+        });
+        self.retire
+            .store(u8::try_from(code).unwrap_or(0), Ordering::Relaxed);
     }
 }
 
 impl<T> Pooled<T> {
-    /// Whether the object is past its lifetime at `now`.
-    pub(crate) fn expired(&self, now: Instant) -> bool {
-        self.lifetime
-            .is_some_and(|l| now.saturating_duration_since(self.created_at) >= l)
-    }
-
-    /// Whether the object has sat idle past its idle timeout at `now`.
-    pub(crate) fn idle_expired(&self, now: Instant) -> bool {
-        self.idle_timeout
-            .is_some_and(|t| now.saturating_duration_since(self.returned_at) >= t)
-    }
-
     /// Drops the resource now, counting it as retired for `cause`; the
     /// `Pooled` becomes a reservation.
     pub(crate) fn retire_resource(&mut self, cause: RetireCause) {
@@ -180,7 +306,7 @@ impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         if self.resource.is_some() {
             let cause = self
-                .retire
+                .retire()
                 .unwrap_or(if self.shared.closing.load(Ordering::Relaxed) {
                     RetireCause::Closed
                 } else {
@@ -215,30 +341,32 @@ pub(crate) struct Adapter<M: Manager> {
 impl<M: Manager> Adapter<M> {
     fn wrap(&self, resource: Option<M::Resource>) -> Pooled<M::Resource> {
         let shared = &self.shared;
-        let now = shared.clock.now();
+        let now = shared.now_nanos();
         let config = &shared.config;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let keep = 1.0 - jitter_fraction(shared.jitter_seed, id, config.jitter);
-        let stamp = match (&resource, config.leak_detection_threshold) {
-            (Some(_), Some(_)) => Some(shared.leaks.register(now)),
-            _ => None,
-        };
-        Pooled {
-            resource,
-            meta: Box::new(Meta {
-                created_at: now,
-                prepared_at: now,
-                prepare_time: Duration::ZERO,
-                // A new object counts as just returned: the first checkout skips
-                // the health check, the create having just proven it.
-                returned_at: now,
-                idle_timeout: config.idle_timeout.map(|d| d.mul_f64(keep)),
-                lifetime: config.max_lifetime.map(|d| d.mul_f64(keep)),
-                stamp,
-                retire: None,
-                shared: Arc::clone(shared),
-            }),
+        let jittered = |d: Option<Duration>| d.map_or(u64::MAX, |d| nanos(d.mul_f64(keep)));
+        let tracked = resource.is_some() && config.leak_detection_threshold.is_some();
+        let meta = Arc::new(Meta {
+            // A new object counts as just returned: the first checkout skips
+            // the health check, the create having just proven it.
+            returned: AtomicU64::new(now),
+            prepared: AtomicU64::new(now),
+            prepare_time: AtomicU64::new(0),
+            leased_since: AtomicU64::new(0),
+            location_addr: AtomicUsize::new(0),
+            shared: Arc::clone(shared),
+            reported: AtomicBool::new(false),
+            tracked,
+            retire: AtomicU8::new(0),
+            expires: now.saturating_add(jittered(config.max_lifetime)),
+            idle_timeout: jittered(config.idle_timeout),
+            location: Mutex::new(None),
+        });
+        if tracked {
+            shared.leaks.register(&meta);
         }
+        Pooled { resource, meta }
     }
 }
 
@@ -247,16 +375,17 @@ impl<M: Manager> managed::Manager for Adapter<M> {
     type Error = M::Error;
 
     async fn create(&self) -> Result<Pooled<M::Resource>, M::Error> {
-        if RESERVING.try_with(|_| ()).is_ok() {
+        if is_reserving() {
             return Ok(self.wrap(None));
         }
         super::deadline::slot_taken();
-        let started = self.shared.clock.now();
+        let started = self.shared.now_nanos();
         let resource = self.manager.create().await?;
         self.shared.metrics.created.increment(1);
         self.shared.counts.created.fetch_add(1, Ordering::Relaxed);
-        let mut pooled = self.wrap(Some(resource));
-        pooled.prepare_time = pooled.prepared_at.saturating_duration_since(started);
+        let pooled = self.wrap(Some(resource));
+        let (ready, _) = pooled.prepared();
+        pooled.mark_prepared(ready, ready.saturating_sub(started));
         Ok(pooled)
     }
 
@@ -265,21 +394,19 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         pooled: &mut Pooled<M::Resource>,
         _: &managed::Metrics,
     ) -> RecycleResult<M::Error> {
-        if RESERVING.try_with(|_| ()).is_ok() {
+        if is_reserving() {
             return Ok(());
         }
         super::deadline::slot_taken();
         let shared = &self.shared;
-        let now = shared.clock.now();
-        pooled.prepared_at = now;
-        pooled.prepare_time = Duration::ZERO;
+        let now = shared.now_nanos();
+        pooled.mark_prepared(now, 0);
         if pooled.expired(now) {
-            pooled.retire = Some(RetireCause::MaxLifetime);
+            pooled.set_retire(Some(RetireCause::MaxLifetime));
             return Err(RecycleError::message("past its maximum lifetime"));
         }
         shared.metrics.recycled.increment(1);
-        if now.saturating_duration_since(pooled.returned_at) < shared.config.validation_skip_window
-        {
+        if pooled.idle_for(now) < shared.skip_window {
             return Ok(());
         }
         let Pooled { resource, meta } = pooled;
@@ -288,7 +415,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         };
         // Marked before the check so a check cut short by the recycle
         // timeout is still counted as a failed health check.
-        meta.retire = Some(RetireCause::HealthCheck);
+        meta.set_retire(Some(RetireCause::HealthCheck));
         // Boxed: a check runs only outside the skip window, and its timer
         // would otherwise sit inside every `get` future.
         let check = Box::pin(tokio::time::timeout(
@@ -297,9 +424,9 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         ));
         match check.await {
             Ok(Ok(())) => {
-                meta.retire = None;
-                meta.prepared_at = shared.clock.now();
-                meta.prepare_time = meta.prepared_at.saturating_duration_since(now);
+                meta.set_retire(None);
+                let checked = shared.now_nanos();
+                meta.mark_prepared(checked, checked.saturating_sub(now));
                 Ok(())
             }
             Ok(Err(err)) => {
