@@ -24,6 +24,8 @@
 // A harness reports a missing server by failing the test that asked for it.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod server;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

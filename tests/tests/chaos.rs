@@ -1,0 +1,600 @@
+//! Fault drills with real processes: each drill starts its own SecantusDB
+//! server ([`ServerProcess`]), puts the facade (`Stratum`, `Repository<T>`
+//! over `MongoStore`) in front of it with short breaker windows and
+//! timeouts, and then kills (SIGKILL), freezes (SIGSTOP) or resumes
+//! (SIGCONT) the process while calls are in flight.
+//!
+//! Assertions are on states, counts and configured bounds, never on speed:
+//! a call must come back within its configured timeouts plus [`SLACK`] (a
+//! hang fails the drill; a busy machine does not), the breaker's transitions
+//! are read from its log, and every acknowledged write is looked up with the
+//! raw driver afterwards. Each drill prints its measured figures as
+//! `chaos figure:` lines; `cargo xtask chaos` runs the drills one at a time
+//! and collects them (`docs/reliability.md`, "Faults").
+//!
+//! Durability: SecantusDB acknowledges a write before its journal record
+//! reaches the file system unless it runs with `--sync-on-commit` (it
+//! accepts `j: true` but does not wait for the journal), so a SIGKILL can
+//! lose acknowledged writes (see `the_servers_default_durability_under_sigkill`).
+//! The drills run it with `--sync-on-commit` and write with
+//! `w=majority&journal=true`, what a real `mongod` needs for the same promise.
+
+// The drill helpers below are test code outside #[test] functions.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document as BsonDocument, doc};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use stratum::breaker::{State, TransitionReason};
+use stratum::models::{Document, IndexSpec, ValidationError};
+use stratum::{
+    BreakerTransition, Filter, Origin, Query, Repository, RepositoryError, Store, StoreError,
+    Stratum, StratumConfig, Update,
+};
+use stratum_tests::server::ServerProcess;
+
+/// Room on top of a configured timeout before a call counts as hung: wide,
+/// so a loaded 2-core machine never fails a drill, and finite, so a call
+/// that ignores its timeout does.
+const SLACK: Duration = Duration::from_secs(5);
+/// A call still running after this long is recorded as hung (and fails the
+/// drill) instead of blocking the test.
+const HANG: Duration = Duration::from_secs(60);
+/// How long the drills wait for a state they expect (the breaker opening,
+/// closing) before failing.
+const EXPECT_WITHIN: Duration = Duration::from_secs(30);
+
+/// The document the drills write and read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reading {
+    #[serde(rename = "_id")]
+    id: i64,
+    value: i64,
+}
+
+impl Reading {
+    fn new(id: i64) -> Reading {
+        Reading { id, value: id * 7 }
+    }
+}
+
+impl Document for Reading {
+    const COLLECTION: &'static str = "readings";
+    const SCHEMA_VERSION: i32 = 1;
+    type Id = i64;
+
+    fn id(&self) -> &i64 {
+        &self.id
+    }
+
+    fn indexes() -> Vec<IndexSpec> {
+        Vec::new()
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+/// Prints one measured figure for `cargo xtask chaos` to collect.
+// The figures are the drills' report: stdout is where they belong.
+#[allow(clippy::print_stdout)]
+fn figure(drill: &str, name: &str, value: impl Display) {
+    println!("chaos figure: {drill}: {name} = {value}");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Starts a server with durable commits (see the module docs).
+fn durable_server() -> ServerProcess {
+    ServerProcess::start_with_args(&["--sync-on-commit"]).expect("a drill server starts")
+}
+
+/// The facade's configuration for a drill: the server's URI with durable
+/// writes, a fresh database, short timeouts and a small breaker window;
+/// `change` adjusts it per drill.
+fn drill_config(
+    server: &ServerProcess,
+    label: &str,
+    change: impl FnOnce(&mut StratumConfig) + Send + 'static,
+) -> StratumConfig {
+    let database = stratum_tests::unique_name(label);
+    StratumConfig::builder()
+        .mongodb_uri(format!("{}&w=majority&journal=true", server.uri()))
+        .configure(move |c| {
+            c.mongodb.database = database;
+            c.mongodb.connect_timeout = Duration::from_millis(500);
+            c.mongodb.server_selection_timeout = Duration::from_millis(500);
+            c.mongodb.operation_timeout = Duration::from_secs(1);
+            c.breaker.window_size = 20;
+            c.breaker.minimum_calls = 10;
+            c.breaker.failure_rate_threshold = 50.0;
+            c.breaker.open_wait = Duration::from_millis(500);
+            c.breaker.half_open_calls = 2;
+            c.cache.ttl = Duration::from_millis(100);
+            c.cache.stale_for = Duration::from_secs(60);
+            c.pool.max_size = 8;
+            c.pool.acquire_timeout = Duration::from_secs(1);
+            change(c);
+        })
+        .build()
+        .expect("the drill configuration is valid")
+}
+
+/// The longest a call may take by configuration: a slot, then the store
+/// call under its deadline.
+fn configured_bound(config: &StratumConfig) -> Duration {
+    config.pool.acquire_timeout + config.mongodb.operation_timeout
+}
+
+/// A store wrapper that counts the calls that reached the database and
+/// those that failed in a way the breaker records as a failure.
+struct Counting<S> {
+    inner: S,
+    calls: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl<S: Store> Counting<S> {
+    fn new(inner: S) -> Counting<S> {
+        Counting {
+            inner,
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn count<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result
+            && e.is_breaker_failure()
+        {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Counting<S> {
+    async fn get(&self, c: &str, id: &Bson) -> Result<Option<BsonDocument>, StoreError> {
+        self.count(self.inner.get(c, id).await)
+    }
+    async fn find(&self, c: &str, q: &Query) -> Result<Vec<BsonDocument>, StoreError> {
+        self.count(self.inner.find(c, q).await)
+    }
+    async fn insert(&self, c: &str, d: BsonDocument) -> Result<Bson, StoreError> {
+        self.count(self.inner.insert(c, d).await)
+    }
+    async fn update(&self, c: &str, id: &Bson, u: &Update) -> Result<BsonDocument, StoreError> {
+        self.count(self.inner.update(c, id, u).await)
+    }
+    async fn upsert(&self, c: &str, id: &Bson, u: &Update) -> Result<BsonDocument, StoreError> {
+        self.count(self.inner.upsert(c, id, u).await)
+    }
+    async fn delete(&self, c: &str, id: &Bson) -> Result<bool, StoreError> {
+        self.count(self.inner.delete(c, id).await)
+    }
+    async fn count(&self, c: &str, f: &Filter) -> Result<u64, StoreError> {
+        self.count(self.inner.count(c, f).await)
+    }
+    async fn ensure_index(&self, c: &str, i: &stratum::IndexSpec) -> Result<(), StoreError> {
+        self.count(self.inner.ensure_index(c, i).await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.count(self.inner.ping().await)
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
+
+/// A drill's stack: the server, the facade over it, and the counter of
+/// calls that reached the database.
+struct Drill {
+    server: ServerProcess,
+    config: StratumConfig,
+    stratum: Stratum,
+    readings: Repository<Reading>,
+    counts: Counted,
+}
+
+/// The facade's store, wrapped to count the calls that reach it.
+type Counted = Arc<Counting<Arc<dyn Store>>>;
+
+impl Drill {
+    async fn open(server: ServerProcess, config: StratumConfig) -> Drill {
+        let counts: Arc<Mutex<Option<Counted>>> = Arc::default();
+        let slot = Arc::clone(&counts);
+        let stratum = Stratum::builder(config.clone())
+            .open_wrapped(move |store| {
+                let counting = Arc::new(Counting::new(store));
+                *slot.lock() = Some(Arc::clone(&counting));
+                counting
+            })
+            .await
+            .expect("the facade opens over the drill server");
+        let counts = counts.lock().take().expect("open_wrapped ran the wrapper");
+        let readings = stratum.repository::<Reading>().expect("a repository");
+        Drill {
+            server,
+            config,
+            stratum,
+            readings,
+            counts,
+        }
+    }
+
+    fn transitions(&self) -> Vec<BreakerTransition> {
+        self.stratum.breaker_transitions().1
+    }
+
+    fn state(&self) -> State {
+        self.stratum.breaker().expect("the breaker is on").state()
+    }
+
+    /// The stack's clock now (the time base of the transition log).
+    fn now(&self) -> Duration {
+        self.stratum.clock().now()
+    }
+
+    /// Polls until `done` holds; fails the drill after [`EXPECT_WITHIN`].
+    async fn wait_for(&self, what: &str, mut done: impl FnMut(&Drill) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(
+                started.elapsed() < EXPECT_WITHIN,
+                "{what} did not happen within {EXPECT_WITHIN:?}; transitions: {:?}",
+                self.transitions()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The first transition to `to` at or after `since` (stack clock).
+    fn first_transition(&self, to: State, since: Duration) -> Option<BreakerTransition> {
+        self.transitions()
+            .into_iter()
+            .find(|t| t.to == to && t.at >= since)
+    }
+
+    /// Every `_id` in the drill's collection, read with the raw driver on a
+    /// client of its own (not through the facade under test).
+    async fn stored_ids(&self) -> HashSet<i64> {
+        let client = mongodb::Client::with_uri_str(self.server.uri())
+            .await
+            .expect("a raw driver client");
+        let coll = client
+            .database(&self.config.mongodb.database)
+            .collection::<BsonDocument>(Reading::COLLECTION);
+        let docs: Vec<BsonDocument> = coll
+            .find(doc! {})
+            .projection(doc! { "_id": 1 })
+            .await
+            .expect("find all ids")
+            .try_collect()
+            .await
+            .expect("read all ids");
+        docs.iter()
+            .map(|d| d.get_i64("_id").expect("an i64 id"))
+            .collect()
+    }
+}
+
+/// What one call through the facade came back with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Answered by the database or a fresh cache entry.
+    Ok,
+    /// A stale cache entry, served because the database could not be asked.
+    Stale,
+    /// A typed error, by `RepositoryError::kind`.
+    Err(&'static str),
+    /// Still running after [`HANG`].
+    Hung,
+}
+
+/// Where the drill was when a call started or ended.
+const HEALTHY: u8 = 0;
+const DOWN: u8 = 1;
+const RECOVERED: u8 = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    /// The document's id.
+    id: i64,
+    /// An insert (else a read by id).
+    write: bool,
+    started_in: u8,
+    ended_in: u8,
+    elapsed: Duration,
+    outcome: Outcome,
+}
+
+impl Call {
+    fn during_outage(&self) -> bool {
+        self.started_in == DOWN || self.ended_in == DOWN
+    }
+}
+
+/// Every call the load made, and the phase the drill is in.
+#[derive(Default)]
+struct Load {
+    calls: Mutex<Vec<Call>>,
+    phase: AtomicU8,
+    stop: AtomicBool,
+}
+
+impl Load {
+    /// Runs `call`, timing it, with [`HANG`] as the last resort.
+    async fn record<T>(
+        &self,
+        id: i64,
+        write: bool,
+        call: impl Future<Output = Result<T, RepositoryError>>,
+        ok: impl FnOnce(&T) -> Outcome,
+    ) -> Outcome {
+        let started_in = self.phase.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(HANG, call).await {
+            Ok(Ok(value)) => ok(&value),
+            Ok(Err(e)) => Outcome::Err(e.kind()),
+            Err(_) => Outcome::Hung,
+        };
+        self.calls.lock().push(Call {
+            id,
+            write,
+            started_in,
+            ended_in: self.phase.load(Ordering::SeqCst),
+            elapsed: started.elapsed(),
+            outcome,
+        });
+        outcome
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().clone()
+    }
+
+    fn set_phase(&self, phase: u8) {
+        self.phase.store(phase, Ordering::SeqCst);
+    }
+}
+
+fn read_outcome(read: &stratum::Read<Reading>) -> Outcome {
+    match read.origin {
+        Origin::Stale { .. } => Outcome::Stale,
+        Origin::Cache | Origin::Store => Outcome::Ok,
+    }
+}
+
+/// Starts `writers` tasks inserting new readings (ids from `next_id`) and
+/// `readers` tasks reading the `hot` ids (read before, so cached) and ids
+/// never read (cold: every such read asks the database), each pausing
+/// `pace` between calls, until `load.stop` is set.
+fn start_load(
+    drill: &Drill,
+    load: &Arc<Load>,
+    writers: usize,
+    readers: usize,
+    hot: i64,
+    pace: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let next_id = Arc::new(AtomicI64::new(1_000_000));
+    let cold_id = Arc::new(AtomicI64::new(-1));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (repo, load, next_id) = (drill.readings.clone(), Arc::clone(load), next_id.clone());
+        tasks.push(tokio::spawn(async move {
+            while !load.stop.load(Ordering::SeqCst) {
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                load.record(id, true, repo.insert(&Reading::new(id)), |()| Outcome::Ok)
+                    .await;
+                tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+    for r in 0..readers {
+        let (repo, load, cold_id) = (drill.readings.clone(), Arc::clone(load), cold_id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = r as i64;
+            while !load.stop.load(Ordering::SeqCst) {
+                let id = if n % 2 == 0 {
+                    n % hot
+                } else {
+                    cold_id.fetch_sub(1, Ordering::Relaxed)
+                };
+                n += 1;
+                load.record(id, false, repo.get(&id), read_outcome).await;
+                tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+    tasks
+}
+
+fn count(calls: &[Call], pred: impl Fn(&Call) -> bool) -> usize {
+    calls.iter().filter(|c| pred(c)).count()
+}
+
+fn max_elapsed(calls: &[Call], pred: impl Fn(&Call) -> bool) -> Duration {
+    calls
+        .iter()
+        .filter(|c| pred(c))
+        .map(|c| c.elapsed)
+        .max()
+        .unwrap_or_default()
+}
+
+/// Every call came back, within its configured bound plus [`SLACK`].
+fn assert_bounded(calls: &[Call], bound: Duration) {
+    let hung = count(calls, |c| c.outcome == Outcome::Hung);
+    assert_eq!(hung, 0, "{hung} calls hung past {HANG:?}");
+    let worst = max_elapsed(calls, |_| true);
+    assert!(
+        worst <= bound + SLACK,
+        "a call took {worst:?}, past its configured bound {bound:?} plus {SLACK:?}"
+    );
+}
+
+/// (a) SIGKILL mid-load, then a restart on the same port and data folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_opens_the_breaker_and_loses_no_acknowledged_write() {
+    const D: &str = "kill";
+    let server = durable_server();
+    let config = drill_config(&server, "chaos_kill", |_| {});
+    let bound = configured_bound(&config);
+    let mut drill = Drill::open(server, config).await;
+
+    // Hot documents, read once so the cache holds them.
+    let hot = 16;
+    for id in 0..hot {
+        drill.readings.insert(&Reading::new(id)).await.unwrap();
+        drill.readings.get(&id).await.unwrap();
+    }
+    let load = Arc::new(Load::default());
+    let tasks = start_load(&drill, &load, 4, 4, hot, Duration::from_millis(2));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Kill it mid-load.
+    let killed_at = drill.now();
+    let failures_before = drill.counts.failures.load(Ordering::SeqCst);
+    load.set_phase(DOWN);
+    drill.server.kill();
+    drill
+        .wait_for("the breaker opening", |d| {
+            d.first_transition(State::Open, killed_at).is_some()
+        })
+        .await;
+    let failed_until_open = drill.counts.failures.load(Ordering::SeqCst) - failures_before;
+    let opened = drill.first_transition(State::Open, killed_at).unwrap();
+    // Down for a while: the breaker refuses, probes fail, stale reads serve.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    drill.server.restart().expect("the server restarts");
+    let restarted_at = drill.now();
+    drill
+        .wait_for("the breaker closing after the restart", |d| {
+            d.state() == State::Closed && d.first_transition(State::Closed, restarted_at).is_some()
+        })
+        .await;
+    let closed = drill.first_transition(State::Closed, restarted_at).unwrap();
+    load.set_phase(RECOVERED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let calls = load.calls();
+    let outage: Vec<Call> = calls.iter().copied().filter(Call::during_outage).collect();
+    let refused = count(&outage, |c| c.outcome == Outcome::Err("not_permitted"));
+    let stale = count(&outage, |c| c.outcome == Outcome::Stale);
+    // Reads of documents read before the kill: answered, fresh or stale.
+    let hot_reads_failed: Vec<Call> = calls
+        .iter()
+        .copied()
+        .filter(|c| !c.write && c.id >= 0 && matches!(c.outcome, Outcome::Err(_)))
+        .collect();
+    let acked: Vec<i64> = calls
+        .iter()
+        .filter(|c| c.write && c.outcome == Outcome::Ok)
+        .map(|c| c.id)
+        .collect();
+    let stored = drill.stored_ids().await;
+    let lost: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    let transitions = drill.transitions();
+
+    figure(D, "calls made", calls.len());
+    figure(
+        D,
+        "calls before the kill",
+        count(&calls, |c| c.started_in == HEALTHY && c.ended_in == HEALTHY),
+    );
+    figure(D, "time from SIGKILL to open", ms(opened.at - killed_at));
+    figure(D, "failed database calls until open", failed_until_open);
+    figure(D, "calls during the outage", outage.len());
+    figure(D, "calls refused while open (not_permitted)", refused);
+    figure(D, "stale reads served during the outage", stale);
+    figure(
+        D,
+        "other errors during the outage",
+        count(
+            &outage,
+            |c| matches!(c.outcome, Outcome::Err(k) if k != "not_permitted"),
+        ),
+    );
+    figure(
+        D,
+        "time from restart to closed",
+        ms(closed.at - restarted_at),
+    );
+    figure(
+        D,
+        "max call latency during the outage",
+        ms(max_elapsed(&outage, |_| true)),
+    );
+    figure(
+        D,
+        "configured bound (acquire + operation timeout)",
+        ms(bound),
+    );
+    figure(D, "acknowledged writes", acked.len());
+    figure(D, "acknowledged writes lost", lost.len());
+    figure(D, "breaker transitions", transitions.len());
+
+    assert_eq!(
+        opened.reason,
+        TransitionReason::FailureRate,
+        "{transitions:?}"
+    );
+    // Count-based window: it opens once failures reach the threshold share
+    // of at most `window_size` calls; calls in flight when it opened (at
+    // most one per task) may add to the count.
+    assert!(
+        failed_until_open <= u64::from(drill.config.breaker.window_size) + 8,
+        "{failed_until_open} failed calls before the breaker opened"
+    );
+    assert!(
+        refused > 0,
+        "no call was refused while the breaker was open"
+    );
+    assert!(stale > 0, "no stale read was served during the outage");
+    assert!(
+        hot_reads_failed.is_empty(),
+        "reads of cached documents failed instead of being served stale: {hot_reads_failed:?}"
+    );
+    assert!(
+        transitions
+            .iter()
+            .any(|t| t.from == State::HalfOpen && t.to == State::Closed && t.at >= restarted_at),
+        "the breaker never closed through half-open after the restart: {transitions:?}"
+    );
+    assert_bounded(&calls, bound);
+    assert!(!acked.is_empty());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes are missing after the restart: {lost:?}",
+        lost.len()
+    );
+    // Recovered: new writes and reads go through.
+    let after = 2_000_000;
+    drill.readings.insert(&Reading::new(after)).await.unwrap();
+    let read = drill.readings.get(&after).await.unwrap();
+    assert_eq!(read.value.as_deref(), Some(&Reading::new(after)));
+}
