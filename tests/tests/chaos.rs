@@ -547,14 +547,7 @@ async fn a_killed_server_opens_the_breaker_and_loses_no_acknowledged_write() {
     figure(D, "calls during the outage", outage.len());
     figure(D, "calls refused while open (not_permitted)", refused);
     figure(D, "stale reads served during the outage", stale);
-    figure(
-        D,
-        "other errors during the outage",
-        count(
-            &outage,
-            |c| matches!(c.outcome, Outcome::Err(k) if k != "not_permitted"),
-        ),
-    );
+    figure(D, "errors during the outage", error_kinds(&outage));
     figure(
         D,
         "time from restart to closed",
