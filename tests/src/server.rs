@@ -238,8 +238,16 @@ impl ServerProcess {
 
     /// SIGSTOP: the process stops running; its sockets stay open, so
     /// clients connect and send, and nothing answers.
+    ///
+    /// Returns once every thread of the process is stopped (read from
+    /// `/proc` where there is one): the signal only asks, and a thread busy
+    /// in a system call (an fsync, say) stops when the call returns.
     pub fn freeze(&self) -> io::Result<()> {
-        self.signal_running("STOP")
+        self.signal_running("STOP")?;
+        match self.pid() {
+            Some(pid) => wait_until_stopped(pid),
+            None => Ok(()),
+        }
     }
 
     /// SIGCONT: a frozen process runs again and answers what waited.
@@ -301,6 +309,41 @@ fn signal(pid: u32, name: &str) -> io::Result<()> {
         Err(io::Error::other(format!(
             "kill -{name} {pid} failed: {status}"
         )))
+    }
+}
+
+/// Waits until every thread of `pid` is stopped, as `/proc/PID/task/*/stat`
+/// shows it (`T`, or `t` when traced). Without procfs there is nothing to
+/// wait on, and the signal is all this can do.
+fn wait_until_stopped(pid: u32) -> io::Result<()> {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    if !tasks.is_dir() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let mut running = 0;
+        for task in fs::read_dir(&tasks)? {
+            let stat = fs::read_to_string(task?.path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses
+            // and may itself hold spaces or parentheses.
+            let state = stat
+                .rfind(')')
+                .and_then(|end| stat[end + 1..].trim_start().chars().next());
+            if !matches!(state, Some('T' | 't') | None) {
+                running += 1;
+            }
+        }
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{running} threads of {pid} still run {READY_TIMEOUT:?} after SIGSTOP"),
+            ));
+        }
+        sleep(Duration::from_millis(1));
     }
 }
 
