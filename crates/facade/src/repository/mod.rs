@@ -39,7 +39,7 @@ use crate::{ConfigError, Filter, Order, Query, Update};
 /// A write to any id of the same stripe drops the load's result, and with
 /// it the stale copy a later outage could have served: with 64 stripes and
 /// four writers inserting other ids, the chaos drill (SIGKILL mid-load) saw
-/// a cached document lose its stale copy in about one run of eight. 4,096
+/// a cached document lose its stale copy once in about twenty runs. 4,096
 /// stripes (32 KiB per repository) make such false drops 64 times rarer.
 const STRIPES: usize = 4096;
 
