@@ -11,6 +11,9 @@
 //! Each test gets its own uniquely named database from [`TestDb::new`] and
 //! drops it at the end, also when the test panics.
 //!
+//! Fault drills, which kill or freeze their server, start one of their own
+//! with [`server::ServerProcess`].
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use mongodb::bson::doc;

@@ -1166,3 +1166,30 @@ async fn the_servers_default_durability_under_sigkill() {
         }
     }
 }
+
+/// The handle itself: SIGTERM is a clean shutdown, and a restart on the same
+/// port and data folder finds what was written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_server_restarts_with_its_data() {
+    let mut server = durable_server();
+    let port = server.port();
+    let uri = format!("{}&w=majority&journal=true", server.uri());
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let coll = client.database("d").collection::<BsonDocument>("c");
+    coll.insert_one(doc! { "_id": 1, "kept": true })
+        .await
+        .unwrap();
+    assert!(server.terminate(), "the server ignored SIGTERM");
+    assert!(!server.is_running());
+    server.restart().unwrap();
+    assert!(server.is_running());
+    assert_eq!(server.port(), port);
+    let client = mongodb::Client::with_uri_str(server.uri()).await.unwrap();
+    let found = client
+        .database("d")
+        .collection::<BsonDocument>("c")
+        .find_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    assert_eq!(found, Some(doc! { "_id": 1, "kept": true }));
+}
