@@ -521,6 +521,56 @@ impl Outage {
             .collect()
     }
 
+    /// Prints the figures every outage drill measures; `fault` and
+    /// `recovery` name what was done to the server.
+    fn report(&self, d: &str, drill: &Drill, fault: &str, recovery: &str) {
+        let during = self.during();
+        let after = self.after();
+        figure(d, "calls made", self.calls.len());
+        figure(d, "calls during the outage", during.len());
+        figure(d, "errors during the outage", error_kinds(&during));
+        figure(
+            d,
+            "stale reads served during the outage",
+            count(&during, |c| c.outcome == Outcome::Stale),
+        );
+        figure(
+            d,
+            &format!("time from {fault} to open"),
+            ms(self.opened.at - self.faulted_at),
+        );
+        figure(
+            d,
+            "max call latency during the outage",
+            ms(max_elapsed(&during, |_| true)),
+        );
+        figure(
+            d,
+            "configured bound (acquire + operation timeout)",
+            ms(configured_bound(&drill.config)),
+        );
+        figure(
+            d,
+            &format!("time from {recovery} to closed"),
+            ms(self.closed.at - self.recovered_at),
+        );
+        figure(
+            d,
+            "calls after recovery (ok / failed)",
+            format!(
+                "{} / {}",
+                count(&after, |c| c.outcome == Outcome::Ok),
+                count(&after, |c| matches!(c.outcome, Outcome::Err(_)))
+            ),
+        );
+        figure(
+            d,
+            "acknowledged writes (lost)",
+            format!("{} ({})", self.acknowledged.len(), self.lost.len()),
+        );
+        figure(d, "breaker path", path(&drill.transitions()));
+    }
+
     /// The calls that started after the breaker closed again.
     fn after(&self) -> Vec<Call> {
         self.calls
@@ -675,42 +725,13 @@ async fn a_killed_server_opens_the_breaker_and_loses_no_acknowledged_write() {
         .filter(|c| !c.write && c.id >= 0 && matches!(c.outcome, Outcome::Err(_)))
         .collect();
     let transitions = drill.transitions();
-    figure(D, "calls made", o.calls.len());
+    o.report(D, &drill, "SIGKILL", "restart");
     figure(
         D,
         "calls before the kill",
-        count(&o.calls, |c| {
-            c.started_in == HEALTHY && c.ended_in == HEALTHY
-        }),
-    );
-    figure(
-        D,
-        "time from SIGKILL to open",
-        ms(o.opened.at - o.faulted_at),
+        count(&o.calls, |c| c.started_in == HEALTHY),
     );
     figure(D, "failed database calls until open", o.failed_until_open);
-    figure(D, "calls during the outage", during.len());
-    figure(D, "calls refused while open (not_permitted)", refused);
-    figure(D, "stale reads served during the outage", stale);
-    figure(D, "errors during the outage", error_kinds(&during));
-    figure(
-        D,
-        "time from restart to closed",
-        ms(o.closed.at - o.recovered_at),
-    );
-    figure(
-        D,
-        "max call latency during the outage",
-        ms(max_elapsed(&during, |_| true)),
-    );
-    figure(
-        D,
-        "configured bound (acquire + operation timeout)",
-        ms(configured_bound(&drill.config)),
-    );
-    figure(D, "acknowledged writes", o.acknowledged.len());
-    figure(D, "acknowledged writes lost", o.lost.len());
-    figure(D, "breaker path", path(&transitions));
 
     assert_eq!(
         o.opened.reason,
@@ -765,49 +786,8 @@ async fn b_a_frozen_server_times_calls_out_and_recovers_after_sigcont() {
     .await;
 
     let during = o.during();
-    let after = o.after();
     let timeouts = count(&during, |c| c.outcome == Outcome::Err("timeout"));
-    figure(D, "calls during the freeze", during.len());
-    figure(D, "errors during the freeze", error_kinds(&during));
-    figure(
-        D,
-        "stale reads served during the freeze",
-        count(&during, |c| c.outcome == Outcome::Stale),
-    );
-    figure(
-        D,
-        "time from SIGSTOP to open",
-        ms(o.opened.at - o.faulted_at),
-    );
-    figure(
-        D,
-        "max call latency during the freeze",
-        ms(max_elapsed(&during, |_| true)),
-    );
-    figure(
-        D,
-        "configured bound (acquire + operation timeout)",
-        ms(configured_bound(&drill.config)),
-    );
-    figure(
-        D,
-        "time from SIGCONT to closed",
-        ms(o.closed.at - o.recovered_at),
-    );
-    figure(
-        D,
-        "calls after recovery (ok / failed)",
-        format!(
-            "{} / {}",
-            count(&after, |c| c.outcome == Outcome::Ok),
-            count(&after, |c| matches!(c.outcome, Outcome::Err(_)))
-        ),
-    );
-    figure(
-        D,
-        "acknowledged writes (lost)",
-        format!("{} ({})", o.acknowledged.len(), o.lost.len()),
-    );
+    o.report(D, &drill, "SIGSTOP", "SIGCONT");
 
     assert!(
         timeouts > 0,
