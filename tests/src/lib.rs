@@ -11,6 +11,9 @@
 //! Each test gets its own uniquely named database from [`TestDb::new`] and
 //! drops it at the end, also when the test panics.
 //!
+//! Fault drills, which kill or freeze their server, start one of their own
+//! with [`server::ServerProcess`].
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use mongodb::bson::doc;
@@ -23,6 +26,8 @@
 #![deny(missing_docs)]
 // A harness reports a missing server by failing the test that asked for it.
 #![allow(clippy::panic, clippy::expect_used)]
+
+pub mod server;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -6,3 +6,7 @@ mod canary;
 
 // The circuit breaker guarding real driver calls (stratum-breaker).
 mod breaker_mongodb;
+
+// Fault drills: each starts its own server process and kills, freezes or
+// slows it while the facade is in use.
+mod chaos;

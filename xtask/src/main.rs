@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod chaos;
 mod ci;
 mod shell;
 mod test_server;
@@ -19,6 +20,8 @@ usage: cargo xtask <task>
 tasks:
   ci                                 fmt, clippy, tests against a fresh test server, docs, benches compiled
   bench [PACKAGE|BENCH ...]          run the criterion suites (all by default), write docs/benchmarks.md
+  chaos [DRILL ...]                  the fault drills (SIGKILL, SIGSTOP, pool exhaustion, slow calls), one
+                                     at a time, each on its own server; prints the measured figures
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
+        ["chaos", rest @ ..] => chaos::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),
