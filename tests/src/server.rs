@@ -15,8 +15,9 @@
 //! - [`restart`](ServerProcess::restart) it on the same port and the same
 //!   data folder, so WiredTiger recovers from its own journal.
 //!
-//! The binary is `$STRATUM_TEST_SERVER_BIN`, else the one `cargo xtask
-//! test-server install` builds into the cache folder ([`default_binary`]).
+//! The binary is `$STRATUM_TEST_SERVER_BIN` ([`binary`]), which `cargo xtask
+//! ci` and `cargo xtask chaos` set to the build `cargo xtask test-server
+//! install` made.
 //! Signals are sent with the `kill` command (the workspace forbids `unsafe`,
 //! so no `libc::kill`); SIGKILL uses [`std::process::Child::kill`].
 //! Dropping the handle kills the process (SIGKILL also ends a frozen one)
@@ -43,10 +44,6 @@ use std::time::{Duration, Instant};
 /// The environment variable that names the server binary to run.
 pub const BINARY_VAR: &str = "STRATUM_TEST_SERVER_BIN";
 
-/// The pinned server version: a pre-release, so the exact version matters.
-/// `xtask/src/test_server.rs` pins the same one.
-pub const SERVER_VERSION: &str = "0.5.3-beta.196";
-
 /// How long a fresh or restarted server may take to accept connections
 /// (about 0.4 s when fresh; a restart first replays the journal).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,33 +51,22 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// needs about 2 s).
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
-/// The cache folder that holds server builds: `$STRATUM_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/stratum`, else `~/.cache/stratum` (the rule of
-/// `cargo xtask test-server`).
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STRATUM_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("stratum");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".cache").join("stratum")
-}
-
-/// Where `cargo xtask test-server install` puts the server binary.
-pub fn default_binary() -> PathBuf {
-    cache_dir()
-        .join(format!("secantus-{SERVER_VERSION}"))
-        .join("bin")
-        .join("secantusd-rs")
-}
-
-/// The server binary to run: `$STRATUM_TEST_SERVER_BIN`, else [`default_binary`].
-pub fn binary() -> PathBuf {
+/// The server binary to run: `$STRATUM_TEST_SERVER_BIN`.
+///
+/// Where the binary lives is `cargo xtask test-server`'s business (one rule,
+/// in `xtask/src/test_server.rs`): `cargo xtask ci` and `cargo xtask chaos`
+/// set the variable, and by hand `export STRATUM_TEST_SERVER_BIN=$(cargo
+/// xtask test-server path)` does.
+pub fn binary() -> io::Result<PathBuf> {
     match std::env::var_os(BINARY_VAR) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => default_binary(),
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{BINARY_VAR} is not set: run the drills through `cargo xtask ci` or \
+                 `cargo xtask chaos`, or `export {BINARY_VAR}=$(cargo xtask test-server path)`"
+            ),
+        )),
     }
 }
 
@@ -105,7 +91,7 @@ impl ServerProcess {
     /// Like [`start`](Self::start), passing `args` to the server on every
     /// (re)start (`--sync-on-commit`, say).
     pub fn start_with_args(args: &[&str]) -> io::Result<ServerProcess> {
-        let binary = binary();
+        let binary = binary()?;
         if !binary.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -351,20 +337,4 @@ fn wait_until_stopped(pid: u32) -> io::Result<()> {
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_binary_is_the_pinned_build() {
-        let default = default_binary();
-        assert!(default.ends_with("bin/secantusd-rs"), "{default:?}");
-        assert!(
-            default
-                .to_string_lossy()
-                .contains(&format!("secantus-{SERVER_VERSION}"))
-        );
-    }
 }

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::shell::{self, Result, Steps, cargo};
-use crate::test_server::Server;
+use crate::test_server::{self, Server};
 
 /// Runs every CI step; `--no-fail-fast` keeps going after a failed step.
 pub(crate) fn run(args: &[&str]) -> Result {
@@ -69,11 +69,14 @@ pub(crate) fn run(args: &[&str]) -> Result {
     let uri = given_uri
         .or_else(|| server.as_ref().map(Server::uri))
         .unwrap_or_default();
+    // The fault drills start servers of their own from the same build.
+    let server_binary = test_server::binary_path()?;
     step(&mut steps, "tests", &mut || {
         shell::run(
             cargo()
                 .args(test_run_args())
-                .env("STRATUM_TEST_MONGODB_URI", &uri),
+                .env("STRATUM_TEST_MONGODB_URI", &uri)
+                .env("STRATUM_TEST_SERVER_BIN", &server_binary),
         )
     });
     step(&mut steps, "doc tests", &mut || {
