@@ -235,14 +235,23 @@ impl ConfigBuilder {
 }
 
 fn parse_toml(source_name: &str, text: &str) -> Result<StratumConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    toml::from_str(text).map_err(|mut e: toml::de::Error| {
         let (line, column) = e
             .span()
             .map_or((0, 0), |span| line_and_column(text, span.start));
+        // toml records the key path of a value that does not fit, but shows it
+        // only when the error is rendered without its input (`in `a.b``).
+        e.set_input(None);
+        let rendered = e.to_string();
+        let field = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+            .map(crate::uri::scrub);
         ConfigError::Parse {
             source_name: source_name.to_owned(),
             line,
             column,
+            field,
             // `message()` without the snippet of the offending line, which
             // could show a password; scrubbed, as serde may quote a value.
             message: crate::uri::scrub(e.message()),
@@ -416,17 +425,29 @@ mod tests {
 
     #[test]
     fn malformed_toml_and_nonsense_durations_are_parse_errors() {
-        for (text, line) in [
-            ("[cache\nttl = 1", 1),
-            ("[cache]\nttl = \"soon\"", 2),
-            ("[cache]\nttl = \"-5s\"", 2),
-            ("[cache]\nttl = \"99999999999999999999999s\"", 2),
-            ("[cache]\nttl = 30", 2),
-            ("[cache]\nttll = \"30s\"", 2),
-            ("[nosuch]\nx = 1", 1),
-            ("[monitor]\nlisten = \"everywhere\"", 2),
-            ("[store]\nbackend = \"postgres\"", 2),
-            ("[breaker]\nwindow_size = -1", 2),
+        for (text, line, field) in [
+            ("[cache\nttl = 1", 1, None),
+            ("[cache]\nttl = \"soon\"", 2, Some("cache.ttl")),
+            ("[cache]\nttl = \"-5s\"", 2, Some("cache.ttl")),
+            (
+                "[cache]\nttl = \"99999999999999999999999s\"",
+                2,
+                Some("cache.ttl"),
+            ),
+            ("[cache]\nttl = 30", 2, Some("cache.ttl")),
+            ("[cache]\nttll = \"30s\"", 2, Some("cache")),
+            ("[nosuch]\nx = 1", 1, None),
+            (
+                "[monitor]\nlisten = \"everywhere\"",
+                2,
+                Some("monitor.listen"),
+            ),
+            ("[store]\nbackend = \"postgres\"", 2, Some("store.backend")),
+            (
+                "[breaker]\nwindow_size = -1",
+                2,
+                Some("breaker.window_size"),
+            ),
         ] {
             let err = StratumConfig::builder().toml(text).build().unwrap_err();
             match &err {
@@ -436,8 +457,8 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(
-                        (*got, source_name.as_str()),
-                        (line, "<toml>"),
+                        (*got, source_name.as_str(), err.field()),
+                        (line, "<toml>", field),
                         "{text}: {err}"
                     );
                 }
