@@ -332,6 +332,7 @@ mod tests {
                     "store.max_document_bytes" => "1024",
                     "monitor.listen" => "127.0.0.1:9100",
                     f if f.ends_with("enabled") => "false",
+                    "monitor.allow_non_loopback" => "yes",
                     f if f.ends_with("threshold") => "25",
                     "cache.max_entries" | "pool.max_size" => "7",
                     _ => "1234ms",
@@ -353,6 +354,7 @@ mod tests {
         assert_eq!(c.cache.max_entries, 7);
         assert_eq!(c.pool.max_size, 7);
         assert_eq!(c.monitor.listen.port(), 9100);
+        assert!(c.monitor.allow_non_loopback);
         for var in ENV_VARS {
             assert!(var.name.starts_with("STRATUM_"), "{}", var.name);
             let expected = format!("STRATUM_{}", var.field.replace('.', "_").to_uppercase());
@@ -483,6 +485,54 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.field(), Some(name), "{err}");
             assert!(!err.to_string().contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn the_listener_stays_on_loopback_unless_asked() {
+        let default = StratumConfig::default().monitor;
+        assert_eq!(default.listen, "127.0.0.1:9000".parse().unwrap());
+        assert!(!default.allow_non_loopback);
+        for wide in [
+            "0.0.0.0:9000",
+            "[::]:9000",
+            "192.0.2.7:9000",
+            "[::ffff:127.0.0.1]:9000",
+        ] {
+            let text = format!("[monitor]\nlisten = \"{wide}\"\n");
+            let err = StratumConfig::builder()
+                .toml(text.as_str())
+                .build()
+                .unwrap_err();
+            assert_eq!(err.field(), Some("monitor.listen"), "{wide}: {err}");
+            assert!(err.to_string().contains("allow_non_loopback"), "{err}");
+            let env = StratumConfig::builder()
+                .env_vars([("STRATUM_MONITOR_LISTEN", wide)])
+                .build()
+                .unwrap_err();
+            assert_eq!(env.field(), Some("monitor.listen"), "{wide}: {env}");
+            let asked = format!("{text}allow_non_loopback = true\n");
+            let config = StratumConfig::builder().toml(asked).build().unwrap();
+            assert_eq!(
+                config.monitor.listen,
+                wide.parse().unwrap(),
+                "honoured when asked"
+            );
+            let config = StratumConfig::builder()
+                .env_vars([
+                    ("STRATUM_MONITOR_LISTEN", wide),
+                    ("STRATUM_MONITOR_ALLOW_NON_LOOPBACK", "true"),
+                ])
+                .build()
+                .unwrap();
+            assert_eq!(config.monitor.listen, wide.parse().unwrap());
+        }
+        for local in ["127.0.0.1:0", "127.8.9.10:9000", "[::1]:9000"] {
+            let text = format!("[monitor]\nlisten = \"{local}\"\n");
+            assert!(
+                StratumConfig::builder().toml(text).build().is_ok(),
+                "{local}"
+            );
         }
     }
 
