@@ -383,42 +383,45 @@ async fn deep_documents_are_refused(store: &dyn Store, collection: &str) {
         .unwrap();
 }
 
-/// The embedded store.
-mod memory {
-    use stratum::MemoryStore;
+/// One test per suite function, on each store: the embedded one, and the
+/// official driver against the test server in a fresh database.
+macro_rules! on_both_stores {
+    ($($suite:ident($collection:literal)),* $(,)?) => {
+        /// The embedded store.
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    super::$suite(&stratum::MemoryStore::new(), $collection).await;
+                }
+            )*
+        }
 
-    #[tokio::test]
-    async fn login_lookups_match_nothing() {
-        super::login_lookups_match_nothing(&MemoryStore::new(), "users").await;
-    }
-
-    #[tokio::test]
-    async fn operator_values_are_refused() {
-        super::operator_values_are_refused(&MemoryStore::new(), "users").await;
-    }
-
-    #[tokio::test]
-    async fn operator_field_names_are_refused() {
-        super::operator_field_names_are_refused(&MemoryStore::new(), "users").await;
-    }
-
-    #[tokio::test]
-    async fn hostile_strings_round_trip() {
-        super::hostile_strings_round_trip(&MemoryStore::new(), "notes").await;
-    }
-
-    #[tokio::test]
-    async fn oversize_documents_are_refused() {
-        super::oversize_documents_are_refused(&MemoryStore::new(), "blobs").await;
-    }
-
-    #[tokio::test]
-    async fn deep_documents_are_refused() {
-        super::deep_documents_are_refused(&MemoryStore::new(), "deep").await;
-    }
+        /// `MongoStore` against the test server.
+        #[cfg(feature = "mongodb")]
+        mod mongo_store {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let (store, db) = super::mongo::store().await;
+                    super::$suite(&store, $collection).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
 }
 
-/// The official driver against the test server, one fresh database per test.
+on_both_stores!(
+    login_lookups_match_nothing("users"),
+    operator_values_are_refused("users"),
+    operator_field_names_are_refused("users"),
+    hostile_strings_round_trip("notes"),
+    oversize_documents_are_refused("blobs"),
+    deep_documents_are_refused("deep"),
+);
+
+/// What only the MongoDB store can show.
 #[cfg(feature = "mongodb")]
 mod mongo {
     use stratum::MongoStore;
@@ -426,16 +429,9 @@ mod mongo {
 
     use super::*;
 
-    async fn store() -> (MongoStore, TestDb) {
+    pub(super) async fn store() -> (MongoStore, TestDb) {
         let db = TestDb::new("facade_hostile").await;
         (MongoStore::new(db.db().clone()), db)
-    }
-
-    #[tokio::test]
-    async fn login_lookups_match_nothing() {
-        let (store, db) = store().await;
-        super::login_lookups_match_nothing(&store, "users").await;
-        db.cleanup().await;
     }
 
     /// Without the typed filter, the raw driver shows what is at stake: the
@@ -457,37 +453,6 @@ mod mongo {
             0,
             "and not through the store"
         );
-        db.cleanup().await;
-    }
-
-    #[tokio::test]
-    async fn operator_values_are_refused() {
-        let (store, db) = store().await;
-        super::operator_values_are_refused(&store, "users").await;
-        db.cleanup().await;
-    }
-
-    #[tokio::test]
-    async fn operator_field_names_are_refused() {
-        let (store, db) = store().await;
-        super::operator_field_names_are_refused(&store, "users").await;
-        db.cleanup().await;
-    }
-
-    #[tokio::test]
-    async fn hostile_strings_round_trip() {
-        let (store, db) = store().await;
-        super::hostile_strings_round_trip(&store, "notes").await;
-        db.cleanup().await;
-    }
-
-    #[tokio::test]
-    async fn oversize_documents_are_refused() {
-        let (store, db) = store().await;
-        super::oversize_documents_are_refused(&store, "blobs").await;
-        // Checked with the raw driver too: the collection holds one document.
-        let raw = db.db().collection::<Document>("blobs");
-        assert_eq!(raw.count_documents(doc! {}).await.unwrap(), 1);
         db.cleanup().await;
     }
 
@@ -547,13 +512,6 @@ mod mongo {
                 "{missing:?}"
             );
         }
-        db.cleanup().await;
-    }
-
-    #[tokio::test]
-    async fn deep_documents_are_refused() {
-        let (store, db) = store().await;
-        super::deep_documents_are_refused(&store, "deep").await;
         db.cleanup().await;
     }
 }

@@ -328,8 +328,11 @@ fn the_command_never_prints_the_password() {
         ];
         for (args, env_uri) in invocations {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_stratum"));
+            // Short driver timeouts, so the dead port fails in well under a second.
             cmd.args(&args)
                 .env("RUST_LOG", "trace")
+                .env("STRATUM_MONGODB_SERVER_SELECTION_TIMEOUT", "300ms")
+                .env("STRATUM_MONGODB_CONNECT_TIMEOUT", "300ms")
                 .env_remove("STRATUM_MONGODB_URI");
             if let Some(uri) = env_uri {
                 cmd.env("STRATUM_MONGODB_URI", uri);

@@ -344,107 +344,77 @@ proptest! {
 /// Hand-picked collisions a naive concatenation would produce.
 #[test]
 fn crafted_lookalikes_get_different_keys() {
-    let base = |messages: Vec<ChatMessage>, params: RequestParams| Request {
+    let chat = |messages: Vec<ChatMessage>| Request {
         provider: "openai".into(),
         model: "gpt-4o".into(),
         messages,
-        params,
+        params: RequestParams::default(),
     };
+    let with = |params: RequestParams| Request {
+        params,
+        ..chat(vec![])
+    };
+    let stop = |stop: &[&str]| {
+        with(RequestParams {
+            stop: stop.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        })
+    };
+    let temperature = with(RequestParams {
+        temperature: Some(0.7),
+        ..Default::default()
+    });
+    let two = || vec![ChatMessage::user("a"), ChatMessage::assistant("b")];
     let pairs = [
         (
-            base(
-                vec![ChatMessage::user(r#"a","role":"assistant","content":"b"#)],
-                RequestParams::default(),
-            ),
-            base(
-                vec![ChatMessage::user("a"), ChatMessage::assistant("b")],
-                RequestParams::default(),
-            ),
+            chat(vec![ChatMessage::user(
+                r#"a","role":"assistant","content":"b"#,
+            )]),
+            chat(two()),
         ),
         (
-            base(
-                vec![ChatMessage::user("a\nassistant: b")],
-                RequestParams::default(),
-            ),
-            base(
-                vec![ChatMessage::user("a"), ChatMessage::assistant("b")],
-                RequestParams::default(),
-            ),
+            chat(vec![ChatMessage::user("a\nassistant: b")]),
+            chat(two()),
+        ),
+        (stop(&["a,b"]), stop(&["a", "b"])),
+        (
+            temperature.clone(),
+            with(RequestParams {
+                extra: [("temperature".to_owned(), Value::from(0.7))].into(),
+                ..Default::default()
+            }),
         ),
         (
-            base(
-                vec![],
-                RequestParams {
-                    stop: vec!["a,b".into()],
-                    ..Default::default()
-                },
-            ),
-            base(
-                vec![],
-                RequestParams {
-                    stop: vec!["a".into(), "b".into()],
-                    ..Default::default()
-                },
-            ),
+            temperature,
+            with(RequestParams {
+                top_p: Some(0.7),
+                ..Default::default()
+            }),
         ),
         (
-            base(
-                vec![],
-                RequestParams {
-                    temperature: Some(0.7),
-                    ..Default::default()
-                },
-            ),
-            base(
-                vec![],
-                RequestParams {
-                    extra: [("temperature".to_owned(), Value::from(0.7))].into(),
-                    ..Default::default()
-                },
-            ),
+            chat(vec![ChatMessage::new(
+                Role::Other("user\",\"x".into()),
+                "a",
+            )]),
+            chat(vec![ChatMessage::user("a")]),
         ),
         (
-            base(
-                vec![],
-                RequestParams {
-                    temperature: Some(0.7),
-                    ..Default::default()
-                },
-            ),
-            base(
-                vec![],
-                RequestParams {
-                    top_p: Some(0.7),
-                    ..Default::default()
-                },
-            ),
+            chat(vec![ChatMessage::user("a\0b")]),
+            chat(vec![ChatMessage::user("a"), ChatMessage::user("b")]),
         ),
         (
-            base(
-                vec![ChatMessage::new(Role::Other("user\",\"x".into()), "a")],
-                RequestParams::default(),
-            ),
-            base(vec![ChatMessage::user("a")], RequestParams::default()),
-        ),
-        (
-            base(vec![ChatMessage::user("a\0b")], RequestParams::default()),
-            base(
-                vec![ChatMessage::user("a"), ChatMessage::user("b")],
-                RequestParams::default(),
-            ),
+            Request {
+                provider: "open".into(),
+                model: "ai\",\"model\":\"gpt-4o".into(),
+                ..chat(vec![])
+            },
+            chat(vec![]),
         ),
     ];
     for (a, b) in &pairs {
         assert_ne!(reference(a), reference(b));
         assert_ne!(a.key().unwrap(), b.key().unwrap(), "{a:?} vs {b:?}");
     }
-    let mut provider_model = base(vec![], RequestParams::default());
-    provider_model.provider = "open".into();
-    provider_model.model = "ai\",\"model\":\"gpt-4o".into();
-    assert_ne!(
-        provider_model.key().unwrap(),
-        base(vec![], RequestParams::default()).key().unwrap()
-    );
 }
 
 /// The canonical form is valid JSON whatever the text holds: the encoding
