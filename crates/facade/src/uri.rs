@@ -203,7 +203,9 @@ fn redact_options(tail: &str) -> String {
     format!("{path}?{}", options.join("&"))
 }
 
-/// Masks the password of every `scheme://user:password@` found in `text`.
+/// Masks the password of every `scheme://user:password@` found in `text`,
+/// and the value of every secret query option (`authMechanismProperties=`,
+/// `tlsCertificateKeyFilePassword=`, up to the next `&` or whitespace).
 ///
 /// It errs on the side of masking: the credentials run from `://` to the last
 /// `@` before the next whitespace, so a password holding characters
@@ -242,6 +244,31 @@ pub fn scrub(text: &str) -> String {
         }
     }
     out.push_str(rest);
+    mask_secret_options(&out)
+}
+
+/// Masks the values of secret query options wherever they appear in `text`.
+fn mask_secret_options(text: &str) -> String {
+    // ASCII lowercasing keeps byte offsets, so positions found in `lower`
+    // are positions in `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some((start, key)) = SECRET_OPTIONS
+        .iter()
+        .filter_map(|key| Some((at + lower.get(at..)?.find(&format!("{key}="))?, key)))
+        .min()
+    {
+        let value_start = start + key.len() + 1;
+        let value_end = text
+            .get(value_start..)
+            .and_then(|v| v.find(|c: char| c == '&' || c.is_whitespace()))
+            .map_or(text.len(), |end| value_start + end);
+        out.push_str(text.get(at..value_start).unwrap_or_default());
+        out.push_str(MASK);
+        at = value_end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
     out
 }
 
@@ -322,6 +349,22 @@ mod tests {
         assert_eq!(
             out,
             "connect to 'mongodb://u:****@h:1' failed; also mongodb://****@y and http://a.b"
+        );
+    }
+
+    #[test]
+    fn scrub_masks_secret_options_in_free_text() {
+        let text = "bad uri mongodb://h/?tls=true&AUTHMECHANISMPROPERTIES=AWS_SESSION_TOKEN:tok123&w=1 \
+                    and tlsCertificateKeyFilePassword=pem456";
+        let out = scrub(text);
+        assert_eq!(
+            out,
+            "bad uri mongodb://h/?tls=true&AUTHMECHANISMPROPERTIES=****&w=1 \
+             and tlsCertificateKeyFilePassword=****"
+        );
+        assert_eq!(
+            scrub("authmechanismproperties="),
+            "authmechanismproperties=****"
         );
     }
 

@@ -121,6 +121,252 @@ fn config_errors_hide_the_password() {
     assert_clean("a URI error", &format!("{err} {err:?}"));
 }
 
+/// A second password, holding characters the URI must percent-encode, so
+/// both of its forms can be searched for.
+#[cfg(feature = "mongodb")]
+const PLANTED: &str = "PLANTED-s3cr3t/@:x";
+/// [`PLANTED`] as it is written in the URI.
+#[cfg(feature = "mongodb")]
+const PLANTED_ENCODED: &str = "PLANTED-s3cr3t%2F%40%3Ax";
+
+/// Fails when `text` holds the planted password in any form: raw, encoded,
+/// or its distinctive stem in any case (a partial or re-cased leak).
+#[cfg(feature = "mongodb")]
+fn assert_no_planted(what: &str, text: &str) {
+    for form in [PLANTED, PLANTED_ENCODED] {
+        assert!(!text.contains(form), "{what} shows the password: {text}");
+    }
+    assert!(
+        !text.to_ascii_lowercase().contains("planted-s3cr3t"),
+        "{what} shows part of the password: {text}"
+    );
+}
+
+/// The URI of a server that will refuse the login (the test server does not
+/// know the user), and of a port where nothing listens.
+#[cfg(feature = "mongodb")]
+fn planted_uris() -> [String; 2] {
+    let base = stratum_tests::mongodb_uri();
+    [
+        base.replacen(
+            "mongodb://",
+            &format!("mongodb://admin:{PLANTED_ENCODED}@"),
+            1,
+        ),
+        format!("mongodb://admin:{PLANTED_ENCODED}@127.0.0.1:1/?directConnection=true"),
+    ]
+}
+
+/// The whole stack (store, breaker, cache, pool, health checks, metrics
+/// exporter) with a planted password, failing against a refused login and a
+/// dead port. Everything it renders is captured and searched.
+#[cfg(all(feature = "mongodb", feature = "monitor"))]
+#[test]
+fn the_whole_stack_hides_the_password() {
+    use std::time::Duration;
+
+    use stratum::Stratum;
+    use stratum::bson::oid::ObjectId;
+    use stratum::models::Conversation;
+    use stratum::monitor::{CheckKind, HealthRegistry, Monitor, MonitorConfig};
+    use stratum::{Filter, Query, Store};
+
+    let monitor = Monitor::new(MonitorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..MonitorConfig::default()
+    })
+    .unwrap();
+    let recorder = monitor.recorder();
+    let (logs, _guard) = capture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut shown: Vec<(String, String)> = Vec::new();
+    let mut failures = 0;
+    metrics::with_local_recorder(&*recorder, || {
+        rt.block_on(async {
+            for uri in planted_uris() {
+                let config = StratumConfig::builder()
+                    .env_vars([("STRATUM_MONGODB_URI", uri.as_str())])
+                    .configure(|c| {
+                        c.mongodb.server_selection_timeout = Duration::from_millis(500);
+                        c.mongodb.connect_timeout = Duration::from_millis(500);
+                        c.mongodb.operation_timeout = Duration::from_secs(3);
+                    })
+                    .build()
+                    .unwrap();
+                assert!(
+                    config
+                        .mongodb
+                        .uri
+                        .as_ref()
+                        .unwrap()
+                        .expose_secret()
+                        .contains(PLANTED_ENCODED)
+                );
+                shown.push(("config".into(), format!("{config:?} {config:#?}")));
+                let stratum = match Stratum::builder(config).open().await {
+                    Ok(stratum) => stratum,
+                    Err(e) => {
+                        shown.push(("open error".into(), format!("{e} {e:?}")));
+                        failures += 1;
+                        continue;
+                    }
+                };
+                shown.push(("handle".into(), format!("{stratum:?} {stratum:#?}")));
+                // A registry per stack: check names are unique within one.
+                let health = HealthRegistry::new(Duration::from_secs(1));
+                stratum.register_health(&health).unwrap();
+                let conversations = stratum.repository::<Conversation>().unwrap();
+                for _ in 0..3 {
+                    let err = conversations.get(&ObjectId::new()).await.unwrap_err();
+                    shown.push(("get error".into(), format!("{err} {err:?}")));
+                    failures += 1;
+                }
+                let fresh = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+                let err = conversations.insert(&fresh).await.unwrap_err();
+                shown.push(("insert error".into(), format!("{err} {err:?}")));
+                let err = conversations
+                    .find(&Query::new(Filter::eq("model", "gpt-4o")))
+                    .await
+                    .unwrap_err();
+                shown.push(("find error".into(), format!("{err} {err:?}")));
+                let err = stratum.store().ping().await.unwrap_err();
+                shown.push(("ping error".into(), format!("{err} {err:?}")));
+                failures += 3;
+                let report = health.report(CheckKind::Readiness).await;
+                shown.push(("readiness".into(), report.to_json()));
+                shown.push(("handle after".into(), format!("{stratum:?}")));
+            }
+        });
+    });
+    let rendered = monitor.render();
+    assert!(
+        rendered.contains("stratum_store_operations_total"),
+        "the failures were recorded: {rendered}"
+    );
+    shown.push(("/metrics".into(), rendered));
+    let logged = logs.text();
+    assert!(!logged.is_empty(), "the failures were logged");
+    shown.push(("logs".into(), logged));
+    assert!(
+        failures >= 2,
+        "both servers failed the operations ({failures})"
+    );
+    for (what, text) in &shown {
+        assert_no_planted(what, text);
+    }
+    // The searched text is the real thing: the login was refused, the dead
+    // port was unreachable, and the URI was rendered (masked).
+    let all: String = shown.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(all.contains("Authentication failed"), "{all}");
+    assert!(all.contains("database unavailable"), "{all}");
+    assert!(all.contains("admin:****@127.0.0.1"), "{all}");
+}
+
+/// The `stratum` command with a planted password in the URI, the
+/// environment and a configuration file, at TRACE log level: stdout and
+/// stderr are searched.
+#[cfg(all(feature = "cli", feature = "mongodb"))]
+#[test]
+fn the_command_never_prints_the_password() {
+    use std::process::Command;
+
+    let dir = std::env::temp_dir().join(format!("stratum-redaction-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut runs = 0;
+    let mut everything = String::new();
+    for uri in planted_uris() {
+        let file = dir.join("stratum.toml");
+        // A file with the URI and a mistake after it.
+        std::fs::write(
+            &file,
+            format!("[mongodb]\nuri = \"{uri}\"\n[cache]\nttl = \"soon\"\n"),
+        )
+        .unwrap();
+        let broken = file.display().to_string();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, format!("[mongodb]\nuri = \"{uri}\"\n")).unwrap();
+        let good = good.display().to_string();
+        let invocations: Vec<(Vec<&str>, Option<&str>)> = vec![
+            (
+                vec!["check", "--mongodb-uri", &uri, "--timeout", "500ms"],
+                None,
+            ),
+            (vec!["check", "--timeout", "500ms"], Some(uri.as_str())),
+            (vec!["check", "--config", &broken], None),
+            (vec!["check", "--config", &good, "--timeout", "500ms"], None),
+            (
+                vec![
+                    "demo",
+                    "--mongodb-uri",
+                    &uri,
+                    "--duration",
+                    "1s",
+                    "--no-progress",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                None,
+            ),
+            (
+                vec![
+                    "demo",
+                    "--config",
+                    &good,
+                    "--duration",
+                    "1s",
+                    "--concurrency",
+                    "4",
+                    "--no-progress",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                None,
+            ),
+        ];
+        for (args, env_uri) in invocations {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_stratum"));
+            // Short driver timeouts, so the dead port fails in well under a second.
+            cmd.args(&args)
+                .env("RUST_LOG", "trace")
+                .env("STRATUM_MONGODB_SERVER_SELECTION_TIMEOUT", "300ms")
+                .env("STRATUM_MONGODB_CONNECT_TIMEOUT", "300ms")
+                .env_remove("STRATUM_MONGODB_URI");
+            if let Some(uri) = env_uri {
+                cmd.env("STRATUM_MONGODB_URI", uri);
+            }
+            let out = cmd.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() || args[0] == "demo",
+                "{args:?} cannot succeed: {stdout}{stderr}"
+            );
+            assert!(
+                !stdout.is_empty() || !stderr.is_empty(),
+                "{args:?} said something"
+            );
+            assert_no_planted(&format!("stratum {args:?}"), &format!("{stdout}\n{stderr}"));
+            everything.push_str(&stdout);
+            everything.push_str(&stderr);
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 12);
+    // What was searched is the real output of each failure.
+    for expected in [
+        "Authentication failed",
+        "database unavailable",
+        "`cache.ttl`",
+        "admin:****@127.0.0.1",
+    ] {
+        assert!(everything.contains(expected), "{expected}: {everything}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[cfg(feature = "mongodb")]
 mod mongo {
     use std::time::Duration;

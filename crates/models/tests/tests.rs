@@ -5,6 +5,8 @@
 
 // BSON round trips of every model (proptest).
 mod roundtrip;
+// Prompt-cache keys fuzzed against a reference normalization (proptest).
+mod cache_key;
 // Validation before the database: typed errors, never a panic.
 mod validation;
 // Against the real test server: indexes, duplicate keys, refused writes, lookups.

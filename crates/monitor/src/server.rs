@@ -128,3 +128,57 @@ async fn health(monitor: Monitor, kind: CheckKind) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::{DEFAULT_LISTEN, MonitorConfig};
+
+    /// The default address is loopback, and a monitor started on it (port 0,
+    /// since the default port may be taken) binds loopback and nothing wider.
+    #[tokio::test]
+    async fn the_default_bind_is_loopback() {
+        assert_eq!(DEFAULT_LISTEN.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(MonitorConfig::default().listen, DEFAULT_LISTEN);
+        assert!(!MonitorConfig::default().allow_non_loopback);
+        let config = MonitorConfig {
+            listen: SocketAddr::new(DEFAULT_LISTEN.ip(), 0),
+            ..MonitorConfig::default()
+        };
+        let running = Monitor::new(config).unwrap().start().await.unwrap();
+        assert_eq!(running.local_addr().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        tokio::net::TcpStream::connect(running.local_addr())
+            .await
+            .unwrap();
+        running.shutdown().await;
+    }
+
+    /// Any non-loopback address is refused unless `allow_non_loopback` is
+    /// set; set, it is honoured: the listener binds every interface.
+    #[tokio::test]
+    async fn a_wide_bind_is_honoured_only_when_asked() {
+        for wide in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0", "[::ffff:127.0.0.1]:0"] {
+            let config = MonitorConfig {
+                listen: wide.parse().unwrap(),
+                ..MonitorConfig::default()
+            };
+            let err = Monitor::new(config).unwrap_err();
+            assert_eq!(err.field, "listen", "{wide}");
+            assert!(err.reason.contains("allow_non_loopback"), "{err}");
+        }
+        let asked = MonitorConfig {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            allow_non_loopback: true,
+            ..MonitorConfig::default()
+        };
+        let running = Monitor::new(asked).unwrap().start().await.unwrap();
+        assert!(running.local_addr().ip().is_unspecified(), "{running:?}");
+        let port = running.local_addr().port();
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        running.shutdown().await;
+    }
+}

@@ -95,6 +95,7 @@ env_vars! {
     "STRATUM_POOL_MAX_SIZE" => "pool.max_size": |c, v, n| c.pool.max_size = number(n, v)?;
     "STRATUM_POOL_ACQUIRE_TIMEOUT" => "pool.acquire_timeout": |c, v, n| c.pool.acquire_timeout = duration(n, v)?;
     "STRATUM_MONITOR_ENABLED" => "monitor.enabled": |c, v, n| c.monitor.enabled = boolean(n, v)?;
+    "STRATUM_MONITOR_ALLOW_NON_LOOPBACK" => "monitor.allow_non_loopback": |c, v, n| c.monitor.allow_non_loopback = boolean(n, v)?;
     "STRATUM_MONITOR_LISTEN" => "monitor.listen": |c, v, n| c.monitor.listen = v.trim().parse().map_err(|_| {
         ConfigError::invalid(n, "not a socket address such as `127.0.0.1:9000`")
     })?;

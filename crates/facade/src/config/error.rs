@@ -38,7 +38,10 @@ pub enum ConfigError {
     },
     /// The TOML text is malformed or does not fit the schema (an unknown key,
     /// a wrong type, a nonsense duration).
-    #[error("{source_name}:{line}:{column}: {message}")]
+    #[error(
+        "{source_name}:{line}:{column}: {}{message}",
+        field.as_deref().map(|f| format!("`{f}`: ")).unwrap_or_default()
+    )]
     Parse {
         /// The file path, or `<toml>` for text given in code.
         source_name: String,
@@ -46,6 +49,10 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column of the offending text (0 when unknown).
         column: usize,
+        /// The dotted path of the field whose value does not fit
+        /// (`cache.ttl`), or of the table holding an unknown key; `None` for
+        /// a syntax error, which belongs to no field.
+        field: Option<String>,
         /// The parser's message, with any credentials masked.
         message: String,
     },
@@ -60,11 +67,13 @@ impl ConfigError {
         }
     }
 
-    /// The field this error is about, when it is about one field.
+    /// The field this error is about, when it is about one field: the
+    /// refused field, or the field whose TOML value does not fit its type.
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),
-            _ => None,
+            ConfigError::Parse { field, .. } => field.as_deref(),
+            ConfigError::Read { .. } => None,
         }
     }
 }

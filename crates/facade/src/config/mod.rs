@@ -235,14 +235,23 @@ impl ConfigBuilder {
 }
 
 fn parse_toml(source_name: &str, text: &str) -> Result<StratumConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    toml::from_str(text).map_err(|mut e: toml::de::Error| {
         let (line, column) = e
             .span()
             .map_or((0, 0), |span| line_and_column(text, span.start));
+        // toml records the key path of a value that does not fit, but shows it
+        // only when the error is rendered without its input (`in `a.b``).
+        e.set_input(None);
+        let rendered = e.to_string();
+        let field = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+            .map(crate::uri::scrub);
         ConfigError::Parse {
             source_name: source_name.to_owned(),
             line,
             column,
+            field,
             // `message()` without the snippet of the offending line, which
             // could show a password; scrubbed, as serde may quote a value.
             message: crate::uri::scrub(e.message()),
@@ -323,6 +332,7 @@ mod tests {
                     "store.max_document_bytes" => "1024",
                     "monitor.listen" => "127.0.0.1:9100",
                     f if f.ends_with("enabled") => "false",
+                    "monitor.allow_non_loopback" => "yes",
                     f if f.ends_with("threshold") => "25",
                     "cache.max_entries" | "pool.max_size" => "7",
                     _ => "1234ms",
@@ -344,6 +354,7 @@ mod tests {
         assert_eq!(c.cache.max_entries, 7);
         assert_eq!(c.pool.max_size, 7);
         assert_eq!(c.monitor.listen.port(), 9100);
+        assert!(c.monitor.allow_non_loopback);
         for var in ENV_VARS {
             assert!(var.name.starts_with("STRATUM_"), "{}", var.name);
             let expected = format!("STRATUM_{}", var.field.replace('.', "_").to_uppercase());
@@ -416,17 +427,29 @@ mod tests {
 
     #[test]
     fn malformed_toml_and_nonsense_durations_are_parse_errors() {
-        for (text, line) in [
-            ("[cache\nttl = 1", 1),
-            ("[cache]\nttl = \"soon\"", 2),
-            ("[cache]\nttl = \"-5s\"", 2),
-            ("[cache]\nttl = \"99999999999999999999999s\"", 2),
-            ("[cache]\nttl = 30", 2),
-            ("[cache]\nttll = \"30s\"", 2),
-            ("[nosuch]\nx = 1", 1),
-            ("[monitor]\nlisten = \"everywhere\"", 2),
-            ("[store]\nbackend = \"postgres\"", 2),
-            ("[breaker]\nwindow_size = -1", 2),
+        for (text, line, field) in [
+            ("[cache\nttl = 1", 1, None),
+            ("[cache]\nttl = \"soon\"", 2, Some("cache.ttl")),
+            ("[cache]\nttl = \"-5s\"", 2, Some("cache.ttl")),
+            (
+                "[cache]\nttl = \"99999999999999999999999s\"",
+                2,
+                Some("cache.ttl"),
+            ),
+            ("[cache]\nttl = 30", 2, Some("cache.ttl")),
+            ("[cache]\nttll = \"30s\"", 2, Some("cache")),
+            ("[nosuch]\nx = 1", 1, None),
+            (
+                "[monitor]\nlisten = \"everywhere\"",
+                2,
+                Some("monitor.listen"),
+            ),
+            ("[store]\nbackend = \"postgres\"", 2, Some("store.backend")),
+            (
+                "[breaker]\nwindow_size = -1",
+                2,
+                Some("breaker.window_size"),
+            ),
         ] {
             let err = StratumConfig::builder().toml(text).build().unwrap_err();
             match &err {
@@ -436,8 +459,8 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(
-                        (*got, source_name.as_str()),
-                        (line, "<toml>"),
+                        (*got, source_name.as_str(), err.field()),
+                        (line, "<toml>", field),
                         "{text}: {err}"
                     );
                 }
@@ -462,6 +485,54 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.field(), Some(name), "{err}");
             assert!(!err.to_string().contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn the_listener_stays_on_loopback_unless_asked() {
+        let default = StratumConfig::default().monitor;
+        assert_eq!(default.listen, "127.0.0.1:9000".parse().unwrap());
+        assert!(!default.allow_non_loopback);
+        for wide in [
+            "0.0.0.0:9000",
+            "[::]:9000",
+            "192.0.2.7:9000",
+            "[::ffff:127.0.0.1]:9000",
+        ] {
+            let text = format!("[monitor]\nlisten = \"{wide}\"\n");
+            let err = StratumConfig::builder()
+                .toml(text.as_str())
+                .build()
+                .unwrap_err();
+            assert_eq!(err.field(), Some("monitor.listen"), "{wide}: {err}");
+            assert!(err.to_string().contains("allow_non_loopback"), "{err}");
+            let env = StratumConfig::builder()
+                .env_vars([("STRATUM_MONITOR_LISTEN", wide)])
+                .build()
+                .unwrap_err();
+            assert_eq!(env.field(), Some("monitor.listen"), "{wide}: {env}");
+            let asked = format!("{text}allow_non_loopback = true\n");
+            let config = StratumConfig::builder().toml(asked).build().unwrap();
+            assert_eq!(
+                config.monitor.listen,
+                wide.parse().unwrap(),
+                "honoured when asked"
+            );
+            let config = StratumConfig::builder()
+                .env_vars([
+                    ("STRATUM_MONITOR_LISTEN", wide),
+                    ("STRATUM_MONITOR_ALLOW_NON_LOOPBACK", "true"),
+                ])
+                .build()
+                .unwrap();
+            assert_eq!(config.monitor.listen, wide.parse().unwrap());
+        }
+        for local in ["127.0.0.1:0", "127.8.9.10:9000", "[::1]:9000"] {
+            let text = format!("[monitor]\nlisten = \"{local}\"\n");
+            assert!(
+                StratumConfig::builder().toml(text).build().is_ok(),
+                "{local}"
+            );
         }
     }
 

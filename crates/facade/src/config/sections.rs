@@ -367,6 +367,10 @@ pub struct MonitorConfig {
     /// Where `/metrics` and `/health/*` are served. Default `127.0.0.1:9000`
     /// (loopback: exposing it is a decision to make explicitly).
     pub listen: SocketAddr,
+    /// Must be `true` for `listen` to name anything but a loopback address
+    /// (`0.0.0.0`, a public interface): metrics and health then reach
+    /// beyond this host. Default `false`.
+    pub allow_non_loopback: bool,
     /// How often histogram buffers are drained. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub upkeep_interval: Duration,
@@ -377,6 +381,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             enabled: true,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)),
+            allow_non_loopback: false,
             upkeep_interval: Duration::from_secs(5),
         }
     }
@@ -384,7 +389,26 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     /// Checks every field.
+    ///
+    /// ```
+    /// use stratum::config::sections::MonitorConfig;
+    ///
+    /// let mut monitor = MonitorConfig { listen: "0.0.0.0:9000".parse().unwrap(), ..Default::default() };
+    /// assert_eq!(monitor.validate().unwrap_err().field(), Some("monitor.listen"));
+    /// monitor.allow_non_loopback = true; // asked for explicitly
+    /// assert!(monitor.validate().is_ok());
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(ConfigError::invalid(
+                "monitor.listen",
+                format!(
+                    "{} is not a loopback address; set `monitor.allow_non_loopback = true` \
+                     to serve metrics and health beyond this host",
+                    self.listen.ip()
+                ),
+            ));
+        }
         check_duration(
             "monitor.upkeep_interval",
             self.upkeep_interval,

@@ -99,6 +99,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         upkeep_interval: options.config.monitor.upkeep_interval,
+        allow_non_loopback: options.config.monitor.allow_non_loopback,
         ..stratum_monitor::MonitorConfig::default()
     };
     let monitor = stratum_monitor::Monitor::new(monitor_config)

@@ -11,7 +11,7 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use super::memory::with_id_first;
-use super::validate::{check_collection_name, check_id, check_size, encode_checked};
+use super::validate::{check_collection_name, check_id, encode_checked, growth_guard};
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
@@ -205,8 +205,31 @@ impl MongoStore {
         let update = update.to_document()?;
         // An update larger than the document limit can only produce a
         // document over it: refuse it here, as the memory store would.
-        check_size(&update, self.max_document_bytes)?;
+        let guard = growth_guard(&update, self.max_document_bytes)?;
         let coll = self.collection(collection)?;
+        if let Some(guard) = guard {
+            // A limit below the server's own: update only a document that
+            // stays within it (the server refuses `$expr` in an upsert).
+            let mut filter = doc! { "_id": id.clone() };
+            filter.extend(guard);
+            let call = coll
+                .find_one_and_update(filter, update.clone())
+                .return_document(ReturnDocument::After);
+            if let Some(updated) = self.run("update", call).await? {
+                return Ok(Some(updated));
+            }
+            let exists = coll.count_documents(doc! { "_id": id.clone() });
+            if self.run("count", exists).await? > 0 {
+                return Err(StoreError::validation(format!(
+                    "the update could grow the document over the limit of {} bytes",
+                    self.max_document_bytes
+                )));
+            }
+            if !upsert {
+                return Ok(None);
+            }
+            // Absent: an upsert builds it from the update alone, checked above.
+        }
         // `id` passed `check_id`: no operator keys, so it matches as a value.
         let call = coll
             .find_one_and_update(doc! { "_id": id.clone() }, update)

@@ -8,7 +8,7 @@
 use bson::{Bson, Document, doc};
 
 use super::StoreError;
-use super::validate::{check_field_name, check_value};
+use super::validate::{MAX_DEPTH, check_field_name, check_value};
 
 /// A comparison operator of a [`Filter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +164,19 @@ impl Filter {
         }
     }
 
-    /// Checks every field name and value; both stores call this first.
+    /// Checks every field name and value, and that `and`/`or` nest at most
+    /// 100 levels deep (MongoDB's own limit; deeper would also risk the
+    /// stack of every recursive walk). Both stores call this first.
     pub fn validate(&self) -> Result<(), StoreError> {
+        self.validate_at(0)
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<(), StoreError> {
+        if depth > MAX_DEPTH {
+            return Err(StoreError::validation(
+                "filters nest `and`/`or` deeper than 100 levels",
+            ));
+        }
         match &self.0 {
             Node::All => Ok(()),
             Node::Compare { field, value, .. } => {
@@ -177,7 +188,9 @@ impl Filter {
                 values.iter().try_for_each(check_filter_value)
             }
             Node::Exists { field, .. } => check_field_name(field),
-            Node::And(parts) | Node::Or(parts) => parts.iter().try_for_each(Filter::validate),
+            Node::And(parts) | Node::Or(parts) => parts
+                .iter()
+                .try_for_each(|part| part.validate_at(depth + 1)),
         }
     }
 
@@ -369,6 +382,24 @@ mod tests {
             options: String::new(),
         });
         assert!(Filter::eq("a", regex).validate().is_err());
+    }
+
+    #[test]
+    fn deep_filters_are_refused_without_overflow() {
+        let nest = |depth: i32| {
+            (0..depth).fold(Filter::eq("a", 1), |inner, i| {
+                if i % 2 == 0 {
+                    Filter::eq("b", i).or(inner)
+                } else {
+                    Filter::eq("c", i).and(inner)
+                }
+            })
+        };
+        assert!(nest(100).validate().is_ok());
+        for depth in [101, 1_000] {
+            let err = nest(depth).to_document().unwrap_err();
+            assert!(err.to_string().contains("deeper than 100"), "{err}");
+        }
     }
 
     #[test]

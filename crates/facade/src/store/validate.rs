@@ -9,11 +9,13 @@
 use bson::{Bson, Document, RawDocumentBuf};
 
 use super::StoreError;
+#[cfg(feature = "mongodb")]
+use crate::config::sections::MONGODB_MAX_DOCUMENT_BYTES;
 
 /// The longest field name accepted, in bytes.
 const MAX_FIELD_BYTES: usize = 1024;
 /// How deep documents may nest (MongoDB allows 100 levels).
-const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Checks one field name.
 ///
@@ -114,10 +116,36 @@ pub(crate) fn encode_checked(
     encode_within(doc, max_bytes)
 }
 
-/// Checks a document's encoded size against `max_bytes`.
+/// Checks an update document's encoded size against `max_bytes`, and, when
+/// `max_bytes` is below the server's own 16 MiB limit (which the server
+/// enforces exactly), returns the query condition that lets the update apply
+/// only to a document that stays within `max_bytes` whatever it adds.
+///
+/// The bound is conservative: an update adds at most its own encoded size
+/// plus 16 bytes per field (an array index key longer than the field name, an
+/// int32 widened by `$inc`, a new array's header), so a stored document may
+/// take the update when its size plus that bound fits.
 #[cfg(feature = "mongodb")]
-pub(crate) fn check_size(doc: &Document, max_bytes: usize) -> Result<(), StoreError> {
-    encode_within(doc, max_bytes).map(drop)
+pub(crate) fn growth_guard(
+    update: &Document,
+    max_bytes: usize,
+) -> Result<Option<Document>, StoreError> {
+    let len = encode_within(update, max_bytes)?.as_bytes().len();
+    if max_bytes >= MONGODB_MAX_DOCUMENT_BYTES {
+        return Ok(None);
+    }
+    let fields: usize = update
+        .values()
+        .map(|v| match v {
+            Bson::Document(fields) => fields.len(),
+            _ => 1,
+        })
+        .sum();
+    let headroom = max_bytes.saturating_sub(len.saturating_add(fields.saturating_mul(16)));
+    let headroom = i64::try_from(headroom).unwrap_or(i64::MAX);
+    Ok(Some(bson::doc! {
+        "$expr": { "$lte": [{ "$bsonSize": "$$ROOT" }, headroom] }
+    }))
 }
 
 fn encode_within(doc: &Document, max_bytes: usize) -> Result<RawDocumentBuf, StoreError> {
