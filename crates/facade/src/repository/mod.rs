@@ -258,9 +258,9 @@ impl<T: Document> Repository<T> {
 
     async fn load(&self, id: &Bson) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
-        let found = layers.call(layers.store.get(T::COLLECTION, id)).await?;
+        let found = layers.call(layers.store.get_raw(T::COLLECTION, id)).await?;
         let doc = match found {
-            Some(doc) => Some(Arc::new(T::from_bson_checked(doc)?)),
+            Some(raw) => Some(Arc::new(decode::<T>(&raw)?)),
             None => None,
         };
         Ok(Entry {
@@ -273,11 +273,13 @@ impl<T: Document> Repository<T> {
     /// entry (a cached absence, say) is dropped.
     pub async fn insert(&self, doc: &T) -> Result<(), RepositoryError> {
         self.observe(Op::Insert, async {
-            let encoded = doc.to_bson_checked()?;
+            // Validated, encoded and size-checked once; the store checks the
+            // field names on these bytes and sends them as they are.
+            let encoded = doc.to_raw_checked()?;
             let id = to_bson(doc.id())?;
             let layers = &self.inner.layers;
             let result = layers
-                .call(layers.store.insert(T::COLLECTION, encoded))
+                .call(layers.store.insert_raw(T::COLLECTION, encoded))
                 .await;
             self.after_write(&result, |id| self.invalidate(id), Some(&id));
             result.map(|_| ())
@@ -484,6 +486,19 @@ impl<T: Document> Repository<T> {
         }
         result
     }
+}
+
+/// Decodes a stored document straight from its bytes (as the driver decodes
+/// into a typed collection) and checks the type's rules, like
+/// `Document::from_bson_checked`.
+fn decode<T: Document>(raw: &bson::RawDocument) -> Result<T, stratum_models::ValidationError> {
+    let value: T = bson::from_slice(raw.as_bytes()).map_err(|e| {
+        stratum_models::ValidationError::Malformed {
+            reason: e.to_string(),
+        }
+    })?;
+    value.validate()?;
+    Ok(value)
 }
 
 fn to_bson<I: serde::Serialize>(id: &I) -> Result<Bson, RepositoryError> {
