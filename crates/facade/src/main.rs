@@ -177,7 +177,10 @@ async fn check(args: CheckArgs) -> Result<(), String> {
         .configure(move |c| {
             c.mongodb.server_selection_timeout = timeout;
             c.mongodb.connect_timeout = timeout;
-            c.mongodb.operation_timeout = timeout;
+            // Longer than server selection, so an unreachable server is
+            // reported as such (the driver's answer), not as whichever of the
+            // two equal timers a loaded machine happened to fire first.
+            c.mongodb.operation_timeout = timeout.saturating_mul(2);
         })
         .build()
         .map_err(|e| format!("configuration: {e}"))?;

@@ -31,7 +31,7 @@ fn config() -> StratumConfig {
     config
 }
 
-fn stack(store: Arc<dyn Store>) -> (Stratum, stratum::cache::ManualClock) {
+fn stack(store: Arc<dyn Store>) -> (Stratum, stratum::ManualClock) {
     let (clock, hand) = StackClock::manual();
     let stratum = Stratum::builder(config())
         .store(store)

@@ -18,16 +18,18 @@ mod metrics;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bson::Bson;
+#[cfg(feature = "cache")]
 use stratum_cache::{Cache, CacheBuilder, ShardedCache};
 use stratum_models::Document;
 use tracing::Instrument;
 
 pub use self::error::RepositoryError;
 use self::metrics::{Op, RepositoryMetrics, Source};
+#[cfg(feature = "cache")]
 use crate::config::layers;
 use crate::stack::Layers;
 use crate::store::compare;
@@ -85,9 +87,45 @@ impl<T> Clone for Entry<T> {
     }
 }
 
+/// The document cache of a repository (none without the `cache` feature).
+#[cfg(feature = "cache")]
+type DocCache<T> = ShardedCache<Vec<u8>, Entry<T>>;
+#[cfg(not(feature = "cache"))]
+type DocCache<T> = NoCache<T>;
+
+/// Stands in for the cache when it is compiled out: it cannot be made, so
+/// `Option<NoCache<T>>` is always `None` and every cache branch is dead.
+#[cfg(not(feature = "cache"))]
+enum NoCache<T> {
+    #[allow(dead_code)]
+    Never(std::convert::Infallible, PhantomData<fn() -> T>),
+}
+
+#[cfg(not(feature = "cache"))]
+impl<T> NoCache<T> {
+    fn never(&self) -> ! {
+        match self {
+            NoCache::Never(never, _) => match *never {},
+        }
+    }
+
+    fn insert(&self, _key: Vec<u8>, _entry: Entry<T>) {
+        self.never()
+    }
+
+    fn remove(&self, _key: &[u8]) {
+        self.never()
+    }
+
+    fn invalidate_all(&self) {
+        self.never()
+    }
+}
+
 struct Inner<T> {
     layers: Arc<Layers>,
-    cache: Option<ShardedCache<Vec<u8>, Entry<T>>>,
+    cache: Option<DocCache<T>>,
+    #[cfg(feature = "cache")]
     ttl: Duration,
     generations: Box<[AtomicU64]>,
     metrics: RepositoryMetrics,
@@ -111,11 +149,13 @@ struct Inner<T> {
 /// repo.insert(&c).await?;
 ///
 /// assert_eq!(repo.get(&c.id).await?.origin, Origin::Store); // a miss, loaded
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
 /// assert_eq!(repo.get(&c.id).await?.origin, Origin::Cache); // then a hit
 ///
 /// // An update refreshes the cached document.
 /// repo.update(&c.id, &Update::new().set("title", "Trip to Lisbon")).await?;
 /// let read = repo.get(&c.id).await?;
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
 /// assert_eq!(read.origin, Origin::Cache);
 /// assert_eq!(read.value.unwrap().title.as_deref(), Some("Trip to Lisbon"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -144,7 +184,11 @@ impl<T: Document> std::fmt::Debug for Repository<T> {
 
 impl<T: Document> Repository<T> {
     pub(crate) fn new(layers: Arc<Layers>) -> Result<Repository<T>, ConfigError> {
+        #[cfg(feature = "cache")]
         let section = &layers.config.cache;
+        #[cfg(not(feature = "cache"))]
+        let cache = None;
+        #[cfg(feature = "cache")]
         let cache = if section.enabled {
             let config = layers::cache_config(section, T::COLLECTION)?;
             let cache = CacheBuilder::from_config(config)
@@ -157,6 +201,7 @@ impl<T: Document> Repository<T> {
         };
         Ok(Repository {
             inner: Arc::new(Inner {
+                #[cfg(feature = "cache")]
                 ttl: section.ttl,
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -174,12 +219,14 @@ impl<T: Document> Repository<T> {
 
     /// The cache's statistics (hits, misses, loads, stale serves), when the
     /// cache is enabled.
+    #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> Option<stratum_cache::CacheStats> {
         self.inner.cache.as_ref().map(ShardedCache::stats)
     }
 
     /// Exports the cache's statistics to the `metrics` recorder (run it
     /// periodically, or use the cache's own maintenance task).
+    #[cfg(feature = "cache")]
     pub fn publish_cache_metrics(&self) {
         if let Some(cache) = &self.inner.cache {
             cache.publish_metrics();
@@ -212,18 +259,28 @@ impl<T: Document> Repository<T> {
     }
 
     async fn read(&self, id: &Bson) -> Result<Read<T>, RepositoryError> {
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.inner.cache {
+            return self.read_through(cache, id).await;
+        }
+        let entry = self.load(id).await?;
+        Ok(Read {
+            value: entry.doc,
+            origin: Origin::Store,
+        })
+    }
+
+    #[cfg(feature = "cache")]
+    async fn read_through(
+        &self,
+        cache: &DocCache<T>,
+        id: &Bson,
+    ) -> Result<Read<T>, RepositoryError> {
         let inner = &*self.inner;
-        let Some(cache) = &inner.cache else {
-            let entry = self.load(id).await?;
-            return Ok(Read {
-                value: entry.doc,
-                origin: Origin::Store,
-            });
-        };
         let key = compare::key(id);
         let stripe = stripe(&key);
         let generation = inner.generations[stripe].load(Ordering::Acquire);
-        let loaded_here = AtomicBool::new(false);
+        let loaded_here = std::sync::atomic::AtomicBool::new(false);
         let result = cache
             .get_or_load_async(key.clone(), |_| async {
                 let entry = self.load(id).await;
