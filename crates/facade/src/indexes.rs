@@ -65,7 +65,11 @@ impl IndexStatus {
 
 impl fmt::Display for IndexStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{} ({{{}}}): ", self.collection, self.declared, self.keys)?;
+        write!(
+            f,
+            "{}.{} ({{{}}}): ",
+            self.collection, self.declared, self.keys
+        )?;
         match &self.state {
             IndexState::Present { name } => write!(f, "present as `{name}`"),
             IndexState::Differs { name, reason } => write!(f, "differs: `{name}` is {reason}"),
@@ -110,7 +114,10 @@ pub async fn check<T: Document>(db: &Database) -> Result<Vec<IndexStatus>, Store
 
 /// The collection's index descriptions; none when it does not exist.
 async fn existing(db: &Database, collection: &str) -> Result<Vec<BsonDocument>, StoreError> {
-    let names = db.list_collection_names().await.map_err(|e| classify(e, None))?;
+    let names = db
+        .list_collection_names()
+        .await
+        .map_err(|e| classify(e, None))?;
     if !names.iter().any(|n| n == collection) {
         return Ok(Vec::new());
     }
@@ -119,7 +126,8 @@ async fn existing(db: &Database, collection: &str) -> Result<Vec<BsonDocument>, 
         .list_indexes()
         .await
         .map_err(|e| classify(e, None))?;
-    let models: Vec<mongodb::IndexModel> = cursor.try_collect().await.map_err(|e| classify(e, None))?;
+    let models: Vec<mongodb::IndexModel> =
+        cursor.try_collect().await.map_err(|e| classify(e, None))?;
     Ok(models
         .into_iter()
         .map(|m| {
@@ -143,7 +151,10 @@ fn state(spec: &IndexSpec, existing: &[BsonDocument]) -> IndexState {
     };
     let name = found.get_str("name").unwrap_or("").to_owned();
     let unique = found.get_bool("unique").unwrap_or(false);
-    let ttl = found.get_i64("ttl_secs").ok().map(|s| Duration::from_secs(s as u64));
+    let ttl = found
+        .get_i64("ttl_secs")
+        .ok()
+        .map(|s| Duration::from_secs(s as u64));
     let mut differences = Vec::new();
     if spec.unique && !unique {
         differences.push("not unique".to_owned());
@@ -184,19 +195,22 @@ fn same_keys(spec: &IndexSpec, description: &BsonDocument) -> bool {
         return false;
     };
     keys.len() == spec.keys.len()
-        && keys.iter().zip(&spec.keys).all(|((field, dir), (want, want_dir))| {
-            let sign = match dir {
-                Bson::Int32(n) => f64::from(*n),
-                Bson::Int64(n) => *n as f64,
-                Bson::Double(n) => *n,
-                _ => return false,
-            };
-            field == want.as_ref()
-                && match want_dir {
-                    IndexDirection::Ascending => sign > 0.0,
-                    IndexDirection::Descending => sign < 0.0,
-                }
-        })
+        && keys
+            .iter()
+            .zip(&spec.keys)
+            .all(|((field, dir), (want, want_dir))| {
+                let sign = match dir {
+                    Bson::Int32(n) => f64::from(*n),
+                    Bson::Int64(n) => *n as f64,
+                    Bson::Double(n) => *n,
+                    _ => return false,
+                };
+                field == want.as_ref()
+                    && match want_dir {
+                        IndexDirection::Ascending => sign > 0.0,
+                        IndexDirection::Descending => sign < 0.0,
+                    }
+            })
 }
 
 fn render_keys(spec: &IndexSpec) -> String {
@@ -228,7 +242,8 @@ mod tests {
 
     #[test]
     fn found_by_keys_whatever_its_name() {
-        let have = [doc! { "key": { "a": 1.0, "b": 1i64 }, "name": "server_named", "unique": true }];
+        let have =
+            [doc! { "key": { "a": 1.0, "b": 1i64 }, "name": "server_named", "unique": true }];
         assert_eq!(
             state(&spec(true, None), &have),
             IndexState::Present {
@@ -252,7 +267,11 @@ mod tests {
             state(&spec(false, Some(60)), &plain),
             IndexState::Differs { reason, .. } if reason.contains("without the TTL of 1m")
         ));
-        let ttl = [doc! { "key": { "a": 1, "b": 1 }, "name": "x", "unique": false, "ttl_secs": 60i64 }];
-        assert!(matches!(state(&spec(false, Some(60)), &ttl), IndexState::Present { .. }));
+        let ttl =
+            [doc! { "key": { "a": 1, "b": 1 }, "name": "x", "unique": false, "ttl_secs": 60i64 }];
+        assert!(matches!(
+            state(&spec(false, Some(60)), &ttl),
+            IndexState::Present { .. }
+        ));
     }
 }

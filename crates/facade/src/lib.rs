@@ -89,6 +89,8 @@ pub mod demo;
 mod fault;
 #[cfg(feature = "monitor")]
 pub mod health;
+#[cfg(feature = "mongodb")]
+pub mod indexes;
 pub mod llm;
 pub mod repository;
 mod stack;

@@ -24,6 +24,8 @@ use bson::{Bson, Document, RawDocumentBuf};
 pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mongodb")]
+pub(crate) use self::mongo::classify;
+#[cfg(feature = "mongodb")]
 pub use self::mongo::{MongoStore, ServerInfo};
 pub use self::query::{Filter, Order, Query};
 pub use self::update::Update;
