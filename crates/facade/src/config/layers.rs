@@ -2,7 +2,7 @@
 //!
 //! The facade's sections are the user's vocabulary (`breaker.open_wait`);
 //! the layers validate their own types. A value the layer refuses comes back
-//! as a facade [`ConfigError`](super::ConfigError) naming the facade's field, so a user never
+//! as a facade [`crate::ConfigError`] naming the facade's field, so a user never
 //! has to know a layer's internal field names.
 
 #[cfg(any(feature = "breaker", feature = "cache"))]
