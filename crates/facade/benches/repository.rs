@@ -6,7 +6,9 @@
 //! - on the test server: a cached read, an uncached read (the repository with
 //!   `cache.enabled = false`, so breaker + metrics + span + decoding) and an
 //!   insert through the repository, each against the raw `mongodb` driver
-//!   (`Collection<Conversation>::find_one` / `insert_one`).
+//!   (`Collection<Conversation>::find_one` / `insert_one`); and, to show
+//!   where an uncached read's overhead goes, the repository with the breaker
+//!   and the pool off and `Store::get_raw` + decoding alone.
 //!
 //! The repository runs with its defaults: breaker and admission pool on.
 //!
@@ -96,10 +98,18 @@ where
 }
 
 fn stack(rt: &Runtime, store: Arc<dyn Store>, cache: bool) -> Repository<Conversation> {
+    stack_with(rt, store, |config| config.cache.enabled = cache)
+}
+
+fn stack_with(
+    rt: &Runtime,
+    store: Arc<dyn Store>,
+    configure: impl FnOnce(&mut StratumConfig),
+) -> Repository<Conversation> {
     // The pool's maintenance task needs the runtime.
     let _inside = rt.enter();
     let mut config = StratumConfig::default();
-    config.cache.enabled = cache;
+    configure(&mut config);
     config.cache.ttl = Duration::from_secs(3600);
     let stratum = Stratum::builder(config).store(store).build().unwrap();
     stratum.repository().unwrap()
@@ -223,6 +233,50 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
         },
     );
     report("mongodb uncached get vs raw driver", ours, peer, "raw");
+
+    // Where the uncached read's overhead goes: the repository with the
+    // breaker and the pool off, and the store alone (bytes decoded once).
+    let bare = stack_with(rt, Arc::clone(&store), |config| {
+        config.cache.enabled = false;
+        config.breaker.enabled = false;
+        config.pool.enabled = false;
+    });
+    let (ours, peer) = interleave(
+        rt,
+        async |k| {
+            black_box(bare.get(&docs[k].id).await.unwrap());
+        },
+        async |k| {
+            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
+        },
+    );
+    report(
+        "mongodb uncached get, breaker and pool off, vs raw driver",
+        ours,
+        peer,
+        "raw",
+    );
+    let (ours, peer) = interleave(
+        rt,
+        async |k| {
+            let id = Bson::ObjectId(docs[k].id);
+            let bytes = store
+                .get_raw(Conversation::COLLECTION, &id)
+                .await
+                .unwrap()
+                .unwrap();
+            black_box(stratum::bson::from_slice::<Conversation>(bytes.as_bytes()).unwrap());
+        },
+        async |k| {
+            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
+        },
+    );
+    report(
+        "mongodb Store::get_raw + decode vs raw driver",
+        ours,
+        peer,
+        "raw",
+    );
     let (ours, peer) = interleave(
         rt,
         async |k| {

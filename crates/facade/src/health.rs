@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "breaker")]
 use stratum_breaker::State;
 use stratum_monitor::{CheckKind, Health, HealthRegistry, MonitorError};
 
@@ -52,6 +53,7 @@ impl Stratum {
     /// # }).unwrap();
     /// ```
     pub fn register_health(&self, registry: &HealthRegistry) -> Result<(), MonitorError> {
+        #[cfg(feature = "breaker")]
         if let Some(breaker) = self.breaker().cloned() {
             registry.register_fn(BREAKER_CHECK, CheckKind::Readiness, move || {
                 match breaker.state() {
@@ -61,6 +63,7 @@ impl Stratum {
                 }
             })?;
         }
+        #[cfg(feature = "pool")]
         if self.pool_status().is_some() {
             let stack = self.clone();
             registry.register_fn(POOL_CHECK, CheckKind::Readiness, move || {

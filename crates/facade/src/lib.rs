@@ -26,7 +26,10 @@
 //! - [`Stratum`]: the handle that puts the layers in front of a store: one
 //!   circuit breaker (stratum-breaker) around every database call, a
 //!   read-through cache (stratum-cache) per collection, one [`StackClock`]
-//!   for both. Layers are left out with `enabled = false` in their section.
+//!   for both. Layers are left out with `enabled = false` in their section,
+//!   or at build time without their cargo feature (`breaker`, `cache`,
+//!   `pool`, all on by default; a section whose layer is compiled out is
+//!   parsed and validated, and ignored).
 //! - [`Repository<T>`](Repository) for any `stratum_models::Document`: reads
 //!   by id through the cache (single-flight on a miss), writes that refresh
 //!   or invalidate what they touch, stale reads within `cache.stale_for` when
@@ -70,12 +73,14 @@
 //! let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
 //! conversations.insert(&c).await?;
 //! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Store);
+//! # #[cfg(feature = "cache")] // (without the cache, from the store)
 //! assert_eq!(conversations.get(&c.id).await?.origin, Origin::Cache);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "pool")]
 pub mod admission;
 mod clock;
 pub mod config;
@@ -84,6 +89,8 @@ pub mod demo;
 mod fault;
 #[cfg(feature = "monitor")]
 pub mod health;
+#[cfg(feature = "mongodb")]
+pub mod indexes;
 pub mod llm;
 pub mod repository;
 mod stack;
@@ -96,9 +103,11 @@ pub mod watch;
 /// `mongodb::bson`).
 pub use bson;
 
-/// The circuit breaker (stratum-breaker).
+/// The circuit breaker (stratum-breaker; feature `breaker`).
+#[cfg(feature = "breaker")]
 pub use stratum_breaker as breaker;
-/// The in-process cache (stratum-cache).
+/// The in-process cache (stratum-cache; feature `cache`).
+#[cfg(feature = "cache")]
 pub use stratum_cache as cache;
 /// The typed LLM documents, cache keys, token counting and compression the
 /// repositories store (stratum-models).
@@ -106,14 +115,17 @@ pub use stratum_models as models;
 /// The monitor the facade registers its health checks with (stratum-monitor).
 #[cfg(feature = "monitor")]
 pub use stratum_monitor as monitor;
-/// The admission pool (stratum-pool).
+/// The admission pool (stratum-pool; feature `pool`).
+#[cfg(feature = "pool")]
 pub use stratum_pool as pool;
 
-pub use crate::clock::StackClock;
+pub use crate::clock::{ManualClock, StackClock};
 pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
 pub use crate::fault::{FaultPlan, FaultyStore};
 pub use crate::repository::{Origin, Read, Repository, RepositoryError};
-pub use crate::stack::{BREAKER_NAME, BreakerTransition, Stratum, StratumBuilder, StratumError};
+#[cfg(feature = "breaker")]
+pub use crate::stack::{BREAKER_NAME, BreakerTransition};
+pub use crate::stack::{Stratum, StratumBuilder, StratumError};
 pub use crate::store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]
 pub use crate::store::{MongoStore, ServerInfo};

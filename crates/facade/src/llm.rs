@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use bson::DateTime;
 use bson::oid::ObjectId;
+#[cfg(feature = "cache")]
 use stratum_cache::{CacheBuilder, ShardedCache};
 use stratum_models::{
     CacheKey, CacheKeyRequest, CachedResponse, ChatMessage, CompressedContext, CompressionConfig,
@@ -15,6 +16,7 @@ use stratum_models::{
     TokenUsage, ValidationError,
 };
 
+#[cfg(feature = "cache")]
 use crate::config::layers;
 use crate::{
     ConfigError, Filter, Order, Query, Repository, RepositoryError, StoreError, Stratum, Update,
@@ -110,6 +112,7 @@ pub enum PromptError<E> {
 /// let first = prompts.get_or_compute(&request, ask).await.unwrap();
 /// assert_eq!(first.source, AnswerSource::Provider);
 /// let second = prompts.get_or_compute(&request, ask).await.unwrap();
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
 /// assert_eq!(second.source, AnswerSource::Memory);
 /// assert_eq!(second.entry.response.content, "Lima.");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -118,14 +121,20 @@ pub enum PromptError<E> {
 #[derive(Clone)]
 pub struct PromptCache {
     responses: Repository<ResponseCacheEntry>,
+    /// The in-memory tier, with its single-flight (feature `cache`).
+    #[cfg(feature = "cache")]
     memo: Option<ShardedCache<String, Arc<ResponseCacheEntry>>>,
     ttl: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for PromptCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(feature = "cache")]
+        let memo = self.memo.is_some();
+        #[cfg(not(feature = "cache"))]
+        let memo = false;
         f.debug_struct("PromptCache")
-            .field("memo", &self.memo.is_some())
+            .field("memo", &memo)
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -137,7 +146,9 @@ const FROM_PROVIDER: u8 = 2;
 
 impl PromptCache {
     pub(crate) fn new(stratum: &Stratum) -> Result<PromptCache, ConfigError> {
+        #[cfg(feature = "cache")]
         let section = &stratum.config().cache;
+        #[cfg(feature = "cache")]
         let memo = if section.enabled {
             let mut config = layers::cache_config(section, "llm_prompts")?;
             // A provider's answer is not data that goes stale under a write;
@@ -153,6 +164,7 @@ impl PromptCache {
         };
         Ok(PromptCache {
             responses: stratum.repository()?,
+            #[cfg(feature = "cache")]
             memo,
             ttl: None,
         })
@@ -182,10 +194,15 @@ impl PromptCache {
         let key = CacheKey::compute(request).map_err(|e| Arc::new(PromptError::Invalid(e)))?;
         let source = AtomicU8::new(FROM_MEMORY);
         let load = |key: String| self.load(key, request, compute, &source);
+        #[cfg(feature = "cache")]
         let entry = match &self.memo {
             Some(memo) => memo.get_or_load_async(key.into_string(), load).await?,
             None => load(key.into_string()).await.map_err(Arc::new)?,
         };
+        // Without the cache there is no memory tier and no single-flight:
+        // identical requests in flight each look in the store.
+        #[cfg(not(feature = "cache"))]
+        let entry = load(key.into_string()).await.map_err(Arc::new)?;
         let source = match source.load(Ordering::Relaxed) {
             FROM_STORE => AnswerSource::Store,
             FROM_PROVIDER => AnswerSource::Provider,

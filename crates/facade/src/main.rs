@@ -2,7 +2,8 @@
 //!
 //! `stratum demo` drives an LLM-application workload through the whole stack
 //! and reports what it measured; `stratum check` connects to a MongoDB server
-//! and reports connectivity, the server's version and its topology.
+//! and reports connectivity, the server's version, its topology and whether
+//! the indexes the document types declare exist.
 
 // A command-line program: printing its report is its job.
 #![allow(clippy::print_stdout)]
@@ -29,7 +30,8 @@ enum Command {
     /// throughput, latency percentiles, hit ratios, savings and breaker
     /// transitions. Uses the embedded store unless a MongoDB URI is given.
     Demo(DemoArgs),
-    /// Connect to a MongoDB server and report connectivity, version and topology.
+    /// Connect to a MongoDB server and report connectivity, version, topology
+    /// and whether the declared indexes exist in the configured database.
     Check(CheckArgs),
 }
 
@@ -177,7 +179,10 @@ async fn check(args: CheckArgs) -> Result<(), String> {
         .configure(move |c| {
             c.mongodb.server_selection_timeout = timeout;
             c.mongodb.connect_timeout = timeout;
-            c.mongodb.operation_timeout = timeout;
+            // Longer than server selection, so an unreachable server is
+            // reported as such (the driver's answer), not as whichever of the
+            // two equal timers a loaded machine happened to fire first.
+            c.mongodb.operation_timeout = timeout.saturating_mul(2);
         })
         .build()
         .map_err(|e| format!("configuration: {e}"))?;
@@ -213,5 +218,16 @@ async fn check(args: CheckArgs) -> Result<(), String> {
     println!("topology:     {}", info.topology);
     println!("wire version: {}", info.max_wire_version);
     println!("database:     {}", config.mongodb.database);
+    let indexes = stratum::indexes::check_declared(store.database())
+        .await
+        .map_err(|e| format!("cannot list the indexes: {e}"))?;
+    let present = indexes.iter().filter(|s| s.is_present()).count();
+    println!(
+        "indexes:      {present} of {} declared indexes present",
+        indexes.len()
+    );
+    for status in &indexes {
+        println!("  {status}");
+    }
     Ok(())
 }

@@ -8,12 +8,16 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+#[cfg(feature = "breaker")]
 use std::time::Duration;
 
 use parking_lot::Mutex;
+#[cfg(feature = "breaker")]
 use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
 
+#[cfg(feature = "pool")]
 use crate::admission::Admission;
+#[cfg(feature = "breaker")]
 use crate::config::layers;
 use crate::repository::Repository;
 use crate::{
@@ -21,9 +25,11 @@ use crate::{
 };
 
 /// The name of the breaker around the store (its `breaker` metric label).
+#[cfg(feature = "breaker")]
 pub const BREAKER_NAME: &str = "store";
 
 /// How many recent breaker transitions [`Stratum::breaker_transitions`] keeps.
+#[cfg(feature = "breaker")]
 const TRANSITION_LOG: usize = 256;
 
 /// Why a [`Stratum`] could not be built.
@@ -39,6 +45,7 @@ pub enum StratumError {
 }
 
 /// One change of the breaker's state, as the facade logged it.
+#[cfg(feature = "breaker")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerTransition {
     /// The state left.
@@ -51,6 +58,7 @@ pub struct BreakerTransition {
     pub at: Duration,
 }
 
+#[cfg(feature = "breaker")]
 #[derive(Default)]
 struct TransitionLog {
     total: u64,
@@ -61,9 +69,12 @@ struct TransitionLog {
 pub(crate) struct Layers {
     pub(crate) config: StratumConfig,
     pub(crate) store: Arc<dyn Store>,
+    #[cfg(feature = "breaker")]
     pub(crate) breaker: Option<Breaker<StackClock>>,
     pub(crate) clock: StackClock,
+    #[cfg(feature = "pool")]
     pub(crate) admission: Option<Admission>,
+    #[cfg(feature = "breaker")]
     transitions: Arc<Mutex<TransitionLog>>,
 }
 
@@ -76,6 +87,20 @@ impl Layers {
     /// count as failures; answers such as a duplicate key or an invalid
     /// request count as successes, since the database answered.
     pub(crate) async fn call<R, F>(&self, call: F) -> Result<R, RepositoryError>
+    where
+        F: Future<Output = Result<R, StoreError>>,
+    {
+        #[cfg(not(feature = "breaker"))]
+        {
+            let _slot = self.admit().await?;
+            call.await.map_err(RepositoryError::Store)
+        }
+        #[cfg(feature = "breaker")]
+        self.call_through_breaker(call).await
+    }
+
+    #[cfg(feature = "breaker")]
+    async fn call_through_breaker<R, F>(&self, call: F) -> Result<R, RepositoryError>
     where
         F: Future<Output = Result<R, StoreError>>,
     {
@@ -100,11 +125,19 @@ impl Layers {
 }
 
 impl Layers {
+    /// An admission slot, held for the call (none when the pool is off).
+    #[cfg(feature = "pool")]
     async fn admit(&self) -> Result<Option<crate::admission::Slot>, RepositoryError> {
         match &self.admission {
             Some(admission) => admission.admit().await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Without the `pool` feature there is no admission limit.
+    #[cfg(not(feature = "pool"))]
+    async fn admit(&self) -> Result<Option<std::convert::Infallible>, RepositoryError> {
+        Ok(None)
     }
 }
 
@@ -135,11 +168,12 @@ pub struct Stratum {
 
 impl std::fmt::Debug for Stratum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stratum")
-            .field("backend", &self.layers.store.backend())
-            .field("breaker", &self.layers.breaker.as_ref().map(|b| b.state()))
-            .field("cache", &self.layers.config.cache.enabled)
-            .finish()
+        let mut f = f.debug_struct("Stratum");
+        f.field("backend", &self.layers.store.backend());
+        #[cfg(feature = "breaker")]
+        f.field("breaker", &self.layers.breaker.as_ref().map(|b| b.state()));
+        f.field("cache", &self.cache_enabled());
+        f.finish()
     }
 }
 
@@ -151,8 +185,15 @@ impl Stratum {
             config,
             store: None,
             clock: None,
+            #[cfg(feature = "pool")]
             admission: None,
         }
+    }
+
+    /// Whether reads go through the cache: the `cache` feature is compiled
+    /// in and `cache.enabled` is set.
+    pub fn cache_enabled(&self) -> bool {
+        cfg!(feature = "cache") && self.layers.config.cache.enabled
     }
 
     /// The store under the layers (calls on it bypass them).
@@ -161,6 +202,7 @@ impl Stratum {
     }
 
     /// The breaker around the store, unless `breaker.enabled = false`.
+    #[cfg(feature = "breaker")]
     pub fn breaker(&self) -> Option<&Breaker<StackClock>> {
         self.layers.breaker.as_ref()
     }
@@ -168,11 +210,13 @@ impl Stratum {
     /// The admission pool's accounting now (size, idle, in use, waiting,
     /// limit; over MongoDB also the driver's connections from CMAP events),
     /// unless `pool.enabled = false`.
+    #[cfg(feature = "pool")]
     pub fn pool_status(&self) -> Option<stratum_pool::Status> {
         self.layers.admission.as_ref().map(Admission::status)
     }
 
     /// The admission pool's event totals (acquire timeouts, ...).
+    #[cfg(feature = "pool")]
     pub fn pool_stats(&self) -> Option<stratum_pool::PoolStats> {
         self.layers.admission.as_ref().map(Admission::stats)
     }
@@ -189,6 +233,7 @@ impl Stratum {
 
     /// How many times the breaker changed state, and the most recent changes
     /// (up to 256), oldest first.
+    #[cfg(feature = "breaker")]
     pub fn breaker_transitions(&self) -> (u64, Vec<BreakerTransition>) {
         let log = self.layers.transitions.lock();
         (log.total, log.recent.iter().copied().collect())
@@ -231,6 +276,7 @@ pub struct StratumBuilder {
     config: StratumConfig,
     store: Option<Arc<dyn Store>>,
     clock: Option<StackClock>,
+    #[cfg(feature = "pool")]
     admission: Option<Admission>,
 }
 
@@ -274,7 +320,7 @@ impl StratumBuilder {
     ) -> Result<Stratum, StratumError> {
         let store = match self.store.take() {
             Some(store) => store,
-            #[cfg(feature = "mongodb")]
+            #[cfg(all(feature = "mongodb", feature = "pool"))]
             None if self.config.uses_mongodb() && self.config.pool.enabled => {
                 let options = crate::MongoStore::client_options(&self.config.mongodb).await?;
                 let mut pool_config = crate::admission::pool_config(&self.config.pool)?;
@@ -324,12 +370,15 @@ impl StratumBuilder {
             }
         };
         let clock = self.clock.unwrap_or_default();
+        #[cfg(feature = "pool")]
         let admission = match self.admission {
             Some(admission) => Some(admission),
             None if self.config.pool.enabled => Some(Admission::slots(&self.config.pool)?),
             None => None,
         };
+        #[cfg(feature = "breaker")]
         let transitions = Arc::new(Mutex::new(TransitionLog::default()));
+        #[cfg(feature = "breaker")]
         let breaker = if self.config.breaker.enabled {
             let config = layers::breaker_config(&self.config.breaker, BREAKER_NAME)?;
             let log = Arc::clone(&transitions);
@@ -362,9 +411,12 @@ impl StratumBuilder {
             layers: Arc::new(Layers {
                 config: self.config,
                 store,
+                #[cfg(feature = "breaker")]
                 breaker,
                 clock,
+                #[cfg(feature = "pool")]
                 admission,
+                #[cfg(feature = "breaker")]
                 transitions,
             }),
             shared: Arc::new(Mutex::new(HashMap::new())),

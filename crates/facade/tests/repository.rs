@@ -31,7 +31,7 @@ fn config() -> StratumConfig {
     config
 }
 
-fn stack(store: Arc<dyn Store>) -> (Stratum, stratum::cache::ManualClock) {
+fn stack(store: Arc<dyn Store>) -> (Stratum, stratum::ManualClock) {
     let (clock, hand) = StackClock::manual();
     let stratum = Stratum::builder(config())
         .store(store)
@@ -236,6 +236,50 @@ mod mongo {
         assert_eq!(read.origin, Origin::Store);
         assert_eq!(read.value.unwrap().title.as_deref(), Some("from b"));
         assert!(watcher.invalidations() >= 2);
+        drop(watcher);
+        db.cleanup().await;
+    }
+
+    /// A change stream that breaks reopens from the last event's resume
+    /// token: a write made while no stream was open still invalidates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_change_stream_resumes_where_it_stopped() {
+        let db = TestDb::new("facade_resume").await;
+        let (a, _) = stack(Arc::new(MongoStore::new(db.db().clone())));
+        let repo = a.repository::<Conversation>().unwrap();
+        // Another process's writes: straight to the server, around this cache.
+        let elsewhere = db.db().collection::<Conversation>("conversations");
+        let mut watcher = repo.watch(db.db());
+        let wait = Duration::from_secs(30);
+        tokio::time::timeout(wait, watcher.opened())
+            .await
+            .expect("the change stream opens");
+        // One event, so the watcher holds a resume token.
+        elsewhere.insert_one(conversation("gpt-4o")).await.unwrap();
+        tokio::time::timeout(wait, watcher.applied(1))
+            .await
+            .expect("the first insert is seen");
+
+        // The absence of `later` is cached (the manual clock never expires it).
+        let later = conversation("gpt-4o");
+        assert!(repo.get(&later.id).await.unwrap().value.is_none());
+        assert_eq!(repo.get(&later.id).await.unwrap().origin, Origin::Cache);
+
+        watcher.reconnect();
+        tokio::time::timeout(wait, watcher.closed())
+            .await
+            .expect("the stream closes");
+        // Written while no stream is open (the watcher pauses 2 s before
+        // reopening): only a resumed stream replays it.
+        elsewhere.insert_one(&later).await.unwrap();
+        tokio::time::timeout(wait, watcher.applied(2))
+            .await
+            .expect("the write made while the stream was down is replayed");
+        let state = watcher.state();
+        assert_eq!((state.resumes, state.restarts), (1, 0), "{state:?}");
+        let read = repo.get(&later.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Store);
+        assert_eq!(read.value.unwrap().id, later.id);
         drop(watcher);
         db.cleanup().await;
     }

@@ -2,11 +2,15 @@
 //!
 //! The facade's sections are the user's vocabulary (`breaker.open_wait`);
 //! the layers validate their own types. A value the layer refuses comes back
-//! as a facade [`ConfigError`] naming the facade's field, so a user never
+//! as a facade [`crate::ConfigError`] naming the facade's field, so a user never
 //! has to know a layer's internal field names.
 
+#[cfg(any(feature = "breaker", feature = "cache"))]
 use super::ConfigError;
-use super::sections::{BreakerConfig, CacheConfig};
+#[cfg(feature = "breaker")]
+use super::sections::BreakerConfig;
+#[cfg(feature = "cache")]
+use super::sections::CacheConfig;
 
 /// The breaker configuration for `section`, named `name` (the metric
 /// label), validated by the breaker itself.
@@ -18,6 +22,7 @@ use super::sections::{BreakerConfig, CacheConfig};
 /// let err = layers::breaker_config(&section, "store").unwrap_err();
 /// assert_eq!(err.field(), Some("breaker.half_open_calls"));
 /// ```
+#[cfg(feature = "breaker")]
 pub fn breaker_config(
     section: &BreakerConfig,
     name: &str,
@@ -75,6 +80,7 @@ pub fn breaker_config(
 /// assert_eq!(config.time_to_live, Some(Duration::from_secs(30)));
 /// assert_eq!(config.max_stale, Some(Duration::from_secs(300)));
 /// ```
+#[cfg(feature = "cache")]
 pub fn cache_config(
     section: &CacheConfig,
     name: &str,
@@ -99,7 +105,7 @@ pub fn cache_config(
     Ok(config)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "breaker", feature = "cache"))]
 mod tests {
     use std::time::Duration;
 

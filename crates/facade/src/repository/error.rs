@@ -63,6 +63,7 @@ impl RepositoryError {
         }
     }
 
+    #[cfg(feature = "breaker")]
     pub(crate) fn not_permitted(refused: &stratum_breaker::NotPermitted) -> RepositoryError {
         RepositoryError::NotPermitted {
             state: refused.state().as_str(),

@@ -18,16 +18,18 @@ mod metrics;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bson::Bson;
+#[cfg(feature = "cache")]
 use stratum_cache::{Cache, CacheBuilder, ShardedCache};
 use stratum_models::Document;
 use tracing::Instrument;
 
 pub use self::error::RepositoryError;
 use self::metrics::{Op, RepositoryMetrics, Source};
+#[cfg(feature = "cache")]
 use crate::config::layers;
 use crate::stack::Layers;
 use crate::store::compare;
@@ -91,9 +93,45 @@ impl<T> Clone for Entry<T> {
     }
 }
 
+/// The document cache of a repository (none without the `cache` feature).
+#[cfg(feature = "cache")]
+type DocCache<T> = ShardedCache<Vec<u8>, Entry<T>>;
+#[cfg(not(feature = "cache"))]
+type DocCache<T> = NoCache<T>;
+
+/// Stands in for the cache when it is compiled out: it cannot be made, so
+/// `Option<NoCache<T>>` is always `None` and every cache branch is dead.
+#[cfg(not(feature = "cache"))]
+enum NoCache<T> {
+    #[allow(dead_code)]
+    Never(std::convert::Infallible, PhantomData<fn() -> T>),
+}
+
+#[cfg(not(feature = "cache"))]
+impl<T> NoCache<T> {
+    fn never(&self) -> ! {
+        match self {
+            NoCache::Never(never, _) => match *never {},
+        }
+    }
+
+    fn insert(&self, _key: Vec<u8>, _entry: Entry<T>) {
+        self.never()
+    }
+
+    fn remove(&self, _key: &[u8]) {
+        self.never()
+    }
+
+    fn invalidate_all(&self) {
+        self.never()
+    }
+}
+
 struct Inner<T> {
     layers: Arc<Layers>,
-    cache: Option<ShardedCache<Vec<u8>, Entry<T>>>,
+    cache: Option<DocCache<T>>,
+    #[cfg(feature = "cache")]
     ttl: Duration,
     generations: Box<[AtomicU64]>,
     metrics: RepositoryMetrics,
@@ -117,11 +155,13 @@ struct Inner<T> {
 /// repo.insert(&c).await?;
 ///
 /// assert_eq!(repo.get(&c.id).await?.origin, Origin::Store); // a miss, loaded
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
 /// assert_eq!(repo.get(&c.id).await?.origin, Origin::Cache); // then a hit
 ///
 /// // An update refreshes the cached document.
 /// repo.update(&c.id, &Update::new().set("title", "Trip to Lisbon")).await?;
 /// let read = repo.get(&c.id).await?;
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
 /// assert_eq!(read.origin, Origin::Cache);
 /// assert_eq!(read.value.unwrap().title.as_deref(), Some("Trip to Lisbon"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -150,7 +190,11 @@ impl<T: Document> std::fmt::Debug for Repository<T> {
 
 impl<T: Document> Repository<T> {
     pub(crate) fn new(layers: Arc<Layers>) -> Result<Repository<T>, ConfigError> {
+        #[cfg(feature = "cache")]
         let section = &layers.config.cache;
+        #[cfg(not(feature = "cache"))]
+        let cache = None;
+        #[cfg(feature = "cache")]
         let cache = if section.enabled {
             let config = layers::cache_config(section, T::COLLECTION)?;
             let cache = CacheBuilder::from_config(config)
@@ -163,6 +207,7 @@ impl<T: Document> Repository<T> {
         };
         Ok(Repository {
             inner: Arc::new(Inner {
+                #[cfg(feature = "cache")]
                 ttl: section.ttl,
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -180,12 +225,14 @@ impl<T: Document> Repository<T> {
 
     /// The cache's statistics (hits, misses, loads, stale serves), when the
     /// cache is enabled.
+    #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> Option<stratum_cache::CacheStats> {
         self.inner.cache.as_ref().map(ShardedCache::stats)
     }
 
     /// Exports the cache's statistics to the `metrics` recorder (run it
     /// periodically, or use the cache's own maintenance task).
+    #[cfg(feature = "cache")]
     pub fn publish_cache_metrics(&self) {
         if let Some(cache) = &self.inner.cache {
             cache.publish_metrics();
@@ -218,18 +265,28 @@ impl<T: Document> Repository<T> {
     }
 
     async fn read(&self, id: &Bson) -> Result<Read<T>, RepositoryError> {
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.inner.cache {
+            return self.read_through(cache, id).await;
+        }
+        let entry = self.load(id).await?;
+        Ok(Read {
+            value: entry.doc,
+            origin: Origin::Store,
+        })
+    }
+
+    #[cfg(feature = "cache")]
+    async fn read_through(
+        &self,
+        cache: &DocCache<T>,
+        id: &Bson,
+    ) -> Result<Read<T>, RepositoryError> {
         let inner = &*self.inner;
-        let Some(cache) = &inner.cache else {
-            let entry = self.load(id).await?;
-            return Ok(Read {
-                value: entry.doc,
-                origin: Origin::Store,
-            });
-        };
         let key = compare::key(id);
         let stripe = stripe(&key);
         let generation = inner.generations[stripe].load(Ordering::Acquire);
-        let loaded_here = AtomicBool::new(false);
+        let loaded_here = std::sync::atomic::AtomicBool::new(false);
         let result = cache
             .get_or_load_async(key.clone(), |_| async {
                 let entry = self.load(id).await;
@@ -264,9 +321,9 @@ impl<T: Document> Repository<T> {
 
     async fn load(&self, id: &Bson) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
-        let found = layers.call(layers.store.get(T::COLLECTION, id)).await?;
+        let found = layers.call(layers.store.get_raw(T::COLLECTION, id)).await?;
         let doc = match found {
-            Some(doc) => Some(Arc::new(T::from_bson_checked(doc)?)),
+            Some(raw) => Some(Arc::new(decode::<T>(&raw)?)),
             None => None,
         };
         Ok(Entry {
@@ -279,11 +336,13 @@ impl<T: Document> Repository<T> {
     /// entry (a cached absence, say) is dropped.
     pub async fn insert(&self, doc: &T) -> Result<(), RepositoryError> {
         self.observe(Op::Insert, async {
-            let encoded = doc.to_bson_checked()?;
+            // Validated, encoded and size-checked once; the store checks the
+            // field names on these bytes and sends them as they are.
+            let encoded = doc.to_raw_checked()?;
             let id = to_bson(doc.id())?;
             let layers = &self.inner.layers;
             let result = layers
-                .call(layers.store.insert(T::COLLECTION, encoded))
+                .call(layers.store.insert_raw(T::COLLECTION, encoded))
                 .await;
             self.after_write(&result, |id| self.invalidate(id), Some(&id));
             result.map(|_| ())
@@ -490,6 +549,19 @@ impl<T: Document> Repository<T> {
         }
         result
     }
+}
+
+/// Decodes a stored document straight from its bytes (as the driver decodes
+/// into a typed collection) and checks the type's rules, like
+/// `Document::from_bson_checked`.
+fn decode<T: Document>(raw: &bson::RawDocument) -> Result<T, stratum_models::ValidationError> {
+    let value: T = bson::from_slice(raw.as_bytes()).map_err(|e| {
+        stratum_models::ValidationError::Malformed {
+            reason: e.to_string(),
+        }
+    })?;
+    value.validate()?;
+    Ok(value)
 }
 
 fn to_bson<I: serde::Serialize>(id: &I) -> Result<Bson, RepositoryError> {

@@ -13,14 +13,18 @@ mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
 mod query;
+#[cfg(feature = "mongodb")]
+mod raw;
 mod update;
 mod validate;
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 
 pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub(crate) use self::mongo::classify;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::{MongoStore, ServerInfo};
 pub use self::query::{Filter, Order, Query};
@@ -142,6 +146,37 @@ pub trait Store: Send + Sync {
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// [`get`](Store::get), as encoded BSON: for a caller that decodes into
+    /// its own type, so the bytes are decoded once. The default encodes what
+    /// `get` returns; `MongoStore` hands over the bytes the server sent.
+    async fn get_raw(
+        &self,
+        collection: &str,
+        id: &Bson,
+    ) -> Result<Option<RawDocumentBuf>, StoreError> {
+        match self.get(collection, id).await? {
+            Some(doc) => RawDocumentBuf::from_document(&doc).map(Some).map_err(|e| {
+                StoreError::validation(format!("the document cannot be encoded: {e}"))
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// [`insert`](Store::insert) of an encoded document, under the same rules
+    /// (field names, `_id`, size): for a caller that encoded its own type.
+    /// The default decodes it and calls `insert`; `MongoStore` checks the
+    /// bytes in place and sends them.
+    async fn insert_raw(
+        &self,
+        collection: &str,
+        document: RawDocumentBuf,
+    ) -> Result<Bson, StoreError> {
+        let document = document
+            .to_document()
+            .map_err(|e| StoreError::validation(format!("the document is not valid BSON: {e}")))?;
+        self.insert(collection, document).await
+    }
+
     /// A short, fixed name for the kind of store (`memory`, `mongodb`), fit
     /// for a metric label.
     fn backend(&self) -> &'static str {
@@ -196,6 +231,22 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
+    }
+
+    async fn get_raw(
+        &self,
+        collection: &str,
+        id: &Bson,
+    ) -> Result<Option<RawDocumentBuf>, StoreError> {
+        (**self).get_raw(collection, id).await
+    }
+
+    async fn insert_raw(
+        &self,
+        collection: &str,
+        document: RawDocumentBuf,
+    ) -> Result<Bson, StoreError> {
+        (**self).insert_raw(collection, document).await
     }
 
     fn backend(&self) -> &'static str {

@@ -1,6 +1,8 @@
 //! `MongoStore`: the [`Store`] contract on the official MongoDB driver.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -9,8 +11,10 @@ use futures::TryStreamExt;
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
+use parking_lot::RwLock;
 
 use super::memory::with_id_first;
+use super::raw::check_raw_document;
 use super::validate::{check_collection_name, check_id, encode_checked, growth_guard};
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
@@ -40,7 +44,22 @@ pub struct MongoStore {
     uri: Option<MongoUri>,
     operation_timeout: Duration,
     max_document_bytes: usize,
+    /// Collection handles by name (see `raw_collection`).
+    handles: Handles,
 }
+
+/// Collection handles by name; `Debug` shows only how many.
+#[derive(Clone, Default)]
+struct Handles(Arc<RwLock<HashMap<Box<str>, Collection<RawDocumentBuf>>>>);
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} collection handles", self.0.read().len())
+    }
+}
+
+/// How many collection handles a store keeps before starting over.
+const MAX_HANDLES: usize = 256;
 
 /// What `hello` and `buildInfo` tell about the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +110,7 @@ impl MongoStore {
             uri: config.uri.clone(),
             operation_timeout: config.operation_timeout,
             max_document_bytes: store.max_document_bytes,
+            handles: Handles::default(),
         }
     }
 
@@ -102,6 +122,7 @@ impl MongoStore {
             uri: None,
             operation_timeout: MongoConfig::default().operation_timeout,
             max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
+            handles: Handles::default(),
         }
     }
 
@@ -150,8 +171,26 @@ impl MongoStore {
     }
 
     fn collection(&self, name: &str) -> Result<Collection<Document>, StoreError> {
+        Ok(self.raw_collection(name)?.clone_with_type())
+    }
+
+    /// The handle of a collection, made (and its name checked) once: a
+    /// driver handle allocates its namespace and clones the database's
+    /// options, which is a visible share of a fast round trip.
+    fn raw_collection(&self, name: &str) -> Result<Collection<RawDocumentBuf>, StoreError> {
+        if let Some(coll) = self.handles.0.read().get(name) {
+            return Ok(coll.clone());
+        }
         check_collection_name(name)?;
-        Ok(self.db.collection(name))
+        let coll = self.db.collection::<RawDocumentBuf>(name);
+        let mut handles = self.handles.0.write();
+        // Names are few (one per document type), but a program that makes
+        // up names must not grow this without bound.
+        if handles.len() >= MAX_HANDLES {
+            handles.clear();
+        }
+        handles.insert(name.into(), coll.clone());
+        Ok(coll)
     }
 
     /// Runs one driver call under the operation deadline, classifies its
@@ -241,6 +280,18 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// Sends an insert of bytes that passed the document rules.
+    async fn send_insert(&self, collection: &str, raw: RawDocumentBuf) -> Result<Bson, StoreError> {
+        let coll = self.raw_collection(collection)?;
+        let result = self
+            .run("insert", coll.insert_one(raw))
+            .await
+            .map_err(|e| with_collection(e, collection))?;
+        Ok(result.inserted_id)
+    }
+}
+
 /// Fills in the collection name of a duplicate-key error.
 fn with_collection(error: StoreError, collection: &str) -> StoreError {
     match error {
@@ -288,13 +339,35 @@ impl Store for MongoStore {
         // Sent as the bytes the size check produced: encoded once, as the raw
         // driver would.
         let raw = encode_checked(&document, self.max_document_bytes)?;
-        check_collection_name(collection)?;
-        let coll = self.db.collection::<RawDocumentBuf>(collection);
-        let result = self
-            .run("insert", coll.insert_one(raw))
+        self.send_insert(collection, raw).await
+    }
+
+    async fn get_raw(
+        &self,
+        collection: &str,
+        id: &Bson,
+    ) -> Result<Option<RawDocumentBuf>, StoreError> {
+        check_id(id)?;
+        // The server's bytes as they arrived: the caller decodes them once.
+        let coll = self.raw_collection(collection)?;
+        self.run("get", coll.find_one(doc! { "_id": id.clone() }))
             .await
-            .map_err(|e| with_collection(e, collection))?;
-        Ok(result.inserted_id)
+    }
+
+    async fn insert_raw(
+        &self,
+        collection: &str,
+        document: RawDocumentBuf,
+    ) -> Result<Bson, StoreError> {
+        if check_raw_document(&document, self.max_document_bytes)? {
+            return self.send_insert(collection, document).await;
+        }
+        // No `_id`, or not first: reorder as `insert` does (rare for typed
+        // documents, whose id is their first field).
+        let document = document
+            .to_document()
+            .map_err(|e| StoreError::validation(format!("the document is not valid BSON: {e}")))?;
+        self.insert(collection, document).await
     }
 
     async fn update(

@@ -33,6 +33,7 @@ macro_rules! conformance_suite {
             hostile_field_names_are_refused,
             operator_documents_as_values_are_refused,
             oversize_documents_are_refused,
+            encoded_documents_follow_the_same_rules,
             invalid_collection_names_are_refused,
             ping_answers,
         );
@@ -605,6 +606,57 @@ pub(crate) async fn oversize_documents_are_refused<S: Store>(s: &S) {
         doc! { "_id": 2 }
     );
     assert_eq!(s.count(C, &Filter::all()).await.unwrap(), 1);
+}
+
+/// `insert_raw` and `get_raw` (the typed path's encoded documents) mean
+/// what `insert` and `get` mean.
+pub(crate) async fn encoded_documents_follow_the_same_rules<S: Store>(s: &S) {
+    use stratum::bson::RawDocumentBuf;
+    let raw = |d: Document| RawDocumentBuf::from_document(&d).unwrap();
+
+    let id = s
+        .insert_raw(C, raw(doc! { "_id": 1, "n": { "k": [1, 2] } }))
+        .await
+        .unwrap();
+    assert_eq!(id, Bson::Int32(1));
+    let got = s.get_raw(C, &id).await.unwrap().unwrap();
+    assert_eq!(
+        got.to_document().unwrap(),
+        s.get(C, &id).await.unwrap().unwrap()
+    );
+    assert_eq!(
+        got.to_document().unwrap(),
+        doc! { "_id": 1, "n": { "k": [1, 2] } }
+    );
+    assert!(s.get_raw(C, &Bson::Int32(9)).await.unwrap().is_none());
+
+    // No `_id`, or not first: one is generated or moved first, as by `insert`.
+    let generated = s.insert_raw(C, raw(doc! { "x": 1 })).await.unwrap();
+    assert!(matches!(generated, Bson::ObjectId(_)));
+    s.insert_raw(C, raw(doc! { "x": 2, "_id": 3 }))
+        .await
+        .unwrap();
+    let moved = s.get(C, &Bson::Int32(3)).await.unwrap().unwrap();
+    assert_eq!(moved.keys().next().map(String::as_str), Some("_id"));
+
+    let err = s.insert_raw(C, raw(doc! { "_id": 1 })).await.unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
+    for bad in [
+        doc! { "_id": 4, "ok": { "$where": 1 } },
+        doc! { "_id": 5, "a.b": 1 },
+    ] {
+        let err = s.insert_raw(C, raw(bad)).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidField { .. }), "{err}");
+    }
+    let err = s.insert_raw(C, raw(doc! { "_id": [1] })).await.unwrap_err();
+    assert!(matches!(err, StoreError::Validation { .. }), "{err}");
+    let big = "x".repeat(17 * 1024 * 1024);
+    let err = s
+        .insert_raw(C, raw(doc! { "_id": 6, "blob": big.as_str() }))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Validation { .. }), "{err}");
+    assert_eq!(s.count(C, &Filter::all()).await.unwrap(), 3);
 }
 
 pub(crate) async fn invalid_collection_names_are_refused<S: Store>(s: &S) {
