@@ -8,6 +8,7 @@
 
 mod bench;
 mod ci;
+mod load;
 mod shell;
 mod test_server;
 
@@ -19,6 +20,8 @@ usage: cargo xtask <task>
 tasks:
   ci                                 fmt, clippy, tests against a fresh test server, docs, benches compiled
   bench [PACKAGE|BENCH ...]          run the criterion suites (all by default), write docs/benchmarks.md
+  load [--dev] [ARGS ...]            10,000 tasks through the facade against a fresh test server, then
+                                     verify every acknowledged write (`load --help` lists ARGS)
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
+        ["load", rest @ ..] => load::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),
