@@ -90,6 +90,10 @@ struct Inner<T> {
     cache: Option<ShardedCache<Vec<u8>, Entry<T>>>,
     ttl: Duration,
     generations: Box<[AtomicU64]>,
+    /// Per stripe: a write's check of its generation, its cache change and
+    /// its bump happen as one step, so two writes to one id cannot put
+    /// their versions into the cache in the wrong order.
+    write_order: Box<[parking_lot::Mutex<()>]>,
     metrics: RepositoryMetrics,
     _type: PhantomData<fn() -> T>,
 }
@@ -160,6 +164,7 @@ impl<T: Document> Repository<T> {
                 ttl: section.ttl,
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
                 metrics: RepositoryMetrics::new(T::COLLECTION),
                 layers,
                 _type: PhantomData,
@@ -290,11 +295,12 @@ impl<T: Document> Repository<T> {
     pub async fn update(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
         self.observe(Op::Update, async {
             let id = to_bson(id)?;
+            let before = self.generation(&id);
             let layers = &self.inner.layers;
             let result = layers
                 .call(layers.store.update(T::COLLECTION, &id, update))
                 .await;
-            self.refresh(&id, result)
+            self.refresh(&id, before, result)
         })
         .await
     }
@@ -305,11 +311,12 @@ impl<T: Document> Repository<T> {
     pub async fn upsert(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
         self.observe(Op::Upsert, async {
             let id = to_bson(id)?;
+            let before = self.generation(&id);
             let layers = &self.inner.layers;
             let result = layers
                 .call(layers.store.upsert(T::COLLECTION, &id, update))
                 .await;
-            self.refresh(&id, result)
+            self.refresh(&id, before, result)
         })
         .await
     }
@@ -382,32 +389,54 @@ impl<T: Document> Repository<T> {
         Ok(())
     }
 
+    /// The write generation of the id's stripe now (taken before a write).
+    fn generation(&self, id: &Bson) -> u64 {
+        self.inner.generations[stripe(&compare::key(id))].load(Ordering::Acquire)
+    }
+
+    /// Puts the version a write returned into the cache, unless another
+    /// write to the same stripe finished while this one was in flight
+    /// (generation no longer `before`): that one's version may be newer, so
+    /// the entry is dropped instead and the next read loads it.
     fn refresh(
         &self,
         id: &Bson,
+        before: u64,
         result: Result<bson::Document, RepositoryError>,
     ) -> Result<Arc<T>, RepositoryError> {
-        self.after_write(&result, |id| self.invalidate(id), Some(id));
+        if result.is_err() {
+            self.after_write(&result, |id| self.invalidate(id), Some(id));
+        }
         let doc = result?;
         match T::from_bson_checked(doc) {
             Ok(value) => {
                 let value = Arc::new(value);
                 if let Some(cache) = &self.inner.cache {
                     let key = compare::key(id);
-                    cache.insert(
-                        key.clone(),
-                        Entry {
-                            doc: Some(Arc::clone(&value)),
-                            loaded_at: self.inner.layers.clock.now(),
-                        },
-                    );
+                    let stripe = stripe(&key);
+                    let _order = self.inner.write_order[stripe].lock();
+                    if self.inner.generations[stripe].load(Ordering::Acquire) == before {
+                        cache.insert(
+                            key.clone(),
+                            Entry {
+                                doc: Some(Arc::clone(&value)),
+                                loaded_at: self.inner.layers.clock.now(),
+                            },
+                        );
+                    } else {
+                        cache.remove(&key);
+                        self.inner.metrics.invalidated("race");
+                    }
                     self.bump(&key);
                 }
                 Ok(value)
             }
             // The write happened but the result is not a valid `T`: the
             // cache must not keep the old version.
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.invalidate(id);
+                Err(e.into())
+            }
         }
     }
 
@@ -438,6 +467,7 @@ impl<T: Document> Repository<T> {
     pub(crate) fn invalidate_from(&self, id: &Bson, cause: &'static str) {
         if let Some(cache) = &self.inner.cache {
             let key = compare::key(id);
+            let _order = self.inner.write_order[stripe(&key)].lock();
             cache.remove(&key);
             self.bump(&key);
             self.inner.metrics.invalidated(cause);
