@@ -6,3 +6,7 @@ mod canary;
 
 // The circuit breaker guarding real driver calls (stratum-breaker).
 mod breaker_mongodb;
+
+// The load program (`cargo xtask load`) end to end, with its verification.
+#[cfg(feature = "load")]
+mod load_run;

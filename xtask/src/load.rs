@@ -114,11 +114,20 @@ fn executable(messages: &str) -> Option<String> {
     messages
         .lines()
         .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
-        .filter(|l| l.contains(r#""name":"stratum-load""#) && l.contains(r#""test":false"#))
+        .filter(|l| l.contains(r#""name":"stratum-load""#) && !built_for_tests(l))
         .find_map(|l| {
             let rest = l.split_once(r#""executable":""#)?.1;
             rest.split_once('"').map(|(path, _)| path.to_owned())
         })
+}
+
+/// Whether a message's profile is a test build (the program's unit-test
+/// harness), not the program: `"profile":{...,"test":true}`.
+fn built_for_tests(message: &str) -> bool {
+    message
+        .split_once(r#""profile":{"#)
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .is_some_and(|(profile, _)| profile.contains(r#""test":true"#))
 }
 
 #[cfg(test)]
@@ -128,8 +137,8 @@ mod tests {
     #[test]
     fn the_program_is_found_among_cargos_messages() {
         let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"stratum_tests"},"profile":{"test":false},"executable":null}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load"},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum_load-abc"}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load"},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-load"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load","test":true},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum_load-abc"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-load"}
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
             executable(messages).as_deref(),

@@ -113,9 +113,10 @@ const SHARDS: usize = 16;
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, 3 significant digits.
 const HIGHEST_MICROS: u64 = 600_000_000;
 
+// The bounds are constants within hdrhistogram's rules (low >= 1,
+// high >= 2 * low, at most 5 digits), so construction cannot fail.
+#[allow(clippy::expect_used)]
 pub(crate) fn histogram() -> Histogram<u32> {
-    #[allow(clippy::expect_used)]
-    // The bounds are constants that satisfy the crate's rules (low >= 1, high >= 2 * low, 3 digits).
     Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("valid histogram bounds")
 }
 
