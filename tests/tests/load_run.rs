@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+/// Runs the program briefly; `(passed, stdout)`.
+#[allow(clippy::expect_used)] // a test helper: failing to start the program fails the test
 fn load(extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stratum-load"))
         .args(["--tasks", "50", "--duration", "1s", "--documents", "500"])

@@ -400,7 +400,7 @@ async fn watch(
         ticks += 1;
         let status = stratum.pool_status();
         peak_waiting.fetch_max(status.as_ref().map_or(0, |s| s.waiting), Ordering::Relaxed);
-        if ticks % 50 == 0 {
+        if ticks.is_multiple_of(50) {
             eprintln!(
                 "[{:>5.1} s] {} operations, {} failed; pool: {} in use, {} waiting; breaker {}",
                 started.elapsed().as_secs_f64(),
