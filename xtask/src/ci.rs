@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
 //! The test server is started just before the tests and stopped right after
-//! them (a guard stops it on every path, failures included), so a broken test
-//! never leaves a server process behind.
+//! them and the short load run (a guard stops it on every path, failures
+//! included), so a broken test never leaves a server process behind.
 
 use std::time::Instant;
 
@@ -86,6 +86,8 @@ pub(crate) fn run(args: &[&str]) -> Result {
                 .env("STRATUM_TEST_MONGODB_URI", &uri),
         )
     });
+    // A short load run (1,000 tasks for 5 s) on the binary the test step built.
+    step(&mut steps, "load (short)", &mut || crate::load::short(&uri));
     if let Some(s) = server.take() {
         steps.step("stop test server", || {
             drop(s);

@@ -9,6 +9,7 @@
 mod bench;
 mod chaos;
 mod ci;
+mod load;
 mod shell;
 mod test_server;
 
@@ -22,6 +23,8 @@ tasks:
   bench [PACKAGE|BENCH ...]          run the criterion suites (all by default), write docs/benchmarks.md
   chaos [DRILL ...]                  the fault drills (SIGKILL, SIGSTOP, pool exhaustion, slow calls), one
                                      at a time, each on its own server; prints the measured figures
+  load [--dev] [ARGS ...]            10,000 tasks through the facade against a fresh test server, then
+                                     verify every acknowledged write (`load --help` lists ARGS)
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         ["ci", rest @ ..] => ci::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
         ["chaos", rest @ ..] => chaos::run(rest),
+        ["load", rest @ ..] => load::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

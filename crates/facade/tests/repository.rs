@@ -318,11 +318,14 @@ mod mongo {
 }
 
 /// A store whose `get` reads, then waits for a signal before answering:
-/// the load it serves has read the old document when a write lands.
+/// the load it serves has read the old document when a write lands. With
+/// `hold_update` set, the next `update` is applied and its answer held the
+/// same way.
 struct GatedStore {
     inner: MemoryStore,
     reading: tokio::sync::Notify,
     release: tokio::sync::Notify,
+    hold_update: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -340,7 +343,12 @@ impl Store for GatedStore {
         self.inner.insert(c, d).await
     }
     async fn update(&self, c: &str, id: &Bson, u: &Update) -> Result<Document, StoreError> {
-        self.inner.update(c, id, u).await
+        let updated = self.inner.update(c, id, u).await;
+        if self.hold_update.swap(false, Ordering::SeqCst) {
+            self.reading.notify_one();
+            self.release.notified().await;
+        }
+        updated
     }
     async fn upsert(&self, c: &str, id: &Bson, u: &Update) -> Result<Document, StoreError> {
         self.inner.upsert(c, id, u).await
@@ -359,13 +367,50 @@ impl Store for GatedStore {
     }
 }
 
-#[tokio::test]
-async fn a_load_that_raced_a_write_is_not_kept() {
-    let store = Arc::new(GatedStore {
+fn gated_store() -> Arc<GatedStore> {
+    Arc::new(GatedStore {
         inner: MemoryStore::new(),
         reading: tokio::sync::Notify::new(),
         release: tokio::sync::Notify::new(),
+        hold_update: std::sync::atomic::AtomicBool::new(false),
+    })
+}
+
+/// Two updates of one document answered in the opposite order to the one
+/// the store applied them in (as concurrent callers see under load): the
+/// cache must not end up holding the older version.
+#[tokio::test]
+async fn updates_answered_out_of_order_never_leave_the_older_version_cached() {
+    let store = gated_store();
+    let (stratum, _) = stack(store.clone());
+    let repo = stratum.repository::<Conversation>().unwrap();
+    let c = conversation("gpt-4o");
+    repo.insert(&c).await.unwrap();
+
+    store.hold_update.store(true, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let repo = repo.clone();
+        let id = c.id;
+        async move { repo.update(&id, &Update::new().set("title", "first")).await }
     });
+    store.reading.notified().await; // applied; its answer is held
+    let second = repo
+        .update(&c.id, &Update::new().set("title", "second"))
+        .await
+        .unwrap();
+    assert_eq!(second.title.as_deref(), Some("second"));
+    store.release.notify_one();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.title.as_deref(), Some("first")); // what it was told
+
+    store.release.notify_one(); // lets the read through if it reaches the store
+    let read = repo.get(&c.id).await.unwrap();
+    assert_eq!(read.value.unwrap().title.as_deref(), Some("second"));
+}
+
+#[tokio::test]
+async fn a_load_that_raced_a_write_is_not_kept() {
+    let store = gated_store();
     let (stratum, _) = stack(store.clone());
     let repo = stratum.repository::<Conversation>().unwrap();
     let c = conversation("gpt-4o");
@@ -403,11 +448,7 @@ async fn a_load_that_raced_a_write_is_not_kept() {
 /// is not called and the breaker does not count it.
 #[tokio::test]
 async fn the_pool_bounds_calls_in_flight() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        reading: tokio::sync::Notify::new(),
-        release: tokio::sync::Notify::new(),
-    });
+    let store = gated_store();
     let mut config = config();
     config.pool.max_size = 1;
     config.pool.acquire_timeout = Duration::from_millis(50);

@@ -35,14 +35,15 @@ use crate::stack::Layers;
 use crate::store::compare;
 use crate::{ConfigError, Filter, Order, Query, Update};
 
-/// Write-generation stripes: a load notes its id's stripe before it reads
-/// the database and checks it after the cache stored the result.
+/// Write-generation stripes: a load notes its id's stripe when its database
+/// call starts and checks it after the cache stored the result; a write to
+/// any id of the same stripe drops the load's result.
 ///
-/// A write to any id of the same stripe drops the load's result, and with
-/// it the stale copy a later outage could have served: with 64 stripes and
-/// four writers inserting other ids, the chaos drill (SIGKILL mid-load) saw
-/// a cached document lose its stale copy once in about twenty runs. 4,096
-/// stripes (32 KiB per repository) make such false drops 64 times rarer.
+/// Many, so a write to one id rarely discards a load of another: under
+/// `cargo xtask load`, 64 stripes let about 1,600 writes/s discard nearly
+/// every load, and in the SIGKILL drill a cached document lost the stale copy
+/// an outage would serve about once in twenty runs. 4,096 stripes cost 32 KiB
+/// per repository.
 const STRIPES: usize = 4096;
 
 /// Where a read's value came from.
@@ -134,6 +135,10 @@ struct Inner<T> {
     #[cfg(feature = "cache")]
     ttl: Duration,
     generations: Box<[AtomicU64]>,
+    /// Per stripe: a write's check of its generation, its cache change and
+    /// its bump happen as one step, so two writes to one id cannot put
+    /// their versions into the cache in the wrong order.
+    write_order: Box<[parking_lot::Mutex<()>]>,
     metrics: RepositoryMetrics,
     _type: PhantomData<fn() -> T>,
 }
@@ -211,6 +216,7 @@ impl<T: Document> Repository<T> {
                 ttl: section.ttl,
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
                 metrics: RepositoryMetrics::new(T::COLLECTION),
                 layers,
                 _type: PhantomData,
@@ -269,7 +275,7 @@ impl<T: Document> Repository<T> {
         if let Some(cache) = &self.inner.cache {
             return self.read_through(cache, id).await;
         }
-        let entry = self.load(id).await?;
+        let entry = self.load(id, &AtomicU64::new(0)).await?;
         Ok(Read {
             value: entry.doc,
             origin: Origin::Store,
@@ -285,18 +291,20 @@ impl<T: Document> Repository<T> {
         let inner = &*self.inner;
         let key = compare::key(id);
         let stripe = stripe(&key);
-        let generation = inner.generations[stripe].load(Ordering::Acquire);
+        let generation = AtomicU64::new(0);
         let loaded_here = std::sync::atomic::AtomicBool::new(false);
         let result = cache
             .get_or_load_async(key.clone(), |_| async {
-                let entry = self.load(id).await;
+                let entry = self.load(id, &generation).await;
                 loaded_here.store(entry.is_ok(), Ordering::Relaxed);
                 entry
             })
             .await;
         let entry = result.map_err(|e| (*e).clone())?;
         if loaded_here.load(Ordering::Relaxed) {
-            if inner.generations[stripe].load(Ordering::Acquire) != generation {
+            if inner.generations[stripe].load(Ordering::Acquire)
+                != generation.load(Ordering::Acquire)
+            {
                 // A write to this id finished while we were loading: what we
                 // read may predate it, so it must not stay cached.
                 cache.remove(&key);
@@ -319,9 +327,18 @@ impl<T: Document> Repository<T> {
         })
     }
 
-    async fn load(&self, id: &Bson) -> Result<Entry<T>, RepositoryError> {
+    /// Reads the document through the layers; `generation` receives the
+    /// id's write generation as the database call starts (after the breaker
+    /// and the admission wait, so time spent queueing is not a window in
+    /// which a write can discard the load).
+    async fn load(&self, id: &Bson, generation: &AtomicU64) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
-        let found = layers.call(layers.store.get_raw(T::COLLECTION, id)).await?;
+        let found = layers
+            .call(async {
+                generation.store(self.generation(id), Ordering::Release);
+                layers.store.get_raw(T::COLLECTION, id).await
+            })
+            .await?;
         let doc = match found {
             Some(raw) => Some(Arc::new(decode::<T>(&raw)?)),
             None => None,
@@ -355,11 +372,15 @@ impl<T: Document> Repository<T> {
     pub async fn update(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
         self.observe(Op::Update, async {
             let id = to_bson(id)?;
+            let before = AtomicU64::new(0);
             let layers = &self.inner.layers;
             let result = layers
-                .call(layers.store.update(T::COLLECTION, &id, update))
+                .call(async {
+                    before.store(self.generation(&id), Ordering::Release);
+                    layers.store.update(T::COLLECTION, &id, update).await
+                })
                 .await;
-            self.refresh(&id, result)
+            self.refresh(&id, before.load(Ordering::Acquire), result)
         })
         .await
     }
@@ -370,11 +391,15 @@ impl<T: Document> Repository<T> {
     pub async fn upsert(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
         self.observe(Op::Upsert, async {
             let id = to_bson(id)?;
+            let before = AtomicU64::new(0);
             let layers = &self.inner.layers;
             let result = layers
-                .call(layers.store.upsert(T::COLLECTION, &id, update))
+                .call(async {
+                    before.store(self.generation(&id), Ordering::Release);
+                    layers.store.upsert(T::COLLECTION, &id, update).await
+                })
                 .await;
-            self.refresh(&id, result)
+            self.refresh(&id, before.load(Ordering::Acquire), result)
         })
         .await
     }
@@ -447,32 +472,54 @@ impl<T: Document> Repository<T> {
         Ok(())
     }
 
+    /// The write generation of the id's stripe now (taken as a database call starts).
+    fn generation(&self, id: &Bson) -> u64 {
+        self.inner.generations[stripe(&compare::key(id))].load(Ordering::Acquire)
+    }
+
+    /// Puts the version a write returned into the cache, unless another
+    /// write to the same stripe finished while this one was in flight
+    /// (generation no longer `before`): that one's version may be newer, so
+    /// the entry is dropped instead and the next read loads it.
     fn refresh(
         &self,
         id: &Bson,
+        before: u64,
         result: Result<bson::Document, RepositoryError>,
     ) -> Result<Arc<T>, RepositoryError> {
-        self.after_write(&result, |id| self.invalidate(id), Some(id));
+        if result.is_err() {
+            self.after_write(&result, |id| self.invalidate(id), Some(id));
+        }
         let doc = result?;
         match T::from_bson_checked(doc) {
             Ok(value) => {
                 let value = Arc::new(value);
                 if let Some(cache) = &self.inner.cache {
                     let key = compare::key(id);
-                    cache.insert(
-                        key.clone(),
-                        Entry {
-                            doc: Some(Arc::clone(&value)),
-                            loaded_at: self.inner.layers.clock.now(),
-                        },
-                    );
+                    let stripe = stripe(&key);
+                    let _order = self.inner.write_order[stripe].lock();
+                    if self.inner.generations[stripe].load(Ordering::Acquire) == before {
+                        cache.insert(
+                            key.clone(),
+                            Entry {
+                                doc: Some(Arc::clone(&value)),
+                                loaded_at: self.inner.layers.clock.now(),
+                            },
+                        );
+                    } else {
+                        cache.remove(&key);
+                        self.inner.metrics.invalidated("race");
+                    }
                     self.bump(&key);
                 }
                 Ok(value)
             }
             // The write happened but the result is not a valid `T`: the
             // cache must not keep the old version.
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.invalidate(id);
+                Err(e.into())
+            }
         }
     }
 
@@ -503,6 +550,7 @@ impl<T: Document> Repository<T> {
     pub(crate) fn invalidate_from(&self, id: &Bson, cause: &'static str) {
         if let Some(cache) = &self.inner.cache {
             let key = compare::key(id);
+            let _order = self.inner.write_order[stripe(&key)].lock();
             cache.remove(&key);
             self.bump(&key);
             self.inner.metrics.invalidated(cause);
