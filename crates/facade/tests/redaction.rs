@@ -123,15 +123,15 @@ fn config_errors_hide_the_password() {
 
 /// A second password, holding characters the URI must percent-encode, so
 /// both of its forms can be searched for.
-#[cfg(feature = "mongodb")]
+#[cfg(all(feature = "mongodb", feature = "monitor"))]
 const PLANTED: &str = "PLANTED-s3cr3t/@:x";
 /// [`PLANTED`] as it is written in the URI.
-#[cfg(feature = "mongodb")]
+#[cfg(all(feature = "mongodb", feature = "monitor"))]
 const PLANTED_ENCODED: &str = "PLANTED-s3cr3t%2F%40%3Ax";
 
 /// Fails when `text` holds the planted password in any form: raw, encoded,
 /// or its distinctive stem in any case (a partial or re-cased leak).
-#[cfg(feature = "mongodb")]
+#[cfg(all(feature = "mongodb", feature = "monitor"))]
 fn assert_no_planted(what: &str, text: &str) {
     for form in [PLANTED, PLANTED_ENCODED] {
         assert!(!text.contains(form), "{what} shows the password: {text}");
@@ -144,7 +144,7 @@ fn assert_no_planted(what: &str, text: &str) {
 
 /// The URI of a server that will refuse the login (the test server does not
 /// know the user), and of a port where nothing listens.
-#[cfg(feature = "mongodb")]
+#[cfg(all(feature = "mongodb", feature = "monitor"))]
 fn planted_uris() -> [String; 2] {
     let base = stratum_tests::mongodb_uri();
     [
