@@ -35,7 +35,7 @@ use mongodb::bson::{Bson, Document as BsonDocument, doc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use stratum::breaker::{State, TransitionReason};
-use stratum::models::{Document, IndexSpec, ValidationError};
+use stratum::models::Document;
 use stratum::{
     BreakerTransition, Filter, Origin, Query, Repository, RepositoryError, Store, StoreError,
     Stratum, StratumConfig, Update,
@@ -74,14 +74,6 @@ impl Document for Reading {
 
     fn id(&self) -> &i64 {
         &self.id
-    }
-
-    fn indexes() -> Vec<IndexSpec> {
-        Vec::new()
-    }
-
-    fn validate(&self) -> Result<(), ValidationError> {
-        Ok(())
     }
 }
 

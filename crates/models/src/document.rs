@@ -60,11 +60,17 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static
     /// The document's `_id`.
     fn id(&self) -> &Self::Id;
 
-    /// The indexes the collection needs; created by `ensure_indexes`.
-    fn indexes() -> Vec<IndexSpec>;
+    /// The indexes the collection needs; created by `ensure_indexes`. None
+    /// beyond `_id`'s unless a type says so.
+    fn indexes() -> Vec<IndexSpec> {
+        Vec::new()
+    }
 
-    /// Checks every field rule; the first broken rule is returned.
-    fn validate(&self) -> Result<(), ValidationError>;
+    /// Checks every field rule; the first broken rule is returned. A type
+    /// without rules keeps this default, which accepts every value.
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
 
     /// Validates, encodes and checks the 16 MiB limit: the bytes a write sends.
     fn to_raw_checked(&self) -> Result<RawDocumentBuf, ValidationError> {

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use stratum::models::{Document, IndexSpec, ValidationError};
+use stratum::models::{Document, ValidationError};
 use stratum::{Origin, Repository, RepositoryError, Update};
 
 /// One document of the load collection: an id the program chooses, a
@@ -42,10 +42,6 @@ impl Document for LoadDoc {
 
     fn id(&self) -> &i64 {
         &self.id
-    }
-
-    fn indexes() -> Vec<IndexSpec> {
-        Vec::new()
     }
 
     fn validate(&self) -> Result<(), ValidationError> {
