@@ -275,7 +275,7 @@ impl<T: Document> Repository<T> {
         if let Some(cache) = &self.inner.cache {
             return self.read_through(cache, id).await;
         }
-        let entry = self.load(id, &AtomicU64::new(0)).await?;
+        let entry = self.load(id, None).await?;
         Ok(Read {
             value: entry.doc,
             origin: Origin::Store,
@@ -295,7 +295,7 @@ impl<T: Document> Repository<T> {
         let loaded_here = std::sync::atomic::AtomicBool::new(false);
         let result = cache
             .get_or_load_async(key.clone(), |_| async {
-                let entry = self.load(id, &generation).await;
+                let entry = self.load(id, Some((stripe, &generation))).await;
                 loaded_here.store(entry.is_ok(), Ordering::Relaxed);
                 entry
             })
@@ -327,15 +327,24 @@ impl<T: Document> Repository<T> {
         })
     }
 
-    /// Reads the document through the layers; `generation` receives the
-    /// id's write generation as the database call starts (after the breaker
-    /// and the admission wait, so time spent queueing is not a window in
-    /// which a write can discard the load).
-    async fn load(&self, id: &Bson, generation: &AtomicU64) -> Result<Entry<T>, RepositoryError> {
+    /// Reads the document through the layers. With a cache, `generation` is
+    /// the id's stripe (the caller has it already) and the slot that
+    /// receives the stripe's write generation as the database call starts
+    /// (after the breaker and the admission wait, so time spent queueing is
+    /// not a window in which a write can discard the load); without one
+    /// there is nothing a write could make stale, so no key is encoded.
+    async fn load(
+        &self,
+        id: &Bson,
+        generation: Option<(usize, &AtomicU64)>,
+    ) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
         let found = layers
             .call(async {
-                generation.store(self.generation(id), Ordering::Release);
+                if let Some((stripe, slot)) = generation {
+                    let now = self.inner.generations[stripe].load(Ordering::Acquire);
+                    slot.store(now, Ordering::Release);
+                }
                 layers.store.get_raw(T::COLLECTION, id).await
             })
             .await?;
