@@ -379,33 +379,38 @@ impl<T: Document> Repository<T> {
     /// Applies `update` to the document with this id and returns it as it is
     /// afterwards; the cache then holds that version.
     pub async fn update(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
-        self.observe(Op::Update, async {
-            let id = to_bson(id)?;
-            let before = AtomicU64::new(0);
-            let layers = &self.inner.layers;
-            let result = layers
-                .call(async {
-                    before.store(self.generation(&id), Ordering::Release);
-                    layers.store.update(T::COLLECTION, &id, update).await
-                })
-                .await;
-            self.refresh(&id, before.load(Ordering::Acquire), result)
-        })
-        .await
+        self.modify(id, update, false).await
     }
 
     /// Like [`update`](Self::update), creating `{_id: id}` first when there
     /// is no such document. The result must decode as `T`, so the update
     /// must set every required field when it creates the document.
     pub async fn upsert(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
-        self.observe(Op::Upsert, async {
+        self.modify(id, update, true).await
+    }
+
+    /// An update, or with `create` an upsert: notes the id's write
+    /// generation as the database call starts, then puts the version the
+    /// store returned into the cache unless another write overtook it.
+    async fn modify(
+        &self,
+        id: &T::Id,
+        update: &Update,
+        create: bool,
+    ) -> Result<Arc<T>, RepositoryError> {
+        let op = if create { Op::Upsert } else { Op::Update };
+        self.observe(op, async {
             let id = to_bson(id)?;
             let before = AtomicU64::new(0);
             let layers = &self.inner.layers;
             let result = layers
                 .call(async {
                     before.store(self.generation(&id), Ordering::Release);
-                    layers.store.upsert(T::COLLECTION, &id, update).await
+                    if create {
+                        layers.store.upsert(T::COLLECTION, &id, update).await
+                    } else {
+                        layers.store.update(T::COLLECTION, &id, update).await
+                    }
                 })
                 .await;
             self.refresh(&id, before.load(Ordering::Acquire), result)
