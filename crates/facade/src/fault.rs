@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -177,6 +177,27 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
         self.fault("get").await?;
         self.inner.get(collection, id).await
+    }
+
+    // The encoded paths are forwarded too, so a wrapped `MongoStore` keeps
+    // decoding and encoding once (the trait's defaults would go through a
+    // `Document` and back).
+    async fn get_raw(
+        &self,
+        collection: &str,
+        id: &Bson,
+    ) -> Result<Option<RawDocumentBuf>, StoreError> {
+        self.fault("get").await?;
+        self.inner.get_raw(collection, id).await
+    }
+
+    async fn insert_raw(
+        &self,
+        collection: &str,
+        document: RawDocumentBuf,
+    ) -> Result<Bson, StoreError> {
+        self.fault("insert").await?;
+        self.inner.insert_raw(collection, document).await
     }
 
     async fn find(&self, collection: &str, query: &Query) -> Result<Vec<Document>, StoreError> {
