@@ -92,6 +92,7 @@ pub mod health;
 #[cfg(feature = "mongodb")]
 pub mod indexes;
 pub mod llm;
+mod op_metrics;
 pub mod repository;
 mod stack;
 pub mod store;

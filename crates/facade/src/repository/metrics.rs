@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram};
+use metrics::Counter;
 
 use super::RepositoryError;
+use crate::op_metrics::OperationMetrics;
 
 /// Counter: operations by collection, operation and outcome.
 pub(crate) const OPERATIONS: &str = "stratum_repository_operations_total";
@@ -13,7 +14,8 @@ pub(crate) const OPERATIONS: &str = "stratum_repository_operations_total";
 pub(crate) const DURATION: &str = "stratum_repository_operation_duration_seconds";
 /// Counter: reads by id by collection and source (`cache`, `store`, `stale`).
 pub(crate) const READS: &str = "stratum_repository_reads_total";
-/// Counter: cache entries dropped, by collection and cause (`write`, `race`).
+/// Counter: cache entries dropped, by collection and cause (`write`, `race`,
+/// `change_stream`).
 pub(crate) const INVALIDATIONS: &str = "stratum_repository_invalidations_total";
 
 /// The operations a repository reports.
@@ -65,23 +67,30 @@ pub(crate) enum Source {
 
 pub(crate) struct RepositoryMetrics {
     collection: &'static str,
-    ok: [Counter; 8],
-    duration: [Histogram; 8],
+    operations: OperationMetrics<8>,
     reads: [Counter; 3],
+    /// By cause, in the order of [`INVALIDATION_CAUSES`].
+    invalidations: [Counter; 3],
 }
+
+/// The causes an invalidation is counted under.
+const INVALIDATION_CAUSES: [&str; 3] = ["write", "race", "change_stream"];
 
 impl RepositoryMetrics {
     pub(crate) fn new(collection: &'static str) -> RepositoryMetrics {
         RepositoryMetrics {
             collection,
-            ok: Op::ALL.map(|op| {
-                metrics::counter!(OPERATIONS, "collection" => collection, "operation" => op.as_str(), "outcome" => "ok")
-            }),
-            duration: Op::ALL.map(|op| {
-                metrics::histogram!(DURATION, "collection" => collection, "operation" => op.as_str())
-            }),
+            operations: OperationMetrics::new(
+                OPERATIONS,
+                DURATION,
+                ("collection", collection),
+                Op::ALL.map(Op::as_str),
+            ),
             reads: ["cache", "store", "stale"]
                 .map(|source| metrics::counter!(READS, "collection" => collection, "source" => source)),
+            invalidations: INVALIDATION_CAUSES.map(
+                |cause| metrics::counter!(INVALIDATIONS, "collection" => collection, "cause" => cause),
+            ),
         }
     }
 
@@ -91,18 +100,11 @@ impl RepositoryMetrics {
         elapsed: Duration,
         result: &Result<R, RepositoryError>,
     ) {
-        let i = op as usize;
-        self.duration[i].record(elapsed.as_secs_f64());
-        match result {
-            Ok(_) => self.ok[i].increment(1),
-            Err(e) => metrics::counter!(
-                OPERATIONS,
-                "collection" => self.collection,
-                "operation" => op.as_str(),
-                "outcome" => e.kind()
-            )
-            .increment(1),
-        }
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.kind()),
+        };
+        self.operations.finished(op as usize, elapsed, outcome);
     }
 
     pub(crate) fn read(&self, source: Source) {
@@ -110,7 +112,12 @@ impl RepositoryMetrics {
     }
 
     pub(crate) fn invalidated(&self, cause: &'static str) {
-        metrics::counter!(INVALIDATIONS, "collection" => self.collection, "cause" => cause)
-            .increment(1);
+        match INVALIDATION_CAUSES.iter().position(|c| *c == cause) {
+            Some(i) => self.invalidations[i].increment(1),
+            None => {
+                metrics::counter!(INVALIDATIONS, "collection" => self.collection, "cause" => cause)
+                    .increment(1)
+            }
+        }
     }
 }

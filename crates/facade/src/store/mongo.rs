@@ -19,6 +19,7 @@ use super::validate::{check_collection_name, check_id, encode_checked, growth_gu
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
+use crate::op_metrics::OperationMetrics;
 
 /// Documents in a MongoDB database, through the official driver.
 ///
@@ -46,6 +47,67 @@ pub struct MongoStore {
     max_document_bytes: usize,
     /// Collection handles by name (see `raw_collection`).
     handles: Handles,
+    /// Metric handles, one set per operation (see `StoreOp`).
+    metrics: Arc<OperationMetrics<11>>,
+}
+
+/// The operations a `MongoStore` reports, in the order of their handles.
+#[derive(Debug, Clone, Copy)]
+enum StoreOp {
+    Get,
+    Find,
+    Insert,
+    Update,
+    Upsert,
+    Delete,
+    Count,
+    EnsureIndex,
+    Ping,
+    Hello,
+    BuildInfo,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 11] = [
+        StoreOp::Get,
+        StoreOp::Find,
+        StoreOp::Insert,
+        StoreOp::Update,
+        StoreOp::Upsert,
+        StoreOp::Delete,
+        StoreOp::Count,
+        StoreOp::EnsureIndex,
+        StoreOp::Ping,
+        StoreOp::Hello,
+        StoreOp::BuildInfo,
+    ];
+
+    /// The `operation` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Get => "get",
+            StoreOp::Find => "find",
+            StoreOp::Insert => "insert",
+            StoreOp::Update => "update",
+            StoreOp::Upsert => "upsert",
+            StoreOp::Delete => "delete",
+            StoreOp::Count => "count",
+            StoreOp::EnsureIndex => "ensure_index",
+            StoreOp::Ping => "ping",
+            StoreOp::Hello => "hello",
+            StoreOp::BuildInfo => "build_info",
+        }
+    }
+}
+
+/// `stratum_store_operations_total` and `..._duration_seconds` handles.
+fn store_metrics() -> Arc<OperationMetrics<11>> {
+    Arc::new(OperationMetrics::new(
+        "stratum_store_operations_total",
+        "stratum_store_operation_duration_seconds",
+        ("backend", "mongodb"),
+        StoreOp::ALL.map(StoreOp::as_str),
+    ))
 }
 
 /// Collection handles by name; `Debug` shows only how many.
@@ -111,6 +173,7 @@ impl MongoStore {
             operation_timeout: config.operation_timeout,
             max_document_bytes: store.max_document_bytes,
             handles: Handles::default(),
+            metrics: store_metrics(),
         }
     }
 
@@ -123,6 +186,7 @@ impl MongoStore {
             operation_timeout: MongoConfig::default().operation_timeout,
             max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
             handles: Handles::default(),
+            metrics: store_metrics(),
         }
     }
 
@@ -151,10 +215,13 @@ impl MongoStore {
     /// The server's version and topology, from `hello` and `buildInfo`.
     pub async fn server_info(&self) -> Result<ServerInfo, StoreError> {
         let hello = self
-            .run("hello", self.db.run_command(doc! { "hello": 1 }))
+            .run(StoreOp::Hello, self.db.run_command(doc! { "hello": 1 }))
             .await?;
         let build = self
-            .run("build_info", self.db.run_command(doc! { "buildInfo": 1 }))
+            .run(
+                StoreOp::BuildInfo,
+                self.db.run_command(doc! { "buildInfo": 1 }),
+            )
             .await?;
         let topology = if hello.get_str("msg") == Ok("isdbgrid") {
             "sharded (mongos)".to_owned()
@@ -197,7 +264,7 @@ impl MongoStore {
     /// error and reports it (see "Metrics" in `docs/facade.md`).
     async fn run<T>(
         &self,
-        operation: &'static str,
+        operation: StoreOp,
         call: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
@@ -211,25 +278,14 @@ impl MongoStore {
             }),
         };
         let outcome = match &result {
-            Ok(_) => "ok",
+            Ok(_) => Ok(()),
             Err(e) => {
-                tracing::debug!(operation, kind = e.kind(), error = %e, "mongodb operation failed");
-                e.kind()
+                tracing::debug!(operation = operation.as_str(), kind = e.kind(), error = %e, "mongodb operation failed");
+                Err(e.kind())
             }
         };
-        metrics::histogram!(
-            "stratum_store_operation_duration_seconds",
-            "backend" => "mongodb",
-            "operation" => operation,
-        )
-        .record(started.elapsed().as_secs_f64());
-        metrics::counter!(
-            "stratum_store_operations_total",
-            "backend" => "mongodb",
-            "operation" => operation,
-            "outcome" => outcome,
-        )
-        .increment(1);
+        self.metrics
+            .finished(operation as usize, started.elapsed(), outcome);
         result
     }
 
@@ -254,11 +310,11 @@ impl MongoStore {
             let call = coll
                 .find_one_and_update(filter, update.clone())
                 .return_document(ReturnDocument::After);
-            if let Some(updated) = self.run("update", call).await? {
+            if let Some(updated) = self.run(StoreOp::Update, call).await? {
                 return Ok(Some(updated));
             }
             let exists = coll.count_documents(doc! { "_id": id.clone() });
-            if self.run("count", exists).await? > 0 {
+            if self.run(StoreOp::Count, exists).await? > 0 {
                 return Err(StoreError::validation(format!(
                     "the update could grow the document over the limit of {} bytes",
                     self.max_document_bytes
@@ -274,9 +330,16 @@ impl MongoStore {
             .find_one_and_update(doc! { "_id": id.clone() }, update)
             .upsert(upsert)
             .return_document(ReturnDocument::After);
-        self.run(if upsert { "upsert" } else { "update" }, call)
-            .await
-            .map_err(|e| with_collection(e, collection))
+        self.run(
+            if upsert {
+                StoreOp::Upsert
+            } else {
+                StoreOp::Update
+            },
+            call,
+        )
+        .await
+        .map_err(|e| with_collection(e, collection))
     }
 }
 
@@ -285,7 +348,7 @@ impl MongoStore {
     async fn send_insert(&self, collection: &str, raw: RawDocumentBuf) -> Result<Bson, StoreError> {
         let coll = self.raw_collection(collection)?;
         let result = self
-            .run("insert", coll.insert_one(raw))
+            .run(StoreOp::Insert, coll.insert_one(raw))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(result.inserted_id)
@@ -308,7 +371,7 @@ impl Store for MongoStore {
     async fn get(&self, collection: &str, id: &Bson) -> Result<Option<Document>, StoreError> {
         check_id(id)?;
         let coll = self.collection(collection)?;
-        self.run("get", coll.find_one(doc! { "_id": id.clone() }))
+        self.run(StoreOp::Get, coll.find_one(doc! { "_id": id.clone() }))
             .await
     }
 
@@ -328,7 +391,7 @@ impl Store for MongoStore {
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        self.run("find", async move {
+        self.run(StoreOp::Find, async move {
             find.await?.try_collect::<Vec<Document>>().await
         })
         .await
@@ -350,7 +413,7 @@ impl Store for MongoStore {
         check_id(id)?;
         // The server's bytes as they arrived: the caller decodes them once.
         let coll = self.raw_collection(collection)?;
-        self.run("get", coll.find_one(doc! { "_id": id.clone() }))
+        self.run(StoreOp::Get, coll.find_one(doc! { "_id": id.clone() }))
             .await
     }
 
@@ -401,7 +464,7 @@ impl Store for MongoStore {
         check_id(id)?;
         let coll = self.collection(collection)?;
         let result = self
-            .run("delete", coll.delete_one(doc! { "_id": id.clone() }))
+            .run(StoreOp::Delete, coll.delete_one(doc! { "_id": id.clone() }))
             .await?;
         Ok(result.deleted_count > 0)
     }
@@ -409,7 +472,7 @@ impl Store for MongoStore {
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError> {
         let filter = filter.to_document()?;
         let coll = self.collection(collection)?;
-        self.run("count", coll.count_documents(filter)).await
+        self.run(StoreOp::Count, coll.count_documents(filter)).await
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
@@ -429,14 +492,14 @@ impl Store for MongoStore {
             .keys(keys)
             .options(IndexOptions::builder().unique(index.unique).build())
             .build();
-        self.run("ensure_index", coll.create_index(model))
+        self.run(StoreOp::EnsureIndex, coll.create_index(model))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run("ping", self.db.run_command(doc! { "ping": 1 }))
+        self.run(StoreOp::Ping, self.db.run_command(doc! { "ping": 1 }))
             .await?;
         Ok(())
     }
