@@ -304,6 +304,14 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
 }
 
 fn benches(c: &mut Criterion) {
+    // `STRATUM_BENCH_RECORDER=1`: with the Prometheus recorder a program
+    // serving `/metrics` has (no listener), so metric updates cost what they
+    // cost in production; without it every update is a no-op.
+    if std::env::var_os("STRATUM_BENCH_RECORDER").is_some_and(|v| v == "1") {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other recorder is installed in this bench");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
