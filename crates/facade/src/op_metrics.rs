@@ -14,6 +14,32 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
+/// Declares an enum of operations with `ALL` (in declaration order, the
+/// order of an [`OperationMetrics`] table's handles) and `as_str` (the
+/// `operation` label).
+macro_rules! operations {
+    ($(#[$doc:meta])* $vis:vis enum $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every operation, in the order of the metric handles.
+            pub(crate) const ALL: [$name; [$($label),+].len()] = [$($name::$variant),+];
+
+            /// The `operation` label.
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use operations;
+
 /// Handles for `N` operations named by `names`.
 pub(crate) struct OperationMetrics<const N: usize> {
     counter: &'static str,

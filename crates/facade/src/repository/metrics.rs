@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics::Counter;
 
 use super::RepositoryError;
-use crate::op_metrics::OperationMetrics;
+use crate::op_metrics::{OperationMetrics, operations};
 
 /// Counter: operations by collection, operation and outcome.
 pub(crate) const OPERATIONS: &str = "stratum_repository_operations_total";
@@ -18,42 +18,17 @@ pub(crate) const READS: &str = "stratum_repository_reads_total";
 /// `change_stream`).
 pub(crate) const INVALIDATIONS: &str = "stratum_repository_invalidations_total";
 
-/// The operations a repository reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Get,
-    Find,
-    Insert,
-    Update,
-    Upsert,
-    Delete,
-    Count,
-    EnsureIndex,
-}
-
-impl Op {
-    const ALL: [Op; 8] = [
-        Op::Get,
-        Op::Find,
-        Op::Insert,
-        Op::Update,
-        Op::Upsert,
-        Op::Delete,
-        Op::Count,
-        Op::EnsureIndex,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Find => "find",
-            Op::Insert => "insert",
-            Op::Update => "update",
-            Op::Upsert => "upsert",
-            Op::Delete => "delete",
-            Op::Count => "count",
-            Op::EnsureIndex => "ensure_index",
-        }
+operations! {
+    /// The operations a repository reports.
+    pub(crate) enum Op {
+        Get => "get",
+        Find => "find",
+        Insert => "insert",
+        Update => "update",
+        Upsert => "upsert",
+        Delete => "delete",
+        Count => "count",
+        EnsureIndex => "ensure_index",
     }
 }
 
@@ -67,7 +42,7 @@ pub(crate) enum Source {
 
 pub(crate) struct RepositoryMetrics {
     collection: &'static str,
-    operations: OperationMetrics<8>,
+    operations: OperationMetrics<{ Op::ALL.len() }>,
     reads: [Counter; 3],
     /// By cause, in the order of [`INVALIDATION_CAUSES`].
     invalidations: [Counter; 3],

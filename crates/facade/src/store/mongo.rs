@@ -19,7 +19,7 @@ use super::validate::{check_collection_name, check_id, encode_checked, growth_gu
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
-use crate::op_metrics::OperationMetrics;
+use crate::op_metrics::{OperationMetrics, operations};
 
 /// Documents in a MongoDB database, through the official driver.
 ///
@@ -48,60 +48,28 @@ pub struct MongoStore {
     /// Collection handles by name (see `raw_collection`).
     handles: Handles,
     /// Metric handles, one set per operation (see `StoreOp`).
-    metrics: Arc<OperationMetrics<11>>,
+    metrics: Arc<OperationMetrics<{ StoreOp::ALL.len() }>>,
 }
 
-/// The operations a `MongoStore` reports, in the order of their handles.
-#[derive(Debug, Clone, Copy)]
-enum StoreOp {
-    Get,
-    Find,
-    Insert,
-    Update,
-    Upsert,
-    Delete,
-    Count,
-    EnsureIndex,
-    Ping,
-    Hello,
-    BuildInfo,
-}
-
-impl StoreOp {
-    const ALL: [StoreOp; 11] = [
-        StoreOp::Get,
-        StoreOp::Find,
-        StoreOp::Insert,
-        StoreOp::Update,
-        StoreOp::Upsert,
-        StoreOp::Delete,
-        StoreOp::Count,
-        StoreOp::EnsureIndex,
-        StoreOp::Ping,
-        StoreOp::Hello,
-        StoreOp::BuildInfo,
-    ];
-
-    /// The `operation` label.
-    fn as_str(self) -> &'static str {
-        match self {
-            StoreOp::Get => "get",
-            StoreOp::Find => "find",
-            StoreOp::Insert => "insert",
-            StoreOp::Update => "update",
-            StoreOp::Upsert => "upsert",
-            StoreOp::Delete => "delete",
-            StoreOp::Count => "count",
-            StoreOp::EnsureIndex => "ensure_index",
-            StoreOp::Ping => "ping",
-            StoreOp::Hello => "hello",
-            StoreOp::BuildInfo => "build_info",
-        }
+operations! {
+    /// The operations a `MongoStore` reports.
+    enum StoreOp {
+        Get => "get",
+        Find => "find",
+        Insert => "insert",
+        Update => "update",
+        Upsert => "upsert",
+        Delete => "delete",
+        Count => "count",
+        EnsureIndex => "ensure_index",
+        Ping => "ping",
+        Hello => "hello",
+        BuildInfo => "build_info",
     }
 }
 
 /// `stratum_store_operations_total` and `..._duration_seconds` handles.
-fn store_metrics() -> Arc<OperationMetrics<11>> {
+fn store_metrics() -> Arc<OperationMetrics<{ StoreOp::ALL.len() }>> {
     Arc::new(OperationMetrics::new(
         "stratum_store_operations_total",
         "stratum_store_operation_duration_seconds",
