@@ -172,6 +172,28 @@ fn memory(c: &mut Criterion, rt: &Runtime) {
     );
 }
 
+/// Times `ours` against the raw driver's typed `find_one({_id})` of the
+/// same document (`interleave`), and prints the comparison.
+#[cfg(feature = "mongodb")]
+fn raw_get_vs(
+    (rt, raw, docs): (
+        &Runtime,
+        &mongodb::Collection<Conversation>,
+        &[Conversation],
+    ),
+    name: &str,
+    ours: impl AsyncFnMut(usize),
+) {
+    let (ours, peer) = interleave(rt, ours, async |k| {
+        black_box(
+            raw.find_one(stratum::bson::doc! { "_id": docs[k].id })
+                .await
+                .unwrap(),
+        );
+    });
+    report(name, ours, peer, "raw");
+}
+
 #[cfg(feature = "mongodb")]
 fn mongo(c: &mut Criterion, rt: &Runtime) {
     use stratum::MongoStore;
@@ -223,16 +245,13 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
     });
     group.finish();
 
-    let (ours, peer) = interleave(
-        rt,
+    raw_get_vs(
+        (rt, &raw, &docs),
+        "mongodb uncached get vs raw driver",
         async |k| {
             black_box(uncached.get(&docs[k].id).await.unwrap());
         },
-        async |k| {
-            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
-        },
     );
-    report("mongodb uncached get vs raw driver", ours, peer, "raw");
 
     // Where the uncached read's overhead goes: the repository with the
     // breaker and the pool off, and the store alone (bytes decoded once).
@@ -241,23 +260,16 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
         config.breaker.enabled = false;
         config.pool.enabled = false;
     });
-    let (ours, peer) = interleave(
-        rt,
+    raw_get_vs(
+        (rt, &raw, &docs),
+        "mongodb uncached get, breaker and pool off, vs raw driver",
         async |k| {
             black_box(bare.get(&docs[k].id).await.unwrap());
         },
-        async |k| {
-            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
-        },
     );
-    report(
-        "mongodb uncached get, breaker and pool off, vs raw driver",
-        ours,
-        peer,
-        "raw",
-    );
-    let (ours, peer) = interleave(
-        rt,
+    raw_get_vs(
+        (rt, &raw, &docs),
+        "mongodb Store::get_raw + decode vs raw driver",
         async |k| {
             let id = Bson::ObjectId(docs[k].id);
             let bytes = store
@@ -267,26 +279,14 @@ fn mongo(c: &mut Criterion, rt: &Runtime) {
                 .unwrap();
             black_box(stratum::bson::from_slice::<Conversation>(bytes.as_bytes()).unwrap());
         },
-        async |k| {
-            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
-        },
     );
-    report(
-        "mongodb Store::get_raw + decode vs raw driver",
-        ours,
-        peer,
-        "raw",
-    );
-    let (ours, peer) = interleave(
-        rt,
+    raw_get_vs(
+        (rt, &raw, &docs),
+        "mongodb cached get vs raw driver",
         async |k| {
             black_box(cached.get(&docs[k].id).await.unwrap());
         },
-        async |k| {
-            black_box(raw.find_one(doc! { "_id": docs[k].id }).await.unwrap());
-        },
     );
-    report("mongodb cached get vs raw driver", ours, peer, "raw");
     let (ours, peer) = interleave(
         rt,
         async |_| {
