@@ -694,7 +694,7 @@ async fn conversations_round_trip_in_memory() {
 }
 
 mod prompts {
-    use stratum::llm::{AnswerSource, Completion};
+    use stratum::llm::{AnswerSource, Completion, PromptAnswer, PromptCache, PromptError};
     use stratum::models::{
         CacheKeyRequest, CachedResponse, ChatMessage, RequestParams, TokenUsage,
     };
@@ -709,30 +709,37 @@ mod prompts {
         }
     }
 
-    /// A burst of identical prompts costs one provider call; the answer
-    /// reaches every caller.
-    #[tokio::test]
-    async fn a_burst_of_identical_prompts_calls_the_provider_once() {
-        let (stratum, _) = stack(Arc::new(MemoryStore::new()));
-        let prompts = stratum.prompt_cache().unwrap();
-        let messages = [ChatMessage::user("Summarize the meeting notes.")];
-        let params = RequestParams::default();
-        let request = CacheKeyRequest {
+    /// A request for `messages` to openai's gpt-4o.
+    fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheKeyRequest<'a> {
+        CacheKeyRequest {
             provider: "openai",
             model: "gpt-4o",
-            messages: &messages,
-            params: &params,
-        };
+            messages,
+            params,
+        }
+    }
+
+    /// `n` concurrent `get_or_compute` calls for `request`, whose provider
+    /// call (`outcome`) is held open until every caller has asked; returns
+    /// how many provider calls ran and every caller's answer.
+    async fn burst(
+        prompts: &PromptCache,
+        request: &CacheKeyRequest<'_>,
+        n: usize,
+        outcome: fn() -> Result<Completion, std::io::Error>,
+    ) -> (
+        usize,
+        Vec<Result<PromptAnswer, Arc<PromptError<std::io::Error>>>>,
+    ) {
         let calls = AtomicUsize::new(0);
         let (release, released) = tokio::sync::watch::channel(false);
-        let callers = (0..32).map(|_| {
+        let callers = (0..n).map(|_| {
             let mut released = released.clone();
             let calls = &calls;
-            prompts.get_or_compute(&request, move || async move {
+            prompts.get_or_compute(request, move || async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                // Hold the provider call open until every caller has asked.
                 released.wait_for(|r| *r).await.unwrap();
-                Ok::<_, std::io::Error>(completion("Decisions: ship on Friday."))
+                outcome()
             })
         });
         let releaser = async {
@@ -741,7 +748,23 @@ mod prompts {
             release.send(true).unwrap();
         };
         let (answers, ()) = futures::join!(futures::future::join_all(callers), releaser);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        (calls.load(Ordering::SeqCst), answers)
+    }
+
+    /// A burst of identical prompts costs one provider call; the answer
+    /// reaches every caller.
+    #[tokio::test]
+    async fn a_burst_of_identical_prompts_calls_the_provider_once() {
+        let (stratum, _) = stack(Arc::new(MemoryStore::new()));
+        let prompts = stratum.prompt_cache().unwrap();
+        let messages = [ChatMessage::user("Summarize the meeting notes.")];
+        let params = RequestParams::default();
+        let request = request(&messages, &params);
+        let (calls, answers) = burst(&prompts, &request, 32, || {
+            Ok(completion("Decisions: ship on Friday."))
+        })
+        .await;
+        assert_eq!(calls, 1);
         let sources: Vec<_> = answers.iter().map(|a| a.as_ref().unwrap().source).collect();
         assert_eq!(
             sources
@@ -787,12 +810,7 @@ mod prompts {
         let (second, _) = stack(store);
         let messages = [ChatMessage::user("Translate 'hello' into Basque.")];
         let params = RequestParams::default();
-        let request = CacheKeyRequest {
-            provider: "openai",
-            model: "gpt-4o",
-            messages: &messages,
-            params: &params,
-        };
+        let request = request(&messages, &params);
         let a = first
             .prompt_cache()
             .unwrap()
@@ -821,29 +839,12 @@ mod prompts {
         let prompts = stratum.prompt_cache().unwrap();
         let messages = [ChatMessage::user("Will this fail?")];
         let params = RequestParams::default();
-        let request = CacheKeyRequest {
-            provider: "openai",
-            model: "gpt-4o",
-            messages: &messages,
-            params: &params,
-        };
-        let calls = AtomicUsize::new(0);
-        let (release, released) = tokio::sync::watch::channel(false);
-        let callers = (0..8).map(|_| {
-            let mut released = released.clone();
-            let calls = &calls;
-            prompts.get_or_compute(&request, move || async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                released.wait_for(|r| *r).await.unwrap();
-                Err::<Completion, _>(std::io::Error::other("rate limited"))
-            })
-        });
-        let releaser = async {
-            tokio::task::yield_now().await;
-            release.send(true).unwrap();
-        };
-        let (answers, ()) = futures::join!(futures::future::join_all(callers), releaser);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let request = request(&messages, &params);
+        let (calls, answers) = burst(&prompts, &request, 8, || {
+            Err(std::io::Error::other("rate limited"))
+        })
+        .await;
+        assert_eq!(calls, 1);
         assert!(answers.iter().all(|a| {
             a.as_ref()
                 .is_err_and(|e| e.to_string().contains("rate limited"))
@@ -858,12 +859,7 @@ mod prompts {
         let (stratum, _) = stack(faulty);
         let messages = [ChatMessage::user("Is the database up?")];
         let params = RequestParams::default();
-        let request = CacheKeyRequest {
-            provider: "openai",
-            model: "gpt-4o",
-            messages: &messages,
-            params: &params,
-        };
+        let request = request(&messages, &params);
         let answer = stratum
             .prompt_cache()
             .unwrap()
