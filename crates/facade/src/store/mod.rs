@@ -8,6 +8,8 @@
 //! [`check_field_name`]) before touching any data.
 
 pub(crate) mod compare;
+#[cfg(feature = "mongodb")]
+mod deadline;
 mod error;
 mod memory;
 #[cfg(feature = "mongodb")]

@@ -13,6 +13,7 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use parking_lot::RwLock;
 
+use super::deadline::Deadlines;
 use super::memory::with_id_first;
 use super::raw::check_raw_document;
 use super::validate::{check_collection_name, check_id, encode_checked, growth_guard};
@@ -25,8 +26,10 @@ use crate::op_metrics::{OperationMetrics, operations};
 ///
 /// Every request is validated by the same code as [`MemoryStore`](super::MemoryStore)'s
 /// before it is sent; every operation has a deadline
-/// (`mongodb.operation_timeout`) and fails with [`StoreError::Timeout`] past
-/// it. Driver errors are classified into [`StoreError`] with credentials
+/// (`mongodb.operation_timeout`) and fails with [`StoreError::Timeout`] when
+/// it has not finished by then (checked in sixteenths of the timeout by one
+/// task per store, so the error comes between 15/16 of the timeout and the
+/// timeout). Driver errors are classified into [`StoreError`] with credentials
 /// masked in every message.
 ///
 /// ```no_run
@@ -49,6 +52,8 @@ pub struct MongoStore {
     handles: Handles,
     /// Metric handles, one set per operation (see `StoreOp`).
     metrics: Arc<OperationMetrics<{ StoreOp::ALL.len() }>>,
+    /// The per-call deadline of `operation_timeout` (see `deadline.rs`).
+    deadlines: Arc<Deadlines>,
 }
 
 operations! {
@@ -139,6 +144,7 @@ impl MongoStore {
             db: client.database(&config.database),
             uri: config.uri.clone(),
             operation_timeout: config.operation_timeout,
+            deadlines: Arc::new(Deadlines::new(config.operation_timeout)),
             max_document_bytes: store.max_document_bytes,
             handles: Handles::default(),
             metrics: store_metrics(),
@@ -152,6 +158,7 @@ impl MongoStore {
             db,
             uri: None,
             operation_timeout: MongoConfig::default().operation_timeout,
+            deadlines: Arc::new(Deadlines::new(MongoConfig::default().operation_timeout)),
             max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
             handles: Handles::default(),
             metrics: store_metrics(),
@@ -161,6 +168,7 @@ impl MongoStore {
     /// Changes the deadline of each operation.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> MongoStore {
         self.operation_timeout = timeout;
+        self.deadlines = Arc::new(Deadlines::new(timeout));
         self
     }
 
@@ -236,9 +244,12 @@ impl MongoStore {
         call: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.operation_timeout, call).await {
-            Ok(result) => result.map_err(|e| classify(e, self.uri.as_ref())),
-            Err(_) => Err(StoreError::Timeout {
+        let call = self
+            .deadlines
+            .bound(self.operation_timeout, call.into_future());
+        let result = match call.await {
+            Some(result) => result.map_err(|e| classify(e, self.uri.as_ref())),
+            None => Err(StoreError::Timeout {
                 message: format!(
                     "no answer within {}",
                     humantime::format_duration(self.operation_timeout)
