@@ -46,13 +46,15 @@ struct State {
 /// Deadlines for one store's calls. Dropping it ends the ticker.
 pub(crate) struct Deadlines {
     state: Arc<State>,
+    timeout: Duration,
+    /// `timeout / SLICES`: the ticker's period.
     period: Duration,
 }
 
 impl std::fmt::Debug for Deadlines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deadlines")
-            .field("timeout", &(self.period * SLICES as u32))
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -69,16 +71,22 @@ impl Deadlines {
     pub(crate) fn new(timeout: Duration) -> Deadlines {
         Deadlines {
             state: Arc::default(),
+            timeout,
             period: (timeout / SLICES as u32).max(Duration::from_micros(100)),
         }
+    }
+
+    /// The timeout these deadlines keep.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs `call` until it finishes (`Some`) or its deadline passes
     /// (`None`, and `call` is dropped). Outside a tokio runtime, a plain
     /// timer (the ticker needs one to run on).
-    pub(crate) async fn bound<F: Future>(&self, timeout: Duration, call: F) -> Option<F::Output> {
+    pub(crate) async fn bound<F: Future>(&self, call: F) -> Option<F::Output> {
         if !self.ticker_alive() {
-            return tokio::time::timeout(timeout, call).await.ok();
+            return tokio::time::timeout(self.timeout, call).await.ok();
         }
         let state = &*self.state;
         let _in_flight = InFlight::enter(state);
@@ -213,8 +221,7 @@ mod tests {
     #[test]
     fn a_pending_call_gives_up_on_the_sixteenth_tick_and_not_before() {
         let deadlines = manual(Duration::from_secs(1));
-        let mut call =
-            Box::pin(deadlines.bound(Duration::from_secs(1), std::future::pending::<()>()));
+        let mut call = Box::pin(deadlines.bound(std::future::pending::<()>()));
         assert!(call.as_mut().now_or_never().is_none());
         tick_by_hand(&deadlines, SLICES - 1);
         assert!(
@@ -226,8 +233,7 @@ mod tests {
         assert_eq!(call.as_mut().now_or_never(), Some(None));
         assert_eq!(deadlines.state.in_flight.load(Ordering::Acquire), 0);
         // A call cancelled while it waits leaves the count too.
-        let mut call =
-            Box::pin(deadlines.bound(Duration::from_secs(1), std::future::pending::<()>()));
+        let mut call = Box::pin(deadlines.bound(std::future::pending::<()>()));
         assert!(call.as_mut().now_or_never().is_none());
         assert_eq!(deadlines.state.in_flight.load(Ordering::Acquire), 1);
         drop(call);
@@ -238,7 +244,7 @@ mod tests {
     fn a_call_that_finishes_first_returns_its_output() {
         let deadlines = manual(Duration::from_secs(1));
         let (send, receive) = futures::channel::oneshot::channel::<u32>();
-        let mut call = Box::pin(deadlines.bound(Duration::from_secs(1), receive));
+        let mut call = Box::pin(deadlines.bound(receive));
         assert!(call.as_mut().now_or_never().is_none());
         tick_by_hand(&deadlines, SLICES - 1);
         assert!(call.as_mut().now_or_never().is_none());
@@ -246,7 +252,7 @@ mod tests {
         assert_eq!(call.as_mut().now_or_never(), Some(Some(Ok(7))));
         // Ticks before a call starts do not count against it.
         tick_by_hand(&deadlines, 100);
-        let later = deadlines.bound(Duration::from_secs(1), async { 8 });
+        let later = deadlines.bound(async { 8 });
         assert_eq!(later.now_or_never(), Some(Some(8)));
     }
 
@@ -258,7 +264,7 @@ mod tests {
         // The outer timeout only guards the test against a hang.
         let out = tokio::time::timeout(
             Duration::from_secs(60),
-            deadlines.bound(timeout, std::future::pending::<()>()),
+            deadlines.bound(std::future::pending::<()>()),
         )
         .await
         .expect("the deadline fired");
@@ -271,7 +277,7 @@ mod tests {
     async fn the_ticker_idles_without_calls_and_ends_with_the_store() {
         let timeout = Duration::from_millis(160);
         let deadlines = Deadlines::new(timeout);
-        assert!(deadlines.bound(timeout, async {}).await.is_some());
+        assert!(deadlines.bound(async {}).await.is_some());
         let epoch = deadlines.state.epoch.load(Ordering::Acquire);
         tokio::time::sleep(timeout * 2).await;
         // At most the tick that was already under way.
@@ -299,7 +305,7 @@ mod tests {
             let out = rt.block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(60),
-                    deadlines.bound(timeout, std::future::pending::<()>()),
+                    deadlines.bound(std::future::pending::<()>()),
                 )
                 .await
             });

@@ -46,13 +46,12 @@ use crate::op_metrics::{OperationMetrics, operations};
 pub struct MongoStore {
     db: Database,
     uri: Option<MongoUri>,
-    operation_timeout: Duration,
     max_document_bytes: usize,
     /// Collection handles by name (see `raw_collection`).
     handles: Handles,
     /// Metric handles, one set per operation (see `StoreOp`).
     metrics: Arc<OperationMetrics<{ StoreOp::ALL.len() }>>,
-    /// The per-call deadline of `operation_timeout` (see `deadline.rs`).
+    /// The per-call deadline, `mongodb.operation_timeout` (see `deadline.rs`).
     deadlines: Arc<Deadlines>,
 }
 
@@ -143,7 +142,6 @@ impl MongoStore {
         MongoStore {
             db: client.database(&config.database),
             uri: config.uri.clone(),
-            operation_timeout: config.operation_timeout,
             deadlines: Arc::new(Deadlines::new(config.operation_timeout)),
             max_document_bytes: store.max_document_bytes,
             handles: Handles::default(),
@@ -157,7 +155,6 @@ impl MongoStore {
         MongoStore {
             db,
             uri: None,
-            operation_timeout: MongoConfig::default().operation_timeout,
             deadlines: Arc::new(Deadlines::new(MongoConfig::default().operation_timeout)),
             max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
             handles: Handles::default(),
@@ -167,7 +164,6 @@ impl MongoStore {
 
     /// Changes the deadline of each operation.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> MongoStore {
-        self.operation_timeout = timeout;
         self.deadlines = Arc::new(Deadlines::new(timeout));
         self
     }
@@ -244,15 +240,13 @@ impl MongoStore {
         call: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let call = self
-            .deadlines
-            .bound(self.operation_timeout, call.into_future());
+        let call = self.deadlines.bound(call.into_future());
         let result = match call.await {
             Some(result) => result.map_err(|e| classify(e, self.uri.as_ref())),
             None => Err(StoreError::Timeout {
                 message: format!(
                     "no answer within {}",
-                    humantime::format_duration(self.operation_timeout)
+                    humantime::format_duration(self.deadlines.timeout())
                 ),
             }),
         };
