@@ -14,22 +14,22 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
-/// Declares an enum of operations with `ALL` (in declaration order, the
-/// order of an [`OperationMetrics`] table's handles) and `as_str` (the
-/// `operation` label).
-macro_rules! operations {
-    ($(#[$doc:meta])* $vis:vis enum $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+/// Declares an enum whose variants are the values of one metric label, with
+/// `ALL` (in declaration order: the order of a table of handles, such as an
+/// [`OperationMetrics`]) and `as_str` (the label's value).
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $vis:vis enum $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         $vis enum $name {
-            $($variant),+
+            $($(#[$vdoc])* $variant),+
         }
 
         impl $name {
-            /// Every operation, in the order of the metric handles.
+            /// Every value, in the order of the metric handles.
             pub(crate) const ALL: [$name; [$($label),+].len()] = [$($name::$variant),+];
 
-            /// The `operation` label.
+            /// The label's value.
             pub(crate) fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $label),+
@@ -38,7 +38,7 @@ macro_rules! operations {
         }
     };
 }
-pub(crate) use operations;
+pub(crate) use label_enum;
 
 /// Handles for `N` operations named by `names`.
 pub(crate) struct OperationMetrics<const N: usize> {

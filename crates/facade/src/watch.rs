@@ -154,7 +154,10 @@ impl<T: Document> Repository<T> {
                                     if let Some(id) =
                                         event.document_key.as_ref().and_then(|k| k.get("_id"))
                                     {
-                                        repository.invalidate_from(id, "change_stream");
+                                        repository.invalidate_from(
+                                            id,
+                                            crate::repository::Invalidation::ChangeStream,
+                                        );
                                         counted.fetch_add(1, Ordering::Relaxed);
                                     }
                                 }

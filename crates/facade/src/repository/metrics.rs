@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics::Counter;
 
 use super::RepositoryError;
-use crate::op_metrics::{OperationMetrics, operations};
+use crate::op_metrics::{OperationMetrics, label_enum};
 
 /// Counter: operations by collection, operation and outcome.
 pub(crate) const OPERATIONS: &str = "stratum_repository_operations_total";
@@ -18,7 +18,7 @@ pub(crate) const READS: &str = "stratum_repository_reads_total";
 /// `change_stream`).
 pub(crate) const INVALIDATIONS: &str = "stratum_repository_invalidations_total";
 
-operations! {
+label_enum! {
     /// The operations a repository reports.
     pub(crate) enum Op {
         Get => "get",
@@ -41,20 +41,27 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct RepositoryMetrics {
-    collection: &'static str,
     operations: OperationMetrics<{ Op::ALL.len() }>,
     reads: [Counter; 3],
-    /// By cause, in the order of [`INVALIDATION_CAUSES`].
-    invalidations: [Counter; 3],
+    /// By cause, in the order of [`Invalidation::ALL`].
+    invalidations: [Counter; Invalidation::ALL.len()],
 }
 
-/// The causes an invalidation is counted under.
-const INVALIDATION_CAUSES: [&str; 3] = ["write", "race", "change_stream"];
+label_enum! {
+    /// Why a cache entry was dropped (the `cause` label).
+    pub(crate) enum Invalidation {
+        /// A write through this repository.
+        Write => "write",
+        /// A load that overlapped a write.
+        Race => "race",
+        /// A change event from another process.
+        ChangeStream => "change_stream",
+    }
+}
 
 impl RepositoryMetrics {
     pub(crate) fn new(collection: &'static str) -> RepositoryMetrics {
         RepositoryMetrics {
-            collection,
             operations: OperationMetrics::new(
                 OPERATIONS,
                 DURATION,
@@ -63,9 +70,9 @@ impl RepositoryMetrics {
             ),
             reads: ["cache", "store", "stale"]
                 .map(|source| metrics::counter!(READS, "collection" => collection, "source" => source)),
-            invalidations: INVALIDATION_CAUSES.map(
-                |cause| metrics::counter!(INVALIDATIONS, "collection" => collection, "cause" => cause),
-            ),
+            invalidations: Invalidation::ALL.map(|cause| {
+                metrics::counter!(INVALIDATIONS, "collection" => collection, "cause" => cause.as_str())
+            }),
         }
     }
 
@@ -86,13 +93,7 @@ impl RepositoryMetrics {
         self.reads[source as usize].increment(1);
     }
 
-    pub(crate) fn invalidated(&self, cause: &'static str) {
-        match INVALIDATION_CAUSES.iter().position(|c| *c == cause) {
-            Some(i) => self.invalidations[i].increment(1),
-            None => {
-                metrics::counter!(INVALIDATIONS, "collection" => self.collection, "cause" => cause)
-                    .increment(1)
-            }
-        }
+    pub(crate) fn invalidated(&self, cause: Invalidation) {
+        self.invalidations[cause as usize].increment(1);
     }
 }

@@ -28,6 +28,7 @@ use stratum_models::Document;
 use tracing::Instrument;
 
 pub use self::error::RepositoryError;
+pub(crate) use self::metrics::Invalidation;
 use self::metrics::{Op, RepositoryMetrics, Source};
 #[cfg(feature = "cache")]
 use crate::config::layers;
@@ -308,7 +309,7 @@ impl<T: Document> Repository<T> {
                 // A write to this id finished while we were loading: what we
                 // read may predate it, so it must not stay cached.
                 cache.remove(&key);
-                inner.metrics.invalidated("race");
+                inner.metrics.invalidated(Invalidation::Race);
             }
             return Ok(Read {
                 value: entry.doc,
@@ -522,7 +523,7 @@ impl<T: Document> Repository<T> {
                         );
                     } else {
                         cache.remove(&key);
-                        self.inner.metrics.invalidated("race");
+                        self.inner.metrics.invalidated(Invalidation::Race);
                     }
                     self.bump(&key);
                 }
@@ -557,11 +558,11 @@ impl<T: Document> Repository<T> {
     }
 
     fn invalidate(&self, id: &Bson) {
-        self.invalidate_from(id, "write");
+        self.invalidate_from(id, Invalidation::Write);
     }
 
     /// Drops the id's entry; `cause` is the metric label.
-    pub(crate) fn invalidate_from(&self, id: &Bson, cause: &'static str) {
+    pub(crate) fn invalidate_from(&self, id: &Bson, cause: Invalidation) {
         if let Some(cache) = &self.inner.cache {
             let key = compare::key(id);
             let _order = self.inner.write_order[stripe(&key)].lock();

@@ -20,7 +20,7 @@ use super::validate::{check_collection_name, check_id, encode_checked, growth_gu
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::sections::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
-use crate::op_metrics::{OperationMetrics, operations};
+use crate::op_metrics::{OperationMetrics, label_enum};
 
 /// Documents in a MongoDB database, through the official driver.
 ///
@@ -55,7 +55,7 @@ pub struct MongoStore {
     deadlines: Arc<Deadlines>,
 }
 
-operations! {
+label_enum! {
     /// The operations a `MongoStore` reports.
     enum StoreOp {
         Get => "get",
