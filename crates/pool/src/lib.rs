@@ -25,9 +25,10 @@
 //!     `validation_skip_window` ago;
 //!   - leak detection: a lease held past the threshold is logged with the
 //!     file and line that took it (`#[track_caller]`) and counted;
-//!   - FIFO fairness among waiters (deadpool's tokio semaphore queues them in
-//!     order; a test checks it), [`ManagedPool::close`] and
-//!     [`ManagedPool::drain`];
+//!   - FIFO fairness among waiters (they queue in the pool, and a returning
+//!     lease hands its object straight to the oldest; without the background
+//!     task, deadpool's tokio semaphore queues them; tests check both),
+//!     [`ManagedPool::close`] and [`ManagedPool::drain`];
 //!   - adaptive sizing between `min_size` and `max_size` (defaults 10 and 200),
 //!     decided by the pure rule in [`adaptive`] on an injectable [`Clock`].
 //! - [`PoolConfig`]: plain data, serde with humantime durations, validated

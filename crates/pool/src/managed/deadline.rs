@@ -1,48 +1,25 @@
 //! The acquire timeout without a timer per waiting caller: one sweeper task
 //! per pool ticks `SLICES` times per `acquire_timeout` while callers wait,
-//! and a caller still waiting for a slot gives up once it has seen `SLICES`
-//! ticks. A caller served at once never joins the queue at all.
+//! and a caller still queued for a slot (see `handoff.rs`) is taken out and
+//! told it timed out once it has seen `SLICES` ticks. A caller served at
+//! once never queues at all. On every tick the sweeper also wakes the oldest
+//! caller to try deadpool again (see `handoff.rs` for the race that covers).
 //!
 //! A tokio timer per waiter costs a clock read, a timer-wheel insertion and
 //! a removal on every wait; at 64 tasks on a pool of 16 nearly every `get`
-//! waits, so that was a large share of the cycle. A waiter here registers
-//! with one `Notify` instead, and no clock is read (time comes from the
-//! sweeper's tokio sleep, so tokio's paused test clock drives it too). The
+//! waits, so that was a large share of the cycle. Time comes from the
+//! sweeper's tokio sleep, so tokio's paused test clock drives it too. The
 //! price is precision: a wait for a slot ends between `(SLICES - 1) /
 //! SLICES` of the timeout and the timeout, never later (bar scheduling
 //! delays). Pools without a background task keep deadpool's timer.
 
-use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use deadpool::managed::{PoolError, TimeoutType};
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 
 use super::object::Shared;
-
-thread_local! {
-    /// Set by the adapter when deadpool hands a `get` a slot (it calls
-    /// create or recycle, inside the poll of that `get`). A bounded `get`
-    /// clears it around each poll of deadpool's future (saving and restoring
-    /// the previous value, for a `check` that itself uses a pool) and reads
-    /// it after: from then on the acquire timeout no longer applies, since
-    /// it bounds only the wait for a slot (as deadpool's wait timeout does);
-    /// create and check have their own timeouts. A plain thread-local, not
-    /// a tokio task-local: a task-local scope cost 7 % of the 64-task cycle.
-    static SLOT_TAKEN: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Called by the adapter when deadpool hands it a slot (create or recycle).
-#[inline]
-pub(crate) fn slot_taken() {
-    SLOT_TAKEN.with(|taken| taken.set(true));
-}
 
 /// Counts a caller in the waiting path for as long as it is there, also
 /// when its `get` is cancelled.
@@ -72,8 +49,6 @@ pub(crate) const SLICES: u64 = 16;
 pub(crate) struct Deadlines {
     /// Ticks so far.
     epoch: AtomicU64,
-    /// Woken on every tick.
-    tick: Notify,
     /// Wakes the sweeper when the first caller queues, or the pool goes.
     wake: Notify,
     /// Set when the sweeper runs; without it waiters fall back to a timer.
@@ -94,75 +69,15 @@ impl Deadlines {
         self.wake.notify_one();
     }
 
-    /// Polls `get` (deadpool's unbounded `timeout_get`) bounded by the
-    /// acquire timeout, for `get`'s `poll_fn`: a slot free at once costs
-    /// nothing more; a caller that has to wait joins `queued` (timed from
-    /// then) and gives up, with deadpool's wait-timeout error, once
-    /// `SLICES` ticks pass while it still waits for a slot.
-    ///
-    /// A function polled from `get`'s own future rather than an async fn
-    /// of its own: one layer of future less, so deadpool's object is moved
-    /// once less on the way out.
-    pub(crate) fn poll_bounded<'a, T, E>(
-        &'a self,
-        shared: &'a Shared,
-        wait: &mut Wait<'a>,
-        mut tick: Pin<&mut Option<Notified<'a>>>,
-        get: Pin<&mut impl Future<Output = Result<T, PoolError<E>>>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<T, PoolError<E>>> {
-        let outer = SLOT_TAKEN.replace(false);
-        let polled = get.poll(cx);
-        wait.has_slot |= SLOT_TAKEN.replace(outer);
-        if polled.is_ready() || wait.has_slot {
-            // Done, or creating or checking: bounded by their own timeouts.
-            return polled;
-        }
-        let born = match &wait.queued {
-            Some((_, born, _)) => *born,
-            None => {
-                let (entered, before) = Queued::enter(&shared.queued);
-                if before == 0 {
-                    self.wake.notify_one();
-                }
-                // The `Notified` is taken before reading the epoch, so no
-                // tick between the two is missed.
-                tick.set(Some(self.tick.notified()));
-                let born = self.epoch.load(Ordering::Acquire);
-                wait.queued = Some((entered, born, shared.now_nanos()));
-                born
-            }
-        };
-        loop {
-            if self.epoch.load(Ordering::Acquire).wrapping_sub(born) >= SLICES {
-                return Poll::Ready(Err(PoolError::Timeout(TimeoutType::Wait)));
-            }
-            let Some(notified) = tick.as_mut().as_pin_mut() else {
-                return Poll::Pending;
-            };
-            match notified.poll(cx) {
-                Poll::Ready(()) => tick.set(Some(self.tick.notified())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+    /// Ticks so far (a queued caller notes the epoch it queued in).
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
-}
 
-/// One caller's wait for a slot (see [`Deadlines::poll_bounded`]).
-#[derive(Default)]
-pub(crate) struct Wait<'a> {
-    /// Its place in the queue, the epoch it started waiting in, and when
-    /// ([`Shared::now_nanos`]); `None` while it has not had to wait.
-    queued: Option<(Queued<'a>, u64, u64)>,
-    /// Set once deadpool handed it a slot: the acquire timeout no longer
-    /// applies.
-    has_slot: bool,
-}
-
-impl Wait<'_> {
-    /// When it started waiting for a slot; `None` if one was free at once.
-    pub(crate) fn queued_at(&self) -> Option<u64> {
-        self.queued.as_ref().map(|q| q.2)
+    /// Wakes the sweeper (the first caller queued).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 }
 
@@ -193,8 +108,9 @@ pub(crate) fn spawn(
             let Some(strong) = shared.upgrade() else {
                 break;
             };
-            strong.deadlines.epoch.fetch_add(1, Ordering::AcqRel);
-            strong.deadlines.tick.notify_waiters();
+            let epoch = strong.deadlines.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            strong.handoff.expire(epoch, SLICES);
+            strong.handoff.retry_oldest();
         }
     });
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use deadpool::managed::Object;
 
+use super::handoff::Waiter;
 #[cfg(test)]
 use super::object::Meta;
 use super::object::{Adapter, Pooled};
@@ -72,7 +73,13 @@ impl<M: Manager> Lease<M> {
             }
             match keep_as_reservation(object, RetireCause::Discarded) {
                 Ok(()) => {}
-                Err(object) => drop(Object::take(object)),
+                Err(object) => {
+                    let shared = std::sync::Arc::clone(&object.shared);
+                    // Its permit goes back to deadpool: a queued caller can
+                    // create a replacement with it.
+                    drop(Object::take(object));
+                    shared.handoff.retry_oldest();
+                }
             }
         }
     }
@@ -139,6 +146,33 @@ where
     }
 }
 
+impl<M: Manager> Lease<M> {
+    /// Gives the object to the oldest queued caller that takes it; if none
+    /// does, it stays in the lease and goes back to deadpool with it.
+    fn hand_over(&mut self) {
+        loop {
+            let waiter = match self.object.as_ref() {
+                Some(object) => object.shared.handoff.pop(),
+                None => return,
+            };
+            let Some(waiter) = waiter else {
+                return;
+            };
+            // Every caller in a pool's queue is a `Waiter` of that pool's `M`.
+            let Ok(waiter) = waiter.into_any().downcast::<Waiter<M>>() else {
+                continue;
+            };
+            let Some(object) = self.object.take() else {
+                return;
+            };
+            match waiter.offer(object) {
+                Ok(()) => return,
+                Err(back) => self.object = Some(back),
+            }
+        }
+    }
+}
+
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
         let Some(object) = self.object.as_ref() else {
@@ -156,8 +190,25 @@ impl<M: Manager> Drop for Lease<M> {
                 %location, "a lease reported as leaked came back");
         }
         if shared.debt.load(Ordering::Relaxed) == 0 && !shared.closing.load(Ordering::Relaxed) {
-            // The common case: the field's own drop hands the object back
-            // to deadpool, without moving it out first.
+            if shared.handoff.len() == 0 {
+                // The common case: the field's own drop hands the object
+                // back to deadpool, without moving it out first.
+                return;
+            }
+            if shared.skip_window > 0 {
+                // Callers queue: the oldest gets the object (it came back
+                // just now, so it is inside the health check's skip window).
+                self.hand_over();
+                return;
+            }
+            // A health check on every checkout: the object goes back to
+            // deadpool, and the oldest caller takes its permit from there.
+            let Some(object) = self.object.take() else {
+                return;
+            };
+            let shared = std::sync::Arc::clone(&object.shared);
+            drop(object);
+            shared.handoff.retry_oldest();
             return;
         }
         let Some(object) = self.object.take() else {
@@ -168,10 +219,13 @@ impl<M: Manager> Drop for Lease<M> {
             Ok(()) => return,
             Err(object) => object,
         };
-        if object.shared.closing.load(Ordering::Relaxed) {
-            let shared = std::sync::Arc::clone(&object.shared);
-            drop(object);
+        let shared = std::sync::Arc::clone(&object.shared);
+        drop(object);
+        if shared.closing.load(Ordering::Relaxed) {
             shared.returned.notify_waiters();
+        } else {
+            // Back in deadpool: a queued caller can take its permit.
+            shared.handoff.retry_oldest();
         }
     }
 }

@@ -1,13 +1,17 @@
 //! [`ManagedPool`]: the generic pool on deadpool, for any [`Manager`].
 //!
-//! deadpool supplies the FIFO semaphore and the object queue; this module adds
-//! what it lacks: acquire, create and recycle timeouts by default, a health
-//! check skipped inside the validation window, idle and lifetime reaping with
-//! jitter that never goes below `min_size`, leak detection, an adaptive limit
-//! enforced with reservations, metrics, close and drain.
+//! deadpool supplies the permits, the object queue, create and recycle; this
+//! module adds what it lacks: acquire, create and recycle timeouts by
+//! default, a FIFO queue of waiting callers served by hand-off
+//! (`handoff.rs`), a health check skipped inside the validation window, idle
+//! and lifetime reaping with jitter that never goes below `min_size`, leak
+//! detection, an adaptive limit enforced with reservations, metrics, close
+//! and drain.
 
 mod deadline;
-use self::deadline::{Queued, Wait};
+use self::deadline::Queued;
+mod handoff;
+use self::handoff::{Answer, Signal, Waiter};
 mod leak;
 mod lease;
 mod maintenance;
@@ -102,10 +106,8 @@ struct Inner<M: Manager> {
     limit: Mutex<usize>,
     /// deadpool timeouts for the fast path (take a free permit or fail)...
     now_only: Timeouts,
-    /// ...for a caller that has to wait, with a timer (no sweeper)...
+    /// ...and for a caller that has to wait, with a timer (no sweeper).
     waiting: Timeouts,
-    /// ...and without one, when the sweeper bounds the wait.
-    unbounded: Timeouts,
 }
 
 impl<M: Manager> Drop for Inner<M> {
@@ -233,6 +235,7 @@ impl<M: Manager> Builder<M> {
             debt: AtomicUsize::new(0),
             queued: Padded::default(),
             deadlines: Padded::default(),
+            handoff: Padded::default(),
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
@@ -282,11 +285,6 @@ impl<M: Manager> Builder<M> {
                 },
                 waiting: Timeouts {
                     wait: Some(config.acquire_timeout),
-                    create: Some(config.create_timeout),
-                    recycle: None,
-                },
-                unbounded: Timeouts {
-                    wait: None,
                     create: Some(config.create_timeout),
                     recycle: None,
                 },
@@ -380,30 +378,7 @@ impl<M: Manager> ManagedPool<M> {
         async move {
             let shared = &self.inner.shared;
             let got = if shared.deadlines.running() {
-                let deadlines = &shared.deadlines;
-                let mut get = pin!(self.inner.pool.timeout_get(&self.inner.unbounded));
-                // Made only when the caller has to wait, so one served at
-                // once never touches the sweeper's `Notify`.
-                let mut tick = pin!(None);
-                let mut wait = Wait::default();
-                let got = poll_fn(|cx| {
-                    deadlines.poll_bounded(shared, &mut wait, tick.as_mut(), get.as_mut(), cx)
-                })
-                .await;
-                let queued_at = wait.queued_at();
-                got.map(|object| {
-                    let (ready, took) = object.prepared();
-                    let waited = match queued_at {
-                        // The object became ready (created or recycled)
-                        // just before it was handed over: that reading ends
-                        // the wait without another clock read.
-                        Some(start) => ready.saturating_sub(start),
-                        // A free slot: the acquire time is what create or
-                        // the check took.
-                        None => took,
-                    };
-                    (object, waited)
-                })
+                self.get_queued().await
             } else {
                 // Boxed: only pools without a background task take this
                 // path; inline, it would double every `get` future's size.
@@ -437,6 +412,88 @@ impl<M: Manager> ManagedPool<M> {
                         shared.counts.timeouts.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(err)
+                }
+            }
+        }
+    }
+
+    /// `get` with the sweeper: a free permit at once (deadpool's zero-wait
+    /// checkout, which creates or health-checks as needed), else a place in
+    /// the hand-off queue until a returning lease hands this caller its
+    /// object, the sweeper says the wait is over, or a retry finds a permit.
+    /// Returns the object and how long the caller waited, in nanoseconds.
+    async fn get_queued(&self) -> Result<(Object<Adapter<M>>, u64), DpError<M>> {
+        let shared = &self.inner.shared;
+        let free_at_once = |object: Object<Adapter<M>>| {
+            // The acquire time is what create or the health check took.
+            let (_, took) = object.prepared();
+            (object, took)
+        };
+        if shared.handoff.len() == 0 {
+            match self.inner.pool.timeout_get(&self.inner.now_only).await {
+                Err(deadpool::managed::PoolError::Timeout(
+                    deadpool::managed::TimeoutType::Wait,
+                )) => {}
+                other => return other.map(free_at_once),
+            }
+        }
+        let started = shared.now_nanos();
+        let (_queued, before) = Queued::enter(&shared.queued);
+        if before == 0 {
+            shared.deadlines.wake();
+        }
+        let waiter = Arc::new(Waiter::<M>::new(shared.deadlines.epoch()));
+        let mut place = Place {
+            queue: &shared.handoff,
+            waiter: &waiter,
+            queued: false,
+        };
+        let mut first = false;
+        loop {
+            place.join(first);
+            // A lease may have gone back to deadpool just before this caller
+            // queued: look once more.
+            match self.inner.pool.timeout_get(&self.inner.now_only).await {
+                Err(deadpool::managed::PoolError::Timeout(
+                    deadpool::managed::TimeoutType::Wait,
+                )) => {}
+                other => {
+                    place.leave();
+                    return other.map(|object| {
+                        let (ready, _) = object.prepared();
+                        (object, ready.saturating_sub(started))
+                    });
+                }
+            }
+            match poll_fn(|cx| waiter.poll_answer(cx)).await {
+                Answer::Object(mut object) => {
+                    place.queued = false;
+                    let now = shared.now_nanos();
+                    if object.expired(now) {
+                        // Past its lifetime: retire it (its permit goes
+                        // back to deadpool) and try again, still first.
+                        object.retire_resource(crate::metrics::RetireCause::MaxLifetime);
+                        drop(Object::take(object));
+                        first = true;
+                        continue;
+                    }
+                    object.mark_prepared(now, 0);
+                    shared.metrics.recycled.increment(1);
+                    return Ok((object, now.saturating_sub(started)));
+                }
+                Answer::Signal(Signal::Retry) => {
+                    place.queued = false;
+                    first = true;
+                }
+                Answer::Signal(Signal::TimedOut) => {
+                    place.queued = false;
+                    return Err(deadpool::managed::PoolError::Timeout(
+                        deadpool::managed::TimeoutType::Wait,
+                    ));
+                }
+                Answer::Signal(Signal::Closed) => {
+                    place.queued = false;
+                    return Err(deadpool::managed::PoolError::Closed);
                 }
             }
         }
@@ -490,7 +547,8 @@ impl<M: Manager> ManagedPool<M> {
             size,
             idle,
             in_use: size - idle,
-            waiting: dp.waiting,
+            // Callers wait in deadpool only without the sweeper.
+            waiting: dp.waiting + shared.handoff.len(),
             limit: if self.is_closed() {
                 0
             } else {
@@ -538,8 +596,10 @@ impl<M: Manager> ManagedPool<M> {
             };
             shared.reserved.fetch_sub(released.len(), Ordering::AcqRel);
             for reservation in released {
-                // Detaching a reservation frees its deadpool permit.
+                // Detaching a reservation frees its deadpool permit: a
+                // queued caller can take it.
                 drop(Object::take(reservation));
+                shared.handoff.retry_oldest();
             }
         }
         shared.metrics.limit.set(to as f64);
@@ -605,6 +665,7 @@ impl<M: Manager> ManagedPool<M> {
             .reserved
             .fetch_sub(reservations.len(), Ordering::AcqRel);
         drop(reservations);
+        shared.handoff.close();
         shared.returned.notify_waiters();
     }
 
@@ -642,5 +703,42 @@ impl<M: Manager> Pool for ManagedPool<M> {
 
     fn resize(&self, limit: usize) -> usize {
         ManagedPool::resize(self, limit)
+    }
+}
+
+/// A caller's place in the hand-off queue. Leaving (served another way,
+/// failed, or cancelled) takes it out and passes on an object that was
+/// handed to it meanwhile.
+struct Place<'a, M: Manager> {
+    queue: &'a handoff::Queue,
+    waiter: &'a Arc<Waiter<M>>,
+    /// Whether the waiter is (or may still be) in the queue.
+    queued: bool,
+}
+
+impl<M: Manager> Place<'_, M> {
+    fn join(&mut self, first: bool) {
+        self.queue
+            .push(Arc::clone(self.waiter) as Arc<dyn handoff::Waiting>, first);
+        self.queued = true;
+    }
+
+    fn leave(&mut self) {
+        if self.queued {
+            let waiter: Arc<dyn handoff::Waiting> = Arc::clone(self.waiter) as _;
+            self.queue.remove(&waiter);
+            self.queued = false;
+        }
+        if let Some(object) = self.waiter.leave() {
+            // Handed over while this caller was served another way: pass it
+            // on as a returning lease would.
+            drop(Lease::new(object));
+        }
+    }
+}
+
+impl<M: Manager> Drop for Place<'_, M> {
+    fn drop(&mut self) {
+        self.leave();
     }
 }

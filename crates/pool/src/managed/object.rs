@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) queued: Padded<AtomicUsize>,
     /// Their acquire timeout, kept by one sweeper task.
     pub(crate) deadlines: Padded<super::deadline::Deadlines>,
+    /// Callers queued for a slot, served by hand-off (see `handoff.rs`).
+    pub(crate) handoff: Padded<super::handoff::Queue>,
     /// Permits held by reservations (placeholders).
     pub(crate) reserved: AtomicUsize,
     pub(crate) acquires: AtomicU64,
@@ -254,7 +256,7 @@ impl Meta {
 
     /// Records that a checkout was prepared at `at`, having taken `took`.
     #[inline]
-    fn mark_prepared(&self, at: u64, took: u64) {
+    pub(crate) fn mark_prepared(&self, at: u64, took: u64) {
         self.prepared.store(at, Ordering::Relaxed);
         self.prepare_time.store(took, Ordering::Relaxed);
     }
@@ -378,7 +380,6 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if is_reserving() {
             return Ok(self.wrap(None));
         }
-        super::deadline::slot_taken();
         let started = self.shared.now_nanos();
         let resource = self.manager.create().await?;
         self.shared.metrics.created.increment(1);
@@ -397,7 +398,6 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         if is_reserving() {
             return Ok(());
         }
-        super::deadline::slot_taken();
         let shared = &self.shared;
         let now = shared.now_nanos();
         pooled.mark_prepared(now, 0);
