@@ -82,9 +82,19 @@ impl Queue {
     }
 
     /// Takes `waiter` out if it is still queued; returns whether it was.
+    ///
+    /// Searched from both ends at once: a caller that leaves after its own
+    /// retry found a permit sits near the back, one cancelled after a long
+    /// wait near the front, so neither costs a walk past thousands of
+    /// others under the lock.
     pub(crate) fn remove(&self, waiter: &Arc<dyn Waiting>) -> bool {
         let mut waiters = self.waiters.lock();
-        let Some(at) = waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) else {
+        let len = waiters.len();
+        let is = |i: usize| waiters.get(i).is_some_and(|w| Arc::ptr_eq(w, waiter));
+        let Some(at) = (0..len.div_ceil(2))
+            .flat_map(|i| [i, len - 1 - i])
+            .find(|&i| is(i))
+        else {
             return false;
         };
         waiters.remove(at);
@@ -241,5 +251,140 @@ impl<M: Manager> Waiting for Waiter<M> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A queued caller that records what it was told.
+    struct Probe {
+        id: u64,
+        born: u64,
+        told: Mutex<Option<Signal>>,
+    }
+
+    impl Probe {
+        fn new(id: u64, born: u64) -> Arc<Probe> {
+            Arc::new(Probe {
+                id,
+                born,
+                told: Mutex::new(None),
+            })
+        }
+    }
+
+    impl Waiting for Probe {
+        fn born(&self) -> u64 {
+            self.born
+        }
+        fn signal(&self, signal: Signal) -> bool {
+            let mut told = self.told.lock();
+            if told.is_some() {
+                return false;
+            }
+            *told = Some(signal);
+            true
+        }
+        fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+            self
+        }
+    }
+
+    fn ids(queue: &Queue) -> Vec<u64> {
+        queue
+            .waiters
+            .lock()
+            .iter()
+            .map(|w| {
+                let any = Arc::clone(w).into_any();
+                any.downcast::<Probe>().map(|p| p.id).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        PushBack,
+        PushFront,
+        Remove(usize),
+        Pop,
+        RetryOldest,
+        Expire(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::PushBack),
+            1 => Just(Op::PushFront),
+            2 => (0usize..40).prop_map(Op::Remove),
+            1 => Just(Op::Pop),
+            1 => Just(Op::RetryOldest),
+            1 => (0u64..40).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Against a `VecDeque` of ids: the queue keeps the same order,
+        /// `len` always equals the number queued, every caller taken out by
+        /// `retry_oldest`, `expire` or `close` is told exactly once, and
+        /// `expire` takes out exactly the callers born `slices` ticks ago.
+        #[test]
+        fn the_queue_matches_a_model(ops in prop::collection::vec(op(), 1..120)) {
+            const SLICES: u64 = 16;
+            let queue = Queue::default();
+            let mut model: VecDeque<Arc<Probe>> = VecDeque::new();
+            let mut next = 0u64;
+            for op in ops {
+                match op {
+                    Op::PushBack | Op::PushFront => {
+                        // Born epochs grow with ids, as in the pool.
+                        let probe = Probe::new(next, next / 3);
+                        next += 1;
+                        let first = matches!(op, Op::PushFront);
+                        queue.push(Arc::clone(&probe) as Arc<dyn Waiting>, first);
+                        if first { model.push_front(probe) } else { model.push_back(probe) }
+                    }
+                    Op::Remove(k) => {
+                        if model.is_empty() { continue; }
+                        let probe = model.remove(k % model.len()).unwrap();
+                        prop_assert!(queue.remove(&(Arc::clone(&probe) as Arc<dyn Waiting>)));
+                        prop_assert!(!queue.remove(&(probe as Arc<dyn Waiting>)));
+                    }
+                    Op::Pop => {
+                        let got = queue.pop().map(|w| w.into_any().downcast::<Probe>().unwrap().id);
+                        prop_assert_eq!(got, model.pop_front().map(|p| p.id));
+                    }
+                    Op::RetryOldest => {
+                        if let Some(probe) = model.pop_front() {
+                            queue.retry_oldest();
+                            prop_assert_eq!(*probe.told.lock(), Some(Signal::Retry));
+                        }
+                    }
+                    Op::Expire(now) => {
+                        let (gone, kept): (Vec<_>, Vec<_>) = model
+                            .drain(..)
+                            .partition(|p| now.wrapping_sub(p.born) >= SLICES);
+                        model = kept.into();
+                        queue.expire(now, SLICES);
+                        for probe in gone {
+                            prop_assert_eq!(*probe.told.lock(), Some(Signal::TimedOut));
+                        }
+                    }
+                }
+                prop_assert_eq!(queue.len(), model.len());
+                prop_assert_eq!(ids(&queue), model.iter().map(|p| p.id).collect::<Vec<_>>());
+                for probe in &model {
+                    prop_assert_eq!(*probe.told.lock(), None, "a queued caller was told");
+                }
+            }
+            queue.close();
+            prop_assert_eq!(queue.len(), 0);
+            for probe in &model {
+                prop_assert_eq!(*probe.told.lock(), Some(Signal::Closed));
+            }
+        }
     }
 }
