@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use stratum_models::cache_key::canonical_form;
 use stratum_models::{
-    CacheKey, CacheKeyRequest, ChatMessage, RequestParams, Role, ToolSpec, ValidationError,
+    CacheKey, CacheKeyRequest, ChatMessage, RequestParams, Role, ValidationError,
 };
 
 #[derive(Debug, Clone)]
@@ -201,32 +201,7 @@ fn params(
             proptest::collection::btree_map("[a-z_\"]{0,5}", json(), 0..3),
         ),
     )
-        .prop_map(
-            |(
-                (temperature, top_p, presence_penalty, frequency_penalty, max_tokens, seed),
-                (stop, system, tools, tool_choice, response_format, extra),
-            )| RequestParams {
-                temperature,
-                top_p,
-                presence_penalty,
-                frequency_penalty,
-                max_tokens,
-                seed,
-                stop,
-                system,
-                tools: tools
-                    .into_iter()
-                    .map(|(name, description, parameters)| ToolSpec {
-                        name,
-                        description,
-                        parameters,
-                    })
-                    .collect(),
-                tool_choice,
-                response_format,
-                extra,
-            },
-        )
+        .prop_map(|(sampling, texts)| crate::support::request_params(sampling, texts))
 }
 
 fn request(

@@ -60,17 +60,73 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// The sampling fields of `RequestParams`, in the order [`request_params`]
+/// takes them: temperature, top_p, presence and frequency penalties,
+/// max_tokens, seed.
+pub(crate) type Sampling = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The text fields: stop sequences, system prompt, tools (name, description,
+/// parameters), tool_choice, response_format, extra.
+pub(crate) type Texts = (
+    Vec<String>,
+    Option<String>,
+    Vec<(String, Option<String>, serde_json::Value)>,
+    Option<String>,
+    serde_json::Value,
+    std::collections::BTreeMap<String, serde_json::Value>,
+);
+
+/// Assembles generated parts into `RequestParams`: one place for the
+/// strategies here and the cache-key tests' hostile ones.
+pub(crate) fn request_params(
+    (temperature, top_p, presence_penalty, frequency_penalty, max_tokens, seed): Sampling,
+    (stop, system, tools, tool_choice, response_format, extra): Texts,
+) -> RequestParams {
+    RequestParams {
+        temperature,
+        top_p,
+        presence_penalty,
+        frequency_penalty,
+        max_tokens,
+        seed,
+        stop,
+        system,
+        tools: tools
+            .into_iter()
+            .map(|(name, description, parameters)| ToolSpec {
+                name,
+                description,
+                parameters,
+            })
+            .collect(),
+        tool_choice,
+        response_format,
+        extra,
+    }
+}
+
 pub(crate) fn params() -> impl Strategy<Value = RequestParams> {
     (
         (
             proptest::option::of(0.0f64..2.0),
             proptest::option::of(0.0f64..1.0),
-            proptest::option::of(1i64..100_000),
-            proptest::collection::vec("\\PC{1,6}", 0..3),
-            proptest::option::of(any::<i64>()),
             proptest::option::of(-2.0f64..2.0),
-        ),
+            proptest::option::of(1i64..100_000),
+            proptest::option::of(any::<i64>()),
+        )
+            // The frequency penalty mirrors the presence penalty.
+            .prop_map(|(t, p, presence, max, seed)| {
+                (t, p, presence, presence.map(|p| -p), max, seed)
+            }),
         (
+            proptest::collection::vec("\\PC{1,6}", 0..3),
             proptest::option::of("\\PC{0,40}"),
             proptest::collection::vec(
                 ("[a-z_]{1,10}", proptest::option::of("\\PC{0,20}"), json()),
@@ -81,34 +137,7 @@ pub(crate) fn params() -> impl Strategy<Value = RequestParams> {
             proptest::collection::btree_map("[a-z_]{1,8}", json(), 0..3),
         ),
     )
-        .prop_map(
-            |(
-                (temperature, top_p, max_tokens, stop, seed, presence_penalty),
-                (system, tools, tool_choice, response_format, extra),
-            )| {
-                RequestParams {
-                    temperature,
-                    top_p,
-                    max_tokens,
-                    stop,
-                    seed,
-                    presence_penalty,
-                    frequency_penalty: presence_penalty.map(|p| -p),
-                    system,
-                    tools: tools
-                        .into_iter()
-                        .map(|(name, description, parameters)| ToolSpec {
-                            name,
-                            description,
-                            parameters,
-                        })
-                        .collect(),
-                    tool_choice,
-                    response_format,
-                    extra,
-                }
-            },
-        )
+        .prop_map(|(sampling, texts)| request_params(sampling, texts))
 }
 
 pub(crate) fn cache_entry() -> impl Strategy<Value = ResponseCacheEntry> {
