@@ -146,14 +146,7 @@ fn small_text() -> BoxedStrategy<String> {
 }
 
 fn role() -> impl Strategy<Value = Role> {
-    prop_oneof![
-        Just(Role::System),
-        Just(Role::Developer),
-        Just(Role::User),
-        Just(Role::Assistant),
-        Just(Role::Tool),
-        "[a-z\"\\\\,]{0,6}".prop_map(Role::Other),
-    ]
+    crate::support::role_or("[a-z\"\\\\,]{0,6}".prop_map(Role::Other))
 }
 
 fn json() -> impl Strategy<Value = Value> {

@@ -19,13 +19,18 @@ pub(crate) fn date() -> impl Strategy<Value = DateTime> {
 }
 
 pub(crate) fn role() -> impl Strategy<Value = Role> {
+    role_or("[a-z]{1,10}".prop_map(|r| Role::parse(&r)))
+}
+
+/// The named roles, or one from `other` (the tests choose its domain).
+pub(crate) fn role_or(other: impl Strategy<Value = Role>) -> impl Strategy<Value = Role> {
     prop_oneof![
         Just(Role::System),
         Just(Role::Developer),
         Just(Role::User),
         Just(Role::Assistant),
         Just(Role::Tool),
-        "[a-z]{1,10}".prop_map(|r| Role::parse(&r)),
+        other,
     ]
 }
 

@@ -78,7 +78,7 @@ impl<M: Manager> Lease<M> {
                     // Its permit goes back to deadpool: a queued caller can
                     // create a replacement with it.
                     drop(Object::take(object));
-                    shared.handoff.retry_oldest();
+                    shared.permit_freed();
                 }
             }
         }
@@ -203,29 +203,25 @@ impl<M: Manager> Drop for Lease<M> {
             }
             // A health check on every checkout: the object goes back to
             // deadpool, and the oldest caller takes its permit from there.
-            let Some(object) = self.object.take() else {
-                return;
-            };
-            let shared = std::sync::Arc::clone(&object.shared);
-            drop(object);
-            shared.handoff.retry_oldest();
+            if let Some(object) = self.object.take() {
+                give_back(object);
+            }
             return;
         }
         let Some(object) = self.object.take() else {
             return;
         };
         // The limit went down while this lease was out: keep its permit.
-        let object = match keep_as_reservation(object, RetireCause::Shrink) {
-            Ok(()) => return,
-            Err(object) => object,
-        };
-        let shared = std::sync::Arc::clone(&object.shared);
-        drop(object);
-        if shared.closing.load(Ordering::Relaxed) {
-            shared.returned.notify_waiters();
-        } else {
-            // Back in deadpool: a queued caller can take its permit.
-            shared.handoff.retry_oldest();
+        if let Err(object) = keep_as_reservation(object, RetireCause::Shrink) {
+            give_back(object);
         }
     }
+}
+
+/// Returns `object` (and its permit) to deadpool, then wakes whoever can
+/// use the permit.
+fn give_back<M: Manager>(object: Object<Adapter<M>>) {
+    let shared = std::sync::Arc::clone(&object.shared);
+    drop(object);
+    shared.permit_freed();
 }

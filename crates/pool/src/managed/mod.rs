@@ -599,7 +599,7 @@ impl<M: Manager> ManagedPool<M> {
                 // Detaching a reservation frees its deadpool permit: a
                 // queued caller can take it.
                 drop(Object::take(reservation));
-                shared.handoff.retry_oldest();
+                shared.permit_freed();
             }
         }
         shared.metrics.limit.set(to as f64);

@@ -90,7 +90,7 @@ pub(crate) struct Shared {
 }
 
 /// A value on cache lines of its own: every waiting caller writes the
-/// queue counter and the sweeper's `Notify`, and sharing a line with the
+/// queue counter and the hand-off queue, and sharing a line with the
 /// fields every checkout and return read (config, clock, debt) made those
 /// reads miss on the other core.
 #[derive(Default)]
@@ -158,6 +158,17 @@ impl Shared {
             timeouts: load(&c.timeouts),
             resized_up: load(&c.resized_up),
             resized_down: load(&c.resized_down),
+        }
+    }
+
+    /// A deadpool permit went back (an object returned to deadpool, or
+    /// detached from it): wakes whoever can use it, `drain` while the pool
+    /// closes, else the oldest queued caller.
+    pub(crate) fn permit_freed(&self) {
+        if self.closing.load(Ordering::Relaxed) {
+            self.returned.notify_waiters();
+        } else {
+            self.handoff.retry_oldest();
         }
     }
 
