@@ -1,7 +1,10 @@
 //! The accounting model: under random sequences of get, drop, discard,
 //! resize and clock advances (with maintenance passes), the pool never has
 //! more live resources than `max_size`, a get succeeds exactly when fewer
-//! leases than the limit are out, and the status always adds up.
+//! leases than the limit are out, and the status always adds up. Each case
+//! runs twice: without the background task (callers wait in deadpool) and
+//! with it (the sweeper, the hand-off queue and the ready stack that
+//! returning leases park on).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,7 +35,7 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
     ]
 }
 
-fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>)> {
+fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>, bool)> {
     (1usize..8)
         .prop_flat_map(|max| (Just(max), 0..=max))
         .prop_flat_map(|(max, min)| {
@@ -40,6 +43,7 @@ fn case() -> impl Strategy<Value = (usize, usize, Vec<Op>)> {
                 Just(max),
                 Just(min),
                 proptest::collection::vec(op(max), 1..60),
+                any::<bool>(),
             )
         })
 }
@@ -48,7 +52,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
-    fn accounting_matches_the_model((max, min, ops) in case()) {
+    fn accounting_matches_the_model((max, min, ops, background) in case()) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -66,7 +70,7 @@ proptest! {
                 .max_lifetime(Some(Duration::from_secs(300)))
                 .validation_skip_window(Duration::from_secs(1))
                 .clock(clock.clone())
-                .background(false)
+                .background(background)
                 .build()
                 .unwrap();
             let mut limit = max;
@@ -81,7 +85,16 @@ proptest! {
                             assert!(matches!(got, Err(PoolError::Timeout(_))), "a get at the limit times out");
                         }
                     }
-                    Op::Drop(i) if !held.is_empty() => drop(held.remove(i % held.len())),
+                    Op::Drop(i) if !held.is_empty() => {
+                    drop(held.remove(i % held.len()));
+                    // A returned object is reused as long as it is fresh
+                    // (parked, or in deadpool), never checked, never lost.
+                    if held.len() < limit {
+                        let fresh = pool.get().await.expect("a returned object is there");
+                        assert_eq!(pool.status().in_use, held.len() + 1);
+                        drop(fresh);
+                    }
+                }
                     Op::Discard(i) if !held.is_empty() => held.remove(i % held.len()).discard(),
                     Op::Resize(n) => {
                         limit = n.clamp(min.max(1), max);

@@ -12,13 +12,17 @@
 //! sweeper that bounds its wait scans this queue.
 //!
 //! Races, and why none strands a waiter for long: a caller that finds no
-//! permit queues and then tries deadpool once more, so a lease that came
-//! back to deadpool before the caller queued is found. A lease that saw an
-//! empty queue just before a caller queued, and returns to deadpool just
-//! after that caller's second try, leaves a permit free with a caller
-//! waiting: the next lease that comes back hands its object to the caller,
-//! and the sweeper wakes the oldest caller to try again on every tick
-//! (`acquire_timeout / 16`), whichever comes first.
+//! permit queues and then looks at the ready stack and deadpool once more,
+//! so an object parked or returned before the caller queued is found. A
+//! lease parks on the ready stack only if nobody queues, read under the
+//! stack's lock, so it and a queuing caller always see each other (see
+//! `ready.rs`). Where objects go back to deadpool instead (a zero skip
+//! window, or a hand-off nobody took), a lease that saw an empty queue just
+//! before a caller queued, and returns just after that caller's second try,
+//! leaves a permit free with a caller waiting: the next lease that comes
+//! back hands its object to the caller, and the sweeper wakes the oldest
+//! caller to try again on every tick (`acquire_timeout / 16`), whichever
+//! comes first.
 
 use std::any::Any;
 use std::collections::VecDeque;

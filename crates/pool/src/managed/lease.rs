@@ -189,33 +189,65 @@ impl<M: Manager> Drop for Lease<M> {
             tracing::info!(pool = %shared.config.name, held_ms = held.as_millis() as u64,
                 %location, "a lease reported as leaked came back");
         }
-        if shared.debt.load(Ordering::Relaxed) == 0 && !shared.closing.load(Ordering::Relaxed) {
-            if shared.handoff.len() == 0 {
-                // The common case: the field's own drop hands the object
-                // back to deadpool, without moving it out first.
+        if shared.debt.load(Ordering::Relaxed) != 0 || shared.closing.load(Ordering::Relaxed) {
+            let Some(object) = self.object.take() else {
                 return;
-            }
-            if shared.skip_window > 0 {
-                // Callers queue: the oldest gets the object (it came back
-                // just now, so it is inside the health check's skip window).
-                self.hand_over();
-                return;
-            }
-            // A health check on every checkout: the object goes back to
-            // deadpool, and the oldest caller takes its permit from there.
-            if let Some(object) = self.object.take() {
+            };
+            // The limit went down while this lease was out: keep its permit.
+            if let Err(object) = keep_as_reservation(object, RetireCause::Shrink) {
                 give_back(object);
             }
             return;
         }
-        let Some(object) = self.object.take() else {
+        if shared.skip_window == 0 {
+            // A health check on every checkout: the object goes back to
+            // deadpool, and the oldest queued caller takes its permit there.
+            if shared.handoff.len() != 0
+                && let Some(object) = self.object.take()
+            {
+                give_back(object);
+            }
+            // Else the field's own drop hands it back to deadpool, without
+            // moving it out first.
             return;
-        };
-        // The limit went down while this lease was out: keep its permit.
-        if let Err(object) = keep_as_reservation(object, RetireCause::Shrink) {
-            give_back(object);
         }
+        if shared.handoff.len() == 0 {
+            if !shared.keep_ready {
+                // No sweeper: callers wait inside deadpool, so the object
+                // goes back there (by the field's own drop).
+                return;
+            }
+            // The common case: nobody queues, so the object waits on the
+            // ready stack for the next `get`.
+            let Some(object) = self.object.take() else {
+                return;
+            };
+            match park(object) {
+                Ok(()) => return,
+                // The pool closes meanwhile (`drain` waits to hear of it).
+                Err(object) if object.shared.closing.load(Ordering::Relaxed) => {
+                    give_back(object);
+                    return;
+                }
+                // A caller queued meanwhile.
+                Err(object) => self.object = Some(object),
+            }
+        }
+        // Callers queue: the oldest gets the object (it came back just now,
+        // so it is inside the health check's skip window). If none takes
+        // it, it goes back to deadpool with the lease.
+        self.hand_over();
     }
+}
+
+/// Parks `object` on its pool's ready stack (see `ready.rs`); gives it back
+/// if the pool is gone or would not take it.
+fn park<M: Manager>(object: Object<Adapter<M>>) -> Result<(), Object<Adapter<M>>> {
+    let Some(pool) = Object::pool(&object) else {
+        return Err(object);
+    };
+    let adapter = pool.manager();
+    adapter.ready.park(object, &adapter.shared)
 }
 
 /// Returns `object` (and its permit) to deadpool, then wakes whoever can

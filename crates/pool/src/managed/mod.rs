@@ -3,7 +3,9 @@
 //! deadpool supplies the permits, the object queue, create and recycle; this
 //! module adds what it lacks: acquire, create and recycle timeouts by
 //! default, a FIFO queue of waiting callers served by hand-off
-//! (`handoff.rs`), a health check skipped inside the validation window, idle
+//! (`handoff.rs`), a stack of just-returned objects a `get` takes without
+//! going through deadpool (`ready.rs`), a health check skipped inside the
+//! validation window, idle
 //! and lifetime reaping with jitter that never goes below `min_size`, leak
 //! detection, an adaptive limit enforced with reservations, metrics, close
 //! and drain.
@@ -16,6 +18,7 @@ mod leak;
 mod lease;
 mod maintenance;
 pub(crate) mod object;
+mod ready;
 
 use std::future::{Future, poll_fn};
 use std::panic::Location;
@@ -241,6 +244,7 @@ impl<M: Manager> Builder<M> {
             slow_acquires: AtomicU64::new(0),
             slow_threshold: object::nanos(config.adaptive.target_acquire_latency),
             skip_window: object::nanos(config.validation_skip_window),
+            keep_ready: runtime.is_some() && !config.validation_skip_window.is_zero(),
             // A coarse pool counts from the coarse clock's own origin, so
             // its readings need no conversion.
             origin: self.coarse.map_or_else(|| self.clock.now(), |c| c.origin()),
@@ -257,6 +261,7 @@ impl<M: Manager> Builder<M> {
             manager: self.manager,
             shared: Arc::clone(&shared),
             reservations: Mutex::new(Vec::new()),
+            ready: ready::ReadyStack::default(),
         };
         // deadpool's own max stays at `max_size` for the pool's whole life:
         // the adaptive limit is enforced with reservations instead.
@@ -417,8 +422,9 @@ impl<M: Manager> ManagedPool<M> {
         }
     }
 
-    /// `get` with the sweeper: a free permit at once (deadpool's zero-wait
-    /// checkout, which creates or health-checks as needed), else a place in
+    /// `get` with the sweeper: a parked object from the ready stack, or a
+    /// free permit at once (deadpool's zero-wait checkout, which creates or
+    /// health-checks as needed), else a place in
     /// the hand-off queue until a returning lease hands this caller its
     /// object, the sweeper says the wait is over, or a retry finds a permit.
     /// Returns the object and how long the caller waited, in nanoseconds.
@@ -430,6 +436,9 @@ impl<M: Manager> ManagedPool<M> {
             (object, took)
         };
         if shared.handoff.len() == 0 {
+            if let Some(object) = self.take_ready() {
+                return Ok((object, 0));
+            }
             match self.inner.pool.timeout_get(&self.inner.now_only).await {
                 Err(deadpool::managed::PoolError::Timeout(
                     deadpool::managed::TimeoutType::Wait,
@@ -451,8 +460,14 @@ impl<M: Manager> ManagedPool<M> {
         let mut first = false;
         loop {
             place.join(first);
-            // A lease may have gone back to deadpool just before this caller
-            // queued: look once more.
+            // A lease may have parked its object, or gone back to deadpool,
+            // just before this caller queued: look once more. (The stack is
+            // looked at under its lock, which makes the first of these
+            // race-free: see `ready.rs`.)
+            if let Some(object) = self.take_ready() {
+                place.leave();
+                return Ok((object, shared.now_nanos().saturating_sub(started)));
+            }
             match self.inner.pool.timeout_get(&self.inner.now_only).await {
                 Err(deadpool::managed::PoolError::Timeout(
                     deadpool::managed::TimeoutType::Wait,
@@ -536,13 +551,63 @@ impl<M: Manager> ManagedPool<M> {
         }
     }
 
+    /// A parked object from the ready stack (`ready.rs`), if one is fresh:
+    /// expired ones are retired on the way, and a stale one goes back to
+    /// deadpool, with every other stale one, for a checkout there to
+    /// health-check it.
+    fn take_ready(&self) -> Option<Object<Adapter<M>>> {
+        let ready = &self.inner.pool.manager().ready;
+        if ready.len() == 0 {
+            return None;
+        }
+        let shared = &self.inner.shared;
+        let mut freed = false;
+        let taken = loop {
+            let Some(mut object) = ready.pop() else {
+                break None;
+            };
+            let now = shared.now_nanos();
+            if object.expired(now) {
+                object.retire_resource(RetireCause::MaxLifetime);
+                drop(Object::take(object));
+                freed = true;
+                continue;
+            }
+            if object.idle_for(now) >= shared.skip_window {
+                drop(object);
+                self.send_back_ready(|o| o.idle_for(now) >= shared.skip_window);
+                freed = true;
+                break None;
+            }
+            object.mark_prepared(now, 0);
+            shared.metrics.recycled.increment(1);
+            break Some(object);
+        };
+        if freed && shared.handoff.len() != 0 {
+            shared.permit_freed();
+        }
+        taken
+    }
+
+    /// Sends the parked objects `which` picks back to deadpool (see
+    /// `ready.rs`), waking a queued caller for their permits.
+    fn send_back_ready(&self, which: impl FnMut(&Object<Adapter<M>>) -> bool) {
+        let sent = self.inner.pool.manager().ready.take_if(which);
+        if sent.is_empty() {
+            return;
+        }
+        drop(sent);
+        self.inner.shared.permit_freed();
+    }
+
     /// The pool's accounting right now.
     pub fn status(&self) -> Status {
         let dp = self.inner.pool.status();
         let shared = &self.inner.shared;
         let reserved = shared.reserved.load(Ordering::Acquire).min(dp.size);
         let size = dp.size - reserved;
-        let idle = dp.available.min(size);
+        // Parked objects are idle, though deadpool counts them as out.
+        let idle = (dp.available + self.inner.pool.manager().ready.len()).min(size);
         Status {
             size,
             idle,
@@ -621,6 +686,11 @@ impl<M: Manager> ManagedPool<M> {
     /// came with, if any).
     fn collect_debt(&self) {
         let shared = &self.inner.shared;
+        if shared.debt.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        // Parked objects hold permits: back to deadpool, to be taken here.
+        self.send_back_ready(|_| true);
         let now_only = Timeouts {
             wait: Some(Duration::ZERO),
             create: None,
@@ -665,6 +735,8 @@ impl<M: Manager> ManagedPool<M> {
             .reserved
             .fetch_sub(reservations.len(), Ordering::AcqRel);
         drop(reservations);
+        // After `closing` is set nothing parks (`ReadyStack::park`).
+        drop(self.inner.pool.manager().ready.take_if(|_| true));
         shared.handoff.close();
         shared.returned.notify_waiters();
     }

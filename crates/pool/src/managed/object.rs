@@ -78,6 +78,10 @@ pub(crate) struct Shared {
     /// in nanoseconds.
     pub(crate) slow_threshold: u64,
     pub(crate) skip_window: u64,
+    /// Whether returning leases park on the ready stack (`ready.rs`): with
+    /// the sweeper (callers queue in the hand-off queue, which the stack
+    /// works with) and a skip window (a parked object is reused unchecked).
+    pub(crate) keep_ready: bool,
     pub(crate) controller: Mutex<ControllerState>,
     pub(crate) jitter_seed: u64,
     pub(crate) next_id: AtomicU64,
@@ -249,7 +253,7 @@ impl Meta {
 
     /// How long (nanoseconds) the object has been back in the pool at `now`.
     #[inline]
-    fn idle_for(&self, now: u64) -> u64 {
+    pub(crate) fn idle_for(&self, now: u64) -> u64 {
         now.saturating_sub(self.returned.load(Ordering::Relaxed))
     }
 
@@ -349,6 +353,11 @@ pub(crate) struct Adapter<M: Manager> {
     pub(crate) shared: Arc<Shared>,
     /// Reservations: deadpool objects without a resource, each holding a permit.
     pub(crate) reservations: Mutex<Vec<managed::Object<Adapter<M>>>>,
+    /// Objects back inside the skip window (see `ready.rs`). Here, in the
+    /// manager deadpool owns, so a returning lease reaches it through its
+    /// object's pool, and parked objects (which hold only a weak reference
+    /// to the pool) go with the pool.
+    pub(crate) ready: super::ready::ReadyStack<M>,
 }
 
 impl<M: Manager> Adapter<M> {
