@@ -1,5 +1,7 @@
 //! Idle and lifetime reaping (with jitter, never below the minimum), the
 //! health-check skip window, and leak detection, all on a manual clock.
+//! Each runs without the background task (objects come back to deadpool)
+//! and with it (objects come back to the ready stack in front of deadpool).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,14 +13,14 @@ use stratum_pool::{Builder, ManagedPool, ManualClock, jitter_fraction};
 
 use crate::support::Counting;
 
-fn builder(manager: &Counting, clock: &ManualClock) -> Builder<Counting> {
+fn builder(manager: &Counting, clock: &ManualClock, background: bool) -> Builder<Counting> {
     ManagedPool::builder(manager.clone())
         .min_size(2)
         .max_size(10)
         .adaptive(false)
         .jitter(0.0)
         .clock(clock.clone())
-        .background(false)
+        .background(background)
 }
 
 async fn lease_and_return(pool: &ManagedPool<Counting>, n: usize) {
@@ -30,8 +32,14 @@ async fn lease_and_return(pool: &ManagedPool<Counting>, n: usize) {
 
 #[tokio::test(start_paused = true)]
 async fn idle_objects_are_reaped_but_never_below_the_minimum() {
+    for background in [false, true] {
+        idle_objects_are_reaped_but_never_below_the_minimum_with(background).await;
+    }
+}
+
+async fn idle_objects_are_reaped_but_never_below_the_minimum_with(background: bool) {
     let (manager, clock) = (Counting::default(), ManualClock::new());
-    let pool = builder(&manager, &clock)
+    let pool = builder(&manager, &clock, background)
         .idle_timeout(Some(Duration::from_secs(60)))
         .max_lifetime(None)
         .build()
@@ -53,8 +61,14 @@ async fn idle_objects_are_reaped_but_never_below_the_minimum() {
 
 #[tokio::test(start_paused = true)]
 async fn expired_objects_are_replaced_and_jitter_spreads_expiry() {
+    for background in [false, true] {
+        expired_objects_are_replaced_and_jitter_spreads_expiry_with(background).await;
+    }
+}
+
+async fn expired_objects_are_replaced_and_jitter_spreads_expiry_with(background: bool) {
     let (manager, clock) = (Counting::default(), ManualClock::new());
-    let pool = builder(&manager, &clock)
+    let pool = builder(&manager, &clock, background)
         .jitter(0.1)
         .idle_timeout(None)
         .max_lifetime(Some(Duration::from_secs(100)))
@@ -90,8 +104,14 @@ fn jitter_fractions_are_bounded_and_spread() {
 
 #[tokio::test(start_paused = true)]
 async fn health_check_is_skipped_inside_the_window_and_retires_failures() {
+    for background in [false, true] {
+        health_check_is_skipped_inside_the_window_and_retires_failures_with(background).await;
+    }
+}
+
+async fn health_check_is_skipped_inside_the_window_and_retires_failures_with(background: bool) {
     let (manager, clock) = (Counting::default(), ManualClock::new());
-    let pool = builder(&manager, &clock)
+    let pool = builder(&manager, &clock, background)
         .min_size(0)
         .validation_skip_window(Duration::from_millis(500))
         .build()
@@ -140,7 +160,7 @@ async fn a_lease_held_too_long_is_reported_once_with_where_it_was_taken() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let (manager, clock) = (Counting::default(), ManualClock::new());
-    let pool = builder(&manager, &clock)
+    let pool = builder(&manager, &clock, false)
         .leak_detection_threshold(Some(Duration::from_secs(5)))
         .build()
         .unwrap();

@@ -14,6 +14,8 @@ mod exhaustion;
 mod fairness;
 // Idle and lifetime reaping, the health-check skip window, leak detection.
 mod lifecycle;
+// The ready stack: reuse inside the skip window, and every way out of it.
+mod ready;
 // The adaptive limit inside a real pool; close and drain.
 mod sizing;
 // MongoDB admission and CMAP events against the real test server.
