@@ -111,3 +111,46 @@ async fn the_acquire_timeout_bounds_the_wait_for_a_slot_not_the_create() {
     assert_eq!(*lease, 1);
     assert_eq!(pool.stats().timeouts, 0);
 }
+
+/// Every way an object comes back (parked on the ready stack, handed to a
+/// waiter, returned to deadpool with a zero skip window, discarded) wakes
+/// whoever waits for it: sixteen tasks on two objects never wait for a
+/// sweeper tick, i.e. the paused clock never has to move.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn no_waiter_needs_a_sweeper_tick_to_be_served() {
+    for skip_window in [Duration::from_millis(500), Duration::ZERO] {
+        let manager = Counting::default();
+        let pool = ManagedPool::builder(manager.clone())
+            .min_size(0)
+            .max_size(2)
+            .adaptive(false)
+            .acquire_timeout(Duration::from_secs(60))
+            .validation_skip_window(skip_window)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|task| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for round in 0..50 {
+                        let lease = pool.get().await.unwrap();
+                        tokio::task::yield_now().await;
+                        if (task + round) % 7 == 0 {
+                            lease.discard();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a waiter waited for the sweeper (skip window {skip_window:?})"
+        );
+        assert!(manager.live() <= 2);
+    }
+}

@@ -3,7 +3,7 @@
 //! and a caller still queued for a slot (see `handoff.rs`) is taken out and
 //! told it timed out once it has seen `SLICES` ticks. A caller served at
 //! once never queues at all. On every tick the sweeper also wakes the oldest
-//! caller to try deadpool again (see `handoff.rs` for the race that covers).
+//! caller to try deadpool again (a backstop: see `handoff.rs` on races).
 //!
 //! A tokio timer per waiter costs a clock read, a timer-wheel insertion and
 //! a removal on every wait; at 64 tasks on a pool of 16 nearly every `get`

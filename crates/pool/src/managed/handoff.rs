@@ -11,18 +11,18 @@
 //! deadpool's (see docs/pool.md). Here a waiter registers once, and the
 //! sweeper that bounds its wait scans this queue.
 //!
-//! Races, and why none strands a waiter for long: a caller that finds no
-//! permit queues and then looks at the ready stack and deadpool once more,
-//! so an object parked or returned before the caller queued is found. A
-//! lease parks on the ready stack only if nobody queues, read under the
-//! stack's lock, so it and a queuing caller always see each other (see
-//! `ready.rs`). Where objects go back to deadpool instead (a zero skip
-//! window, or a hand-off nobody took), a lease that saw an empty queue just
-//! before a caller queued, and returns just after that caller's second try,
-//! leaves a permit free with a caller waiting: the next lease that comes
-//! back hands its object to the caller, and the sweeper wakes the oldest
-//! caller to try again on every tick (`acquire_timeout / 16`), whichever
-//! comes first.
+//! Races, and why none strands a waiter: a caller that finds no permit
+//! queues and then looks at the ready stack and deadpool once more, so an
+//! object parked or returned before the caller queued is found. A lease
+//! parks on the ready stack only if nobody queues, read under the stack's
+//! lock, so it and a queuing caller always see each other (see `ready.rs`).
+//! Where an object goes back to deadpool instead (a zero skip window, a
+//! hand-off every waiter left, a discard), the return and the caller's
+//! joining are each followed by a `SeqCst` fence before the other's side is
+//! read (`Shared::permit_freed`, `get_queued`): either the caller's retry
+//! finds the permit, or the return sees the caller and wakes the oldest to
+//! retry. The sweeper also wakes the oldest caller on every tick, a
+//! backstop no known path needs.
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -199,24 +199,21 @@ impl<M: Manager> Drop for Lease<M> {
             }
             return;
         }
-        if shared.skip_window == 0 {
-            // A health check on every checkout: the object goes back to
-            // deadpool, and the oldest queued caller takes its permit there.
-            if shared.handoff.len() != 0
-                && let Some(object) = self.object.take()
-            {
-                give_back(object);
+        if !shared.keep_ready {
+            if shared.deadlines.running() {
+                // A health check on every checkout (a zero skip window): the
+                // object goes back to deadpool, where a queued caller takes
+                // its permit.
+                if let Some(object) = self.object.take() {
+                    give_back(object);
+                }
             }
-            // Else the field's own drop hands it back to deadpool, without
-            // moving it out first.
+            // No sweeper: callers wait inside deadpool, whose return hands
+            // them the permit, so the field's own drop does it, without
+            // moving the object out first.
             return;
         }
         if shared.handoff.len() == 0 {
-            if !shared.keep_ready {
-                // No sweeper: callers wait inside deadpool, so the object
-                // goes back there (by the field's own drop).
-                return;
-            }
             // The common case: nobody queues, so the object waits on the
             // ready stack for the next `get`.
             let Some(object) = self.object.take() else {
@@ -234,9 +231,12 @@ impl<M: Manager> Drop for Lease<M> {
             }
         }
         // Callers queue: the oldest gets the object (it came back just now,
-        // so it is inside the health check's skip window). If none takes
-        // it, it goes back to deadpool with the lease.
+        // so it is inside the health check's skip window).
         self.hand_over();
+        // All of them left meanwhile: back to deadpool.
+        if let Some(object) = self.object.take() {
+            give_back(object);
+        }
     }
 }
 

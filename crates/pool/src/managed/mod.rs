@@ -460,6 +460,8 @@ impl<M: Manager> ManagedPool<M> {
         let mut first = false;
         loop {
             place.join(first);
+            // See `Shared::permit_freed`.
+            std::sync::atomic::fence(Ordering::SeqCst);
             // A lease may have parked its object, or gone back to deadpool,
             // just before this caller queued: look once more. (The stack is
             // looked at under its lock, which makes the first of these
@@ -583,7 +585,7 @@ impl<M: Manager> ManagedPool<M> {
             shared.metrics.recycled.increment(1);
             break Some(object);
         };
-        if freed && shared.handoff.len() != 0 {
+        if freed {
             shared.permit_freed();
         }
         taken

@@ -167,11 +167,16 @@ impl Shared {
 
     /// A deadpool permit went back (an object returned to deadpool, or
     /// detached from it): wakes whoever can use it, `drain` while the pool
-    /// closes, else the oldest queued caller.
+    /// closes, else the oldest queued caller, if any.
     pub(crate) fn permit_freed(&self) {
+        // Pairs with the fence in `get_queued` between joining the queue
+        // and retrying deadpool: of a caller queuing and this permit coming
+        // back, whichever fence is second sees the other, so either the
+        // caller's retry finds the permit or this finds the caller.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.closing.load(Ordering::Relaxed) {
             self.returned.notify_waiters();
-        } else {
+        } else if self.handoff.len() != 0 {
             self.handoff.retry_oldest();
         }
     }
