@@ -71,3 +71,62 @@ async fn sixty_four_tasks_on_four_objects() {
     }
     assert_eq!(manager.live(), 4);
 }
+
+/// A return racing a caller that joins the queue must still reach it. Two
+/// threads, released together by a spinning barrier, thousands of times: one
+/// returns the only object while the other asks for it; with a health check
+/// on every checkout (a zero skip window) every return goes back through
+/// deadpool. A missed wake-up would leave the permit free with the caller
+/// queued until the sweeper's next tick, 225 s away with the hour-long
+/// acquire timeout; the 60 s guard only turns such a hang into a failure.
+#[test]
+fn a_return_racing_a_caller_joining_the_queue_always_reaches_it() {
+    const EPISODES: usize = 20_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let manager = Counting::default();
+    let pool = runtime.block_on(async {
+        ManagedPool::builder(manager.clone())
+            .min_size(0)
+            .max_size(1)
+            .adaptive(false)
+            .validation_skip_window(Duration::ZERO)
+            .acquire_timeout(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    });
+    // Each side adds one per episode and spins until the other has too.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (done, episode_done) = std::sync::mpsc::channel();
+    let caller = {
+        let (pool, arrived, handle) = (pool.clone(), arrived.clone(), runtime.handle().clone());
+        std::thread::spawn(move || {
+            for episode in 0..EPISODES {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                while arrived.load(Ordering::SeqCst) < 2 * (episode + 1) {
+                    std::hint::spin_loop();
+                }
+                drop(handle.block_on(pool.get()).unwrap());
+                if done.send(()).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    for episode in 0..EPISODES {
+        let lease = runtime.block_on(pool.get()).unwrap();
+        arrived.fetch_add(1, Ordering::SeqCst);
+        while arrived.load(Ordering::SeqCst) < 2 * (episode + 1) {
+            std::hint::spin_loop();
+        }
+        drop(lease);
+        episode_done
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a caller was left queued beside a free permit");
+    }
+    caller.join().unwrap();
+    assert_eq!(manager.live(), 1);
+}
