@@ -81,6 +81,14 @@ async fn sixty_four_tasks_on_four_objects() {
 /// acquire timeout; the 60 s guard only turns such a hang into a failure.
 #[test]
 fn a_return_racing_a_caller_joining_the_queue_always_reaches_it() {
+    // Without a skip window the object goes back through deadpool; with
+    // one it is parked on the ready stack or handed over.
+    for skip_window in [Duration::ZERO, Duration::from_millis(500)] {
+        return_races_a_caller(skip_window);
+    }
+}
+
+fn return_races_a_caller(skip_window: Duration) {
     const EPISODES: usize = 20_000;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -93,7 +101,7 @@ fn a_return_racing_a_caller_joining_the_queue_always_reaches_it() {
             .min_size(0)
             .max_size(1)
             .adaptive(false)
-            .validation_skip_window(Duration::ZERO)
+            .validation_skip_window(skip_window)
             .acquire_timeout(Duration::from_secs(3600))
             .build()
             .unwrap()
@@ -125,7 +133,11 @@ fn a_return_racing_a_caller_joining_the_queue_always_reaches_it() {
         drop(lease);
         episode_done
             .recv_timeout(Duration::from_secs(60))
-            .expect("a caller was left queued beside a free permit");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "a caller was left queued beside a free object (skip window {skip_window:?})"
+                )
+            });
     }
     caller.join().unwrap();
     assert_eq!(manager.live(), 1);

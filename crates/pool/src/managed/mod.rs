@@ -436,7 +436,7 @@ impl<M: Manager> ManagedPool<M> {
             (object, took)
         };
         if shared.handoff.len() == 0 {
-            if let Some(object) = self.take_ready() {
+            if let Some(object) = self.take_ready(false) {
                 return Ok((object, 0));
             }
             match self.inner.pool.timeout_get(&self.inner.now_only).await {
@@ -466,7 +466,7 @@ impl<M: Manager> ManagedPool<M> {
             // just before this caller queued: look once more. (The stack is
             // looked at under its lock, which makes the first of these
             // race-free: see `ready.rs`.)
-            if let Some(object) = self.take_ready() {
+            if let Some(object) = self.take_ready(true) {
                 place.leave();
                 return Ok((object, shared.now_nanos().saturating_sub(started)));
             }
@@ -556,13 +556,15 @@ impl<M: Manager> ManagedPool<M> {
     /// A parked object from the ready stack (`ready.rs`), if one is fresh:
     /// expired ones are retired on the way, and a stale one goes back to
     /// deadpool, with every other stale one, for a checkout there to
-    /// health-check it.
-    fn take_ready(&self) -> Option<Object<Adapter<M>>> {
+    /// health-check it. A queued caller passes `queued`: it must look under
+    /// the stack's lock, not at the lock-free length, which a lease parking
+    /// right now (having seen no queue) may not have updated yet.
+    fn take_ready(&self, queued: bool) -> Option<Object<Adapter<M>>> {
         let ready = &self.inner.pool.manager().ready;
-        if ready.len() == 0 {
+        let shared = &self.inner.shared;
+        if !shared.keep_ready || (!queued && ready.len() == 0) {
             return None;
         }
-        let shared = &self.inner.shared;
         let mut freed = false;
         let taken = loop {
             let Some(mut object) = ready.pop() else {

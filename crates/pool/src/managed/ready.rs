@@ -20,9 +20,10 @@
 //! Why a parked object never strands a queued caller: a lease parks only
 //! under the stack's lock and only if, read under that lock, nobody queues
 //! for a slot (else it hands its object over); a caller that queued looks at
-//! the stack under the same lock after joining the queue. Whichever takes
-//! the lock second sees the other: the caller sees the object, or the lease
-//! sees the caller.
+//! the stack under the same lock after joining the queue (never at the
+//! lock-free length alone: a lease that saw no queue may be parking right
+//! now). Whichever takes the lock second sees the other: the caller sees
+//! the object, or the lease sees the caller.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
