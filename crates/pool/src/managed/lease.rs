@@ -193,7 +193,8 @@ impl<M: Manager> Drop for Lease<M> {
             let Some(object) = self.object.take() else {
                 return;
             };
-            // The limit went down while this lease was out: keep its permit.
+            // The limit went down while this lease was out: keep its permit
+            // (or, the pool closing, give the object back to be retired).
             if let Err(object) = keep_as_reservation(object, RetireCause::Shrink) {
                 give_back(object);
             }
