@@ -21,9 +21,7 @@ impl<M: Manager> ManagedPool<M> {
         }
         // Reaping sees only deadpool's idle objects: parked ones that went
         // stale go back there first (fresh ones were used moments ago).
-        let shared = &self.inner.shared;
-        let now = shared.now_nanos();
-        self.send_back_ready(|o| o.idle_for(now) >= shared.skip_window);
+        self.send_back_stale(self.inner.shared.now_nanos());
         self.reap();
         self.report_leaks();
         self.adapt();

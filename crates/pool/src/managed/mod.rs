@@ -483,20 +483,18 @@ impl<M: Manager> ManagedPool<M> {
                 }
             }
             match poll_fn(|cx| waiter.poll_answer(cx)).await {
-                Answer::Object(mut object) => {
+                Answer::Object(object) => {
                     place.queued = false;
                     let now = shared.now_nanos();
-                    if object.expired(now) {
-                        // Past its lifetime: retire it (its permit goes
-                        // back to deadpool) and try again, still first.
-                        object.retire_resource(crate::metrics::RetireCause::MaxLifetime);
-                        drop(Object::take(object));
-                        first = true;
-                        continue;
+                    match self.reuse(object, now) {
+                        Some(object) => return Ok((object, now.saturating_sub(started))),
+                        // Past its lifetime and retired: try again, still
+                        // first (its permit went back to deadpool).
+                        None => {
+                            first = true;
+                            continue;
+                        }
                     }
-                    object.mark_prepared(now, 0);
-                    shared.metrics.recycled.increment(1);
-                    return Ok((object, now.saturating_sub(started)));
                 }
                 Answer::Signal(Signal::Retry) => {
                     place.queued = false;
@@ -567,30 +565,49 @@ impl<M: Manager> ManagedPool<M> {
         }
         let mut freed = false;
         let taken = loop {
-            let Some(mut object) = ready.pop() else {
+            let Some(object) = ready.pop() else {
                 break None;
             };
             let now = shared.now_nanos();
-            if object.expired(now) {
-                object.retire_resource(RetireCause::MaxLifetime);
-                drop(Object::take(object));
-                freed = true;
-                continue;
-            }
             if object.idle_for(now) >= shared.skip_window {
                 drop(object);
-                self.send_back_ready(|o| o.idle_for(now) >= shared.skip_window);
+                self.send_back_stale(now);
                 freed = true;
                 break None;
             }
-            object.mark_prepared(now, 0);
-            shared.metrics.recycled.increment(1);
-            break Some(object);
+            match self.reuse(object, now) {
+                Some(object) => break Some(object),
+                None => freed = true,
+            }
         };
         if freed {
             shared.permit_freed();
         }
         taken
+    }
+
+    /// Takes `object`, which skipped deadpool's checkout (handed over, or
+    /// popped from the ready stack) and came back inside the skip window,
+    /// as deadpool's recycle hook would at `now`: retired if past its
+    /// lifetime (its permit goes back to deadpool; `None`), else marked
+    /// prepared and counted as recycled.
+    #[inline]
+    fn reuse(&self, mut object: Object<Adapter<M>>, now: u64) -> Option<Object<Adapter<M>>> {
+        if object.expired(now) {
+            object.retire_resource(RetireCause::MaxLifetime);
+            drop(Object::take(object));
+            return None;
+        }
+        object.mark_prepared(now, 0);
+        self.inner.shared.metrics.recycled.increment(1);
+        Some(object)
+    }
+
+    /// Sends the parked objects back inside the skip window no longer at
+    /// `now` to deadpool, whose checkout health-checks them.
+    fn send_back_stale(&self, now: u64) {
+        let skip_window = self.inner.shared.skip_window;
+        self.send_back_ready(|o| o.idle_for(now) >= skip_window);
     }
 
     /// Sends the parked objects `which` picks back to deadpool (see
@@ -740,7 +757,7 @@ impl<M: Manager> ManagedPool<M> {
             .fetch_sub(reservations.len(), Ordering::AcqRel);
         drop(reservations);
         // After `closing` is set nothing parks (`ReadyStack::park`).
-        drop(self.inner.pool.manager().ready.take_if(|_| true));
+        self.send_back_ready(|_| true);
         shared.handoff.close();
         shared.returned.notify_waiters();
     }
