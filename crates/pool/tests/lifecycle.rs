@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use stratum_pool::{Builder, ManagedPool, ManualClock, jitter_fraction};
 
-use crate::support::Counting;
+use crate::support::{Counting, lease_and_return};
 
 fn builder(manager: &Counting, clock: &ManualClock, background: bool) -> Builder<Counting> {
     ManagedPool::builder(manager.clone())
@@ -21,13 +21,6 @@ fn builder(manager: &Counting, clock: &ManualClock, background: bool) -> Builder
         .jitter(0.0)
         .clock(clock.clone())
         .background(background)
-}
-
-async fn lease_and_return(pool: &ManagedPool<Counting>, n: usize) {
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(pool.get().await.unwrap());
-    }
 }
 
 #[tokio::test(start_paused = true)]

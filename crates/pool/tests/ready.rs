@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stratum_pool::{Builder, ManagedPool, ManualClock};
 
-use crate::support::Counting;
+use crate::support::{Counting, lease_and_return};
 
 fn builder(manager: &Counting, clock: &ManualClock) -> Builder<Counting> {
     ManagedPool::builder(manager.clone())
@@ -20,24 +20,11 @@ fn builder(manager: &Counting, clock: &ManualClock) -> Builder<Counting> {
         .background(true)
 }
 
-/// Leases `n` objects and returns them, newest last; their ids.
-async fn park(pool: &ManagedPool<Counting>, n: usize) -> Vec<usize> {
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(pool.get().await.unwrap());
-    }
-    let ids = held.iter().map(|lease| lease.id).collect();
-    for lease in held {
-        drop(lease);
-    }
-    ids
-}
-
 #[tokio::test(start_paused = true)]
 async fn parked_objects_are_idle_and_reused_newest_first_without_a_check() {
     let (manager, clock) = (Counting::default(), ManualClock::new());
     let pool = builder(&manager, &clock).build().unwrap();
-    let ids = park(&pool, 3).await;
+    let ids = lease_and_return(&pool, 3).await;
     let status = pool.status();
     assert_eq!(
         (status.size, status.idle, status.in_use),
@@ -56,7 +43,7 @@ async fn parked_objects_are_idle_and_reused_newest_first_without_a_check() {
 async fn a_stale_parked_object_is_checked_and_a_failing_one_replaced() {
     let (manager, clock) = (Counting::default(), ManualClock::new());
     let pool = builder(&manager, &clock).build().unwrap();
-    let ids = park(&pool, 2).await;
+    let ids = lease_and_return(&pool, 2).await;
     clock.advance(Duration::from_secs(1));
     let checked = pool.get().await.unwrap();
     assert!(ids.contains(&checked.id));
@@ -86,7 +73,7 @@ async fn an_expired_parked_object_is_retired_at_checkout_and_replaced() {
         .idle_timeout(None)
         .build()
         .unwrap();
-    let ids = park(&pool, 1).await;
+    let ids = lease_and_return(&pool, 1).await;
     clock.advance(Duration::from_secs(101));
     let replaced = pool.get().await.unwrap();
     assert_ne!(replaced.id, ids[0]);
@@ -102,7 +89,7 @@ async fn maintenance_reaps_parked_objects_idle_too_long() {
         .idle_timeout(Some(Duration::from_secs(60)))
         .build()
         .unwrap();
-    park(&pool, 4).await;
+    lease_and_return(&pool, 4).await;
     assert_eq!(pool.status().idle, 4);
     clock.advance(Duration::from_secs(61));
     pool.run_maintenance().await;
@@ -115,7 +102,7 @@ async fn maintenance_reaps_parked_objects_idle_too_long() {
 async fn shrinking_retires_parked_objects() {
     let (manager, clock) = (Counting::default(), ManualClock::new());
     let pool = builder(&manager, &clock).build().unwrap();
-    park(&pool, 4).await;
+    lease_and_return(&pool, 4).await;
     assert_eq!(pool.resize(2), 2);
     let status = pool.status();
     assert_eq!(
@@ -131,14 +118,14 @@ async fn shrinking_retires_parked_objects() {
 async fn close_and_drop_retire_parked_objects() {
     let (manager, clock) = (Counting::default(), ManualClock::new());
     let pool = builder(&manager, &clock).build().unwrap();
-    park(&pool, 3).await;
+    lease_and_return(&pool, 3).await;
     assert!(pool.drain(Duration::from_secs(1)).await, "nothing is out");
     assert_eq!(manager.live(), 0);
     assert_eq!(pool.stats().retired_closed, 3);
 
     let manager = Counting::default();
     let pool = builder(&manager, &clock).build().unwrap();
-    park(&pool, 3).await;
+    lease_and_return(&pool, 3).await;
     drop(pool);
     assert_eq!(manager.live(), 0, "parked objects go with the pool");
 }

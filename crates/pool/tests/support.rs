@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use stratum_pool::Manager;
+use stratum_pool::{ManagedPool, Manager};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the test backend refused")]
@@ -60,4 +60,18 @@ impl Manager for Counting {
             Ok(())
         }
     }
+}
+
+/// Leases `n` objects from `pool`, then returns them in the order they were
+/// leased (the newest comes back last); their ids.
+pub(crate) async fn lease_and_return(pool: &ManagedPool<Counting>, n: usize) -> Vec<usize> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.get().await.unwrap());
+    }
+    let ids = held.iter().map(|lease| lease.id).collect();
+    for lease in held {
+        drop(lease);
+    }
+    ids
 }
