@@ -10,6 +10,3 @@ mod breaker_mongodb;
 // Fault drills: each starts its own server process and kills, freezes or
 // slows it while the facade is in use.
 mod chaos;
-// The load program (`cargo xtask load`) end to end, with its verification.
-#[cfg(feature = "load")]
-mod load_run;

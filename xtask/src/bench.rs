@@ -58,7 +58,7 @@ const SUITES: &[(&str, &str, &str)] = &[
         "context compression of a 100-message conversation",
     ),
     (
-        "stratum",
+        "stratum-store",
         "store",
         "MongoStore against the raw mongodb driver (test server)",
     ),
@@ -82,8 +82,9 @@ pub(crate) fn run(args: &[&str]) -> Result {
     let started = Instant::now();
     let mut sections = String::new();
     for (pkg, bench, what) in chosen {
-        // The store bench talks to a fresh server; the others need none.
-        let server = if *pkg == "stratum" {
+        // The store and repository benches talk to a fresh server; the
+        // others need none.
+        let server = if matches!(*pkg, "stratum" | "stratum-store") {
             Some(Server::start()?)
         } else {
             None

@@ -9,15 +9,14 @@ use std::time::Instant;
 use crate::shell::{self, Result, Steps, cargo};
 use crate::test_server::{self, Server};
 
-/// The facade's optional parts, each checked alone: the layers' library code,
-/// and every target where tests and benches depend on the feature.
-const FACADE_FEATURES: [(&str, &str); 6] = [
+/// The wiring crate's optional parts, each checked alone: the layers' library
+/// code, and every target where tests and benches depend on the feature.
+const STRATUM_FEATURES: [(&str, &str); 5] = [
     ("breaker", "--lib"),
     ("cache", "--lib"),
     ("pool", "--lib"),
     ("monitor", "--lib"),
     ("mongodb", "--all-targets"),
-    ("cli", "--all-targets"),
 ];
 
 /// Runs every CI step; `--no-fail-fast` keeps going after a failed step.
@@ -60,11 +59,11 @@ pub(crate) fn run(args: &[&str]) -> Result {
             "warnings",
         ]))
     });
-    // The facade promises each layer can be left out by cargo feature: check
-    // it with each one alone, and run its tests with none (the pass-through
-    // wiring on the embedded store).
-    step(&mut steps, "facade, one feature at a time", &mut || {
-        for (feature, targets) in FACADE_FEATURES {
+    // The wiring crate promises each layer can be left out by cargo feature:
+    // check it with each one alone, and run its tests with none (the
+    // pass-through wiring on the embedded store).
+    step(&mut steps, "stratum, one feature at a time", &mut || {
+        for (feature, targets) in STRATUM_FEATURES {
             shell::run(cargo().args([
                 "clippy",
                 "-p",

@@ -1,6 +1,6 @@
 //! `cargo xtask load`: thousands of concurrent tasks through the facade
 //! against a test server, then a report and a read-back of every
-//! acknowledged write (the `stratum-load` program in `tests/src/load/`).
+//! acknowledged write (the `stratum-load` program in `crates/cli/src/load/`).
 //!
 //! By default the program is built optimised and a fresh test server is
 //! started for the run (stopped afterwards, failures included);
@@ -78,9 +78,7 @@ fn release_binary() -> Result<String> {
         "build",
         "--release",
         "-p",
-        "stratum-tests",
-        "--features",
-        "load",
+        "stratum-cli",
         "--bin",
         "stratum-load",
     ]))
@@ -103,9 +101,8 @@ fn built(cmd: &mut Command) -> Result<String> {
     if !out.status.success() {
         return Err(format!("{cmd:?} failed: {}", out.status));
     }
-    executable(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-        format!("{cmd:?} built no stratum-load binary (is the `load` feature of stratum-tests on?)")
-    })
+    executable(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| format!("{cmd:?} built no stratum-load binary"))
 }
 
 /// The `stratum-load` program's path in cargo's JSON messages (the program

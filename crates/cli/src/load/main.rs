@@ -1,0 +1,437 @@
+//! `stratum-load`: thousands of concurrent tasks reading and writing through
+//! the facade against a MongoDB server, a report, and a check that every
+//! acknowledged write is in the database.
+//!
+//! Run it with `cargo xtask load` (which starts a test server and builds
+//! this program optimised) or directly with `--mongodb-uri`. Each task loops
+//! until the duration is over: a read by id (ids drawn with a Zipf-skewed
+//! popularity, so the cache matters), an insert of a new document, or an
+//! update (`$inc` of the document's version), all through a
+//! `Repository<LoadDoc>` over `MongoStore` with the cache, the breaker and
+//! the admission pool configured as by default (`STRATUM_*` variables and
+//! the flags below change them).
+//!
+//! At the end it prints throughput, p50/p99/p999 per operation, errors by
+//! kind, the cache's hit ratio, the pool and the breaker, the peak resident
+//! memory, and the verification: every document read back with the raw
+//! driver, every acknowledged insert present, every document's version at
+//! least its acknowledged updates, and no write nobody made; the exit
+//! status is non-zero when any of that fails. Reads are checked too: those
+//! that returned a version older than one acknowledged before they began
+//! are counted (and fail the run with `--strict-reads`).
+
+// A command-line program: printing its report is its job.
+#![allow(clippy::print_stdout)]
+
+mod report;
+mod verify;
+mod workload;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mongodb::bson::{Document, doc};
+use stratum::{Stratum, StratumConfig};
+
+use crate::report::Report;
+use crate::verify::Expected;
+use crate::workload::{LoadDoc, Mix, Workload};
+
+/// Concurrent tasks through the Stratum facade against MongoDB, with a
+/// report and a verification of every acknowledged write.
+#[derive(Debug, Parser)]
+#[command(name = "stratum-load", version, about)]
+struct Args {
+    /// The server (its password is never printed).
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "STRATUM_TEST_MONGODB_URI",
+        hide_env_values = true
+    )]
+    mongodb_uri: String,
+    /// Concurrent tokio tasks, each a closed loop of operations.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    tasks: usize,
+    /// How long the tasks issue operations.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Share of operations that are reads by id, in [0, 1].
+    #[arg(long, value_name = "RATIO", default_value_t = 0.9)]
+    read_ratio: f64,
+    /// Share of writes that are inserts (the rest are updates), in [0, 1].
+    #[arg(long, value_name = "RATIO", default_value_t = 0.5)]
+    insert_share: f64,
+    /// Documents stored before the run; reads and updates pick among them.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    documents: usize,
+    /// The Zipf exponent of the documents' popularity (0: uniform).
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    zipf: f64,
+    /// Payload bytes per document.
+    #[arg(long, value_name = "BYTES", default_value_t = 512)]
+    payload_bytes: usize,
+    /// Mean pause between a task's operations (0: back to back).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    think_time: Duration,
+    /// `pool.max_size`: database calls in flight (and driver connections).
+    #[arg(long, value_name = "N")]
+    pool_size: Option<u32>,
+    /// `pool.acquire_timeout`: the longest a call waits for an admission slot.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    acquire_timeout: Option<Duration>,
+    /// `mongodb.operation_timeout`: the longest one database call may take.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    operation_timeout: Option<Duration>,
+    /// `cache.max_entries`: documents the cache holds.
+    #[arg(long, value_name = "N")]
+    cache_entries: Option<u64>,
+    /// The seed of every random choice.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    seed: u64,
+    /// Also fail when a read returned a version older than one acknowledged
+    /// before the read began (by default such reads are counted and shown).
+    #[arg(long)]
+    strict_reads: bool,
+    /// Keep the run's database instead of dropping it at the end.
+    #[arg(long)]
+    keep: bool,
+    /// Delete this many acknowledged inserts behind the facade's back before
+    /// verifying (shows that the verification catches a lost write).
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    sabotage: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("stratum-load: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            print!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("stratum-load: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_args(args: &Args) -> Result<(), String> {
+    let ratio = |name: &str, v: f64| {
+        if (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("--{name} must be in [0, 1], got {v}"))
+        }
+    };
+    ratio("read-ratio", args.read_ratio)?;
+    ratio("insert-share", args.insert_share)?;
+    if args.tasks == 0 || args.documents == 0 {
+        return Err("--tasks and --documents must be at least 1".into());
+    }
+    if !(0.0..=10.0).contains(&args.zipf) {
+        return Err(format!("--zipf must be in [0, 10], got {}", args.zipf));
+    }
+    Ok(())
+}
+
+fn config(args: &Args, database: &str) -> Result<StratumConfig, String> {
+    let (pool_size, acquire, operation, entries) = (
+        args.pool_size,
+        args.acquire_timeout,
+        args.operation_timeout,
+        args.cache_entries,
+    );
+    let database = database.to_owned();
+    StratumConfig::builder()
+        .env()
+        .mongodb_uri(&args.mongodb_uri)
+        .configure(move |c| {
+            c.mongodb.database = database;
+            c.mongodb.app_name = "stratum-load".into();
+            c.monitor.enabled = false;
+            if let Some(n) = pool_size {
+                c.pool.max_size = n;
+            }
+            if let Some(d) = acquire {
+                c.pool.acquire_timeout = d;
+            }
+            if let Some(d) = operation {
+                c.mongodb.operation_timeout = d;
+            }
+            if let Some(n) = entries {
+                c.cache.max_entries = n;
+            }
+        })
+        .build()
+        .map_err(|e| format!("configuration: {e}"))
+}
+
+fn setup_lines(args: &Args, config: &StratumConfig) -> Vec<String> {
+    let c = config;
+    let uri = c
+        .mongodb
+        .uri
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string);
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    vec![
+        format!(
+            "stratum-load: {} tasks for {} against {uri} (database {})",
+            args.tasks,
+            d(args.duration),
+            c.mongodb.database
+        ),
+        format!(
+            "workload:     {} documents of {} payload bytes, Zipf {} popularity; {:.0} % reads by id, writes {:.0} % inserts / {:.0} % updates ($inc); think time {}",
+            args.documents,
+            args.payload_bytes,
+            args.zipf,
+            100.0 * args.read_ratio,
+            100.0 * args.insert_share,
+            100.0 * (1.0 - args.insert_share),
+            d(args.think_time)
+        ),
+        format!(
+            "config:       pool {} (max_size {}, acquire_timeout {}); operation_timeout {}; cache {} (max_entries {}, ttl {}); breaker {} (window {}, minimum {}, failure rate {} %, open_wait {})",
+            if c.pool.enabled { "on" } else { "off" },
+            c.pool.max_size,
+            d(c.pool.acquire_timeout),
+            d(c.mongodb.operation_timeout),
+            if c.cache.enabled { "on" } else { "off" },
+            c.cache.max_entries,
+            d(c.cache.ttl),
+            if c.breaker.enabled { "on" } else { "off" },
+            c.breaker.window_size,
+            c.breaker.minimum_calls,
+            c.breaker.failure_rate_threshold,
+            d(c.breaker.open_wait)
+        ),
+        format!(
+            "machine:      {} cores, load average {} at the start",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
+        ),
+    ]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    check_args(&args)?;
+    let database = format!(
+        "load_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let config = config(&args, &database)?;
+    let setup = setup_lines(&args, &config);
+    for line in &setup {
+        eprintln!("{line}");
+    }
+
+    // The raw driver, around the facade: preloading and verification.
+    let client = mongodb::Client::with_uri_str(&args.mongodb_uri)
+        .await
+        .map_err(|e| {
+            format!(
+                "connecting the raw driver: {}",
+                stratum_store::uri::scrub(&e.to_string())
+            )
+        })?;
+    let db = client.database(&database);
+    let raw = db.collection::<Document>(<LoadDoc as stratum::models::Document>::COLLECTION);
+    let payload = "x".repeat(args.payload_bytes);
+    let result = drive(&args, config, &raw, payload).await;
+    if !args.keep {
+        let _ = db.drop().await;
+    }
+    let mut report = result?;
+    report.setup = setup;
+    report.strict_reads = args.strict_reads;
+    Ok(report)
+}
+
+/// Preloads, runs the tasks, collects the figures and verifies.
+async fn drive(
+    args: &Args,
+    config: StratumConfig,
+    raw: &mongodb::Collection<Document>,
+    payload: String,
+) -> Result<Report, String> {
+    let preload = Instant::now();
+    for chunk in (0..args.documents as i64).collect::<Vec<_>>().chunks(1_000) {
+        let docs = chunk.iter().map(|&id| {
+            doc! { "_id": id, "version": 0i64, "payload": &payload, "schema_version": 1 }
+        });
+        raw.insert_many(docs)
+            .await
+            .map_err(|e| format!("preloading: {}", stratum_store::uri::scrub(&e.to_string())))?;
+    }
+    eprintln!(
+        "preloaded {} documents in {:.1} s",
+        args.documents,
+        preload.elapsed().as_secs_f64()
+    );
+
+    let stratum = Stratum::builder(config)
+        .open()
+        .await
+        .map_err(|e| format!("opening the stack: {e}"))?;
+    let repo = stratum
+        .repository::<LoadDoc>()
+        .map_err(|e| format!("the repository: {e}"))?;
+    let mix = Mix {
+        read_ratio: args.read_ratio,
+        insert_share: args.insert_share,
+        think_time: args.think_time,
+    };
+    let workload = Arc::new(Workload::new(repo, args.documents, args.zipf, mix, payload));
+
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let handles: Vec<_> = (0..args.tasks)
+        .map(|i| tokio::spawn(Arc::clone(&workload).task(i, args.seed, deadline)))
+        .collect();
+    let peak_waiting = Arc::new(AtomicUsize::new(0));
+    let watcher = tokio::spawn(watch(
+        stratum.clone(),
+        Arc::clone(&workload),
+        started,
+        Arc::clone(&peak_waiting),
+    ));
+    let mut inserted = Vec::new();
+    for handle in handles {
+        inserted.extend(handle.await.map_err(|e| format!("a task failed: {e}"))?);
+    }
+    let elapsed = started.elapsed();
+    watcher.abort();
+    let peak_waiting = peak_waiting.load(Ordering::Relaxed);
+
+    let tally = &workload.tally;
+    let rows = Report::rows(&workload);
+    let errors = tally
+        .errors
+        .lock()
+        .map(|e| e.clone().into_iter().collect())
+        .unwrap_or_default();
+    let expected = Expected {
+        inserted,
+        unknown_inserts: tally
+            .unknown_inserts
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default(),
+        updates: workload
+            .writes
+            .iter()
+            .map(|w| {
+                (
+                    w.acked.load(Ordering::Relaxed),
+                    w.unknown.load(Ordering::Relaxed),
+                    w.max_version.load(Ordering::Relaxed),
+                )
+            })
+            .collect(),
+    };
+    for id in expected.inserted.iter().take(args.sabotage) {
+        let _ = raw.delete_one(doc! { "_id": id }).await;
+    }
+    let found = verify::read_back(raw).await?;
+    let verdict = verify::check(&expected, &found);
+    let (transitions, _) = stratum.breaker_transitions();
+    Ok(Report {
+        setup: Vec::new(),
+        strict_reads: false,
+        elapsed,
+        issuing: args.duration.min(elapsed),
+        rows,
+        failed: tally.failed_latency.merged(),
+        errors,
+        origins: tally.origins.each_ref().map(|c| c.load(Ordering::Relaxed)),
+        cache: workload.repo().cache_stats(),
+        stale_violations: tally.stale_violations.load(Ordering::Relaxed),
+        stale_example: tally.stale_example.lock().ok().and_then(|e| e.clone()),
+        pool: pool_line(&stratum),
+        peak_waiting,
+        breaker: stratum.breaker().map_or_else(
+            || "off".to_owned(),
+            |b| {
+                format!(
+                    "{} at the end, {transitions} transitions during the run",
+                    b.state().as_str()
+                )
+            },
+        ),
+        peak_rss_kib: report::peak_rss_kib(),
+        verdict,
+    })
+}
+
+/// Samples the pool's queue every 100 ms into `peak_waiting` and prints
+/// progress every 5 s, until aborted.
+async fn watch(
+    stratum: Stratum,
+    workload: Arc<Workload>,
+    started: Instant,
+    peak_waiting: Arc<AtomicUsize>,
+) {
+    let mut ticks = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ticks += 1;
+        let status = stratum.pool_status();
+        peak_waiting.fetch_max(status.as_ref().map_or(0, |s| s.waiting), Ordering::Relaxed);
+        if ticks.is_multiple_of(50) {
+            eprintln!(
+                "[{:>5.1} s] {} operations, {} failed; pool: {} in use, {} waiting; breaker {}",
+                started.elapsed().as_secs_f64(),
+                workload.tally.completed(),
+                workload.tally.failed(),
+                status.as_ref().map_or(0, |s| s.in_use),
+                status.as_ref().map_or(0, |s| s.waiting),
+                stratum.breaker().map_or("off", |b| b.state().as_str()),
+            );
+        }
+    }
+}
+
+fn pool_line(stratum: &Stratum) -> Option<String> {
+    let status = stratum.pool_status()?;
+    let stats = stratum.pool_stats().unwrap_or_default();
+    let mut line = format!(
+        "{} admission slots (limit {}), {} acquire timeouts",
+        status.size, status.limit, stats.timeouts
+    );
+    if let Some(c) = status.connections {
+        line.push_str(&format!(
+            "; driver connections: {} open, {} created, {} checkouts, {} checkout failures",
+            c.open, c.created, c.checked_out, c.checkout_failures
+        ));
+    }
+    Some(line)
+}

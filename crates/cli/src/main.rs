@@ -1,0 +1,233 @@
+//! The `stratum` command.
+//!
+//! `stratum demo` drives an LLM-application workload through the whole stack
+//! and reports what it measured; `stratum check` connects to a MongoDB server
+//! and reports connectivity, the server's version, its topology and whether
+//! the indexes the document types declare exist.
+
+// A command-line program: printing its report is its job.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use stratum::{MongoStore, Store, StratumConfig};
+
+/// Stratum: a cached, protected, pooled and observed layer in front of MongoDB.
+#[derive(Debug, Parser)]
+#[command(name = "stratum", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an LLM-application workload (conversations, prompt-cache lookups,
+    /// usage records) through cache, breaker and store, and report
+    /// throughput, latency percentiles, hit ratios, savings and breaker
+    /// transitions. Uses the embedded store unless a MongoDB URI is given.
+    Demo(DemoArgs),
+    /// Connect to a MongoDB server and report connectivity, version, topology
+    /// and whether the declared indexes exist in the configured database.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The server's connection string (else `mongodb.uri` from the file or
+    /// STRATUM_MONGODB_URI). Its password is never printed.
+    #[arg(long, value_name = "URI")]
+    mongodb_uri: Option<String>,
+    /// A TOML configuration file (merged under the environment and flags).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How long to wait for a server before giving up.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Concurrent workers.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    concurrency: usize,
+    /// How long the workload runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// A MongoDB server to run against (else `mongodb.uri` from the file or
+    /// STRATUM_MONGODB_URI; with none, the embedded store). Its password is
+    /// never printed.
+    #[arg(long, value_name = "URI")]
+    mongodb_uri: Option<String>,
+    /// A TOML configuration file (merged under the environment and flags).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Make the store fail 60 % of calls (and add latency) from 30 % to 60 %
+    /// of the run, to show the breaker opening, stale reads and recovery.
+    #[arg(long)]
+    inject_faults: bool,
+    /// The seed of every random choice (prompts, operations, faults).
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    seed: u64,
+    /// Where `/metrics` and `/health/*` are served during the run
+    /// (else `monitor.listen`, default 127.0.0.1:9000).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// How long a cached document is fresh (short, so the run shows expiry
+    /// and stale reads; the library default is 60 s).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    cache_ttl: Duration,
+    /// How long the breaker stays open before probing (library default 5 s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    breaker_open_wait: Duration,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("stratum: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => runtime.block_on(check(args)),
+        Command::Demo(args) => runtime.block_on(demo(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("stratum: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `stratum demo`: builds the configuration, runs the workload, prints the report.
+async fn demo(args: DemoArgs) -> Result<(), String> {
+    let mut builder = StratumConfig::builder().env();
+    if let Some(path) = &args.config {
+        builder = builder.file(path);
+    }
+    if let Some(uri) = &args.mongodb_uri {
+        builder = builder.mongodb_uri(uri);
+    }
+    let (ttl, open_wait) = (args.cache_ttl, args.breaker_open_wait);
+    let config = builder
+        .configure(move |c| {
+            c.cache.ttl = ttl;
+            c.breaker.open_wait = open_wait;
+            // A window a ten-second run can fill, so the breaker can trip.
+            c.breaker.window_size = 50;
+            c.breaker.minimum_calls = 10;
+            if c.mongodb.database == "stratum" {
+                c.mongodb.database = "stratum_demo".into();
+            }
+        })
+        .build()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let listen = args.listen.unwrap_or(config.monitor.listen);
+    let options = stratum_cli::demo::DemoOptions {
+        config,
+        concurrency: args.concurrency,
+        duration: args.duration,
+        inject_faults: args.inject_faults,
+        seed: args.seed,
+        listen: Some(listen),
+        progress: !args.no_progress,
+    };
+    eprintln!(
+        "stratum demo: {} workers for {}; metrics and health on http://{listen}",
+        options.concurrency,
+        humantime::format_duration(options.duration)
+    );
+    let report = stratum_cli::demo::run(options)
+        .await
+        .map_err(|e| format!("demo: {e}"))?;
+    print!("{report}");
+    Ok(())
+}
+
+/// `stratum check`: every message it prints carries the redacted URI only.
+async fn check(args: CheckArgs) -> Result<(), String> {
+    let mut builder = StratumConfig::builder().env();
+    if let Some(path) = &args.config {
+        builder = builder.file(path);
+    }
+    if let Some(uri) = &args.mongodb_uri {
+        builder = builder.mongodb_uri(uri);
+    }
+    let timeout = args.timeout;
+    let config = builder
+        .configure(move |c| {
+            c.mongodb.server_selection_timeout = timeout;
+            c.mongodb.connect_timeout = timeout;
+            // Longer than server selection, so an unreachable server is
+            // reported as such (the driver's answer), not as whichever of the
+            // two equal timers a loaded machine happened to fire first.
+            c.mongodb.operation_timeout = timeout.saturating_mul(2);
+        })
+        .build()
+        .map_err(|e| format!("configuration: {e}"))?;
+    let Some(uri) = config.mongodb.uri.clone() else {
+        return Err("no server to check: pass --mongodb-uri URI or set STRATUM_MONGODB_URI".into());
+    };
+    println!("server:       {uri}");
+    let store = MongoStore::connect(&config.mongodb, &config.store)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let started = Instant::now();
+    store
+        .ping()
+        .await
+        .map_err(|e| format!("no answer from {uri}: {e}"))?;
+    let first = started.elapsed();
+    let started = Instant::now();
+    store
+        .ping()
+        .await
+        .map_err(|e| format!("no answer from {uri}: {e}"))?;
+    let round_trip = started.elapsed();
+    let info = store
+        .server_info()
+        .await
+        .map_err(|e| format!("cannot read the server's description: {e}"))?;
+    println!(
+        "connectivity: ok (first ping {:.1} ms with connection setup, then {:.2} ms)",
+        first.as_secs_f64() * 1e3,
+        round_trip.as_secs_f64() * 1e3
+    );
+    println!("version:      {}", info.version);
+    println!("topology:     {}", info.topology);
+    println!("wire version: {}", info.max_wire_version);
+    println!("database:     {}", config.mongodb.database);
+    let indexes = stratum::indexes::check_declared(store.database())
+        .await
+        .map_err(|e| format!("cannot list the indexes: {e}"))?;
+    let present = indexes.iter().filter(|s| s.is_present()).count();
+    println!(
+        "indexes:      {present} of {} declared indexes present",
+        indexes.len()
+    );
+    for status in &indexes {
+        println!("  {status}");
+    }
+    Ok(())
+}

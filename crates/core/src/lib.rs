@@ -1,0 +1,29 @@
+//! Stratum's shared foundation: the few things every layer must agree on, and
+//! nothing else.
+//!
+//! This is the one written exception to the dependency rule (layers never
+//! depend on each other): every layer may depend on this crate, as ripgrep's
+//! crates all depend on its matcher crate. It knows no layer, no database and
+//! no async runtime.
+//!
+//! # Brief overview
+//!
+//! - [`ConfigError`]: one shape for a refused configuration across the
+//!   crates, the field's dotted name and a [`ConfigErrorKind`].
+//! - [`metrics::OperationMetrics`]: per-operation metric handles, registered
+//!   once, for the store and the repository.
+//!
+//! ```
+//! use stratum_core::{ConfigError, ConfigErrorKind};
+//!
+//! let err = ConfigError::invalid("cache.ttl", "must be at least 1ms");
+//! assert_eq!(err.field(), "cache.ttl");
+//! assert!(matches!(err.kind(), ConfigErrorKind::Invalid { .. }));
+//! assert_eq!(err.to_string(), "invalid `cache.ttl`: must be at least 1ms");
+//! ```
+#![deny(missing_docs)]
+
+mod config_error;
+pub mod metrics;
+
+pub use crate::config_error::{ConfigError, ConfigErrorKind};

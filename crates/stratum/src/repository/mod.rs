@@ -1,0 +1,644 @@
+//! [`Repository<T>`]: typed documents through the cache and the breaker.
+//!
+//! Reads by id go through a read-through cache (one per collection, from
+//! stratum-cache): concurrent misses for one id cost one database call. Every
+//! database call goes through the circuit breaker. When the database fails or
+//! the breaker is open, an entry that expired less than `cache.stale_for`
+//! ago is served instead of the error, and the [`Read`] says it is stale.
+//!
+//! Writes keep the cache honest: `update` and `upsert` put the document as
+//! it is afterwards into the cache; `insert` and `delete` remove the id's
+//! entry. A load that raced with a write to the same id (it may have read
+//! the old document) is dropped from the cache after it finished, so an
+//! old document never replaces a newer one.
+
+mod error;
+mod metrics;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bson::Bson;
+#[cfg(feature = "cache")]
+use stratum_cache::{Cache, CacheBuilder, ShardedCache};
+use stratum_models::Document;
+use tracing::Instrument;
+
+pub use self::error::RepositoryError;
+pub(crate) use self::metrics::Invalidation;
+use self::metrics::{Op, RepositoryMetrics, Source};
+#[cfg(feature = "cache")]
+use crate::config::layers;
+use crate::stack::Layers;
+use crate::{ConfigError, Filter, Order, Query, Update};
+
+/// Write-generation stripes: a load notes its id's stripe when its database
+/// call starts and checks it after the cache stored the result; a write to
+/// any id of the same stripe drops the load's result.
+///
+/// Many, so a write to one id rarely discards a load of another: under
+/// `cargo xtask load`, 64 stripes let about 1,600 writes/s discard nearly
+/// every load, and in the SIGKILL drill a cached document lost the stale copy
+/// an outage would serve about once in twenty runs. 4,096 stripes cost 32 KiB
+/// per repository.
+const STRIPES: usize = 4096;
+
+/// Where a read's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The cache, within the TTL (or a load another caller was making).
+    Cache,
+    /// The database, by this call.
+    Store,
+    /// The cache, past the TTL: the database failed or the breaker refused,
+    /// and the entry was within `cache.stale_for` of its expiry.
+    Stale {
+        /// How old the value is (since it was read from the database).
+        age: Duration,
+    },
+}
+
+/// A read by id: the document (or `None` when there is none) and where it
+/// came from.
+#[derive(Debug, Clone)]
+pub struct Read<T> {
+    /// The document, if the id exists.
+    pub value: Option<Arc<T>>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl<T> Read<T> {
+    /// Whether the value is older than the cache's TTL (served because the
+    /// database could not be asked).
+    pub fn is_stale(&self) -> bool {
+        matches!(self.origin, Origin::Stale { .. })
+    }
+}
+
+/// A cached read: the document, or its absence, and when it was read.
+struct Entry<T> {
+    doc: Option<Arc<T>>,
+    loaded_at: Duration,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry {
+            doc: self.doc.clone(),
+            loaded_at: self.loaded_at,
+        }
+    }
+}
+
+/// The document cache of a repository (none without the `cache` feature).
+#[cfg(feature = "cache")]
+type DocCache<T> = ShardedCache<Vec<u8>, Entry<T>>;
+#[cfg(not(feature = "cache"))]
+type DocCache<T> = NoCache<T>;
+
+/// Stands in for the cache when it is compiled out: it cannot be made, so
+/// `Option<NoCache<T>>` is always `None` and every cache branch is dead.
+#[cfg(not(feature = "cache"))]
+enum NoCache<T> {
+    #[allow(dead_code)]
+    Never(std::convert::Infallible, PhantomData<fn() -> T>),
+}
+
+#[cfg(not(feature = "cache"))]
+impl<T> NoCache<T> {
+    fn never(&self) -> ! {
+        match self {
+            NoCache::Never(never, _) => match *never {},
+        }
+    }
+
+    fn insert(&self, _key: Vec<u8>, _entry: Entry<T>) {
+        self.never()
+    }
+
+    fn remove(&self, _key: &[u8]) {
+        self.never()
+    }
+
+    fn invalidate_all(&self) {
+        self.never()
+    }
+}
+
+struct Inner<T> {
+    layers: Arc<Layers>,
+    cache: Option<DocCache<T>>,
+    #[cfg(feature = "cache")]
+    ttl: Duration,
+    generations: Box<[AtomicU64]>,
+    /// Per stripe: a write's check of its generation, its cache change and
+    /// its bump happen as one step, so two writes to one id cannot put
+    /// their versions into the cache in the wrong order.
+    write_order: Box<[parking_lot::Mutex<()>]>,
+    metrics: RepositoryMetrics,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// Typed documents of one collection, through the cache and the breaker.
+///
+/// Get one from [`Stratum::repository`](crate::Stratum::repository); clones
+/// share the cache.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Origin, Stratum, StratumConfig, Update};
+/// use stratum::models::Conversation;
+///
+/// let stratum = Stratum::builder(StratumConfig::default()).build()?;
+/// let repo = stratum.repository::<Conversation>()?;
+/// let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+/// repo.insert(&c).await?;
+///
+/// assert_eq!(repo.get(&c.id).await?.origin, Origin::Store); // a miss, loaded
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
+/// assert_eq!(repo.get(&c.id).await?.origin, Origin::Cache); // then a hit
+///
+/// // An update refreshes the cached document.
+/// repo.update(&c.id, &Update::new().set("title", "Trip to Lisbon")).await?;
+/// let read = repo.get(&c.id).await?;
+/// # #[cfg(feature = "cache")] // (without the cache, from the store)
+/// assert_eq!(read.origin, Origin::Cache);
+/// assert_eq!(read.value.unwrap().title.as_deref(), Some("Trip to Lisbon"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Repository<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Repository<T> {
+    fn clone(&self) -> Self {
+        Repository {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Document> std::fmt::Debug for Repository<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("collection", &T::COLLECTION)
+            .field("cached", &self.inner.cache.is_some())
+            .finish()
+    }
+}
+
+impl<T: Document> Repository<T> {
+    pub(crate) fn new(layers: Arc<Layers>) -> Result<Repository<T>, ConfigError> {
+        #[cfg(feature = "cache")]
+        let section = &layers.config.cache;
+        #[cfg(not(feature = "cache"))]
+        let cache = None;
+        #[cfg(feature = "cache")]
+        let cache = if section.enabled {
+            let config = layers::cache_config(section, T::COLLECTION)?;
+            let cache = CacheBuilder::from_config(config)
+                .clock(layers.clock.clone())
+                .build()
+                .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+            Some(cache)
+        } else {
+            None
+        };
+        Ok(Repository {
+            inner: Arc::new(Inner {
+                #[cfg(feature = "cache")]
+                ttl: section.ttl,
+                cache,
+                generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
+                metrics: RepositoryMetrics::new(T::COLLECTION),
+                layers,
+                _type: PhantomData,
+            }),
+        })
+    }
+
+    /// The collection's name.
+    pub fn collection(&self) -> &'static str {
+        T::COLLECTION
+    }
+
+    /// The cache's statistics (hits, misses, loads, stale serves), when the
+    /// cache is enabled.
+    #[cfg(feature = "cache")]
+    pub fn cache_stats(&self) -> Option<stratum_cache::CacheStats> {
+        self.inner.cache.as_ref().map(ShardedCache::stats)
+    }
+
+    /// Exports the cache's statistics to the `metrics` recorder (run it
+    /// periodically, or use the cache's own maintenance task).
+    #[cfg(feature = "cache")]
+    pub fn publish_cache_metrics(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.publish_metrics();
+        }
+    }
+
+    /// The document with this id: from the cache when fresh, else from the
+    /// database (one call however many callers miss at once), else, when
+    /// the database fails or the breaker is open, a stale copy within
+    /// `cache.stale_for`.
+    pub async fn get(&self, id: &T::Id) -> Result<Read<T>, RepositoryError> {
+        self.observe(Op::Get, async {
+            let id = to_bson(id)?;
+            let read = self.read(&id).await?;
+            self.inner.metrics.read(match read.origin {
+                Origin::Cache => Source::Cache,
+                Origin::Store => Source::Store,
+                Origin::Stale { .. } => Source::Stale,
+            });
+            if let Origin::Stale { age } = read.origin {
+                tracing::info!(
+                    collection = T::COLLECTION,
+                    age_ms = age.as_millis() as u64,
+                    "served a stale document: the database could not be asked"
+                );
+            }
+            Ok(read)
+        })
+        .await
+    }
+
+    async fn read(&self, id: &Bson) -> Result<Read<T>, RepositoryError> {
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.inner.cache {
+            return self.read_through(cache, id).await;
+        }
+        let entry = self.load(id, None).await?;
+        Ok(Read {
+            value: entry.doc,
+            origin: Origin::Store,
+        })
+    }
+
+    #[cfg(feature = "cache")]
+    async fn read_through(
+        &self,
+        cache: &DocCache<T>,
+        id: &Bson,
+    ) -> Result<Read<T>, RepositoryError> {
+        let inner = &*self.inner;
+        let key = stratum_store::id_key(id);
+        let stripe = stripe(&key);
+        let generation = AtomicU64::new(0);
+        let loaded_here = std::sync::atomic::AtomicBool::new(false);
+        let result = cache
+            .get_or_load_async(key.clone(), |_| async {
+                let entry = self.load(id, Some((stripe, &generation))).await;
+                loaded_here.store(entry.is_ok(), Ordering::Relaxed);
+                entry
+            })
+            .await;
+        let entry = result.map_err(|e| (*e).clone())?;
+        if loaded_here.load(Ordering::Relaxed) {
+            if inner.generations[stripe].load(Ordering::Acquire)
+                != generation.load(Ordering::Acquire)
+            {
+                // A write to this id finished while we were loading: what we
+                // read may predate it, so it must not stay cached.
+                cache.remove(&key);
+                inner.metrics.invalidated(Invalidation::Race);
+            }
+            return Ok(Read {
+                value: entry.doc,
+                origin: Origin::Store,
+            });
+        }
+        let age = inner.layers.clock.now().saturating_sub(entry.loaded_at);
+        let origin = if age >= inner.ttl {
+            Origin::Stale { age }
+        } else {
+            Origin::Cache
+        };
+        Ok(Read {
+            value: entry.doc,
+            origin,
+        })
+    }
+
+    /// Reads the document through the layers. With a cache, `generation` is
+    /// the id's stripe (the caller has it already) and the slot that
+    /// receives the stripe's write generation as the database call starts
+    /// (after the breaker and the admission wait, so time spent queueing is
+    /// not a window in which a write can discard the load); without one
+    /// there is nothing a write could make stale, so no key is encoded.
+    async fn load(
+        &self,
+        id: &Bson,
+        generation: Option<(usize, &AtomicU64)>,
+    ) -> Result<Entry<T>, RepositoryError> {
+        let layers = &self.inner.layers;
+        let found = layers
+            .call(async {
+                if let Some((stripe, slot)) = generation {
+                    let now = self.inner.generations[stripe].load(Ordering::Acquire);
+                    slot.store(now, Ordering::Release);
+                }
+                layers.store.get_raw(T::COLLECTION, id).await
+            })
+            .await?;
+        let doc = match found {
+            Some(raw) => Some(Arc::new(decode::<T>(&raw)?)),
+            None => None,
+        };
+        Ok(Entry {
+            doc,
+            loaded_at: layers.clock.now(),
+        })
+    }
+
+    /// Stores a new document (validated by its type first); the id's cache
+    /// entry (a cached absence, say) is dropped.
+    pub async fn insert(&self, doc: &T) -> Result<(), RepositoryError> {
+        self.observe(Op::Insert, async {
+            // Validated, encoded and size-checked once; the store checks the
+            // field names on these bytes and sends them as they are.
+            let encoded = doc.to_raw_checked()?;
+            let id = to_bson(doc.id())?;
+            let layers = &self.inner.layers;
+            let result = layers
+                .call(layers.store.insert_raw(T::COLLECTION, encoded))
+                .await;
+            self.after_write(&result, |id| self.invalidate(id), Some(&id));
+            result.map(|_| ())
+        })
+        .await
+    }
+
+    /// Applies `update` to the document with this id and returns it as it is
+    /// afterwards; the cache then holds that version.
+    pub async fn update(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
+        self.modify(id, update, false).await
+    }
+
+    /// Like [`update`](Self::update), creating `{_id: id}` first when there
+    /// is no such document. The result must decode as `T`, so the update
+    /// must set every required field when it creates the document.
+    pub async fn upsert(&self, id: &T::Id, update: &Update) -> Result<Arc<T>, RepositoryError> {
+        self.modify(id, update, true).await
+    }
+
+    /// An update, or with `create` an upsert: notes the id's write
+    /// generation as the database call starts, then puts the version the
+    /// store returned into the cache unless another write overtook it.
+    async fn modify(
+        &self,
+        id: &T::Id,
+        update: &Update,
+        create: bool,
+    ) -> Result<Arc<T>, RepositoryError> {
+        let op = if create { Op::Upsert } else { Op::Update };
+        self.observe(op, async {
+            let id = to_bson(id)?;
+            let before = AtomicU64::new(0);
+            let layers = &self.inner.layers;
+            let result = layers
+                .call(async {
+                    before.store(self.generation(&id), Ordering::Release);
+                    if create {
+                        layers.store.upsert(T::COLLECTION, &id, update).await
+                    } else {
+                        layers.store.update(T::COLLECTION, &id, update).await
+                    }
+                })
+                .await;
+            self.refresh(&id, before.load(Ordering::Acquire), result)
+        })
+        .await
+    }
+
+    /// Removes the document with this id; `false` when there was none.
+    pub async fn delete(&self, id: &T::Id) -> Result<bool, RepositoryError> {
+        self.observe(Op::Delete, async {
+            let id = to_bson(id)?;
+            let layers = &self.inner.layers;
+            let result = layers.call(layers.store.delete(T::COLLECTION, &id)).await;
+            self.after_write(&result, |id| self.invalidate(id), Some(&id));
+            result
+        })
+        .await
+    }
+
+    /// The documents `query` selects (not cached: a query's answer changes
+    /// with every write to the collection).
+    pub async fn find(&self, query: &Query) -> Result<Vec<T>, RepositoryError> {
+        self.observe(Op::Find, async {
+            let layers = &self.inner.layers;
+            let docs = layers.call(layers.store.find(T::COLLECTION, query)).await?;
+            docs.into_iter()
+                .map(|d| T::from_bson_checked(d).map_err(RepositoryError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// How many documents `filter` matches.
+    pub async fn count(&self, filter: &Filter) -> Result<u64, RepositoryError> {
+        self.observe(Op::Count, async {
+            let layers = &self.inner.layers;
+            layers.call(layers.store.count(T::COLLECTION, filter)).await
+        })
+        .await
+    }
+
+    /// Declares `T`'s indexes on the store (idempotent). TTL indexes are
+    /// declared as plain indexes on their key: the `Store` contract has no
+    /// expiry (use `stratum_models::ensure_indexes` on the driver for it).
+    pub async fn ensure_indexes(&self) -> Result<(), RepositoryError> {
+        self.observe(Op::EnsureIndex, async {
+            let layers = &self.inner.layers;
+            for spec in T::indexes() {
+                let keys = spec.keys.iter().map(|(k, d)| {
+                    let order = match d {
+                        stratum_models::IndexDirection::Ascending => Order::Ascending,
+                        stratum_models::IndexDirection::Descending => Order::Descending,
+                    };
+                    (k.to_string(), order)
+                });
+                let mut index = crate::IndexSpec::new(keys);
+                if spec.unique {
+                    index = index.unique();
+                }
+                layers
+                    .call(layers.store.ensure_index(T::COLLECTION, &index))
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops the cached entry of this id (another process wrote it, say).
+    pub fn invalidate_id(&self, id: &T::Id) -> Result<(), RepositoryError> {
+        let id = to_bson(id)?;
+        self.invalidate(&id);
+        Ok(())
+    }
+
+    /// The write generation of the id's stripe now (taken as a database call starts).
+    fn generation(&self, id: &Bson) -> u64 {
+        self.inner.generations[stripe(&stratum_store::id_key(id))].load(Ordering::Acquire)
+    }
+
+    /// Puts the version a write returned into the cache, unless another
+    /// write to the same stripe finished while this one was in flight
+    /// (generation no longer `before`): that one's version may be newer, so
+    /// the entry is dropped instead and the next read loads it.
+    fn refresh(
+        &self,
+        id: &Bson,
+        before: u64,
+        result: Result<bson::Document, RepositoryError>,
+    ) -> Result<Arc<T>, RepositoryError> {
+        if result.is_err() {
+            self.after_write(&result, |id| self.invalidate(id), Some(id));
+        }
+        let doc = result?;
+        match T::from_bson_checked(doc) {
+            Ok(value) => {
+                let value = Arc::new(value);
+                if let Some(cache) = &self.inner.cache {
+                    let key = stratum_store::id_key(id);
+                    let stripe = stripe(&key);
+                    let _order = self.inner.write_order[stripe].lock();
+                    if self.inner.generations[stripe].load(Ordering::Acquire) == before {
+                        cache.insert(
+                            key.clone(),
+                            Entry {
+                                doc: Some(Arc::clone(&value)),
+                                loaded_at: self.inner.layers.clock.now(),
+                            },
+                        );
+                    } else {
+                        cache.remove(&key);
+                        self.inner.metrics.invalidated(Invalidation::Race);
+                    }
+                    self.bump(&key);
+                }
+                Ok(value)
+            }
+            // The write happened but the result is not a valid `T`: the
+            // cache must not keep the old version.
+            Err(e) => {
+                self.invalidate(id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Drops the id's entry when the write may have changed the document:
+    /// it succeeded, or failed in a way whose outcome is unknown (a timeout
+    /// or a dropped connection after the request was sent).
+    fn after_write<R>(
+        &self,
+        result: &Result<R, RepositoryError>,
+        invalidate: impl FnOnce(&Bson),
+        id: Option<&Bson>,
+    ) {
+        let may_have_written = match result {
+            Ok(_) => true,
+            Err(RepositoryError::Store(e)) => e.is_breaker_failure(),
+            Err(_) => false,
+        };
+        if let (true, Some(id)) = (may_have_written, id) {
+            invalidate(id);
+        }
+    }
+
+    fn invalidate(&self, id: &Bson) {
+        self.invalidate_from(id, Invalidation::Write);
+    }
+
+    /// Drops the id's entry; `cause` is the metric label.
+    pub(crate) fn invalidate_from(&self, id: &Bson, cause: Invalidation) {
+        if let Some(cache) = &self.inner.cache {
+            let key = stratum_store::id_key(id);
+            let _order = self.inner.write_order[stripe(&key)].lock();
+            cache.remove(&key);
+            self.bump(&key);
+            self.inner.metrics.invalidated(cause);
+        }
+    }
+
+    /// Drops every entry (the collection was dropped or renamed elsewhere).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+    pub(crate) fn invalidate_everything(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+            for generation in self.inner.generations.iter() {
+                generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn bump(&self, key: &[u8]) {
+        self.inner.generations[stripe(key)].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Times the operation, counts its outcome and runs it in a span.
+    async fn observe<R>(
+        &self,
+        op: Op,
+        work: impl Future<Output = Result<R, RepositoryError>>,
+    ) -> Result<R, RepositoryError> {
+        let span = tracing::debug_span!(
+            "stratum.repository",
+            collection = T::COLLECTION,
+            operation = op.as_str()
+        );
+        let started = Instant::now();
+        let result = work.instrument(span).await;
+        self.inner.metrics.finished(op, started.elapsed(), &result);
+        if let Err(e) = &result {
+            tracing::debug!(
+                collection = T::COLLECTION,
+                operation = op.as_str(),
+                kind = e.kind(),
+                error = %e,
+                "repository operation failed"
+            );
+        }
+        result
+    }
+}
+
+/// Decodes a stored document straight from its bytes (as the driver decodes
+/// into a typed collection) and checks the type's rules, like
+/// `Document::from_bson_checked`.
+fn decode<T: Document>(raw: &bson::RawDocument) -> Result<T, stratum_models::ValidationError> {
+    let value: T = bson::from_slice(raw.as_bytes()).map_err(|e| {
+        stratum_models::ValidationError::Malformed {
+            reason: e.to_string(),
+        }
+    })?;
+    value.validate()?;
+    Ok(value)
+}
+
+fn to_bson<I: serde::Serialize>(id: &I) -> Result<Bson, RepositoryError> {
+    bson::to_bson(id).map_err(|e| {
+        RepositoryError::Invalid(stratum_models::ValidationError::Unencodable {
+            reason: format!("the id does not encode as BSON: {e}"),
+        })
+    })
+}
+
+fn stripe(key: &[u8]) -> usize {
+    // FNV-1a: cheap, and spreads ids that differ in their last bytes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % STRIPES as u64) as usize
+}

@@ -1,0 +1,427 @@
+//! [`Stratum`]: the one handle that puts the layers in front of a store.
+//!
+//! It owns the store, the circuit breaker shared by every database call, the
+//! clock every layer reads, and the repositories (one per document type, so
+//! two handles on one collection share one cache).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+#[cfg(feature = "breaker")]
+use std::time::Duration;
+
+use parking_lot::Mutex;
+#[cfg(feature = "breaker")]
+use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
+
+#[cfg(feature = "pool")]
+use crate::admission::Admission;
+#[cfg(feature = "breaker")]
+use crate::config::layers;
+use crate::repository::Repository;
+use crate::{
+    ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig,
+};
+
+/// The name of the breaker around the store (its `breaker` metric label).
+#[cfg(feature = "breaker")]
+pub const BREAKER_NAME: &str = "store";
+
+/// How many recent breaker transitions [`Stratum::breaker_transitions`] keeps.
+#[cfg(feature = "breaker")]
+const TRANSITION_LOG: usize = 256;
+
+/// Why a [`Stratum`] could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StratumError {
+    /// The configuration was refused; the error names the field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One change of the breaker's state, as the facade logged it.
+#[cfg(feature = "breaker")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerTransition {
+    /// The state left.
+    pub from: State,
+    /// The state entered.
+    pub to: State,
+    /// Why.
+    pub reason: TransitionReason,
+    /// When, on the stack's clock.
+    pub at: Duration,
+}
+
+#[cfg(feature = "breaker")]
+#[derive(Default)]
+struct TransitionLog {
+    total: u64,
+    recent: std::collections::VecDeque<BreakerTransition>,
+}
+
+/// What every layer shares: the store, the breaker, the clock.
+pub(crate) struct Layers {
+    pub(crate) config: StratumConfig,
+    pub(crate) store: Arc<dyn Store>,
+    #[cfg(feature = "breaker")]
+    pub(crate) breaker: Option<Breaker<StackClock>>,
+    pub(crate) clock: StackClock,
+    #[cfg(feature = "pool")]
+    pub(crate) admission: Option<Admission>,
+    #[cfg(feature = "breaker")]
+    transitions: Arc<Mutex<TransitionLog>>,
+}
+
+impl Layers {
+    /// Runs one database call through the breaker and the pool's admission:
+    /// the breaker first (an open breaker fails fast, without queueing for a
+    /// slot), then a slot (waiting at most `pool.acquire_timeout`; a timeout
+    /// gives the breaker's permit back unrecorded: the database was not
+    /// called), then the call. Timeouts, network errors and unavailability
+    /// count as failures; answers such as a duplicate key or an invalid
+    /// request count as successes, since the database answered.
+    pub(crate) async fn call<R, F>(&self, call: F) -> Result<R, RepositoryError>
+    where
+        F: Future<Output = Result<R, StoreError>>,
+    {
+        #[cfg(not(feature = "breaker"))]
+        {
+            let _slot = self.admit().await?;
+            call.await.map_err(RepositoryError::Store)
+        }
+        #[cfg(feature = "breaker")]
+        self.call_through_breaker(call).await
+    }
+
+    #[cfg(feature = "breaker")]
+    async fn call_through_breaker<R, F>(&self, call: F) -> Result<R, RepositoryError>
+    where
+        F: Future<Output = Result<R, StoreError>>,
+    {
+        let Some(breaker) = &self.breaker else {
+            let _slot = self.admit().await?;
+            return call.await.map_err(RepositoryError::Store);
+        };
+        let permit = breaker
+            .try_acquire()
+            .map_err(|refused| RepositoryError::not_permitted(&refused))?;
+        let _slot = self.admit().await?;
+        let started = stratum_breaker::Clock::now(&self.clock);
+        let result = call.await;
+        let elapsed =
+            Duration::from_nanos(stratum_breaker::Clock::now(&self.clock).saturating_sub(started));
+        match &result {
+            Err(e) if e.is_breaker_failure() => permit.failure(elapsed),
+            _ => permit.success(elapsed),
+        }
+        result.map_err(RepositoryError::Store)
+    }
+}
+
+impl Layers {
+    /// An admission slot, held for the call (none when the pool is off).
+    #[cfg(feature = "pool")]
+    async fn admit(&self) -> Result<Option<crate::admission::Slot>, RepositoryError> {
+        match &self.admission {
+            Some(admission) => admission.admit().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Without the `pool` feature there is no admission limit.
+    #[cfg(not(feature = "pool"))]
+    async fn admit(&self) -> Result<Option<std::convert::Infallible>, RepositoryError> {
+        Ok(None)
+    }
+}
+
+/// The facade's handle: a store with the breaker, the cache and the clock
+/// in front of it. Cheap to clone; clones share everything.
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use stratum::{Stratum, StratumConfig};
+/// use stratum::models::{Conversation, Document};
+///
+/// let stratum = Stratum::builder(StratumConfig::default()).build()?; // embedded store
+/// let conversations = stratum.repository::<Conversation>()?;
+/// let c = Conversation::new("gpt-4o", stratum::bson::DateTime::now());
+/// conversations.insert(&c).await?;
+/// let read = conversations.get(&c.id).await?;
+/// assert_eq!(read.value.unwrap().model, "gpt-4o");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Stratum {
+    layers: Arc<Layers>,
+    /// One value per type: the repositories, the prompt cache.
+    shared: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+}
+
+impl std::fmt::Debug for Stratum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut f = f.debug_struct("Stratum");
+        f.field("backend", &self.layers.store.backend());
+        #[cfg(feature = "breaker")]
+        f.field("breaker", &self.layers.breaker.as_ref().map(|b| b.state()));
+        f.field("cache", &self.cache_enabled());
+        f.finish()
+    }
+}
+
+impl Stratum {
+    /// A builder over `config` (already merged and validated, e.g. by
+    /// [`StratumConfig::builder`]).
+    pub fn builder(config: StratumConfig) -> StratumBuilder {
+        StratumBuilder {
+            config,
+            store: None,
+            clock: None,
+            #[cfg(feature = "pool")]
+            admission: None,
+        }
+    }
+
+    /// Whether reads go through the cache: the `cache` feature is compiled
+    /// in and `cache.enabled` is set.
+    pub fn cache_enabled(&self) -> bool {
+        cfg!(feature = "cache") && self.layers.config.cache.enabled
+    }
+
+    /// The store under the layers (calls on it bypass them).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.layers.store
+    }
+
+    /// The breaker around the store, unless `breaker.enabled = false`.
+    #[cfg(feature = "breaker")]
+    pub fn breaker(&self) -> Option<&Breaker<StackClock>> {
+        self.layers.breaker.as_ref()
+    }
+
+    /// The admission pool's accounting now (size, idle, in use, waiting,
+    /// limit; over MongoDB also the driver's connections from CMAP events),
+    /// unless `pool.enabled = false`.
+    #[cfg(feature = "pool")]
+    pub fn pool_status(&self) -> Option<stratum_pool::Status> {
+        self.layers.admission.as_ref().map(Admission::status)
+    }
+
+    /// The admission pool's event totals (acquire timeouts, ...).
+    #[cfg(feature = "pool")]
+    pub fn pool_stats(&self) -> Option<stratum_pool::PoolStats> {
+        self.layers.admission.as_ref().map(Admission::stats)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StratumConfig {
+        &self.layers.config
+    }
+
+    /// The clock every layer reads.
+    pub fn clock(&self) -> &StackClock {
+        &self.layers.clock
+    }
+
+    /// How many times the breaker changed state, and the most recent changes
+    /// (up to 256), oldest first.
+    #[cfg(feature = "breaker")]
+    pub fn breaker_transitions(&self) -> (u64, Vec<BreakerTransition>) {
+        let log = self.layers.transitions.lock();
+        (log.total, log.recent.iter().copied().collect())
+    }
+
+    /// The repository of `T`: the same one (and the same cache) on every call.
+    ///
+    /// Fails only when the cache refuses `T::COLLECTION` as its name.
+    pub fn repository<T: stratum_models::Document>(&self) -> Result<Repository<T>, ConfigError> {
+        self.shared(|| Repository::new(Arc::clone(&self.layers)))
+    }
+
+    /// The one value of type `V` this stack holds, made by `make` on first
+    /// use. `make` runs without the lock held (it may ask for other shared
+    /// values); if two callers race, the first stored value wins.
+    pub(crate) fn shared<V, E>(&self, make: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let existing = |map: &HashMap<TypeId, Box<dyn Any + Send + Sync>>| {
+            map.get(&TypeId::of::<V>())
+                .and_then(|v| v.downcast_ref::<V>())
+                .cloned()
+        };
+        if let Some(v) = existing(&self.shared.lock()) {
+            return Ok(v);
+        }
+        let made = make()?;
+        let mut map = self.shared.lock();
+        if let Some(v) = existing(&map) {
+            return Ok(v);
+        }
+        map.insert(TypeId::of::<V>(), Box::new(made.clone()));
+        Ok(made)
+    }
+}
+
+/// Builds a [`Stratum`]: the configuration, and optionally a store and a clock.
+pub struct StratumBuilder {
+    config: StratumConfig,
+    store: Option<Arc<dyn Store>>,
+    clock: Option<StackClock>,
+    #[cfg(feature = "pool")]
+    admission: Option<Admission>,
+}
+
+impl std::fmt::Debug for StratumBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StratumBuilder")
+            .field("config", &self.config)
+            .field("store", &self.store.as_ref().map(|s| s.backend()))
+            .finish()
+    }
+}
+
+impl StratumBuilder {
+    /// Uses this store instead of the one the configuration selects (a
+    /// fault-injecting wrapper, a store shared with other code).
+    pub fn store(mut self, store: Arc<dyn Store>) -> StratumBuilder {
+        self.store = Some(store);
+        self
+    }
+
+    /// Uses this clock for every layer (tests: [`StackClock::manual`]).
+    pub fn clock(mut self, clock: StackClock) -> StratumBuilder {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens the store the configuration selects (unless one was given) and
+    /// builds the stack. Over MongoDB with the pool enabled, the pool owns
+    /// the driver's client: its admission slots and the driver's connection
+    /// pool are sized from the `pool` section, and the driver's connection
+    /// events are counted (`Stratum::pool_status`).
+    pub async fn open(self) -> Result<Stratum, StratumError> {
+        self.open_wrapped(|store| store).await
+    }
+
+    /// Like [`open`](Self::open), with the opened store passed through
+    /// `wrap` first (a fault injector, a recording wrapper).
+    pub async fn open_wrapped(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Result<Stratum, StratumError> {
+        let store = match self.store.take() {
+            Some(store) => store,
+            #[cfg(all(feature = "mongodb", feature = "pool"))]
+            None if self.config.uses_mongodb() && self.config.pool.enabled => {
+                let options = crate::MongoStore::client_options(&self.config.mongodb).await?;
+                let mut pool_config = crate::admission::pool_config(&self.config.pool)?;
+                pool_config.create_timeout = self.config.mongodb.connect_timeout;
+                let pool = stratum_pool::MongoPool::with_options(options, pool_config, 2, false)
+                    .map_err(|e| {
+                        ConfigError::invalid("pool", stratum_store::uri::scrub(&e.to_string()))
+                    })?;
+                let client = {
+                    use stratum_pool::Pool;
+                    let slot = pool.get().await.map_err(|e| StoreError::Unavailable {
+                        message: stratum_store::uri::scrub(&e.to_string()),
+                    })?;
+                    (*slot).clone()
+                };
+                self.admission = Some(Admission::Mongo(pool));
+                Arc::new(crate::MongoStore::from_client(
+                    client,
+                    &self.config.mongodb,
+                    &self.config.store,
+                ))
+            }
+            None => stratum_store::open(&self.config.mongodb, &self.config.store).await?,
+        };
+        self.store = Some(wrap(store));
+        self.build()
+    }
+
+    /// Builds the stack over the given store, or the embedded store when
+    /// none was given and the configuration does not select MongoDB (use
+    /// [`open`](Self::open) for that).
+    ///
+    /// With the pool enabled (the default) this must run inside a tokio
+    /// runtime with timers enabled (`enable_all`): the pool's maintenance
+    /// task and acquire timeout need them.
+    pub fn build(self) -> Result<Stratum, StratumError> {
+        self.config.validate()?;
+        let store = match self.store {
+            Some(store) => store,
+            None if !self.config.uses_mongodb() => {
+                Arc::new(MemoryStore::from_config(&self.config.store))
+            }
+            None => {
+                return Err(ConfigError::invalid(
+                    "mongodb.uri",
+                    "the configuration selects MongoDB: build with `open().await`",
+                )
+                .into());
+            }
+        };
+        let clock = self.clock.unwrap_or_default();
+        #[cfg(feature = "pool")]
+        let admission = match self.admission {
+            Some(admission) => Some(admission),
+            None if self.config.pool.enabled => Some(Admission::slots(&self.config.pool)?),
+            None => None,
+        };
+        #[cfg(feature = "breaker")]
+        let transitions = Arc::new(Mutex::new(TransitionLog::default()));
+        #[cfg(feature = "breaker")]
+        let breaker = if self.config.breaker.enabled {
+            let config = layers::breaker_config(&self.config.breaker, BREAKER_NAME)?;
+            let log = Arc::clone(&transitions);
+            let log_clock = clock.clone();
+            let breaker = Breaker::builder(BREAKER_NAME)
+                .config(config)
+                .clock(clock.clone())
+                .on_event(move |event| {
+                    if let EventKind::Transition { from, to, reason } = event.kind {
+                        let mut log = log.lock();
+                        log.total += 1;
+                        if log.recent.len() == TRANSITION_LOG {
+                            log.recent.pop_front();
+                        }
+                        log.recent.push_back(BreakerTransition {
+                            from,
+                            to,
+                            reason,
+                            at: log_clock.now(),
+                        });
+                    }
+                })
+                .build()
+                .map_err(|e| ConfigError::invalid("breaker", e.to_string()))?;
+            Some(breaker)
+        } else {
+            None
+        };
+        Ok(Stratum {
+            layers: Arc::new(Layers {
+                config: self.config,
+                store,
+                #[cfg(feature = "breaker")]
+                breaker,
+                clock,
+                #[cfg(feature = "pool")]
+                admission,
+                #[cfg(feature = "breaker")]
+                transitions,
+            }),
+            shared: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+}
