@@ -35,6 +35,8 @@ pub(crate) fn run(args: &[&str]) -> Result {
     step(&mut steps, "fmt", &mut || {
         shell::run(cargo().args(["fmt", "--all", "--", "--check"]))
     });
+    // The dependency rule of docs/architecture.md, on the real graph.
+    step(&mut steps, "dependency rule", &mut crate::deps::run);
     step(&mut steps, "clippy", &mut || {
         shell::run(cargo().args([
             "clippy",

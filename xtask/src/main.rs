@@ -9,6 +9,7 @@
 mod bench;
 mod chaos;
 mod ci;
+mod deps;
 mod load;
 mod shell;
 mod test_server;
@@ -20,6 +21,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci                                 fmt, clippy, tests against a fresh test server, docs, benches compiled
+  deps                               check the dependency rule (no layer depends on another, ...)
   bench [PACKAGE|BENCH ...]          run the criterion suites (all by default), write docs/benchmarks.md
   chaos [DRILL ...]                  the fault drills (SIGKILL, SIGSTOP, pool exhaustion, slow calls), one
                                      at a time, each on its own server; prints the measured figures
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
+        ["deps"] => deps::run(),
         ["chaos", rest @ ..] => chaos::run(rest),
         ["load", rest @ ..] => load::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
