@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use plotters::prelude::*;
-use stratum_cache::{Cache, CacheBuilder, Policy};
+use stratum_cache::{Cache, CacheBuilder, Policy, SmallQueue};
 use support::{sim, traces};
 
 /// One cache under test: its label and how to replay a trace at a size.
@@ -47,6 +47,26 @@ fn stratum(policy: Policy) -> impl Fn(&[u64], usize) -> u64 {
             .unwrap();
         replay(&c, trace)
     }
+}
+
+/// S3-FIFO with a fixed small queue of `P` %.
+fn fixed<const P: u8>(trace: &[u64], cap: usize) -> u64 {
+    let c = CacheBuilder::<u64, u64>::new(cap as u64)
+        .small_queue(SmallQueue::Fixed(P))
+        .time_to_live(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    replay(&c, trace)
+}
+
+/// S3-FIFO with the adaptive small queue.
+fn adaptive(trace: &[u64], cap: usize) -> u64 {
+    let c = CacheBuilder::<u64, u64>::new(cap as u64)
+        .small_queue(SmallQueue::Adaptive)
+        .time_to_live(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    replay(&c, trace)
 }
 
 fn moka(trace: &[u64], cap: usize) -> u64 {
@@ -88,7 +108,7 @@ const LRU: usize = 5;
 const OPT: usize = 6;
 
 fn contenders() -> Vec<Contender> {
-    vec![
+    let mut cs: Vec<Contender> = vec![
         ("stratum S3-FIFO", |t, c| stratum(Policy::S3Fifo)(t, c)),
         ("stratum LRU", |t, c| stratum(Policy::Lru)(t, c)),
         ("reference S3-FIFO", sim::reference_s3fifo),
@@ -96,7 +116,46 @@ fn contenders() -> Vec<Contender> {
         ("quick_cache", quick),
         ("exact LRU", sim::lru),
         ("optimum", sim::belady),
-    ]
+    ];
+    // `STRATUM_HIT_VARIANTS=1`: the tuning columns too.
+    if std::env::var("STRATUM_HIT_VARIANTS").is_ok_and(|v| v == "1") {
+        cs.extend([
+            ("fixed 1 %", fixed::<1> as fn(&[u64], usize) -> u64),
+            ("fixed 3 %", fixed::<3>),
+            ("fixed 5 %", fixed::<5>),
+            ("fixed 10 %", fixed::<10>),
+            ("fixed 20 %", fixed::<20>),
+            ("adaptive", adaptive),
+        ]);
+    }
+    cs
+}
+
+/// Per column: mean, rows below the reference - 0.5, rows below the best
+/// peer - 1, median share of the optimum (the tuning view).
+fn columns(what: &str, cs: &[Contender], rows: &[(String, Vec<f64>)]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\nper column, {what} ({} rows): mean / below ref-0.5 / below peer-1 / median share of optimum / min gap to best peer", rows.len());
+    for (i, (name, _)) in cs.iter().enumerate() {
+        let mean = rows.iter().map(|(_, r)| r[i]).sum::<f64>() / rows.len() as f64;
+        let below_ref = rows.iter().filter(|(_, r)| r[i] < r[REFERENCE] - 0.5).count();
+        let below_peer = rows
+            .iter()
+            .filter(|(_, r)| r[i] < r[MOKA].max(r[QUICK]) - 1.0)
+            .count();
+        let share = median(
+            rows.iter()
+                .map(|(_, r)| if r[OPT] > 0.0 { r[i] / r[OPT] } else { 1.0 })
+                .collect(),
+        );
+        let gap = rows
+            .iter()
+            .map(|(_, r)| r[i] - r[MOKA].max(r[QUICK]))
+            .fold(f64::INFINITY, f64::min);
+        println!("  {name:>18}: {mean:6.2} / {below_ref:2} / {below_peer:2} / {share:.3} / {gap:+.2}");
+    }
 }
 
 /// Hit ratios (%) of every contender on `trace` at `cap`.
@@ -319,6 +378,8 @@ fn main() {
         .collect();
     summary("tuning set (loop, gli, multi2, 2_pools)", &tuning);
     summary("held-out set (cs, cpp, multi1, sprite)", &held);
+    columns("tuning set", &cs, &tuning);
+    columns("held-out set", &cs, &held);
 
     // Synthetic traces.
     let mut synthetic = Vec::new();
@@ -350,6 +411,7 @@ fn main() {
         synthetic.push((format!("scan@{cap}"), r));
     }
     summary("synthetic traces", &synthetic);
+    columns("synthetic traces", &cs, &synthetic);
 
     if std::env::var("STRATUM_HIT_CURVES").is_ok_and(|v| v == "0") {
         return;

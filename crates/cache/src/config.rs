@@ -41,6 +41,41 @@ pub enum Policy {
     S3Fifo,
 }
 
+/// How [`Policy::S3Fifo`] sizes its small queue, the FIFO new entries
+/// enter (what is read there moves on to the main queue; what is not
+/// leaves, remembered by the ghost).
+///
+/// ```
+/// use stratum_cache::{CacheBuilder, SmallQueue};
+///
+/// let fixed = CacheBuilder::<u64, u64>::new(1_000)
+///     .small_queue(SmallQueue::Fixed(10))
+///     .build()
+///     .unwrap();
+/// # drop(fixed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmallQueue {
+    /// Starts at 3 % of each shard's capacity and follows the workload:
+    /// every other sample of lookups (10 x the capacity, at least 512) the
+    /// share moves toward a higher hit ratio (hill climbing, 0.5 % to
+    /// 80 %; the sample after a move only lets the queues settle). Better
+    /// than the default on recency-friendly traces, worse on average over
+    /// the measured ones (docs/cache.md).
+    Adaptive,
+    /// A fixed share, in percent of each shard's capacity (1 to 90). The
+    /// default is `Fixed(3)`: the best mean hit ratio over the measured
+    /// traces of the shares and the adaptive mode (docs/cache.md).
+    Fixed(u8),
+}
+
+impl Default for SmallQueue {
+    fn default() -> Self {
+        Self::Fixed(3)
+    }
+}
+
 /// The serializable part of a cache's configuration. Durations use
 /// humantime strings (`"30s"`, `"5m"`).
 ///
@@ -65,6 +100,8 @@ pub struct CacheConfig {
     pub max_capacity: u64,
     /// The eviction policy. Default [`Policy::S3Fifo`].
     pub policy: Policy,
+    /// S3-FIFO's small-queue sizing. Default `SmallQueue::Fixed(3)`.
+    pub small_queue: SmallQueue,
     /// Number of shards, a power of two; `None` (default) picks one from the
     /// CPU count and the capacity. The capacity is split evenly between
     /// shards, so use 1 when an exact global eviction order matters.
@@ -91,6 +128,7 @@ impl Default for CacheConfig {
             name: "default".to_owned(),
             max_capacity: 10_000,
             policy: Policy::default(),
+            small_queue: SmallQueue::default(),
             shards: None,
             time_to_live: None,
             time_to_idle: None,
@@ -108,6 +146,11 @@ impl CacheConfig {
         }
         if self.max_capacity == 0 {
             return Err(ConfigError::new("max_capacity", "must be at least 1"));
+        }
+        if let SmallQueue::Fixed(p) = self.small_queue
+            && !(1..=90).contains(&p)
+        {
+            return Err(ConfigError::new("small_queue", "must be in [1, 90] percent"));
         }
         if let Some(shards) = self.shards {
             if shards == 0 || !shards.is_power_of_two() || shards > 1 << 16 {
@@ -143,19 +186,26 @@ impl CacheConfig {
     }
 
     /// The shard count to use: the configured one, or a power of two near
-    /// 4 x CPUs, halved until each shard holds at least 64 units.
+    /// 4 x CPUs, halved until each shard holds at least
+    /// [`MIN_PER_SHARD`] units.
     pub(crate) fn shard_count(&self) -> usize {
         if let Some(s) = self.shards {
             return s;
         }
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
         let mut shards = (cpus * 4).next_power_of_two().min(64);
-        while shards > 1 && self.max_capacity / (shards as u64) < 64 {
+        while shards > 1 && self.max_capacity / (shards as u64) < MIN_PER_SHARD {
             shards /= 2;
         }
         shards
     }
 }
+
+/// The smallest share of the capacity a default shard count leaves each
+/// shard. Below a few hundred entries a shard's queues are too short for
+/// S3-FIFO (at 8 shards of 38 entries cpp scored 47 % hits, against 58 %
+/// on one shard; docs/cache.md), so small caches get fewer shards.
+const MIN_PER_SHARD: u64 = 1_024;
 
 /// Computes an entry's weight (for a byte budget: its size in bytes).
 pub type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
@@ -235,6 +285,12 @@ where
     /// Sets the eviction policy.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.config.policy = policy;
+        self
+    }
+
+    /// Sets S3-FIFO's small-queue sizing (see [`SmallQueue`]).
+    pub fn small_queue(mut self, small_queue: SmallQueue) -> Self {
+        self.config.small_queue = small_queue;
         self
     }
 
