@@ -137,10 +137,16 @@ fn columns(what: &str, cs: &[Contender], rows: &[(String, Vec<f64>)]) {
     if rows.is_empty() {
         return;
     }
-    println!("\nper column, {what} ({} rows): mean / below ref-0.5 / below peer-1 / median share of optimum / min gap to best peer", rows.len());
+    println!(
+        "\nper column, {what} ({} rows): mean / below ref-0.5 / below peer-1 / median share of optimum / min gap to best peer",
+        rows.len()
+    );
     for (i, (name, _)) in cs.iter().enumerate() {
         let mean = rows.iter().map(|(_, r)| r[i]).sum::<f64>() / rows.len() as f64;
-        let below_ref = rows.iter().filter(|(_, r)| r[i] < r[REFERENCE] - 0.5).count();
+        let below_ref = rows
+            .iter()
+            .filter(|(_, r)| r[i] < r[REFERENCE] - 0.5)
+            .count();
         let below_peer = rows
             .iter()
             .filter(|(_, r)| r[i] < r[MOKA].max(r[QUICK]) - 1.0)
@@ -154,7 +160,9 @@ fn columns(what: &str, cs: &[Contender], rows: &[(String, Vec<f64>)]) {
             .iter()
             .map(|(_, r)| r[i] - r[MOKA].max(r[QUICK]))
             .fold(f64::INFINITY, f64::min);
-        println!("  {name:>18}: {mean:6.2} / {below_ref:2} / {below_peer:2} / {share:.3} / {gap:+.2}");
+        println!(
+            "  {name:>18}: {mean:6.2} / {below_ref:2} / {below_peer:2} / {share:.3} / {gap:+.2}"
+        );
     }
 }
 

@@ -45,9 +45,7 @@ impl Climber {
             step: INITIAL_STEP,
             previous: None,
             base: (0, 0),
-            sample: capacity
-                .saturating_mul(SAMPLE_PER_CAPACITY)
-                .max(MIN_SAMPLE),
+            sample: capacity.saturating_mul(SAMPLE_PER_CAPACITY).max(MIN_SAMPLE),
             settling: false,
         }
     }

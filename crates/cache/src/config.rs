@@ -150,7 +150,10 @@ impl CacheConfig {
         if let SmallQueue::Fixed(p) = self.small_queue
             && !(1..=90).contains(&p)
         {
-            return Err(ConfigError::new("small_queue", "must be in [1, 90] percent"));
+            return Err(ConfigError::new(
+                "small_queue",
+                "must be in [1, 90] percent",
+            ));
         }
         if let Some(shards) = self.shards {
             if shards == 0 || !shards.is_power_of_two() || shards > 1 << 16 {

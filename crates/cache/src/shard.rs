@@ -268,7 +268,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// Sets S3-FIFO's small-queue share (per mille of the capacity).
     pub(crate) fn set_small_share(&mut self, share: u32) {
         self.small_share = share;
-        let target = (u128::from(self.capacity) * u128::from(share)).div_ceil(u128::from(PER_MILLE));
+        let target =
+            (u128::from(self.capacity) * u128::from(share)).div_ceil(u128::from(PER_MILLE));
         self.small_target = u64::try_from(target)
             .unwrap_or(u64::MAX)
             .min(self.capacity.saturating_sub(1))
@@ -715,7 +716,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             let main_room = list == SMALL
                 && force.is_none()
                 && main.weight + u64::from(e.weight) + self.small_target <= self.capacity;
-            if f == 0 && !main_room {
+            // Forced to this queue (the other holds only `protect`), the
+            // tail goes whatever its counter: promoting or rotating it
+            // would only come back here.
+            if (f == 0 && !main_room) || force.is_some() {
                 return tail;
             }
             if list == SMALL {
