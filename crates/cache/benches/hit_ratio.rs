@@ -59,16 +59,6 @@ fn fixed<const P: u8>(trace: &[u64], cap: usize) -> u64 {
     replay(&c, trace)
 }
 
-/// S3-FIFO with the adaptive small queue.
-fn adaptive(trace: &[u64], cap: usize) -> u64 {
-    let c = CacheBuilder::<u64, u64>::new(cap as u64)
-        .small_queue(SmallQueue::Adaptive)
-        .time_to_live(Duration::from_secs(3_600))
-        .build()
-        .unwrap();
-    replay(&c, trace)
-}
-
 fn moka(trace: &[u64], cap: usize) -> u64 {
     let c = moka::sync::Cache::<u64, u64>::builder()
         .max_capacity(cap as u64)
@@ -125,7 +115,6 @@ fn contenders() -> Vec<Contender> {
             ("fixed 5 %", fixed::<5>),
             ("fixed 10 %", fixed::<10>),
             ("fixed 20 %", fixed::<20>),
-            ("adaptive", adaptive),
         ]);
     }
     cs

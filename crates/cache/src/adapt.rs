@@ -1,31 +1,37 @@
 //! Adapting S3-FIFO's small-queue share to the workload: hill climbing on
 //! the observed hit ratio, in the spirit of Caffeine's window adaptation.
 //!
-//! Every sample (a number of lookups proportional to the capacity) the
-//! climber compares the hit ratio with the previous sample's: if it did not
-//! drop, the share moves again the same way, else it turns back; each step
-//! is a little shorter than the last, and a jump of the hit ratio (a new
-//! workload) restarts the steps at full length. The share lives in one
+//! Samples are a number of lookups proportional to the capacity. The first
+//! (the cache filling up) is not compared; after it, the share takes a
+//! step, the next sample lets the queues settle (a main queue that must
+//! shrink does so over a while, and that sample would judge the move, not
+//! the new share), and the one after is compared with the last compared
+//! one: if the hit ratio did not drop, the next step goes the same way,
+//! else it turns back. Each step is a little shorter than the last, and a
+//! jump of the hit ratio (a new workload) restarts the steps at full
+//! length. The share lives in one
 //! atomic the shards read when they insert; only the cache-wide climber
 //! (behind a mutex, tried and skipped if busy) writes it.
 
 /// Shares are in per mille of a shard's capacity.
 pub(crate) const PER_MILLE: u32 = 1_000;
-/// The share an adaptive cache starts with: the fixed default's.
+/// The share a cache starts with (3 %).
 pub(crate) const START: u32 = 30;
 /// Bounds of the share: at least one entry is always left to the small
 /// queue by the shard, whatever the share.
 const MIN: u32 = 5;
 const MAX: u32 = 800;
-/// The first step, and after a restart.
-const INITIAL_STEP: f64 = 62.5;
+/// The first step, and after a restart (3 % of the capacity).
+const INITIAL_STEP: f64 = 30.0;
 /// Each step is this much of the previous one.
 const DECAY: f64 = 0.98;
 /// A hit-ratio change this large restarts the steps.
 const RESTART: f64 = 0.05;
-/// Lookups per sample, per unit of capacity (at least [`MIN_SAMPLE`]).
+/// Lookups per sample, per unit of capacity (at least [`MIN_SAMPLE`]:
+/// shorter samples of a loop of a few thousand keys see the loop's phase,
+/// not the share).
 const SAMPLE_PER_CAPACITY: u64 = 10;
-const MIN_SAMPLE: u64 = 512;
+const MIN_SAMPLE: u64 = 4_096;
 
 pub(crate) struct Climber {
     share: u32,
@@ -46,7 +52,8 @@ impl Climber {
             previous: None,
             base: (0, 0),
             sample: capacity.saturating_mul(SAMPLE_PER_CAPACITY).max(MIN_SAMPLE),
-            settling: false,
+            // The first sample is the cache filling up: not compared.
+            settling: true,
         }
     }
 
@@ -87,14 +94,14 @@ mod tests {
 
     /// Drives the climber on a hit ratio that is a function of the share.
     fn climb(f: impl Fn(u32) -> f64, samples: usize) -> u32 {
-        let mut c = Climber::new(100);
+        let mut c = Climber::new(100); // 4 096 lookups a sample
         let (mut hits, mut misses) = (0u64, 0u64);
         let mut share = c.share;
         for _ in 0..samples {
             let r = f(share);
-            let h = (r * 1_000.0) as u64;
+            let h = (r * 5_000.0) as u64;
             hits += h;
-            misses += 1_000 - h;
+            misses += 5_000 - h;
             if let Some(s) = c.observe(hits, misses) {
                 share = s;
             }
@@ -105,20 +112,24 @@ mod tests {
     #[test]
     fn climbs_toward_the_best_share_and_stays_in_bounds() {
         // Best at 30 %.
-        let s = climb(|s| 0.6 - (f64::from(s) - 300.0).abs() / 10_000.0, 200);
+        let s = climb(|s| 0.6 - (f64::from(s) - 300.0).abs() / 10_000.0, 400);
         assert!((200..=400).contains(&s), "{s}");
         // Best as small as possible.
-        let s = climb(|s| 0.5 - f64::from(s) / 10_000.0, 200);
+        let s = climb(|s| 0.5 - f64::from(s) / 10_000.0, 400);
         assert!(s <= 60, "{s}");
         // Best as large as possible: stops at the bound.
-        let s = climb(|s| 0.2 + f64::from(s) / 10_000.0, 200);
+        let s = climb(|s| 0.2 + f64::from(s) / 10_000.0, 400);
         assert!((700..=MAX).contains(&s), "{s}");
     }
 
     #[test]
     fn waits_for_a_full_sample() {
-        let mut c = Climber::new(1_000);
-        assert_eq!(c.observe(5_000, 4_999), None);
-        assert!(c.observe(5_000, 5_000).is_some());
+        let mut c = Climber::new(1_000); // 10 000 lookups a sample
+        assert_eq!(c.observe(5_000, 4_999), None); // not a full sample
+        assert_eq!(c.observe(5_000, 5_000), None); // warm-up, not compared
+        assert_eq!(c.observe(10_000, 9_999), None);
+        assert_eq!(c.observe(10_000, 10_000), Some(START + 30));
+        assert_eq!(c.observe(15_000, 15_000), None); // settling after the step
+        assert!(c.observe(20_000, 20_000).is_some());
     }
 }

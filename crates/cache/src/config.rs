@@ -32,10 +32,13 @@ pub enum Policy {
     /// evicts exactly what a textbook LRU would. Every read takes its
     /// shard's lock exclusively to move the entry to the front.
     Lru,
-    /// S3-FIFO (Yang et al., SOSP 2023): a small FIFO for new entries, a main
-    /// FIFO with a reinsertion bit, and a ghost queue. Scan resistant, and
+    /// S3-FIFO (Yang et al., SOSP 2023): a small FIFO for new entries (its
+    /// share adapts to the workload by default, see [`SmallQueue`]), a main
+    /// FIFO with a 2-bit access counter and reinsertion, and a ghost queue.
+    /// Scan resistant, keeps part of a loop larger than the cache, and
     /// reads take the shard lock shared (they only bump an access counter).
-    /// The default: it had the best hit ratio on both measured traces and
+    /// The default: over the eight shared LIRS traces its mean hit ratio
+    /// is above moka's and quick_cache's and 10 points above LRU's, and
     /// reads do not serialize (see docs/cache.md).
     #[default]
     S3Fifo,
@@ -54,26 +57,19 @@ pub enum Policy {
 ///     .unwrap();
 /// # drop(fixed);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmallQueue {
     /// Starts at 3 % of each shard's capacity and follows the workload:
-    /// every other sample of lookups (10 x the capacity, at least 512) the
-    /// share moves toward a higher hit ratio (hill climbing, 0.5 % to
-    /// 80 %; the sample after a move only lets the queues settle). Better
-    /// than the default on recency-friendly traces, worse on average over
-    /// the measured ones (docs/cache.md).
+    /// every other sample of lookups (10 x the capacity, at least 4 096)
+    /// the share moves toward a higher hit ratio (hill climbing, 0.5 % to
+    /// 80 %; the sample after a move only lets the queues settle). The
+    /// default: on the shared traces it met the goals on more rows than
+    /// any fixed share, with as high a mean (docs/cache.md).
+    #[default]
     Adaptive,
-    /// A fixed share, in percent of each shard's capacity (1 to 90). The
-    /// default is `Fixed(3)`: the best mean hit ratio over the measured
-    /// traces of the shares and the adaptive mode (docs/cache.md).
+    /// A fixed share, in percent of each shard's capacity (1 to 90).
     Fixed(u8),
-}
-
-impl Default for SmallQueue {
-    fn default() -> Self {
-        Self::Fixed(3)
-    }
 }
 
 /// The serializable part of a cache's configuration. Durations use
@@ -100,7 +96,7 @@ pub struct CacheConfig {
     pub max_capacity: u64,
     /// The eviction policy. Default [`Policy::S3Fifo`].
     pub policy: Policy,
-    /// S3-FIFO's small-queue sizing. Default `SmallQueue::Fixed(3)`.
+    /// S3-FIFO's small-queue sizing. Default [`SmallQueue::Adaptive`].
     pub small_queue: SmallQueue,
     /// Number of shards, a power of two; `None` (default) picks one from the
     /// CPU count and the capacity. The capacity is split evenly between
