@@ -258,7 +258,8 @@ fn summary(what: &str, rows: &[(String, Vec<f64>)]) {
 
 /// Where the SVG curves go: the workspace's `docs/`.
 fn docs_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Cache sizes of the curves, in % of the unique keys.
