@@ -25,12 +25,12 @@ const SUITES: &[(&str, &str, &str)] = &[
     (
         "stratum-cache",
         "throughput",
-        "Zipf get-heavy throughput against moka and quick_cache",
+        "Zipf get-heavy throughput against moka and quick_cache, and a second shape (capacity 50 000, 5 % inserts, Arc<[u8]> values) against quick_cache",
     ),
     (
         "stratum-cache",
         "hit_ratio",
-        "hit ratio against moka and quick_cache (not timed)",
+        "hit ratio (not timed) on the shared LIRS traces and two synthetic ones against moka, quick_cache, a reference S3-FIFO, exact LRU and Belady's optimum; also writes the curves to docs/cache-hit-ratio-<trace>.svg",
     ),
     (
         "stratum-cache",

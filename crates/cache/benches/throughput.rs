@@ -6,6 +6,11 @@
 //! median of 21 interleaved rounds per cache (`STRATUM_BENCH_ROUNDS`) and
 //! prints ops/s, the stratum/peer ratios, and a closing line with the
 //! stratum S3-FIFO / quick_cache ratio per thread count (the goal).
+//!
+//! A second shape follows (manual loop only): capacity 50 000 over 100 000
+//! Zipf 0.99 keys, 95 % gets and 5 % inserts (a get does not insert on a
+//! miss), `Arc<[u8]>` values of 64 bytes, stratum S3-FIFO with a TTL
+//! against quick_cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support;
@@ -98,6 +103,76 @@ fn run_threads(cache: &Arc<dyn Contender>, traces: &[Vec<u64>], threads: usize) 
         }
     });
     start.elapsed()
+}
+
+/// The second shape's operations: `(key, is_insert)`.
+fn mixed_trace(seed: u64) -> Vec<(u64, bool)> {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let keys = support::zipf_trace(KEYS, 0.99, OPS_PER_THREAD, seed);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    keys.into_iter()
+        .map(|k| (k, rng.random::<f64>() < 0.05))
+        .collect()
+}
+
+/// The second shape: medians of interleaved rounds, stratum / quick_cache.
+fn arc_values_shape(rounds: usize) {
+    const CAP: u64 = 50_000;
+    type Value = Arc<[u8]>;
+    // A value per key (a hit clones that key's Arc, as a real cache would).
+    let values: Vec<Value> = (0..KEYS).map(|k| Arc::from(vec![k as u8; 64])).collect();
+    let traces: Vec<Vec<(u64, bool)>> = (0..2).map(|t| mixed_trace(300 + t)).collect();
+    let stratum = CacheBuilder::<u64, Value>::new(CAP)
+        .time_to_live(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    let quick = quick_cache::sync::Cache::<u64, Value>::new(CAP as usize);
+    // Warm both to a steady state: every key of the traces, once.
+    for &(k, _) in traces.iter().flatten() {
+        let v = &values[k as usize % values.len()];
+        Cache::insert(&stratum, k, v.clone());
+        quick.insert(k, v.clone());
+    }
+    let run = |threads: usize, ours: bool| {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for trace in traces.iter().take(threads) {
+                let (stratum, quick, values) = (&stratum, &quick, &values);
+                s.spawn(move || {
+                    for &(k, insert) in trace {
+                        let value = &values[k as usize % values.len()];
+                        if ours {
+                            if insert {
+                                Cache::insert(stratum, k, value.clone());
+                            } else {
+                                black_box(Cache::get(stratum, &k));
+                            }
+                        } else if insert {
+                            quick.insert(k, value.clone());
+                        } else {
+                            black_box(quick.get(&k));
+                        }
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    };
+    println!(
+        "\nsecond shape: capacity {CAP}, Zipf 0.99 over {KEYS} keys, 95 % gets / 5 % inserts, Arc<[u8]> values; median of {rounds} interleaved rounds"
+    );
+    for threads in [1usize, 2] {
+        let mut ratios = Vec::new();
+        for _ in 0..rounds {
+            let ours = run(threads, true);
+            let theirs = run(threads, false);
+            ratios.push(theirs.as_secs_f64() / ours.as_secs_f64());
+        }
+        println!(
+            "stratum-s3fifo (TTL 1 h + statistics on) / quick_cache, Arc<[u8]> values, {threads} thread(s): {:.2}",
+            support::median(&mut ratios)
+        );
+    }
 }
 
 fn main() {
@@ -215,5 +290,8 @@ fn main() {
         println!(
             "{reference} (TTL 1 h + statistics on) / quick_cache, {threads} thread(s): {ratio:.2} (goal: >= 1.00 on 2 threads)"
         );
+    }
+    if std::env::var("STRATUM_BENCH_CACHES").map_or(true, |c| c.contains("quick_cache")) {
+        arc_values_shape(rounds);
     }
 }

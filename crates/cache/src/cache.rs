@@ -5,12 +5,14 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::adapt::{self, Climber};
 use crate::clock::{Clock, CoarseClock, coarse_now_nanos, ticks};
-use crate::config::{CacheBuilder, EvictionListener, Policy, Weigher};
+use crate::config::{CacheBuilder, EvictionListener, Policy, SmallQueue, Weigher};
 use crate::flight::{ErasedError, Flight, FlightTable, LeadGuard, Outcome};
 use crate::shard::{Hasher, Lookup, NewEntry, Removals, ShardData, Timing};
 use crate::stats::{CacheStats, Counter, StatsCells};
@@ -77,6 +79,30 @@ pub(crate) struct Inner<K, V> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<EvictionListener<K, V>>,
     pub(crate) stats: StatsCells,
+    /// S3-FIFO with an adaptive small queue: the share and its climber.
+    adaptive: Option<Adaptive>,
+}
+
+/// The adaptive small queue's cache-wide state: the current share, read by
+/// every shard when it inserts, and the climber that moves it.
+struct Adaptive {
+    share: AtomicU32,
+    climber: Mutex<Climber>,
+    /// A shard offers a sample to the climber every this many inserts.
+    every: u32,
+}
+
+impl Adaptive {
+    /// Feeds the climber the cache's hit and miss counts (skipped if
+    /// another shard is doing it).
+    fn sample(&self, stats: &StatsCells) {
+        if let Some(mut climber) = self.climber.try_lock() {
+            let (hits, misses) = stats.hits_misses();
+            if let Some(share) = climber.observe(hits, misses) {
+                self.share.store(share, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// The production [`Cache`]: sharded, bounded by count or weight, with
@@ -227,6 +253,17 @@ where
         let mut out = Removals::default();
         {
             let mut data = self.shard(hash).data.write();
+            if let Some(a) = &self.adaptive {
+                let share = a.share.load(Ordering::Relaxed);
+                if data.small_share() != share {
+                    data.set_small_share(share);
+                }
+                data.since_sample += 1;
+                if data.since_sample >= a.every {
+                    data.since_sample = 0;
+                    a.sample(&self.stats);
+                }
+            }
             data.insert(
                 NewEntry {
                     key,
@@ -505,15 +542,25 @@ where
             refresh: b.config.refresh_after.is_some(),
         };
         let hasher = Hasher::default();
+        let (share, adaptive) = match b.config.small_queue {
+            SmallQueue::Fixed(p) => (u32::from(p) * adapt::PER_MILLE / 100, None),
+            SmallQueue::Adaptive => (
+                adapt::START,
+                (b.config.policy == Policy::S3Fifo).then(|| Adaptive {
+                    share: AtomicU32::new(adapt::START),
+                    climber: Mutex::new(Climber::new(b.config.max_capacity)),
+                    every: u32::try_from(per_shard / 8).unwrap_or(u32::MAX).max(16),
+                }),
+            ),
+        };
         let shards = (0..n)
-            .map(|_| Shard {
-                data: RwLock::new(ShardData::new(
-                    per_shard,
-                    b.config.policy,
-                    timing,
-                    hasher.clone(),
-                )),
-                flights: Mutex::new(HashMap::with_hasher(Hasher::default())),
+            .map(|_| {
+                let mut data = ShardData::new(per_shard, b.config.policy, timing, hasher.clone());
+                data.set_small_share(share);
+                Shard {
+                    data: RwLock::new(data),
+                    flights: Mutex::new(HashMap::with_hasher(Hasher::default())),
+                }
             })
             .collect();
         let inner = Inner {
@@ -533,6 +580,7 @@ where
             weigher: b.weigher,
             listener: b.listener,
             stats: StatsCells::new(),
+            adaptive,
         };
         Self {
             inner: Arc::new(inner),

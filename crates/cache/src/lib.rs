@@ -72,11 +72,13 @@
 //! adds a periodic full sweep.
 #![deny(missing_docs)]
 
+mod adapt;
 mod cache;
 mod clock;
 mod config;
 mod error;
 mod flight;
+mod ghost;
 #[cfg(feature = "tokio")]
 mod loading;
 #[cfg(feature = "tokio")]
@@ -86,7 +88,7 @@ mod stats;
 
 pub use cache::{Cache, ShardedCache};
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
-pub use config::{CacheBuilder, CacheConfig, EvictionListener, Policy, Weigher};
+pub use config::{CacheBuilder, CacheConfig, EvictionListener, Policy, SmallQueue, Weigher};
 pub use error::ConfigError;
 #[cfg(feature = "tokio")]
 pub use loading::{AsyncLoader, LoadingCache, WarmUpReport};

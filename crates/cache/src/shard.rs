@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
+use crate::adapt::PER_MILLE;
 use crate::config::Policy;
+use crate::ghost::Ghost;
 use crate::stats::RemovalCause;
 
 /// The hasher of every key: the cache hashes a key once per operation and
@@ -19,13 +21,9 @@ pub(crate) type Hasher = foldhash::fast::RandomState;
 const NIL: u32 = u32::MAX;
 /// S3-FIFO's access counter saturates here (two bits, as in the paper).
 const MAX_FREQ: u8 = 3;
-/// S3-FIFO's small queue share of a shard's capacity, and the ghost
-/// queue's length as a share of the resident entries. The paper uses 10 %
-/// and 90 %; on our Zipf 0.99 (cache = 1 % of keys) trace 3 % / 25 % scored
-/// 59.5 % hits against 58.4 % (quick_cache: 59.2 %), and the scan trace was
-/// unchanged (docs/cache.md has the sweep).
-const SMALL_PERCENT: u64 = 3;
-const GHOST_PERCENT: usize = 25;
+/// The ghost queue's length as a share of the resident entries (the
+/// paper: as long as the main queue). docs/cache.md has the sweep.
+const GHOST_PERCENT: usize = 100;
 /// Which list an entry sits on. LRU uses only `SMALL` (as its one list).
 const SMALL: usize = 0;
 const MAIN: usize = 1;
@@ -221,13 +219,17 @@ pub(crate) struct ShardData<K, V> {
     lists: [List; 2],
     weight: u64,
     capacity: u64,
-    /// S3-FIFO's small-queue share of the capacity ([`SMALL_PERCENT`]).
+    /// S3-FIFO's small-queue share of the capacity, in per mille, and the
+    /// weight it allows the small queue (at least 1).
+    small_share: u32,
     small_target: u64,
     policy: Policy,
-    /// S3-FIFO ghost: hashes of entries recently evicted from the small
-    /// queue, direct-mapped (slot = hash & mask; a newer hash overwrites an
-    /// older one), so a check or a record is one memory access.
-    ghost: Vec<u64>,
+    /// S3-FIFO ghost: fingerprints of entries recently evicted from the
+    /// small queue.
+    ghost: Ghost,
+    /// Inserts since the cache last sampled its hit ratio for this shard
+    /// (adaptive small queue only).
+    pub(crate) since_sample: u32,
     /// Where the amortized expiry sweep resumes.
     cursor: usize,
     /// A lower bound on the tick at which any stored entry becomes dead:
@@ -252,13 +254,30 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             lists: [List::EMPTY; 2],
             weight: 0,
             capacity,
-            small_target: (capacity / 100 * SMALL_PERCENT).max(1),
+            small_share: 0,
+            small_target: 1,
             policy,
-            ghost: vec![0; 8],
+            ghost: Ghost::new(),
+            since_sample: 0,
             cursor: 0,
             earliest_dead: u64::MAX,
             pass_min: u64::MAX,
         }
+    }
+
+    /// Sets S3-FIFO's small-queue share (per mille of the capacity).
+    pub(crate) fn set_small_share(&mut self, share: u32) {
+        self.small_share = share;
+        let target =
+            (u128::from(self.capacity) * u128::from(share)).div_ceil(u128::from(PER_MILLE));
+        self.small_target = u64::try_from(target)
+            .unwrap_or(u64::MAX)
+            .min(self.capacity.saturating_sub(1))
+            .max(1);
+    }
+
+    pub(crate) fn small_share(&self) -> u32 {
+        self.small_share
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -479,7 +498,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             let list = match self.policy {
                 Policy::Lru => SMALL,
                 Policy::S3Fifo => {
-                    if self.ghost_take(new.hash) {
+                    if self.ghost.take(new.hash) {
                         MAIN
                     } else {
                         SMALL
@@ -552,7 +571,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.cursor = 0;
         self.earliest_dead = u64::MAX;
         self.pass_min = u64::MAX;
-        self.ghost.fill(0);
+        self.ghost.clear();
     }
 
     /// Examines up to `budget` slots from where the last sweep stopped and
@@ -633,7 +652,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         };
         if self.policy == Policy::S3Fifo && e.list == Queue::Small {
             let hash = self.hasher.hash_one(&e.key);
-            self.ghost_push(hash);
+            let target = self.len() * GHOST_PERCENT / 100;
+            self.ghost.push(hash, target);
         }
         match self.remove_idx(victim, cause) {
             Some(r) => {
@@ -688,7 +708,18 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 return NIL;
             };
             let f = e.freq.load(Ordering::Relaxed);
-            if f == 0 {
+            // While the main queue is below its share (a cache filling up,
+            // or a small queue that just shrank), the small queue's oldest
+            // entry moves there even unread: a loop larger than the cache
+            // then keeps a fixed part of itself in main, where plain
+            // S3-FIFO keeps nothing.
+            let main_room = list == SMALL
+                && force.is_none()
+                && main.weight + u64::from(e.weight) + self.small_target <= self.capacity;
+            // Forced to this queue (the other holds only `protect`), the
+            // tail goes whatever its counter: promoting or rotating it
+            // would only come back here.
+            if (f == 0 && !main_room) || force.is_some() {
                 return tail;
             }
             if list == SMALL {
@@ -702,44 +733,6 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 e.freq.store(f - 1, Ordering::Relaxed);
                 self.rotate(MAIN);
             }
-        }
-    }
-
-    fn ghost_push(&mut self, hash: u64) {
-        // Grow with the resident set (never shrink): GHOST_PERCENT of the
-        // entries, rounded up to a power of two; old hashes are kept.
-        let want = (self.len() * GHOST_PERCENT / 100).next_power_of_two();
-        if want > self.ghost.len() {
-            let mut grown = vec![0; want];
-            for &h in self.ghost.iter().filter(|&&h| h != 0) {
-                if let Some(slot) = grown.get_mut(Self::ghost_slot(h, want)) {
-                    *slot = h;
-                }
-            }
-            self.ghost = grown;
-        }
-        let i = Self::ghost_slot(hash, self.ghost.len());
-        if let Some(slot) = self.ghost.get_mut(i) {
-            *slot = hash | 1;
-        }
-    }
-
-    fn ghost_slot(hash: u64, len: usize) -> usize {
-        (hash as usize) & (len - 1)
-    }
-
-    /// True (and forgets it) if `hash` was recently evicted from small.
-    /// Hashes are stored with the low bit set, so 0 means empty; the slot
-    /// index uses the low bits too, so two hashes that share a slot and
-    /// differ only in bit 0 are told apart by the index, not the value.
-    fn ghost_take(&mut self, hash: u64) -> bool {
-        let i = Self::ghost_slot(hash, self.ghost.len());
-        match self.ghost.get_mut(i) {
-            Some(slot) if *slot == hash | 1 => {
-                *slot = 0;
-                true
-            }
-            _ => false,
         }
     }
 

@@ -180,6 +180,16 @@ impl StatsCells {
         }
     }
 
+    /// Hits and misses so far (what the adaptive small queue samples).
+    pub(crate) fn hits_misses(&self) -> (u64, u64) {
+        self.stripes.iter().fold((0, 0), |(h, m), s| {
+            (
+                h + s.0[Counter::Hits as usize].load(Ordering::Relaxed),
+                m + s.0[Counter::Misses as usize].load(Ordering::Relaxed),
+            )
+        })
+    }
+
     pub(crate) fn snapshot(&self) -> CacheStats {
         let mut sum = [0u64; COUNTERS];
         for stripe in self.stripes.iter() {

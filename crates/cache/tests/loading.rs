@@ -9,6 +9,7 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use stratum_cache::{
     AsyncLoader, Cache, CacheBuilder, CacheConfig, LoadingCache, ManualClock, Policy, ShardedCache,
+    SmallQueue,
 };
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -273,6 +274,15 @@ fn config_validation_names_the_field() {
         }),
         "shards"
     );
+    for p in [0, 91] {
+        assert_eq!(
+            err(CacheConfig {
+                small_queue: SmallQueue::Fixed(p),
+                ..base.clone()
+            }),
+            "small_queue"
+        );
+    }
     assert_eq!(
         err(CacheConfig {
             name: String::new(),
@@ -331,6 +341,9 @@ fn config_round_trips_through_serde_with_humantime() {
     assert_eq!(config.policy, Policy::Lru);
     assert_eq!(config.time_to_live, Some(Duration::from_secs(300)));
     assert_eq!(config.max_stale, Some(Duration::from_secs(3600)));
+    assert_eq!(config.small_queue, SmallQueue::Adaptive, "the default");
+    let fixed: CacheConfig = serde_json::from_str(r#"{"small_queue":{"fixed":10}}"#).unwrap();
+    assert_eq!(fixed.small_queue, SmallQueue::Fixed(10));
     let back: CacheConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
     assert_eq!(back, config);
     assert!(

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod sim;
+pub(crate) mod traces;
+
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// `len` keys drawn from Zipf(`s`) over `0..n` (key 0 the most popular),

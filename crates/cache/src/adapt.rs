@@ -1,0 +1,135 @@
+//! Adapting S3-FIFO's small-queue share to the workload: hill climbing on
+//! the observed hit ratio, in the spirit of Caffeine's window adaptation.
+//!
+//! Samples are a number of lookups proportional to the capacity. The first
+//! (the cache filling up) is not compared; after it, the share takes a
+//! step, the next sample lets the queues settle (a main queue that must
+//! shrink does so over a while, and that sample would judge the move, not
+//! the new share), and the one after is compared with the last compared
+//! one: if the hit ratio did not drop, the next step goes the same way,
+//! else it turns back. Each step is a little shorter than the last, and a
+//! jump of the hit ratio (a new workload) restarts the steps at full
+//! length. The share lives in one
+//! atomic the shards read when they insert; only the cache-wide climber
+//! (behind a mutex, tried and skipped if busy) writes it.
+
+/// Shares are in per mille of a shard's capacity.
+pub(crate) const PER_MILLE: u32 = 1_000;
+/// The share a cache starts with (3 %).
+pub(crate) const START: u32 = 30;
+/// Bounds of the share: at least one entry is always left to the small
+/// queue by the shard, whatever the share.
+const MIN: u32 = 5;
+const MAX: u32 = 800;
+/// The first step, and after a restart (3 % of the capacity).
+const INITIAL_STEP: f64 = 30.0;
+/// Each step is this much of the previous one.
+const DECAY: f64 = 0.98;
+/// A hit-ratio change this large restarts the steps.
+const RESTART: f64 = 0.05;
+/// Lookups per sample, per unit of capacity (at least [`MIN_SAMPLE`]:
+/// shorter samples of a loop of a few thousand keys see the loop's phase,
+/// not the share).
+const SAMPLE_PER_CAPACITY: u64 = 10;
+const MIN_SAMPLE: u64 = 4_096;
+
+pub(crate) struct Climber {
+    share: u32,
+    step: f64,
+    previous: Option<f64>,
+    base: (u64, u64),
+    sample: u64,
+    /// The sample after a step only lets the queues settle (what it sees
+    /// is the move, not the new share), and is not compared.
+    settling: bool,
+}
+
+impl Climber {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            share: START,
+            step: INITIAL_STEP,
+            previous: None,
+            base: (0, 0),
+            sample: capacity.saturating_mul(SAMPLE_PER_CAPACITY).max(MIN_SAMPLE),
+            // The first sample is the cache filling up: not compared.
+            settling: true,
+        }
+    }
+
+    /// Feeds the cache's cumulative hits and misses; returns the new share
+    /// when a sample completed.
+    pub(crate) fn observe(&mut self, hits: u64, misses: u64) -> Option<u32> {
+        let dh = hits.saturating_sub(self.base.0);
+        let dm = misses.saturating_sub(self.base.1);
+        let n = dh + dm;
+        if n < self.sample {
+            return None;
+        }
+        self.base = (hits, misses);
+        if std::mem::take(&mut self.settling) {
+            return None;
+        }
+        let ratio = dh as f64 / n as f64;
+        if let Some(previous) = self.previous {
+            let change = ratio - previous;
+            let step = if change >= 0.0 { self.step } else { -self.step };
+            self.step = if change.abs() >= RESTART {
+                INITIAL_STEP.copysign(step)
+            } else {
+                step * DECAY
+            };
+        }
+        self.previous = Some(ratio);
+        let next = (f64::from(self.share) + self.step).clamp(f64::from(MIN), f64::from(MAX));
+        self.share = next.round() as u32;
+        self.settling = true;
+        Some(self.share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives the climber on a hit ratio that is a function of the share.
+    fn climb(f: impl Fn(u32) -> f64, samples: usize) -> u32 {
+        let mut c = Climber::new(100); // 4 096 lookups a sample
+        let (mut hits, mut misses) = (0u64, 0u64);
+        let mut share = c.share;
+        for _ in 0..samples {
+            let r = f(share);
+            let h = (r * 5_000.0) as u64;
+            hits += h;
+            misses += 5_000 - h;
+            if let Some(s) = c.observe(hits, misses) {
+                share = s;
+            }
+        }
+        share
+    }
+
+    #[test]
+    fn climbs_toward_the_best_share_and_stays_in_bounds() {
+        // Best at 30 %.
+        let s = climb(|s| 0.6 - (f64::from(s) - 300.0).abs() / 10_000.0, 400);
+        assert!((200..=400).contains(&s), "{s}");
+        // Best as small as possible.
+        let s = climb(|s| 0.5 - f64::from(s) / 10_000.0, 400);
+        assert!(s <= 60, "{s}");
+        // Best as large as possible: stops at the bound.
+        let s = climb(|s| 0.2 + f64::from(s) / 10_000.0, 400);
+        assert!((700..=MAX).contains(&s), "{s}");
+    }
+
+    #[test]
+    fn waits_for_a_full_sample() {
+        let mut c = Climber::new(1_000); // 10 000 lookups a sample
+        assert_eq!(c.observe(5_000, 4_999), None); // not a full sample
+        assert_eq!(c.observe(5_000, 5_000), None); // warm-up, not compared
+        assert_eq!(c.observe(10_000, 9_999), None);
+        assert_eq!(c.observe(10_000, 10_000), Some(START + 30));
+        assert_eq!(c.observe(15_000, 15_000), None); // settling after the step
+        assert!(c.observe(20_000, 20_000).is_some());
+    }
+}

@@ -1,0 +1,146 @@
+//! S3-FIFO's ghost queue: fingerprints of keys recently evicted from the
+//! small queue, in 4-way buckets (16 bytes, one cache line access per check)
+//! that each keep their newest four, so a fingerprint is forgotten after
+//! about as many later evictions as the ghost has slots, as in a FIFO of
+//! that length (a direct-mapped table forgets after a random, exponentially
+//! spread, number of them).
+//!
+//! The ghost grows (never shrinks) toward its target, a share of the
+//! resident entries, only as evictions fill it: a cache that has not
+//! evicted holds no ghost memory.
+
+/// Slots per bucket.
+const WAYS: usize = 4;
+/// Buckets of a new ghost.
+const INITIAL_BUCKETS: usize = 4;
+
+pub(crate) struct Ghost {
+    buckets: Vec<[u32; WAYS]>,
+    /// Fingerprints recorded since the last growth.
+    pushed: usize,
+}
+
+impl Ghost {
+    pub(crate) fn new() -> Self {
+        Self {
+            buckets: Vec::new(),
+            pushed: 0,
+        }
+    }
+
+    /// The fingerprint of a key's hash: its low 32 bits (the shard index
+    /// comes from bits 40..), never 0 (an empty slot).
+    fn fingerprint(hash: u64) -> u32 {
+        (hash as u32).max(1)
+    }
+
+    /// The bucket of `fp` among `n` (multiply-shift: no division, and the
+    /// bucket is recomputable from the fingerprint when the ghost grows).
+    fn bucket(fp: u32, n: usize) -> usize {
+        ((u64::from(fp) * n as u64) >> 32) as usize
+    }
+
+    /// Slots allocated (for tests and memory accounting).
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.buckets.len() * WAYS
+    }
+
+    /// Records `hash`; `target` is the number of slots the ghost may grow to.
+    pub(crate) fn push(&mut self, hash: u64, target: usize) {
+        let want = target.div_ceil(WAYS).max(1);
+        let have = self.buckets.len();
+        if have == 0 || (have < want && self.pushed >= have * WAYS) {
+            self.grow((have * 2).clamp(INITIAL_BUCKETS.min(want), want));
+        }
+        let fp = Self::fingerprint(hash);
+        let n = self.buckets.len();
+        if let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) {
+            b.copy_within(0..WAYS - 1, 1);
+            b[0] = fp;
+        }
+        self.pushed += 1;
+    }
+
+    fn grow(&mut self, buckets: usize) {
+        let old = std::mem::replace(&mut self.buckets, vec![[0; WAYS]; buckets]);
+        // Oldest first, so each bucket ends with its newest fingerprints.
+        for way in (0..WAYS).rev() {
+            for b in &old {
+                let fp = b[way];
+                if fp != 0
+                    && let Some(nb) = self.buckets.get_mut(Self::bucket(fp, buckets))
+                {
+                    nb.copy_within(0..WAYS - 1, 1);
+                    nb[0] = fp;
+                }
+            }
+        }
+        self.pushed = 0;
+    }
+
+    /// True (and forgets it) if `hash` is recorded.
+    pub(crate) fn take(&mut self, hash: u64) -> bool {
+        let fp = Self::fingerprint(hash);
+        let n = self.buckets.len();
+        let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) else {
+            return false;
+        };
+        let Some(i) = b.iter().position(|&x| x == fp) else {
+            return false;
+        };
+        b.copy_within(i + 1.., i);
+        b[WAYS - 1] = 0;
+        true
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buckets = Vec::new();
+        self.pushed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn remembers_recent_and_forgets_old() {
+        let mut g = Ghost::new();
+        for i in 0..10_000 {
+            g.push(h(i), 1_000);
+        }
+        assert_eq!(g.slots(), 1_000);
+        // The most recent few hundred are (nearly) all there; the oldest are gone.
+        let recent = (9_800..10_000).filter(|&i| g.take(h(i))).count();
+        let old = (0..5_000).filter(|&i| g.take(h(i))).count();
+        assert!(recent >= 190, "{recent}");
+        assert!(old <= 5, "{old}");
+    }
+
+    #[test]
+    fn take_forgets() {
+        let mut g = Ghost::new();
+        g.push(h(1), 100);
+        assert!(g.take(h(1)));
+        assert!(!g.take(h(1)));
+        assert!(!g.take(h(2)));
+    }
+
+    #[test]
+    fn grows_only_as_it_fills() {
+        let mut g = Ghost::new();
+        g.push(h(0), 1 << 20);
+        assert_eq!(g.slots(), INITIAL_BUCKETS * WAYS);
+        for i in 1..100 {
+            g.push(h(i), 1 << 20);
+        }
+        assert!(g.slots() <= 256, "{}", g.slots());
+        // Growth keeps what was recorded.
+        assert!(g.take(h(99)));
+    }
+}
