@@ -157,13 +157,11 @@ fn assert_no_secret(what: &str, text: &str) {
 /// Each secret option in a URI, through everything that renders it: the
 /// config's `Debug`, the URI's `Display`, the driver options the store
 /// builds (and their `Debug`, which a wiring crate may log), the store, the
-/// whole stack with its pool, their errors and the log lines.
-#[cfg(feature = "mongodb")]
+/// whole stack with its pool, their errors and the log lines (the driver
+/// parts with the `mongodb` feature).
 #[tokio::test(flavor = "current_thread")]
 async fn every_secret_uri_option_is_hidden() {
     use std::time::Duration;
-
-    use stratum::{MongoStore, Store, Stratum};
 
     let (logs, _guard) = capture();
     let mut shown = Vec::new();
@@ -181,28 +179,8 @@ async fn every_secret_uri_option_is_hidden() {
         let parsed = config.mongodb.uri.clone().unwrap();
         assert!(parsed.expose_secret().contains(value), "the driver gets it");
         shown.push(format!("{config:?} {config:#?} {parsed} {parsed:?}"));
-        match MongoStore::client_options(&config.mongodb).await {
-            Ok(options) => shown.push(format!("{options:?} {options:#?}")),
-            Err(e) => shown.push(format!("{e} {e:?}")),
-        }
-        match MongoStore::connect(&config.mongodb, &config.store).await {
-            Ok(store) => {
-                shown.push(format!("{store:?}"));
-                if let Err(e) = store.ping().await {
-                    shown.push(format!("{e} {e:?}"));
-                }
-            }
-            Err(e) => shown.push(format!("{e} {e:?}")),
-        }
-        match Stratum::builder(config).open().await {
-            Ok(stratum) => {
-                shown.push(format!("{stratum:?} {stratum:#?}"));
-                if let Err(e) = stratum.store().ping().await {
-                    shown.push(format!("{e} {e:?}"));
-                }
-            }
-            Err(e) => shown.push(format!("{e} {e:?}")),
-        }
+        #[cfg(feature = "mongodb")]
+        driver_renderings(config, &mut shown).await;
     }
     shown.push(logs.text());
     for text in &shown {
@@ -214,6 +192,36 @@ async fn every_secret_uri_option_is_hidden() {
     for (option, _) in SECRET_OPTIONS {
         let name = option.rsplit('&').next().unwrap();
         assert!(all.contains(&format!("{name}=****")), "{name}: {all}");
+    }
+}
+
+/// What the driver side renders for `config`: the client options, the
+/// store, the whole stack, and their errors.
+#[cfg(feature = "mongodb")]
+async fn driver_renderings(config: StratumConfig, shown: &mut Vec<String>) {
+    use stratum::{MongoStore, Store, Stratum};
+
+    match MongoStore::client_options(&config.mongodb).await {
+        Ok(options) => shown.push(format!("{options:?} {options:#?}")),
+        Err(e) => shown.push(format!("{e} {e:?}")),
+    }
+    match MongoStore::connect(&config.mongodb, &config.store).await {
+        Ok(store) => {
+            shown.push(format!("{store:?}"));
+            if let Err(e) = store.ping().await {
+                shown.push(format!("{e} {e:?}"));
+            }
+        }
+        Err(e) => shown.push(format!("{e} {e:?}")),
+    }
+    match Stratum::builder(config).open().await {
+        Ok(stratum) => {
+            shown.push(format!("{stratum:?} {stratum:#?}"));
+            if let Err(e) = stratum.store().ping().await {
+                shown.push(format!("{e} {e:?}"));
+            }
+        }
+        Err(e) => shown.push(format!("{e} {e:?}")),
     }
 }
 
