@@ -711,7 +711,10 @@ mod prompts {
     }
 
     /// A request for `messages` to openai's gpt-4o.
-    fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheKeyRequest<'a> {
+    pub(super) fn request<'a>(
+        messages: &'a [ChatMessage],
+        params: &'a RequestParams,
+    ) -> CacheKeyRequest<'a> {
         CacheKeyRequest {
             provider: "openai",
             model: "gpt-4o",
@@ -882,9 +885,8 @@ mod prompts {
 mod models_on_the_server {
     use futures::TryStreamExt;
     use stratum::models::{
-        CacheKeyRequest, CachedResponse, ChatMessage, ContextSnapshot, Document as _,
-        MAX_BSON_DOCUMENT_SIZE, RequestParams, ResponseCacheEntry, TokenUsage, UsageRecord,
-        ValidationError,
+        CachedResponse, ChatMessage, ContextSnapshot, Document as _, MAX_BSON_DOCUMENT_SIZE,
+        RequestParams, ResponseCacheEntry, TokenUsage, UsageRecord, ValidationError,
     };
     use stratum::{MongoStore, Repository};
     use stratum_tests::TestDb;
@@ -901,14 +903,8 @@ mod models_on_the_server {
             temperature: Some(0.0),
             ..Default::default()
         };
-        let request = CacheKeyRequest {
-            provider: "openai",
-            model: "gpt-4o",
-            messages: &messages,
-            params: &params,
-        };
         ResponseCacheEntry::new(
-            &request,
+            &super::prompts::request(&messages, &params),
             CachedResponse::text("answer"),
             TokenUsage::new(10, 2),
             now(),
