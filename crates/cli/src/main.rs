@@ -218,7 +218,7 @@ async fn check(args: CheckArgs) -> Result<(), String> {
     println!("topology:     {}", info.topology);
     println!("wire version: {}", info.max_wire_version);
     println!("database:     {}", config.mongodb.database);
-    let indexes = stratum::indexes::check_declared(store.database())
+    let indexes = stratum::indexes::check_declared(&store)
         .await
         .map_err(|e| format!("cannot list the indexes: {e}"))?;
     let present = indexes.iter().filter(|s| s.is_present()).count();

@@ -10,6 +10,8 @@
 //!
 //! - [`ConfigError`]: one shape for a refused configuration across the
 //!   crates, the field's dotted name and a [`ConfigErrorKind`].
+//! - [`IndexSpec`]: an index as a document type declares it and a store
+//!   creates it (name, keys, uniqueness, TTL).
 //! - [`metrics::OperationMetrics`]: per-operation metric handles, registered
 //!   once, for the store and the repository.
 //!
@@ -24,6 +26,8 @@
 #![deny(missing_docs)]
 
 mod config_error;
+mod index;
 pub mod metrics;
 
 pub use crate::config_error::{ConfigError, ConfigErrorKind};
+pub use crate::index::{IndexDirection, IndexSpec};

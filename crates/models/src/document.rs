@@ -1,14 +1,11 @@
 //! The [`Document`] trait: what every stored type declares (collection, id,
 //! schema version, indexes) and how it is checked before it reaches a database.
 
-use std::borrow::Cow;
-use std::time::Duration;
-
 use bson::RawDocumentBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ValidationError;
+use crate::{IndexSpec, ValidationError};
 
 /// MongoDB's hard limit on one BSON document: 16 MiB.
 pub const MAX_BSON_DOCUMENT_SIZE: usize = 16 * 1024 * 1024;
@@ -60,8 +57,10 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static
     /// The document's `_id`.
     fn id(&self) -> &Self::Id;
 
-    /// The indexes the collection needs; created by `ensure_indexes`. None
-    /// beyond `_id`'s unless a type says so.
+    /// The indexes the collection needs, with their names, uniqueness and
+    /// TTLs; a store creates them as declared (`Repository::ensure_indexes`
+    /// in `stratum`, `Store::ensure_index` in `stratum-store`). None beyond
+    /// `_id`'s unless a type says so.
     fn indexes() -> Vec<IndexSpec> {
         Vec::new()
     }
@@ -104,107 +103,6 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static
         })?;
         value.validate()?;
         Ok(value)
-    }
-}
-
-/// The sort direction of one key in an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IndexDirection {
-    /// `1`
-    Ascending,
-    /// `-1`
-    Descending,
-}
-
-/// One index a [`Document`] declares: keys, uniqueness and an optional TTL.
-///
-/// Every index has an explicit name, so creating it again is a no-op on the
-/// server (the idempotence `ensure_indexes` relies on) and a changed
-/// definition fails loudly instead of adding a second index.
-///
-/// ```
-/// use std::time::Duration;
-/// use stratum_models::IndexSpec;
-///
-/// let key = IndexSpec::ascending("cache_key_unique", ["cache_key"]).unique();
-/// let ttl = IndexSpec::ttl("expires_at_ttl", "expires_at", Duration::ZERO);
-/// assert!(key.unique && ttl.expire_after == Some(Duration::ZERO));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexSpec {
-    /// The index name.
-    pub name: Cow<'static, str>,
-    /// The keys, in order (more than one makes a compound index).
-    pub keys: Vec<(Cow<'static, str>, IndexDirection)>,
-    /// Reject a second document with the same key values (E11000).
-    pub unique: bool,
-    /// A TTL index: the server deletes a document this long after the date in
-    /// the (single) key field; `Duration::ZERO` means "at that date".
-    pub expire_after: Option<Duration>,
-}
-
-impl IndexSpec {
-    /// An ascending index over `keys` (compound when there is more than one).
-    pub fn ascending<I, K>(name: impl Into<Cow<'static, str>>, keys: I) -> Self
-    where
-        I: IntoIterator<Item = K>,
-        K: Into<Cow<'static, str>>,
-    {
-        IndexSpec {
-            name: name.into(),
-            keys: keys
-                .into_iter()
-                .map(|k| (k.into(), IndexDirection::Ascending))
-                .collect(),
-            unique: false,
-            expire_after: None,
-        }
-    }
-
-    /// An index over explicit `(field, direction)` pairs.
-    pub fn compound<I, K>(name: impl Into<Cow<'static, str>>, keys: I) -> Self
-    where
-        I: IntoIterator<Item = (K, IndexDirection)>,
-        K: Into<Cow<'static, str>>,
-    {
-        IndexSpec {
-            name: name.into(),
-            keys: keys.into_iter().map(|(k, d)| (k.into(), d)).collect(),
-            unique: false,
-            expire_after: None,
-        }
-    }
-
-    /// A TTL index on a date field.
-    pub fn ttl(
-        name: impl Into<Cow<'static, str>>,
-        field: impl Into<Cow<'static, str>>,
-        expire_after: Duration,
-    ) -> Self {
-        IndexSpec {
-            expire_after: Some(expire_after),
-            ..IndexSpec::ascending(name, [field])
-        }
-    }
-
-    /// Makes the index unique.
-    pub fn unique(mut self) -> Self {
-        self.unique = true;
-        self
-    }
-
-    /// The key document as MongoDB expects it: `{ field: 1 | -1, ... }`.
-    pub fn key_document(&self) -> bson::Document {
-        self.keys
-            .iter()
-            .map(|(field, direction)| {
-                let order = match direction {
-                    IndexDirection::Ascending => 1_i32,
-                    IndexDirection::Descending => -1_i32,
-                };
-                (field.to_string(), bson::Bson::Int32(order))
-            })
-            .collect()
     }
 }
 

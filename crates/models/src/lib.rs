@@ -5,11 +5,11 @@
 //!
 //! - [`Document`]: the one small trait every stored type implements: its
 //!   collection, id, schema version, declared [`IndexSpec`]s (unique,
-//!   compound, TTL) and validation. [`Document::to_raw_checked`] validates and
-//!   enforces MongoDB's 16 MiB limit before a write; with the `mongodb`
-//!   feature, [`ensure_indexes`] creates the indexes idempotently,
-//!   [`insert`] writes only valid documents and [`lookup_response`] serves a
-//!   cached response that has not expired.
+//!   compound, TTL; the one [`IndexSpec`] of `stratum-core`, which the
+//!   stores create as declared) and validation. [`Document::to_raw_checked`]
+//!   validates and enforces MongoDB's 16 MiB limit before a write. The crate
+//!   knows no database driver: the stores (`stratum-store`) create the
+//!   indexes and write the checked bytes.
 //! - The models: [`ResponseCacheEntry`] (a cached LLM response with its
 //!   [`RequestParams`], [`TokenUsage`], cost, TTL and hit count),
 //!   [`Conversation`], [`Message`] and [`ContextSnapshot`], and
@@ -62,11 +62,6 @@
 //!
 //! # Features
 //!
-//! - `mongodb` (default): [`ensure_indexes`], [`insert`], [`find_by_id`],
-//!   [`lookup_response`] (serve a live cache entry and count the hit),
-//!   [`StoreError`]. The types themselves only need the `bson` crate (the
-//!   version the driver uses), so without this feature the crate builds with
-//!   no driver at all, e.g. for a service that only counts tokens.
 //! - `tokio` (default): [`TokenCounter::count_async`] and
 //!   [`TokenCounter::count_chat_async`], which count long inputs on tokio's
 //!   blocking pool.
@@ -81,8 +76,6 @@ mod conversation;
 mod document;
 mod efficiency;
 mod error;
-#[cfg(feature = "mongodb")]
-mod store;
 mod telemetry;
 mod tokens;
 mod usage;
@@ -95,13 +88,11 @@ pub use compress::{
     ContextCompressor, ExtractiveSummarizer, Summarizer,
 };
 pub use conversation::{ContextSnapshot, Conversation, Message};
-pub use document::{
-    Document, IndexDirection, IndexSpec, MAX_BSON_DOCUMENT_SIZE, MAX_TOKEN_COUNT, validate,
-};
+pub use document::{Document, MAX_BSON_DOCUMENT_SIZE, MAX_TOKEN_COUNT, validate};
 pub use efficiency::{EfficiencyReport, EfficiencyTracker, ModelPrice, PriceTable};
 pub use error::{CompressError, ConfigError, TokenizerError, ValidationError};
-#[cfg(feature = "mongodb")]
-pub use store::{StoreError, ensure_indexes, find_by_id, insert, lookup_response};
+/// The index description documents declare, shared with the stores (stratum-core).
+pub use stratum_core::{IndexDirection, IndexSpec};
 pub use tokens::{
     ASYNC_INLINE_LIMIT_BYTES, Encoding, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TOKENS_PER_NAME,
     TokenCounter,

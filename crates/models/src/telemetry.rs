@@ -9,12 +9,6 @@ pub(crate) const VALIDATION_FAILURES: &str = "stratum_models_validation_failures
 pub(crate) const COMPRESSIONS: &str = "stratum_models_compressions_total";
 /// Tokens removed by context compression.
 pub(crate) const COMPRESSION_TOKENS_SAVED: &str = "stratum_models_compression_tokens_saved_total";
-/// Index definitions sent to the server by `ensure_indexes`, by collection.
-#[cfg(feature = "mongodb")]
-pub(crate) const INDEXES_ENSURED: &str = "stratum_models_indexes_ensured_total";
-/// Response-cache lookups, by outcome (`hit`, `miss`).
-#[cfg(feature = "mongodb")]
-pub(crate) const CACHE_LOOKUPS: &str = "stratum_models_cache_lookups_total";
 
 pub(crate) fn validation_failed(collection: &'static str, error: &ValidationError) {
     metrics::counter!(VALIDATION_FAILURES, "collection" => collection, "kind" => error.kind())

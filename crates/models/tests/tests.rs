@@ -9,11 +9,7 @@ mod roundtrip;
 mod cache_key;
 // Validation before the database: typed errors, never a panic.
 mod validation;
-// Against the real test server: indexes, duplicate keys, refused writes, lookups.
-#[cfg(feature = "mongodb")]
-mod mongo;
-// Against the real test server: TTL expiry (slow: waits for the 60 s sweep).
-#[cfg(feature = "mongodb")]
-mod ttl;
+// (The tests against the real server moved with the database code: see
+// crates/stratum/tests/repository.rs, `models_on_the_server`.)
 
 mod support;

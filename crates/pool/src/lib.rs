@@ -124,8 +124,6 @@ pub use managed::{Builder, Lease, ManagedPool, jitter_fraction};
 pub use manager::Manager;
 pub use metrics::RetireCause;
 #[cfg(feature = "mongodb")]
-pub use mongo::{
-    ConnectionEvents, MongoConfig, MongoLease, MongoPool, MongoSlots, redact as redact_uri,
-};
+pub use mongo::{ConnectionEvents, MongoConfig, MongoLease, MongoPool, MongoSlots};
 pub use pool::Pool;
 pub use status::{ConnectionStatus, PoolStats, Status};

@@ -57,12 +57,15 @@ impl Manager for MongoSlots {
 /// operation with it, then drop it.
 pub type MongoLease = Lease<MongoSlots>;
 
-/// Settings for [`MongoPool::connect`]. `Debug` hides credentials in the URI.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// Settings for [`MongoPool::connect`]: the pool's own, never the server's.
+///
+/// No connection string: the caller parses it into the driver's
+/// [`ClientOptions`] (in Stratum, `stratum_store::MongoStore::client_options`,
+/// next to the workspace's one credential redaction), so this crate neither
+/// parses nor prints a URI and `Debug` has no secret to show.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MongoConfig {
-    /// The connection string. Default: `mongodb://127.0.0.1:27017`.
-    pub uri: String,
     /// Admission and driver pool settings: `min_size`/`max_size` become the
     /// driver's `minPoolSize`/`maxPoolSize`, `idle_timeout` its
     /// `maxIdleTimeMS`, `create_timeout` its `connectTimeoutMS`.
@@ -77,42 +80,10 @@ pub struct MongoConfig {
 impl Default for MongoConfig {
     fn default() -> Self {
         MongoConfig {
-            uri: "mongodb://127.0.0.1:27017".to_owned(),
             pool: PoolConfig::default(),
             max_connecting: 2,
             ping_on_checkout: false,
         }
-    }
-}
-
-impl fmt::Debug for MongoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MongoConfig")
-            .field("uri", &redact(&self.uri))
-            .field("pool", &self.pool)
-            .field("max_connecting", &self.max_connecting)
-            .field("ping_on_checkout", &self.ping_on_checkout)
-            .finish()
-    }
-}
-
-/// The URI with any `user:password@` replaced by `***@`.
-///
-/// ```
-/// assert_eq!(
-///     stratum_pool::redact_uri("mongodb://ann:s3cret@db:27017/?tls=true"),
-///     "mongodb://***@db:27017/?tls=true"
-/// );
-/// ```
-pub fn redact(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://").map(|i| i + 3) else {
-        return uri.to_owned();
-    };
-    let rest = &uri[scheme_end..];
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rfind('@') {
-        Some(at) => format!("{}***{}", &uri[..scheme_end], &rest[at..]),
-        None => uri.to_owned(),
     }
 }
 
@@ -244,13 +215,11 @@ impl ConnectionEvents {
 /// ```no_run
 /// use stratum_pool::{MongoConfig, MongoPool, Pool};
 /// use mongodb::bson::{doc, Document};
+/// use mongodb::options::ClientOptions;
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = MongoPool::connect(MongoConfig {
-///     uri: "mongodb://127.0.0.1:27017".into(),
-///     ..MongoConfig::default()
-/// })
-/// .await?;
+/// let options = ClientOptions::parse("mongodb://127.0.0.1:27017").await?;
+/// let pool = MongoPool::connect(options, MongoConfig::default())?;
 /// let client = pool.get().await?; // waits at most acquire_timeout
 /// client.database("app").collection::<Document>("prompts").insert_one(doc! { "n": 1 }).await?;
 /// drop(client); // the slot is free again
@@ -272,11 +241,9 @@ impl fmt::Debug for MongoPool {
 }
 
 impl MongoPool {
-    /// Parses the URI and connects (lazily, as the driver does).
-    pub async fn connect(config: MongoConfig) -> Result<MongoPool, BuildError> {
-        let options = ClientOptions::parse(&config.uri)
-            .await
-            .map_err(BuildError::Driver)?;
+    /// A client on `options` with `config`'s pool settings (it connects
+    /// lazily, as the driver does).
+    pub fn connect(options: ClientOptions, config: MongoConfig) -> Result<MongoPool, BuildError> {
         MongoPool::with_options(
             options,
             config.pool,

@@ -245,6 +245,11 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.ensure_index(collection, index).await
     }
 
+    async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
+        self.fault("indexes").await?;
+        self.inner.indexes(collection).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.fault("ping").await?;
         self.inner.ping().await

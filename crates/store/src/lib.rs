@@ -11,7 +11,8 @@
 //! # Brief overview
 //!
 //! - [`Store`]: get by id, find with sort and limit, insert, update, upsert,
-//!   delete, count, indexes, over BSON [`Document`]s. [`Filter`] and
+//!   delete, count, indexes (named, unique, TTL: one [`IndexSpec`] shared
+//!   with the document types), over BSON [`Document`]s. [`Filter`] and
 //!   [`Update`] take values as values, so user input never becomes a query
 //!   operator. Errors are a typed [`StoreError`] that says whether a circuit
 //!   breaker should count it.
@@ -19,6 +20,10 @@
 //!   driver's timeouts; [`open`] picks the store they select.
 //! - [`MongoUri`]: a connection string whose credentials never show in
 //!   `Debug`, `Display`, logs or errors (the only redaction in the workspace).
+//! - [`check_indexes`]: what a store has for a list of declared indexes,
+//!   found by keys, with differences in uniqueness or TTL named.
+//! - `MongoStore::follow` (feature `mongodb`): a collection's change stream,
+//!   each changed id handed to a callback, resumed after failures.
 //! - [`FaultyStore`] (feature `fault`): injected latency and errors in front
 //!   of any store, for tests and the demo.
 //!
@@ -49,6 +54,9 @@ mod compare;
 #[cfg(feature = "mongodb")]
 mod deadline;
 mod error;
+#[cfg(feature = "mongodb")]
+mod follow;
+mod indexes;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
@@ -68,6 +76,9 @@ use bson::{Bson, Document, RawDocumentBuf};
 
 pub use self::compare::key as id_key;
 pub use self::error::StoreError;
+#[cfg(feature = "mongodb")]
+pub use self::follow::{Change, ChangeFollower, FollowState};
+pub use self::indexes::{IndexState, IndexStatus, check_indexes, compare as compare_index};
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::classify;
@@ -80,57 +91,12 @@ pub use crate::config::{Backend, MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreC
 #[cfg(feature = "fault")]
 pub use crate::fault::{FaultPlan, FaultyStore};
 pub use crate::uri::{MongoUri, UriError};
+/// The one index description, shared with the document types (stratum-core).
+pub use stratum_core::{IndexDirection, IndexSpec};
 
 /// The BSON crate the stores speak (the same one the driver re-exports as
 /// `mongodb::bson`).
 pub use bson;
-
-/// An index to declare on a collection.
-///
-/// ```
-/// use stratum_store::{IndexSpec, Order};
-///
-/// let by_email = IndexSpec::new([("email", Order::Ascending)]).unique();
-/// assert!(by_email.is_unique());
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct IndexSpec {
-    pub(crate) keys: Vec<(String, Order)>,
-    pub(crate) unique: bool,
-}
-
-impl IndexSpec {
-    /// An index over these fields, in this order.
-    pub fn new<F: Into<String>>(keys: impl IntoIterator<Item = (F, Order)>) -> IndexSpec {
-        IndexSpec {
-            keys: keys.into_iter().map(|(f, o)| (f.into(), o)).collect(),
-            unique: false,
-        }
-    }
-
-    /// Makes the index unique: a write that would repeat a key combination
-    /// fails with [`StoreError::DuplicateKey`]. A missing field counts as
-    /// `null`, so two documents both missing it conflict (as in MongoDB).
-    pub fn unique(mut self) -> IndexSpec {
-        self.unique = true;
-        self
-    }
-
-    /// Whether the index is unique.
-    pub fn is_unique(&self) -> bool {
-        self.unique
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        if self.keys.is_empty() || self.keys.len() > 32 {
-            return Err(StoreError::validation("an index needs 1 to 32 keys"));
-        }
-        for (field, _) in &self.keys {
-            check_field_name(field)?;
-        }
-        Ok(())
-    }
-}
 
 /// Document storage by collection: the contract every store fulfils.
 ///
@@ -192,10 +158,25 @@ pub trait Store: Send + Sync {
     /// How many documents `filter` matches.
     async fn count(&self, collection: &str, filter: &Filter) -> Result<u64, StoreError>;
 
-    /// Declares an index; declaring the same index again is a no-op. A unique
-    /// index over data that already repeats a key fails with
-    /// [`StoreError::DuplicateKey`].
+    /// Declares an index with its name, uniqueness and TTL; declaring the
+    /// same index again is a no-op. An index of that name, or over those
+    /// keys, that exists with another definition is refused with
+    /// [`StoreError::Validation`] (as MongoDB refuses it), never made a
+    /// second index; a unique index over data that already repeats a key
+    /// fails with [`StoreError::DuplicateKey`].
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError>;
+
+    /// The indexes the collection has, `_id_` included, as [`IndexSpec`]s
+    /// (none when the collection does not exist). An index an `IndexSpec`
+    /// cannot describe (text, geo, hashed keys) is left out. The default
+    /// refuses: a store that cannot list its indexes says so.
+    async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
+        let _ = collection;
+        Err(StoreError::validation(format!(
+            "the `{}` store cannot list its indexes",
+            self.backend()
+        )))
+    }
 
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -281,6 +262,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
         (**self).ensure_index(collection, index).await
+    }
+
+    async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
+        (**self).indexes(collection).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use super::compare::{compare, equal, key, rank};
 use super::query::{Cmp, Node};
 use super::update::Op;
-use super::validate::{check_collection_name, check_document, check_id};
+use super::validate::{check_collection_name, check_document, check_id, check_index};
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
 use crate::config::{MONGODB_MAX_DOCUMENT_BYTES, StoreConfig};
 
@@ -71,13 +71,13 @@ impl MemIndex {
     fn key_of(&self, doc: &Document) -> Vec<u8> {
         let mut out = Vec::new();
         for (field, _) in &self.spec.keys {
-            out.extend(key(doc.get(field).unwrap_or(&Bson::Null)));
+            out.extend(key(doc.get(field.as_ref()).unwrap_or(&Bson::Null)));
         }
         out
     }
 
     fn fields(&self) -> String {
-        let names: Vec<&str> = self.spec.keys.iter().map(|(f, _)| f.as_str()).collect();
+        let names: Vec<&str> = self.spec.keys.iter().map(|(f, _)| f.as_ref()).collect();
         names.join(", ")
     }
 }
@@ -312,16 +312,24 @@ impl Store for MemoryStore {
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
-        index.validate()?;
+        check_index(index)?;
         let coll = self.collection(collection)?;
         let mut coll = coll.write();
-        if let Some(existing) = coll.indexes.iter().find(|i| i.spec.keys == index.keys) {
-            return if existing.spec.unique == index.unique {
+        // As MongoDB: the same definition again is a no-op; the same name or
+        // the same keys with anything else different is refused.
+        if let Some(existing) = coll
+            .indexes
+            .iter()
+            .find(|i| i.spec.name == index.name || i.spec.same_keys(index))
+        {
+            return if existing.spec.same_definition(index) {
                 Ok(())
             } else {
-                Err(StoreError::validation(
-                    "an index over these keys exists with other options",
-                ))
+                Err(StoreError::validation(format!(
+                    "an index `{}` over ({}) exists with another name or other options",
+                    existing.spec.name,
+                    existing.fields()
+                )))
             };
         }
         let mut built = MemIndex {
@@ -343,6 +351,19 @@ impl Store for MemoryStore {
         }
         coll.indexes.push(built);
         Ok(())
+    }
+
+    /// `_id_` and the declared indexes, as declared (a TTL is recorded; the
+    /// embedded store does not delete expired documents).
+    async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
+        let Some(coll) = self.existing(collection)? else {
+            return Ok(Vec::new());
+        };
+        let coll = coll.read();
+        let id = IndexSpec::new([("_id", Order::Ascending)]).named("_id_");
+        Ok(std::iter::once(id)
+            .chain(coll.indexes.iter().map(|i| i.spec.clone()))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -16,8 +16,8 @@ use parking_lot::RwLock;
 use super::deadline::Deadlines;
 use super::memory::with_id_first;
 use super::raw::check_raw_document;
-use super::validate::{check_collection_name, check_id, encode_checked, growth_guard};
-use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
+use super::validate::{check_collection_name, check_id, check_index, encode_checked, growth_guard};
+use super::{Filter, IndexDirection, IndexSpec, Query, Store, StoreError, Update};
 use crate::MongoUri;
 use crate::config::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
 use stratum_core::label_enum;
@@ -46,7 +46,8 @@ use stratum_core::metrics::OperationMetrics;
 #[derive(Clone, Debug)]
 pub struct MongoStore {
     db: Database,
-    uri: Option<MongoUri>,
+    /// The URI, for its password in the error scrubber (`follow.rs` too).
+    pub(crate) uri: Option<MongoUri>,
     max_document_bytes: usize,
     /// Collection handles by name (see `raw_collection`).
     handles: Handles,
@@ -67,6 +68,7 @@ label_enum! {
         Delete => "delete",
         Count => "count",
         EnsureIndex => "ensure_index",
+        ListIndexes => "list_indexes",
         Ping => "ping",
         Hello => "hello",
         BuildInfo => "build_info",
@@ -450,26 +452,43 @@ impl Store for MongoStore {
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
-        index.validate()?;
+        check_index(index)?;
         let coll = self.collection(collection)?;
-        let mut keys = Document::new();
-        for (field, order) in &index.keys {
-            keys.insert(
-                field.as_str(),
-                match order {
-                    Order::Ascending => 1,
-                    Order::Descending => -1,
-                },
-            );
-        }
-        let model = IndexModel::builder()
-            .keys(keys)
-            .options(IndexOptions::builder().unique(index.unique).build())
+        let keys: Document = index
+            .keys
+            .iter()
+            .map(|(field, direction)| (field.to_string(), Bson::Int32(direction.as_i32())))
+            .collect();
+        // `unique: false` and no TTL are left out rather than sent, so the
+        // server lists the index exactly as an unnamed one would be.
+        let options = IndexOptions::builder()
+            .name(index.name.to_string())
+            .unique(index.unique.then_some(true))
+            .expire_after(index.expire_after)
             .build();
+        let model = IndexModel::builder().keys(keys).options(options).build();
         self.run(StoreOp::EnsureIndex, coll.create_index(model))
             .await
             .map_err(|e| with_collection(e, collection))?;
         Ok(())
+    }
+
+    async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
+        let coll = self.collection(collection)?;
+        let listed = self
+            .run(StoreOp::ListIndexes, async move {
+                coll.list_indexes()
+                    .await?
+                    .try_collect::<Vec<IndexModel>>()
+                    .await
+            })
+            .await;
+        match listed {
+            Ok(models) => Ok(models.iter().filter_map(index_spec).collect()),
+            // NamespaceNotFound: no collection, so no indexes.
+            Err(StoreError::Backend { code: Some(26), .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -481,6 +500,38 @@ impl Store for MongoStore {
     fn backend(&self) -> &'static str {
         "mongodb"
     }
+}
+
+/// A listed index as an [`IndexSpec`]; `None` for one whose keys are not
+/// all numeric directions (text, geo, hashed), which an `IndexSpec` cannot
+/// describe. The server may write a direction as `1`, `1i64` or `1.0`.
+fn index_spec(model: &IndexModel) -> Option<IndexSpec> {
+    let mut keys = Vec::with_capacity(model.keys.len());
+    for (field, direction) in &model.keys {
+        let sign = match direction {
+            Bson::Int32(n) => f64::from(*n),
+            Bson::Int64(n) => *n as f64,
+            Bson::Double(n) => *n,
+            _ => return None,
+        };
+        let direction = if sign > 0.0 {
+            IndexDirection::Ascending
+        } else if sign < 0.0 {
+            IndexDirection::Descending
+        } else {
+            return None;
+        };
+        keys.push((field.clone(), direction));
+    }
+    let mut spec = IndexSpec::new(keys);
+    if let Some(options) = &model.options {
+        if let Some(name) = &options.name {
+            spec = spec.named(name.clone());
+        }
+        spec.unique = options.unique.unwrap_or(false);
+        spec.expire_after = options.expire_after;
+    }
+    Some(spec)
 }
 
 /// Server error codes, by what they mean to a caller.

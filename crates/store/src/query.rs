@@ -238,6 +238,16 @@ pub enum Order {
     Descending,
 }
 
+/// An index key sorts as a query would.
+impl From<Order> for stratum_core::IndexDirection {
+    fn from(order: Order) -> Self {
+        match order {
+            Order::Ascending => stratum_core::IndexDirection::Ascending,
+            Order::Descending => stratum_core::IndexDirection::Descending,
+        }
+    }
+}
+
 /// A filter with a sort order, a number of documents to skip and a limit.
 ///
 /// Documents whose sort keys tie come back in an unspecified order, as in

@@ -12,8 +12,17 @@ use std::fmt;
 /// What replaces a secret in every rendering.
 pub const MASK: &str = "****";
 
-/// Query options whose values can carry secrets (compared case-insensitively).
-const SECRET_OPTIONS: &[&str] = &["authmechanismproperties", "tlscertificatekeyfilepassword"];
+/// Whether a query option's value can carry a secret (the name compared
+/// case-insensitively): `authMechanismProperties` (an `AWS_SESSION_TOKEN`,
+/// an OIDC `TOKEN_RESOURCE`), and every option named for a password:
+/// `tlsCertificateKeyFilePassword`, `proxyPassword` in the URI options
+/// specification, and the legacy or driver-specific spellings
+/// (`sslPEMKeyPassword`, `sslClientCertificateKeyPassword`) a copied URI
+/// may still carry. Matching on the word errs on the side of masking.
+fn is_secret_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authmechanismproperties" || name.contains("password") || name.contains("secret")
+}
 
 /// A MongoDB connection string with its credentials redacted in `Debug` and `Display`.
 ///
@@ -194,7 +203,7 @@ fn redact_options(tail: &str) -> String {
     let options: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if SECRET_OPTIONS.contains(&key.to_ascii_lowercase().as_str()) => {
+            Some((key, _)) if is_secret_option(key) => {
                 format!("{key}={MASK}")
             }
             _ => pair.to_owned(),
@@ -205,7 +214,8 @@ fn redact_options(tail: &str) -> String {
 
 /// Masks the password of every `scheme://user:password@` found in `text`,
 /// and the value of every secret query option (`authMechanismProperties=`,
-/// `tlsCertificateKeyFilePassword=`, up to the next `&` or whitespace).
+/// `tlsCertificateKeyFilePassword=`, `proxyPassword=`, any option named for
+/// a password; up to the next `&` or whitespace).
 ///
 /// It errs on the side of masking: the credentials run from `://` to the last
 /// `@` before the next whitespace, so a password holding characters
@@ -247,28 +257,36 @@ pub fn scrub(text: &str) -> String {
     mask_secret_options(&out)
 }
 
-/// Masks the values of secret query options wherever they appear in `text`.
+/// Masks the values of secret query options wherever they appear in `text`:
+/// the value after `name=` (up to the next `&` or whitespace) of every
+/// option name [`is_secret_option`] accepts.
 fn mask_secret_options(text: &str) -> String {
-    // ASCII lowercasing keeps byte offsets, so positions found in `lower`
-    // are positions in `text`.
-    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    while let Some((start, key)) = SECRET_OPTIONS
-        .iter()
-        .filter_map(|key| Some((at + lower.get(at..)?.find(&format!("{key}="))?, key)))
-        .min()
+    let mut search = 0;
+    while let Some(eq) = text
+        .get(search..)
+        .and_then(|t| t.find('='))
+        .map(|i| search + i)
     {
-        let value_start = start + key.len() + 1;
-        let value_end = text
-            .get(value_start..)
-            .and_then(|v| v.find(|c: char| c == '&' || c.is_whitespace()))
+        // The option name: the ASCII letters, digits and `_` just before `=`.
+        let name_start = text[..eq]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let value_start = eq + 1;
+        let value_end = text[value_start..]
+            .find(|c: char| c == '&' || c.is_whitespace())
             .map_or(text.len(), |end| value_start + end);
-        out.push_str(text.get(at..value_start).unwrap_or_default());
-        out.push_str(MASK);
-        at = value_end;
+        if name_start < eq && is_secret_option(&text[name_start..eq]) {
+            out.push_str(&text[at..value_start]);
+            out.push_str(MASK);
+            at = value_end;
+        }
+        search = value_start.max(at);
     }
-    out.push_str(text.get(at..).unwrap_or_default());
+    out.push_str(&text[at..]);
     out
 }
 
@@ -316,13 +334,34 @@ mod tests {
         assert!(!uri.has_password());
     }
 
+    /// Every option of the URI options specification that carries a
+    /// secret, and the legacy spellings, in any case: masked in `Display`,
+    /// `Debug` and `scrub`, with the other options kept.
     #[test]
-    fn masks_secret_query_options() {
-        let uri = MongoUri::parse(
-            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok123",
-        )
-        .unwrap();
-        assert!(!uri.to_string().contains("tok123"), "{uri}");
+    fn masks_every_secret_query_option() {
+        let secrets = [
+            ("authMechanismProperties", "AWS_SESSION_TOKEN:tok123"),
+            ("authMechanismProperties", "TOKEN_RESOURCE:oidc456"),
+            ("tlsCertificateKeyFilePassword", "pem789"),
+            ("proxyPassword", "socks012"),
+            ("sslPEMKeyPassword", "legacy345"),
+            ("sslClientCertificateKeyPassword", "dotnet678"),
+            ("PROXYPASSWORD", "upper901"),
+        ];
+        for (option, value) in secrets {
+            let text = format!("mongodb://u:pw@h/?tls=true&{option}={value}&w=1");
+            let uri = MongoUri::parse(&text).unwrap();
+            assert_eq!(
+                uri.to_string(),
+                format!("mongodb://u:****@h/?tls=true&{option}=****&w=1")
+            );
+            assert!(!format!("{uri:?}").contains(value), "{uri:?}");
+            let scrubbed = uri.scrub(&format!("bad option {text} ({option}={value})"));
+            assert!(!scrubbed.contains(value), "{scrubbed}");
+        }
+        // Names merely near a secret one are kept.
+        let kept = "mongodb://h/?authMechanism=MONGODB-AWS&authSource=%24external&proxyHost=p";
+        assert_eq!(MongoUri::parse(kept).unwrap().to_string(), kept);
     }
 
     #[test]

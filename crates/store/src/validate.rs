@@ -52,6 +52,41 @@ pub fn check_field_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The longest index name accepted, in bytes (MongoDB's own limit on a
+/// namespace plus the name is far above what any declared name needs).
+const MAX_INDEX_NAME_BYTES: usize = 128;
+/// The longest TTL MongoDB accepts: `expireAfterSeconds` is a 32-bit integer.
+const MAX_TTL_SECONDS: u64 = i32::MAX as u64;
+
+/// Checks an index before any store sees it: 1 to 32 keys with valid field
+/// names, a name MongoDB accepts, and a TTL only on a single key, in whole
+/// seconds up to `i32::MAX` (what `expireAfterSeconds` holds).
+pub(crate) fn check_index(index: &stratum_core::IndexSpec) -> Result<(), StoreError> {
+    if index.keys.is_empty() || index.keys.len() > 32 {
+        return Err(StoreError::validation("an index needs 1 to 32 keys"));
+    }
+    for (field, _) in &index.keys {
+        check_field_name(field)?;
+    }
+    let name = index.name.as_ref();
+    if name.is_empty() || name == "*" || name.contains('\0') || name.len() > MAX_INDEX_NAME_BYTES {
+        return Err(StoreError::validation(
+            "an index name is empty, `*`, holds NUL or is longer than 128 bytes",
+        ));
+    }
+    if let Some(after) = index.expire_after {
+        if index.keys.len() != 1 {
+            return Err(StoreError::validation("a TTL index has exactly one key"));
+        }
+        if after.subsec_nanos() != 0 || after.as_secs() > MAX_TTL_SECONDS {
+            return Err(StoreError::validation(
+                "a TTL is whole seconds, at most 2147483647",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a collection name: MongoDB's rules plus no `$` and no `system.` prefix.
 pub(crate) fn check_collection_name(name: &str) -> Result<(), StoreError> {
     let reason = if name.is_empty() {

@@ -100,3 +100,81 @@ mod open {
         assert_eq!(found.get_i32("x").unwrap(), 2);
     }
 }
+
+/// `MongoStore::follow` on the test server (a replica set): each changed
+/// document's id handed over in order, a dropped collection as
+/// `Change::Everything`, and a stream reopened by `reconnect` resuming
+/// from the last event handed over.
+#[cfg(feature = "mongodb")]
+mod follow {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use stratum_store::bson::{Bson, doc};
+    use stratum_store::{Change, MongoStore, Store, Update};
+    use stratum_tests::TestDb;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hands_over_every_change_in_order() {
+        let db = TestDb::new("store_follow").await;
+        let store = MongoStore::new(db.db().clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let mut follower = store
+            .follow("notes", move |change| log.lock().unwrap().push(change))
+            .unwrap();
+        tokio::time::timeout(WAIT, follower.opened()).await.unwrap();
+
+        store
+            .insert("notes", doc! { "_id": 1, "n": 1 })
+            .await
+            .unwrap();
+        store
+            .update("notes", &Bson::Int32(1), &Update::new().inc("n", 1))
+            .await
+            .unwrap();
+        tokio::time::timeout(WAIT, follower.applied(2))
+            .await
+            .unwrap();
+
+        // Written while no stream is open: replayed from the resume token.
+        follower.reconnect();
+        tokio::time::timeout(WAIT, follower.closed()).await.unwrap();
+        store.insert("notes", doc! { "_id": 2 }).await.unwrap();
+        assert!(store.delete("notes", &Bson::Int32(1)).await.unwrap());
+        tokio::time::timeout(WAIT, follower.applied(4))
+            .await
+            .unwrap();
+
+        db.db().collection::<Bson>("notes").drop().await.unwrap();
+        tokio::time::timeout(WAIT, follower.applied(5))
+            .await
+            .unwrap();
+
+        let one = Change::Document(Bson::Int32(1));
+        let two = Change::Document(Bson::Int32(2));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen[..5],
+            [one.clone(), one.clone(), two, one, Change::Everything],
+            "{seen:?}"
+        );
+        let state = follower.state();
+        assert_eq!(
+            (state.documents, state.resumes, state.restarts),
+            (4, 1, 0),
+            "{state:?}"
+        );
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn refuses_an_invalid_collection_name() {
+        let db = TestDb::new("store_follow_name").await;
+        let store = MongoStore::new(db.db().clone());
+        assert!(store.follow("bad$name", |_| {}).is_err());
+        db.cleanup().await;
+    }
+}

@@ -121,6 +121,110 @@ fn config_errors_hide_the_password() {
     assert_clean("a URI error", &format!("{err} {err:?}"));
 }
 
+/// Every URI option of the MongoDB URI options specification that carries
+/// a secret (and a legacy spelling), each with the options it needs, its
+/// planted value sharing the stem of [`PASSWORD`].
+const SECRET_OPTIONS: &[(&str, &str)] = &[
+    (
+        "authMechanism=MONGODB-AWS&authMechanismProperties",
+        "AWS_SESSION_TOKEN:Pl4nted-token",
+    ),
+    ("tls=true&tlsCertificateKeyFilePassword", "Pl4nted-pem"),
+    (
+        "proxyHost=127.0.0.1&proxyUsername=p&proxyPassword",
+        "Pl4nted-proxy",
+    ),
+    ("tls=true&sslPEMKeyPassword", "Pl4nted-legacy"),
+];
+
+/// Fails when `text` holds any planted secret: the shared stem in any case,
+/// or a value's bytes as `Vec<u8>`'s `Debug` writes them (the driver keeps
+/// `tlsCertificateKeyFilePassword` as bytes).
+fn assert_no_secret(what: &str, text: &str) {
+    assert!(
+        !text.to_ascii_lowercase().contains("pl4nted"),
+        "{what} shows a secret: {text}"
+    );
+    for (_, value) in SECRET_OPTIONS {
+        let bytes = format!("{:?}", value.as_bytes());
+        assert!(
+            !text.contains(bytes.trim_matches(['[', ']'])),
+            "{what} shows a secret's bytes: {text}"
+        );
+    }
+}
+
+/// Each secret option in a URI, through everything that renders it: the
+/// config's `Debug`, the URI's `Display`, the driver options the store
+/// builds (and their `Debug`, which a wiring crate may log), the store, the
+/// whole stack with its pool, their errors and the log lines (the driver
+/// parts with the `mongodb` feature).
+#[tokio::test(flavor = "current_thread")]
+async fn every_secret_uri_option_is_hidden() {
+    use std::time::Duration;
+
+    let (logs, _guard) = capture();
+    let mut shown = Vec::new();
+    for (option, value) in SECRET_OPTIONS {
+        let uri =
+            format!("mongodb://app:{PASSWORD}@127.0.0.1:1/?directConnection=true&{option}={value}");
+        let config = StratumConfig::builder()
+            .env_vars([("STRATUM_MONGODB_URI", uri.as_str())])
+            .configure(|c| {
+                c.mongodb.server_selection_timeout = Duration::from_millis(200);
+                c.mongodb.connect_timeout = Duration::from_millis(200);
+            })
+            .build()
+            .unwrap();
+        let parsed = config.mongodb.uri.clone().unwrap();
+        assert!(parsed.expose_secret().contains(value), "the driver gets it");
+        shown.push(format!("{config:?} {config:#?} {parsed} {parsed:?}"));
+        #[cfg(feature = "mongodb")]
+        driver_renderings(config, &mut shown).await;
+    }
+    shown.push(logs.text());
+    for text in &shown {
+        assert_no_secret("a rendering", text);
+        assert_clean("a rendering", text);
+    }
+    // The searched text is the real thing: every option was rendered, masked.
+    let all = shown.concat();
+    for (option, _) in SECRET_OPTIONS {
+        let name = option.rsplit('&').next().unwrap();
+        assert!(all.contains(&format!("{name}=****")), "{name}: {all}");
+    }
+}
+
+/// What the driver side renders for `config`: the client options, the
+/// store, the whole stack, and their errors.
+#[cfg(feature = "mongodb")]
+async fn driver_renderings(config: StratumConfig, shown: &mut Vec<String>) {
+    use stratum::{MongoStore, Store, Stratum};
+
+    match MongoStore::client_options(&config.mongodb).await {
+        Ok(options) => shown.push(format!("{options:?} {options:#?}")),
+        Err(e) => shown.push(format!("{e} {e:?}")),
+    }
+    match MongoStore::connect(&config.mongodb, &config.store).await {
+        Ok(store) => {
+            shown.push(format!("{store:?}"));
+            if let Err(e) = store.ping().await {
+                shown.push(format!("{e} {e:?}"));
+            }
+        }
+        Err(e) => shown.push(format!("{e} {e:?}")),
+    }
+    match Stratum::builder(config).open().await {
+        Ok(stratum) => {
+            shown.push(format!("{stratum:?} {stratum:#?}"));
+            if let Err(e) = stratum.store().ping().await {
+                shown.push(format!("{e} {e:?}"));
+            }
+        }
+        Err(e) => shown.push(format!("{e} {e:?}")),
+    }
+}
+
 /// A second password, holding characters the URI must percent-encode, so
 /// both of its forms can be searched for.
 #[cfg(all(feature = "mongodb", feature = "monitor"))]
@@ -371,6 +475,7 @@ mod mongo {
                         "delete",
                         "count",
                         "ensure_index",
+                        "list_indexes",
                         "ping",
                         "hello",
                         "build_info",

@@ -212,7 +212,7 @@ mod mongo {
         let (b, _) = stack(Arc::new(MongoStore::new(other_client.database(db.name()))));
         let in_a = a.repository::<Conversation>().unwrap();
         let in_b = b.repository::<Conversation>().unwrap();
-        let mut watcher = in_a.watch(db.db());
+        let mut watcher = in_a.watch(&MongoStore::new(db.db().clone())).unwrap();
         tokio::time::timeout(Duration::from_secs(30), watcher.opened())
             .await
             .expect("the change stream opens");
@@ -250,7 +250,7 @@ mod mongo {
         let repo = a.repository::<Conversation>().unwrap();
         // Another process's writes: straight to the server, around this cache.
         let elsewhere = db.db().collection::<Conversation>("conversations");
-        let mut watcher = repo.watch(db.db());
+        let mut watcher = repo.watch(&MongoStore::new(db.db().clone())).unwrap();
         let wait = Duration::from_secs(30);
         tokio::time::timeout(wait, watcher.opened())
             .await
@@ -711,7 +711,10 @@ mod prompts {
     }
 
     /// A request for `messages` to openai's gpt-4o.
-    fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheKeyRequest<'a> {
+    pub(super) fn request<'a>(
+        messages: &'a [ChatMessage],
+        params: &'a RequestParams,
+    ) -> CacheKeyRequest<'a> {
         CacheKeyRequest {
             provider: "openai",
             model: "gpt-4o",
@@ -871,5 +874,423 @@ mod prompts {
             .unwrap();
         assert_eq!(answer.source, AnswerSource::Provider);
         assert_eq!(answer.entry.response.content, "No.");
+    }
+}
+
+/// The document types' declared indexes and validated writes against the
+/// real test server, through the repository (moved here from stratum-models,
+/// which no longer knows the driver): names, uniqueness and TTLs as
+/// declared, read back with the raw driver.
+#[cfg(feature = "mongodb")]
+mod models_on_the_server {
+    use futures::TryStreamExt;
+    use stratum::models::{
+        CachedResponse, ChatMessage, ContextSnapshot, Document as _, MAX_BSON_DOCUMENT_SIZE,
+        RequestParams, ResponseCacheEntry, TokenUsage, UsageRecord, ValidationError,
+    };
+    use stratum::{MongoStore, Repository};
+    use stratum_tests::TestDb;
+
+    use super::*;
+
+    fn now() -> DateTime {
+        DateTime::now()
+    }
+
+    fn entry_for(prompt: &str) -> ResponseCacheEntry {
+        let messages = [ChatMessage::user(prompt)];
+        let params = RequestParams {
+            temperature: Some(0.0),
+            ..Default::default()
+        };
+        ResponseCacheEntry::new(
+            &super::prompts::request(&messages, &params),
+            CachedResponse::text("answer"),
+            TokenUsage::new(10, 2),
+            now(),
+        )
+        .unwrap()
+    }
+
+    /// A stack over the test database (no cache, so reads see the server).
+    fn on(db: &TestDb) -> (Stratum, MongoStore) {
+        let store = MongoStore::new(db.db().clone());
+        let mut config = config();
+        config.cache.enabled = false;
+        let stratum = Stratum::builder(config)
+            .store(Arc::new(store.clone()))
+            .build()
+            .unwrap();
+        (stratum, store)
+    }
+
+    /// What the server lists, read with the raw driver: name, keys,
+    /// uniqueness, `expireAfterSeconds`.
+    async fn index_docs(db: &mongodb::Database, collection: &str) -> Vec<Document> {
+        db.collection::<Document>(collection)
+            .list_indexes()
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|model| {
+                let mut doc = stratum::bson::doc! { "key": model.keys };
+                if let Some(o) = model.options {
+                    doc.insert("name", o.name.unwrap_or_default());
+                    doc.insert("unique", o.unique.unwrap_or(false));
+                    if let Some(ttl) = o.expire_after {
+                        doc.insert("expireAfterSeconds", ttl.as_secs() as i64);
+                    }
+                }
+                doc
+            })
+            .collect()
+    }
+
+    /// The bug this guards: `ensure_indexes` used to go through an index
+    /// description without name or TTL, so the response cache's TTL index
+    /// was created as a plain `expires_at_1` and entries never expired.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ensure_indexes_creates_names_unique_and_ttl_idempotently() {
+        let db = TestDb::new("repo_indexes").await;
+        let (stratum, store) = on(&db);
+        let cache = stratum.repository::<ResponseCacheEntry>().unwrap();
+        cache.ensure_indexes().await.unwrap();
+
+        let first = index_docs(db.db(), ResponseCacheEntry::COLLECTION).await;
+        let find = |name: &str| {
+            first
+                .iter()
+                .find(|d| d.get_str("name") == Ok(name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no index {name}: {first:?}"))
+        };
+        let unique = find("cache_key_unique");
+        assert_eq!(unique.get_bool("unique"), Ok(true));
+        assert_eq!(
+            unique
+                .get_document("key")
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["cache_key"]
+        );
+        let ttl = find("expires_at_ttl");
+        assert_eq!(ttl.get_i64("expireAfterSeconds"), Ok(0), "{ttl:?}");
+        let compound = find("provider_model_created_at");
+        assert_eq!(
+            compound
+                .get_document("key")
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["provider", "model", "created_at"]
+        );
+        assert_eq!(first.len(), 4, "_id plus the three declared: {first:?}");
+
+        // Again: no error, no new index, same definitions.
+        cache.ensure_indexes().await.unwrap();
+        assert_eq!(
+            index_docs(db.db(), ResponseCacheEntry::COLLECTION).await,
+            first
+        );
+
+        // What `stratum check` reports: every declared index present.
+        let report = stratum::indexes::check::<ResponseCacheEntry>(&store)
+            .await
+            .unwrap();
+        assert_eq!(report.len(), 3);
+        for status in &report {
+            assert!(status.is_present(), "{status}");
+        }
+        let ttl_line = report
+            .iter()
+            .find(|s| s.declared.name == "expires_at_ttl")
+            .unwrap();
+        assert_eq!(
+            ttl_line.to_string(),
+            "llm_response_cache.expires_at_ttl ({expires_at: 1}): present as `expires_at_ttl`"
+        );
+
+        // Every other model's indexes are accepted by the server too.
+        stratum
+            .repository::<Conversation>()
+            .unwrap()
+            .ensure_indexes()
+            .await
+            .unwrap();
+        stratum
+            .repository::<Message>()
+            .unwrap()
+            .ensure_indexes()
+            .await
+            .unwrap();
+        stratum
+            .repository::<ContextSnapshot>()
+            .unwrap()
+            .ensure_indexes()
+            .await
+            .unwrap();
+        stratum
+            .repository::<UsageRecord>()
+            .unwrap()
+            .ensure_indexes()
+            .await
+            .unwrap();
+        let declared = stratum::indexes::check_declared(&store).await.unwrap();
+        assert!(declared.iter().all(|s| s.is_present()), "{declared:?}");
+        let messages = index_docs(db.db(), Message::COLLECTION).await;
+        assert!(
+            messages
+                .iter()
+                .any(|d| d.get_str("name") == Ok("conversation_id_seq_unique")
+                    && d.get_bool("unique") == Ok(true))
+        );
+        db.cleanup().await;
+    }
+
+    /// An index of the declared name with another definition is refused,
+    /// never replaced or doubled.
+    #[tokio::test]
+    async fn a_changed_definition_is_refused() {
+        let db = TestDb::new("repo_index_conflict").await;
+        let (_, store) = on(&db);
+        let declared = IndexSpec::ttl("expires_at_ttl", "expires_at", Duration::ZERO);
+        store.ensure_index("c", &declared).await.unwrap();
+        let changed = declared.clone().expiring_after(Duration::from_secs(60));
+        let err = store.ensure_index("c", &changed).await.unwrap_err();
+        assert!(matches!(err, StoreError::Validation { .. }), "{err:?}");
+        let listed = store.indexes("c").await.unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(
+            listed.iter().any(|i| i.same_definition(&declared)),
+            "{listed:?}"
+        );
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_duplicate_cache_key_is_rejected() {
+        let db = TestDb::new("repo_dupkey").await;
+        let (stratum, _) = on(&db);
+        let cache = stratum.repository::<ResponseCacheEntry>().unwrap();
+        cache.ensure_indexes().await.unwrap();
+
+        let first = entry_for("What is 2+2?");
+        cache.insert(&first).await.unwrap();
+        // Same request up to end whitespace: same key, different _id.
+        let again = entry_for("  What is 2+2?\n");
+        assert_eq!(first.cache_key, again.cache_key);
+        assert_ne!(first.id, again.id);
+        let err = cache.insert(&again).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RepositoryError::Store(StoreError::DuplicateKey { collection, .. })
+                    if collection == "llm_response_cache"
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("E11000") || err.to_string().contains("duplicate"),
+            "{err}"
+        );
+
+        // A different request is a different key and goes in.
+        cache.insert(&entry_for("What is 2+3?")).await.unwrap();
+        assert_eq!(cache.count(&Filter::all()).await.unwrap(), 2);
+        let read = cache.get(&first.id).await.unwrap().value.unwrap();
+        assert_eq!(*read, first);
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_document_is_never_written() {
+        let db = TestDb::new("repo_invalid").await;
+        let (stratum, _) = on(&db);
+        let messages = stratum.repository::<Message>().unwrap();
+        let cache = stratum.repository::<ResponseCacheEntry>().unwrap();
+        let oid = stratum::bson::oid::ObjectId::new;
+        let mut bad = Message::new(oid(), 0, Role::parse(""), "hi", 1, now());
+        let invalid =
+            |r: Result<(), RepositoryError>| matches!(r, Err(RepositoryError::Invalid(_)));
+        assert!(invalid(messages.insert(&bad).await));
+        bad.role = Role::User;
+        bad.token_count = -1;
+        assert!(invalid(messages.insert(&bad).await));
+        let mut big = entry_for("big");
+        big.response.content = "x".repeat(MAX_BSON_DOCUMENT_SIZE);
+        assert!(matches!(
+            cache.insert(&big).await,
+            Err(RepositoryError::Invalid(ValidationError::TooLarge { .. }))
+        ));
+        let raw = |c: &str| db.db().collection::<Document>(c);
+        assert_eq!(
+            raw(Message::COLLECTION)
+                .count_documents(stratum::bson::doc! {})
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            raw(ResponseCacheEntry::COLLECTION)
+                .count_documents(stratum::bson::doc! {})
+                .await
+                .unwrap(),
+            0
+        );
+
+        // A stored document that no longer decodes is a typed error on read.
+        let id = oid();
+        raw(Message::COLLECTION)
+            .insert_one(stratum::bson::doc! { "_id": id, "schema_version": 1, "role": "user" })
+            .await
+            .unwrap();
+        let err = messages.get(&id).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RepositoryError::Invalid(ValidationError::Malformed { .. })
+            ),
+            "{err:?}"
+        );
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conversation_round_trips_through_the_server() {
+        let db = TestDb::new("repo_conversation").await;
+        let (stratum, _) = on(&db);
+        let headers = stratum.repository::<Conversation>().unwrap();
+        let messages = stratum.repository::<Message>().unwrap();
+        messages.ensure_indexes().await.unwrap();
+        let c = Conversation::new("gpt-4o", now()).with_user("u1");
+        headers.insert(&c).await.unwrap();
+        for (seq, text) in ["hello", "hi, how can I help?"].into_iter().enumerate() {
+            let role = if seq == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            messages
+                .insert(&Message::new(c.id, seq as i64, role, text, 3, now()))
+                .await
+                .unwrap();
+        }
+        // A retried append of seq 1 hits the (conversation_id, seq) unique index.
+        let retry = Message::new(c.id, 1, Role::Assistant, "hi, how can I help?", 3, now());
+        assert!(matches!(
+            messages.insert(&retry).await,
+            Err(RepositoryError::Store(StoreError::DuplicateKey { collection, .. }))
+                if collection == "messages"
+        ));
+        assert_eq!(headers.get(&c.id).await.unwrap().value.as_deref(), Some(&c));
+        db.cleanup().await;
+    }
+
+    /// A live entry for `key` at `now`: unexpired or without expiry.
+    async fn lookup(
+        cache: &Repository<ResponseCacheEntry>,
+        key: &str,
+        now: DateTime,
+    ) -> Option<Arc<ResponseCacheEntry>> {
+        let live = Filter::gt("expires_at", now).or(Filter::exists("expires_at", false));
+        let query = Query::new(Filter::eq("cache_key", key).and(live)).limit(1);
+        let found = cache.find(&query).await.unwrap().into_iter().next()?;
+        Some(
+            cache
+                .update(&found.id, &Update::new().inc("hit_count", 1i64))
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookup_counts_hits_and_never_serves_an_expired_entry() {
+        let db = TestDb::new("repo_lookup").await;
+        let (stratum, _) = on(&db);
+        let cache = stratum.repository::<ResponseCacheEntry>().unwrap();
+        cache.ensure_indexes().await.unwrap();
+        let clock = DateTime::from_millis(DateTime::now().timestamp_millis());
+
+        let live = entry_for("live").with_ttl(Duration::from_secs(3600));
+        let mut stale = entry_for("stale");
+        stale.created_at = DateTime::from_millis(clock.timestamp_millis() - 10_000);
+        let stale = stale.with_ttl(Duration::from_secs(5));
+        let forever = entry_for("forever");
+        for e in [&live, &stale, &forever] {
+            cache.insert(e).await.unwrap();
+        }
+
+        let key = |e: &ResponseCacheEntry| e.cache_key.as_str().to_owned();
+        assert_eq!(
+            lookup(&cache, &key(&live), clock).await.unwrap().hit_count,
+            1
+        );
+        let second = lookup(&cache, &key(&live), clock).await.unwrap();
+        assert_eq!(second.hit_count, 2);
+        assert_eq!(second.response, live.response);
+        assert_eq!(
+            lookup(&cache, &key(&forever), clock)
+                .await
+                .unwrap()
+                .hit_count,
+            1
+        );
+        // Expired but (probably) not swept yet: still stored, never served.
+        assert!(lookup(&cache, &key(&stale), clock).await.is_none());
+        // A key that was never cached.
+        assert!(
+            lookup(&cache, &key(&entry_for("other")), clock)
+                .await
+                .is_none()
+        );
+        db.cleanup().await;
+    }
+
+    /// One full sweep interval (60 s) plus the time for the sweep itself, twice over.
+    const SWEEP_BOUND: Duration = Duration::from_secs(150);
+
+    /// TTL expiry end to end: the index `ensure_indexes` creates makes the
+    /// server delete an expired entry. SLOW ON PURPOSE: the server (like
+    /// mongod) sweeps every 60 s, so this polls for up to 150 s; it asserts
+    /// only "eventually gone within the bound", never a timing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_ttl_sweep_removes_an_expired_cache_entry() {
+        let db = TestDb::new("repo_ttl").await;
+        let (stratum, _) = on(&db);
+        let cache = stratum.repository::<ResponseCacheEntry>().unwrap();
+        cache.ensure_indexes().await.unwrap();
+
+        // Already expired (created an hour ago, one-second TTL), and one that never expires.
+        let mut expired = entry_for("expired");
+        expired.created_at = DateTime::from_millis(DateTime::now().timestamp_millis() - 3_600_000);
+        let expired = expired.with_ttl(Duration::from_secs(1));
+        let forever = entry_for("forever");
+        cache.insert(&expired).await.unwrap();
+        cache.insert(&forever).await.unwrap();
+        assert_eq!(cache.count(&Filter::all()).await.unwrap(), 2);
+
+        let started = tokio::time::Instant::now();
+        let mut gone = false;
+        while started.elapsed() < SWEEP_BOUND {
+            if cache.count(&Filter::id(expired.id)).await.unwrap() == 0 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        assert!(
+            gone,
+            "the expired entry was still there after {SWEEP_BOUND:?}"
+        );
+        assert_eq!(
+            cache.count(&Filter::id(forever.id)).await.unwrap(),
+            1,
+            "an entry without expires_at is never swept"
+        );
+        db.cleanup().await;
     }
 }

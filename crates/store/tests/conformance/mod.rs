@@ -2,8 +2,10 @@
 //! store and is run, unchanged, against `MemoryStore` and `MongoStore` (see
 //! `conformance_suite!`), so the two cannot drift apart.
 
+use std::time::Duration;
 use stratum_store::bson::{Bson, Document, doc, oid::ObjectId};
-use stratum_store::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
+
+use stratum_store::{Filter, IndexDirection, IndexSpec, Order, Query, Store, StoreError, Update};
 
 /// Expands to one `#[tokio::test]` per case, each with a fresh store from
 /// `$make` (an async fn returning the store and a guard kept alive for the
@@ -18,6 +20,8 @@ macro_rules! conformance_suite {
             unique_index_refuses_repeats,
             unique_index_over_repeated_data_fails,
             conflicting_index_options_are_refused,
+            indexes_keep_their_name_and_ttl,
+            invalid_indexes_are_refused,
             update_missing_id_is_not_found,
             update_operators,
             failed_update_changes_nothing,
@@ -198,6 +202,68 @@ pub(crate) async fn conflicting_index_options_are_refused<S: Store>(s: &S) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Validation { .. }), "{err}");
     assert!(!err.is_breaker_failure());
+}
+
+pub(crate) async fn indexes_keep_their_name_and_ttl<S: Store>(s: &S) {
+    assert_eq!(s.indexes(C).await.unwrap(), [], "no collection, no indexes");
+    let ttl = IndexSpec::ttl("expires_at_ttl", "expires_at", Duration::from_secs(3600));
+    let unique = IndexSpec::compound(
+        "tenant_seq",
+        [
+            ("tenant", IndexDirection::Ascending),
+            ("seq", IndexDirection::Descending),
+        ],
+    )
+    .unique();
+    for index in [&ttl, &unique, &ttl] {
+        s.ensure_index(C, index).await.unwrap();
+    }
+    let listed = s.indexes(C).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0].name, "_id_");
+    for declared in [&ttl, &unique] {
+        assert!(
+            listed.iter().any(|i| i.same_definition(declared)),
+            "{declared} not in {listed:?}"
+        );
+    }
+    // The same name or the same keys with another definition is refused,
+    // and nothing changes.
+    let refused = [
+        ttl.clone().expiring_after(Duration::from_secs(60)),
+        IndexSpec::ascending("expires_at_ttl", ["other"]),
+        ttl.clone().named("expires_at_1"),
+    ];
+    for index in &refused {
+        let err = s.ensure_index(C, index).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Validation { .. }),
+            "{index}: {err}"
+        );
+    }
+    assert_eq!(s.indexes(C).await.unwrap(), listed);
+}
+
+pub(crate) async fn invalid_indexes_are_refused<S: Store>(s: &S) {
+    let refused = [
+        IndexSpec::new(Vec::<(&'static str, Order)>::new()),
+        IndexSpec::new([("$where", Order::Ascending)]),
+        IndexSpec::ascending("", ["a"]),
+        IndexSpec::ascending("a", ["a", "b"]).expiring_after(Duration::ZERO),
+        IndexSpec::ttl("a", "a", Duration::from_millis(1500)),
+        IndexSpec::ttl("a", "a", Duration::from_secs(1 << 31)),
+    ];
+    for index in &refused {
+        let err = s.ensure_index(C, index).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Validation { .. } | StoreError::InvalidField { .. }
+            ),
+            "{index}: {err}"
+        );
+    }
+    assert_eq!(s.indexes(C).await.unwrap(), []);
 }
 
 pub(crate) async fn update_missing_id_is_not_found<S: Store>(s: &S) {

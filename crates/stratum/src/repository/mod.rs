@@ -33,7 +33,7 @@ use self::metrics::{Op, RepositoryMetrics, Source};
 #[cfg(feature = "cache")]
 use crate::config::layers;
 use crate::stack::Layers;
-use crate::{ConfigError, Filter, Order, Query, Update};
+use crate::{ConfigError, Filter, Query, Update};
 
 /// Write-generation stripes: a load notes its id's stripe when its database
 /// call starts and checks it after the cache stored the result; a write to
@@ -452,24 +452,15 @@ impl<T: Document> Repository<T> {
         .await
     }
 
-    /// Declares `T`'s indexes on the store (idempotent). TTL indexes are
-    /// declared as plain indexes on their key: the `Store` contract has no
-    /// expiry (use `stratum_models::ensure_indexes` on the driver for it).
+    /// Declares `T`'s indexes on the store as `T` declares them: names,
+    /// uniqueness and TTLs (over MongoDB a TTL index, which the server's
+    /// sweep uses to delete expired documents). Idempotent; an index of the
+    /// same name or keys with another definition is refused
+    /// ([`StoreError::Validation`](crate::StoreError::Validation)).
     pub async fn ensure_indexes(&self) -> Result<(), RepositoryError> {
         self.observe(Op::EnsureIndex, async {
             let layers = &self.inner.layers;
-            for spec in T::indexes() {
-                let keys = spec.keys.iter().map(|(k, d)| {
-                    let order = match d {
-                        stratum_models::IndexDirection::Ascending => Order::Ascending,
-                        stratum_models::IndexDirection::Descending => Order::Descending,
-                    };
-                    (k.to_string(), order)
-                });
-                let mut index = crate::IndexSpec::new(keys);
-                if spec.unique {
-                    index = index.unique();
-                }
+            for index in T::indexes() {
                 layers
                     .call(layers.store.ensure_index(T::COLLECTION, &index))
                     .await?;
