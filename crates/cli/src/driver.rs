@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use stratum::{RepositoryError, Stratum};
 
-use crate::report::{ErrorFigures, Latency, OperationFigures, RunFigures};
+use crate::report::{self, ErrorFigures, OperationFigures, RunFigures};
 
 /// What the driver runs.
 pub(crate) trait Workload: Send + Sync + 'static {
@@ -304,7 +304,7 @@ impl Figures {
                     .filter(|((op, _), _)| *op == i)
                     .map(|(_, t)| t.count)
                     .sum(),
-                latency: Latency::of(&self.ok_latency[i].merged()),
+                latency: report::percentiles(&self.ok_latency[i].merged()),
             })
             .collect();
         RunFigures {
@@ -312,7 +312,7 @@ impl Figures {
             elapsed,
             issuing,
             operations,
-            failed_latency: Latency::of(&self.failed_latency.merged()),
+            failed_latency: report::percentiles(&self.failed_latency.merged()),
             errors: errors
                 .iter()
                 .map(|(&(op, kind), t)| ErrorFigures {

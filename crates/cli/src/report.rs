@@ -7,41 +7,25 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use stratum::monitor::Percentiles;
 use stratum::{BreakerTransition, Stratum};
 
-/// Latency percentiles of one set of calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latency {
-    /// Calls measured.
-    pub count: u64,
-    /// Median.
-    pub p50: Duration,
-    /// 95th percentile.
-    pub p95: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// 99.9th percentile.
-    pub p999: Duration,
-    /// The slowest call.
-    pub max: Duration,
-}
-
-impl Latency {
-    /// The percentiles of a histogram of microseconds; `None` when empty.
-    pub(crate) fn of(h: &Histogram<u32>) -> Option<Latency> {
-        if h.is_empty() {
-            return None;
-        }
-        let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
-        Some(Latency {
-            count: h.len(),
-            p50: at(0.5),
-            p95: at(0.95),
-            p99: at(0.99),
-            p999: at(0.999),
-            max: Duration::from_micros(h.max()),
-        })
+/// The percentiles of a histogram of microseconds; `None` when empty.
+/// (The monitor's type: one shape for "p50 to max of some calls" in the
+/// workspace.)
+pub(crate) fn percentiles(h: &Histogram<u32>) -> Option<Percentiles> {
+    if h.is_empty() {
+        return None;
     }
+    let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
+    Some(Percentiles {
+        count: h.len(),
+        p50: at(0.5),
+        p95: at(0.95),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: Duration::from_micros(h.max()),
+    })
 }
 
 /// One operation's figures.
@@ -55,7 +39,7 @@ pub struct OperationFigures {
     /// Calls that failed (the breaker's refusals included).
     pub errors: u64,
     /// Latency of the calls that succeeded; `None` when none did.
-    pub latency: Option<Latency>,
+    pub latency: Option<Percentiles>,
 }
 
 /// One kind of error of one operation.
@@ -86,7 +70,7 @@ pub struct RunFigures {
     /// Per operation, in the workload's order.
     pub operations: Vec<OperationFigures>,
     /// Latency of the failed calls of every operation together.
-    pub failed_latency: Option<Latency>,
+    pub failed_latency: Option<Percentiles>,
     /// Errors by operation and kind.
     pub errors: Vec<ErrorFigures>,
 }
@@ -166,7 +150,7 @@ fn row(
     name: &str,
     ok: &str,
     errors: u64,
-    l: Option<&Latency>,
+    l: Option<&Percentiles>,
 ) -> fmt::Result {
     writeln!(
         f,
@@ -409,11 +393,11 @@ mod tests {
     #[test]
     fn percentiles_are_read_in_microseconds() {
         let mut h = Histogram::<u32>::new_with_bounds(1, 600_000_000, 3).unwrap();
-        assert_eq!(Latency::of(&h), None);
+        assert_eq!(percentiles(&h), None);
         for micros in 1..=1_000 {
             h.record(micros).unwrap();
         }
-        let l = Latency::of(&h).unwrap();
+        let l = percentiles(&h).unwrap();
         assert_eq!(l.count, 1_000);
         assert_eq!(l.p50, Duration::from_micros(500));
         assert_eq!(l.p99, Duration::from_micros(990));
@@ -421,7 +405,7 @@ mod tests {
     }
 
     fn figures() -> RunFigures {
-        let latency = Latency {
+        let latency = Percentiles {
             count: 3,
             p50: Duration::from_micros(1_500),
             p95: Duration::from_millis(2),
