@@ -1,9 +1,9 @@
-//! `cargo xtask load`: thousands of concurrent tasks through the facade
+//! `cargo xtask load`: thousands of concurrent tasks through the stack
 //! against a test server, then a report and a read-back of every
-//! acknowledged write (the `stratum-load` program in `crates/cli/src/load/`).
+//! acknowledged write (`stratum load`, in `crates/cli/src/load/`).
 //!
-//! By default the program is built optimised and a fresh test server is
-//! started for the run (stopped afterwards, failures included);
+//! By default the `stratum` binary is built optimised and a fresh test
+//! server is started for the run (stopped afterwards, failures included);
 //! `--mongodb-uri URI` runs against another server instead. `--dev` uses
 //! the unoptimised binary that `cargo test --workspace --all-features`
 //! builds, which is what `cargo xtask ci` does for its short run so CI
@@ -25,8 +25,8 @@ const SHORT: &[&str] = &[
     "20000",
 ];
 
-/// `cargo xtask load [--dev] [PROGRAM ARGS...]`: every argument but `--dev`
-/// goes to the program (`--tasks`, `--duration`, `--read-ratio`, ...).
+/// `cargo xtask load [--dev] [LOAD ARGS...]`: every argument but `--dev`
+/// goes to `stratum load` (`--tasks`, `--duration`, `--read-ratio`, ...).
 pub(crate) fn run(args: &[&str]) -> Result {
     let dev = args.contains(&"--dev");
     let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--dev").collect();
@@ -36,7 +36,7 @@ pub(crate) fn run(args: &[&str]) -> Result {
         } else {
             release_binary()?
         };
-        return shell::run(Command::new(program).arg("--help"));
+        return shell::run(Command::new(program).args(["load", "--help"]));
     }
     let given_uri = rest
         .iter()
@@ -53,7 +53,7 @@ pub(crate) fn run(args: &[&str]) -> Result {
         Some(Server::start()?)
     };
     let mut cmd = Command::new(program);
-    cmd.args(&rest);
+    cmd.arg("load").args(&rest);
     if let Some(s) = &server {
         cmd.arg("--mongodb-uri").arg(s.uri());
     }
@@ -66,13 +66,15 @@ pub(crate) fn short(uri: &str) -> Result {
     let program = dev_binary()?;
     shell::run(
         Command::new(program)
+            .arg("load")
             .args(SHORT)
             .arg("--mongodb-uri")
             .arg(uri),
     )
 }
 
-/// The optimised program (built on first use; later runs only check it is fresh).
+/// The optimised `stratum` binary (built on first use; later runs only
+/// check it is fresh).
 fn release_binary() -> Result<String> {
     built(cargo().args([
         "build",
@@ -80,18 +82,18 @@ fn release_binary() -> Result<String> {
         "-p",
         "stratum-cli",
         "--bin",
-        "stratum-load",
+        "stratum",
     ]))
 }
 
-/// The program as `cargo test --workspace --all-features` builds it (its
+/// The `stratum` binary as `cargo test --workspace --all-features` builds it (its
 /// integration tests make cargo build the package's binaries), with the
 /// same features, so nothing is compiled again after CI's test step.
 fn dev_binary() -> Result<String> {
     built(cargo().args(["test", "--workspace", "--all-features", "--no-run"]))
 }
 
-/// Runs a cargo build and returns the path of the `stratum-load` executable it reports.
+/// Runs a cargo build and returns the path of the `stratum` executable it reports.
 fn built(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .arg("--message-format=json-render-diagnostics")
@@ -102,16 +104,20 @@ fn built(cmd: &mut Command) -> Result<String> {
         return Err(format!("{cmd:?} failed: {}", out.status));
     }
     executable(&String::from_utf8_lossy(&out.stdout))
-        .ok_or_else(|| format!("{cmd:?} built no stratum-load binary"))
+        .ok_or_else(|| format!("{cmd:?} built no stratum binary"))
 }
 
-/// The `stratum-load` program's path in cargo's JSON messages (the program
-/// itself, not its unit-test harness).
+/// The `stratum` binary's path in cargo's JSON messages (the binary itself:
+/// not its unit-test harness, not the `stratum` library of the same name).
 fn executable(messages: &str) -> Option<String> {
     messages
         .lines()
         .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
-        .filter(|l| l.contains(r#""name":"stratum-load""#) && !built_for_tests(l))
+        .filter(|l| {
+            l.contains(r#""kind":["bin"],"#)
+                && l.contains(r#""name":"stratum","#)
+                && !built_for_tests(l)
+        })
         .find_map(|l| {
             let rest = l.split_once(r#""executable":""#)?.1;
             rest.split_once('"').map(|(path, _)| path.to_owned())
@@ -134,13 +140,12 @@ mod tests {
     #[test]
     fn the_program_is_found_among_cargos_messages() {
         let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"stratum_tests"},"profile":{"test":false},"executable":null}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load","test":true},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum_load-abc"}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"stratum-load","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-load"}
+{"reason":"compiler-artifact","target":{"kind":["lib"],"crate_types":["lib"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/wrong-lib"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum-abc"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum-other","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-other"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum"}
 {"reason":"build-finished","success":true}"#;
-        assert_eq!(
-            executable(messages).as_deref(),
-            Some("/t/debug/stratum-load")
-        );
+        assert_eq!(executable(messages).as_deref(), Some("/t/debug/stratum"));
         assert_eq!(
             executable(r#"{"reason":"build-finished","success":true}"#),
             None

@@ -1,9 +1,11 @@
 //! The `stratum` command.
 //!
 //! `stratum demo` drives an LLM-application workload through the whole stack
-//! and reports what it measured; `stratum check` connects to a MongoDB server
-//! and reports connectivity, the server's version, its topology and whether
-//! the indexes the document types declare exist.
+//! and reports what it measured; `stratum load` drives thousands of tasks
+//! against a MongoDB server and verifies every acknowledged write;
+//! `stratum check` connects to a MongoDB server and reports connectivity, the
+//! server's version, its topology and whether the indexes the document types
+//! declare exist.
 
 // A command-line program: printing its report is its job.
 #![allow(clippy::print_stdout)]
@@ -30,6 +32,11 @@ enum Command {
     /// throughput, latency percentiles, hit ratios, savings and breaker
     /// transitions. Uses the embedded store unless a MongoDB URI is given.
     Demo(DemoArgs),
+    /// Run thousands of concurrent tasks (reads by id, inserts, updates)
+    /// through the stack against a MongoDB server, report, and read every
+    /// acknowledged write back with the raw driver. Exit status 1 when the
+    /// verification fails, 2 when the run could not be made.
+    Load(stratum_cli::load::LoadArgs),
     /// Connect to a MongoDB server and report connectivity, version, topology
     /// and whether the declared indexes exist in the configured database.
     Check(CheckArgs),
@@ -107,15 +114,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Check(args) => runtime.block_on(check(args)),
-        Command::Demo(args) => runtime.block_on(demo(args)),
-    };
+    match cli.command {
+        Command::Check(args) => exit(runtime.block_on(check(args))),
+        Command::Demo(args) => exit(runtime.block_on(demo(args))),
+        Command::Load(args) => load(runtime.block_on(stratum_cli::load::run(args))),
+    }
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("stratum: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `stratum load`: the report, and an exit status that tells a failed
+/// verification (1) from a run that could not be made (2).
+fn load(result: Result<stratum_cli::load::LoadReport, stratum_cli::load::LoadError>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("stratum load: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -90,6 +90,22 @@ fn the_library_runs_it_too() {
         }))
         .unwrap();
     assert!(report.throughput() > 0.0);
-    assert!(report.operations.iter().any(|o| o.ok > 0));
-    assert_eq!(report.backend, "memory");
+    assert!(report.run.operations.iter().any(|o| o.ok > 0));
+    assert_eq!(report.backend(), "memory");
+    // Every operation the workers made is in the table, with its latency.
+    assert_eq!(report.run.tasks, 2);
+    for o in &report.run.operations {
+        assert_eq!(o.latency.map_or(0, |l| l.count), o.ok, "{o:?}");
+    }
+    // Each prompt lookup that succeeded went on to write one usage record.
+    let op = |name| {
+        report
+            .run
+            .operations
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap()
+    };
+    let usage = op("usage.write");
+    assert_eq!(op("prompt.lookup").ok, usage.ok + usage.errors);
 }

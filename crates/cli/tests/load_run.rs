@@ -1,14 +1,22 @@
-//! The `stratum-load` program end to end against the test server: a short
-//! clean run passes, and a run whose acknowledged write is deleted behind
-//! the facade's back fails its verification (the check can fail).
+//! `stratum load` end to end against the test server: a short clean run
+//! passes, and a run whose acknowledged write is deleted behind the stack's
+//! back fails its verification (the check can fail).
 
 use std::process::Command;
 
-/// Runs the program briefly; `(passed, stdout)`.
+/// Runs `stratum load` briefly; `(passed, stdout)`.
 #[allow(clippy::expect_used)] // a test helper: failing to start the program fails the test
 fn load(extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stratum-load"))
-        .args(["--tasks", "50", "--duration", "1s", "--documents", "500"])
+    let out = Command::new(env!("CARGO_BIN_EXE_stratum"))
+        .args([
+            "load",
+            "--tasks",
+            "50",
+            "--duration",
+            "1s",
+            "--documents",
+            "500",
+        ])
         .args(extra)
         .env("STRATUM_TEST_MONGODB_URI", stratum_tests::mongodb_uri())
         .output()

@@ -1,7 +1,8 @@
 //! `stratum demo`: a realistic LLM-application workload through the whole
 //! stack, with a report at the end.
 //!
-//! Workers (the `concurrency`) loop until the duration is over, each step
+//! Workers (the `concurrency`, tokio tasks run by the shared driver) loop
+//! until the duration is over, each step
 //! one of: a prompt looked up in the response cache (prompts drawn with a
 //! Zipf-skewed popularity; a miss calls a simulated provider and is cached;
 //! every call writes a usage record), a turn appended to a conversation
@@ -19,14 +20,18 @@ mod workload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use stratum::StratumConfig;
 use stratum_store::{FaultPlan, FaultyStore};
 
-pub use self::report::{DemoReport, OperationFigures};
+use crate::driver::{self, Plan, Progress};
+use crate::report::{CacheFigures, Mark, StackFigures};
+
+pub use self::report::DemoReport;
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -75,6 +80,9 @@ pub enum DemoError {
     /// The monitor could not be built.
     #[error("cannot build the monitor: {0}")]
     Monitor(String),
+    /// A worker panicked.
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// Runs the demo and returns its report.
@@ -87,7 +95,7 @@ pub enum DemoError {
 /// # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
 /// use std::time::Duration;
-/// use stratum::demo::{run, DemoOptions};
+/// use stratum_cli::demo::{run, DemoOptions};
 ///
 /// let report = run(DemoOptions { duration: Duration::from_millis(300), concurrency: 4, ..Default::default() }).await?;
 /// assert!(report.throughput() > 0.0);
@@ -136,13 +144,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         .register_health(monitor.health())
         .map_err(|e| DemoError::Monitor(e.to_string()))?;
 
-    let workload = workload::Workload::prepare(&stratum, options.seed)
+    let workload = workload::DemoWorkload::prepare(&stratum, options.seed)
         .await
         .map_err(DemoError::Setup)?;
+    let workload = Arc::new(workload);
 
-    let started_at = stratum.clock().now();
-    let started = Instant::now();
-    let deadline = started + options.duration;
+    let mark = Mark::now(&stratum);
     let phases = options.inject_faults.then(|| {
         let faulty = faulty.clone();
         let duration = options.duration;
@@ -160,30 +167,44 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             tracing::info!("faults off");
         })
     });
-    let figures = workload
-        .run(
-            options.concurrency.max(1),
-            deadline,
-            options.progress,
-            monitor.latency(),
-        )
-        .await;
-    let elapsed = started.elapsed();
+    let plan = Plan {
+        tasks: options.concurrency,
+        duration: options.duration,
+        progress: if options.progress {
+            Progress::Bar
+        } else {
+            Progress::Off
+        },
+    };
+    let driven = driver::drive(&stratum, Arc::clone(&workload), plan).await;
     if let Some(phases) = phases {
         phases.abort();
     }
-    let report = report::DemoReport::collect(report::Inputs {
-        stratum: &stratum,
-        workload: &workload,
-        figures,
-        latency: monitor.latency(),
-        elapsed,
-        concurrency: options.concurrency.max(1),
+    let driven = driven.map_err(DemoError::Worker)?;
+    let run = driven.figures;
+    workload.usage().publish_cache_metrics();
+    let cache = workload
+        .chats()
+        .headers()
+        .cache_stats()
+        .map(|stats| CacheFigures {
+            what: "conversation headers",
+            stats,
+        });
+    let stack = StackFigures::collect(&stratum, mark, cache, driven.peak_waiting, &run);
+    let counts = &workload.counts;
+    let report = DemoReport {
+        stale_reads: counts.stale_reads.load(Ordering::Relaxed),
+        provider_calls: counts.provider_calls.load(Ordering::Relaxed),
+        efficiency: workload.efficiency(),
         injected_errors: faulty.injected_errors(),
         inject_faults: options.inject_faults,
+        documents_written: run.ok(workload::Op::UsageWrite.name())
+            + 2 * run.ok(workload::Op::Append.name()),
         served,
-        started_at,
-    });
+        run,
+        stack,
+    };
     if let Some(running) = running {
         running.shutdown().await;
     }

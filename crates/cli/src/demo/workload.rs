@@ -1,5 +1,6 @@
 //! The demo's workload: the data it seeds and what each worker does.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,14 +10,15 @@ use bson::oid::ObjectId;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use stratum::llm::{Completion, ConversationError, Conversations, PromptCache, PromptError};
 use stratum::models::{
     CacheKeyRequest, CacheOutcome, CachedResponse, ChatMessage, Conversation, EfficiencyTracker,
     Encoding, ModelPrice, PriceTable, RequestParams, TokenCounter, TokenUsage, UsageRecord,
 };
-use stratum::monitor::LatencyTracker;
-
-use stratum::llm::{Completion, Conversations, PromptCache};
 use stratum::{Repository, Stratum};
+
+use crate::driver::{self, Failure, Recorder};
+use crate::popularity::Popularity;
 
 pub(crate) const PROVIDER: &str = "openai";
 pub(crate) const MODEL: &str = "gpt-4o";
@@ -28,7 +30,7 @@ const CONVERSATIONS: usize = 100;
 /// The token budget a context is compressed to.
 const CONTEXT_BUDGET: usize = 1_024;
 
-/// The operations the report lists, in its order.
+/// The operations the report lists, in [`driver::Workload::OPERATIONS`]'s order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Prompt,
@@ -39,68 +41,43 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 5] = [
-        Op::Prompt,
-        Op::UsageWrite,
-        Op::Append,
-        Op::Context,
-        Op::Header,
-    ];
-
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Op::Prompt => "prompt.lookup",
-            Op::UsageWrite => "usage.write",
-            Op::Append => "conversation.append",
-            Op::Context => "conversation.context",
-            Op::Header => "conversation.get",
-        }
+        <DemoWorkload as driver::Workload>::OPERATIONS[self as usize]
     }
 }
 
-/// Counts the workers share.
+impl From<Op> for usize {
+    fn from(op: Op) -> usize {
+        op as usize
+    }
+}
+
+/// What the demo counts beyond the driver's figures.
 #[derive(Default)]
-pub(crate) struct Figures {
-    pub(crate) ok: [AtomicU64; 5],
-    pub(crate) errors: [AtomicU64; 5],
-    pub(crate) refused: AtomicU64,
+pub(crate) struct Counts {
     pub(crate) stale_reads: AtomicU64,
     pub(crate) provider_calls: AtomicU64,
 }
 
-impl Figures {
-    pub(crate) fn total(&self) -> u64 {
-        self.ok
-            .iter()
-            .chain(self.errors.iter())
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+// The stack has no kind for these errors (RepositoryError has): named here.
+impl Failure for ConversationError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ConversationError::Repository(e) => e.kind(),
+            ConversationError::Compress(_) => "compress",
+            ConversationError::Config(_) | ConversationError::Setup(_) => "config",
+            ConversationError::Tokenizer(_) => "tokenizer",
+            _ => "other",
+        }
     }
 }
 
-/// Samples ranks 0..n with probability proportional to 1 / (rank + 1)^s.
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, s: f64) -> Zipf {
-        let mut total = 0.0;
-        let cumulative = (1..=n)
-            .map(|k| {
-                total += 1.0 / (k as f64).powf(s);
-                total
-            })
-            .collect();
-        Zipf { cumulative }
-    }
-
-    fn sample(&self, rng: &mut impl Rng) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(0.0);
-        let u = rng.random::<f64>() * total;
-        self.cumulative
-            .partition_point(|&c| c <= u)
-            .min(self.cumulative.len().saturating_sub(1))
+impl Failure for Arc<PromptError<Infallible>> {
+    fn kind(&self) -> &'static str {
+        match &**self {
+            PromptError::Invalid(_) => "invalid_document",
+            _ => "other",
+        }
     }
 }
 
@@ -111,20 +88,21 @@ struct Prompt {
     tokens_out: i64,
 }
 
-pub(crate) struct Workload {
-    stratum: Stratum,
+pub(crate) struct DemoWorkload {
     prompts: PromptCache,
     chats: Conversations,
     usage: Repository<UsageRecord>,
     conversations: Vec<ObjectId>,
     catalogue: Vec<Prompt>,
-    zipf: Zipf,
+    popularity: Popularity,
     prices: PriceTable,
     efficiency: Mutex<EfficiencyTracker>,
+    seed: u64,
+    pub(crate) counts: Counts,
 }
 
-impl Workload {
-    pub(crate) async fn prepare(stratum: &Stratum, seed: u64) -> Result<Workload, String> {
+impl DemoWorkload {
+    pub(crate) async fn prepare(stratum: &Stratum, seed: u64) -> Result<DemoWorkload, String> {
         let counter = TokenCounter::new(Encoding::O200kBase).map_err(|e| e.to_string())?;
         let prompts = stratum.prompt_cache().map_err(|e| e.to_string())?;
         let chats = stratum.conversations().map_err(|e| e.to_string())?;
@@ -204,16 +182,17 @@ impl Workload {
                 },
             )
             .map_err(|e| e.to_string())?;
-        Ok(Workload {
-            stratum: stratum.clone(),
+        Ok(DemoWorkload {
             prompts,
             chats,
             usage,
             conversations,
             catalogue,
-            zipf: Zipf::new(PROMPTS, ZIPF_EXPONENT),
+            popularity: Popularity::new(PROMPTS, ZIPF_EXPONENT).map_err(|e| e.to_string())?,
             prices,
             efficiency: Mutex::new(EfficiencyTracker::new()),
+            seed,
+            counts: Counts::default(),
         })
     }
 
@@ -229,72 +208,9 @@ impl Workload {
         self.efficiency.lock().report(&self.prices)
     }
 
-    /// Runs `concurrency` workers until `deadline`.
-    pub(crate) async fn run(
-        &self,
-        concurrency: usize,
-        deadline: Instant,
-        progress: bool,
-        latency: &Arc<LatencyTracker>,
-    ) -> Figures {
-        let figures = Figures::default();
-        let bar = progress.then(|| progress_bar(deadline));
-        let workers = (0..concurrency).map(|w| {
-            let mut rng = StdRng::seed_from_u64(w as u64 ^ 0x5eed_0000);
-            let figures = &figures;
-            async move {
-                while Instant::now() < deadline {
-                    self.step(&mut rng, figures, latency).await;
-                    // Let other tasks (the metrics listener, the progress bar)
-                    // run even when the embedded store never yields.
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
-        let ticker = async {
-            if let Some(bar) = &bar {
-                let started = Instant::now();
-                while Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let state = self.stratum.breaker().map_or("off", |b| b.state().as_str());
-                    bar.set_position(started.elapsed().as_millis() as u64);
-                    bar.set_message(format!(
-                        "{} ops, breaker {state}, {} stale reads",
-                        figures.total(),
-                        figures.stale_reads.load(Ordering::Relaxed)
-                    ));
-                }
-                bar.finish_and_clear();
-            }
-        };
-        futures::join!(futures::future::join_all(workers), ticker);
-        figures
-    }
-
-    async fn step(&self, rng: &mut StdRng, figures: &Figures, latency: &LatencyTracker) {
-        let pick: f64 = rng.random();
-        let conversation = self.conversations[rng.random_range(0..self.conversations.len())];
-        let started = Instant::now();
-        let (op, ok) = if pick < 0.40 {
-            (Op::Prompt, self.prompt(rng, figures, latency).await)
-        } else if pick < 0.65 {
-            (Op::Append, self.append(rng, &conversation, figures).await)
-        } else if pick < 0.80 {
-            (Op::Context, self.context(&conversation, figures).await)
-        } else {
-            (Op::Header, self.header(&conversation, figures).await)
-        };
-        let i = op as usize;
-        if ok {
-            figures.ok[i].fetch_add(1, Ordering::Relaxed);
-        } else {
-            figures.errors[i].fetch_add(1, Ordering::Relaxed);
-        }
-        latency.record(op.name(), started.elapsed());
-    }
-
-    async fn prompt(&self, rng: &mut StdRng, figures: &Figures, latency: &LatencyTracker) -> bool {
-        let prompt = &self.catalogue[self.zipf.sample(rng)];
+    /// A prompt looked up (a miss calls the provider), then its usage record written.
+    async fn prompt(&self, rng: &mut StdRng, record: &Recorder<'_>) {
+        let prompt = &self.catalogue[self.popularity.sample(rng)];
         let provider_latency = Duration::from_millis(rng.random_range(5..15));
         let messages = [
             ChatMessage::system("You are a concise assistant for an engineering team."),
@@ -312,25 +228,23 @@ impl Workload {
             params: &params,
         };
         let price = self.prices.price(MODEL);
+        let provider_calls = &self.counts.provider_calls;
         let started = Instant::now();
-        let answer = self
-            .prompts
-            .get_or_compute(&request, || async move {
-                // The simulated provider: a network round trip and generation.
-                tokio::time::sleep(provider_latency).await;
-                figures.provider_calls.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(Completion {
-                    response: CachedResponse::text(prompt.answer.as_str()),
-                    usage: TokenUsage::new(prompt.tokens_in, prompt.tokens_out),
-                    cost_usd: price.map_or(0.0, |p| p.cost(prompt.tokens_in, prompt.tokens_out)),
-                })
+        let lookup = self.prompts.get_or_compute(&request, || async move {
+            // The simulated provider: a network round trip and generation.
+            tokio::time::sleep(provider_latency).await;
+            provider_calls.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, Infallible>(Completion {
+                response: CachedResponse::text(prompt.answer.as_str()),
+                usage: TokenUsage::new(prompt.tokens_in, prompt.tokens_out),
+                cost_usd: price.map_or(0.0, |p| p.cost(prompt.tokens_in, prompt.tokens_out)),
             })
-            .await;
-        let Ok(answer) = answer else {
-            return false;
+        });
+        let Ok(answer) = record.time(Op::Prompt, lookup).await else {
+            return;
         };
         let outcome = answer.outcome();
-        let record = UsageRecord::new(PROVIDER, MODEL, outcome, DateTime::now())
+        let usage = UsageRecord::new(PROVIDER, MODEL, outcome, DateTime::now())
             .with_tokens(
                 answer.entry.usage.prompt_tokens,
                 answer.entry.usage.completion_tokens,
@@ -341,15 +255,12 @@ impl Workload {
             } else {
                 0.0
             });
-        self.efficiency.lock().record(&record);
-        let write = Instant::now();
-        let stored = self.usage.insert(&record).await;
-        latency.record(Op::UsageWrite.name(), write.elapsed());
-        self.count(figures, Op::UsageWrite, &stored);
-        true
+        self.efficiency.lock().record(&usage);
+        let _ = record.time(Op::UsageWrite, self.usage.insert(&usage)).await;
     }
 
-    async fn append(&self, rng: &mut StdRng, conversation: &ObjectId, figures: &Figures) -> bool {
+    /// A user turn and its reply appended to a conversation.
+    async fn append(&self, rng: &mut StdRng, conversation: &ObjectId, record: &Recorder<'_>) {
         let n: u32 = rng.random_range(0..10_000);
         let user = ChatMessage::user(format!(
             "Follow-up {n}: can you expand on the previous answer with an example?"
@@ -357,75 +268,66 @@ impl Workload {
         let reply = ChatMessage::assistant(format!(
             "Sure. Example {n}: start small, measure, then change one thing at a time."
         ));
-        let first = self.chats.append(conversation, user).await;
-        let result = match first {
-            Ok(_) => self.chats.append(conversation, reply).await.map(|_| ()),
-            Err(e) => Err(e),
+        let turn = async {
+            self.chats.append(conversation, user).await?;
+            self.chats.append(conversation, reply).await.map(|_| ())
         };
-        if let Err(stratum::llm::ConversationError::Repository(
-            stratum::RepositoryError::NotPermitted { .. },
-        )) = &result
+        let _ = record.time(Op::Append, turn).await;
+    }
+
+    /// A conversation's history compressed to the token budget.
+    async fn context(&self, conversation: &ObjectId, record: &Recorder<'_>) {
+        let context = self.chats.context(conversation, CONTEXT_BUDGET);
+        if let Ok(context) = record.time(Op::Context, context).await {
+            self.efficiency
+                .lock()
+                .record_compression(PROVIDER, MODEL, &context.report);
+        }
+    }
+
+    /// A conversation's header read by id (the read-through cache).
+    async fn header(&self, conversation: &ObjectId, record: &Recorder<'_>) {
+        let read = self.chats.headers().get(conversation);
+        if let Ok(read) = record.time(Op::Header, read).await
+            && read.is_stale()
         {
-            figures.refused.fetch_add(1, Ordering::Relaxed);
+            self.counts.stale_reads.fetch_add(1, Ordering::Relaxed);
         }
-        result.is_ok()
-    }
-
-    async fn context(&self, conversation: &ObjectId, figures: &Figures) -> bool {
-        match self.chats.context(conversation, CONTEXT_BUDGET).await {
-            Ok(context) => {
-                self.efficiency
-                    .lock()
-                    .record_compression(PROVIDER, MODEL, &context.report);
-                true
-            }
-            Err(stratum::llm::ConversationError::Repository(
-                stratum::RepositoryError::NotPermitted { .. },
-            )) => {
-                figures.refused.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    async fn header(&self, conversation: &ObjectId, figures: &Figures) -> bool {
-        match self.chats.headers().get(conversation).await {
-            Ok(read) => {
-                if read.is_stale() {
-                    figures.stale_reads.fetch_add(1, Ordering::Relaxed);
-                }
-                true
-            }
-            Err(stratum::RepositoryError::NotPermitted { .. }) => {
-                figures.refused.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn count<R>(&self, figures: &Figures, op: Op, result: &Result<R, stratum::RepositoryError>) {
-        let i = op as usize;
-        match result {
-            Ok(_) => figures.ok[i].fetch_add(1, Ordering::Relaxed),
-            Err(e) => {
-                if matches!(e, stratum::RepositoryError::NotPermitted { .. }) {
-                    figures.refused.fetch_add(1, Ordering::Relaxed);
-                }
-                figures.errors[i].fetch_add(1, Ordering::Relaxed)
-            }
-        };
     }
 }
 
-fn progress_bar(deadline: Instant) -> indicatif::ProgressBar {
-    let total = deadline.saturating_duration_since(Instant::now());
-    let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} [{bar:32}] {elapsed_precise} {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
+impl driver::Workload for DemoWorkload {
+    type Task = StdRng;
+    const OPERATIONS: &'static [&'static str] = &[
+        "prompt.lookup",
+        "usage.write",
+        "conversation.append",
+        "conversation.context",
+        "conversation.get",
+    ];
+
+    fn task(&self, index: usize) -> StdRng {
+        driver::task_rng(self.seed, index)
     }
-    bar
+
+    async fn step(&self, rng: &mut StdRng, record: &Recorder<'_>) {
+        let pick: f64 = rng.random();
+        let conversation = self.conversations[rng.random_range(0..self.conversations.len())];
+        if pick < 0.40 {
+            self.prompt(rng, record).await;
+        } else if pick < 0.65 {
+            self.append(rng, &conversation, record).await;
+        } else if pick < 0.80 {
+            self.context(&conversation, record).await;
+        } else {
+            self.header(&conversation, record).await;
+        }
+    }
+
+    fn status(&self) -> String {
+        format!(
+            ", {} stale reads",
+            self.counts.stale_reads.load(Ordering::Relaxed)
+        )
+    }
 }

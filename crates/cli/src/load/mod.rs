@@ -1,50 +1,49 @@
-//! `stratum-load`: thousands of concurrent tasks reading and writing through
-//! the facade against a MongoDB server, a report, and a check that every
+//! `stratum load`: thousands of concurrent tasks reading and writing through
+//! the stack against a MongoDB server, a report, and a check that every
 //! acknowledged write is in the database.
 //!
 //! Run it with `cargo xtask load` (which starts a test server and builds
-//! this program optimised) or directly with `--mongodb-uri`. Each task loops
-//! until the duration is over: a read by id (ids drawn with a Zipf-skewed
-//! popularity, so the cache matters), an insert of a new document, or an
-//! update (`$inc` of the document's version), all through a
+//! the `stratum` binary optimised) or directly with `--mongodb-uri`. Each
+//! task loops until the duration is over: a read by id (ids drawn with a
+//! Zipf-skewed popularity, so the cache matters), an insert of a new
+//! document, or an update (`$inc` of the document's version), all through a
 //! `Repository<LoadDoc>` over `MongoStore` with the cache, the breaker and
 //! the admission pool configured as by default (`STRATUM_*` variables and
 //! the flags below change them).
 //!
-//! At the end it prints throughput, p50/p99/p999 per operation, errors by
-//! kind, the cache's hit ratio, the pool and the breaker, the peak resident
-//! memory, and the verification: every document read back with the raw
-//! driver, every acknowledged insert present, every document's version at
-//! least its acknowledged updates, and no write nobody made; the exit
-//! status is non-zero when any of that fails. Reads are checked too: those
-//! that returned a version older than one acknowledged before they began
-//! are counted (and fail the run with `--strict-reads`).
-
-// A command-line program: printing its report is its job.
-#![allow(clippy::print_stdout)]
+//! At the end it prints the driver's figures (throughput, p50 to max per
+//! operation, errors by kind), where reads were answered from, the cache,
+//! the pool and the breaker, the peak resident memory, and the
+//! verification: every document read back with the raw driver, every
+//! acknowledged insert present, every document's version at least its
+//! acknowledged updates, and no write nobody made; [`LoadReport::passed`]
+//! is false when any of that fails. Reads are checked too: those that
+//! returned a version older than one acknowledged before they began are
+//! counted (and fail the run with `--strict-reads`).
 
 mod report;
 mod verify;
 mod workload;
 
-use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use mongodb::bson::{Document, doc};
 use stratum::{Stratum, StratumConfig};
 
-use crate::report::Report;
-use crate::verify::Expected;
-use crate::workload::{LoadDoc, Mix, Workload};
+use self::verify::Expected;
+use self::workload::{LoadDoc, LoadWorkload, Mix};
+use crate::driver::{self, Plan, Progress};
+use crate::popularity::Popularity;
+use crate::report::{CacheFigures, Mark, StackFigures};
 
-/// Concurrent tasks through the Stratum facade against MongoDB, with a
-/// report and a verification of every acknowledged write.
-#[derive(Debug, Parser)]
-#[command(name = "stratum-load", version, about)]
-struct Args {
+pub use self::report::LoadReport;
+
+/// The flags of `stratum load`.
+#[derive(Debug, Clone, clap::Args)]
+#[non_exhaustive]
+pub struct LoadArgs {
     /// The server (its password is never printed).
     #[arg(
         long,
@@ -52,88 +51,60 @@ struct Args {
         env = "STRATUM_TEST_MONGODB_URI",
         hide_env_values = true
     )]
-    mongodb_uri: String,
+    pub mongodb_uri: String,
     /// Concurrent tokio tasks, each a closed loop of operations.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
-    tasks: usize,
+    pub tasks: usize,
     /// How long the tasks issue operations.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    duration: Duration,
+    pub duration: Duration,
     /// Share of operations that are reads by id, in [0, 1].
     #[arg(long, value_name = "RATIO", default_value_t = 0.9)]
-    read_ratio: f64,
+    pub read_ratio: f64,
     /// Share of writes that are inserts (the rest are updates), in [0, 1].
     #[arg(long, value_name = "RATIO", default_value_t = 0.5)]
-    insert_share: f64,
+    pub insert_share: f64,
     /// Documents stored before the run; reads and updates pick among them.
     #[arg(long, value_name = "N", default_value_t = 50_000)]
-    documents: usize,
+    pub documents: usize,
     /// The Zipf exponent of the documents' popularity (0: uniform).
     #[arg(long, value_name = "S", default_value_t = 1.0)]
-    zipf: f64,
+    pub zipf: f64,
     /// Payload bytes per document.
     #[arg(long, value_name = "BYTES", default_value_t = 512)]
-    payload_bytes: usize,
+    pub payload_bytes: usize,
     /// Mean pause between a task's operations (0: back to back).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
-    think_time: Duration,
+    pub think_time: Duration,
     /// `pool.max_size`: database calls in flight (and driver connections).
     #[arg(long, value_name = "N")]
-    pool_size: Option<u32>,
+    pub pool_size: Option<u32>,
     /// `pool.acquire_timeout`: the longest a call waits for an admission slot.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    acquire_timeout: Option<Duration>,
+    pub acquire_timeout: Option<Duration>,
     /// `mongodb.operation_timeout`: the longest one database call may take.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    operation_timeout: Option<Duration>,
+    pub operation_timeout: Option<Duration>,
     /// `cache.max_entries`: documents the cache holds.
     #[arg(long, value_name = "N")]
-    cache_entries: Option<u64>,
+    pub cache_entries: Option<u64>,
     /// The seed of every random choice.
     #[arg(long, value_name = "N", default_value_t = 42)]
-    seed: u64,
+    pub seed: u64,
     /// Also fail when a read returned a version older than one acknowledged
     /// before the read began (by default such reads are counted and shown).
     #[arg(long)]
-    strict_reads: bool,
+    pub strict_reads: bool,
     /// Keep the run's database instead of dropping it at the end.
     #[arg(long)]
-    keep: bool,
+    pub keep: bool,
     /// Delete this many acknowledged inserts behind the facade's back before
     /// verifying (shows that the verification catches a lost write).
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
-    sabotage: usize,
+    pub sabotage: usize,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("stratum-load: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(report) => {
-            print!("{report}");
-            if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(message) => {
-            eprintln!("stratum-load: {message}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn check_args(args: &Args) -> Result<(), String> {
+fn check_args(args: &LoadArgs) -> Result<(), String> {
     let ratio = |name: &str, v: f64| {
         if (0.0..=1.0).contains(&v) {
             Ok(())
@@ -152,7 +123,7 @@ fn check_args(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn config(args: &Args, database: &str) -> Result<StratumConfig, String> {
+fn config(args: &LoadArgs, database: &str) -> Result<StratumConfig, String> {
     let (pool_size, acquire, operation, entries) = (
         args.pool_size,
         args.acquire_timeout,
@@ -165,7 +136,7 @@ fn config(args: &Args, database: &str) -> Result<StratumConfig, String> {
         .mongodb_uri(&args.mongodb_uri)
         .configure(move |c| {
             c.mongodb.database = database;
-            c.mongodb.app_name = "stratum-load".into();
+            c.mongodb.app_name = "stratum load".into();
             c.monitor.enabled = false;
             if let Some(n) = pool_size {
                 c.pool.max_size = n;
@@ -184,7 +155,7 @@ fn config(args: &Args, database: &str) -> Result<StratumConfig, String> {
         .map_err(|e| format!("configuration: {e}"))
 }
 
-fn setup_lines(args: &Args, config: &StratumConfig) -> Vec<String> {
+fn setup_lines(args: &LoadArgs, config: &StratumConfig) -> Vec<String> {
     let c = config;
     let uri = c
         .mongodb
@@ -194,7 +165,7 @@ fn setup_lines(args: &Args, config: &StratumConfig) -> Vec<String> {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     vec![
         format!(
-            "stratum-load: {} tasks for {} against {uri} (database {})",
+            "stratum load: {} tasks for {} against {uri} (database {})",
             args.tasks,
             d(args.duration),
             c.mongodb.database
@@ -239,8 +210,20 @@ fn load_average() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run(args: Args) -> Result<Report, String> {
-    check_args(&args)?;
+/// Why a load run could not be made (as opposed to a run whose
+/// verification failed, which is a [`LoadReport`] that did not pass).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(String);
+
+/// Runs the load: preloads, drives the tasks, verifies, and drops the run's
+/// database (unless `keep`).
+pub async fn run(args: LoadArgs) -> Result<LoadReport, LoadError> {
+    check_args(&args).map_err(LoadError)?;
+    run_checked(args).await.map_err(LoadError)
+}
+
+async fn run_checked(args: LoadArgs) -> Result<LoadReport, String> {
     let database = format!(
         "load_{}_{}",
         std::process::id(),
@@ -278,11 +261,11 @@ async fn run(args: Args) -> Result<Report, String> {
 
 /// Preloads, runs the tasks, collects the figures and verifies.
 async fn drive(
-    args: &Args,
+    args: &LoadArgs,
     config: StratumConfig,
     raw: &mongodb::Collection<Document>,
     payload: String,
-) -> Result<Report, String> {
+) -> Result<LoadReport, String> {
     let preload = Instant::now();
     for chunk in (0..args.documents as i64).collect::<Vec<_>>().chunks(1_000) {
         let docs = chunk.iter().map(|&id| {
@@ -310,42 +293,28 @@ async fn drive(
         insert_share: args.insert_share,
         think_time: args.think_time,
     };
-    let workload = Arc::new(Workload::new(repo, args.documents, args.zipf, mix, payload));
-
-    let started = Instant::now();
-    let deadline = started + args.duration;
-    let handles: Vec<_> = (0..args.tasks)
-        .map(|i| tokio::spawn(Arc::clone(&workload).task(i, args.seed, deadline)))
-        .collect();
-    let peak_waiting = Arc::new(AtomicUsize::new(0));
-    let watcher = tokio::spawn(watch(
-        stratum.clone(),
-        Arc::clone(&workload),
-        started,
-        Arc::clone(&peak_waiting),
+    let popularity = Popularity::new(args.documents, args.zipf)
+        .map_err(|e| format!("--documents and --zipf: {e}"))?;
+    let workload = Arc::new(LoadWorkload::new(
+        repo,
+        args.documents,
+        popularity,
+        mix,
+        payload,
+        args.seed,
     ));
-    let mut inserted = Vec::new();
-    for handle in handles {
-        inserted.extend(handle.await.map_err(|e| format!("a task failed: {e}"))?);
-    }
-    let elapsed = started.elapsed();
-    watcher.abort();
-    let peak_waiting = peak_waiting.load(Ordering::Relaxed);
 
+    let mark = Mark::now(&stratum);
+    let plan = Plan {
+        tasks: args.tasks,
+        duration: args.duration,
+        progress: Progress::Lines,
+    };
+    let driven = driver::drive(&stratum, Arc::clone(&workload), plan).await?;
     let tally = &workload.tally;
-    let rows = Report::rows(&workload);
-    let errors = tally
-        .errors
-        .lock()
-        .map(|e| e.clone().into_iter().collect())
-        .unwrap_or_default();
     let expected = Expected {
-        inserted,
-        unknown_inserts: tally
-            .unknown_inserts
-            .lock()
-            .map(|u| u.clone())
-            .unwrap_or_default(),
+        inserted: driven.tasks.into_iter().flat_map(|t| t.inserted).collect(),
+        unknown_inserts: tally.unknown_inserts.lock().clone(),
         updates: workload
             .writes
             .iter()
@@ -363,75 +332,20 @@ async fn drive(
     }
     let found = verify::read_back(raw).await?;
     let verdict = verify::check(&expected, &found);
-    let (transitions, _) = stratum.breaker_transitions();
-    Ok(Report {
+    let cache = workload.repo().cache_stats().map(|stats| CacheFigures {
+        what: <LoadDoc as stratum::models::Document>::COLLECTION,
+        stats,
+    });
+    let stack = StackFigures::collect(&stratum, mark, cache, driven.peak_waiting, &driven.figures);
+    Ok(LoadReport {
         setup: Vec::new(),
         strict_reads: false,
-        elapsed,
-        issuing: args.duration.min(elapsed),
-        rows,
-        failed: tally.failed_latency.merged(),
-        errors,
+        run: driven.figures,
+        stack,
         origins: tally.origins.each_ref().map(|c| c.load(Ordering::Relaxed)),
-        cache: workload.repo().cache_stats(),
         stale_violations: tally.stale_violations.load(Ordering::Relaxed),
-        stale_example: tally.stale_example.lock().ok().and_then(|e| e.clone()),
-        pool: pool_line(&stratum),
-        peak_waiting,
-        breaker: stratum.breaker().map_or_else(
-            || "off".to_owned(),
-            |b| {
-                format!(
-                    "{} at the end, {transitions} transitions during the run",
-                    b.state().as_str()
-                )
-            },
-        ),
+        stale_example: tally.stale_example.lock().clone(),
         peak_rss_kib: report::peak_rss_kib(),
         verdict,
     })
-}
-
-/// Samples the pool's queue every 100 ms into `peak_waiting` and prints
-/// progress every 5 s, until aborted.
-async fn watch(
-    stratum: Stratum,
-    workload: Arc<Workload>,
-    started: Instant,
-    peak_waiting: Arc<AtomicUsize>,
-) {
-    let mut ticks = 0u64;
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        ticks += 1;
-        let status = stratum.pool_status();
-        peak_waiting.fetch_max(status.as_ref().map_or(0, |s| s.waiting), Ordering::Relaxed);
-        if ticks.is_multiple_of(50) {
-            eprintln!(
-                "[{:>5.1} s] {} operations, {} failed; pool: {} in use, {} waiting; breaker {}",
-                started.elapsed().as_secs_f64(),
-                workload.tally.completed(),
-                workload.tally.failed(),
-                status.as_ref().map_or(0, |s| s.in_use),
-                status.as_ref().map_or(0, |s| s.waiting),
-                stratum.breaker().map_or("off", |b| b.state().as_str()),
-            );
-        }
-    }
-}
-
-fn pool_line(stratum: &Stratum) -> Option<String> {
-    let status = stratum.pool_status()?;
-    let stats = stratum.pool_stats().unwrap_or_default();
-    let mut line = format!(
-        "{} admission slots (limit {}), {} acquire timeouts",
-        status.size, status.limit, stats.timeouts
-    );
-    if let Some(c) = status.connections {
-        line.push_str(&format!(
-            "; driver connections: {} open, {} created, {} checkouts, {} checkout failures",
-            c.open, c.created, c.checked_out, c.checkout_failures
-        ));
-    }
-    Some(line)
 }
