@@ -10,6 +10,8 @@
 //!
 //! - [`ConfigError`]: one shape for a refused configuration across the
 //!   crates, the field's dotted name and a [`ConfigErrorKind`].
+//! - [`optional_duration`]: the one serde spelling of an optional duration
+//!   (`"30s"`, or `"off"` for none), so a file can switch any of them off.
 //! - [`metrics::OperationMetrics`]: per-operation metric handles, registered
 //!   once, for the store and the repository.
 //!
@@ -25,5 +27,6 @@
 
 mod config_error;
 pub mod metrics;
+pub mod optional_duration;
 
-pub use crate::config_error::{ConfigError, ConfigErrorKind};
+pub use crate::config_error::{ConfigError, ConfigErrorKind, Location};
