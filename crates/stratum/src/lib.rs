@@ -118,10 +118,12 @@ pub use stratum_monitor as monitor;
 pub use stratum_pool as pool;
 
 pub use crate::clock::{ManualClock, StackClock};
-pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::config::{
+    BREAKER_NAME, ConfigBuilder, ConfigError, ConfigErrorKind, ConfigReport, StratumConfig,
+};
 pub use crate::repository::{Origin, Read, Repository, RepositoryError};
 #[cfg(feature = "breaker")]
-pub use crate::stack::{BREAKER_NAME, BreakerTransition};
+pub use crate::stack::BreakerTransition;
 pub use crate::stack::{Stratum, StratumBuilder, StratumError};
 pub use stratum_store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]

@@ -30,8 +30,6 @@ use tracing::Instrument;
 pub use self::error::RepositoryError;
 pub(crate) use self::metrics::Invalidation;
 use self::metrics::{Op, RepositoryMetrics, Source};
-#[cfg(feature = "cache")]
-use crate::config::layers;
 use crate::stack::Layers;
 use crate::{ConfigError, Filter, Order, Query, Update};
 
@@ -201,11 +199,10 @@ impl<T: Document> Repository<T> {
         let cache = None;
         #[cfg(feature = "cache")]
         let cache = if section.enabled {
-            let config = layers::cache_config(section, T::COLLECTION)?;
-            let cache = CacheBuilder::from_config(config)
+            let cache = CacheBuilder::from_config(section.named(T::COLLECTION))
                 .clock(layers.clock.clone())
                 .build()
-                .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+                .map_err(|e| e.within("cache"))?;
             Some(cache)
         } else {
             None
@@ -213,7 +210,8 @@ impl<T: Document> Repository<T> {
         Ok(Repository {
             inner: Arc::new(Inner {
                 #[cfg(feature = "cache")]
-                ttl: section.ttl,
+                // No TTL: an entry never goes stale.
+                ttl: section.time_to_live.unwrap_or(Duration::MAX),
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
