@@ -30,7 +30,9 @@ fn failure_rate_threshold_must_be_a_percentage_above_zero() {
         let err = refused(with(|c| c.failure_rate_threshold = bad));
         assert_eq!(err.field(), "failure_rate_threshold");
         assert!(
-            err.reason().unwrap_or_default().starts_with("must be in (0, 100]"),
+            err.reason()
+                .unwrap_or_default()
+                .starts_with("must be in (0, 100]"),
             "{}",
             err.reason().unwrap_or_default()
         );

@@ -117,7 +117,10 @@ impl CacheConfig {
                 ));
             }
             if shards as u64 > self.max_capacity {
-                return Err(ConfigError::invalid("shards", "must not exceed max_capacity"));
+                return Err(ConfigError::invalid(
+                    "shards",
+                    "must not exceed max_capacity",
+                ));
             }
         }
         for (field, d) in [
@@ -137,7 +140,10 @@ impl CacheConfig {
             }
         }
         if self.max_stale.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::invalid("max_stale", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "max_stale",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

@@ -107,7 +107,10 @@ impl PriceTable {
         check_price("models", &price)?;
         let model = model.into().trim().to_ascii_lowercase();
         if model.is_empty() {
-            return Err(ConfigError::invalid("models", "a model name must not be empty"));
+            return Err(ConfigError::invalid(
+                "models",
+                "a model name must not be empty",
+            ));
         }
         self.models.insert(model, price);
         Ok(self)

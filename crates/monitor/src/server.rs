@@ -166,7 +166,12 @@ mod tests {
             };
             let err = Monitor::new(config).unwrap_err();
             assert_eq!(err.field(), "listen", "{wide}");
-            assert!(err.reason().unwrap_or_default().contains("allow_non_loopback"), "{err}");
+            assert!(
+                err.reason()
+                    .unwrap_or_default()
+                    .contains("allow_non_loopback"),
+                "{err}"
+            );
         }
         let asked = MonitorConfig {
             listen: "0.0.0.0:0".parse().unwrap(),

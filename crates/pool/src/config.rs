@@ -166,7 +166,10 @@ impl PoolConfig {
             ));
         }
         if self.max_size == 0 {
-            return Err(ConfigError::invalid("max_size", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "max_size",
+                "must be greater than zero",
+            ));
         }
         // deadpool's semaphore holds at most usize::MAX >> 3 permits; a
         // million objects is far past any sane pool.

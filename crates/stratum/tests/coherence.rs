@@ -47,7 +47,7 @@ proptest! {
         runtime.block_on(async {
             let (clock, hand) = StackClock::manual();
             let mut config = StratumConfig::default();
-            config.cache.ttl = Duration::from_secs(2);
+            config.cache.time_to_live = Some(Duration::from_secs(2));
             let stratum = Stratum::builder(config)
                 .store(Arc::new(MemoryStore::new()))
                 .clock(clock)

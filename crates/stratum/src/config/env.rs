@@ -36,9 +36,9 @@ pub const ENV_IGNORED: &[&str] = &[
 
 /// Whether `name` is another tool's variable ([`ENV_IGNORED`]).
 pub fn is_ignored(name: &str) -> bool {
-    ENV_IGNORED.iter().any(|ignored| {
-        name == *ignored || (ignored.ends_with('_') && name.starts_with(ignored))
-    })
+    ENV_IGNORED
+        .iter()
+        .any(|ignored| name == *ignored || (ignored.ends_with('_') && name.starts_with(ignored)))
 }
 
 /// Applies the variables in `vars` (the last of a repeated name wins) to
@@ -105,12 +105,7 @@ fn refuse_or_skip(name: &str) -> Result<(), ConfigError> {
 }
 
 /// Sets one key from one variable, trying its readings in turn.
-fn set_one(
-    table: &mut toml::Table,
-    key: &Key,
-    name: &str,
-    value: &str,
-) -> Result<(), ConfigError> {
+fn set_one(table: &mut toml::Table, key: &Key, name: &str, value: &str) -> Result<(), ConfigError> {
     let path: Vec<&str> = key.path.split('.').collect();
     let text = value.trim();
     if text.is_empty() && key.default.is_null() {

@@ -193,7 +193,10 @@ mod tests {
 
     #[test]
     fn closest_finds_typos_only() {
-        let c = [("cache.ttl", "cache.time_to_live"), ("cache.name", "cache.name")];
+        let c = [
+            ("cache.ttl", "cache.time_to_live"),
+            ("cache.name", "cache.name"),
+        ];
         assert_eq!(
             closest("cache.ttll", c.into_iter()).as_deref(),
             Some("cache.time_to_live")

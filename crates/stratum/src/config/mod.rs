@@ -466,7 +466,9 @@ fn toml_error(source_name: &str, text: &str, mut e: toml::de::Error) -> ConfigEr
                 format!("{table}.{name}")
             };
             let kind = match keys::renamed(&path) {
-                Some(r) => ConfigErrorKind::Renamed { to: r.to.to_owned() },
+                Some(r) => ConfigErrorKind::Renamed {
+                    to: r.to.to_owned(),
+                },
                 None => ConfigErrorKind::Unknown {
                     suggestion: keys::closest(&path, keys::path_candidates()),
                 },
@@ -614,7 +616,9 @@ impl ConfigBuilder {
         let mut file = None;
         match &self.file {
             None => {}
-            Some(FileLayer::Text(text)) => file = Some(("<toml>".to_owned(), parse_toml("<toml>", text)?)),
+            Some(FileLayer::Text(text)) => {
+                file = Some(("<toml>".to_owned(), parse_toml("<toml>", text)?))
+            }
             Some(FileLayer::Path(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError::new(

@@ -274,7 +274,11 @@ mod tests {
         let s: Section<Knobs> = toml::from_str("size = 3").unwrap();
         assert!(s.enabled, "enabled unless switched off");
         let text = toml::to_string(&s).unwrap();
-        assert_eq!(toml::from_str::<Section<Knobs>>(&text).unwrap(), s, "{text}");
+        assert_eq!(
+            toml::from_str::<Section<Knobs>>(&text).unwrap(),
+            s,
+            "{text}"
+        );
     }
 
     #[test]

@@ -16,16 +16,23 @@ fn defaults_are_valid_and_embedded() {
 #[test]
 fn the_default_round_trips_through_its_table() {
     let table = defaults_table();
-    assert_eq!(StratumConfig::from_table(table).unwrap(), StratumConfig::default());
+    assert_eq!(
+        StratumConfig::from_table(table).unwrap(),
+        StratumConfig::default()
+    );
 }
 
 #[cfg(feature = "breaker")]
 #[test]
 fn a_partial_section_keeps_stratums_defaults() {
-    let config = StratumConfig::from_toml_str("[breaker]\nfailure_rate_threshold = 30.0\n").unwrap();
+    let config =
+        StratumConfig::from_toml_str("[breaker]\nfailure_rate_threshold = 30.0\n").unwrap();
     assert_eq!(config.breaker.failure_rate_threshold, 30.0);
     // Stratum's override, not the layer's 60 s, although [breaker] was given.
-    assert_eq!(config.breaker.slow_call_duration_threshold, Duration::from_secs(2));
+    assert_eq!(
+        config.breaker.slow_call_duration_threshold,
+        Duration::from_secs(2)
+    );
     assert_eq!(config.breaker.name, BREAKER_NAME);
 }
 
