@@ -109,6 +109,16 @@ impl ConfigReport {
         &self.entries
     }
 
+    /// A key's default, rendered as [`ReportEntry::value`] renders values.
+    pub fn default_value(key: &Key) -> String {
+        render(&key.default)
+    }
+
+    /// A serialized value as TOML text, as [`ReportEntry::value`] shows it.
+    pub fn render(value: &serde_json::Value) -> String {
+        render(value)
+    }
+
     /// The entry of one dotted path.
     pub fn entry(&self, key: &str) -> Option<&ReportEntry> {
         self.entries.iter().find(|e| e.key == key)
@@ -134,7 +144,7 @@ impl fmt::Display for ConfigReport {
 }
 
 /// A serialized value as TOML text.
-pub(crate) fn render(value: &serde_json::Value) -> String {
+fn render(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Null => "none".to_owned(),
         serde_json::Value::Array(items) => {
