@@ -518,7 +518,14 @@ mod mongo {
 
 /// Configuration from a hostile or careless hand: nonsense durations, wrong
 /// types, unknown keys, out-of-range numbers, and fuzzed text. Always a
-/// typed error naming the field, never a panic.
+/// typed error naming the field, never a panic. Over every layer's keys, so
+/// only in a build with every layer.
+#[cfg(all(
+    feature = "breaker",
+    feature = "cache",
+    feature = "pool",
+    feature = "monitor"
+))]
 mod config {
     use std::time::Duration;
 

@@ -48,6 +48,7 @@ mod section;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+#[cfg(any(feature = "breaker", feature = "cache", feature = "pool"))]
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
