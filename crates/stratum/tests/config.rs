@@ -288,7 +288,7 @@ prop_compose! {
         buckets in proptest::collection::btree_set(1u32..100_000, 1..8),
     ) -> StratumConfig {
         let mut c = StratumConfig::default();
-        c.mongodb.uri = uri.map(|host| MongoUri::parse(&format!("mongodb://{host}")).unwrap());
+        c.mongodb.uri = uri.and_then(|host| MongoUri::parse(&format!("mongodb://{host}")).ok());
         c.mongodb.database = database;
         c.mongodb.operation_timeout = operation_timeout;
         c.store.backend = backend;
