@@ -3,7 +3,7 @@
 //! Reads by id go through a read-through cache (one per collection, from
 //! stratum-cache): concurrent misses for one id cost one database call. Every
 //! database call goes through the circuit breaker. When the database fails or
-//! the breaker is open, an entry that expired less than `cache.stale_for`
+//! the breaker is open, an entry that expired less than `cache.max_stale`
 //! ago is served instead of the error, and the [`Read`] says it is stale.
 //!
 //! Writes keep the cache honest: `update` and `upsert` put the document as
@@ -52,7 +52,7 @@ pub enum Origin {
     /// The database, by this call.
     Store,
     /// The cache, past the TTL: the database failed or the breaker refused,
-    /// and the entry was within `cache.stale_for` of its expiry.
+    /// and the entry was within `cache.max_stale` of its expiry.
     Stale {
         /// How old the value is (since it was read from the database).
         age: Duration,
@@ -246,7 +246,7 @@ impl<T: Document> Repository<T> {
     /// The document with this id: from the cache when fresh, else from the
     /// database (one call however many callers miss at once), else, when
     /// the database fails or the breaker is open, a stale copy within
-    /// `cache.stale_for`.
+    /// `cache.max_stale`.
     pub async fn get(&self, id: &T::Id) -> Result<Read<T>, RepositoryError> {
         self.observe(Op::Get, async {
             let id = to_bson(id)?;
