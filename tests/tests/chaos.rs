@@ -125,13 +125,15 @@ fn drill_config(
             c.mongodb.connect_timeout = Duration::from_millis(500);
             c.mongodb.server_selection_timeout = Duration::from_millis(500);
             c.mongodb.operation_timeout = Duration::from_secs(1);
-            c.breaker.window_size = 20;
-            c.breaker.minimum_calls = 10;
+            c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 20 };
+            c.breaker.minimum_number_of_calls = 10;
             c.breaker.failure_rate_threshold = 50.0;
-            c.breaker.open_wait = Duration::from_millis(500);
-            c.breaker.half_open_calls = 2;
-            c.cache.ttl = Duration::from_millis(100);
-            c.cache.stale_for = Duration::from_secs(60);
+            c.breaker.wait_in_open = stratum::breaker::OpenWait::Constant {
+                wait: Duration::from_millis(500),
+            };
+            c.breaker.permitted_calls_in_half_open = 2;
+            c.cache.time_to_live = Some(Duration::from_millis(100));
+            c.cache.max_stale = Some(Duration::from_secs(60));
             c.pool.max_size = 8;
             c.pool.acquire_timeout = Duration::from_secs(1);
             change(c);
@@ -741,8 +743,13 @@ async fn a_killed_server_opens_the_breaker_and_loses_no_acknowledged_write() {
     // Count-based window: it opens once failures reach the threshold share
     // of at most `window_size` calls; calls in flight when it opened (at
     // most one per task) may add to the count.
+    let stratum::breaker::SlidingWindow::CountBased { size: window } =
+        drill.config.breaker.sliding_window
+    else {
+        panic!("the drill configures a count-based window");
+    };
     assert!(
-        o.failed_until_open <= u64::from(drill.config.breaker.window_size) + 8,
+        o.failed_until_open <= u64::from(window) + 8,
         "{} failed calls before the breaker opened",
         o.failed_until_open
     );
@@ -811,7 +818,7 @@ async fn c_pool_exhaustion_gives_typed_timeouts_and_full_recovery() {
     const WAITERS: usize = 8;
     let server = durable_server();
     let config = drill_config(&server, "chaos_pool", |c| {
-        c.pool.max_size = HOLDERS as u32;
+        c.pool.max_size = HOLDERS;
         c.pool.acquire_timeout = Duration::from_millis(200);
         // The holders wait for the frozen server, well past the waiters' timeout.
         c.mongodb.operation_timeout = Duration::from_secs(20);
@@ -952,16 +959,20 @@ async fn d_slow_responses_trip_the_breaker_on_its_slow_call_rate() {
         c.mongodb.operation_timeout = Duration::from_secs(20);
         c.mongodb.connect_timeout = Duration::from_secs(20);
         c.mongodb.server_selection_timeout = Duration::from_secs(20);
-        c.breaker.window_size = SLOW_CALLS as u32;
-        c.breaker.minimum_calls = SLOW_CALLS as u32;
-        c.breaker.slow_call_duration = Duration::from_millis(100);
+        c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased {
+            size: SLOW_CALLS as u32,
+        };
+        c.breaker.minimum_number_of_calls = SLOW_CALLS as u32;
+        c.breaker.slow_call_duration_threshold = Duration::from_millis(100);
         // Every call in the window slow: it opens on the last slow answer,
         // and stays open long enough to see it refuse.
         c.breaker.slow_call_rate_threshold = 100.0;
-        c.breaker.open_wait = Duration::from_secs(1);
+        c.breaker.wait_in_open = stratum::breaker::OpenWait::Constant {
+            wait: Duration::from_secs(1),
+        };
         c.cache.enabled = false;
     });
-    let slow_threshold = config.breaker.slow_call_duration;
+    let slow_threshold = config.breaker.slow_call_duration_threshold;
     let drill = Drill::open(server, config).await;
     for id in 0..SLOW_CALLS as i64 {
         drill.readings.insert(&Reading::new(id)).await.unwrap();

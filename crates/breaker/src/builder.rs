@@ -29,7 +29,7 @@ use crate::{Breaker, Clock, ConfigError, SystemClock};
 /// assert_eq!(breaker.config().minimum_number_of_calls, 20);
 ///
 /// let refused = Breaker::builder("mongodb").count_based_window(0).build().unwrap_err();
-/// assert_eq!(refused.field, "sliding_window.size");
+/// assert_eq!(refused.field(), "sliding_window.size");
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct BreakerBuilder<C = SystemClock> {

@@ -80,7 +80,6 @@ pub struct BreakerConfig {
     /// The seed of the jitter's generator (SplitMix64). `None`: a seed that
     /// differs per process and per breaker. Set it to make waits repeatable.
     /// Default `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_seed: Option<u64>,
     /// When `false`, an open breaker moves to half-open on the first call
     /// after the wait; when `true`, as soon as the wait is over, seen by
@@ -230,8 +229,8 @@ impl BreakerConfig {
     ///
     /// let config = BreakerConfig { max_wait_in_half_open: Duration::ZERO, ..Default::default() };
     /// let err = config.validate().unwrap_err();
-    /// assert_eq!(err.field, "max_wait_in_half_open");
-    /// assert_eq!(err.reason, "must be greater than zero");
+    /// assert_eq!(err.field(), "max_wait_in_half_open");
+    /// assert_eq!(err.reason(), Some("must be greater than zero"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_name(&self.name)?;
@@ -244,7 +243,7 @@ impl BreakerConfig {
         match self.sliding_window {
             SlidingWindow::CountBased { size } => {
                 if size == 0 || size > MAX_COUNT_WINDOW {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::invalid(
                         "sliding_window.size",
                         format!("must be between 1 and {MAX_COUNT_WINDOW} calls, got {size}"),
                     ));
@@ -253,7 +252,7 @@ impl BreakerConfig {
             SlidingWindow::TimeBased { duration } => {
                 if duration.is_zero() || duration.subsec_nanos() != 0 || duration > MAX_TIME_WINDOW
                 {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::invalid(
                         "sliding_window.duration",
                         format!(
                             "must be a whole number of seconds from 1s to {}s, got {duration:?}",
@@ -264,14 +263,14 @@ impl BreakerConfig {
             }
         }
         if self.minimum_number_of_calls == 0 {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "minimum_number_of_calls",
                 "must be at least 1",
             ));
         }
         let permitted = self.permitted_calls_in_half_open;
         if permitted == 0 || permitted > MAX_PERMITTED_IN_HALF_OPEN {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "permitted_calls_in_half_open",
                 format!("must be between 1 and {MAX_PERMITTED_IN_HALF_OPEN}, got {permitted}"),
             ));
@@ -285,13 +284,13 @@ impl BreakerConfig {
             } => {
                 non_zero("wait_in_open.initial", initial)?;
                 if !multiplier.is_finite() || multiplier < 1.0 {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::invalid(
                         "wait_in_open.multiplier",
                         format!("must be finite and at least 1, got {multiplier}"),
                     ));
                 }
                 if max < initial {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::invalid(
                         "wait_in_open.max",
                         format!("must be at least `initial` ({initial:?}), got {max:?}"),
                     ));
@@ -299,7 +298,7 @@ impl BreakerConfig {
             }
         }
         if !(0.0..1.0).contains(&self.jitter) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "jitter",
                 format!("must be in [0, 1), got {}", self.jitter),
             ));
@@ -311,7 +310,7 @@ impl BreakerConfig {
 
 fn validate_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             "name",
             format!("must be 1 to {MAX_NAME_LEN} characters, got {}", name.len()),
         ));
@@ -320,7 +319,7 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             "name",
             format!("may only hold [A-Za-z0-9_.-] (it becomes a metric label), found {bad:?}"),
         ));
@@ -331,7 +330,7 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
 fn percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
     // `!(a && b)` rather than `a || b` so NaN is refused too.
     if !(value > 0.0 && value <= 100.0) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             field,
             format!("must be in (0, 100], got {value}"),
         ));
@@ -341,7 +340,7 @@ fn percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
 
 fn non_zero(field: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
-        return Err(ConfigError::new(field, "must be greater than zero"));
+        return Err(ConfigError::invalid(field, "must be greater than zero"));
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The crate's errors: a refused call ([`NotPermitted`]), a guarded call that
 //! was refused or failed ([`CallError`]), and invalid configuration
-//! ([`ConfigError`]).
+//! ([`ConfigError`], stratum-core's).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +100,9 @@ impl<E> CallError<E> {
     }
 }
 
-/// A configuration value the breaker refuses, naming the field and why.
+/// A configuration value the breaker refuses: the workspace's one shape,
+/// naming the field (as spelled in [`BreakerConfig`](crate::BreakerConfig),
+/// a nested one as `wait_in_open.initial`) and why.
 ///
 /// ```
 /// use stratum_breaker::Breaker;
@@ -110,34 +112,6 @@ impl<E> CallError<E> {
 ///     .build()
 ///     .unwrap_err();
 /// assert_eq!(err.field(), "failure_rate_threshold");
-/// assert_eq!(err.to_string(), "invalid breaker configuration: `failure_rate_threshold` must be in (0, 100], got 150");
+/// assert_eq!(err.to_string(), "invalid `failure_rate_threshold`: must be in (0, 100], got 150");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid breaker configuration: `{field}` {reason}")]
-#[non_exhaustive]
-pub struct ConfigError {
-    /// The refused field, as spelled in [`BreakerConfig`](crate::BreakerConfig)
-    /// (a nested field as `wait_in_open.initial`).
-    pub field: &'static str,
-    /// Why it was refused, e.g. "must be in (0, 100], got 150".
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The refused field.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// Why it was refused.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
+pub use stratum_core::ConfigError;

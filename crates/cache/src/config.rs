@@ -103,10 +103,10 @@ pub struct CacheConfig {
     /// shards, so use 1 when an exact global eviction order matters.
     pub shards: Option<usize>,
     /// Time-to-live after each write. Default none.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub time_to_live: Option<Duration>,
     /// Time-to-idle after each read or write. Default none.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub time_to_idle: Option<Duration>,
     /// Refresh-ahead: a read after this fraction of an entry's TTL has
     /// passed triggers a background reload (in `LoadingCache`). In (0, 1).
@@ -114,7 +114,7 @@ pub struct CacheConfig {
     pub refresh_after: Option<f64>,
     /// Stale-if-error: how long after expiry a value may still be served
     /// when the loader fails. Default none (expired values are never served).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub max_stale: Option<Duration>,
 }
 
@@ -138,28 +138,31 @@ impl CacheConfig {
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
-            return Err(ConfigError::new("name", "must not be empty"));
+            return Err(ConfigError::invalid("name", "must not be empty"));
         }
         if self.max_capacity == 0 {
-            return Err(ConfigError::new("max_capacity", "must be at least 1"));
+            return Err(ConfigError::invalid("max_capacity", "must be at least 1"));
         }
         if let SmallQueue::Fixed(p) = self.small_queue
             && !(1..=90).contains(&p)
         {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "small_queue",
                 "must be in [1, 90] percent",
             ));
         }
         if let Some(shards) = self.shards {
             if shards == 0 || !shards.is_power_of_two() || shards > 1 << 16 {
-                return Err(ConfigError::new(
+                return Err(ConfigError::invalid(
                     "shards",
                     "must be a power of two in [1, 65536]",
                 ));
             }
             if shards as u64 > self.max_capacity {
-                return Err(ConfigError::new("shards", "must not exceed max_capacity"));
+                return Err(ConfigError::invalid(
+                    "shards",
+                    "must not exceed max_capacity",
+                ));
             }
         }
         for (field, d) in [
@@ -167,19 +170,22 @@ impl CacheConfig {
             ("time_to_idle", self.time_to_idle),
         ] {
             if d.is_some_and(|d| d.is_zero()) {
-                return Err(ConfigError::new(field, "must be greater than zero"));
+                return Err(ConfigError::invalid(field, "must be greater than zero"));
             }
         }
         if let Some(f) = self.refresh_after {
             if !(f > 0.0 && f < 1.0) {
-                return Err(ConfigError::new("refresh_after", "must be in (0, 1)"));
+                return Err(ConfigError::invalid("refresh_after", "must be in (0, 1)"));
             }
             if self.time_to_live.is_none() {
-                return Err(ConfigError::new("refresh_after", "needs time_to_live"));
+                return Err(ConfigError::invalid("refresh_after", "needs time_to_live"));
             }
         }
         if self.max_stale.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("max_stale", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "max_stale",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

@@ -258,7 +258,7 @@ fn metrics_are_exported_with_the_cache_label() {
 
 #[test]
 fn config_validation_names_the_field() {
-    let err = |c: CacheConfig| c.validate().unwrap_err().field;
+    let err = |c: CacheConfig| c.validate().unwrap_err().field().to_owned();
     let base = CacheConfig::default();
     assert_eq!(
         err(CacheConfig {

@@ -5,7 +5,8 @@
 //! against a MongoDB server and verifies every acknowledged write;
 //! `stratum check` connects to a MongoDB server and reports connectivity, the
 //! server's version, its topology and whether the indexes the document types
-//! declare exist.
+//! declare exist; `stratum config` prints the effective configuration and
+//! where each value came from.
 
 // A command-line program: printing its report is its job.
 #![allow(clippy::print_stdout)]
@@ -40,6 +41,17 @@ enum Command {
     /// Connect to a MongoDB server and report connectivity, version, topology
     /// and whether the declared indexes exist in the configured database.
     Check(CheckArgs),
+    /// Print the effective configuration: every key with its value
+    /// (passwords masked) and where it came from (default, the file, an
+    /// environment variable).
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// A TOML configuration file (merged under the environment).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,7 +92,7 @@ struct DemoArgs {
     #[arg(long, value_name = "N", default_value_t = 42)]
     seed: u64,
     /// Where `/metrics` and `/health/*` are served during the run
-    /// (else `monitor.listen`, default 127.0.0.1:9000).
+    /// (else `monitor.listen`, default 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
     /// How long a cached document is fresh (short, so the run shows expiry
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
         Command::Check(args) => exit(runtime.block_on(check(args))),
         Command::Demo(args) => exit(runtime.block_on(demo(args))),
         Command::Load(args) => load(runtime.block_on(stratum_cli::load::run(args))),
+        Command::Config(args) => exit(show_config(&args)),
     }
 }
 
@@ -150,6 +163,20 @@ fn load(result: Result<stratum_cli::load::LoadReport, stratum_cli::load::LoadErr
     }
 }
 
+/// `stratum config`: merges defaults, the file and the environment as every
+/// other command does, and prints each key's value and source.
+fn show_config(args: &ConfigArgs) -> Result<(), String> {
+    let mut builder = StratumConfig::builder().env();
+    if let Some(path) = &args.config {
+        builder = builder.file(path);
+    }
+    let (_, report) = builder
+        .build_explained()
+        .map_err(|e| format!("configuration: {e}"))?;
+    print!("{report}");
+    Ok(())
+}
+
 /// `stratum demo`: builds the configuration, runs the workload, prints the report.
 async fn demo(args: DemoArgs) -> Result<(), String> {
     let mut builder = StratumConfig::builder().env();
@@ -162,11 +189,11 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     let (ttl, open_wait) = (args.cache_ttl, args.breaker_open_wait);
     let config = builder
         .configure(move |c| {
-            c.cache.ttl = ttl;
-            c.breaker.open_wait = open_wait;
+            c.cache.time_to_live = Some(ttl);
+            c.breaker.wait_in_open = stratum::breaker::OpenWait::Constant { wait: open_wait };
             // A window a ten-second run can fill, so the breaker can trip.
-            c.breaker.window_size = 50;
-            c.breaker.minimum_calls = 10;
+            c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 50 };
+            c.breaker.minimum_number_of_calls = 10;
             if c.mongodb.database == "stratum" {
                 c.mongodb.database = "stratum_demo".into();
             }

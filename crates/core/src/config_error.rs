@@ -16,6 +16,24 @@ use std::path::PathBuf;
 pub struct ConfigError {
     field: String,
     kind: ConfigErrorKind,
+    location: Option<Location>,
+}
+
+/// Where in a configuration file an error was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file path, or `<toml>` for text given in code.
+    pub source_name: String,
+    /// 1-based line of the offending text (0 when unknown).
+    pub line: usize,
+    /// 1-based column of the offending text (0 when unknown).
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.source_name, self.line, self.column)
+    }
 }
 
 /// What is wrong with a configuration.
@@ -44,16 +62,11 @@ pub enum ConfigErrorKind {
         /// The operating system's reason.
         reason: String,
     },
-    /// The TOML text is malformed or does not fit the schema. The field is
-    /// the dotted path of the value that does not fit, or empty for a syntax
-    /// error, which belongs to no field.
+    /// The TOML text is malformed or a value does not fit its type (a
+    /// nonsense duration, a string where a number belongs). The field is the
+    /// dotted path of the value that does not fit, or empty for a syntax
+    /// error, which belongs to no field; [`ConfigError::location`] says where.
     Parse {
-        /// The file path, or `<toml>` for text given in code.
-        source_name: String,
-        /// 1-based line of the offending text (0 when unknown).
-        line: usize,
-        /// 1-based column of the offending text (0 when unknown).
-        column: usize,
         /// The parser's message, with any credentials masked.
         message: String,
     },
@@ -65,7 +78,20 @@ impl ConfigError {
         ConfigError {
             field: field.into(),
             kind,
+            location: None,
         }
+    }
+
+    /// The same error, found at `location` in a file.
+    #[must_use]
+    pub fn at(mut self, location: Location) -> ConfigError {
+        self.location = Some(location);
+        self
+    }
+
+    /// Where in a file the error was found, when it came from one.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
     }
 
     /// A value refused by validation.
@@ -112,6 +138,9 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let field = &self.field;
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
         match &self.kind {
             ConfigErrorKind::Invalid { reason } => write!(f, "invalid `{field}`: {reason}"),
             ConfigErrorKind::Unknown { suggestion: None } => write!(f, "unknown `{field}`"),
@@ -126,13 +155,7 @@ impl fmt::Display for ConfigError {
                 "cannot read the configuration file {}: {reason}",
                 path.display()
             ),
-            ConfigErrorKind::Parse {
-                source_name,
-                line,
-                column,
-                message,
-            } => {
-                write!(f, "{source_name}:{line}:{column}: ")?;
+            ConfigErrorKind::Parse { message } => {
                 if !field.is_empty() {
                     write!(f, "`{field}`: ")?;
                 }
@@ -179,14 +202,36 @@ mod tests {
         let err = ConfigError::new(
             "",
             ConfigErrorKind::Parse {
-                source_name: "<toml>".into(),
-                line: 2,
-                column: 5,
                 message: "expected `=`".into(),
             },
         )
-        .within("cache");
+        .within("cache")
+        .at(Location {
+            source_name: "<toml>".into(),
+            line: 2,
+            column: 5,
+        });
         assert_eq!(err.field(), "");
         assert_eq!(err.to_string(), "<toml>:2:5: expected `=`");
+        assert_eq!(err.location().map(|l| l.line), Some(2));
+    }
+
+    #[test]
+    fn a_located_unknown_key_says_where_and_what_instead() {
+        let err = ConfigError::new(
+            "cache.ttll",
+            ConfigErrorKind::Unknown {
+                suggestion: Some("cache.time_to_live".into()),
+            },
+        )
+        .at(Location {
+            source_name: "stratum.toml".into(),
+            line: 3,
+            column: 1,
+        });
+        assert_eq!(
+            err.to_string(),
+            "stratum.toml:3:1: unknown `cache.ttll`; did you mean `cache.time_to_live`?"
+        );
     }
 }

@@ -12,6 +12,8 @@
 //!   crates, the field's dotted name and a [`ConfigErrorKind`].
 //! - [`IndexSpec`]: an index as a document type declares it and a store
 //!   creates it (name, keys, uniqueness, TTL).
+//! - [`optional_duration`]: the one serde spelling of an optional duration
+//!   (`"30s"`, or `"off"` for none), so a file can switch any of them off.
 //! - [`metrics::OperationMetrics`]: per-operation metric handles, registered
 //!   once, for the store and the repository.
 //!
@@ -28,6 +30,7 @@
 mod config_error;
 mod index;
 pub mod metrics;
+pub mod optional_duration;
 
-pub use crate::config_error::{ConfigError, ConfigErrorKind};
+pub use crate::config_error::{ConfigError, ConfigErrorKind, Location};
 pub use crate::index::{IndexDirection, IndexSpec};

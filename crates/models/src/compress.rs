@@ -147,20 +147,20 @@ impl CompressionConfig {
     /// Checks every field; the first invalid one is named in the error.
     pub fn validated(self) -> Result<Self, ConfigError> {
         if self.budget_tokens == 0 {
-            return Err(ConfigError::new("budget_tokens", "must be at least 1"));
+            return Err(ConfigError::invalid("budget_tokens", "must be at least 1"));
         }
         let t = self.near_duplicate_threshold;
         if !(t > 0.0 && t <= 1.0) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "near_duplicate_threshold",
                 "must be in (0, 1]",
             ));
         }
         if self.shingle_words == 0 {
-            return Err(ConfigError::new("shingle_words", "must be at least 1"));
+            return Err(ConfigError::invalid("shingle_words", "must be at least 1"));
         }
         if self.max_message_tokens == Some(0) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "max_message_tokens",
                 "must be at least 1 when set",
             ));
@@ -1138,17 +1138,17 @@ mod tests {
             .near_duplicate_threshold(0.0)
             .build()
             .unwrap_err();
-        assert_eq!(e.field, "near_duplicate_threshold");
+        assert_eq!(e.field(), "near_duplicate_threshold");
         let e = CompressionConfig::builder()
             .shingle_words(0)
             .build()
             .unwrap_err();
-        assert_eq!(e.field, "shingle_words");
+        assert_eq!(e.field(), "shingle_words");
         let e = CompressionConfig::builder()
             .max_message_tokens(0)
             .build()
             .unwrap_err();
-        assert_eq!(e.field, "max_message_tokens");
+        assert_eq!(e.field(), "max_message_tokens");
         assert!(serde_json::from_str::<CompressionConfig>(r#"{"budget_tokns": 5}"#).is_err());
     }
 

@@ -83,7 +83,7 @@ impl TryFrom<RawPriceTable> for PriceTable {
 fn check_price(field: &'static str, price: &ModelPrice) -> Result<(), ConfigError> {
     for v in [price.input_per_million_usd, price.output_per_million_usd] {
         if !v.is_finite() || v < 0.0 {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 field,
                 "prices must be finite and non-negative",
             ));
@@ -107,7 +107,10 @@ impl PriceTable {
         check_price("models", &price)?;
         let model = model.into().trim().to_ascii_lowercase();
         if model.is_empty() {
-            return Err(ConfigError::new("models", "a model name must not be empty"));
+            return Err(ConfigError::invalid(
+                "models",
+                "a model name must not be empty",
+            ));
         }
         self.models.insert(model, price);
         Ok(self)
@@ -416,7 +419,7 @@ mod tests {
                 output_per_million_usd: 0.0,
             })
             .unwrap_err();
-        assert_eq!(err.field, "default");
+        assert_eq!(err.field(), "default");
     }
 
     #[test]

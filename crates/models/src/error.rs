@@ -73,31 +73,16 @@ impl ValidationError {
     }
 }
 
-/// An invalid configuration value, refused when the configuration is built.
+/// An invalid configuration value, refused when the configuration is built:
+/// stratum-core's shape, shared by every crate.
 ///
 /// ```
 /// use stratum_models::CompressionConfig;
 ///
 /// let err = CompressionConfig::builder().budget_tokens(0).build().unwrap_err();
-/// assert_eq!(err.field, "budget_tokens");
+/// assert_eq!(err.field(), "budget_tokens");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The configuration field.
-    pub field: &'static str,
-    /// Why the value is refused.
-    pub reason: Cow<'static, str>,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
-        ConfigError {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+pub use stratum_core::ConfigError;
 
 /// A tokenizer that could not be built or could not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

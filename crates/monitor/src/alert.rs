@@ -214,26 +214,26 @@ impl AlertRuleBuilder {
     pub fn build(self) -> Result<AlertRule, ConfigError> {
         let r = self.rule;
         if validate_name(&r.name).is_err() {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "name",
                 "must be 1-64 characters from [a-z0-9_.-]",
             ));
         }
         if !r.fire_at.is_finite() {
-            return Err(ConfigError::new("threshold", "must be finite"));
+            return Err(ConfigError::invalid("threshold", "must be finite"));
         }
         if !r.resolve_at.is_finite() {
-            return Err(ConfigError::new("resolve_at", "must be finite"));
+            return Err(ConfigError::invalid("resolve_at", "must be finite"));
         }
         match r.direction {
             Direction::Above if r.resolve_at > r.fire_at => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::invalid(
                     "resolve_at",
                     "must be <= the fire threshold for an `above` rule",
                 ));
             }
             Direction::Below if r.resolve_at < r.fire_at => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::invalid(
                     "resolve_at",
                     "must be >= the fire threshold for a `below` rule",
                 ));
@@ -243,7 +243,7 @@ impl AlertRuleBuilder {
         if let Figure::Quantile { quantile, .. } = &r.figure
             && !(0.0..=1.0).contains(quantile)
         {
-            return Err(ConfigError::new("quantile", "must be in [0, 1]"));
+            return Err(ConfigError::invalid("quantile", "must be in [0, 1]"));
         }
         Ok(r)
     }
@@ -730,7 +730,7 @@ mod tests {
                 .resolve_at(2.0)
                 .build()
                 .unwrap_err()
-                .field,
+                .field(),
             "resolve_at"
         );
         assert_eq!(
@@ -738,21 +738,21 @@ mod tests {
                 .resolve_at(0.5)
                 .build()
                 .unwrap_err()
-                .field,
+                .field(),
             "resolve_at"
         );
         assert_eq!(
             AlertRule::above("x", f(), f64::NAN)
                 .build()
                 .unwrap_err()
-                .field,
+                .field(),
             "threshold"
         );
         assert_eq!(
             AlertRule::above("Bad Name", f(), 1.0)
                 .build()
                 .unwrap_err()
-                .field,
+                .field(),
             "name"
         );
         let tracker = Arc::new(LatencyTracker::new(PercentileConfig::default()).unwrap());
@@ -760,7 +760,7 @@ mod tests {
             AlertRule::above("x", Figure::quantile(tracker, "op", 1.5), 1.0)
                 .build()
                 .unwrap_err()
-                .field,
+                .field(),
             "quantile"
         );
         let engine = AlertEngine::default();

@@ -46,7 +46,7 @@ pub struct MonitorConfig {
     pub upkeep_interval: Duration,
     /// Series not updated for this long disappear from `/metrics`; `None`
     /// keeps them forever. Default 10 min.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub idle_timeout: Option<Duration>,
     /// Bucket upper bounds (seconds) for every `*_seconds` histogram, strictly
     /// increasing. Default [`DEFAULT_SECONDS_BUCKETS`].
@@ -103,7 +103,7 @@ impl MonitorConfig {
     /// Checks every field; the error names the first offending one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "listen",
                 format!(
                     "{} is not a loopback address; set allow_non_loopback = true to expose metrics beyond this host",
@@ -169,11 +169,11 @@ impl PercentileConfig {
     /// use stratum_monitor::PercentileConfig;
     ///
     /// let config = PercentileConfig { significant_digits: 9, ..Default::default() };
-    /// assert_eq!(config.validate().unwrap_err().field, "percentiles.significant_digits");
+    /// assert_eq!(config.validate().unwrap_err().field(), "percentiles.significant_digits");
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=120).contains(&self.sub_windows) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "percentiles.sub_windows",
                 "must be in 1..=120",
             ));
@@ -181,7 +181,7 @@ impl PercentileConfig {
         if self.window.is_zero()
             || self.window / (self.sub_windows as u32) < Duration::from_millis(1)
         {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "percentiles.window",
                 "must give every sub-window at least 1ms",
             ));
@@ -189,19 +189,19 @@ impl PercentileConfig {
         if self.highest_trackable < Duration::from_millis(1)
             || self.highest_trackable > Duration::from_secs(86_400)
         {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "percentiles.highest_trackable",
                 "must be between 1ms and 24h",
             ));
         }
         if !(1..=5).contains(&self.significant_digits) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "percentiles.significant_digits",
                 "must be in 1..=5",
             ));
         }
         if self.max_operations == 0 {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "percentiles.max_operations",
                 "must be at least 1",
             ));
@@ -272,7 +272,7 @@ impl MonitorConfigBuilder {
 
 fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
-        Err(ConfigError::new(field, "must be greater than zero"))
+        Err(ConfigError::invalid(field, "must be greater than zero"))
     } else {
         Ok(())
     }
@@ -281,22 +281,22 @@ fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
 fn validate_buckets(buckets: &[f64]) -> Result<(), ConfigError> {
     const FIELD: &str = "seconds_buckets";
     if buckets.is_empty() {
-        return Err(ConfigError::new(FIELD, "must hold at least one bound"));
+        return Err(ConfigError::invalid(FIELD, "must hold at least one bound"));
     }
     if buckets.len() > 64 {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             FIELD,
             "at most 64 bounds (each is a series per label set)",
         ));
     }
     if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             FIELD,
             "every bound must be finite and > 0",
         ));
     }
     if buckets.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::invalid(
             FIELD,
             "bounds must be strictly increasing",
         ));
@@ -308,8 +308,8 @@ fn validate_buckets(buckets: &[f64]) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn field_of(config: &MonitorConfig) -> &'static str {
-        config.validate().unwrap_err().field
+    fn field_of(config: &MonitorConfig) -> String {
+        config.validate().unwrap_err().field().to_owned()
     }
 
     #[test]
@@ -465,7 +465,7 @@ mod tests {
             .upkeep_interval(Duration::ZERO)
             .build()
             .unwrap_err();
-        assert_eq!(err.field, "upkeep_interval");
+        assert_eq!(err.field(), "upkeep_interval");
         assert!(err.to_string().contains("upkeep_interval"));
     }
 }

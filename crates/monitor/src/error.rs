@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-/// A configuration value was refused when it was built.
+/// A configuration value was refused when it was built: stratum-core's
+/// shape, shared by every layer, naming the field as spelled in
+/// [`MonitorConfig`](crate::MonitorConfig) (nested ones dotted).
 ///
 /// ```
 /// use stratum_monitor::MonitorConfig;
@@ -10,25 +12,9 @@ use std::net::SocketAddr;
 /// let mut config = MonitorConfig::default();
 /// config.percentiles.sub_windows = 0;
 /// let err = config.validate().unwrap_err();
-/// assert_eq!(err.field, "percentiles.sub_windows");
+/// assert_eq!(err.field(), "percentiles.sub_windows");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The offending field, as it is spelled in the configuration.
-    pub field: &'static str,
-    /// Why the value was refused.
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+pub use stratum_core::ConfigError;
 
 /// An error from the running monitor.
 #[derive(Debug, thiserror::Error)]

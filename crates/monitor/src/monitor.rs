@@ -203,7 +203,7 @@ impl MonitorBuilder {
                 Matcher::Suffix("_seconds".to_owned()),
                 &config.seconds_buckets,
             )
-            .map_err(|e| ConfigError::new("seconds_buckets", e.to_string()))?
+            .map_err(|e| ConfigError::invalid("seconds_buckets", e.to_string()))?
             .idle_timeout(MetricKindMask::ALL, config.idle_timeout)
             .upkeep_timeout(config.upkeep_interval)
             .build_recorder();

@@ -118,7 +118,7 @@ impl RollingHistogram {
             .max(2);
         let make = || {
             Histogram::<u64>::new_with_bounds(1, highest_micros, config.significant_digits)
-                .map_err(|e| ConfigError::new("percentiles", e.to_string()))
+                .map_err(|e| ConfigError::invalid("percentiles", e.to_string()))
         };
         let slots = (0..config.sub_windows)
             .map(|_| make())

@@ -165,8 +165,13 @@ mod tests {
                 ..MonitorConfig::default()
             };
             let err = Monitor::new(config).unwrap_err();
-            assert_eq!(err.field, "listen", "{wide}");
-            assert!(err.reason.contains("allow_non_loopback"), "{err}");
+            assert_eq!(err.field(), "listen", "{wide}");
+            assert!(
+                err.reason()
+                    .unwrap_or_default()
+                    .contains("allow_non_loopback"),
+                "{err}"
+            );
         }
         let asked = MonitorConfig {
             listen: "0.0.0.0:0".parse().unwrap(),

@@ -330,7 +330,7 @@ fn wide_bind_is_refused_without_opt_in() {
         listen: "0.0.0.0:0".parse().unwrap(),
         ..Default::default()
     };
-    assert_eq!(Monitor::new(config).unwrap_err().field, "listen");
+    assert_eq!(Monitor::new(config).unwrap_err().field(), "listen");
 }
 
 /// Series idle longer than the timeout disappear from the scrape. The

@@ -23,7 +23,7 @@ use crate::error::ConfigError;
 /// assert_eq!(config.acquire_timeout, std::time::Duration::from_secs(2));
 ///
 /// let bad = PoolConfig { min_size: 20, max_size: 10, ..PoolConfig::default() };
-/// assert_eq!(bad.validate().unwrap_err().field, "min_size");
+/// assert_eq!(bad.validate().unwrap_err().field(), "min_size");
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,11 +53,11 @@ pub struct PoolConfig {
     pub recycle_timeout: Duration,
     /// An idle object older than this (minus jitter) is retired, unless that
     /// would leave fewer than `min_size`. `None` disables. Default: 10 min.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub idle_timeout: Option<Duration>,
     /// An object older than this (minus jitter) is retired when idle or at its
     /// next checkout. `None` disables. Default: 30 min.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub max_lifetime: Option<Duration>,
     /// Each object's idle timeout and lifetime are shortened by a random
     /// fraction in `[0, jitter)`, so objects created together do not all
@@ -69,7 +69,7 @@ pub struct PoolConfig {
     pub validation_skip_window: Duration,
     /// A lease held longer than this is logged with where it was taken and
     /// counted as a leak. `None` disables. Default: 60 s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "stratum_core::optional_duration")]
     pub leak_detection_threshold: Option<Duration>,
     /// How often the background task keeps `min_size` warm, reaps, scans for
     /// leaks, updates gauges and runs the adaptive controller. Default: 1 s.
@@ -135,14 +135,14 @@ impl Default for AdaptiveConfig {
 
 fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
-        return Err(ConfigError::new(field, "must be greater than zero"));
+        return Err(ConfigError::invalid(field, "must be greater than zero"));
     }
     Ok(())
 }
 
 fn positive_if_set(field: &'static str, value: Option<Duration>) -> Result<(), ConfigError> {
     match value {
-        Some(v) if v.is_zero() => Err(ConfigError::new(
+        Some(v) if v.is_zero() => Err(ConfigError::invalid(
             field,
             "must be greater than zero (omit it to disable)",
         )),
@@ -160,21 +160,24 @@ impl PoolConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !name_ok {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "name",
                 "must be 1 to 48 characters from [A-Za-z0-9_.-]",
             ));
         }
         if self.max_size == 0 {
-            return Err(ConfigError::new("max_size", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "max_size",
+                "must be greater than zero",
+            ));
         }
         // deadpool's semaphore holds at most usize::MAX >> 3 permits; a
         // million objects is far past any sane pool.
         if self.max_size > 1_000_000 {
-            return Err(ConfigError::new("max_size", "must be at most 1000000"));
+            return Err(ConfigError::invalid("max_size", "must be at most 1000000"));
         }
         if self.min_size > self.max_size {
-            return Err(ConfigError::new(
+            return Err(ConfigError::invalid(
                 "min_size",
                 "must not be greater than max_size",
             ));
@@ -186,7 +189,7 @@ impl PoolConfig {
         positive_if_set("max_lifetime", self.max_lifetime)?;
         positive_if_set("leak_detection_threshold", self.leak_detection_threshold)?;
         if !(self.jitter.is_finite() && (0.0..=0.5).contains(&self.jitter)) {
-            return Err(ConfigError::new("jitter", "must be in [0, 0.5]"));
+            return Err(ConfigError::invalid("jitter", "must be in [0, 0.5]"));
         }
         positive("maintenance_interval", self.maintenance_interval)?;
         positive(
@@ -212,8 +215,8 @@ impl PoolConfig {
 mod tests {
     use super::*;
 
-    fn field_of(config: PoolConfig) -> &'static str {
-        config.validate().unwrap_err().field
+    fn field_of(config: PoolConfig) -> String {
+        config.validate().unwrap_err().field().to_owned()
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use thiserror::Error;
 
-/// A configuration value that cannot work, naming the field and the reason.
+/// A configuration value that cannot work, naming the field (as spelled in
+/// [`crate::PoolConfig`], nested ones dotted) and the reason: stratum-core's
+/// shape, shared by every layer.
 ///
 /// ```
 /// use stratum_pool::PoolConfig;
@@ -10,23 +12,10 @@ use thiserror::Error;
 /// let err = PoolConfig { max_size: 0, min_size: 0, ..PoolConfig::default() }
 ///     .validate()
 ///     .unwrap_err();
-/// assert_eq!(err.field, "max_size");
-/// assert_eq!(err.to_string(), "invalid pool configuration: `max_size` must be greater than zero");
+/// assert_eq!(err.field(), "max_size");
+/// assert_eq!(err.to_string(), "invalid `max_size`: must be greater than zero");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid pool configuration: `{field}` {reason}")]
-pub struct ConfigError {
-    /// The field, as spelled in [`crate::PoolConfig`] (nested ones dotted).
-    pub field: &'static str,
-    /// Why the value was refused.
-    pub reason: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: &'static str) -> ConfigError {
-        ConfigError { field, reason }
-    }
-}
+pub use stratum_core::ConfigError;
 
 /// Why a pool could not be built.
 #[derive(Debug, Error)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stratum_core::ConfigError;
 
 use crate::MongoUri;
@@ -50,11 +50,12 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
 }
 
 /// Where documents live and how the driver reaches them.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MongoConfig {
     /// The server's connection string; `None` (the default) means the
-    /// embedded in-memory store. Redacted in every `Debug` and `Display`.
+    /// embedded in-memory store. Redacted in every `Debug`, `Display` and
+    /// serialization.
     pub uri: Option<MongoUri>,
     /// The database name. Default `stratum`.
     pub database: String,
@@ -136,7 +137,7 @@ pub fn validate_database_name(field: &str, name: &str) -> Result<(), ConfigError
 }
 
 /// Which store backs the facade.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// MongoDB when `mongodb.uri` is set, the embedded store otherwise (the default).
@@ -149,7 +150,7 @@ pub enum Backend {
 }
 
 /// Store-wide rules that both stores apply the same way.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Which store to use. Default `auto`.

@@ -187,6 +187,21 @@ impl std::str::FromStr for MongoUri {
     }
 }
 
+/// Writes the redacted form: a configuration printed or serialized (the
+/// effective-configuration report, a TOML dump) never carries the password.
+/// Reading that text back gives a URI whose password is the mask, so keep the
+/// real string in the file or the environment, not in a dump.
+///
+/// ```
+/// let uri = stratum_store::MongoUri::parse("mongodb://app:s3cret@db").unwrap();
+/// assert_eq!(serde_json::to_string(&uri).unwrap(), r#""mongodb://app:****@db""#);
+/// ```
+impl serde::Serialize for MongoUri {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for MongoUri {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;

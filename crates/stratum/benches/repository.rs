@@ -110,7 +110,7 @@ fn stack_with(
     let _inside = rt.enter();
     let mut config = StratumConfig::default();
     configure(&mut config);
-    config.cache.ttl = Duration::from_secs(3600);
+    config.cache.time_to_live = Some(Duration::from_secs(3600));
     let stratum = Stratum::builder(config).store(store).build().unwrap();
     stratum.repository().unwrap()
 }

@@ -1,5 +1,6 @@
 //! Admission: at most `pool.max_size` database calls in flight, waiting at
-//! most `pool.acquire_timeout` for a slot (stratum-pool).
+//! most `pool.acquire_timeout` for a slot (stratum-pool, configured by its
+//! own `PoolConfig`: the `[pool]` section).
 //!
 //! Over MongoDB the slots are the pool crate's `MongoPool`: the driver's own
 //! connection pool is sized from the same settings (so an admitted call
@@ -10,11 +11,9 @@
 use stratum_pool::Pool;
 use stratum_pool::{Lease, ManagedPool, Manager, PoolError, PoolStats, Status};
 
-use crate::config::sections::PoolConfig;
+pub use crate::config::POOL_NAME;
+use crate::config::{PoolSettings, Section};
 use crate::{ConfigError, RepositoryError};
-
-/// The name of the admission pool (its `pool` metric label).
-pub const POOL_NAME: &str = "store";
 
 /// Makes admission slots for a store that has no pool of its own.
 #[derive(Debug)]
@@ -34,43 +33,13 @@ impl Manager for Slots {
     }
 }
 
-/// The pool configuration for `section`, validated by the pool itself;
-/// a refusal names the facade's field. Adaptive sizing is off: the limit
-/// is `pool.max_size`, the number the user chose.
-///
-/// ```
-/// use stratum::config::sections::PoolConfig;
-///
-/// let section = PoolConfig { max_size: 8, ..Default::default() };
-/// let config = stratum::admission::pool_config(&section).unwrap();
-/// assert_eq!((config.max_size, config.name.as_str()), (8, "store"));
-/// ```
-pub fn pool_config(section: &PoolConfig) -> Result<stratum_pool::PoolConfig, ConfigError> {
-    let config = stratum_pool::PoolConfig {
-        name: POOL_NAME.to_owned(),
-        min_size: section.min_idle as usize,
-        max_size: section.max_size as usize,
-        acquire_timeout: section.acquire_timeout,
-        idle_timeout: Some(section.idle_timeout),
-        max_lifetime: Some(section.max_lifetime),
-        adaptive: stratum_pool::AdaptiveConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..stratum_pool::PoolConfig::default()
-    };
-    config.validate().map_err(|e| {
-        let field = match e.field {
-            "min_size" => "pool.min_idle",
-            "max_size" => "pool.max_size",
-            "acquire_timeout" => "pool.acquire_timeout",
-            "idle_timeout" => "pool.idle_timeout",
-            "max_lifetime" => "pool.max_lifetime",
-            other => other,
-        };
-        ConfigError::invalid(field, e.reason)
-    })?;
-    Ok(config)
+/// A pool that could not be built, as a configuration error naming the
+/// `pool` section (credentials masked: the driver may quote its URI).
+pub(crate) fn build_error(e: stratum_pool::BuildError) -> ConfigError {
+    match e {
+        stratum_pool::BuildError::Config(e) => e.within("pool"),
+        other => ConfigError::invalid("pool", stratum_store::uri::scrub(&other.to_string())),
+    }
 }
 
 /// The admission pool in front of the store.
@@ -95,11 +64,12 @@ fn overloaded<E: std::fmt::Display>(e: PoolError<E>) -> RepositoryError {
 }
 
 impl Admission {
-    pub(crate) fn slots(section: &PoolConfig) -> Result<Admission, ConfigError> {
+    /// Unit slots sized by the `pool` section, the pool's own configuration.
+    pub(crate) fn slots(section: &Section<PoolSettings>) -> Result<Admission, ConfigError> {
         let pool = ManagedPool::builder(Slots)
-            .config(pool_config(section)?)
+            .config(section.settings.clone())
             .build()
-            .map_err(|e| ConfigError::invalid("pool", e.to_string()))?;
+            .map_err(build_error)?;
         Ok(Admission::Slots(pool))
     }
 

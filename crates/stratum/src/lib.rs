@@ -29,10 +29,13 @@
 //!   for both. Layers are left out with `enabled = false` in their section,
 //!   or at build time without their cargo feature (`breaker`, `cache`,
 //!   `pool`, all on by default; a section whose layer is compiled out is
-//!   parsed and validated, and ignored).
+//!   kept as an opaque table, so a full build's file still loads).
+//!   Each layer's section is the layer's own configuration type; every key
+//!   and its `STRATUM_*` variable is in docs/configuration.md, and
+//!   [`ConfigBuilder::build_explained`] reports where each value came from.
 //! - [`Repository<T>`](Repository) for any `stratum_models::Document`: reads
 //!   by id through the cache (single-flight on a miss), writes that refresh
-//!   or invalidate what they touch, stale reads within `cache.stale_for` when
+//!   or invalidate what they touch, stale reads within `cache.max_stale` when
 //!   the database fails or the breaker is open (the [`Read`] says so), a
 //!   metric series and a `tracing` span per operation.
 //! - [`llm`]: a provider call cached by its request ([`llm::PromptCache`],
@@ -118,10 +121,12 @@ pub use stratum_monitor as monitor;
 pub use stratum_pool as pool;
 
 pub use crate::clock::{ManualClock, StackClock};
-pub use crate::config::{ConfigBuilder, ConfigError, StratumConfig};
+pub use crate::config::{
+    BREAKER_NAME, ConfigBuilder, ConfigError, ConfigErrorKind, ConfigReport, StratumConfig,
+};
 pub use crate::repository::{Origin, Read, Repository, RepositoryError};
 #[cfg(feature = "breaker")]
-pub use crate::stack::{BREAKER_NAME, BreakerTransition};
+pub use crate::stack::BreakerTransition;
 pub use crate::stack::{Stratum, StratumBuilder, StratumError};
 pub use stratum_store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]

@@ -16,8 +16,6 @@ use stratum_models::{
     TokenUsage, ValidationError,
 };
 
-#[cfg(feature = "cache")]
-use crate::config::layers;
 use crate::{
     ConfigError, Filter, Order, Query, Repository, RepositoryError, StoreError, Stratum, Update,
 };
@@ -150,14 +148,14 @@ impl PromptCache {
         let section = &stratum.config().cache;
         #[cfg(feature = "cache")]
         let memo = if section.enabled {
-            let mut config = layers::cache_config(section, "llm_prompts")?;
+            let mut config = section.named("llm_prompts");
             // A provider's answer is not data that goes stale under a write;
             // serving an old one when the provider fails is the caller's call.
             config.max_stale = None;
             let cache = CacheBuilder::from_config(config)
                 .clock(stratum.clock().clone())
                 .build()
-                .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+                .map_err(|e| e.within("cache"))?;
             Some(cache)
         } else {
             None
@@ -277,12 +275,11 @@ pub enum ConversationError {
     /// The token budget cannot hold even the system messages.
     #[error(transparent)]
     Compress(#[from] stratum_models::CompressError),
-    /// The compression settings were refused.
+    /// A configuration was refused: the compression settings, or the
+    /// stack's configuration for a repository's cache (one error type since
+    /// every crate shares stratum-core's).
     #[error(transparent)]
-    Config(#[from] stratum_models::ConfigError),
-    /// The stack's configuration refused a repository's cache.
-    #[error(transparent)]
-    Setup(#[from] ConfigError),
+    Config(#[from] ConfigError),
     /// The tokenizer's tables could not be built.
     #[error(transparent)]
     Tokenizer(#[from] stratum_models::TokenizerError),

@@ -17,16 +17,10 @@ use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
 
 #[cfg(feature = "pool")]
 use crate::admission::Admission;
-#[cfg(feature = "breaker")]
-use crate::config::layers;
 use crate::repository::Repository;
 use crate::{
     ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig,
 };
-
-/// The name of the breaker around the store (its `breaker` metric label).
-#[cfg(feature = "breaker")]
-pub const BREAKER_NAME: &str = "store";
 
 /// How many recent breaker transitions [`Stratum::breaker_transitions`] keeps.
 #[cfg(feature = "breaker")]
@@ -323,12 +317,12 @@ impl StratumBuilder {
             #[cfg(all(feature = "mongodb", feature = "pool"))]
             None if self.config.uses_mongodb() && self.config.pool.enabled => {
                 let options = crate::MongoStore::client_options(&self.config.mongodb).await?;
-                let mut pool_config = crate::admission::pool_config(&self.config.pool)?;
+                // The pool's objects are the driver's connections here, so
+                // `mongodb.connect_timeout` bounds creating one.
+                let mut pool_config = self.config.pool.settings.clone();
                 pool_config.create_timeout = self.config.mongodb.connect_timeout;
                 let pool = stratum_pool::MongoPool::with_options(options, pool_config, 2, false)
-                    .map_err(|e| {
-                        ConfigError::invalid("pool", stratum_store::uri::scrub(&e.to_string()))
-                    })?;
+                    .map_err(crate::admission::build_error)?;
                 let client = {
                     use stratum_pool::Pool;
                     let slot = pool.get().await.map_err(|e| StoreError::Unavailable {
@@ -382,10 +376,10 @@ impl StratumBuilder {
         let transitions = Arc::new(Mutex::new(TransitionLog::default()));
         #[cfg(feature = "breaker")]
         let breaker = if self.config.breaker.enabled {
-            let config = layers::breaker_config(&self.config.breaker, BREAKER_NAME)?;
+            let config = self.config.breaker.settings.clone();
             let log = Arc::clone(&transitions);
             let log_clock = clock.clone();
-            let breaker = Breaker::builder(BREAKER_NAME)
+            let breaker = Breaker::builder(config.name.clone())
                 .config(config)
                 .clock(clock.clone())
                 .on_event(move |event| {
@@ -404,7 +398,7 @@ impl StratumBuilder {
                     }
                 })
                 .build()
-                .map_err(|e| ConfigError::invalid("breaker", e.to_string()))?;
+                .map_err(|e| e.within("breaker"))?;
             Some(breaker)
         } else {
             None

@@ -46,8 +46,12 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let (clock, hand) = StackClock::manual();
+            #[cfg_attr(not(feature = "cache"), allow(unused_mut))]
             let mut config = StratumConfig::default();
-            config.cache.ttl = Duration::from_secs(2);
+            #[cfg(feature = "cache")]
+            {
+                config.cache.time_to_live = Some(Duration::from_secs(2));
+            }
             let stratum = Stratum::builder(config)
                 .store(Arc::new(MemoryStore::new()))
                 .clock(clock)

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use stratum::{ConfigError, MongoUri, StratumConfig};
+use stratum::{ConfigErrorKind, MongoUri, StratumConfig};
 use tracing_subscriber::fmt::MakeWriter;
 
 const PASSWORD: &str = "Pl4nted-s3cret";
@@ -88,6 +88,25 @@ fn config_debug_and_logs_hide_the_password() {
     );
     assert!(logged.contains("app:****@db.internal"), "{logged}");
     assert_clean("log output", &logged);
+    // The effective configuration (`stratum config`) shows the URI masked,
+    // from the file and from the environment alike. (Here, under this
+    // test's subscriber: a successful build elsewhere in this binary would
+    // race it for the log callsite's registration.)
+    let with_options =
+        format!("mongodb://app:{PASSWORD}@db/?authMechanismProperties=TOKEN:{PASSWORD}");
+    for builder in [
+        StratumConfig::builder().toml(format!("[mongodb]\nuri = \"{with_options}\"\n")),
+        StratumConfig::builder().env_vars([("STRATUM_MONGODB_URI", with_options.as_str())]),
+    ] {
+        let (config, report) = builder.build_explained().unwrap();
+        assert!(config.mongodb.uri.is_some());
+        assert_clean(
+            "the effective configuration",
+            &format!("{report} {report:?}"),
+        );
+        let serialized = toml::to_string(&config).unwrap();
+        assert_clean("a serialized configuration", &serialized);
+    }
 }
 
 #[test]
@@ -115,7 +134,7 @@ fn config_errors_hide_the_password() {
         .env_vars([("STRATUM_MONGODB_URI", format!("mongodb://a:{PASSWORD}@h/@"))])
         .build()
         .unwrap_err();
-    assert!(matches!(err, ConfigError::Invalid { .. }));
+    assert!(matches!(err.kind(), ConfigErrorKind::Invalid { .. }));
     assert_clean("an env error", &format!("{err} {err:?}"));
     let err = MongoUri::parse(&format!("mongodb://a:{PASSWORD}@")).unwrap_err();
     assert_clean("a URI error", &format!("{err} {err:?}"));

@@ -23,12 +23,14 @@ use stratum_store::{FaultPlan, FaultyStore};
 
 fn config() -> StratumConfig {
     let mut config = StratumConfig::default();
-    config.cache.ttl = Duration::from_secs(10);
-    config.cache.stale_for = Duration::from_secs(60);
-    config.breaker.window_size = 10;
-    config.breaker.minimum_calls = 5;
-    config.breaker.half_open_calls = 1;
-    config.breaker.open_wait = Duration::from_secs(5);
+    config.cache.time_to_live = Some(Duration::from_secs(10));
+    config.cache.max_stale = Some(Duration::from_secs(60));
+    config.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 10 };
+    config.breaker.minimum_number_of_calls = 5;
+    config.breaker.permitted_calls_in_half_open = 1;
+    config.breaker.wait_in_open = stratum::breaker::OpenWait::Constant {
+        wait: Duration::from_secs(5),
+    };
     config
 }
 
@@ -592,12 +594,14 @@ async fn layers_can_be_turned_off_by_config() {
 #[tokio::test]
 async fn invalid_layer_config_names_the_field() {
     let mut config = config();
-    config.breaker.half_open_calls = 9_999; // the facade allows it, the breaker does not
+    // Set in code after validation: the stack validates again, with the
+    // breaker's own validator, and names the field by its full path.
+    config.breaker.permitted_calls_in_half_open = 9_999;
     let err = Stratum::builder(config).build().unwrap_err();
     let stratum::StratumError::Config(err) = err else {
         panic!("{err:?}")
     };
-    assert_eq!(err.field(), Some("breaker.half_open_calls"));
+    assert_eq!(err.field(), "breaker.permitted_calls_in_half_open");
 }
 
 #[tokio::test]

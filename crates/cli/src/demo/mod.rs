@@ -107,9 +107,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         listen: options
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-        upkeep_interval: options.config.monitor.upkeep_interval,
-        allow_non_loopback: options.config.monitor.allow_non_loopback,
-        ..stratum::monitor::MonitorConfig::default()
+        // Every other knob of the `[monitor]` section, the monitor's own type.
+        ..options.config.monitor.settings.clone()
     };
     let monitor = stratum::monitor::Monitor::new(monitor_config)
         .map_err(|e| DemoError::Monitor(e.to_string()))?;

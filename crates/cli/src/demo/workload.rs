@@ -65,7 +65,7 @@ impl Failure for ConversationError {
         match self {
             ConversationError::Repository(e) => e.kind(),
             ConversationError::Compress(_) => "compress",
-            ConversationError::Config(_) | ConversationError::Setup(_) => "config",
+            ConversationError::Config(_) => "config",
             ConversationError::Tokenizer(_) => "tokenizer",
             _ => "other",
         }

@@ -139,7 +139,7 @@ fn config(args: &LoadArgs, database: &str) -> Result<StratumConfig, String> {
             c.mongodb.app_name = "stratum load".into();
             c.monitor.enabled = false;
             if let Some(n) = pool_size {
-                c.pool.max_size = n;
+                c.pool.max_size = n as usize;
             }
             if let Some(d) = acquire {
                 c.pool.acquire_timeout = d;
@@ -148,7 +148,7 @@ fn config(args: &LoadArgs, database: &str) -> Result<StratumConfig, String> {
                 c.mongodb.operation_timeout = d;
             }
             if let Some(n) = entries {
-                c.cache.max_entries = n;
+                c.cache.max_capacity = n;
             }
         })
         .build()
@@ -181,19 +181,19 @@ fn setup_lines(args: &LoadArgs, config: &StratumConfig) -> Vec<String> {
             d(args.think_time)
         ),
         format!(
-            "config:       pool {} (max_size {}, acquire_timeout {}); operation_timeout {}; cache {} (max_entries {}, ttl {}); breaker {} (window {}, minimum {}, failure rate {} %, open_wait {})",
+            "config:       pool {} (max_size {}, acquire_timeout {}); operation_timeout {}; cache {} (max_capacity {}, time_to_live {}); breaker {} (window {:?}, minimum {}, failure rate {} %, wait_in_open {:?})",
             if c.pool.enabled { "on" } else { "off" },
             c.pool.max_size,
             d(c.pool.acquire_timeout),
             d(c.mongodb.operation_timeout),
             if c.cache.enabled { "on" } else { "off" },
-            c.cache.max_entries,
-            d(c.cache.ttl),
+            c.cache.max_capacity,
+            c.cache.time_to_live.map_or_else(|| "off".to_owned(), d),
             if c.breaker.enabled { "on" } else { "off" },
-            c.breaker.window_size,
-            c.breaker.minimum_calls,
+            c.breaker.sliding_window,
+            c.breaker.minimum_number_of_calls,
             c.breaker.failure_rate_threshold,
-            d(c.breaker.open_wait)
+            c.breaker.wait_in_open
         ),
         format!(
             "machine:      {} cores, load average {} at the start",

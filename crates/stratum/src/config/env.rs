@@ -1,116 +1,197 @@
-//! The environment layer: `STRATUM_<SECTION>_<FIELD>` variables.
+//! The environment layer: `STRATUM_<SECTION>_<FIELD>` sets the key
+//! `<section>.<field>` (nested fields joined with `_` too), for every key in
+//! [`keys`](super::keys()).
 //!
-//! Every variable is listed in [`ENV_VARS`] with the field it sets, so the
-//! documentation and the code cannot disagree. Variables with the `STRATUM_`
-//! prefix that are not listed (`STRATUM_TEST_MONGODB_URI`, `STRATUM_CACHE_DIR`)
-//! belong to other tools and are ignored.
+//! A value is read as a TOML value (`6`, `25.5`, `true`, `[0.1, 1.0]`,
+//! `{ type = "constant", wait = "5s" }`), else as a bare string (`45s`,
+//! `mongodb://h`), and then checked by the same serde types as the file.
+//! Booleans also take `1/0`, `yes/no`, `on/off`. An empty value clears a key
+//! whose default is unset (`STRATUM_MONGODB_URI=`).
+//!
+//! Any other `STRATUM_*` variable is an error that names the closest valid
+//! one, except the variables of other tools listed in [`ENV_IGNORED`] and,
+//! in a build without a layer, that layer's variables (the environment of a
+//! full build stays usable).
 
-use std::str::FromStr;
-use std::time::Duration;
+use super::keys::{self, Key, RENAMED};
+use super::{ConfigError, ConfigErrorKind, StratumConfig, compiled_out, set_path};
 
-use super::{ConfigError, StratumConfig};
-use crate::MongoUri;
-use stratum_store::Backend;
+/// `STRATUM_*` variables that belong to other tools and are never read as
+/// configuration: a name equal to one, or starting with one that ends in `_`.
+pub const ENV_IGNORED: &[&str] = &[
+    // The test harness: the server the integration tests use, its binary.
+    "STRATUM_TEST_",
+    // Benchmark knobs (`STRATUM_BENCH_ROUNDS`, `STRATUM_BENCH_RECORDER`, ...).
+    "STRATUM_BENCH_",
+    // Regenerate checked-in files from tests.
+    "STRATUM_BLESS",
+    // Trace output of the load program.
+    "STRATUM_TRACES",
+    // xtask's folder for server builds.
+    "STRATUM_CACHE_DIR",
+    // The cache benches' profiling and memory-case switches.
+    "STRATUM_PROFILE",
+    "STRATUM_MEMORY_CASE",
+];
 
-/// One environment variable and the field it sets.
-pub struct EnvVar {
-    /// The variable's name.
-    pub name: &'static str,
-    /// The dotted path of the field it sets.
-    pub field: &'static str,
-    apply: fn(&mut StratumConfig, &str, &'static str) -> Result<(), ConfigError>,
+/// Whether `name` is another tool's variable ([`ENV_IGNORED`]).
+pub fn is_ignored(name: &str) -> bool {
+    ENV_IGNORED
+        .iter()
+        .any(|ignored| name == *ignored || (ignored.ends_with('_') && name.starts_with(ignored)))
 }
 
-fn duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|e| {
-        ConfigError::invalid(
-            name,
-            format!("not a duration such as `250ms`, `30s` or `5m` ({e})"),
-        )
-    })
-}
-
-fn number<T: FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::invalid(name, "not a number in the accepted range"))
-}
-
-fn boolean(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::invalid(
-            name,
-            "not a boolean (true/false, 1/0, yes/no, on/off)",
-        )),
-    }
-}
-
-macro_rules! env_vars {
-    ($( $name:literal => $field:literal : |$c:ident, $v:ident, $n:ident| $body:expr ;)*) => {
-        /// Every environment variable the configuration reads, in the order
-        /// they are applied.
-        pub const ENV_VARS: &[EnvVar] = &[
-            $( EnvVar {
-                name: $name,
-                field: $field,
-                apply: |$c: &mut StratumConfig, $v: &str, $n: &'static str| {
-                    $body;
-                    Ok(())
-                },
-            }, )*
-        ];
-    };
-}
-
-env_vars! {
-    "STRATUM_MONGODB_URI" => "mongodb.uri": |c, v, n| c.mongodb.uri = if v.trim().is_empty() {
-        None
-    } else {
-        Some(MongoUri::parse(v).map_err(|e| ConfigError::invalid(n, e.reason))?)
-    };
-    "STRATUM_MONGODB_DATABASE" => "mongodb.database": |c, v, _n| c.mongodb.database = v.trim().to_owned();
-    "STRATUM_MONGODB_APP_NAME" => "mongodb.app_name": |c, v, _n| c.mongodb.app_name = v.trim().to_owned();
-    "STRATUM_MONGODB_CONNECT_TIMEOUT" => "mongodb.connect_timeout": |c, v, n| c.mongodb.connect_timeout = duration(n, v)?;
-    "STRATUM_MONGODB_SERVER_SELECTION_TIMEOUT" => "mongodb.server_selection_timeout": |c, v, n| c.mongodb.server_selection_timeout = duration(n, v)?;
-    "STRATUM_MONGODB_OPERATION_TIMEOUT" => "mongodb.operation_timeout": |c, v, n| c.mongodb.operation_timeout = duration(n, v)?;
-    "STRATUM_STORE_BACKEND" => "store.backend": |c, v, n| c.store.backend = match v.trim().to_ascii_lowercase().as_str() {
-        "auto" => Backend::Auto,
-        "memory" => Backend::Memory,
-        "mongodb" => Backend::Mongodb,
-        _ => return Err(ConfigError::invalid(n, "must be `auto`, `memory` or `mongodb`")),
-    };
-    "STRATUM_STORE_MAX_DOCUMENT_BYTES" => "store.max_document_bytes": |c, v, n| c.store.max_document_bytes = number(n, v)?;
-    "STRATUM_CACHE_ENABLED" => "cache.enabled": |c, v, n| c.cache.enabled = boolean(n, v)?;
-    "STRATUM_CACHE_MAX_ENTRIES" => "cache.max_entries": |c, v, n| c.cache.max_entries = number(n, v)?;
-    "STRATUM_CACHE_TTL" => "cache.ttl": |c, v, n| c.cache.ttl = duration(n, v)?;
-    "STRATUM_CACHE_STALE_FOR" => "cache.stale_for": |c, v, n| c.cache.stale_for = duration(n, v)?;
-    "STRATUM_BREAKER_ENABLED" => "breaker.enabled": |c, v, n| c.breaker.enabled = boolean(n, v)?;
-    "STRATUM_BREAKER_FAILURE_RATE_THRESHOLD" => "breaker.failure_rate_threshold": |c, v, n| c.breaker.failure_rate_threshold = number(n, v)?;
-    "STRATUM_BREAKER_SLOW_CALL_DURATION" => "breaker.slow_call_duration": |c, v, n| c.breaker.slow_call_duration = duration(n, v)?;
-    "STRATUM_BREAKER_OPEN_WAIT" => "breaker.open_wait": |c, v, n| c.breaker.open_wait = duration(n, v)?;
-    "STRATUM_POOL_ENABLED" => "pool.enabled": |c, v, n| c.pool.enabled = boolean(n, v)?;
-    "STRATUM_POOL_MAX_SIZE" => "pool.max_size": |c, v, n| c.pool.max_size = number(n, v)?;
-    "STRATUM_POOL_ACQUIRE_TIMEOUT" => "pool.acquire_timeout": |c, v, n| c.pool.acquire_timeout = duration(n, v)?;
-    "STRATUM_MONITOR_ENABLED" => "monitor.enabled": |c, v, n| c.monitor.enabled = boolean(n, v)?;
-    "STRATUM_MONITOR_ALLOW_NON_LOOPBACK" => "monitor.allow_non_loopback": |c, v, n| c.monitor.allow_non_loopback = boolean(n, v)?;
-    "STRATUM_MONITOR_LISTEN" => "monitor.listen": |c, v, n| c.monitor.listen = v.trim().parse().map_err(|_| {
-        ConfigError::invalid(n, "not a socket address such as `127.0.0.1:9000`")
-    })?;
-}
-
-/// Applies the listed variables found in `vars` to `config`, in table order.
+/// Applies the variables in `vars` (the last of a repeated name wins) to
+/// the merged `table`, each checked on its own so an error names its
+/// variable. Returns which key each variable set.
 pub(crate) fn apply(
-    config: &mut StratumConfig,
+    table: &mut toml::Table,
     vars: &[(String, String)],
-) -> Result<(), ConfigError> {
-    for var in ENV_VARS {
-        // The last occurrence wins, as in a shell.
-        if let Some((_, value)) = vars.iter().rev().find(|(name, _)| name == var.name) {
-            (var.apply)(config, value, var.name)?;
+) -> Result<Vec<(&'static Key, String)>, ConfigError> {
+    let mut last: Vec<&(String, String)> = Vec::new();
+    for var in vars.iter().rev() {
+        if !last.iter().any(|seen| seen.0 == var.0) {
+            last.push(var);
         }
     }
-    Ok(())
+    last.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut applied = Vec::new();
+    for (name, value) in last {
+        if is_ignored(name) {
+            continue;
+        }
+        let Some(key) = keys::keys().iter().find(|k| k.env == *name) else {
+            refuse_or_skip(name)?;
+            continue;
+        };
+        set_one(table, key, name, value)?;
+        applied.push((key, name.clone()));
+    }
+    Ok(applied)
+}
+
+/// An unknown variable: renamed, of a compiled-out layer (skipped), or a
+/// typo.
+fn refuse_or_skip(name: &str) -> Result<(), ConfigError> {
+    if let Some(r) = RENAMED.iter().find(|r| keys::env_name(r.from) == name) {
+        return Err(ConfigError::new(
+            name,
+            ConfigErrorKind::Renamed {
+                to: keys::env_name(r.to),
+            },
+        ));
+    }
+    if compiled_out()
+        .iter()
+        .any(|section| name.starts_with(&keys::env_name(&format!("{section}."))))
+    {
+        tracing::debug!(variable = name, "ignored: its layer is not compiled in");
+        return Ok(());
+    }
+    let renamed: Vec<(String, String)> = RENAMED
+        .iter()
+        .map(|r| (keys::env_name(r.from), keys::env_name(r.to)))
+        .collect();
+    let candidates = keys::keys()
+        .iter()
+        .map(|k| (k.env.as_str(), k.env.as_str()))
+        .chain(renamed.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    Err(ConfigError::new(
+        name,
+        ConfigErrorKind::Unknown {
+            suggestion: keys::closest(name, candidates),
+        },
+    ))
+}
+
+/// Sets one key from one variable, trying its readings in turn.
+fn set_one(table: &mut toml::Table, key: &Key, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<&str> = key.path.split('.').collect();
+    let text = value.trim();
+    if text.is_empty() && key.default.is_null() {
+        remove_path(table, &path);
+        return check(table).map_err(|reason| ConfigError::invalid(name, reason));
+    }
+    let mut first_error = None;
+    for reading in readings(key, text) {
+        let mut trial = table.clone();
+        set_path(&mut trial, &path, reading);
+        match check(&trial) {
+            Ok(()) => {
+                *table = trial;
+                return Ok(());
+            }
+            Err(reason) => {
+                first_error.get_or_insert(reason);
+            }
+        }
+    }
+    Err(ConfigError::invalid(
+        name,
+        first_error.unwrap_or_else(|| "not a value".to_owned()),
+    ))
+}
+
+/// The ways to read a variable's text, most specific first.
+fn readings(key: &Key, text: &str) -> Vec<toml::Value> {
+    let mut out = Vec::new();
+    if key.default.is_boolean() {
+        match text.to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" => out.push(toml::Value::Boolean(true)),
+            "0" | "no" | "off" => out.push(toml::Value::Boolean(false)),
+            _ => {}
+        }
+    }
+    if let Ok(parsed) = format!("v = {text}").parse::<toml::Table>()
+        && parsed.len() == 1
+        && let Some(v) = parsed.get("v")
+    {
+        out.push(v.clone());
+    }
+    out.push(toml::Value::String(text.to_owned()));
+    out
+}
+
+/// Whether the table deserializes; the reason (credentials masked) if not.
+fn check(table: &toml::Table) -> Result<(), String> {
+    StratumConfig::from_table(table.clone())
+        .map(drop)
+        .map_err(|e| stratum_store::uri::scrub(e.message()))
+}
+
+fn remove_path(table: &mut toml::Table, path: &[&str]) {
+    match path {
+        [] => {}
+        [last] => {
+            table.remove(*last);
+        }
+        [first, rest @ ..] => {
+            if let Some(toml::Value::Table(inner)) = table.get_mut(*first) {
+                remove_path(inner, rest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_tools_variables_are_ignored_and_never_keys() {
+        for name in [
+            "STRATUM_TEST_MONGODB_URI",
+            "STRATUM_TEST_SERVER_BIN",
+            "STRATUM_BENCH_ROUNDS",
+            "STRATUM_BLESS",
+            "STRATUM_TRACES",
+            "STRATUM_CACHE_DIR",
+        ] {
+            assert!(is_ignored(name), "{name}");
+        }
+        assert!(!is_ignored("STRATUM_BLESSED"));
+        for key in keys::keys() {
+            assert!(!is_ignored(&key.env), "{} would be ignored", key.env);
+        }
+    }
 }

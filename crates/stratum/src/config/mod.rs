@@ -1,6 +1,15 @@
 //! One configuration for the whole stack, from defaults, a TOML file, the
 //! environment and code, merged in that order and validated once.
 //!
+//! Each layer's section *is* that layer's own configuration type
+//! (`stratum_breaker::BreakerConfig` under `[breaker]`, ...) plus an
+//! `enabled` switch ([`Section`]): one name, one default and one validator
+//! per knob, and everything a layer can do can be set from a file or the
+//! environment. Where Stratum needs another default than the layer's (a
+//! slow database call is slower than 2 s, not 60 s), [`StratumConfig::default`]
+//! sets it, in one place. `docs/configuration.md` lists every key, its
+//! variable and its default, generated from these types by a test.
+//!
 //! # Precedence
 //!
 //! `defaults < file < environment < code`: each later layer overrides the
@@ -15,57 +24,282 @@
 //! use stratum::StratumConfig;
 //!
 //! let config = StratumConfig::builder()
-//!     .toml("[cache]\nttl = \"30s\"\nmax_entries = 500\n")
-//!     .env_vars([("STRATUM_CACHE_TTL", "45s")])
-//!     .configure(|c| c.cache.max_entries = 1_000)
+//!     .toml("[store]\nmax_document_bytes = 4096\n[mongodb]\ndatabase = \"app\"\n")
+//!     .env_vars([("STRATUM_MONGODB_DATABASE", "from_env")])
+//!     .configure(|c| c.store.max_document_bytes = 2048)
 //!     .build()
 //!     .unwrap();
-//! assert_eq!(config.cache.ttl, Duration::from_secs(45)); // env beats file
-//! assert_eq!(config.cache.max_entries, 1_000); // code beats file
+//! assert_eq!(config.mongodb.database, "from_env"); // env beats file
+//! assert_eq!(config.store.max_document_bytes, 2048); // code beats file
 //! ```
+//!
+//! # A layer compiled out
+//!
+//! Without a layer's cargo feature its crate is not compiled, and its
+//! section is kept as an opaque table: a file or an environment written for
+//! the full build still loads (the layer's keys are read and ignored, only
+//! `enabled` is checked), rather than failing on the first key of a layer
+//! that is not there.
 
 mod env;
-mod error;
-pub mod layers;
-pub mod sections;
+mod keys;
+mod report;
+mod section;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+#[cfg(any(feature = "breaker", feature = "cache", feature = "pool"))]
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use self::env::{ENV_VARS, EnvVar};
-pub use self::error::ConfigError;
-use self::sections::{BreakerConfig, CacheConfig, MonitorConfig, PoolConfig};
+pub use self::env::{ENV_IGNORED, is_ignored};
+pub use self::keys::{Key, RENAMED, Renamed, env_name, keys};
+pub use self::report::{ConfigReport, ReportEntry, Source};
+pub use self::section::{ENABLED, Section};
 use crate::MongoUri;
+pub use stratum_core::{ConfigError, ConfigErrorKind, Location};
 pub use stratum_store::{Backend, MongoConfig, StoreConfig};
+
+/// The section of a layer whose cargo feature is off: any table, unread.
+pub type Opaque = toml::Table;
+
+/// `[breaker]`: `stratum_breaker::BreakerConfig` (an [`Opaque`] table
+/// without the `breaker` feature).
+#[cfg(feature = "breaker")]
+pub type BreakerSettings = stratum_breaker::BreakerConfig;
+/// `[breaker]`: `stratum_breaker::BreakerConfig` (an [`Opaque`] table
+/// without the `breaker` feature).
+#[cfg(not(feature = "breaker"))]
+pub type BreakerSettings = Opaque;
+/// `[cache]`: `stratum_cache::CacheConfig` (an [`Opaque`] table without the
+/// `cache` feature).
+#[cfg(feature = "cache")]
+pub type CacheSettings = stratum_cache::CacheConfig;
+/// `[cache]`: `stratum_cache::CacheConfig` (an [`Opaque`] table without the
+/// `cache` feature).
+#[cfg(not(feature = "cache"))]
+pub type CacheSettings = Opaque;
+/// `[pool]`: `stratum_pool::PoolConfig` (an [`Opaque`] table without the
+/// `pool` feature).
+#[cfg(feature = "pool")]
+pub type PoolSettings = stratum_pool::PoolConfig;
+/// `[pool]`: `stratum_pool::PoolConfig` (an [`Opaque`] table without the
+/// `pool` feature).
+#[cfg(not(feature = "pool"))]
+pub type PoolSettings = Opaque;
+/// `[monitor]`: `stratum_monitor::MonitorConfig` (an [`Opaque`] table
+/// without the `monitor` feature).
+#[cfg(feature = "monitor")]
+pub type MonitorSettings = stratum_monitor::MonitorConfig;
+/// `[monitor]`: `stratum_monitor::MonitorConfig` (an [`Opaque`] table
+/// without the `monitor` feature).
+#[cfg(not(feature = "monitor"))]
+pub type MonitorSettings = Opaque;
+
+/// The name of the breaker around the store (its `breaker` metric label),
+/// Stratum's default for `breaker.name`.
+pub const BREAKER_NAME: &str = "store";
+/// The name of the admission pool (its `pool` metric label), Stratum's
+/// default for `pool.name`.
+pub const POOL_NAME: &str = "store";
+
+/// The sections whose layer is compiled out of this build.
+pub(crate) fn compiled_out() -> Vec<&'static str> {
+    [
+        ("breaker", cfg!(feature = "breaker")),
+        ("cache", cfg!(feature = "cache")),
+        ("pool", cfg!(feature = "pool")),
+        ("monitor", cfg!(feature = "monitor")),
+    ]
+    .into_iter()
+    .filter(|(_, on)| !on)
+    .map(|(section, _)| section)
+    .collect()
+}
 
 /// The whole configuration: one section per concern.
 ///
-/// `Default` gives the embedded store with every layer on and loopback-only
-/// listening. Build one with [`StratumConfig::builder`] to merge a file and
-/// the environment and have it validated.
+/// Build one with [`StratumConfig::builder`] to merge a file and the
+/// environment and have it validated.
 ///
 /// ```
 /// let config = stratum::StratumConfig::default();
 /// assert!(config.mongodb.uri.is_none()); // the embedded store
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StratumConfig {
-    /// The MongoDB server and driver timeouts.
+    /// The MongoDB server and driver timeouts (stratum-store).
     pub mongodb: MongoConfig,
-    /// Which store, and rules both stores apply.
+    /// Which store, and rules both stores apply (stratum-store).
     pub store: StoreConfig,
-    /// The read-through cache.
-    pub cache: CacheConfig,
-    /// The circuit breaker.
-    pub breaker: BreakerConfig,
-    /// Admission to the database.
-    pub pool: PoolConfig,
-    /// Metrics and health serving.
-    pub monitor: MonitorConfig,
+    /// The read-through cache of each repository (stratum-cache).
+    pub cache: Section<CacheSettings>,
+    /// The circuit breaker around every database call (stratum-breaker).
+    pub breaker: Section<BreakerSettings>,
+    /// Admission to the database (stratum-pool).
+    pub pool: Section<PoolSettings>,
+    /// Metrics and health serving (stratum-monitor).
+    pub monitor: Section<MonitorSettings>,
+}
+
+impl Default for StratumConfig {
+    /// Every layer's own defaults, and every layer on, except where Stratum
+    /// in front of a database needs another value. These are all the
+    /// overrides (the layers' own defaults are generic; docs/configuration.md
+    /// marks each):
+    ///
+    /// - `breaker.name = "store"`, `pool.name = "store"`: the metric labels
+    ///   of the one breaker and the one admission pool ([`BREAKER_NAME`],
+    ///   [`POOL_NAME`]).
+    /// - `breaker.slow_call_duration_threshold = "2s"` (layer: 60 s): a
+    ///   database call under a 5 s operation timeout that takes 2 s is
+    ///   already slow.
+    /// - `breaker.minimum_number_of_calls = 20` (layer: 100): judge a small
+    ///   service's window without waiting for 100 calls.
+    /// - `breaker.wait_in_open = { type = "constant", wait = "5s" }` (layer:
+    ///   60 s): a database usually recovers or fails over in seconds.
+    /// - `breaker.permitted_calls_in_half_open = 5` (layer: 10).
+    /// - `breaker.automatic_transition_to_half_open = true` (layer: false):
+    ///   health checks and the demo's report see half-open without traffic.
+    /// - `cache.time_to_live = "60s"` (layer: none): a cached document is
+    ///   re-read from the database at least every minute.
+    /// - `cache.max_stale = "5m"` (layer: none): a repository serves a copy
+    ///   up to five minutes past its TTL while the database fails.
+    /// - `pool.min_size = 0` (layer: 10), `pool.max_size = 16` (layer: 200),
+    ///   `pool.acquire_timeout = "2s"` (layer: 30 s), `pool.adaptive.enabled
+    ///   = false` (layer: true): the admission limit is the number the user
+    ///   chose, reached on demand, and a caller waits for it briefly.
+    fn default() -> Self {
+        StratumConfig {
+            mongodb: MongoConfig::default(),
+            store: StoreConfig::default(),
+            cache: Section::on(default_cache()),
+            breaker: Section::on(default_breaker()),
+            pool: Section::on(default_pool()),
+            monitor: Section::default(),
+        }
+    }
+}
+
+#[cfg(feature = "cache")]
+fn default_cache() -> CacheSettings {
+    stratum_cache::CacheConfig {
+        time_to_live: Some(Duration::from_secs(60)),
+        max_stale: Some(Duration::from_secs(300)),
+        ..Default::default()
+    }
+}
+
+#[cfg(feature = "breaker")]
+fn default_breaker() -> BreakerSettings {
+    stratum_breaker::BreakerConfig {
+        name: BREAKER_NAME.to_owned(),
+        slow_call_duration_threshold: Duration::from_secs(2),
+        minimum_number_of_calls: 20,
+        wait_in_open: stratum_breaker::OpenWait::Constant {
+            wait: Duration::from_secs(5),
+        },
+        permitted_calls_in_half_open: 5,
+        automatic_transition_to_half_open: true,
+        ..Default::default()
+    }
+}
+
+#[cfg(feature = "pool")]
+fn default_pool() -> PoolSettings {
+    stratum_pool::PoolConfig {
+        name: POOL_NAME.to_owned(),
+        min_size: 0,
+        max_size: 16,
+        acquire_timeout: Duration::from_secs(2),
+        adaptive: stratum_pool::AdaptiveConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[cfg(not(feature = "cache"))]
+fn default_cache() -> CacheSettings {
+    Opaque::new()
+}
+#[cfg(not(feature = "breaker"))]
+fn default_breaker() -> BreakerSettings {
+    Opaque::new()
+}
+#[cfg(not(feature = "pool"))]
+fn default_pool() -> PoolSettings {
+    Opaque::new()
+}
+
+/// A section's settings check themselves with the layer's own validator.
+trait Settings {
+    fn check(&self) -> Result<(), ConfigError>;
+}
+
+impl Settings for Opaque {
+    fn check(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "breaker")]
+impl Settings for stratum_breaker::BreakerConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+#[cfg(feature = "cache")]
+impl Settings for stratum_cache::CacheConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if self.name != stratum_cache::CacheConfig::default().name {
+            return Err(ConfigError::invalid(
+                "name",
+                "is set by Stratum: each repository's cache is named after its collection \
+                 and the prompt cache `llm_prompts`; leave it out",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "pool")]
+impl Settings for stratum_pool::PoolConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+#[cfg(feature = "monitor")]
+impl Settings for stratum_monitor::MonitorConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
+#[cfg(feature = "cache")]
+impl Section<stratum_cache::CacheConfig> {
+    /// The cache's configuration for one cache of the stack, named `name`
+    /// (its `cache` metric label: a collection name, fixed by the program).
+    ///
+    /// ```
+    /// let config = stratum::StratumConfig::default();
+    /// let cache = config.cache.named("messages");
+    /// assert_eq!(cache.name, "messages");
+    /// assert_eq!(cache.time_to_live, config.cache.time_to_live);
+    /// ```
+    pub fn named(&self, name: &str) -> stratum_cache::CacheConfig {
+        stratum_cache::CacheConfig {
+            name: name.to_owned(),
+            ..self.settings.clone()
+        }
+    }
 }
 
 impl StratumConfig {
@@ -77,21 +311,28 @@ impl StratumConfig {
     /// Parses TOML text over the defaults, without validating it.
     ///
     /// ```
-    /// let err = stratum::StratumConfig::from_toml_str("[cache]\nttl = \"soon\"\n").unwrap_err();
-    /// assert!(matches!(err, stratum::ConfigError::Parse { line: 2, .. }), "{err}");
+    /// use stratum::ConfigErrorKind;
+    ///
+    /// let err = stratum::StratumConfig::from_toml_str("[mongodb]\nconnect_timeout = \"soon\"\n").unwrap_err();
+    /// assert!(matches!(err.kind(), ConfigErrorKind::Parse { .. }), "{err}");
+    /// assert_eq!(err.field(), "mongodb.connect_timeout");
+    /// assert_eq!(err.location().map(|l| l.line), Some(2));
     /// ```
     pub fn from_toml_str(text: &str) -> Result<StratumConfig, ConfigError> {
-        parse_toml("<toml>", text)
+        let mut table = defaults_table();
+        merge(&mut table, parse_toml("<toml>", text)?);
+        finish(&table)
     }
 
-    /// Checks every section; the error names the first offending field.
+    /// Checks every section with its layer's own validator; the error names
+    /// the first offending field by its dotted path (`breaker.jitter`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.mongodb.validate()?;
         self.store.validate()?;
-        self.cache.validate()?;
-        self.breaker.validate()?;
-        self.pool.validate()?;
-        self.monitor.validate()?;
+        self.cache.check().map_err(|e| e.within("cache"))?;
+        self.breaker.check().map_err(|e| e.within("breaker"))?;
+        self.pool.check().map_err(|e| e.within("pool"))?;
+        self.monitor.check().map_err(|e| e.within("monitor"))?;
         if self.store.backend == Backend::Mongodb && self.mongodb.uri.is_none() {
             return Err(ConfigError::invalid(
                 "mongodb.uri",
@@ -105,6 +346,146 @@ impl StratumConfig {
     pub fn uses_mongodb(&self) -> bool {
         self.store.uses_mongodb(&self.mongodb)
     }
+
+    /// Deserializes a merged table.
+    pub(crate) fn from_table(table: toml::Table) -> Result<StratumConfig, toml::de::Error> {
+        StratumConfig::deserialize(toml::Value::Table(table))
+    }
+}
+
+/// The default configuration as a table: the base every file and variable
+/// is merged onto, so a key left out keeps Stratum's default rather than
+/// the layer's.
+fn defaults_table() -> toml::Table {
+    // Plain data with string keys serializes to TOML; the round trip is
+    // checked by the property test in tests/config.rs.
+    #[allow(clippy::expect_used)]
+    toml::Table::try_from(StratumConfig::default()).expect("the default serializes")
+}
+
+/// Merges `over` into `base`: tables key by key, anything else (and a table
+/// with a `type` key, which chooses a variant) replaced whole.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over))
+                if !over.contains_key("type") =>
+            {
+                merge(inner, over);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets the value at a dotted path, creating tables on the way.
+pub(crate) fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let inner = table
+                .entry(*first)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !inner.is_table() {
+                *inner = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = inner {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// The value at a dotted path.
+pub(crate) fn get_path<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let mut parts = path.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
+fn finish(table: &toml::Table) -> Result<StratumConfig, ConfigError> {
+    StratumConfig::from_table(table.clone()).map_err(|e| {
+        // Only reachable when a value fits the file's pass but not the merged
+        // one; name what the parser names.
+        ConfigError::new(
+            "",
+            ConfigErrorKind::Parse {
+                message: stratum_store::uri::scrub(e.message()),
+            },
+        )
+    })
+}
+
+/// Reads a file's text as a table, refusing what the configuration types
+/// refuse, with the position and the dotted path of the offending key.
+fn parse_toml(source_name: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    // First against the types, for errors with positions: the merged table
+    // is checked again later, but positions are lost by then.
+    if let Err(e) = toml::from_str::<StratumConfig>(text) {
+        return Err(toml_error(source_name, text, e));
+    }
+    toml::from_str(text).map_err(|e| toml_error(source_name, text, e))
+}
+
+fn toml_error(source_name: &str, text: &str, mut e: toml::de::Error) -> ConfigError {
+    let (line, column) = e
+        .span()
+        .map_or((0, 0), |span| line_and_column(text, span.start));
+    // toml records the key path of a value that does not fit, but shows it
+    // only when the error is rendered without its input (`in `a.b``).
+    e.set_input(None);
+    let rendered = e.to_string();
+    let table = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .map(stratum_store::uri::scrub)
+        .unwrap_or_default();
+    let location = Location {
+        source_name: source_name.to_owned(),
+        line,
+        column,
+    };
+    // `message()` without the snippet of the offending line, which could
+    // show a password; scrubbed, as serde may quote a value.
+    let message = stratum_store::uri::scrub(e.message());
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let error = match unknown {
+        Some(name) => {
+            let path = if table.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{table}.{name}")
+            };
+            let kind = match keys::renamed(&path) {
+                Some(r) => ConfigErrorKind::Renamed {
+                    to: r.to.to_owned(),
+                },
+                None => ConfigErrorKind::Unknown {
+                    suggestion: keys::closest(&path, keys::path_candidates()),
+                },
+            };
+            ConfigError::new(path, kind)
+        }
+        None => ConfigError::new(table, ConfigErrorKind::Parse { message }),
+    };
+    error.at(location)
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 /// A change made in code, applied after the file and the environment.
@@ -164,7 +545,8 @@ impl ConfigBuilder {
     }
 
     /// Uses these variables as the environment layer (for tests and
-    /// embedding; see [`ENV_VARS`] for the names).
+    /// embedding; see [`keys`] for the names). Variables without the
+    /// `STRATUM_` prefix are left out.
     pub fn env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: Into<String>,
@@ -206,360 +588,75 @@ impl ConfigBuilder {
 
     /// Merges the layers and validates the result.
     pub fn build(self) -> Result<StratumConfig, ConfigError> {
-        let mut config = match &self.file {
-            None => StratumConfig::default(),
-            Some(FileLayer::Text(text)) => parse_toml("<toml>", text)?,
-            Some(FileLayer::Path(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                parse_toml(&path.display().to_string(), &text)?
+        self.build_explained().map(|(config, _)| config)
+    }
+
+    /// Merges the layers, validates the result, and reports every key's
+    /// value (secrets masked) and which layer set it.
+    ///
+    /// ```
+    /// use stratum::config::Source;
+    ///
+    /// let (config, report) = stratum::StratumConfig::builder()
+    ///     .toml("[mongodb]\nuri = \"mongodb://app:s3cret@db\"\n")
+    ///     .env_vars([("STRATUM_MONGODB_DATABASE", "orders")])
+    ///     .configure(|c| c.mongodb.app_name = "worker".into())
+    ///     .build_explained()
+    ///     .unwrap();
+    /// assert_eq!(config.mongodb.database, "orders");
+    /// let uri = report.entry("mongodb.uri").unwrap();
+    /// assert_eq!(uri.value, "\"mongodb://app:****@db\"");
+    /// assert_eq!(uri.source, Source::File("<toml>".into()));
+    /// assert_eq!(report.entry("mongodb.database").unwrap().source, Source::Env("STRATUM_MONGODB_DATABASE".into()));
+    /// assert_eq!(report.entry("mongodb.app_name").unwrap().source, Source::Code);
+    /// assert_eq!(report.entry("mongodb.connect_timeout").unwrap().source, Source::Default);
+    /// assert!(!report.to_string().contains("s3cret"));
+    /// ```
+    pub fn build_explained(self) -> Result<(StratumConfig, ConfigReport), ConfigError> {
+        let mut table = defaults_table();
+        let mut file = None;
+        match &self.file {
+            None => {}
+            Some(FileLayer::Text(text)) => {
+                file = Some(("<toml>".to_owned(), parse_toml("<toml>", text)?))
             }
-        };
-        if let Some(vars) = &self.env {
-            env::apply(&mut config, vars)?;
+            Some(FileLayer::Path(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "",
+                        ConfigErrorKind::Read {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        },
+                    )
+                })?;
+                let name = path.display().to_string();
+                file = Some((name.clone(), parse_toml(&name, &text)?));
+            }
         }
+        if let Some((_, file_table)) = &file {
+            merge(&mut table, file_table.clone());
+        }
+        let from_env = match &self.env {
+            Some(vars) => env::apply(&mut table, vars)?,
+            None => Vec::new(),
+        };
+        let mut config = finish(&table)?;
+        let before_code = report::values(&config);
         for change in self.code {
             change(&mut config)?;
         }
         config.validate()?;
+        let report = ConfigReport::new(
+            &config,
+            file.as_ref().map(|(name, table)| (name.as_str(), table)),
+            &from_env,
+            &before_code,
+        );
         tracing::debug!(?config, "configuration loaded");
-        Ok(config)
+        Ok((config, report))
     }
-}
-
-fn parse_toml(source_name: &str, text: &str) -> Result<StratumConfig, ConfigError> {
-    toml::from_str(text).map_err(|mut e: toml::de::Error| {
-        let (line, column) = e
-            .span()
-            .map_or((0, 0), |span| line_and_column(text, span.start));
-        // toml records the key path of a value that does not fit, but shows it
-        // only when the error is rendered without its input (`in `a.b``).
-        e.set_input(None);
-        let rendered = e.to_string();
-        let field = rendered
-            .lines()
-            .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
-            .map(stratum_store::uri::scrub);
-        ConfigError::Parse {
-            source_name: source_name.to_owned(),
-            line,
-            column,
-            field,
-            // `message()` without the snippet of the offending line, which
-            // could show a password; scrubbed, as serde may quote a value.
-            message: stratum_store::uri::scrub(e.message()),
-        }
-    })
-}
-
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_embedded() {
-        let config = StratumConfig::builder().build().unwrap();
-        assert_eq!(config, StratumConfig::default());
-        assert!(!config.uses_mongodb());
-        assert!(config.monitor.listen.ip().is_loopback());
-    }
-
-    #[test]
-    fn layers_merge_in_documented_order() {
-        let file = "[mongodb]\ndatabase = \"from_file\"\nconnect_timeout = \"2s\"\n\
-                    [pool]\nmax_size = 8\nacquire_timeout = \"1s\"\n";
-        let config = StratumConfig::builder()
-            // Call order is irrelevant: code is applied last anyway.
-            .configure(|c| c.pool.max_size = 4)
-            .env_vars([
-                ("STRATUM_POOL_MAX_SIZE", "6"),
-                ("STRATUM_POOL_ACQUIRE_TIMEOUT", "1500ms"),
-                ("UNRELATED", "x"),
-            ])
-            .toml(file)
-            .build()
-            .unwrap();
-        assert_eq!(config.mongodb.database, "from_file"); // file over default
-        assert_eq!(config.mongodb.connect_timeout, Duration::from_secs(2));
-        assert_eq!(config.pool.acquire_timeout, Duration::from_millis(1500)); // env over file
-        assert_eq!(config.pool.max_size, 4); // code over env and file
-        assert_eq!(config.cache, CacheConfig::default()); // untouched sections keep defaults
-    }
-
-    #[test]
-    fn reads_a_file_and_reports_a_missing_one() {
-        let dir = std::env::temp_dir().join(format!("stratum-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("stratum.toml");
-        std::fs::write(&path, "[store]\nbackend = \"memory\"\n").unwrap();
-        let config = StratumConfig::builder().file(&path).build().unwrap();
-        assert_eq!(config.store.backend, Backend::Memory);
-        let err = StratumConfig::builder()
-            .file(dir.join("missing.toml"))
-            .build()
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn every_env_var_is_applied_and_names_a_real_field() {
-        let values: Vec<(&str, &str)> = ENV_VARS
-            .iter()
-            .map(|var| {
-                let value = match var.field {
-                    "mongodb.uri" => "mongodb://h:1",
-                    "mongodb.database" | "mongodb.app_name" => "envname",
-                    "store.backend" => "mongodb",
-                    "store.max_document_bytes" => "1024",
-                    "monitor.listen" => "127.0.0.1:9100",
-                    f if f.ends_with("enabled") => "false",
-                    "monitor.allow_non_loopback" => "yes",
-                    f if f.ends_with("threshold") => "25",
-                    "cache.max_entries" | "pool.max_size" => "7",
-                    _ => "1234ms",
-                };
-                (var.name, value)
-            })
-            .collect();
-        let c = StratumConfig::builder().env_vars(values).build().unwrap();
-        assert_eq!(
-            c.mongodb.uri.as_ref().map(MongoUri::redacted),
-            Some("mongodb://h:1")
-        );
-        assert_eq!(c.mongodb.database, "envname");
-        assert_eq!(c.mongodb.operation_timeout, Duration::from_millis(1234));
-        assert_eq!(c.store.backend, Backend::Mongodb);
-        assert_eq!(c.store.max_document_bytes, 1024);
-        assert!(!c.cache.enabled && !c.breaker.enabled && !c.pool.enabled && !c.monitor.enabled);
-        assert_eq!(c.breaker.failure_rate_threshold, 25.0);
-        assert_eq!(c.cache.max_entries, 7);
-        assert_eq!(c.pool.max_size, 7);
-        assert_eq!(c.monitor.listen.port(), 9100);
-        assert!(c.monitor.allow_non_loopback);
-        for var in ENV_VARS {
-            assert!(var.name.starts_with("STRATUM_"), "{}", var.name);
-            let expected = format!("STRATUM_{}", var.field.replace('.', "_").to_uppercase());
-            assert_eq!(var.name, expected, "a variable's name follows its field");
-        }
-    }
-
-    #[test]
-    fn invalid_values_name_field_and_reason() {
-        let cases: &[(&str, &str, &str)] = &[
-            (
-                "[breaker]\nfailure_rate_threshold = 150.0",
-                "breaker.failure_rate_threshold",
-                "must be in (0, 100]",
-            ),
-            (
-                "[breaker]\nfailure_rate_threshold = nan",
-                "breaker.failure_rate_threshold",
-                "must be in (0, 100]",
-            ),
-            (
-                "[breaker]\nwindow_size = 10\nminimum_calls = 11",
-                "breaker.minimum_calls",
-                "window_size",
-            ),
-            ("[cache]\nttl = \"0s\"", "cache.ttl", "must be between"),
-            (
-                "[cache]\nttl = \"400years\"",
-                "cache.ttl",
-                "must be between",
-            ),
-            (
-                "[cache]\nmax_entries = 0",
-                "cache.max_entries",
-                "must be between 1",
-            ),
-            (
-                "[mongodb]\noperation_timeout = \"0ms\"",
-                "mongodb.operation_timeout",
-                "must be between",
-            ),
-            (
-                "[mongodb]\ndatabase = \"a.b\"",
-                "mongodb.database",
-                "must not contain",
-            ),
-            ("[mongodb]\ndatabase = \"\"", "mongodb.database", "1 to 63"),
-            (
-                "[pool]\nmax_size = 2\nmin_idle = 3",
-                "pool.min_idle",
-                "max_size",
-            ),
-            (
-                "[store]\nmax_document_bytes = 99999999999",
-                "store.max_document_bytes",
-                "must be between",
-            ),
-            (
-                "[store]\nbackend = \"mongodb\"",
-                "mongodb.uri",
-                "must be set",
-            ),
-        ];
-        for (text, field, reason) in cases {
-            let err = StratumConfig::builder().toml(*text).build().unwrap_err();
-            assert_eq!(err.field(), Some(*field), "{text}: {err}");
-            assert!(err.to_string().contains(reason), "{text}: {err}");
-        }
-    }
-
-    #[test]
-    fn malformed_toml_and_nonsense_durations_are_parse_errors() {
-        for (text, line, field) in [
-            ("[cache\nttl = 1", 1, None),
-            ("[cache]\nttl = \"soon\"", 2, Some("cache.ttl")),
-            ("[cache]\nttl = \"-5s\"", 2, Some("cache.ttl")),
-            (
-                "[cache]\nttl = \"99999999999999999999999s\"",
-                2,
-                Some("cache.ttl"),
-            ),
-            ("[cache]\nttl = 30", 2, Some("cache.ttl")),
-            ("[cache]\nttll = \"30s\"", 2, Some("cache")),
-            ("[nosuch]\nx = 1", 1, None),
-            (
-                "[monitor]\nlisten = \"everywhere\"",
-                2,
-                Some("monitor.listen"),
-            ),
-            ("[store]\nbackend = \"postgres\"", 2, Some("store.backend")),
-            (
-                "[breaker]\nwindow_size = -1",
-                2,
-                Some("breaker.window_size"),
-            ),
-        ] {
-            let err = StratumConfig::builder().toml(text).build().unwrap_err();
-            match &err {
-                ConfigError::Parse {
-                    line: got,
-                    source_name,
-                    ..
-                } => {
-                    assert_eq!(
-                        (*got, source_name.as_str(), err.field()),
-                        (line, "<toml>", field),
-                        "{text}: {err}"
-                    );
-                }
-                other => panic!("{text}: expected a parse error, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn bad_env_values_name_the_variable() {
-        for (name, value) in [
-            ("STRATUM_CACHE_TTL", "soon"),
-            ("STRATUM_POOL_MAX_SIZE", "-3"),
-            ("STRATUM_CACHE_ENABLED", "maybe"),
-            ("STRATUM_MONITOR_LISTEN", "nowhere"),
-            ("STRATUM_STORE_BACKEND", "redis"),
-            ("STRATUM_MONGODB_URI", "mysql://root:hunter2@h"),
-        ] {
-            let err = StratumConfig::builder()
-                .env_vars([(name, value)])
-                .build()
-                .unwrap_err();
-            assert_eq!(err.field(), Some(name), "{err}");
-            assert!(!err.to_string().contains("hunter2"));
-        }
-    }
-
-    #[test]
-    fn the_listener_stays_on_loopback_unless_asked() {
-        let default = StratumConfig::default().monitor;
-        assert_eq!(default.listen, "127.0.0.1:9000".parse().unwrap());
-        assert!(!default.allow_non_loopback);
-        for wide in [
-            "0.0.0.0:9000",
-            "[::]:9000",
-            "192.0.2.7:9000",
-            "[::ffff:127.0.0.1]:9000",
-        ] {
-            let text = format!("[monitor]\nlisten = \"{wide}\"\n");
-            let err = StratumConfig::builder()
-                .toml(text.as_str())
-                .build()
-                .unwrap_err();
-            assert_eq!(err.field(), Some("monitor.listen"), "{wide}: {err}");
-            assert!(err.to_string().contains("allow_non_loopback"), "{err}");
-            let env = StratumConfig::builder()
-                .env_vars([("STRATUM_MONITOR_LISTEN", wide)])
-                .build()
-                .unwrap_err();
-            assert_eq!(env.field(), Some("monitor.listen"), "{wide}: {env}");
-            let asked = format!("{text}allow_non_loopback = true\n");
-            let config = StratumConfig::builder().toml(asked).build().unwrap();
-            assert_eq!(
-                config.monitor.listen,
-                wide.parse().unwrap(),
-                "honoured when asked"
-            );
-            let config = StratumConfig::builder()
-                .env_vars([
-                    ("STRATUM_MONITOR_LISTEN", wide),
-                    ("STRATUM_MONITOR_ALLOW_NON_LOOPBACK", "true"),
-                ])
-                .build()
-                .unwrap();
-            assert_eq!(config.monitor.listen, wide.parse().unwrap());
-        }
-        for local in ["127.0.0.1:0", "127.8.9.10:9000", "[::1]:9000"] {
-            let text = format!("[monitor]\nlisten = \"{local}\"\n");
-            assert!(
-                StratumConfig::builder().toml(text).build().is_ok(),
-                "{local}"
-            );
-        }
-    }
-
-    #[test]
-    fn code_uri_errors_surface_at_build() {
-        let err = StratumConfig::builder()
-            .mongodb_uri("nope")
-            .build()
-            .unwrap_err();
-        assert_eq!(err.field(), Some("mongodb.uri"));
-        let ok = StratumConfig::builder()
-            .mongodb_uri("mongodb://h")
-            .build()
-            .unwrap();
-        assert!(ok.uses_mongodb());
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        /// Arbitrary text never panics the loader: it is a config or a typed error.
-        #[test]
-        fn arbitrary_toml_never_panics(text in "(\\[[a-z]{0,8}\\]\n)?([a-z_]{1,12} = (\"[ -~]{0,12}\"|-?[0-9]{1,22}|[0-9.e+-]{1,8}|true|nan|inf)\n){0,4}") {
-            let _ = StratumConfig::builder().toml(text).build();
-        }
-
-        /// Any duration string in the cache section parses or is refused; never panics.
-        #[test]
-        fn arbitrary_durations_never_panic(d in "[ -~]{0,24}") {
-            let text = format!("[cache]\nttl = {:?}\n", d);
-            let _ = StratumConfig::builder().toml(text).build();
-            let _ = StratumConfig::builder().env_vars([("STRATUM_CACHE_TTL", d)]).build();
-        }
-    }
-}
+mod tests;

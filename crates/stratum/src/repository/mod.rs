@@ -3,7 +3,7 @@
 //! Reads by id go through a read-through cache (one per collection, from
 //! stratum-cache): concurrent misses for one id cost one database call. Every
 //! database call goes through the circuit breaker. When the database fails or
-//! the breaker is open, an entry that expired less than `cache.stale_for`
+//! the breaker is open, an entry that expired less than `cache.max_stale`
 //! ago is served instead of the error, and the [`Read`] says it is stale.
 //!
 //! Writes keep the cache honest: `update` and `upsert` put the document as
@@ -30,8 +30,6 @@ use tracing::Instrument;
 pub use self::error::RepositoryError;
 pub(crate) use self::metrics::Invalidation;
 use self::metrics::{Op, RepositoryMetrics, Source};
-#[cfg(feature = "cache")]
-use crate::config::layers;
 use crate::stack::Layers;
 use crate::{ConfigError, Filter, Query, Update};
 
@@ -54,7 +52,7 @@ pub enum Origin {
     /// The database, by this call.
     Store,
     /// The cache, past the TTL: the database failed or the breaker refused,
-    /// and the entry was within `cache.stale_for` of its expiry.
+    /// and the entry was within `cache.max_stale` of its expiry.
     Stale {
         /// How old the value is (since it was read from the database).
         age: Duration,
@@ -201,11 +199,10 @@ impl<T: Document> Repository<T> {
         let cache = None;
         #[cfg(feature = "cache")]
         let cache = if section.enabled {
-            let config = layers::cache_config(section, T::COLLECTION)?;
-            let cache = CacheBuilder::from_config(config)
+            let cache = CacheBuilder::from_config(section.named(T::COLLECTION))
                 .clock(layers.clock.clone())
                 .build()
-                .map_err(|e| ConfigError::invalid("cache", e.to_string()))?;
+                .map_err(|e| e.within("cache"))?;
             Some(cache)
         } else {
             None
@@ -213,7 +210,8 @@ impl<T: Document> Repository<T> {
         Ok(Repository {
             inner: Arc::new(Inner {
                 #[cfg(feature = "cache")]
-                ttl: section.ttl,
+                // No TTL: an entry never goes stale.
+                ttl: section.time_to_live.unwrap_or(Duration::MAX),
                 cache,
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
@@ -248,7 +246,7 @@ impl<T: Document> Repository<T> {
     /// The document with this id: from the cache when fresh, else from the
     /// database (one call however many callers miss at once), else, when
     /// the database fails or the breaker is open, a stale copy within
-    /// `cache.stale_for`.
+    /// `cache.max_stale`.
     pub async fn get(&self, id: &T::Id) -> Result<Read<T>, RepositoryError> {
         self.observe(Op::Get, async {
             let id = to_bson(id)?;
