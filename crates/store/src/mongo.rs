@@ -236,7 +236,7 @@ impl MongoStore {
     }
 
     /// Runs one driver call under the operation deadline, classifies its
-    /// error and reports it (see "Metrics" in `docs/facade.md`).
+    /// error and reports it (see "Metrics" in `docs/stratum.md`).
     async fn run<T>(
         &self,
         operation: StoreOp,
