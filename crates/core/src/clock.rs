@@ -154,8 +154,16 @@ pub const COARSE_THREAD_NAME: &str = "stratum-clock";
 /// ticker runs (never started, or it could not be spawned): readers then
 /// read [`Instant`] instead of standing still. One load tells both the time
 /// and whether the ticker runs.
-static COARSE_NOW: AtomicU64 = AtomicU64::new(0);
+/// On a cache line of its own: the ticker writes it every tick, and every
+/// cache lookup and pool checkout on every core reads it, so no other
+/// value should share the line the write invalidates.
+static COARSE_NOW: OwnLine = OwnLine(AtomicU64::new(0));
 static COARSE_START: Once = Once::new();
+
+/// A value alone on its cache line (128 bytes: adjacent-line prefetch pairs
+/// 64-byte lines on x86).
+#[repr(align(128))]
+struct OwnLine(AtomicU64);
 
 /// The default clock of the breaker, the pool, the cache and the wiring
 /// crate: a reading is one relaxed atomic load instead of a clock read.
@@ -200,18 +208,18 @@ impl CoarseClock {
             // Published before the thread exists, so every reading after
             // `new` returns is a coarse one and none goes back from an
             // exact one to the tick before it.
-            COARSE_NOW.store(exact_nanos().max(1), Ordering::Relaxed);
+            COARSE_NOW.0.store(exact_nanos().max(1), Ordering::Relaxed);
             let ticker = std::thread::Builder::new()
                 .name(COARSE_THREAD_NAME.into())
                 .spawn(|| {
                     loop {
                         std::thread::sleep(COARSE_TICK);
                         // At least 1: 0 means "no ticker".
-                        COARSE_NOW.store(exact_nanos().max(1), Ordering::Relaxed);
+                        COARSE_NOW.0.store(exact_nanos().max(1), Ordering::Relaxed);
                     }
                 });
             if let Err(error) = ticker {
-                COARSE_NOW.store(0, Ordering::Relaxed);
+                COARSE_NOW.0.store(0, Ordering::Relaxed);
                 tracing::warn!(%error, "no coarse clock thread; reading Instant instead");
             }
         });
@@ -238,7 +246,7 @@ impl Clock for CoarseClock {
 /// ticker.
 #[inline]
 pub fn coarse_nanos() -> u64 {
-    match COARSE_NOW.load(Ordering::Relaxed) {
+    match COARSE_NOW.0.load(Ordering::Relaxed) {
         0 => exact_nanos(),
         t => t.saturating_add(COARSE_TICK_NANOS),
     }
