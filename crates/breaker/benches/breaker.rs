@@ -14,7 +14,8 @@
 //! Variants: `bare` is the call alone; `stratum` takes a permit and reports
 //! a success with a duration the caller measured (the sync API, as a service
 //! that already times its calls would use it); `stratum_timed` is
-//! `Breaker::call_sync`, which also reads the clock twice to time the call;
+//! `Breaker::call_sync`, which also reads the clock twice to time the call
+//! (the default `CoarseClock`: two relaxed atomic loads);
 //! `stratum_time_window` is `stratum` on a 60 s time-based window (one clock
 //! read per record); `failsafe` is `failsafe::CircuitBreaker::call` with
 //! failsafe's default policy.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock, duration_nanos};
+use crate::clock::{Clock, CoarseClock, duration_nanos};
 use crate::config::{BreakerConfig, SlidingWindow};
 use crate::event::TransitionReason;
 use crate::jitter::{SplitMix64, jittered_nanos};
@@ -68,7 +68,7 @@ const MAX_RETRIES: usize = 8;
 /// for probe in probes { probe.success(Duration::from_millis(1)) }
 /// assert_eq!(breaker.state(), State::Closed);
 /// ```
-pub struct Breaker<C: Clock = SystemClock> {
+pub struct Breaker<C: Clock = CoarseClock> {
     inner: Arc<Inner<C>>,
 }
 
@@ -161,14 +161,14 @@ pub struct Snapshot {
     pub slow_call_rate: Option<f64>,
 }
 
-impl Breaker<SystemClock> {
-    /// A builder for a breaker named `name`, on the system clock, with the
-    /// default configuration.
-    pub fn builder(name: impl Into<String>) -> BreakerBuilder<SystemClock> {
+impl Breaker<CoarseClock> {
+    /// A builder for a breaker named `name`, on the coarse clock (see
+    /// [`CoarseClock`]), with the default configuration.
+    pub fn builder(name: impl Into<String>) -> BreakerBuilder<CoarseClock> {
         BreakerBuilder::new(name.into())
     }
 
-    /// A breaker from a configuration, on the system clock.
+    /// A breaker from a configuration, on the coarse clock.
     ///
     /// ```
     /// use stratum_breaker::{Breaker, BreakerConfig};
@@ -177,7 +177,7 @@ impl Breaker<SystemClock> {
     /// assert_eq!(breaker.name(), "ledger");
     /// ```
     pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
-        Self::with_parts(config, SystemClock::new(), Vec::new())
+        Self::with_parts(config, CoarseClock::new(), Vec::new())
     }
 }
 
@@ -271,7 +271,7 @@ impl<C: Clock> Breaker<C> {
                 }
                 State::ForcedOpen => return Err(self.refuse(State::ForcedOpen, None)),
                 State::Open => {
-                    let now = inner.clock.now();
+                    let now = inner.clock.now_nanos();
                     let until = inner.open_until.load(Ordering::Acquire);
                     if now < until {
                         return Err(self.refuse(State::Open, Some(nanos(until - now))));
@@ -317,9 +317,9 @@ impl<C: Clock> Breaker<C> {
         F: IntoFuture<Output = Result<T, E>>,
     {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
-        let started = self.inner.clock.now();
+        let started = self.inner.clock.now_nanos();
         let result = fut.await;
-        let elapsed = nanos(self.inner.clock.now().saturating_sub(started));
+        let elapsed = nanos(self.inner.clock.now_nanos().saturating_sub(started));
         let outcome = if result.is_ok() {
             Outcome::Success
         } else {
@@ -352,9 +352,9 @@ impl<C: Clock> Breaker<C> {
         F: IntoFuture<Output = Result<T, E>>,
     {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
-        let started = self.inner.clock.now();
+        let started = self.inner.clock.now_nanos();
         let result = fut.await;
-        let elapsed = nanos(self.inner.clock.now().saturating_sub(started));
+        let elapsed = nanos(self.inner.clock.now_nanos().saturating_sub(started));
         permit.record(classifier.classify(&result), elapsed);
         result.map_err(CallError::Failed)
     }
@@ -371,9 +371,9 @@ impl<C: Clock> Breaker<C> {
     #[inline]
     pub fn call_sync<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
-        let started = self.inner.clock.now();
+        let started = self.inner.clock.now_nanos();
         let result = f();
-        let elapsed = nanos(self.inner.clock.now().saturating_sub(started));
+        let elapsed = nanos(self.inner.clock.now_nanos().saturating_sub(started));
         let outcome = if result.is_ok() {
             Outcome::Success
         } else {
@@ -391,9 +391,9 @@ impl<C: Clock> Breaker<C> {
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, CallError<E>> {
         let permit = self.try_acquire().map_err(CallError::NotPermitted)?;
-        let started = self.inner.clock.now();
+        let started = self.inner.clock.now_nanos();
         let result = f();
-        let elapsed = nanos(self.inner.clock.now().saturating_sub(started));
+        let elapsed = nanos(self.inner.clock.now_nanos().saturating_sub(started));
         permit.record(classifier.classify(&result), elapsed);
         result.map_err(CallError::Failed)
     }
@@ -416,7 +416,7 @@ impl<C: Clock> Breaker<C> {
             let word = self.current();
             let moved = match word.state() {
                 State::Open if inner.settings.automatic => {
-                    inner.clock.now() >= inner.open_until.load(Ordering::Acquire)
+                    inner.clock.now_nanos() >= inner.open_until.load(Ordering::Acquire)
                         && self
                             .transition(Some(word), State::HalfOpen, TransitionReason::WaitElapsed)
                             .is_some()
@@ -438,14 +438,14 @@ impl<C: Clock> Breaker<C> {
         let word = self.current();
         (word.state() == State::Open).then(|| {
             let until = self.inner.open_until.load(Ordering::Acquire);
-            nanos(until.saturating_sub(self.inner.clock.now()))
+            nanos(until.saturating_sub(self.inner.clock.now_nanos()))
         })
     }
 
     /// The window's totals and rates, and the state.
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state();
-        let counts = self.inner.window.counts(self.inner.clock.now());
+        let counts = self.inner.window.counts(self.inner.clock.now_nanos());
         let (failure_rate, slow_call_rate) = rates(counts, self.inner.settings.minimum_calls);
         Snapshot {
             state,
@@ -495,7 +495,7 @@ impl<C: Clock> Breaker<C> {
     fn half_open_timed_out(&self) -> bool {
         let inner = &*self.inner;
         let since = inner.half_open_since.load(Ordering::Acquire);
-        inner.clock.now().saturating_sub(since) >= inner.settings.max_half_open_nanos
+        inner.clock.now_nanos().saturating_sub(since) >= inner.settings.max_half_open_nanos
     }
 
     #[cold]
@@ -526,7 +526,7 @@ impl<C: Clock> Breaker<C> {
             return None;
         }
         let next = current.next(to);
-        let now = inner.clock.now();
+        let now = inner.clock.now_nanos();
         match to {
             State::Closed | State::MetricsOnly => {
                 inner.window.clear(now);
@@ -615,7 +615,7 @@ impl<C: Clock> CircuitBreaker for Breaker<C> {
                     return;
                 }
                 let now = if inner.window.needs_time() {
-                    inner.clock.now()
+                    inner.clock.now_nanos()
                 } else {
                     0
                 };

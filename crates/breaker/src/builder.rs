@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::{BreakerConfig, OpenWait, SlidingWindow};
 use crate::event::{Event, Subscriber};
-use crate::{Breaker, Clock, ConfigError, SystemClock};
+use crate::{Breaker, Clock, CoarseClock, ConfigError};
 
 /// Builds a [`Breaker`]; every setter mirrors a field of [`BreakerConfig`],
 /// and [`build`](Self::build) validates the whole.
@@ -32,7 +32,7 @@ use crate::{Breaker, Clock, ConfigError, SystemClock};
 /// assert_eq!(refused.field(), "sliding_window.size");
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct BreakerBuilder<C = SystemClock> {
+pub struct BreakerBuilder<C = CoarseClock> {
     config: BreakerConfig,
     clock: C,
     subscribers: Vec<Subscriber>,
@@ -47,14 +47,14 @@ impl<C> std::fmt::Debug for BreakerBuilder<C> {
     }
 }
 
-impl BreakerBuilder<SystemClock> {
+impl BreakerBuilder<CoarseClock> {
     pub(crate) fn new(name: String) -> Self {
         Self {
             config: BreakerConfig {
                 name,
                 ..BreakerConfig::default()
             },
-            clock: SystemClock::new(),
+            clock: CoarseClock::new(),
             subscribers: Vec::new(),
         }
     }
@@ -157,8 +157,10 @@ impl<C: Clock> BreakerBuilder<C> {
         self
     }
 
-    /// Reads time from `clock` instead of the system clock (tests pass a
-    /// [`ManualClock`](crate::ManualClock)).
+    /// Reads time from `clock` instead of the default
+    /// [`CoarseClock`](crate::CoarseClock) (1 ms resolution): a
+    /// [`SystemClock`](crate::SystemClock) for slow-call thresholds of a few
+    /// milliseconds, a [`ManualClock`](crate::ManualClock) in tests.
     pub fn clock<C2: Clock>(self, clock: C2) -> BreakerBuilder<C2> {
         BreakerBuilder {
             config: self.config,

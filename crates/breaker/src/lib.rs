@@ -26,8 +26,10 @@
 //! - [`State`]: closed, open, half-open, and the manual disabled, forced
 //!   open and metrics-only ([`Breaker::disable`], [`Breaker::force_open`],
 //!   [`Breaker::metrics_only`], [`Breaker::reset`], [`Breaker::transition_to`]).
-//! - [`Clock`]: time for every wait and duration; [`SystemClock`] in
-//!   production, [`ManualClock`] in tests, which never sleep.
+//! - [`Clock`]: time for every wait and duration, stratum-core's one clock
+//!   trait; [`CoarseClock`] by default (1 ms resolution, a relaxed atomic
+//!   load per reading), [`SystemClock`] for exact time, [`ManualClock`] in
+//!   tests, which never sleep.
 //! - [`Event`]: every call outcome, refused call and transition, handed to
 //!   subscribers ([`BreakerBuilder::on_event`]) and reported through the
 //!   `metrics` facade (the metric names are listed in `docs/breaker.md`).
@@ -115,7 +117,7 @@ mod window;
 
 pub use breaker::{Breaker, Snapshot};
 pub use builder::BreakerBuilder;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use config::{
     BreakerConfig, MAX_COUNT_WINDOW, MAX_NAME_LEN, MAX_PERMITTED_IN_HALF_OPEN, MAX_TIME_WINDOW,
     OpenWait, SlidingWindow,

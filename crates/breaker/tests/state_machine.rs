@@ -530,7 +530,7 @@ fn check(spec: Spec, ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 fn clock_now(clock: &ManualClock) -> u64 {
     use stratum_breaker::Clock;
-    clock.now()
+    clock.now_nanos()
 }
 
 proptest! {

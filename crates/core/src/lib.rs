@@ -8,6 +8,11 @@
 //!
 //! # Brief overview
 //!
+//! - [`Clock`] and its three clocks ([`clock`]): the one time source of every
+//!   layer, nanoseconds since one process-wide origin. [`CoarseClock`] (the
+//!   layers' default: one 1 ms ticker thread per process, a relaxed atomic
+//!   load per reading), [`SystemClock`] (exact, `Instant`), [`ManualClock`]
+//!   (tests move it by hand).
 //! - [`ConfigError`]: one shape for a refused configuration across the
 //!   crates, the field's dotted name and a [`ConfigErrorKind`].
 //! - [`IndexSpec`]: an index as a document type declares it and a store
@@ -27,10 +32,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod clock;
 mod config_error;
 mod index;
 pub mod metrics;
 pub mod optional_duration;
 
+pub use crate::clock::{Clock, CoarseClock, ManualClock, SharedClock, SystemClock};
 pub use crate::config_error::{ConfigError, ConfigErrorKind, Location};
 pub use crate::index::{IndexDirection, IndexSpec};

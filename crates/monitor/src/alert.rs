@@ -443,7 +443,7 @@ impl AlertEngine {
 
     /// Evaluates every rule once at the clock's now and returns the events.
     pub fn evaluate(&self) -> Vec<AlertEvent> {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         // Read figures outside the rules lock: a figure may take its own locks.
         let figures: Vec<(String, Figure)> = self
             .rules

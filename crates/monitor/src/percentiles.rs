@@ -124,7 +124,7 @@ impl RollingHistogram {
             .map(|_| make())
             .collect::<Result<Vec<_>, _>>()?;
         let slot_len = config.window / u32::try_from(config.sub_windows).unwrap_or(u32::MAX);
-        let start = clock.now();
+        let start = clock.instant();
         Ok(Self {
             ring: Mutex::new(Ring {
                 slots,
@@ -144,7 +144,7 @@ impl RollingHistogram {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, self.highest_micros);
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut ring = self.ring.lock();
         ring.rotate(now);
         let current = ring.current;
@@ -180,7 +180,7 @@ impl RollingHistogram {
     }
 
     fn with_merged<T>(&self, read: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut guard = self.ring.lock();
         let ring = &mut *guard;
         ring.rotate(now);
@@ -302,9 +302,12 @@ impl LatencyTracker {
     /// # });
     /// ```
     pub async fn time<F: std::future::Future>(&self, operation: &str, work: F) -> F::Output {
-        let start = self.clock.now();
+        let start = self.clock.instant();
         let output = work.await;
-        self.record(operation, self.clock.now().saturating_duration_since(start));
+        self.record(
+            operation,
+            self.clock.instant().saturating_duration_since(start),
+        );
         output
     }
 

@@ -10,9 +10,19 @@
 //! work). A call here joins one `Notify` instead (a lock and a waker clone,
 //! and the lock again on the way out). The price is precision: a call times
 //! out between `(SLICES - 1) / SLICES` of the timeout and the timeout, never
-//! later (bar scheduling delays). stratum-pool bounds its acquire wait the
-//! same way, for the same reason; the layers share no code, so each keeps
-//! its own.
+//! later (bar scheduling delays).
+//!
+//! stratum-pool bounds its acquire wait with the same idea (an epoch ticked
+//! `SLICES` times per timeout), but not the same mechanism, so the two stay
+//! apart: here every pending call waits on the tick and judges its own
+//! deadline (a broadcast), and the ticker starts lazily on whatever runtime
+//! the call runs on and restarts on a new one; the pool's sweeper instead
+//! expires callers from its FIFO hand-off queue itself and wakes the oldest
+//! to retry (queue management, on the runtime the pool was built on, with
+//! the waiter count on the pool's own padded cache line). A shared version
+//! would need tokio in stratum-core, which knows no async runtime, and a hook
+//! on the pool's hot path. Both tick on tokio's time, not on
+//! `stratum_core::Clock`: tokio's paused test clock drives them.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;

@@ -25,8 +25,9 @@
 //!   a configuration selects, as an `Arc<dyn Store>`.
 //! - [`Stratum`]: the handle that puts the layers in front of a store: one
 //!   circuit breaker (stratum-breaker) around every database call, a
-//!   read-through cache (stratum-cache) per collection, one [`StackClock`]
-//!   for both. Layers are left out with `enabled = false` in their section,
+//!   read-through cache (stratum-cache) per collection, one [`Clock`]
+//!   (stratum-core's, a [`CoarseClock`] unless a test passes a
+//!   [`ManualClock`]) for every layer. Layers are left out with `enabled = false` in their section,
 //!   or at build time without their cargo feature (`breaker`, `cache`,
 //!   `pool`, all on by default; a section whose layer is compiled out is
 //!   kept as an opaque table, so a full build's file still loads).
@@ -83,7 +84,6 @@
 
 #[cfg(feature = "pool")]
 pub mod admission;
-mod clock;
 pub mod config;
 #[cfg(feature = "monitor")]
 pub mod health;
@@ -120,7 +120,6 @@ pub use stratum_monitor as monitor;
 #[cfg(feature = "pool")]
 pub use stratum_pool as pool;
 
-pub use crate::clock::{ManualClock, StackClock};
 pub use crate::config::{
     BREAKER_NAME, ConfigBuilder, ConfigError, ConfigErrorKind, ConfigReport, StratumConfig,
 };
@@ -128,6 +127,7 @@ pub use crate::repository::{Origin, Read, Repository, RepositoryError};
 #[cfg(feature = "breaker")]
 pub use crate::stack::BreakerTransition;
 pub use crate::stack::{Stratum, StratumBuilder, StratumError};
+pub use stratum_core::clock::{Clock, CoarseClock, ManualClock, SharedClock, SystemClock};
 pub use stratum_store::{Filter, IndexSpec, MemoryStore, Order, Query, Store, StoreError, Update};
 #[cfg(feature = "mongodb")]
 pub use stratum_store::{MongoStore, ServerInfo};

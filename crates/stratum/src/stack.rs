@@ -19,7 +19,8 @@ use stratum_breaker::{Breaker, EventKind, State, TransitionReason};
 use crate::admission::Admission;
 use crate::repository::Repository;
 use crate::{
-    ConfigError, MemoryStore, RepositoryError, StackClock, Store, StoreError, StratumConfig,
+    Clock, CoarseClock, ConfigError, MemoryStore, RepositoryError, SharedClock, Store, StoreError,
+    StratumConfig,
 };
 
 /// How many recent breaker transitions [`Stratum::breaker_transitions`] keeps.
@@ -64,8 +65,8 @@ pub(crate) struct Layers {
     pub(crate) config: StratumConfig,
     pub(crate) store: Arc<dyn Store>,
     #[cfg(feature = "breaker")]
-    pub(crate) breaker: Option<Breaker<StackClock>>,
-    pub(crate) clock: StackClock,
+    pub(crate) breaker: Option<Breaker<SharedClock>>,
+    pub(crate) clock: SharedClock,
     #[cfg(feature = "pool")]
     pub(crate) admission: Option<Admission>,
     #[cfg(feature = "breaker")]
@@ -106,10 +107,9 @@ impl Layers {
             .try_acquire()
             .map_err(|refused| RepositoryError::not_permitted(&refused))?;
         let _slot = self.admit().await?;
-        let started = stratum_breaker::Clock::now(&self.clock);
+        let started = self.clock.now_nanos();
         let result = call.await;
-        let elapsed =
-            Duration::from_nanos(stratum_breaker::Clock::now(&self.clock).saturating_sub(started));
+        let elapsed = Duration::from_nanos(self.clock.now_nanos().saturating_sub(started));
         match &result {
             Err(e) if e.is_breaker_failure() => permit.failure(elapsed),
             _ => permit.success(elapsed),
@@ -197,7 +197,7 @@ impl Stratum {
 
     /// The breaker around the store, unless `breaker.enabled = false`.
     #[cfg(feature = "breaker")]
-    pub fn breaker(&self) -> Option<&Breaker<StackClock>> {
+    pub fn breaker(&self) -> Option<&Breaker<SharedClock>> {
         self.layers.breaker.as_ref()
     }
 
@@ -221,7 +221,7 @@ impl Stratum {
     }
 
     /// The clock every layer reads.
-    pub fn clock(&self) -> &StackClock {
+    pub fn clock(&self) -> &SharedClock {
         &self.layers.clock
     }
 
@@ -269,7 +269,7 @@ impl Stratum {
 pub struct StratumBuilder {
     config: StratumConfig,
     store: Option<Arc<dyn Store>>,
-    clock: Option<StackClock>,
+    clock: Option<SharedClock>,
     #[cfg(feature = "pool")]
     admission: Option<Admission>,
 }
@@ -291,9 +291,11 @@ impl StratumBuilder {
         self
     }
 
-    /// Uses this clock for every layer (tests: [`StackClock::manual`]).
-    pub fn clock(mut self, clock: StackClock) -> StratumBuilder {
-        self.clock = Some(clock);
+    /// Uses this clock for every layer instead of the default
+    /// [`CoarseClock`] (tests: a [`ManualClock`](crate::ManualClock), whose
+    /// clones move together).
+    pub fn clock(mut self, clock: impl Clock) -> StratumBuilder {
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -365,7 +367,7 @@ impl StratumBuilder {
                 .into());
             }
         };
-        let clock = self.clock.unwrap_or_default();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(CoarseClock::new()));
         #[cfg(feature = "pool")]
         let admission = match self.admission {
             Some(admission) => Some(admission),

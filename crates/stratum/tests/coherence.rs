@@ -14,7 +14,7 @@ use stratum::bson::DateTime;
 use stratum::bson::oid::ObjectId;
 use stratum::models::Conversation;
 use stratum::{
-    MemoryStore, RepositoryError, StackClock, StoreError, Stratum, StratumConfig, Update,
+    ManualClock, MemoryStore, RepositoryError, StoreError, Stratum, StratumConfig, Update,
 };
 
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ proptest! {
     fn reads_match_the_model(steps in proptest::collection::vec(step(), 1..60)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let (clock, hand) = StackClock::manual();
+            let hand = ManualClock::new();
             #[cfg_attr(not(feature = "cache"), allow(unused_mut))]
             let mut config = StratumConfig::default();
             #[cfg(feature = "cache")]
@@ -54,7 +54,7 @@ proptest! {
             }
             let stratum = Stratum::builder(config)
                 .store(Arc::new(MemoryStore::new()))
-                .clock(clock)
+                .clock(hand.clone())
                 .build()
                 .unwrap();
             let repo = stratum.repository::<Conversation>().unwrap();

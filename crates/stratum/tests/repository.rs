@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use stratum::bson::{Bson, DateTime, Document};
 use stratum::models::{Conversation, Message, Role};
 use stratum::{
-    Filter, IndexSpec, MemoryStore, Order, Origin, Query, RepositoryError, StackClock, Store,
+    Filter, IndexSpec, ManualClock, MemoryStore, Order, Origin, Query, RepositoryError, Store,
     StoreError, Stratum, StratumConfig, Update,
 };
 use stratum_store::{FaultPlan, FaultyStore};
@@ -34,11 +34,11 @@ fn config() -> StratumConfig {
     config
 }
 
-fn stack(store: Arc<dyn Store>) -> (Stratum, stratum::ManualClock) {
-    let (clock, hand) = StackClock::manual();
+fn stack(store: Arc<dyn Store>) -> (Stratum, ManualClock) {
+    let hand = ManualClock::new();
     let stratum = Stratum::builder(config())
         .store(store)
-        .clock(clock)
+        .clock(hand.clone())
         .build()
         .unwrap();
     (stratum, hand)

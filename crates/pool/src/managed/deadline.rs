@@ -12,6 +12,13 @@
 //! price is precision: a wait for a slot ends between `(SLICES - 1) /
 //! SLICES` of the timeout and the timeout, never later (bar scheduling
 //! delays). Pools without a background task keep deadpool's timer.
+//!
+//! stratum-store's per-call deadline (`crates/store/src/deadline.rs`) ticks
+//! an epoch the same way but is another mechanism: its calls wait on the
+//! tick and judge their own deadlines, where this sweeper takes expired
+//! callers out of the hand-off queue and retries the oldest. They share no
+//! code: a common version would bring tokio into stratum-core and a hook
+//! into this hot path.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -139,7 +139,7 @@ mod tests {
         let shared = &pool.inner.shared;
         let registry = &shared.leaks;
         let t0 = clock.now();
-        let at = |secs| shared.nanos_at(t0 + Duration::from_secs(secs));
+        let at = |secs| stratum_core::clock::duration_nanos(t0 + Duration::from_secs(secs));
         let lease = pool.get().await.unwrap();
         assert!(registry.scan(at(1), Duration::from_secs(2)).is_empty());
         let leaks = registry.scan(at(3), Duration::from_secs(2));

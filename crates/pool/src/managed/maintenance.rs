@@ -100,7 +100,7 @@ impl<M: Manager> ManagedPool<M> {
             shrink_after: config.adaptive.shrink_after,
             cooldown: config.adaptive.cooldown,
         };
-        let now = shared.clock.now();
+        let now = shared.clock.instant();
         let decision = adaptive::decide(&sizing, &mut shared.controller.lock(), &obs, now);
         match decision {
             Decision::Hold => {}

@@ -245,9 +245,6 @@ impl<M: Manager> Builder<M> {
             slow_threshold: object::nanos(config.adaptive.target_acquire_latency),
             skip_window: object::nanos(config.validation_skip_window),
             keep_ready: runtime.is_some() && !config.validation_skip_window.is_zero(),
-            // A coarse pool counts from the coarse clock's own origin, so
-            // its readings need no conversion.
-            origin: self.coarse.map_or_else(|| self.clock.now(), |c| c.origin()),
             coarse: self.coarse.is_some(),
             controller: Mutex::new(ControllerState::default()),
             jitter_seed: seed(),

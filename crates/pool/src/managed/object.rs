@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool::managed::{self, RecycleError, RecycleResult};
 use parking_lot::Mutex;
@@ -86,10 +86,8 @@ pub(crate) struct Shared {
     pub(crate) jitter_seed: u64,
     pub(crate) next_id: AtomicU64,
     pub(crate) counts: Counts,
-    /// The clock reading the bookkeeping's times count from (see
-    /// [`Shared::nanos_at`]).
-    pub(crate) origin: Instant,
-    /// Whether `clock` is the [`crate::CoarseClock`] and `origin` its origin.
+    /// Whether `clock` is the [`crate::CoarseClock`], read without a
+    /// virtual call (see [`Shared::now_nanos`]).
     pub(crate) coarse: bool,
 }
 
@@ -121,30 +119,20 @@ pub(crate) struct Counts {
 }
 
 /// Nanoseconds in `d`, saturating.
-#[inline]
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+pub(crate) use stratum_core::clock::duration_nanos as nanos;
 
 impl Shared {
-    /// `at` as nanoseconds from the pool's origin: the bookkeeping keeps
-    /// plain integers, so a checkout and a return do no `Instant`
-    /// arithmetic beyond one subtraction per clock reading.
-    #[inline]
-    pub(crate) fn nanos_at(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.origin))
-    }
-
-    /// The clock's reading, as [`Shared::nanos_at`]. With the coarse clock,
-    /// its ticker's integer itself: no virtual call, no `Instant`.
+    /// The clock's reading, in nanoseconds since the clock's origin: the
+    /// bookkeeping keeps plain integers, so a checkout and a return do no
+    /// `Instant` arithmetic. With the coarse clock, its ticker's integer
+    /// itself: no virtual call.
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
-        if self.coarse
-            && let Some(nanos) = crate::clock::coarse_nanos()
-        {
-            return nanos;
+        if self.coarse {
+            stratum_core::clock::coarse_nanos()
+        } else {
+            self.clock.now_nanos()
         }
-        self.nanos_at(self.clock.now())
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -209,7 +197,7 @@ pub(crate) struct Pooled<T> {
 ///
 /// Shared (an `Arc`) because the leak registry must see objects while they
 /// are leased; so the fields the holder changes are relaxed atomics. Times
-/// are nanoseconds from the pool's origin ([`Shared::nanos_at`]).
+/// are nanoseconds from the clock's origin ([`Shared::now_nanos`]).
 #[repr(C, align(64))]
 pub(crate) struct Meta {
     /// When it last came back.
