@@ -153,8 +153,15 @@ impl IndexSpec {
     /// Whether `other` defines the same index: name, keys, uniqueness and
     /// TTL (compared in whole seconds, the unit a server keeps).
     pub fn same_definition(&self, other: &IndexSpec) -> bool {
-        self.name == other.name
-            && self.same_keys(other)
+        self.name == other.name && self.same_index(other)
+    }
+
+    /// Whether `other` is the same index under any name: keys, uniqueness
+    /// and TTL. What `ensure_index` accepts as already there, so a database
+    /// whose indexes were created under other names (by another tool, or
+    /// by an earlier release that let the server choose) keeps working.
+    pub fn same_index(&self, other: &IndexSpec) -> bool {
+        self.same_keys(other)
             && self.unique == other.unique
             && self.expire_after.map(|d| d.as_secs()) == other.expire_after.map(|d| d.as_secs())
     }

@@ -315,14 +315,15 @@ impl Store for MemoryStore {
         check_index(index)?;
         let coll = self.collection(collection)?;
         let mut coll = coll.write();
-        // As MongoDB: the same definition again is a no-op; the same name or
-        // the same keys with anything else different is refused.
+        // The same index again, under any name, is a no-op (MongoDB refuses
+        // another name; MongoStore accepts it the same way); the same name
+        // or the same keys with other options is refused.
         if let Some(existing) = coll
             .indexes
             .iter()
             .find(|i| i.spec.name == index.name || i.spec.same_keys(index))
         {
-            return if existing.spec.same_definition(index) {
+            return if existing.spec.same_index(index) {
                 Ok(())
             } else {
                 Err(StoreError::validation(format!(

@@ -467,10 +467,24 @@ impl Store for MongoStore {
             .expire_after(index.expire_after)
             .build();
         let model = IndexModel::builder().keys(keys).options(options).build();
-        self.run(StoreOp::EnsureIndex, coll.create_index(model))
+        match self
+            .run(StoreOp::EnsureIndex, coll.create_index(model))
             .await
-            .map_err(|e| with_collection(e, collection))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            // The server refuses the same index under another name
+            // (IndexOptionsConflict); it is there, so that is success. Any
+            // other refusal stands.
+            Err(e @ StoreError::Validation { .. }) => {
+                let existing = self.indexes(collection).await?;
+                if existing.iter().any(|i| i.same_index(index)) {
+                    Ok(())
+                } else {
+                    Err(with_collection(e, collection))
+                }
+            }
+            Err(e) => Err(with_collection(e, collection)),
+        }
     }
 
     async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
