@@ -2,37 +2,7 @@
 //! in its output, its logs or its errors, whatever source set the URI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-/// A second password, holding characters the URI must percent-encode, so
-/// both of its forms can be searched for.
-const PLANTED: &str = "PLANTED-s3cr3t/@:x";
-/// [`PLANTED`] as it is written in the URI.
-const PLANTED_ENCODED: &str = "PLANTED-s3cr3t%2F%40%3Ax";
-
-/// Fails when `text` holds the planted password in any form: raw, encoded,
-/// or its distinctive stem in any case (a partial or re-cased leak).
-fn assert_no_planted(what: &str, text: &str) {
-    for form in [PLANTED, PLANTED_ENCODED] {
-        assert!(!text.contains(form), "{what} shows the password: {text}");
-    }
-    assert!(
-        !text.to_ascii_lowercase().contains("planted-s3cr3t"),
-        "{what} shows part of the password: {text}"
-    );
-}
-
-/// The URI of a server that will refuse the login (the test server does not
-/// know the user), and of a port where nothing listens.
-fn planted_uris() -> [String; 2] {
-    let base = stratum_tests::mongodb_uri();
-    [
-        base.replacen(
-            "mongodb://",
-            &format!("mongodb://admin:{PLANTED_ENCODED}@"),
-            1,
-        ),
-        format!("mongodb://admin:{PLANTED_ENCODED}@127.0.0.1:1/?directConnection=true"),
-    ]
-}
+use stratum_tests::planted::{assert_no_planted, planted_uris};
 
 /// The `stratum` command with a planted password in the URI, the
 /// environment and a configuration file, at TRACE log level: stdout and

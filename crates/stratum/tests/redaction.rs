@@ -244,42 +244,6 @@ async fn driver_renderings(config: StratumConfig, shown: &mut Vec<String>) {
     }
 }
 
-/// A second password, holding characters the URI must percent-encode, so
-/// both of its forms can be searched for.
-#[cfg(all(feature = "mongodb", feature = "monitor"))]
-const PLANTED: &str = "PLANTED-s3cr3t/@:x";
-/// [`PLANTED`] as it is written in the URI.
-#[cfg(all(feature = "mongodb", feature = "monitor"))]
-const PLANTED_ENCODED: &str = "PLANTED-s3cr3t%2F%40%3Ax";
-
-/// Fails when `text` holds the planted password in any form: raw, encoded,
-/// or its distinctive stem in any case (a partial or re-cased leak).
-#[cfg(all(feature = "mongodb", feature = "monitor"))]
-fn assert_no_planted(what: &str, text: &str) {
-    for form in [PLANTED, PLANTED_ENCODED] {
-        assert!(!text.contains(form), "{what} shows the password: {text}");
-    }
-    assert!(
-        !text.to_ascii_lowercase().contains("planted-s3cr3t"),
-        "{what} shows part of the password: {text}"
-    );
-}
-
-/// The URI of a server that will refuse the login (the test server does not
-/// know the user), and of a port where nothing listens.
-#[cfg(all(feature = "mongodb", feature = "monitor"))]
-fn planted_uris() -> [String; 2] {
-    let base = stratum_tests::mongodb_uri();
-    [
-        base.replacen(
-            "mongodb://",
-            &format!("mongodb://admin:{PLANTED_ENCODED}@"),
-            1,
-        ),
-        format!("mongodb://admin:{PLANTED_ENCODED}@127.0.0.1:1/?directConnection=true"),
-    ]
-}
-
 /// The whole stack (store, breaker, cache, pool, health checks, metrics
 /// exporter) with a planted password, failing against a refused login and a
 /// dead port. Everything it renders is captured and searched.
@@ -293,6 +257,7 @@ fn the_whole_stack_hides_the_password() {
     use stratum::models::Conversation;
     use stratum::monitor::{CheckKind, HealthRegistry, Monitor, MonitorConfig};
     use stratum::{Filter, Query, Store};
+    use stratum_tests::planted::{PLANTED_ENCODED, assert_no_planted, planted_uris};
 
     let monitor = Monitor::new(MonitorConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
