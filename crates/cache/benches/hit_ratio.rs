@@ -25,17 +25,23 @@ use support::{sim, traces};
 /// One cache under test: its label and how to replay a trace at a size.
 type Contender = (&'static str, fn(&[u64], usize) -> u64);
 
-/// Replays `trace` read-through against a `Cache`; returns the hits.
-fn replay(cache: &impl Cache<u64, u64>, trace: &[u64]) -> u64 {
+/// Replays `trace` read-through: `get` looks a key up, `insert` adds it on
+/// a miss; returns the hits. One loop for every cache, ours and the peers'.
+fn replay_with(trace: &[u64], get: impl Fn(u64) -> bool, insert: impl Fn(u64)) -> u64 {
     let mut hits = 0;
     for &k in trace {
-        if cache.get(&k).is_some() {
+        if get(k) {
             hits += 1;
         } else {
-            cache.insert(k, k);
+            insert(k);
         }
     }
     hits
+}
+
+/// Replays `trace` read-through against a `Cache`; returns the hits.
+fn replay(cache: &impl Cache<u64, u64>, trace: &[u64]) -> u64 {
+    replay_with(trace, |k| cache.get(&k).is_some(), |k| cache.insert(k, k))
 }
 
 fn stratum(policy: Policy) -> impl Fn(&[u64], usize) -> u64 {
@@ -64,29 +70,13 @@ fn moka(trace: &[u64], cap: usize) -> u64 {
         .max_capacity(cap as u64)
         .time_to_live(Duration::from_secs(3_600))
         .build();
-    let mut hits = 0;
-    for &k in trace {
-        if c.get(&k).is_some() {
-            hits += 1;
-        } else {
-            c.insert(k, k);
-        }
-    }
-    hits
+    replay_with(trace, |k| c.get(&k).is_some(), |k| c.insert(k, k))
 }
 
 fn quick(trace: &[u64], cap: usize) -> u64 {
     // quick_cache has no TTL.
     let c = quick_cache::sync::Cache::<u64, u64>::new(cap);
-    let mut hits = 0;
-    for &k in trace {
-        if c.get(&k).is_some() {
-            hits += 1;
-        } else {
-            c.insert(k, k);
-        }
-    }
-    hits
+    replay_with(trace, |k| c.get(&k).is_some(), |k| c.insert(k, k))
 }
 
 /// Column indexes of the row values.
