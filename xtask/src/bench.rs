@@ -70,7 +70,9 @@ const SUITES: &[(&str, &str, &str)] = &[
 ];
 
 /// Runs the suites (all, or those whose package or bench name is given) and
-/// rewrites `docs/benchmarks.md`.
+/// writes `docs/benchmarks.md`: all suites rewrite it; a subset replaces only
+/// its own sections and keeps the others, each section saying which run
+/// measured it.
 pub(crate) fn run(args: &[&str]) -> Result {
     let chosen: Vec<_> = SUITES
         .iter()
@@ -80,7 +82,13 @@ pub(crate) fn run(args: &[&str]) -> Result {
         return Err(format!("no bench matches {args:?}"));
     }
     let started = Instant::now();
-    let mut sections = String::new();
+    let command = if args.is_empty() {
+        "cargo xtask bench".to_owned()
+    } else {
+        format!("cargo xtask bench {}", args.join(" "))
+    };
+    let stamp = format!("Measured by `{command}` on {}.", machine());
+    let mut sections = Vec::new();
     for (pkg, bench, what) in chosen {
         // The store and repository benches talk to a fresh server; the
         // others need none.
@@ -97,27 +105,58 @@ pub(crate) fn run(args: &[&str]) -> Result {
         println!("==> cargo bench -p {pkg} --bench {bench}");
         let out = output(&mut cmd)?;
         drop(server);
-        let _ = write!(sections, "{}", section(pkg, bench, what, &out));
+        sections.push((
+            format!("{pkg} / {bench}"),
+            section(pkg, bench, what, &out).replacen("Command:", &format!("{stamp} Command:"), 1),
+        ));
     }
-    let doc = format!(
-        "# Benchmarks\n\n\
-         Written by `cargo xtask bench` ({args}) on {machine}. \
-         Every figure below comes from that one run; each bench measures Stratum and \
-         its peer in the same process, so compare the ratios, not the absolute times \
-         (2-core machines are noisy). Rerun the same command to reproduce.\n\n\
-         Took {secs:.0} s.\n{sections}",
-        args = if args.is_empty() {
-            "all suites".to_owned()
-        } else {
-            format!("suites: {}", args.join(" "))
-        },
-        machine = machine(),
-        secs = started.elapsed().as_secs_f64(),
-    );
+    println!("took {:.0} s", started.elapsed().as_secs_f64());
     let path = root().join("docs").join("benchmarks.md");
+    let kept = if args.is_empty() {
+        String::new()
+    } else {
+        fs::read_to_string(&path).unwrap_or_default()
+    };
+    let doc = document(&kept, &sections);
     fs::write(&path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The document: a header, then every suite's section in `SUITES` order,
+/// the fresh ones from `fresh` and the others as `kept` had them.
+fn document(kept: &str, fresh: &[(String, String)]) -> String {
+    let mut doc = String::from(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench` (all suites; `cargo xtask bench NAME` reruns \
+         one and keeps the others). Each section says which run measured it, on \
+         which machine; each bench measures Stratum and its peer in the same \
+         process, so compare the ratios within a section, not absolute times across \
+         sections (2-core machines are noisy). Rerun the command to reproduce.\n",
+    );
+    for (pkg, bench, _) in SUITES {
+        let title = format!("{pkg} / {bench}");
+        let fresh = fresh
+            .iter()
+            .find(|(t, _)| *t == title)
+            .map(|(_, s)| s.as_str());
+        if let Some(s) = fresh.or_else(|| old_section(kept, &title)) {
+            doc.push_str(s);
+        }
+    }
+    doc
+}
+
+/// The section titled `title` in an earlier document, heading included, up
+/// to the next section.
+fn old_section<'a>(doc: &'a str, title: &str) -> Option<&'a str> {
+    let heading = format!("\n## {title}\n");
+    let start = doc.find(&heading)?;
+    let rest = &doc[start + heading.len()..];
+    let end = rest
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + heading.len() + i);
+    Some(&doc[start..end])
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
@@ -258,6 +297,24 @@ fn root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_run_replaces_its_sections_and_keeps_the_others() {
+        let kept = "# Benchmarks\n\nold header\n\n## stratum-breaker / breaker\n\nold breaker\n\n## stratum-cache / hit_ratio\n\nold hits\n\n## stratum / repository\n\nold repo\n";
+        let fresh = [(
+            "stratum-cache / hit_ratio".to_owned(),
+            "\n## stratum-cache / hit_ratio\n\nnew hits\n".to_owned(),
+        )];
+        let doc = document(kept, &fresh);
+        assert!(doc.contains("old breaker"), "{doc}");
+        assert!(doc.contains("new hits"), "{doc}");
+        assert!(!doc.contains("old hits"), "{doc}");
+        assert!(doc.contains("old repo"), "{doc}");
+        assert!(!doc.contains("old header"), "{doc}");
+        // In SUITES order: breaker, then the cache, then the repository.
+        let at = |s: &str| doc.find(s).unwrap();
+        assert!(at("old breaker") < at("new hits") && at("new hits") < at("old repo"));
+    }
 
     #[test]
     fn a_section_keeps_medians_and_the_benchs_own_summary() {
