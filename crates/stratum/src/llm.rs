@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bson::DateTime;
 use bson::oid::ObjectId;
 #[cfg(feature = "cache")]
-use stratum_cache::{CacheBuilder, ShardedCache};
+use stratum_cache::ShardedCache;
 use stratum_models::{
     CacheKey, CacheKeyRequest, CachedResponse, ChatMessage, CompressedContext, CompressionConfig,
     ContextCompressor, Conversation, Encoding, Message, ResponseCacheEntry, TokenCounter,
@@ -147,18 +147,12 @@ impl PromptCache {
         #[cfg(feature = "cache")]
         let section = &stratum.config().cache;
         #[cfg(feature = "cache")]
-        let memo = if section.enabled {
+        let memo = {
             let mut config = section.named("llm_prompts");
             // A provider's answer is not data that goes stale under a write;
             // serving an old one when the provider fails is the caller's call.
             config.max_stale = None;
-            let cache = CacheBuilder::from_config(config)
-                .clock(stratum.clock().clone())
-                .build()
-                .map_err(|e| e.within("cache"))?;
-            Some(cache)
-        } else {
-            None
+            stratum.layers.cache(config)?
         };
         Ok(PromptCache {
             responses: stratum.repository()?,

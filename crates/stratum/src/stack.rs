@@ -119,6 +119,28 @@ impl Layers {
 }
 
 impl Layers {
+    /// A cache for one user of the stack (a repository, the prompt cache):
+    /// `config`, the `[cache]` section named for that user, on the stack's
+    /// one clock; none when the section is switched off.
+    #[cfg(feature = "cache")]
+    pub(crate) fn cache<K, V>(
+        &self,
+        config: stratum_cache::CacheConfig,
+    ) -> Result<Option<stratum_cache::ShardedCache<K, V>>, ConfigError>
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if !self.config.cache.enabled {
+            return Ok(None);
+        }
+        stratum_cache::CacheBuilder::from_config(config)
+            .clock(self.clock.clone())
+            .build()
+            .map(Some)
+            .map_err(|e| e.within("cache"))
+    }
+
     /// An admission slot, held for the call (none when the pool is off).
     #[cfg(feature = "pool")]
     async fn admit(&self) -> Result<Option<crate::admission::Slot>, RepositoryError> {
@@ -155,7 +177,7 @@ impl Layers {
 /// ```
 #[derive(Clone)]
 pub struct Stratum {
-    layers: Arc<Layers>,
+    pub(crate) layers: Arc<Layers>,
     /// One value per type: the repositories, the prompt cache.
     shared: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }

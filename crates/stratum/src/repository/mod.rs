@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bson::Bson;
 #[cfg(feature = "cache")]
-use stratum_cache::{Cache, CacheBuilder, ShardedCache};
+use stratum_cache::{Cache, ShardedCache};
 use stratum_models::Document;
 use tracing::Instrument;
 
@@ -198,15 +198,7 @@ impl<T: Document> Repository<T> {
         #[cfg(not(feature = "cache"))]
         let cache = None;
         #[cfg(feature = "cache")]
-        let cache = if section.enabled {
-            let cache = CacheBuilder::from_config(section.named(T::COLLECTION))
-                .clock(layers.clock.clone())
-                .build()
-                .map_err(|e| e.within("cache"))?;
-            Some(cache)
-        } else {
-            None
-        };
+        let cache = layers.cache(section.named(T::COLLECTION))?;
         Ok(Repository {
             inner: Arc::new(Inner {
                 #[cfg(feature = "cache")]
