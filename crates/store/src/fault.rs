@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Filter, IndexSpec, Query, Store, StoreError, Update};
+use crate::{Filter, GroupRow, Grouping, IndexSpec, Query, Store, StoreError, Update};
 
 /// What to inject into each call.
 ///
@@ -248,6 +248,15 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
         self.fault("indexes").await?;
         self.inner.indexes(collection).await
+    }
+
+    async fn group(
+        &self,
+        collection: &str,
+        grouping: &Grouping,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        self.fault("group").await?;
+        self.inner.group(collection, grouping).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

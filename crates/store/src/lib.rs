@@ -16,6 +16,11 @@
 //!   [`Update`] take values as values, so user input never becomes a query
 //!   operator. Errors are a typed [`StoreError`] that says whether a circuit
 //!   breaker should count it.
+//! - [`Grouping`]: group by fields and UTC days of dates, count and sum
+//!   ([`Store::group`]; an aggregation pipeline on MongoDB).
+//! - TTL indexes expire documents on both stores: MongoDB's sweep deletes
+//!   them (every 60 s); [`MemoryStore`] never returns them, on a
+//!   [`WallClock`] a test can move.
 //! - [`StoreConfig`] and [`MongoConfig`]: which store, the server and the
 //!   driver's timeouts; [`open`] picks the store they select.
 //! - [`MongoUri`]: a connection string whose credentials never show in
@@ -56,6 +61,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "mongodb")]
 mod follow;
+mod group;
 mod indexes;
 mod memory;
 #[cfg(feature = "mongodb")]
@@ -63,6 +69,7 @@ mod mongo;
 mod query;
 #[cfg(feature = "mongodb")]
 mod raw;
+mod ttl;
 mod update;
 mod validate;
 
@@ -78,6 +85,7 @@ pub use self::compare::key as id_key;
 pub use self::error::StoreError;
 #[cfg(feature = "mongodb")]
 pub use self::follow::{Change, ChangeFollower, FollowState};
+pub use self::group::{GroupKey, GroupRow, Grouping};
 pub use self::indexes::{IndexState, IndexStatus, check_indexes, compare as compare_index};
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mongodb")]
@@ -85,6 +93,7 @@ pub use self::mongo::classify;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::{MongoStore, ServerInfo};
 pub use self::query::{Filter, Order, Query};
+pub use self::ttl::WallClock;
 pub use self::update::Update;
 pub use self::validate::check_field_name;
 pub use crate::config::{Backend, MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
@@ -178,6 +187,21 @@ pub trait Store: Send + Sync {
         )))
     }
 
+    /// The documents `grouping`'s filter selects, grouped by its keys,
+    /// each group counted and its fields summed, sorted by key (see
+    /// [`Grouping`]). The default refuses: a store that cannot group says so.
+    async fn group(
+        &self,
+        collection: &str,
+        grouping: &Grouping,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        let _ = (collection, grouping);
+        Err(StoreError::validation(format!(
+            "the `{}` store cannot group documents",
+            self.backend()
+        )))
+    }
+
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -266,6 +290,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
         (**self).indexes(collection).await
+    }
+
+    async fn group(
+        &self,
+        collection: &str,
+        grouping: &Grouping,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        (**self).group(collection, grouping).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -2,16 +2,18 @@
 //! MongoDB URI is configured.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bson::oid::ObjectId;
 use bson::{Bson, Document};
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::compare::{compare, equal, key, rank};
+use super::group::{GroupRow, Grouping, Summer};
 use super::query::{Cmp, Node};
+use super::ttl::{WallClock, expiry_millis};
 use super::update::Op;
 use super::validate::{check_collection_name, check_document, check_id, check_index};
 use super::{Filter, IndexSpec, Order, Query, Store, StoreError, Update};
@@ -23,6 +25,14 @@ use crate::config::{MONGODB_MAX_DOCUMENT_BYTES, StoreConfig};
 ///
 /// Cloning is cheap and clones share the data. Each collection has its own
 /// lock, so operations on different collections do not contend.
+///
+/// TTL indexes are honoured: a document whose date plus the index's
+/// `expire_after` is at or before now (on the store's [`WallClock`], see
+/// [`MemoryStore::with_clock`]) is never returned, counted, grouped, updated
+/// or held against a unique key; every operation on a collection first
+/// deletes its expired documents (MongoDB deletes them in a sweep every
+/// 60 s and returns them until then). [`MemoryStore::reap_expired`]
+/// deletes them in every collection at once, to give the memory back.
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -42,6 +52,7 @@ use crate::config::{MONGODB_MAX_DOCUMENT_BYTES, StoreConfig};
 pub struct MemoryStore {
     collections: Arc<RwLock<HashMap<String, Arc<RwLock<Collection>>>>>,
     max_document_bytes: usize,
+    clock: WallClock,
 }
 
 impl Default for MemoryStore {
@@ -58,6 +69,9 @@ struct Collection {
     by_id: HashMap<Vec<u8>, u64>,
     next_seq: u64,
     indexes: Vec<MemIndex>,
+    /// `(expiry in ms since the epoch, seq)` of every document a TTL index
+    /// will expire, earliest first: reaping pops from the front.
+    expiries: BTreeSet<(i64, u64)>,
 }
 
 #[derive(Debug)]
@@ -87,6 +101,43 @@ impl Collection {
         self.by_id.get(&key(id)).copied()
     }
 
+    /// When `doc` expires: the earliest of its TTL indexes' expiries.
+    fn expiry(&self, doc: &Document) -> Option<i64> {
+        self.indexes
+            .iter()
+            .filter_map(|i| expiry_millis(&i.spec, doc))
+            .min()
+    }
+
+    /// Whether a document has expired at `now_ms` and is still stored.
+    fn has_expired(&self, now_ms: i64) -> bool {
+        self.expiries.first().is_some_and(|&(at, _)| at <= now_ms)
+    }
+
+    /// Deletes every document expired at `now_ms`; how many it deleted.
+    fn reap(&mut self, now_ms: i64) -> usize {
+        let mut reaped = 0;
+        while let Some(&(at, seq)) = self.expiries.first()
+            && at <= now_ms
+        {
+            self.remove(seq);
+            // `remove` drops the entry; this guards against a stray one.
+            self.expiries.remove(&(at, seq));
+            reaped += 1;
+        }
+        reaped
+    }
+
+    /// Rebuilds the expiry queue (after a TTL index is declared).
+    fn rebuild_expiries(&mut self) {
+        let expiries = self
+            .docs
+            .iter()
+            .filter_map(|(&seq, doc)| self.expiry(doc).map(|at| (at, seq)))
+            .collect();
+        self.expiries = expiries;
+    }
+
     /// Refuses `doc` when it would repeat a unique key held by another document.
     fn check_unique(&self, name: &str, doc: &Document, own: Option<u64>) -> Result<(), StoreError> {
         for index in self.indexes.iter().filter(|i| i.spec.unique) {
@@ -113,6 +164,9 @@ impl Collection {
             let k = index.key_of(&doc);
             index.entries.insert(k, seq);
         }
+        if let Some(at) = self.expiry(&doc) {
+            self.expiries.insert((at, seq));
+        }
         self.docs.insert(seq, doc);
         seq
     }
@@ -124,6 +178,12 @@ impl Collection {
                 index.entries.remove(&old_key);
                 index.entries.insert(index.key_of(&doc), seq);
             }
+            if let Some(at) = self.expiry(old) {
+                self.expiries.remove(&(at, seq));
+            }
+        }
+        if let Some(at) = self.expiry(&doc) {
+            self.expiries.insert((at, seq));
         }
         self.docs.insert(seq, doc);
     }
@@ -137,6 +197,9 @@ impl Collection {
                 let old_key = index.key_of(&old);
                 index.entries.remove(&old_key);
             }
+            if let Some(at) = self.expiry(&old) {
+                self.expiries.remove(&(at, seq));
+            }
         }
     }
 }
@@ -147,7 +210,73 @@ impl MemoryStore {
         MemoryStore {
             collections: Arc::default(),
             max_document_bytes: MONGODB_MAX_DOCUMENT_BYTES,
+            clock: WallClock::system(),
         }
+    }
+
+    /// The same store reading "now" for TTL expiry from `clock` (the
+    /// system's time by default), so a test moves time with a `ManualClock`.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use std::time::Duration;
+    /// use stratum_core::clock::ManualClock;
+    /// use stratum_store::bson::{DateTime, doc};
+    /// use stratum_store::{Filter, IndexSpec, MemoryStore, Store, WallClock};
+    ///
+    /// let time = ManualClock::new();
+    /// let wall = WallClock::starting_at(time.clone(), DateTime::from_millis(1_700_000_000_000));
+    /// let store = MemoryStore::new().with_clock(wall.clone());
+    /// store.ensure_index("sessions", &IndexSpec::ttl("seen_ttl", "seen", Duration::from_secs(60))).await?;
+    /// let id = store.insert("sessions", doc! { "seen": wall.now() }).await?;
+    ///
+    /// time.advance(Duration::from_secs(59));
+    /// assert!(store.get("sessions", &id).await?.is_some());
+    /// time.advance(Duration::from_secs(1)); // seen + 60 s: expired
+    /// assert_eq!(store.get("sessions", &id).await?, None);
+    /// assert_eq!(store.count("sessions", &Filter::all()).await?, 0);
+    /// # Ok::<(), stratum_store::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, clock: WallClock) -> MemoryStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Deletes the expired documents of every collection now (each
+    /// operation already deletes those of its own collection first); how
+    /// many it deleted.
+    pub fn reap_expired(&self) -> usize {
+        let now = self.now_ms();
+        let collections: Vec<_> = self.collections.read().values().cloned().collect();
+        collections.iter().map(|c| c.write().reap(now)).sum()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    /// The collection, read-locked, after deleting what has expired.
+    fn read_live<'a>(&self, coll: &'a RwLock<Collection>) -> RwLockReadGuard<'a, Collection> {
+        let now = self.now_ms();
+        let guard = coll.read();
+        if !guard.has_expired(now) {
+            return guard;
+        }
+        drop(guard);
+        let mut guard = coll.write();
+        guard.reap(now);
+        RwLockWriteGuard::downgrade(guard)
+    }
+
+    /// The collection, write-locked, after deleting what has expired.
+    fn write_live<'a>(&self, coll: &'a RwLock<Collection>) -> RwLockWriteGuard<'a, Collection> {
+        let now = self.now_ms();
+        let mut guard = coll.write();
+        guard.reap(now);
+        guard
     }
 
     /// An empty store that applies the store section's rules.
@@ -189,7 +318,7 @@ impl Store for MemoryStore {
         let Some(coll) = self.existing(collection)? else {
             return Ok(None);
         };
-        let coll = coll.read();
+        let coll = self.read_live(&coll);
         Ok(coll.seq_of(id).and_then(|seq| coll.docs.get(&seq)).cloned())
     }
 
@@ -201,7 +330,7 @@ impl Store for MemoryStore {
         if query.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let coll = coll.read();
+        let coll = self.read_live(&coll);
         let mut hits: Vec<&Document> = coll
             .docs
             .values()
@@ -223,7 +352,7 @@ impl Store for MemoryStore {
         check_document(&document, self.max_document_bytes)?;
         let id = document.get("_id").cloned().unwrap_or(Bson::Null);
         let coll = self.collection(collection)?;
-        let mut coll = coll.write();
+        let mut coll = self.write_live(&coll);
         let id_key = key(&id);
         if coll.by_id.contains_key(&id_key) {
             return Err(StoreError::DuplicateKey {
@@ -248,7 +377,7 @@ impl Store for MemoryStore {
             collection: collection.to_owned(),
         };
         let coll = self.existing(collection)?.ok_or_else(not_found)?;
-        let mut coll = coll.write();
+        let mut coll = self.write_live(&coll);
         let seq = coll.seq_of(id).ok_or_else(not_found)?;
         let current = coll.docs.get(&seq).ok_or_else(not_found)?;
         let next = self.updated(current, update)?;
@@ -266,7 +395,7 @@ impl Store for MemoryStore {
         check_id(id)?;
         update.validate()?;
         let coll = self.collection(collection)?;
-        let mut coll = coll.write();
+        let mut coll = self.write_live(&coll);
         match coll.seq_of(id) {
             Some(seq) => {
                 let current = coll.docs.get(&seq).cloned().unwrap_or_default();
@@ -291,7 +420,7 @@ impl Store for MemoryStore {
         let Some(coll) = self.existing(collection)? else {
             return Ok(false);
         };
-        let mut coll = coll.write();
+        let mut coll = self.write_live(&coll);
         match coll.seq_of(id) {
             Some(seq) => {
                 coll.remove(seq);
@@ -306,15 +435,49 @@ impl Store for MemoryStore {
         let Some(coll) = self.existing(collection)? else {
             return Ok(0);
         };
-        let coll = coll.read();
+        let coll = self.read_live(&coll);
         let n = coll.docs.values().filter(|d| matches(d, filter)).count();
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    async fn group(
+        &self,
+        collection: &str,
+        grouping: &Grouping,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        grouping.validate()?;
+        let Some(coll) = self.existing(collection)? else {
+            return Ok(Vec::new());
+        };
+        let coll = self.read_live(&coll);
+        // Groups by the encoded key values, under which equal numbers of
+        // different types are one key, as they are one `_id` on MongoDB.
+        let mut groups: HashMap<Vec<u8>, (Vec<Bson>, u64, Vec<Summer>)> = HashMap::new();
+        for doc in coll.docs.values().filter(|d| matches(d, &grouping.filter)) {
+            let values: Vec<Bson> = grouping.keys.iter().map(|k| k.value_of(doc)).collect();
+            let encoded: Vec<u8> = values.iter().flat_map(key).collect();
+            let (_, count, sums) = groups
+                .entry(encoded)
+                .or_insert_with(|| (values, 0, vec![Summer::default(); grouping.sums.len()]));
+            *count += 1;
+            for (sum, field) in sums.iter_mut().zip(&grouping.sums) {
+                sum.add(doc.get(field));
+            }
+        }
+        let mut rows: Vec<GroupRow> = groups
+            .into_values()
+            .map(|(values, count, sums)| {
+                grouping.row(values, count, sums.into_iter().map(Summer::total).collect())
+            })
+            .collect();
+        grouping.sort(&mut rows);
+        Ok(rows)
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {
         check_index(index)?;
         let coll = self.collection(collection)?;
-        let mut coll = coll.write();
+        let mut coll = self.write_live(&coll);
         // The same index again, under any name, is a no-op (MongoDB refuses
         // another name; MongoStore accepts it the same way); the same name
         // or the same keys with other options is refused.
@@ -351,11 +514,13 @@ impl Store for MemoryStore {
             }
         }
         coll.indexes.push(built);
+        if index.expire_after.is_some() {
+            coll.rebuild_expiries();
+        }
         Ok(())
     }
 
-    /// `_id_` and the declared indexes, as declared (a TTL is recorded; the
-    /// embedded store does not delete expired documents).
+    /// `_id_` and the declared indexes, as declared.
     async fn indexes(&self, collection: &str) -> Result<Vec<IndexSpec>, StoreError> {
         let Some(coll) = self.existing(collection)? else {
             return Ok(Vec::new());

@@ -17,7 +17,9 @@ use super::deadline::Deadlines;
 use super::memory::with_id_first;
 use super::raw::check_raw_document;
 use super::validate::{check_collection_name, check_id, check_index, encode_checked, growth_guard};
-use super::{Filter, IndexDirection, IndexSpec, Query, Store, StoreError, Update};
+use super::{
+    Filter, GroupRow, Grouping, IndexDirection, IndexSpec, Query, Store, StoreError, Update,
+};
 use crate::MongoUri;
 use crate::config::{MONGODB_MAX_DOCUMENT_BYTES, MongoConfig, StoreConfig};
 use stratum_core::label_enum;
@@ -67,6 +69,7 @@ label_enum! {
         Upsert => "upsert",
         Delete => "delete",
         Count => "count",
+        Group => "group",
         EnsureIndex => "ensure_index",
         ListIndexes => "list_indexes",
         Ping => "ping",
@@ -449,6 +452,24 @@ impl Store for MongoStore {
         let filter = filter.to_document()?;
         let coll = self.collection(collection)?;
         self.run(StoreOp::Count, coll.count_documents(filter)).await
+    }
+
+    async fn group(
+        &self,
+        collection: &str,
+        grouping: &Grouping,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        let pipeline = grouping.pipeline()?;
+        let coll = self.collection(collection)?;
+        let docs = self
+            .run(StoreOp::Group, async move {
+                coll.aggregate(pipeline)
+                    .await?
+                    .try_collect::<Vec<Document>>()
+                    .await
+            })
+            .await?;
+        docs.iter().map(|d| grouping.from_server(d)).collect()
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {

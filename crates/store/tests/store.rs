@@ -31,6 +31,14 @@ mod mongo {
 
     async fn make() -> (MongoStore, TestDb) {
         let db = TestDb::new("facade_conformance").await;
+        // A TTL sweep every second rather than every 60 s, so the TTL case
+        // sees the server delete within its bound (a server-wide setting,
+        // harmless to the other tests: it only makes sweeps more frequent).
+        db.client()
+            .database("admin")
+            .run_command(stratum_store::bson::doc! { "setParameter": 1, "ttlMonitorSleepSecs": 1 })
+            .await
+            .expect("the test server takes ttlMonitorSleepSecs");
         (MongoStore::new(db.db().clone()), db)
     }
 

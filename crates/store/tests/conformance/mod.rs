@@ -5,7 +5,10 @@
 use std::time::Duration;
 use stratum_store::bson::{Bson, Document, doc, oid::ObjectId};
 
-use stratum_store::{Filter, IndexDirection, IndexSpec, Order, Query, Store, StoreError, Update};
+use stratum_store::bson::DateTime;
+use stratum_store::{
+    Filter, Grouping, IndexDirection, IndexSpec, Order, Query, Store, StoreError, Update,
+};
 
 /// Expands to one `#[tokio::test]` per case, each with a fresh store from
 /// `$make` (an async fn returning the store and a guard kept alive for the
@@ -40,6 +43,10 @@ macro_rules! conformance_suite {
             encoded_documents_follow_the_same_rules,
             invalid_collection_names_are_refused,
             ping_answers,
+            ttl_index_deletes_expired_documents,
+            group_counts_and_sums_per_key_and_day,
+            group_sums_only_numbers,
+            group_keeps_values_values_and_refuses_bad_names,
         );
     };
     (@ignored $make:path, $reason:literal; $($case:ident),* $(,)?) => {
@@ -772,4 +779,191 @@ pub(crate) async fn unique_index_follows_updates<S: Store>(s: &S) {
     // And a deleted document's key.
     assert!(s.delete(C, &Bson::Int32(2)).await.unwrap());
     s.insert(C, doc! { "_id": 5, "tag": "b" }).await.unwrap();
+}
+
+/// How long a store may take to delete an expired document: `MemoryStore`
+/// never returns one; MongoDB's TTL monitor deletes them in a sweep (the
+/// MongoDB half of the suite sets `ttlMonitorSleepSecs` to 1 so a sweep
+/// comes within this bound instead of every 60 s).
+const TTL_SWEEP_BOUND: Duration = Duration::from_secs(20);
+
+/// A TTL index deletes documents whose date plus `expireAfterSeconds` has
+/// passed, keeps those whose date is ahead and those whose field holds no
+/// date, and is listed with its TTL.
+pub(crate) async fn ttl_index_deletes_expired_documents<S: Store>(s: &S) {
+    let ttl = IndexSpec::ttl("at_ttl", "at", Duration::from_secs(60));
+    s.ensure_index(C, &ttl).await.unwrap();
+    assert!(
+        s.indexes(C)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.same_definition(&ttl)),
+        "the TTL index is listed with its TTL"
+    );
+    let now = DateTime::now().timestamp_millis();
+    let at = |offset_ms: i64| DateTime::from_millis(now + offset_ms);
+    seed(
+        s,
+        vec![
+            doc! { "_id": 1, "at": at(-3_600_000) }, // expired an hour ago
+            doc! { "_id": 2, "at": [at(3_600_000), at(-3_600_000)] }, // earliest date counts
+            doc! { "_id": 3, "at": at(3_600_000) },  // expires in an hour
+            doc! { "_id": 4, "at": "not a date" },   // never expires
+            doc! { "_id": 5 },                       // never expires
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let left = s
+            .find(C, &Query::new(Filter::all()).sort("_id", Order::Ascending))
+            .await
+            .unwrap();
+        if ids(&left) == [3, 4, 5] {
+            break;
+        }
+        assert!(
+            started.elapsed() < TTL_SWEEP_BOUND,
+            "expired documents still there after {TTL_SWEEP_BOUND:?}: {:?}",
+            ids(&left)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.get(C, &Bson::Int32(1)).await.unwrap(), None);
+    assert_eq!(s.count(C, &Filter::all()).await.unwrap(), 3);
+    // The expired document's `_id` is free again.
+    s.insert(C, doc! { "_id": 1, "at": at(3_600_000) })
+        .await
+        .unwrap();
+}
+
+fn day(n: i64) -> DateTime {
+    DateTime::from_millis(1_700_006_400_000 + n * 86_400_000) // 2023-11-15 + n days, 00:00 UTC
+}
+
+fn at(n: i64, hour: i64) -> DateTime {
+    DateTime::from_millis(day(n).timestamp_millis() + hour * 3_600_000)
+}
+
+/// Grouping by a field and the UTC day of a date: one row per (value, day),
+/// sorted by key, with the count and the sums; a missing key field groups
+/// with `null`, and a field holding no date falls in the `null` day.
+pub(crate) async fn group_counts_and_sums_per_key_and_day<S: Store>(s: &S) {
+    seed(
+        s,
+        vec![
+            doc! { "_id": 1, "user": "ann", "at": at(0, 1), "tokens": 100, "cost": 0.25 },
+            doc! { "_id": 2, "user": "ann", "at": at(0, 23), "tokens": 50, "cost": 0.5 },
+            doc! { "_id": 3, "user": "bob", "at": at(0, 2), "tokens": 7_i64, "cost": 0.125 },
+            doc! { "_id": 4, "user": "ann", "at": at(1, 0), "tokens": 1, "cost": 1.0 },
+            doc! { "_id": 5, "at": at(1, 5), "tokens": 3 },
+            doc! { "_id": 6, "user": Bson::Null, "at": "yesterday", "tokens": 4 },
+            doc! { "_id": 7, "user": "carol", "at": at(2, 0), "tokens": 1_000 },
+        ],
+    )
+    .await;
+    let grouping = Grouping::new(Filter::lt("tokens", 1_000))
+        .by("user")
+        .by_day("at")
+        .sum("tokens")
+        .sum("cost");
+    let rows = s.group(C, &grouping).await.unwrap();
+    let got: Vec<(Document, u64, i64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone(),
+                r.count,
+                r.sum_i64("tokens"),
+                r.sum_f64("cost"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (doc! { "user": Bson::Null, "at": Bson::Null }, 1, 4, 0.0),
+            (doc! { "user": Bson::Null, "at": day(1) }, 1, 3, 0.0),
+            (doc! { "user": "ann", "at": day(0) }, 2, 150, 0.75),
+            (doc! { "user": "ann", "at": day(1) }, 1, 1, 1.0),
+            (doc! { "user": "bob", "at": day(0) }, 1, 7, 0.125),
+        ]
+    );
+    // No key: one group of everything the filter selects; a collection
+    // that does not exist has no groups.
+    let all = s
+        .group(C, &Grouping::new(Filter::all()).sum("tokens"))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].count, all[0].sum_i64("tokens")), (7, 1_165));
+    assert_eq!(all[0].key, Document::new());
+    assert!(
+        s.group("never_written", &grouping)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Only `int`, `long` and `double` are summed; a sum of integers stays an
+/// `Int64`, one with a double is a `Double`.
+pub(crate) async fn group_sums_only_numbers<S: Store>(s: &S) {
+    seed(
+        s,
+        vec![
+            doc! { "_id": 1, "k": "a", "n": 2, "x": 1 },
+            doc! { "_id": 2, "k": "a", "n": 3_i64, "x": 0.5 },
+            doc! { "_id": 3, "k": "a", "n": "9", "x": [4] },
+            doc! { "_id": 4, "k": "a", "n": true },
+            doc! { "_id": 5, "k": "b" },
+        ],
+    )
+    .await;
+    let rows = s
+        .group(C, &Grouping::new(Filter::all()).by("k").sum("n").sum("x"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].key, doc! { "k": "a" });
+    assert_eq!(rows[0].count, 4);
+    assert_eq!(rows[0].sums, doc! { "n": 5_i64, "x": 1.5 });
+    assert_eq!(rows[1].sums, doc! { "n": 0_i64, "x": 0_i64 });
+}
+
+/// A user's value in the filter is a value; field names that would be an
+/// operator or a path are refused before the store is asked.
+pub(crate) async fn group_keeps_values_values_and_refuses_bad_names<S: Store>(s: &S) {
+    seed(
+        s,
+        vec![
+            doc! { "_id": 1, "user": "ann", "n": 1 },
+            doc! { "_id": 2, "user": r#"{"$ne": null}"#, "n": 2 },
+        ],
+    )
+    .await;
+    let hostile = Grouping::new(Filter::eq("user", r#"{"$ne": null}"#))
+        .by("user")
+        .sum("n");
+    let rows = s.group(C, &hostile).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].sum_i64("n"), 2);
+    for bad in [
+        Grouping::new(Filter::all()).by("$user"),
+        Grouping::new(Filter::all()).by_day("a.b"),
+        Grouping::new(Filter::all()).sum("$n"),
+        Grouping::new(Filter::all()).by("user").by("user"),
+        Grouping::new(Filter::eq("$where", "1")),
+    ] {
+        let err = s.group(C, &bad).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::InvalidField { .. } | StoreError::Validation { .. }
+            ),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.is_breaker_failure());
+    }
 }
