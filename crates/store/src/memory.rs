@@ -704,7 +704,7 @@ fn as_f64(value: &Bson) -> Option<f64> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use bson::doc;
+    use bson::{DateTime, doc};
     use proptest::prelude::*;
 
     use super::*;
@@ -843,6 +843,159 @@ mod tests {
                 let all = store.find("m", &Query::new(Filter::all()).sort("_id", Order::Ascending)).await.unwrap();
                 let ids: Vec<i32> = all.iter().map(|d| d.get_i32("_id").unwrap()).collect();
                 prop_assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
+                Ok(())
+            })?;
+        }
+    }
+
+    /// One step of the TTL reference-model test.
+    #[derive(Debug, Clone)]
+    enum TtlStep {
+        /// Insert `{_id, u, at: now + secs}` (`None`: no date, never expires).
+        Insert(i32, i32, Option<i64>),
+        /// Upsert `{u, at}` onto the id.
+        Upsert(i32, i32, Option<i64>),
+        Delete(i32),
+        Get(i32),
+        Count,
+        Advance(u64),
+    }
+
+    fn ttl_step() -> impl Strategy<Value = TtlStep> {
+        let id = 0..6i32;
+        let u = 0..4i32;
+        let secs = proptest::option::weighted(0.85, -20..20i64);
+        prop_oneof![
+            (id.clone(), u.clone(), secs.clone()).prop_map(|(i, u, s)| TtlStep::Insert(i, u, s)),
+            (id.clone(), u, secs).prop_map(|(i, u, s)| TtlStep::Upsert(i, u, s)),
+            id.clone().prop_map(TtlStep::Delete),
+            id.prop_map(TtlStep::Get),
+            Just(TtlStep::Count),
+            (0..15u64).prop_map(TtlStep::Advance),
+        ]
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+    const TTL_MS: i64 = 10_000;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Under a TTL index of 10 s and a unique index, the store behaves
+        /// like a map that drops each entry once `at + 10 s <= now`: an
+        /// expired document is never read, counted, or held against an
+        /// `_id` or a unique key.
+        #[test]
+        fn ttl_reaping_matches_a_model(steps in proptest::collection::vec(ttl_step(), 1..40)) {
+            block_on(async {
+                let time = stratum_core::ManualClock::new();
+                let store = MemoryStore::new().with_clock(WallClock::starting_at(time.clone(), DateTime::from_millis(T0)));
+                store.ensure_index("t", &IndexSpec::ttl("at_ttl", "at", std::time::Duration::from_secs(10))).await.unwrap();
+                store.ensure_index("t", &IndexSpec::ascending("u_unique", ["u"]).unique()).await.unwrap();
+                let mut now = T0;
+                // id -> (u, expiry in ms)
+                let mut model: BTreeMap<i32, (i32, Option<i64>)> = BTreeMap::new();
+                let date = |now: i64, secs: Option<i64>| secs.map(|s| now + s * 1_000);
+                let fields = |u: i32, at: Option<i64>| {
+                    let mut d = doc! { "u": u };
+                    if let Some(at) = at {
+                        d.insert("at", DateTime::from_millis(at));
+                    }
+                    d
+                };
+                for step in steps {
+                    model.retain(|_, (_, expiry)| expiry.is_none_or(|e| e > now));
+                    match step {
+                        TtlStep::Insert(id, u, secs) => {
+                            let at = date(now, secs);
+                            let mut d = doc! { "_id": id };
+                            d.extend(fields(u, at));
+                            let got = store.insert("t", d).await;
+                            let taken = model.contains_key(&id) || model.values().any(|(v, _)| *v == u);
+                            prop_assert_eq!(got.is_err(), taken, "{:?}", got);
+                            if !taken {
+                                model.insert(id, (u, at.map(|a| a + TTL_MS)));
+                            }
+                        }
+                        TtlStep::Upsert(id, u, secs) => {
+                            let at = date(now, secs);
+                            let mut update = Update::new().set("u", u);
+                            update = match at {
+                                Some(at) => update.set("at", DateTime::from_millis(at)),
+                                None => update.unset("at"),
+                            };
+                            let got = store.upsert("t", &Bson::Int32(id), &update).await;
+                            let taken = model.iter().any(|(other, (v, _))| *other != id && *v == u);
+                            prop_assert_eq!(got.is_err(), taken, "{:?}", got);
+                            if !taken {
+                                model.insert(id, (u, at.map(|a| a + TTL_MS)));
+                            }
+                        }
+                        TtlStep::Delete(id) => {
+                            prop_assert_eq!(store.delete("t", &Bson::Int32(id)).await.unwrap(), model.remove(&id).is_some());
+                        }
+                        TtlStep::Get(id) => {
+                            let got = store.get("t", &Bson::Int32(id)).await.unwrap();
+                            prop_assert_eq!(got.map(|d| d.get_i32("u").unwrap()), model.get(&id).map(|(u, _)| *u));
+                        }
+                        TtlStep::Count => {
+                            prop_assert_eq!(store.count("t", &Filter::all()).await.unwrap(), model.len() as u64);
+                        }
+                        TtlStep::Advance(secs) => {
+                            time.advance(std::time::Duration::from_secs(secs));
+                            now += i64::try_from(secs).unwrap() * 1_000;
+                        }
+                    }
+                }
+                model.retain(|_, (_, expiry)| expiry.is_none_or(|e| e > now));
+                let all = store.find("t", &Query::new(Filter::all()).sort("_id", Order::Ascending)).await.unwrap();
+                let ids: Vec<i32> = all.iter().map(|d| d.get_i32("_id").unwrap()).collect();
+                prop_assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
+                Ok(())
+            })?;
+        }
+
+        /// Grouping by a field and the day of a date, summing a number,
+        /// gives what a map from (value, day) to (count, sum) gives.
+        #[test]
+        fn grouping_matches_a_model(
+            docs in proptest::collection::vec(
+                (proptest::option::of(0..3u8), proptest::option::weighted(0.9, -3..5i64), -1_000..1_000i64, 0..86_400i64),
+                0..40,
+            ),
+            min in proptest::option::of(-1_000..1_000i64),
+        ) {
+            block_on(async {
+                let store = MemoryStore::new();
+                let mut model: BTreeMap<(Option<String>, Option<i64>), (u64, i64)> = BTreeMap::new();
+                for (i, (user, day, n, second)) in docs.into_iter().enumerate() {
+                    let mut d = doc! { "_id": i as i32, "n": n };
+                    let user = user.map(|u| format!("user{u}"));
+                    if let Some(user) = &user {
+                        d.insert("user", user.clone());
+                    }
+                    match day {
+                        Some(day) => d.insert("at", DateTime::from_millis((day * 86_400 + second) * 1_000)),
+                        None => d.insert("at", "no date"),
+                    };
+                    store.insert("g", d).await.unwrap();
+                    if min.is_none_or(|m| n >= m) {
+                        let entry = model.entry((user, day.map(|d| d * 86_400_000))).or_default();
+                        entry.0 += 1;
+                        entry.1 += n;
+                    }
+                }
+                let filter = min.map_or(Filter::all(), |m| Filter::gte("n", m));
+                let rows = store.group("g", &Grouping::new(filter).by("user").by_day("at").sum("n")).await.unwrap();
+                let got: Vec<((Option<String>, Option<i64>), (u64, i64))> = rows
+                    .iter()
+                    .map(|r| {
+                        let user = r.key.get_str("user").ok().map(str::to_owned);
+                        let day = r.key.get_datetime("at").ok().map(|d| d.timestamp_millis());
+                        ((user, day), (r.count, r.sum_i64("n")))
+                    })
+                    .collect();
+                prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
                 Ok(())
             })?;
         }
