@@ -141,6 +141,40 @@ pub mod validate {
         Ok(())
     }
 
+    /// The longest [`identifier`] accepted, in bytes.
+    pub const MAX_IDENTIFIER_BYTES: usize = 256;
+
+    /// Refuses an identifier (a user, a tenant) that is empty or only
+    /// whitespace, longer than [`MAX_IDENTIFIER_BYTES`], or holds a control
+    /// character (a newline would forge a line in a log or a report).
+    ///
+    /// ```
+    /// use stratum_models::validate::identifier;
+    ///
+    /// assert!(identifier("user", "ann@example.com").is_ok());
+    /// assert!(identifier("user", "").is_err());
+    /// assert!(identifier("user", "ann\nadmin").is_err());
+    /// assert!(identifier("user", &"x".repeat(257)).is_err());
+    /// ```
+    pub fn identifier(
+        field: impl Into<Cow<'static, str>>,
+        value: &str,
+    ) -> Result<(), ValidationError> {
+        let field = field.into();
+        not_blank(field.clone(), value)?;
+        let reason = if value.len() > MAX_IDENTIFIER_BYTES {
+            "is longer than 256 bytes"
+        } else if value.chars().any(char::is_control) {
+            "holds a control character"
+        } else {
+            return Ok(());
+        };
+        Err(ValidationError::Invalid {
+            field,
+            reason: Cow::Borrowed(reason),
+        })
+    }
+
     /// Refuses a token count below zero or above [`MAX_TOKEN_COUNT`].
     ///
     /// ```

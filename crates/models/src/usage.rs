@@ -68,24 +68,35 @@ pub enum CacheOutcome {
     Bypass,
 }
 
-/// One LLM call: who served it, what it cost, how long it took, whether the
-/// cache answered. Collection `usage_records`.
+/// One LLM call: who asked for it (tenant and user), who served it, what it
+/// cost, how long it took, whether the cache answered. Collection
+/// `usage_records`.
 ///
 /// For a [`CacheOutcome::Hit`], `tokens_in`/`tokens_out` are the tokens the
-/// cached response cost when it was generated (what the hit saved) and
-/// `cost_usd` is what this call actually spent (normally 0).
+/// cached response cost when it was generated (what the hit saved),
+/// `saved_usd` what that call cost, and `cost_usd` what this call actually
+/// spent (normally 0): a report counts a hit's tokens as saved, never as spent.
+///
+/// Every record names its caller ([`with_caller`](UsageRecord::with_caller)):
+/// validation refuses an empty, oversized (over 256 bytes) or
+/// control-character tenant or user. Records of schema version 1, written
+/// before records had a caller, decode with both empty.
 ///
 /// ```
 /// use std::time::Duration;
-/// use stratum_models::{CacheOutcome, Document, UsageRecord};
+/// use stratum_models::{CacheOutcome, Document, UsageRecord, ValidationError};
 ///
 /// let now = bson::DateTime::from_millis(1_700_000_000_000);
 /// let record = UsageRecord::new("openai", "gpt-4o", CacheOutcome::Miss, now)
+///     .with_caller("acme", "ann")
 ///     .with_tokens(1_000, 200)
 ///     .with_latency(Duration::from_millis(850))
 ///     .with_cost(0.0045);
 /// record.validate()?;
 /// assert_eq!(record.latency(), Duration::from_millis(850));
+///
+/// let anonymous = UsageRecord::new("openai", "gpt-4o", CacheOutcome::Miss, now);
+/// assert!(matches!(anonymous.validate(), Err(ValidationError::Blank { .. })));
 /// # Ok::<(), stratum_models::ValidationError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +106,12 @@ pub struct UsageRecord {
     pub id: ObjectId,
     /// The stored shape's version.
     pub schema_version: i32,
+    /// The tenant (organisation, account) the call is billed to.
+    #[serde(default)]
+    pub tenant: String,
+    /// The user who made the call, within the tenant.
+    #[serde(default)]
+    pub user: String,
     /// The provider (`openai`, `anthropic`...).
     pub provider: String,
     /// The model id.
@@ -109,6 +126,10 @@ pub struct UsageRecord {
     pub latency_us: i64,
     /// What the call spent, in US dollars.
     pub cost_usd: f64,
+    /// For a cache hit, what the call that produced the cached answer cost,
+    /// in US dollars (what the hit saved); 0 otherwise.
+    #[serde(default)]
+    pub saved_usd: f64,
     /// When the call finished.
     pub timestamp: DateTime,
     /// The conversation it belongs to, if any.
@@ -117,7 +138,8 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
-    /// A record with zero tokens, latency and cost; fill them with the `with_` methods.
+    /// A record with no caller and zero tokens, latency and cost; fill them
+    /// with the `with_` methods (a caller is required to validate).
     pub fn new(
         provider: impl Into<String>,
         model: impl Into<String>,
@@ -127,6 +149,8 @@ impl UsageRecord {
         UsageRecord {
             id: ObjectId::new(),
             schema_version: Self::SCHEMA_VERSION,
+            tenant: String::new(),
+            user: String::new(),
             provider: provider.into(),
             model: model.into(),
             cache,
@@ -134,9 +158,24 @@ impl UsageRecord {
             tokens_out: 0,
             latency_us: 0,
             cost_usd: 0.0,
+            saved_usd: 0.0,
             timestamp,
             conversation_id: None,
         }
+    }
+
+    /// Sets who made the call: the tenant and the user within it.
+    pub fn with_caller(mut self, tenant: impl Into<String>, user: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self.user = user.into();
+        self
+    }
+
+    /// Sets what a cache hit saved, in US dollars (the cost of the call
+    /// that produced the cached answer).
+    pub fn with_saved(mut self, saved_usd: f64) -> Self {
+        self.saved_usd = saved_usd;
+        self
     }
 
     /// Sets the token counts.
@@ -169,7 +208,8 @@ const MAX_LATENCY_US: i64 = 86_400 * 1_000_000;
 
 impl Document for UsageRecord {
     const COLLECTION: &'static str = "usage_records";
-    const SCHEMA_VERSION: i32 = 1;
+    /// 2: `tenant`, `user` and `saved_usd`.
+    const SCHEMA_VERSION: i32 = 2;
     type Id = ObjectId;
 
     fn id(&self) -> &ObjectId {
@@ -178,6 +218,15 @@ impl Document for UsageRecord {
 
     fn indexes() -> Vec<IndexSpec> {
         vec![
+            // Reports: usage per tenant, per user, over time.
+            IndexSpec::compound(
+                "tenant_user_timestamp",
+                [
+                    ("tenant", IndexDirection::Ascending),
+                    ("user", IndexDirection::Ascending),
+                    ("timestamp", IndexDirection::Descending),
+                ],
+            ),
             // Dashboards: usage per provider and model over time.
             IndexSpec::compound(
                 "provider_model_timestamp",
@@ -193,11 +242,24 @@ impl Document for UsageRecord {
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::schema_version(self.schema_version, Self::SCHEMA_VERSION)?;
+        // Version 1 records were written before calls had a caller.
+        if self.schema_version >= 2 {
+            validate::identifier("tenant", &self.tenant)?;
+            validate::identifier("user", &self.user)?;
+        }
         validate::not_blank("provider", &self.provider)?;
         validate::not_blank("model", &self.model)?;
         validate::token_count("tokens_in", self.tokens_in)?;
         validate::token_count("tokens_out", self.tokens_out)?;
         validate::in_range("latency_us", self.latency_us, 0, MAX_LATENCY_US)?;
-        validate::non_negative_finite("cost_usd", self.cost_usd)
+        validate::non_negative_finite("cost_usd", self.cost_usd)?;
+        validate::non_negative_finite("saved_usd", self.saved_usd)?;
+        if self.saved_usd > 0.0 && self.cache != CacheOutcome::Hit {
+            return Err(ValidationError::Invalid {
+                field: "saved_usd".into(),
+                reason: "only a cache hit saves".into(),
+            });
+        }
+        Ok(())
     }
 }

@@ -322,6 +322,7 @@ pub(crate) fn usage_record() -> impl Strategy<Value = UsageRecord> {
         0.0f64..100.0,
         date(),
         proptest::option::of(object_id()),
+        ("[a-z0-9-]{1,12}", "[a-z][^\\p{Cc}]{0,23}"),
     )
         .prop_map(
             |(
@@ -335,10 +336,15 @@ pub(crate) fn usage_record() -> impl Strategy<Value = UsageRecord> {
                 cost,
                 timestamp,
                 conversation_id,
+                (tenant, user),
             )| {
                 let mut r = UsageRecord::new(provider, model, cache, timestamp)
+                    .with_caller(tenant, user)
                     .with_tokens(tin, tout)
                     .with_cost(cost);
+                if cache == CacheOutcome::Hit {
+                    r.saved_usd = cost;
+                }
                 r.id = id;
                 r.latency_us = latency_us;
                 r.conversation_id = conversation_id;

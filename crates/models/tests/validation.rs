@@ -69,6 +69,7 @@ fn negative_and_absurd_token_counts_are_refused() {
         stratum_models::CacheOutcome::Miss,
         now(),
     )
+    .with_caller("acme", "ann")
     .with_tokens(i64::MIN, 0);
     assert_eq!(field_of(&r.validate().unwrap_err()), "tokens_in");
     let mut m = Message::new(ObjectId::new(), 0, Role::User, "x", i64::MAX, now());
@@ -143,4 +144,37 @@ fn a_missing_required_field_is_malformed_not_a_panic() {
         ResponseCacheEntry::from_bson_checked(doc),
         Err(ValidationError::OutOfRange { .. })
     ));
+}
+
+/// A usage record names its caller: an empty, blank, oversized or
+/// control-character tenant or user is a typed error naming the field; a
+/// saving on anything but a cache hit is refused; a version 1 record
+/// (written before callers) still validates without one.
+#[test]
+fn usage_records_name_a_valid_caller() {
+    use stratum_models::CacheOutcome;
+    let record = |tenant: &str, user: &str| {
+        UsageRecord::new("openai", "gpt-4o", CacheOutcome::Miss, now()).with_caller(tenant, user)
+    };
+    assert!(record("acme", "ann@example.com").validate().is_ok());
+    for (tenant, user, field) in [
+        ("", "ann", "tenant"),
+        ("acme", "  ", "user"),
+        ("acme\n", "ann", "tenant"),
+        ("acme", "ann\u{7f}", "user"),
+        ("acme", &"x".repeat(257), "user"),
+    ] {
+        let err = record(tenant, user).validate().unwrap_err();
+        assert!(
+            matches!(err, ValidationError::Blank { .. } | ValidationError::Invalid { .. }),
+            "{err:?}"
+        );
+        assert_eq!(field_of(&err), field, "{tenant:?} {user:?}");
+    }
+    assert!(record("acme", &"x".repeat(256)).validate().is_ok());
+    let saved_on_a_miss = record("acme", "ann").with_saved(0.01);
+    assert_eq!(field_of(&saved_on_a_miss.validate().unwrap_err()), "saved_usd");
+    let mut old = UsageRecord::new("openai", "gpt-4o", CacheOutcome::Hit, now());
+    old.schema_version = 1;
+    assert!(old.validate().is_ok());
 }

@@ -245,6 +245,7 @@ impl DemoWorkload {
         };
         let outcome = answer.outcome();
         let usage = UsageRecord::new(PROVIDER, MODEL, outcome, DateTime::now())
+            .with_caller("demo", "demo-user")
             .with_tokens(
                 answer.entry.usage.prompt_tokens,
                 answer.entry.usage.completion_tokens,
