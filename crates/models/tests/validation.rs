@@ -166,14 +166,20 @@ fn usage_records_name_a_valid_caller() {
     ] {
         let err = record(tenant, user).validate().unwrap_err();
         assert!(
-            matches!(err, ValidationError::Blank { .. } | ValidationError::Invalid { .. }),
+            matches!(
+                err,
+                ValidationError::Blank { .. } | ValidationError::Invalid { .. }
+            ),
             "{err:?}"
         );
         assert_eq!(field_of(&err), field, "{tenant:?} {user:?}");
     }
     assert!(record("acme", &"x".repeat(256)).validate().is_ok());
     let saved_on_a_miss = record("acme", "ann").with_saved(0.01);
-    assert_eq!(field_of(&saved_on_a_miss.validate().unwrap_err()), "saved_usd");
+    assert_eq!(
+        field_of(&saved_on_a_miss.validate().unwrap_err()),
+        "saved_usd"
+    );
     let mut old = UsageRecord::new("openai", "gpt-4o", CacheOutcome::Hit, now());
     old.schema_version = 1;
     assert!(old.validate().is_ok());

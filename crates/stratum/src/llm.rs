@@ -1,21 +1,26 @@
 //! LLM helpers over the repositories: a provider call cached by its request
-//! ([`PromptCache`]), and conversations appended to and read back compressed
-//! to a token budget ([`Conversations`]).
+//! ([`PromptCache`]), conversations appended to and read back compressed
+//! to a token budget ([`Conversations`]), and usage recorded and reported
+//! per user per day ([`Usage`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use bson::DateTime;
 use bson::oid::ObjectId;
+use parking_lot::Mutex;
 #[cfg(feature = "cache")]
-use stratum_cache::ShardedCache;
+use stratum_cache::{Cache, ShardedCache};
 use stratum_models::{
-    CacheKey, CacheKeyRequest, CachedResponse, ChatMessage, CompressedContext, CompressionConfig,
-    ContextCompressor, Conversation, Encoding, Message, ResponseCacheEntry, TokenCounter,
-    TokenUsage, ValidationError,
+    CacheKey, CacheKeyRequest, CacheOutcome, CachedResponse, ChatMessage, CompressedContext,
+    CompressionConfig, ContextCompressor, Conversation, Document, Encoding, Message,
+    ResponseCacheEntry, TokenCounter, TokenUsage, UsageRecord, ValidationError,
 };
+use stratum_store::{GroupRow, Grouping, WallClock};
 
+use crate::stack::Layers;
 use crate::{
     ConfigError, Filter, Order, Query, Repository, RepositoryError, StoreError, Stratum, Update,
 };
@@ -59,10 +64,32 @@ pub struct PromptAnswer {
 
 impl PromptAnswer {
     /// `Hit` unless this request called the provider.
-    pub fn outcome(&self) -> stratum_models::CacheOutcome {
+    pub fn outcome(&self) -> CacheOutcome {
         match self.source {
-            AnswerSource::Provider => stratum_models::CacheOutcome::Miss,
-            AnswerSource::Memory | AnswerSource::Store => stratum_models::CacheOutcome::Hit,
+            AnswerSource::Provider => CacheOutcome::Miss,
+            AnswerSource::Memory | AnswerSource::Store => CacheOutcome::Hit,
+        }
+    }
+
+    /// The usage record of this answer for `tenant`'s `user` at `now`,
+    /// counted the way a report must count it: a miss spent the entry's
+    /// tokens and cost; a hit spent nothing and saved them (its tokens are
+    /// the tokens saved, `saved_usd` the cost saved).
+    pub fn usage_record(
+        &self,
+        tenant: impl Into<String>,
+        user: impl Into<String>,
+        latency: Duration,
+        now: DateTime,
+    ) -> UsageRecord {
+        let entry = &self.entry;
+        let record = UsageRecord::new(&entry.provider, &entry.model, self.outcome(), now)
+            .with_caller(tenant, user)
+            .with_tokens(entry.usage.prompt_tokens, entry.usage.completion_tokens)
+            .with_latency(latency);
+        match self.outcome() {
+            CacheOutcome::Hit => record.with_saved(entry.cost_usd),
+            CacheOutcome::Miss | CacheOutcome::Bypass => record.with_cost(entry.cost_usd),
         }
     }
 }
@@ -83,6 +110,12 @@ pub enum PromptError<E> {
 /// Provider calls cached by request: in this process (single-flight: a
 /// burst of identical prompts costs one provider call) and in the store's
 /// `llm_response_cache` collection (shared by every process).
+///
+/// With [`with_store_ttl`](PromptCache::with_store_ttl), an entry is never
+/// served past its `expires_at` from either tier (read on the stack's
+/// clock), and the first request after it expires asks the provider once
+/// and replaces the stored entry in place, so later requests, in this
+/// process or another, are hits again.
 ///
 /// When the store cannot be read (breaker open, database down) the provider
 /// is asked, and when it cannot be written the answer is still returned:
@@ -122,7 +155,9 @@ pub struct PromptCache {
     /// The in-memory tier, with its single-flight (feature `cache`).
     #[cfg(feature = "cache")]
     memo: Option<ShardedCache<String, Arc<ResponseCacheEntry>>>,
-    ttl: Option<std::time::Duration>,
+    ttl: Option<Duration>,
+    /// The stack's clock as dates: what `expires_at` is compared with.
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for PromptCache {
@@ -159,12 +194,21 @@ impl PromptCache {
             #[cfg(feature = "cache")]
             memo,
             ttl: None,
+            clock: WallClock::new(stratum.clock().clone()),
         })
     }
 
-    /// Stored entries expire `ttl` after they are written (the collection's
-    /// TTL index deletes them; an expired entry is never served meanwhile).
-    pub fn with_store_ttl(mut self, ttl: std::time::Duration) -> PromptCache {
+    /// Entries written from now on expire `ttl` after they are written (their
+    /// `expires_at`). An expired entry is never served, from memory or
+    /// from the store; the collection's TTL index
+    /// (`Repository::<ResponseCacheEntry>::ensure_indexes`) lets the store
+    /// delete it, and the next request replaces it in any case.
+    ///
+    /// The cache is shared by the handle (`Stratum::prompt_cache` returns
+    /// the same one each time); this returns a copy with the TTL, sharing
+    /// the same memory tier.
+    #[must_use]
+    pub fn with_store_ttl(mut self, ttl: Duration) -> PromptCache {
         self.ttl = Some(ttl);
         self
     }
@@ -183,18 +227,22 @@ impl PromptCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Completion, E>>,
     {
-        let key = CacheKey::compute(request).map_err(|e| Arc::new(PromptError::Invalid(e)))?;
+        let key = CacheKey::compute(request)
+            .map_err(|e| Arc::new(PromptError::Invalid(e)))?
+            .into_string();
         let source = AtomicU8::new(FROM_MEMORY);
-        let load = |key: String| self.load(key, request, compute, &source);
+        // Taken by the one load that calls the provider.
+        let compute = Mutex::new(Some(compute));
+        let load = |key: String| self.load(key, request, &compute, &source);
         #[cfg(feature = "cache")]
         let entry = match &self.memo {
-            Some(memo) => memo.get_or_load_async(key.into_string(), load).await?,
-            None => load(key.into_string()).await.map_err(Arc::new)?,
+            Some(memo) => self.from_memory(memo, key, load, &source).await?,
+            None => load(key).await.map_err(Arc::new)?,
         };
         // Without the cache there is no memory tier and no single-flight:
         // identical requests in flight each look in the store.
         #[cfg(not(feature = "cache"))]
-        let entry = load(key.into_string()).await.map_err(Arc::new)?;
+        let entry = load(key).await.map_err(Arc::new)?;
         let source = match source.load(Ordering::Relaxed) {
             FROM_STORE => AnswerSource::Store,
             FROM_PROVIDER => AnswerSource::Provider,
@@ -209,11 +257,50 @@ impl PromptCache {
         Ok(PromptAnswer { entry, source })
     }
 
+    /// The memory tier's answer, never one past its `expires_at`: an
+    /// expired entry is dropped and loaded again through the same
+    /// single-flight (so a burst after expiry still costs one provider
+    /// call); should it expire yet again before it is served (a clock
+    /// moved by hand), the store is asked directly.
+    #[cfg(feature = "cache")]
+    async fn from_memory<E, L, Fut>(
+        &self,
+        memo: &ShardedCache<String, Arc<ResponseCacheEntry>>,
+        key: String,
+        load: L,
+        source: &AtomicU8,
+    ) -> Result<Arc<ResponseCacheEntry>, Arc<PromptError<E>>>
+    where
+        E: Send + Sync + 'static,
+        L: Fn(String) -> Fut,
+        Fut: Future<Output = Result<Arc<ResponseCacheEntry>, PromptError<E>>>,
+    {
+        for _ in 0..2 {
+            let entry = memo.get_or_load_async(key.clone(), &load).await?;
+            // Loaded by this request (fresh from the store or the
+            // provider), or still valid: served.
+            if source.load(Ordering::Relaxed) != FROM_MEMORY || !entry.is_expired(self.clock.now())
+            {
+                return Ok(entry);
+            }
+            // Drop it, unless a fresh one replaced it meanwhile: that one
+            // goes back.
+            if let Some(removed) = memo.remove(&key)
+                && !Arc::ptr_eq(&removed, &entry)
+            {
+                memo.insert(key.clone(), removed);
+            }
+        }
+        let entry = load(key.clone()).await.map_err(Arc::new)?;
+        memo.insert(key, Arc::clone(&entry));
+        Ok(entry)
+    }
+
     async fn load<E, F, Fut>(
         &self,
         key: String,
         request: &CacheKeyRequest<'_>,
-        compute: F,
+        compute: &Mutex<Option<F>>,
         source: &AtomicU8,
     ) -> Result<Arc<ResponseCacheEntry>, PromptError<E>>
     where
@@ -221,11 +308,17 @@ impl PromptCache {
         Fut: Future<Output = Result<Completion, E>>,
     {
         let lookup = Query::new(Filter::eq("cache_key", key.as_str())).limit(1);
+        // The stored entry past its `expires_at`, which the fresh answer replaces.
+        let mut expired = None;
         match self.responses.find(&lookup).await {
             Ok(found) => {
-                if let Some(entry) = found.into_iter().find(|e| !e.is_expired(DateTime::now())) {
-                    source.store(FROM_STORE, Ordering::Relaxed);
-                    return Ok(Arc::new(entry));
+                let now = self.clock.now();
+                for entry in found {
+                    if !entry.is_expired(now) {
+                        source.store(FROM_STORE, Ordering::Relaxed);
+                        return Ok(Arc::new(entry));
+                    }
+                    expired = Some(entry.id);
                 }
             }
             Err(e) => tracing::debug!(
@@ -233,19 +326,32 @@ impl PromptCache {
                 "the response cache cannot be read; asking the provider"
             ),
         }
+        // A request loads at most once (a second load only follows a
+        // memory answer, which did not load), so the provider call is
+        // there; if it were not, the request would be refused, not retried.
+        let Some(compute) = compute.lock().take() else {
+            return Err(PromptError::Invalid(ValidationError::Invalid {
+                field: "request".into(),
+                reason: "was loaded twice".into(),
+            }));
+        };
         let completion = compute().await.map_err(PromptError::Provider)?;
         source.store(FROM_PROVIDER, Ordering::Relaxed);
         let mut entry = ResponseCacheEntry::new(
             request,
             completion.response,
             completion.usage,
-            DateTime::now(),
+            self.clock.now(),
         )?
         .with_cost(completion.cost_usd);
         if let Some(ttl) = self.ttl {
             entry = entry.with_ttl(ttl);
         }
-        match self.responses.insert(&entry).await {
+        let stored = match expired {
+            Some(id) => self.replace(id, &mut entry).await,
+            None => self.responses.insert(&entry).await,
+        };
+        match stored {
             // Another process cached the same request first: both answers
             // are valid; keep ours.
             Ok(()) | Err(RepositoryError::Store(StoreError::DuplicateKey { .. })) => {}
@@ -255,6 +361,33 @@ impl PromptCache {
             }
         }
         Ok(Arc::new(entry))
+    }
+
+    /// Writes `entry` over the expired stored entry `id` (same `_id`, so
+    /// the unique `cache_key` is never held twice), or inserts it when the
+    /// store has deleted the old one meanwhile (its TTL sweep).
+    async fn replace(
+        &self,
+        id: ObjectId,
+        entry: &mut ResponseCacheEntry,
+    ) -> Result<(), RepositoryError> {
+        entry.id = id;
+        let fields = entry.to_bson_checked()?;
+        let mut update = Update::new();
+        for (field, value) in fields {
+            if field != "_id" {
+                update = update.set(field, value);
+            }
+        }
+        if entry.expires_at.is_none() {
+            update = update.unset("expires_at");
+        }
+        match self.responses.update(&id, &update).await {
+            Err(RepositoryError::Store(StoreError::NotFound { .. })) => {
+                self.responses.insert(entry).await
+            }
+            other => other.map(|_| ()),
+        }
     }
 }
 
@@ -401,11 +534,188 @@ impl Conversations {
     }
 }
 
+/// Tokens and dollars, spent or saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tokens {
+    /// Prompt tokens.
+    pub tokens_in: i64,
+    /// Completion tokens.
+    pub tokens_out: i64,
+    /// US dollars.
+    pub cost_usd: f64,
+}
+
+/// One user's usage on one day (UTC), from [`Usage::per_user_per_day`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct UserDay {
+    /// The tenant.
+    pub tenant: String,
+    /// The user.
+    pub user: String,
+    /// The day, as its 00:00 UTC.
+    pub day: DateTime,
+    /// Calls recorded (hits, misses and bypasses).
+    pub calls: u64,
+    /// Of those, answered by the cache.
+    pub cache_hits: u64,
+    /// What the calls spent: the tokens and cost of misses and bypasses,
+    /// plus whatever hits themselves cost (normally nothing).
+    pub spent: Tokens,
+    /// What cache hits saved: the tokens and cost of the calls whose
+    /// answers they replayed. Never counted in `spent`.
+    pub saved: Tokens,
+}
+
+/// Usage records (`usage_records`) and the report over them: tokens, cost
+/// and savings per user per day, in one grouping the store runs (an
+/// aggregation pipeline on MongoDB).
+///
+/// ```
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// use std::time::Duration;
+/// use stratum::bson::DateTime;
+/// use stratum::llm::{AnswerSource, Completion};
+/// use stratum::models::{CacheKeyRequest, CachedResponse, ChatMessage, RequestParams, TokenUsage};
+/// use stratum::{Filter, Stratum, StratumConfig};
+///
+/// let stratum = Stratum::builder(StratumConfig::default()).build()?;
+/// let (prompts, usage) = (stratum.prompt_cache()?, stratum.usage()?);
+/// let messages = [ChatMessage::user("What is the capital of Peru?")];
+/// let params = RequestParams::default();
+/// let request = CacheKeyRequest { provider: "openai", model: "gpt-4o", messages: &messages, params: &params };
+/// let ask = || async {
+///     Ok::<_, std::io::Error>(Completion {
+///         response: CachedResponse::text("Lima."),
+///         usage: TokenUsage::new(14, 2),
+///         cost_usd: 0.5,
+///     })
+/// };
+/// for user in ["ann", "ann", "bob"] {
+///     let answer = prompts.get_or_compute(&request, ask).await.unwrap();
+///     usage.record(&answer.usage_record("acme", user, Duration::from_millis(5), DateTime::now())).await?;
+/// }
+/// let report = usage.per_user_per_day(Filter::eq("tenant", "acme")).await?;
+/// let (ann, bob) = (&report[0], &report[1]);
+/// assert_eq!((ann.user.as_str(), ann.calls, ann.cache_hits), ("ann", 2, 1));
+/// assert_eq!((ann.spent.tokens_in, ann.spent.cost_usd), (14, 0.5)); // the miss
+/// assert_eq!((ann.saved.tokens_in, ann.saved.cost_usd), (14, 0.5)); // the hit
+/// assert_eq!((bob.spent.cost_usd, bob.saved.cost_usd), (0.0, 0.5));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Usage {
+    records: Repository<UsageRecord>,
+    layers: Arc<Layers>,
+}
+
+impl std::fmt::Debug for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Usage")
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+impl Usage {
+    /// The records' repository.
+    pub fn records(&self) -> &Repository<UsageRecord> {
+        &self.records
+    }
+
+    /// Stores one record (validated first: a record names its caller).
+    pub async fn record(&self, record: &UsageRecord) -> Result<(), RepositoryError> {
+        self.records.insert(record).await
+    }
+
+    /// Tokens, cost and savings per tenant, user and UTC day of the records
+    /// `filter` selects (a tenant, a time range: `Filter::gte("timestamp",
+    /// since)`), sorted by tenant, user and day. A cache hit's tokens and
+    /// `saved_usd` count as saved, never as spent.
+    pub async fn per_user_per_day(&self, filter: Filter) -> Result<Vec<UserDay>, RepositoryError> {
+        let grouping = Grouping::new(filter)
+            .by("tenant")
+            .by("user")
+            .by_day("timestamp")
+            .by("cache")
+            .sum("tokens_in")
+            .sum("tokens_out")
+            .sum("cost_usd")
+            .sum("saved_usd");
+        let rows = self
+            .layers
+            .call(self.layers.store.group(UsageRecord::COLLECTION, &grouping))
+            .await?;
+        let mut days: Vec<UserDay> = Vec::new();
+        // Rows come sorted by (tenant, user, day, cache): one user-day's
+        // rows are adjacent.
+        for row in &rows {
+            let text = |field| row.key.get_str(field).unwrap_or_default().to_owned();
+            let (tenant, user) = (text("tenant"), text("user"));
+            let day = row
+                .key
+                .get_datetime("timestamp")
+                .copied()
+                .unwrap_or(DateTime::MIN);
+            let same = days
+                .last()
+                .is_some_and(|d| d.tenant == tenant && d.user == user && d.day == day);
+            if !same {
+                days.push(UserDay {
+                    tenant,
+                    user,
+                    day,
+                    calls: 0,
+                    cache_hits: 0,
+                    spent: Tokens::default(),
+                    saved: Tokens::default(),
+                });
+            }
+            if let Some(current) = days.last_mut() {
+                add_row(current, row);
+            }
+        }
+        Ok(days)
+    }
+}
+
+/// Adds one (user, day, cache outcome) row to its user-day.
+fn add_row(day: &mut UserDay, row: &GroupRow) {
+    let hit = row.key.get_str("cache") == Ok("hit");
+    day.calls += row.count;
+    let tokens = Tokens {
+        tokens_in: row.sum_i64("tokens_in"),
+        tokens_out: row.sum_i64("tokens_out"),
+        cost_usd: 0.0,
+    };
+    // What a hit itself cost (normally 0) is spent; its tokens are saved.
+    day.spent.cost_usd += row.sum_f64("cost_usd");
+    let bucket = if hit {
+        day.cache_hits += row.count;
+        day.saved.cost_usd += row.sum_f64("saved_usd");
+        &mut day.saved
+    } else {
+        &mut day.spent
+    };
+    bucket.tokens_in += tokens.tokens_in;
+    bucket.tokens_out += tokens.tokens_out;
+}
+
 impl Stratum {
     /// The prompt cache (the same one, and the same in-process cache, on
     /// every call).
     pub fn prompt_cache(&self) -> Result<PromptCache, ConfigError> {
         self.shared(|| PromptCache::new(self))
+    }
+
+    /// The usage records and their report.
+    pub fn usage(&self) -> Result<Usage, ConfigError> {
+        Ok(Usage {
+            records: self.repository()?,
+            layers: Arc::clone(&self.layers),
+        })
     }
 
     /// The conversations helper.
