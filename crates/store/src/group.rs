@@ -239,7 +239,7 @@ impl Grouping {
 
     /// A row from one document the pipeline returned.
     #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
-    pub(crate) fn from_server(&self, doc: &Document) -> Result<GroupRow, StoreError> {
+    pub(crate) fn row_from_server(&self, doc: &Document) -> Result<GroupRow, StoreError> {
         let bad = || StoreError::validation("the server's grouping result has an unexpected shape");
         let id = doc.get_document("_id").map_err(|_| bad())?;
         let values = (0..self.keys.len())

@@ -987,7 +987,8 @@ mod tests {
                 }
                 let filter = min.map_or(Filter::all(), |m| Filter::gte("n", m));
                 let rows = store.group("g", &Grouping::new(filter).by("user").by_day("at").sum("n")).await.unwrap();
-                let got: Vec<((Option<String>, Option<i64>), (u64, i64))> = rows
+                type Groups = Vec<((Option<String>, Option<i64>), (u64, i64))>;
+                let got: Groups = rows
                     .iter()
                     .map(|r| {
                         let user = r.key.get_str("user").ok().map(str::to_owned);

@@ -469,7 +469,7 @@ impl Store for MongoStore {
                     .await
             })
             .await?;
-        docs.iter().map(|d| grouping.from_server(d)).collect()
+        docs.iter().map(|d| grouping.row_from_server(d)).collect()
     }
 
     async fn ensure_index(&self, collection: &str, index: &IndexSpec) -> Result<(), StoreError> {

@@ -236,7 +236,7 @@ impl PromptCache {
         let load = |key: String| self.load(key, request, &compute, &source);
         #[cfg(feature = "cache")]
         let entry = match &self.memo {
-            Some(memo) => self.from_memory(memo, key, load, &source).await?,
+            Some(memo) => self.memory_answer(memo, key, load, &source).await?,
             None => load(key).await.map_err(Arc::new)?,
         };
         // Without the cache there is no memory tier and no single-flight:
@@ -263,7 +263,7 @@ impl PromptCache {
     /// call); should it expire yet again before it is served (a clock
     /// moved by hand), the store is asked directly.
     #[cfg(feature = "cache")]
-    async fn from_memory<E, L, Fut>(
+    async fn memory_answer<E, L, Fut>(
         &self,
         memo: &ShardedCache<String, Arc<ResponseCacheEntry>>,
         key: String,

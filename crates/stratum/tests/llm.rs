@@ -47,7 +47,11 @@ fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheK
 }
 
 /// Asks `prompts` once, counting provider calls in `calls`.
-async fn ask(prompts: &PromptCache, request: &CacheKeyRequest<'_>, calls: &AtomicUsize) -> AnswerSource {
+async fn ask(
+    prompts: &PromptCache,
+    request: &CacheKeyRequest<'_>,
+    calls: &AtomicUsize,
+) -> AnswerSource {
     prompts
         .get_or_compute(request, || async {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -63,7 +67,12 @@ async fn ask(prompts: &PromptCache, request: &CacheKeyRequest<'_>, calls: &Atomi
 }
 
 /// `n` identical requests at once; how many provider calls they made.
-async fn burst(prompts: &PromptCache, request: &CacheKeyRequest<'_>, calls: &AtomicUsize, n: usize) {
+async fn burst(
+    prompts: &PromptCache,
+    request: &CacheKeyRequest<'_>,
+    calls: &AtomicUsize,
+    n: usize,
+) {
     let asks = (0..n).map(|_| ask(prompts, request, calls));
     futures::future::join_all(asks).await;
 }
@@ -94,7 +103,11 @@ async fn one_provider_call_per_expiry(store: Arc<dyn Store>, clock: ManualClock)
     // Past `expires_at`: neither tier serves it; one call answers a burst.
     clock.advance(TTL + Duration::from_secs(1));
     burst(&pa, &request, &calls, 8).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one provider call per expiry");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one provider call per expiry"
+    );
     assert_eq!(ask(&pa, &request, &calls).await, AnswerSource::Memory);
     // The other process's memory holds the expired entry: it drops it and
     // finds the replacement in the store (the old code found only the
@@ -131,10 +144,16 @@ async fn one_provider_call_per_expiry_without_memory(store: Arc<dyn Store>, cloc
     let params = RequestParams::default();
     let request = request(&messages, &params);
     let calls = AtomicUsize::new(0);
-    assert_eq!(ask(&prompts, &request, &calls).await, AnswerSource::Provider);
+    assert_eq!(
+        ask(&prompts, &request, &calls).await,
+        AnswerSource::Provider
+    );
     assert_eq!(ask(&prompts, &request, &calls).await, AnswerSource::Store);
     clock.advance(TTL);
-    assert_eq!(ask(&prompts, &request, &calls).await, AnswerSource::Provider);
+    assert_eq!(
+        ask(&prompts, &request, &calls).await,
+        AnswerSource::Provider
+    );
     assert_eq!(ask(&prompts, &request, &calls).await, AnswerSource::Store);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -173,7 +192,9 @@ async fn usage_per_user_per_day(store: Arc<dyn Store>) {
         .per_user_per_day(Filter::eq("tenant", "acme"))
         .await
         .unwrap();
-    let summary: Vec<(&str, i64, u64, u64, (i64, i64, f64), (i64, i64, f64))> = report
+    // (user, day, calls, hits, spent (in, out, $), saved (in, out, $))
+    type Row<'a> = (&'a str, i64, u64, u64, (i64, i64, f64), (i64, i64, f64));
+    let summary: Vec<Row<'_>> = report
         .iter()
         .map(|d: &UserDay| {
             (
@@ -229,8 +250,11 @@ mod memory {
 
     #[tokio::test]
     async fn one_provider_call_per_expiry_without_the_memory_tier() {
-        one_provider_call_per_expiry_without_memory(Arc::new(MemoryStore::new()), ManualClock::new())
-            .await;
+        one_provider_call_per_expiry_without_memory(
+            Arc::new(MemoryStore::new()),
+            ManualClock::new(),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -458,6 +458,7 @@ mod mongo {
                         "upsert",
                         "delete",
                         "count",
+                        "group",
                         "ensure_index",
                         "list_indexes",
                         "ping",
