@@ -109,11 +109,6 @@ impl Collection {
             .min()
     }
 
-    /// Whether a document has expired at `now_ms` and is still stored.
-    fn has_expired(&self, now_ms: i64) -> bool {
-        self.expiries.first().is_some_and(|&(at, _)| at <= now_ms)
-    }
-
     /// Deletes every document expired at `now_ms`; how many it deleted.
     fn reap(&mut self, now_ms: i64) -> usize {
         let mut reaped = 0;
@@ -259,10 +254,14 @@ impl MemoryStore {
     }
 
     /// The collection, read-locked, after deleting what has expired.
+    /// A collection with no document under a TTL costs no clock read.
     fn read_live<'a>(&self, coll: &'a RwLock<Collection>) -> RwLockReadGuard<'a, Collection> {
-        let now = self.now_ms();
         let guard = coll.read();
-        if !guard.has_expired(now) {
+        let Some(&(earliest, _)) = guard.expiries.first() else {
+            return guard;
+        };
+        let now = self.now_ms();
+        if earliest > now {
             return guard;
         }
         drop(guard);
@@ -273,9 +272,10 @@ impl MemoryStore {
 
     /// The collection, write-locked, after deleting what has expired.
     fn write_live<'a>(&self, coll: &'a RwLock<Collection>) -> RwLockWriteGuard<'a, Collection> {
-        let now = self.now_ms();
         let mut guard = coll.write();
-        guard.reap(now);
+        if !guard.expiries.is_empty() {
+            guard.reap(self.now_ms());
+        }
         guard
     }
 
