@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use stratum_store::bson::{Bson, Document, doc};
 use stratum_store::{
-    Filter, IndexSpec, MemoryStore, MongoStore, Order, Query, Store, StoreError, Update,
+    Filter, GroupRow, Grouping, IndexSpec, MemoryStore, MongoStore, Order, Query, Store,
+    StoreError, Update,
 };
 use stratum_tests::TestDb;
 
@@ -33,6 +34,12 @@ enum Op {
         order: Order,
         limit: u64,
     },
+    /// Grouped by `tag` (or not at all), `n` and `v` summed. Never by `v`:
+    /// `1` and `1.0` are one group whose key keeps whichever came first.
+    Group {
+        filter: Filter,
+        by_tag: bool,
+    },
 }
 
 /// What an operation answered, comparable across stores.
@@ -43,6 +50,7 @@ enum Outcome {
     Id(Bson),
     Count(u64),
     Deleted(bool),
+    Groups(Vec<GroupRow>),
     Failed(&'static str),
 }
 
@@ -137,6 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => filter().prop_map(Op::Count),
         2 => (filter(), prop_oneof![Just(Order::Ascending), Just(Order::Descending)], 0..5u64)
             .prop_map(|(filter, order, limit)| Op::Find { filter, order, limit }),
+        2 => (filter(), any::<bool>()).prop_map(|(filter, by_tag)| Op::Group { filter, by_tag }),
     ]
 }
 
@@ -189,6 +198,14 @@ async fn apply<S: Store>(store: &S, coll: &str, op: &Op) -> Outcome {
                 .sort("_id", Order::Ascending)
                 .limit(*limit);
             outcome(store.find(coll, &query).await, Outcome::Docs)
+        }
+        Op::Group { filter, by_tag } => {
+            let mut grouping = Grouping::new(filter.clone());
+            if *by_tag {
+                grouping = grouping.by("tag");
+            }
+            let grouping = grouping.sum("n").sum("v");
+            outcome(store.group(coll, &grouping).await, Outcome::Groups)
         }
     }
 }
