@@ -228,7 +228,94 @@ async fn usage_per_user_per_day(store: Arc<dyn Store>) {
 }
 
 mod memory {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Half a second off the whole seconds the clock moves by, so no
+    /// check lands within a millisecond of an expiry (two stacks anchor
+    /// their dates up to a millisecond apart).
+    const MODEL_TTL_MS: i64 = 60_500;
+
+    /// One step: ask through stack 0 or 1, or move the clock.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Ask(usize),
+        Advance(u64),
+    }
+
+    /// Where the model says an answer comes from, and the calls it counts.
+    #[derive(Debug, Default)]
+    struct Model {
+        stored: Option<i64>,
+        memory: [Option<i64>; 2],
+        calls: usize,
+    }
+
+    impl Model {
+        fn ask(&mut self, stack: usize, now: i64) -> AnswerSource {
+            if self.memory[stack].is_some_and(|at| at > now) {
+                return AnswerSource::Memory;
+            }
+            if let Some(at) = self.stored.filter(|&at| at > now) {
+                self.memory[stack] = Some(at);
+                return AnswerSource::Store;
+            }
+            self.calls += 1;
+            self.stored = Some(now + MODEL_TTL_MS);
+            self.memory[stack] = self.stored;
+            AnswerSource::Provider
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Two stacks over one store, asked in any order while the clock
+        /// moves: every answer's source and the provider calls match a
+        /// model with one stored expiry and one memory expiry per stack
+        /// (a provider call only when both tiers have expired).
+        #[test]
+        fn answers_follow_a_model_of_the_two_tiers(
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    3 => (0..2usize).prop_map(Step::Ask),
+                    2 => (0..90u64).prop_map(Step::Advance),
+                ],
+                1..40,
+            )
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let clock = ManualClock::new();
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+                let stacks = [stack(Arc::clone(&store), &clock, true), stack(store, &clock, true)];
+                let ttl = Duration::from_millis(u64::try_from(MODEL_TTL_MS).unwrap());
+                let prompts: Vec<PromptCache> =
+                    stacks.iter().map(|s| s.prompt_cache().unwrap().with_store_ttl(ttl)).collect();
+                let messages = [ChatMessage::user("What is the capital of Peru?")];
+                let params = RequestParams::default();
+                let request = request(&messages, &params);
+                let calls = AtomicUsize::new(0);
+                let mut model = Model::default();
+                let mut now = 0i64;
+                for step in steps {
+                    match step {
+                        Step::Ask(i) => {
+                            let got = ask(&prompts[i], &request, &calls).await;
+                            prop_assert_eq!(got, model.ask(i, now), "stack {} at {} ms", i, now);
+                            prop_assert_eq!(calls.load(Ordering::SeqCst), model.calls);
+                        }
+                        Step::Advance(secs) => {
+                            clock.advance(Duration::from_secs(secs));
+                            now += i64::try_from(secs).unwrap() * 1_000;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
 
     /// The embedded store on the real date: it never reaps an entry that
     /// only the stack's manual clock has expired, so the stored entry is
