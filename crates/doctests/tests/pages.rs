@@ -2,6 +2,9 @@
 //! says what it is, and every configuration block parses as the type it
 //! claims to be.
 
+// Helpers of a test: a broken page fails the test that read it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
