@@ -260,3 +260,35 @@ async fn the_service_runs_on_the_embedded_store() {
     assert_eq!(calls, 22.0);
     check_every_run(&run, 1.0, calls);
 }
+
+/// The README's "Use it as a library" shows exactly this program, and its
+/// dependency lines name exactly this crate's dependencies.
+#[test]
+fn the_readme_shows_this_program_and_its_dependencies() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let program = include_str!("../src/main.rs");
+    assert!(
+        readme.contains(&format!("```rust no_run\n{program}```\n")),
+        "README.md must show examples/llm-service/src/main.rs as it is"
+    );
+
+    let (_, after) = readme.split_once("```toml cargo\n").unwrap();
+    let (lines, _) = after.split_once("```").unwrap();
+    let names = |manifest: &str| -> Vec<String> {
+        let table: toml::Table = toml::from_str(manifest).unwrap();
+        let mut names: Vec<String> = table["dependencies"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(lines),
+        names(include_str!("../Cargo.toml")),
+        "the README's dependency lines and examples/llm-service/Cargo.toml differ"
+    );
+}
