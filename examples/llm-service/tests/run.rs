@@ -79,9 +79,16 @@ async fn run(env: &[(&str, &str)]) -> Run {
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.unwrap();
+        text
+    });
     let mut lines = Vec::new();
     let addr: SocketAddr = loop {
         let line = stdout
@@ -106,10 +113,13 @@ async fn run(env: &[(&str, &str)]) -> Run {
         lines.push(line);
     }
     let status = child.wait().await.unwrap();
+    let stderr = stderr.await.unwrap();
     assert!(
         status.success(),
-        "the example exited with {status}: {lines:#?}"
+        "the example exited with {status}: {lines:#?}\n{stderr}"
     );
+    // A panic on a background task would not change the exit status.
+    assert!(!stderr.contains("panicked"), "{stderr}");
     Run {
         lines,
         metrics,
