@@ -142,6 +142,35 @@ fn every_configuration_block_parses_as_what_it_claims() {
     assert!(checked >= 3, "only {checked} TOML blocks found");
 }
 
+/// A JSON block that names a configuration type after `json` parses as it
+/// (`json price-table`: a `PriceTable`, validated on load). Untagged JSON
+/// blocks are output samples.
+#[test]
+fn every_tagged_json_block_parses_as_what_it_claims() {
+    let mut checked = 0;
+    for block in all_blocks() {
+        let mut words = block.info.split_whitespace();
+        if words.next() != Some("json") {
+            continue;
+        }
+        let at = format!("{}:{}", block.page, block.line);
+        match words.next() {
+            None => continue,
+            Some("price-table") => {
+                if let Err(e) = serde_json::from_str::<stratum_models::PriceTable>(&block.text) {
+                    panic!("{at}: not a valid PriceTable: {e}");
+                }
+            }
+            Some(other) => panic!("{at}: no such JSON configuration type: {other:?}"),
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "the price table block of docs/models.md was not found"
+    );
+}
+
 /// `Cargo.toml` lines in a page: they parse, and every `stratum*`
 /// dependency they name is a package of this workspace with the features
 /// they ask for.
