@@ -19,33 +19,30 @@ const LAYERS: [&str; 6] = [
 /// The one shared foundation crate every layer may depend on.
 const FOUNDATION: &str = "stratum-core";
 /// Crates that know MongoDB's driver (a layer only behind its own feature).
-const MAY_USE_DRIVER: [&str; 5] = [
+const MAY_USE_DRIVER: [&str; 7] = [
     "stratum-pool",
     "stratum-store",
     "stratum",
     "stratum-cli",
     "stratum-tests",
+    "stratum-doctests",
+    "stratum-example-llm-service",
 ];
 /// The command-line crates only the `stratum` command may pull.
 const CLI_ONLY: [&str; 2] = ["clap", "indicatif"];
-/// Every workspace package the rules speak of.
-const PACKAGES: [&str; 10] = [
-    "stratum-core",
-    "stratum-breaker",
-    "stratum-pool",
-    "stratum-cache",
-    "stratum-monitor",
-    "stratum-models",
-    "stratum-store",
-    "stratum",
-    "stratum-cli",
-    "stratum-tests",
-];
-
 /// Checks every rule and lists every violation (not only the first).
 pub(crate) fn run() -> Result {
     let mut violations = Vec::new();
-    for package in PACKAGES {
+    // Every member of the workspace, read from cargo, so a new package is
+    // checked from the day it is added.
+    let packages = workspace_members()?;
+    for layer in LAYERS.iter().chain([&FOUNDATION]) {
+        if !packages.contains(*layer) {
+            violations.push(format!("{layer} is not a workspace member"));
+        }
+    }
+    for package in &packages {
+        let package = package.as_str();
         let deps = normal_deps(package)?;
         let stratum_deps: Vec<&String> = deps
             .iter()
@@ -71,7 +68,7 @@ pub(crate) fn run() -> Result {
     if violations.is_empty() {
         println!(
             "deps: the dependency rule holds for {} packages",
-            PACKAGES.len()
+            packages.len()
         );
         Ok(())
     } else {
@@ -103,6 +100,31 @@ fn normal_deps(package: &str) -> Result<BTreeSet<String>> {
     if !out.status.success() {
         return Err(format!(
             "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(parse_tree(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The workspace's packages: the roots `cargo tree --workspace --depth 0`
+/// prints.
+fn workspace_members() -> Result<BTreeSet<String>> {
+    let out = cargo()
+        .args([
+            "tree",
+            "--workspace",
+            "--depth",
+            "0",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo tree --workspace failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }

@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stratum::bson::DateTime;
-use stratum::llm::{AnswerSource, Completion, Conversations, PromptCache};
+use stratum::llm::{AnswerSource, Completion, Conversations, PromptCache, Usage};
 use stratum::models::{
-    CacheKeyRequest, CachedResponse, ChatMessage, Conversation, EfficiencyTracker, Encoding,
-    ModelPrice, PriceTable, RequestParams, ResponseCacheEntry, TokenCounter, TokenUsage,
-    UsageRecord,
+    CacheKeyRequest, CachedResponse, ChatMessage, Conversation, Encoding, ModelPrice,
+    RequestParams, ResponseCacheEntry, TokenCounter, TokenUsage, UsageRecord,
 };
 use stratum::monitor::Monitor;
-use stratum::{Filter, Query, Repository, Stratum, StratumConfig};
+use stratum::{Filter, Stratum, StratumConfig};
 
 const PROVIDER: &str = "openai";
 const MODEL: &str = "gpt-4o";
@@ -26,6 +25,8 @@ const PRICE: ModelPrice = ModelPrice {
     input_per_million_usd: 2.5,
     output_per_million_usd: 10.0,
 };
+/// The tenant every user of this service belongs to.
+const TENANT: &str = "example";
 const SYSTEM: &str = "You are a concise assistant.";
 /// The most tokens of history sent with a question.
 const BUDGET_TOKENS: usize = 300;
@@ -63,7 +64,7 @@ impl Provider {
 struct ChatService {
     prompts: PromptCache,
     chats: Conversations,
-    usage: Repository<UsageRecord>,
+    usage: Usage,
     provider: Provider,
 }
 
@@ -110,40 +111,13 @@ impl ChatService {
             )
             .await?;
 
-        // A hit records the tokens it saved and costs nothing; a miss what it spent.
-        let spent = if answer.source == AnswerSource::Provider {
-            entry.cost_usd
-        } else {
-            0.0
-        };
-        let mut record = UsageRecord::new(PROVIDER, MODEL, answer.outcome(), DateTime::now())
-            .with_tokens(entry.usage.prompt_tokens, entry.usage.completion_tokens)
-            .with_latency(started.elapsed())
-            .with_cost(spent);
+        // A hit records the tokens and cost it saved and spends nothing; a
+        // miss records what it spent.
+        let user = conversation.user_id.as_deref().unwrap_or("anonymous");
+        let mut record = answer.usage_record(TENANT, user, started.elapsed(), DateTime::now());
         record.conversation_id = Some(conversation.id);
-        // LEAD (usage per user): set the record's user and tenant here once
-        // `UsageRecord` carries them.
-        self.usage.insert(&record).await?;
+        self.usage.record(&record).await?;
         Ok(answer.source)
-    }
-
-    /// Tokens, spend and savings of one user's calls.
-    async fn usage_of(&self, user: &str) -> Result<EfficiencyTracker, Box<dyn Error>> {
-        // LEAD (usage per user): replace this client-side walk (the user's
-        // conversations, then their records) with the store's aggregation.
-        let conversations = self
-            .chats
-            .headers()
-            .find(&Query::new(Filter::eq("user_id", user)))
-            .await?;
-        let ids = conversations.iter().map(|c| c.id);
-        let records = self
-            .usage
-            .find(&Query::new(Filter::is_in("conversation_id", ids)))
-            .await?;
-        let mut tracker = EfficiencyTracker::new();
-        records.iter().for_each(|r| tracker.record(r));
-        Ok(tracker)
     }
 }
 
@@ -164,7 +138,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let service = ChatService {
         prompts: stratum.prompt_cache()?,
         chats: stratum.conversations()?,
-        usage: stratum.repository()?,
+        usage: stratum.usage()?,
         provider: Provider {
             calls: AtomicU64::new(0),
             tokens: TokenCounter::new(Encoding::O200kBase)?,
@@ -177,7 +151,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await?;
     service.chats.headers().ensure_indexes().await?;
     service.chats.messages().ensure_indexes().await?;
-    service.usage.ensure_indexes().await?;
+    stratum
+        .repository::<UsageRecord>()?
+        .ensure_indexes()
+        .await?;
     println!("store: {}", stratum.store().backend());
 
     // Cached completions: the same first question from two users.
@@ -233,13 +210,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
         context.messages[0].content == SYSTEM,
     );
 
-    // Usage per user: spend for provider calls, savings for cache hits.
-    let prices = PriceTable::new().with_model(MODEL, PRICE)?;
+    // Usage per user and day, one grouping in the store: spend for provider
+    // calls, savings for cache hits (never counted as spend). Summed over
+    // the days here, so a run across midnight (UTC) still prints one line.
+    let days = service
+        .usage
+        .per_user_per_day(Filter::eq("tenant", TENANT))
+        .await?;
     for user in ["alice", "bob"] {
-        let r = service.usage_of(user).await?.report(&prices);
+        let mine: Vec<_> = days.iter().filter(|d| d.user == user).collect();
+        let calls: u64 = mine.iter().map(|d| d.calls).sum();
+        let hits: u64 = mine.iter().map(|d| d.cache_hits).sum();
+        let spent: f64 = mine.iter().map(|d| d.spent.cost_usd).sum();
+        let saved: f64 = mine.iter().map(|d| d.saved.cost_usd).sum();
+        let saved_tokens: i64 = mine
+            .iter()
+            .map(|d| d.saved.tokens_in + d.saved.tokens_out)
+            .sum();
         println!(
-            "usage {user}: {} requests, {} hits, {} misses, spent ${:.6}, saved ${:.6} ({} tokens)",
-            r.requests, r.hits, r.misses, r.cost_spent_usd, r.cost_saved_usd, r.tokens_saved
+            "usage {user}: {calls} requests, {hits} hits, {} misses, spent ${spent:.6}, saved ${saved:.6} ({saved_tokens} tokens) over {} day(s)",
+            calls - hits,
+            mine.len()
         );
     }
 
