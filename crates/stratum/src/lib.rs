@@ -84,12 +84,16 @@
 
 #[cfg(feature = "pool")]
 pub mod admission;
+#[cfg(feature = "cache")]
+mod caches;
 pub mod config;
 #[cfg(feature = "monitor")]
 pub mod health;
 #[cfg(feature = "mongodb")]
 pub mod indexes;
 pub mod llm;
+#[cfg(feature = "monitor")]
+pub mod monitoring;
 pub mod repository;
 mod stack;
 #[cfg(feature = "mongodb")]
