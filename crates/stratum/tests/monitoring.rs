@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -225,8 +225,11 @@ async fn a_disabled_monitor_starts_nothing() {
     assert_eq!(stratum.metrics_addr(), None);
 }
 
+/// Alerts posted to the receiver, with when each arrived.
+type Posted = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
+
 /// A receiver of Alertmanager posts: the alerts of every body.
-async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+async fn receiver() -> (SocketAddr, Posted) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -260,8 +263,9 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
                     assert!(n > 0, "connection closed early");
                 };
                 let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let at = Instant::now();
                 sink.lock()
-                    .extend(alerts.as_array().unwrap().iter().cloned());
+                    .extend(alerts.as_array().unwrap().iter().map(|a| (at, a.clone())));
                 socket
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                     .await
@@ -321,10 +325,82 @@ async fn breaker_open_fires_and_resolves_to_the_callback_and_the_webhook() {
         breaker_events,
         [AlertEventKind::Fired, AlertEventKind::Resolved]
     );
-    let posted = posted.lock();
+    let posted: Vec<serde_json::Value> = posted.lock().iter().map(|(_, a)| a.clone()).collect();
     assert_eq!(posted[0]["labels"]["alertname"], "breaker_open");
     assert!(posted[0].get("endsAt").is_none(), "{}", posted[0]);
     assert_eq!(posted[1]["labels"]["alertname"], "breaker_open");
     assert_eq!(posted[1]["startsAt"], posted[0]["startsAt"]);
     assert!(posted[1]["endsAt"].is_string(), "{}", posted[1]);
+}
+
+/// Alert latency, fault to webhook: a stack over a fault injector with a
+/// worker reading through it; at `t0` every store call starts failing;
+/// the breaker trips, the next evaluation fires `breaker_open`, the webhook
+/// posts it; `t1` is when the receiver has it. Printed over several runs
+/// (`--nocapture`); the test itself only requires every run to deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_latency_from_fault_to_webhook() {
+    use stratum::breaker::SlidingWindow;
+    use stratum_store::{FaultPlan, FaultyStore};
+
+    let alert_interval = Duration::from_millis(200);
+    let mut latencies = Vec::new();
+    for run in 0..20u64 {
+        let (receiver_addr, posted) = receiver().await;
+        let mut config = config();
+        config.monitor.alert_interval = alert_interval;
+        config.monitor.alerts.webhook.url = Some(format!("http://{receiver_addr}/api/v2/alerts"));
+        config.breaker.sliding_window = SlidingWindow::CountBased { size: 10 };
+        config.breaker.minimum_number_of_calls = 5;
+        // Every read goes to the store.
+        config.cache.enabled = false;
+        let faulty = Arc::new(FaultyStore::new(
+            Arc::new(stratum::MemoryStore::default()),
+            run,
+        ));
+        let stratum = Stratum::builder(config)
+            .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
+            .build()
+            .unwrap();
+        let conversations = stratum.repository::<Conversation>().unwrap();
+        let reader = tokio::spawn(async move {
+            loop {
+                let _ = conversations
+                    .get(&stratum::bson::oid::ObjectId::new())
+                    .await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        // Faults start at a different point of the evaluation cycle each run.
+        tokio::time::sleep(Duration::from_millis(37 * run % 200)).await;
+        let t0 = Instant::now();
+        faulty.set_plan(FaultPlan {
+            error_rate: 1.0,
+            latency: Duration::ZERO,
+            slow_rate: 0.0,
+            slow_latency: Duration::ZERO,
+        });
+        let t1 = loop {
+            if let Some((at, _)) = posted
+                .lock()
+                .iter()
+                .find(|(_, a)| a["labels"]["alertname"] == "breaker_open")
+            {
+                break *at;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no alert delivered");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        latencies.push(t1 - t0);
+        reader.abort();
+        stratum.shutdown().await;
+    }
+    latencies.sort();
+    println!(
+        "alert latency fault -> webhook over {} runs (alert_interval {alert_interval:?}): min {:?}, median {:?}, max {:?}",
+        latencies.len(),
+        latencies[0],
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
 }
