@@ -1,6 +1,6 @@
 //! The handle's monitoring (feature `monitor`, section `[monitor]`): the
 //! stack's own [`Monitor`], built before any layer so every layer's metric
-//! handles bind to its recorder, and what [`Stratum::open`] starts with it:
+//! handles bind to its recorder, and what [`StratumBuilder::open`](crate::StratumBuilder::open) starts with it:
 //! the listener, the resource sampler, alert evaluation with the default
 //! rules, the health checks and the cache statistics publisher.
 //!
