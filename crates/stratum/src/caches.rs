@@ -109,3 +109,74 @@ impl crate::Stratum {
         self.layers.caches.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use stratum_cache::CacheBuilder;
+
+    fn registry_names(requests: &[&str]) -> (CacheRegistry, Vec<String>) {
+        let registry = CacheRegistry::default();
+        let names = requests
+            .iter()
+            .map(|name| {
+                let cache = registry
+                    .register(name, |unique| {
+                        CacheBuilder::<u8, u8>::new(4)
+                            .name(unique)
+                            .build()
+                            .map(Some)
+                    })
+                    .unwrap()
+                    .unwrap();
+                cache.name().to_owned()
+            })
+            .collect();
+        (registry, names)
+    }
+
+    proptest! {
+        /// Whatever names are asked for, in any order: every cache gets a
+        /// name no other cache of the stack has (so no two write one
+        /// series), the name it asked for when that was free, else that
+        /// name with the smallest free `_N` suffix; and the cache is built
+        /// under the name it is registered with.
+        #[test]
+        fn names_are_unique_and_the_first_free_one(
+            requests in proptest::collection::vec(
+                prop_oneof![Just("a"), Just("a_2"), Just("b"), Just("a_2_2")],
+                1..24,
+            )
+        ) {
+            let (registry, names) = registry_names(&requests);
+            let mut taken: Vec<String> = Vec::new();
+            for (asked, got) in requests.iter().zip(&names) {
+                prop_assert!(!taken.contains(got), "{got} given twice: {names:?}");
+                let want = if taken.iter().any(|t| t == asked) {
+                    (2..)
+                        .map(|i| format!("{asked}_{i}"))
+                        .find(|n| !taken.contains(n))
+                        .unwrap()
+                } else {
+                    (*asked).to_owned()
+                };
+                prop_assert_eq!(got, &want);
+                taken.push(got.clone());
+            }
+            prop_assert_eq!(registry.names(), names);
+        }
+    }
+
+    /// A cache switched off (the builder returns none) takes no name.
+    #[test]
+    fn a_cache_not_built_reserves_nothing() {
+        let registry = CacheRegistry::default();
+        let none: Option<ShardedCache<u8, u8>> =
+            registry.register("a", |_| Ok::<_, ()>(None)).unwrap();
+        assert!(none.is_none());
+        assert!(registry.names().is_empty());
+        let (_, names) = registry_names(&["a"]);
+        assert_eq!(names, ["a"]);
+    }
+}

@@ -374,6 +374,12 @@ impl StratumBuilder {
     /// the driver's client: its admission slots and the driver's connection
     /// pool are sized from the `pool` section, and the driver's connection
     /// events are counted (`Stratum::pool_status`).
+    ///
+    /// With the `monitor` feature and `monitor.enabled` (the defaults) it
+    /// also starts the stack's monitor: `/metrics` and `/health/*` on
+    /// `monitor.listen` (`Stratum::metrics_addr`), the resource sampler,
+    /// the default alert rules and the cache statistics publisher, owned by
+    /// the handle until `Stratum::shutdown` (docs/stratum.md, "Monitoring").
     pub async fn open(self) -> Result<Stratum, StratumError> {
         self.open_wrapped(|store| store).await
     }
@@ -443,9 +449,11 @@ impl StratumBuilder {
     /// none was given and the configuration does not select MongoDB (use
     /// [`open`](Self::open) for that).
     ///
-    /// With the pool enabled (the default) this must run inside a tokio
-    /// runtime with timers enabled (`enable_all`): the pool's maintenance
-    /// task and acquire timeout need them.
+    /// With the pool or the monitor enabled (the defaults) this must run
+    /// inside a tokio runtime with I/O and timers enabled (`enable_all`):
+    /// the pool's maintenance task and acquire timeout, and the monitor's
+    /// listener and background work (started here, as by `open`), need
+    /// them.
     pub fn build(mut self) -> Result<Stratum, StratumError> {
         self.config.validate()?;
         #[cfg_attr(
