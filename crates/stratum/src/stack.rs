@@ -8,7 +8,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-#[cfg(feature = "breaker")]
+#[cfg(any(feature = "breaker", feature = "monitor"))]
 use std::time::Duration;
 
 use parking_lot::Mutex;
