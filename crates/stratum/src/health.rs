@@ -53,8 +53,10 @@ impl Stratum {
     /// let health = HealthRegistry::new(Duration::from_secs(1));
     /// stratum.register_health(&health)?;
     /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Up);
+    /// # #[cfg(feature = "breaker")] { // (with the breaker built in)
     /// stratum.breaker().unwrap().force_open();
     /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Down);
+    /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```

@@ -259,6 +259,7 @@ impl Stratum {
     /// let addr = stratum.metrics_addr().expect("served");
     /// assert!(addr.ip().is_loopback() && addr.port() != 0);
     /// let text = stratum.monitor().unwrap().render();
+    /// # #[cfg(feature = "breaker")] // (the breaker's series, when built in)
     /// assert!(text.contains("stratum_breaker_state"));
     /// stratum.shutdown().await;
     /// assert_eq!(stratum.metrics_addr(), None);
