@@ -150,6 +150,8 @@ fn catalogue_follows_the_naming_and_label_rules() {
         if row.name.ends_with("_bytes") {
             assert_eq!(row.unit, "bytes", "{}", row.name);
         }
+        // Fractions are 0..1 ratios (Prometheus's unit), never percent.
+        assert_ne!(row.unit, "percent", "{}: use a 0..1 ratio", row.name);
         for label in &row.labels {
             assert!(
                 !forbidden.contains(&label.as_str()),
