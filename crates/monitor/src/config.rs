@@ -40,6 +40,12 @@ pub struct MonitorConfig {
     /// Must be `true` to listen on anything but loopback: exposing metrics
     /// beyond the host is a decision, not a default. Default `false`.
     pub allow_non_loopback: bool,
+    /// Whether a `Stratum` handle binds `listen` and serves the routes
+    /// itself. `false`: it runs the monitor's background work only
+    /// ([`Monitor::spawn_background`](crate::Monitor::spawn_background)),
+    /// and the program mounts [`Monitor::router`](crate::Monitor::router) in
+    /// its own server. Default `true`. (`Monitor::start` always binds.)
+    pub serve: bool,
     /// How often the exporter drains buffered histogram samples. Without
     /// upkeep every sample stays in memory until the next scrape. Default 5 s.
     #[serde(with = "humantime_serde")]
@@ -71,6 +77,7 @@ impl Default for MonitorConfig {
         Self {
             listen: DEFAULT_LISTEN,
             allow_non_loopback: false,
+            serve: true,
             upkeep_interval: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             seconds_buckets: DEFAULT_SECONDS_BUCKETS.to_vec(),

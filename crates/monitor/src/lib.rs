@@ -80,5 +80,5 @@ pub use health::{CheckKind, Health, HealthCheck, HealthRegistry, HealthReport, S
 pub use monitor::{Monitor, MonitorBuilder, PROCESS_CHECK};
 pub use percentiles::{LatencyTracker, Percentiles, RollingHistogram};
 pub use resources::{ProcSelf, ResourceSample, ResourceSource};
-pub use server::RunningMonitor;
+pub use server::{MonitorTasks, RunningMonitor};
 pub use stratum_core::metrics::MetricsScope;

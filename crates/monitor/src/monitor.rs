@@ -20,7 +20,7 @@ use crate::error::{ConfigError, MonitorError};
 use crate::health::{CheckKind, Health, HealthRegistry};
 use crate::percentiles::LatencyTracker;
 use crate::resources::{ProcSelf, ResourceSample, ResourceSource};
-use crate::server::{self, RunningMonitor};
+use crate::server::{self, MonitorTasks, RunningMonitor};
 use crate::webhook::Webhook;
 
 /// The liveness check every monitor registers: the process answers.
@@ -252,6 +252,27 @@ impl Monitor {
     /// Must run inside a tokio runtime with I/O and timers enabled.
     pub fn spawn(&self) -> Result<RunningMonitor, MonitorError> {
         server::spawn(self.clone())
+    }
+
+    /// The background work of [`Monitor::start`] (upkeep and collectors,
+    /// resource sampling, alert evaluation, webhook delivery) without the
+    /// listener: for a program that serves [`Monitor::router`] itself.
+    /// Must run inside a tokio runtime with timers enabled.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use stratum_monitor::{Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig::default()).unwrap();
+    /// let tasks = monitor.spawn_background(); // nothing bound
+    /// let app = axum::Router::new().merge(monitor.router());
+    /// # drop(app);
+    /// tasks.shutdown().await;
+    /// # });
+    /// ```
+    pub fn spawn_background(&self) -> MonitorTasks {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        server::spawn_tasks(self.clone(), Vec::new(), stop, stopped)
     }
 }
 

@@ -24,8 +24,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[must_use = "dropping a RunningMonitor stops serving /metrics and the background work"]
 pub struct RunningMonitor {
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: MonitorTasks,
 }
 
 impl RunningMonitor {
@@ -37,6 +36,31 @@ impl RunningMonitor {
     /// Stops serving and the background loop, evaluates the alert rules and
     /// runs the collectors one last time, posts what the webhook still has
     /// queued (one attempt each), and waits for every task.
+    pub async fn shutdown(self) {
+        self.tasks.shutdown().await;
+    }
+
+    /// The tasks, the listener's among them, without the address.
+    pub fn into_tasks(self) -> MonitorTasks {
+        self.tasks
+    }
+}
+
+/// A monitor's background work (upkeep and collectors, resource sampling,
+/// alert evaluation, webhook delivery) and, when it serves, its listener.
+/// [`Monitor::spawn_background`] gives one without a listener, for a program
+/// that mounts [`Monitor::router`] in its own server. Dropping it aborts the
+/// tasks; [`MonitorTasks::shutdown`] stops them gracefully.
+#[derive(Debug)]
+#[must_use = "dropping MonitorTasks stops the monitor's background work"]
+pub struct MonitorTasks {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl MonitorTasks {
+    /// Stops every task after a last alert evaluation and collection, posts
+    /// what the webhook still has queued (one attempt each), and waits.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for task in self.tasks.drain(..) {
@@ -45,7 +69,7 @@ impl RunningMonitor {
     }
 }
 
-impl Drop for RunningMonitor {
+impl Drop for MonitorTasks {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -73,9 +97,8 @@ pub(crate) fn spawn(monitor: Monitor) -> Result<RunningMonitor, MonitorError> {
     let local_addr = listener
         .local_addr()
         .map_err(|source| MonitorError::Bind { addr, source })?;
-    let (stop, stopped) = watch::channel(false);
-
     let app = router(monitor.clone());
+    let (stop, stopped) = watch::channel(false);
     let mut server_stop = stopped.clone();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -87,7 +110,20 @@ pub(crate) fn spawn(monitor: Monitor) -> Result<RunningMonitor, MonitorError> {
             tracing::error!(%error, "monitor HTTP listener stopped");
         }
     });
-    let mut tasks = vec![server];
+    tracing::info!(%local_addr, "monitor listening");
+    Ok(RunningMonitor {
+        local_addr,
+        tasks: spawn_tasks(monitor, vec![server], stop, stopped),
+    })
+}
+
+/// The background work, with `tasks` already running under `stop`.
+pub(crate) fn spawn_tasks(
+    monitor: Monitor,
+    mut tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+) -> MonitorTasks {
     // The webhook flushes once the background loop has made its last
     // evaluation (or is gone), so the events of that evaluation are posted.
     let (flush, flushing) = watch::channel(false);
@@ -95,12 +131,7 @@ pub(crate) fn spawn(monitor: Monitor) -> Result<RunningMonitor, MonitorError> {
         tasks.push(tokio::spawn(delivery));
     }
     tasks.push(tokio::spawn(background(monitor, stopped, flush)));
-    tracing::info!(%local_addr, "monitor listening");
-    Ok(RunningMonitor {
-        local_addr,
-        stop,
-        tasks,
-    })
+    MonitorTasks { stop, tasks }
 }
 
 /// Upkeep, sampling and alert evaluation on their own intervals. Upkeep is

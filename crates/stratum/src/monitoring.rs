@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stratum_monitor::{AlertEvent, AlertRule, Figure, Monitor, RollingHistogram, RunningMonitor};
+use stratum_monitor::{AlertEvent, AlertRule, Figure, Monitor, MonitorTasks, RollingHistogram};
 
 use crate::{ConfigError, RepositoryError, SharedClock, Stratum, StratumConfig};
 
@@ -46,7 +46,7 @@ pub(crate) struct CallCounts {
 /// The stack's monitor and what runs with it.
 pub(crate) struct Monitoring {
     monitor: Monitor,
-    running: Mutex<Option<RunningMonitor>>,
+    running: Mutex<Option<MonitorTasks>>,
     addr: Mutex<Option<SocketAddr>>,
     calls: Arc<CallCounts>,
     latency: Arc<RollingHistogram>,
@@ -135,15 +135,24 @@ impl Stratum {
             let caches = Arc::clone(&self.layers.caches);
             monitor.add_collector(move || caches.publish());
         }
-        match monitor.spawn() {
-            Ok(running) => {
-                *monitoring.addr.lock() = Some(running.local_addr());
-                *monitoring.running.lock() = Some(running);
+        let tasks = if !monitor.config().serve {
+            monitor.spawn_background()
+        } else {
+            match monitor.spawn() {
+                Ok(running) => {
+                    *monitoring.addr.lock() = Some(running.local_addr());
+                    running.into_tasks()
+                }
+                // Monitoring must not cost availability: the stack works
+                // without its endpoint (`metrics_addr()` says it is not
+                // served); the sampler and the alerts still run.
+                Err(error) => {
+                    tracing::error!(%error, "monitor: /metrics and /health are not served");
+                    monitor.spawn_background()
+                }
             }
-            // Monitoring must not cost availability: the stack works without
-            // its endpoint; `metrics_addr()` says it is not served.
-            Err(error) => tracing::error!(%error, "monitor: /metrics and /health are not served"),
-        }
+        };
+        *monitoring.running.lock() = Some(tasks);
         Ok(())
     }
 
@@ -244,9 +253,10 @@ impl Stratum {
     }
 
     /// Where the monitor's listener is bound (`monitor.listen`; port 0 picks
-    /// a free one), or `None`: monitoring switched off, the handle shut
-    /// down, or the address could not be bound (logged at error level; the
-    /// stack works without it).
+    /// a free one), or `None`: monitoring switched off, `monitor.serve =
+    /// false` (mount `monitor().unwrap().router()` yourself), the handle
+    /// shut down, or the address could not be bound (logged at error level;
+    /// the stack, the sampler and the alerts work without it).
     ///
     /// ```
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

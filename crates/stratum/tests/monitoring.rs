@@ -215,6 +215,73 @@ async fn health_follows_the_breaker_and_shutdown_closes_the_listener() {
         .unwrap();
 }
 
+/// Alerts fire on the stack's force-opened breaker: the background work
+/// runs (the listener is not needed for it).
+async fn fires_on_force_open(stratum: &Stratum) {
+    let fired = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&fired);
+    stratum.on_alert(move |e| {
+        if e.rule == "breaker_open" && e.kind == AlertEventKind::Fired {
+            *flag.lock() = true;
+        }
+    });
+    stratum.breaker().unwrap().force_open();
+    for _ in 0..300 {
+        if *fired.lock() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("breaker_open never fired");
+}
+
+/// `monitor.serve = false`: nothing bound, the background work runs, and
+/// the program serves the monitor's router from its own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unserved_the_router_mounts_in_the_programs_own_server() {
+    let mut config = config();
+    config.monitor.serve = false;
+    let stratum = Stratum::builder(config).build().unwrap();
+    assert_eq!(stratum.metrics_addr(), None);
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "my service" }))
+        .merge(stratum.monitor().unwrap().router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    assert_eq!(http::get(addr, "/").await.body, "my service");
+    let text = scrape(addr).await;
+    assert!(
+        sample(&text, "stratum_breaker_state", &[]).is_some(),
+        "{text}"
+    );
+    assert_eq!(http::get(addr, "/health/ready").await.status, 200);
+    fires_on_force_open(&stratum).await;
+    assert_eq!(http::get(addr, "/health/ready").await.status, 503);
+    stratum.shutdown().await;
+    server.abort();
+}
+
+/// The listen address taken: `open` still succeeds (logged), nothing is
+/// served, and the sampler and the alerts run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_costs_the_endpoint_not_the_stack_or_its_alerts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = config();
+    config.monitor.listen = taken.local_addr().unwrap();
+    let stratum = Stratum::builder(config).build().unwrap();
+    assert_eq!(stratum.metrics_addr(), None);
+    let c = Conversation::new("gpt-4o", DateTime::now());
+    stratum
+        .repository::<Conversation>()
+        .unwrap()
+        .insert(&c)
+        .await
+        .unwrap();
+    fires_on_force_open(&stratum).await;
+    stratum.shutdown().await;
+}
+
 /// Switched off: no monitor, nothing bound.
 #[tokio::test]
 async fn a_disabled_monitor_starts_nothing() {
