@@ -184,7 +184,6 @@ fn the_demo_with_faults_handles_them_and_alerts() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let launched = Instant::now();
     // The bound address, announced on stderr once the stack serves it.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let addr: SocketAddr = loop {
@@ -197,6 +196,9 @@ fn the_demo_with_faults_handles_them_and_alerts() {
             break url.parse().unwrap();
         }
     };
+    // The listener serves from here until the workload's duration has
+    // passed (it starts after the workload is prepared) and beyond.
+    let announced = Instant::now();
     let drain = std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
@@ -204,8 +206,8 @@ fn the_demo_with_faults_handles_them_and_alerts() {
     });
     // Scrape during the run: the caches' series are there and only grow.
     let mut scrapes = Vec::new();
-    while launched.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(700));
+    while announced.elapsed() < Duration::from_millis(5_500) {
+        std::thread::sleep(Duration::from_millis(500));
         let response = runtime.block_on(stratum_tests::http::get(addr, "/metrics"));
         assert_eq!(response.status, 200);
         scrapes.push(response.body);
