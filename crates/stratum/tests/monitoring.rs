@@ -471,3 +471,75 @@ async fn alert_latency_from_fault_to_webhook() {
         latencies[latencies.len() - 1]
     );
 }
+
+/// The other default rules on real figures: every store call failing
+/// fires `error_ratio` (the breaker off, so the failures are the store's);
+/// every call slow (50 ms, one admission slot) fires `latency_p99` over a
+/// 20 ms objective and `admission_saturated` (the one slot always in use).
+/// Back to healthy, the error ratio resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
+    use stratum_store::{FaultPlan, FaultyStore};
+
+    let mut config = config();
+    config.breaker.enabled = false;
+    config.cache.enabled = false;
+    config.pool.min_size = 1;
+    config.pool.max_size = 1;
+    let alerts = &mut config.monitor.alerts;
+    alerts.error_ratio.for_duration = Duration::ZERO;
+    alerts.error_ratio.resolve_for = Duration::ZERO;
+    alerts.latency_p99.objective = Duration::from_millis(20);
+    alerts.latency_p99.resolve_at = Duration::from_millis(10);
+    alerts.latency_p99.for_duration = Duration::ZERO;
+    alerts.admission_saturated.for_duration = Duration::ZERO;
+    let faulty = Arc::new(FaultyStore::new(
+        Arc::new(stratum::MemoryStore::default()),
+        7,
+    ));
+    let stratum = Stratum::builder(config)
+        .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
+        .build()
+        .unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    let reader = tokio::spawn(async move {
+        loop {
+            let _ = conversations
+                .get(&stratum::bson::oid::ObjectId::new())
+                .await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let plan = |error_rate: f64, latency: Duration| FaultPlan {
+        error_rate,
+        latency,
+        slow_rate: 0.0,
+        slow_latency: Duration::ZERO,
+    };
+    // Healthy and fast: nothing fires.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(events.lock().is_empty(), "{:?}", events.lock());
+    faulty.set_plan(plan(1.0, Duration::ZERO));
+    wait(&events, "error_ratio", AlertEventKind::Fired).await;
+    faulty.set_plan(plan(0.0, Duration::ZERO));
+    wait(&events, "error_ratio", AlertEventKind::Resolved).await;
+    faulty.set_plan(plan(0.0, Duration::from_millis(50)));
+    wait(&events, "latency_p99", AlertEventKind::Fired).await;
+    wait(&events, "admission_saturated", AlertEventKind::Fired).await;
+    reader.abort();
+    stratum.shutdown().await;
+}
+
+/// Waits (up to 5 s) until `events` holds `rule`'s `kind`.
+async fn wait(events: &Mutex<Vec<(String, AlertEventKind)>>, rule: &str, kind: AlertEventKind) {
+    for _ in 0..500 {
+        if events.lock().iter().any(|(r, k)| r == rule && *k == kind) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{rule} never {kind:?}: {:?}", events.lock());
+}
