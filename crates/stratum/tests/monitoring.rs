@@ -492,7 +492,10 @@ async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
     alerts.latency_p99.objective = Duration::from_millis(20);
     alerts.latency_p99.resolve_at = Duration::from_millis(10);
     alerts.latency_p99.for_duration = Duration::ZERO;
-    alerts.admission_saturated.for_duration = Duration::ZERO;
+    // Utilisation is sampled: one fast call in flight reads as 1.0, so the
+    // rule needs the slot in use at every evaluation for a while (the
+    // default is 30 s) to tell saturation from a call caught in flight.
+    alerts.admission_saturated.for_duration = Duration::from_millis(150);
     let faulty = Arc::new(FaultyStore::new(
         Arc::new(stratum::MemoryStore::default()),
         7,
