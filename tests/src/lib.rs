@@ -27,6 +27,7 @@
 // A harness reports a missing server by failing the test that asked for it.
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod http;
 pub mod planted;
 pub mod server;
 

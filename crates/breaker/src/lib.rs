@@ -139,10 +139,12 @@ pub mod metric_names {
     pub const CALLS: &str = crate::telemetry::CALLS;
     /// Counter, labels `breaker`, `state` (open, half_open, forced_open).
     pub const NOT_PERMITTED: &str = crate::telemetry::NOT_PERMITTED;
-    /// Gauge (percent), label `breaker`; -1 below the minimum number of calls.
-    pub const FAILURE_RATE: &str = crate::telemetry::FAILURE_RATE;
-    /// Gauge (percent), label `breaker`; -1 below the minimum number of calls.
-    pub const SLOW_CALL_RATE: &str = crate::telemetry::SLOW_CALL_RATE;
+    /// Gauge (ratio 0..1), label `breaker`; NaN below the minimum number of
+    /// calls.
+    pub const FAILURE_RATIO: &str = crate::telemetry::FAILURE_RATIO;
+    /// Gauge (ratio 0..1), label `breaker`; NaN below the minimum number of
+    /// calls.
+    pub const SLOW_CALL_RATIO: &str = crate::telemetry::SLOW_CALL_RATIO;
     /// Counter, labels `breaker`, `from`, `to`.
     pub const TRANSITIONS: &str = crate::telemetry::TRANSITIONS;
     /// Histogram (seconds), labels `breaker`, `outcome` (success, failure,

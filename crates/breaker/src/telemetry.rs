@@ -14,8 +14,8 @@ use crate::{Outcome, State};
 pub(crate) const STATE: &str = "stratum_breaker_state";
 pub(crate) const CALLS: &str = "stratum_breaker_calls_total";
 pub(crate) const NOT_PERMITTED: &str = "stratum_breaker_not_permitted_total";
-pub(crate) const FAILURE_RATE: &str = "stratum_breaker_failure_rate";
-pub(crate) const SLOW_CALL_RATE: &str = "stratum_breaker_slow_call_rate";
+pub(crate) const FAILURE_RATIO: &str = "stratum_breaker_failure_ratio";
+pub(crate) const SLOW_CALL_RATIO: &str = "stratum_breaker_slow_call_ratio";
 pub(crate) const TRANSITIONS: &str = "stratum_breaker_transitions_total";
 pub(crate) const DURATION: &str = "stratum_breaker_call_duration_seconds";
 
@@ -84,8 +84,8 @@ impl Telemetry {
             .collect();
         let telemetry = Self {
             state: metrics::gauge!(STATE, "breaker" => label.clone()),
-            failure_rate: metrics::gauge!(FAILURE_RATE, "breaker" => label.clone()),
-            slow_call_rate: metrics::gauge!(SLOW_CALL_RATE, "breaker" => label),
+            failure_rate: metrics::gauge!(FAILURE_RATIO, "breaker" => label.clone()),
+            slow_call_rate: metrics::gauge!(SLOW_CALL_RATIO, "breaker" => label),
             name,
             calls,
             not_permitted,
@@ -93,8 +93,8 @@ impl Telemetry {
             transitions,
             subscribers: subscribers.into_boxed_slice(),
         };
-        telemetry.failure_rate.set(-1.0);
-        telemetry.slow_call_rate.set(-1.0);
+        telemetry.failure_rate.set(f64::NAN);
+        telemetry.slow_call_rate.set(f64::NAN);
         telemetry
     }
 
@@ -164,11 +164,13 @@ impl Telemetry {
         self.emit(EventKind::Transition { from, to, reason });
     }
 
-    /// Publishes the window's rates; -1 while below the minimum of calls.
+    /// Publishes the window's rates as 0..1 ratios (Prometheus's unit for
+    /// a fraction); NaN, "no figure", while below the minimum of calls.
     pub(crate) fn rates(&self, counts: Counts, minimum_calls: u64) {
         let (failure, slow) = rates(counts, minimum_calls);
-        self.failure_rate.set(failure.unwrap_or(-1.0));
-        self.slow_call_rate.set(slow.unwrap_or(-1.0));
+        let ratio = |percent: Option<f64>| percent.map_or(f64::NAN, |p| p / 100.0);
+        self.failure_rate.set(ratio(failure));
+        self.slow_call_rate.set(ratio(slow));
     }
 
     fn emit(&self, kind: EventKind) {
@@ -208,14 +210,12 @@ fn describe() {
     );
     metrics::describe_counter!(NOT_PERMITTED, "Calls refused, by the refusing state");
     metrics::describe_gauge!(
-        FAILURE_RATE,
-        Unit::Percent,
-        "Failure rate of the closed-state window, -1 below the minimum number of calls"
+        FAILURE_RATIO,
+        "Failed calls over calls in the closed-state window (0..1), NaN below the minimum number of calls"
     );
     metrics::describe_gauge!(
-        SLOW_CALL_RATE,
-        Unit::Percent,
-        "Slow-call rate of the closed-state window, -1 below the minimum number of calls"
+        SLOW_CALL_RATIO,
+        "Slow calls over calls in the closed-state window (0..1), NaN below the minimum number of calls"
     );
     metrics::describe_counter!(TRANSITIONS, "State transitions, by from and to state");
     metrics::describe_histogram!(

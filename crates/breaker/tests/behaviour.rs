@@ -444,15 +444,9 @@ fn metrics_are_reported_with_bounded_labels() {
         gauge(&format!("{}{{breaker=svc}}", metric_names::STATE)),
         0.0
     );
-    // Reset emptied the window: the rates are "not enough calls" again.
-    assert_eq!(
-        gauge(&format!("{}{{breaker=svc}}", metric_names::FAILURE_RATE)),
-        -1.0
-    );
-    assert_eq!(
-        gauge(&format!("{}{{breaker=svc}}", metric_names::SLOW_CALL_RATE)),
-        -1.0
-    );
+    // Reset emptied the window: the ratios are "no figure" (NaN) again.
+    assert!(gauge(&format!("{}{{breaker=svc}}", metric_names::FAILURE_RATIO)).is_nan());
+    assert!(gauge(&format!("{}{{breaker=svc}}", metric_names::SLOW_CALL_RATIO)).is_nan());
     match found.get(&format!(
         "{}{{breaker=svc,outcome=success}}",
         metric_names::CALL_DURATION
@@ -491,10 +485,10 @@ fn the_rate_gauges_follow_the_window() {
         .snapshot()
         .into_vec()
         .into_iter()
-        .find(|(k, ..)| k.key().name() == metric_names::FAILURE_RATE)
+        .find(|(k, ..)| k.key().name() == metric_names::FAILURE_RATIO)
         .map(|(.., v)| v);
     assert!(
-        matches!(rate, Some(DebugValue::Gauge(v)) if v.into_inner() == 25.0),
+        matches!(rate, Some(DebugValue::Gauge(v)) if v.into_inner() == 0.25),
         "{rate:?}"
     );
 }

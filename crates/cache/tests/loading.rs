@@ -203,12 +203,14 @@ fn writes_reclaim_expired_entries_without_maintenance() {
 fn metrics_are_exported_with_the_cache_label() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let cache: ShardedCache<u32, u32> = CacheBuilder::new(2)
-        .name("documents")
-        .shards(1)
-        .build()
-        .unwrap();
     metrics::with_local_recorder(&recorder, || {
+        // Built in the recorder's scope: the load-duration histogram is a
+        // handle registered at build, as every layer's handles are.
+        let cache: ShardedCache<u32, u32> = CacheBuilder::new(2)
+            .name("documents")
+            .shards(1)
+            .build()
+            .unwrap();
         cache.insert(1, 1);
         cache.get(&1);
         cache.get(&2);

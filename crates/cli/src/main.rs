@@ -102,6 +102,14 @@ struct DemoArgs {
     /// How long the breaker stays open before probing (library default 5 s).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     breaker_open_wait: Duration,
+    /// How often the alert rules are evaluated (`monitor.alert_interval`;
+    /// library default 5 s: short here, so a run shows its alerts).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = humantime::parse_duration)]
+    alert_interval: Duration,
+    /// How long the breaker must stay closed before `breaker_open` resolves
+    /// (`monitor.alerts.breaker_open.resolve_for`; library default 10 s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    breaker_alert_resolve_for: Duration,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -187,6 +195,7 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         builder = builder.mongodb_uri(uri);
     }
     let (ttl, open_wait) = (args.cache_ttl, args.breaker_open_wait);
+    let (alert_interval, resolve_for) = (args.alert_interval, args.breaker_alert_resolve_for);
     let config = builder
         .configure(move |c| {
             c.cache.time_to_live = Some(ttl);
@@ -194,24 +203,26 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
             // A window a ten-second run can fill, so the breaker can trip.
             c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 50 };
             c.breaker.minimum_number_of_calls = 10;
+            c.monitor.alert_interval = alert_interval;
+            c.monitor.alerts.breaker_open.resolve_for = resolve_for;
             if c.mongodb.database == "stratum" {
                 c.mongodb.database = "stratum_demo".into();
             }
         })
         .build()
         .map_err(|e| format!("configuration: {e}"))?;
-    let listen = args.listen.unwrap_or(config.monitor.listen);
     let options = stratum_cli::demo::DemoOptions {
         config,
         concurrency: args.concurrency,
         duration: args.duration,
         inject_faults: args.inject_faults,
         seed: args.seed,
-        listen: Some(listen),
+        listen: args.listen,
         progress: !args.no_progress,
+        announce: true,
     };
     eprintln!(
-        "stratum demo: {} workers for {}; metrics and health on http://{listen}",
+        "stratum demo: {} workers for {}",
         options.concurrency,
         humantime::format_duration(options.duration)
     );

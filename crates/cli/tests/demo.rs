@@ -3,7 +3,12 @@
 //! must finish with a report whose throughput is not zero.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+use std::io::BufRead;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn demo(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_stratum"))
@@ -56,11 +61,264 @@ fn the_embedded_demo_reports_its_throughput() {
     assert!(report.contains("breaker:"), "{report}");
 }
 
+/// A receiver of Alertmanager posts on 127.0.0.1:0: every alert posted.
+fn webhook_receiver(
+    runtime: &tokio::runtime::Runtime,
+) -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = Arc::clone(&seen);
+    runtime.spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the post ended early");
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap();
+                    if body.len() >= length {
+                        break body[..length].to_owned();
+                    }
+                };
+                let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+                sink.lock()
+                    .unwrap()
+                    .extend(alerts.as_array().unwrap().iter().cloned());
+                socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The figure after `prefix` on the report line starting with `line`.
+fn figure(report: &str, line: &str, prefix: &str) -> u64 {
+    let l = report
+        .lines()
+        .find(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no line {line:?} in:\n{report}"));
+    let rest = &l[l
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} not in {l:?}"))
+        + prefix.len()..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The `ok` and `errors` columns of an operation's row.
+fn calls(report: &str, op: &str) -> u64 {
+    let row: Vec<u64> = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(op))
+        .unwrap_or_else(|| panic!("no row {op}:\n{report}"))
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    row[0] + row[1]
+}
+
+/// The series value of `name` with every label in `labels`.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The run a user makes with `--inject-faults`, the binary on the embedded
+/// store: faults happened and were handled (the breaker opened and closed
+/// again, stale reads were served), the default `breaker_open` alert fired
+/// and resolved (in the report, from `Stratum::on_alert`, and at a real
+/// webhook receiver), the report's figures add up, and `/metrics`, scraped
+/// from the real listener during the run, holds the conversation and prompt
+/// caches' hits and misses.
 #[test]
-fn the_demo_with_faults_reports_them() {
-    let report = demo(&["--duration", "1s", "--inject-faults"]);
-    assert!(report.contains("faults injected"), "{report}");
-    assert!(throughput(&report) > 0.0, "{report}");
+fn the_demo_with_faults_handles_them_and_alerts() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receiver, posted) = webhook_receiver(&runtime);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stratum"))
+        .env_remove("STRATUM_MONGODB_URI")
+        .env(
+            "STRATUM_MONITOR_ALERTS_WEBHOOK_URL",
+            format!("http://{receiver}/api/v2/alerts"),
+        )
+        .args([
+            "demo",
+            "--no-progress",
+            "--listen",
+            "127.0.0.1:0",
+            "--concurrency",
+            "4",
+            "--duration",
+            "6s",
+            "--inject-faults",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bound address, announced on stderr once the stack serves it.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no announcement");
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("stratum demo: metrics and health on http://")
+        {
+            break url.parse().unwrap();
+        }
+    };
+    // The listener serves from here until the workload's duration has
+    // passed (it starts after the workload is prepared) and beyond.
+    let announced = Instant::now();
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    // Scrape during the run: the caches' series are there and only grow.
+    let mut scrapes = Vec::new();
+    while announced.elapsed() < Duration::from_millis(5_500) {
+        std::thread::sleep(Duration::from_millis(500));
+        let response = runtime.block_on(stratum_tests::http::get(addr, "/metrics"));
+        assert_eq!(response.status, 200);
+        scrapes.push(response.body);
+    }
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let logs = drain.join().unwrap();
+    assert!(out.status.success(), "{report}\n{logs}");
+
+    // The caches exist once the workload has prepared (the first scrape
+    // may come earlier); from then on every scrape has their series.
+    let first = scrapes
+        .iter()
+        .position(|s| s.contains("stratum_cache_hits_total{cache=\"llm_prompts\""))
+        .unwrap_or(scrapes.len());
+    let scrapes = &scrapes[first..];
+    assert!(
+        scrapes.len() >= 3,
+        "{} scrapes with the caches",
+        scrapes.len()
+    );
+    let last = scrapes.last().unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for line in last
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        names.insert(line.split(['{', ' ']).next().unwrap().to_owned());
+    }
+    println!(
+        "series on /metrics during the demo: {} samples, {} metric names",
+        last.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count(),
+        names.len()
+    );
+    for cache in ["conversations", "llm_prompts"] {
+        for what in ["stratum_cache_hits_total", "stratum_cache_misses_total"] {
+            let label = format!("cache=\"{cache}\"");
+            let values: Vec<f64> = scrapes
+                .iter()
+                .map(|s| {
+                    series(s, what, &[&label])
+                        .unwrap_or_else(|| panic!("{what} {cache} missing:\n{s}"))
+                })
+                .collect();
+            assert!(
+                values.windows(2).all(|w| w[0] <= w[1]),
+                "{what} {cache}: {values:?}"
+            );
+            assert!(*values.last().unwrap() > 0.0, "{what} {cache}: {values:?}");
+        }
+    }
+    for name in [
+        "stratum_breaker_state",
+        "stratum_pool_limit",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(names.contains(name), "{name} not on /metrics");
+    }
+
+    // Faults happened and were handled.
+    assert!(figure(&report, "faults:", "faults:") > 0, "{report}");
+    assert!(report.contains("closed -> open"), "{report}");
+    assert!(report.contains("-> closed"), "{report}");
+    assert!(report.contains("closed at the end"), "{report}");
+    assert!(
+        figure(&report, "documents:", "documents:") > 0,
+        "no stale reads:\n{report}"
+    );
+    // The alert fired and resolved: in the report ...
+    let fired = report
+        .lines()
+        .position(|l| l.starts_with("alert:        breaker_open fired"));
+    let resolved = report
+        .lines()
+        .position(|l| l.starts_with("alert:        breaker_open resolved"));
+    assert!(fired.is_some() && fired < resolved, "{report}");
+    // ... and at the webhook: fired, then resolved with the same start.
+    let posted = posted.lock().unwrap().clone();
+    let breaker: Vec<&serde_json::Value> = posted
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "breaker_open")
+        .collect();
+    assert!(breaker.len() >= 2, "{posted:?}");
+    assert!(breaker[0].get("endsAt").is_none(), "{posted:?}");
+    let last = breaker.last().unwrap();
+    assert!(last["endsAt"].is_string(), "{posted:?}");
+    assert_eq!(last["startsAt"], breaker[0]["startsAt"]);
+
+    // The figures add up: every lookup a hit or a miss, one lookup per
+    // operation that makes one; what the workers wrote is what the store
+    // holds more.
+    let cache_line = |name: &str| -> (u64, u64, u64) {
+        let prefix = format!("cache {name}:");
+        (
+            figure(&report, &prefix, &prefix),
+            figure(&report, &prefix, "= "),
+            figure(&report, &prefix, "+ "),
+        )
+    };
+    let (lookups, hits, misses) = cache_line("llm_prompts");
+    assert_eq!(lookups, hits + misses, "{report}");
+    assert_eq!(lookups, calls(&report, "prompt.lookup"), "{report}");
+    let (lookups, hits, misses) = cache_line("conversations");
+    assert_eq!(lookups, hits + misses, "{report}");
+    assert_eq!(lookups, calls(&report, "conversation.get"), "{report}");
+    let written = figure(&report, "documents:", "served, ");
+    let stored = figure(&report, "documents:", "written (");
+    assert!(written > 0);
+    assert_eq!(written, stored, "{report}");
 }
 
 #[test]

@@ -5,14 +5,103 @@
 //! Registering through `metrics::counter!` on every call builds a key (a
 //! label vector and its hash) and, with a recorder installed, looks it up
 //! in the recorder's registry; a handle made once skips both. The handles
-//! bind to the recorder installed when they are made, so a program installs
-//! its recorder before building the store and repositories (as `stratum
-//! demo` does). Errors, rare by design, are counted through the macro, as
-//! their kinds are many.
+//! bind to the recorder that is current when they are made: the one of the
+//! [`MetricsScope`] entered on the thread (a `Stratum` handle builds every
+//! layer inside its monitor's scope), else the process-wide one. Errors,
+//! rare by design, are counted through the macro, as their kinds are many,
+//! inside the scope captured when the handles were made, so they land in
+//! the same recorder as the handles whatever is installed globally.
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Histogram, Recorder};
+
+thread_local! {
+    /// The scope entered on this thread, for [`MetricsScope::current`].
+    static CURRENT: RefCell<Option<Arc<dyn Recorder + Send + Sync>>> = const { RefCell::new(None) };
+}
+
+/// A `metrics` recorder to record into, or the process-wide one.
+///
+/// `metrics::with_local_recorder` routes the macros of one synchronous call
+/// to a recorder; a scope also remembers it, so code that registers handles
+/// inside [`MetricsScope::enter`] can capture the scope
+/// ([`MetricsScope::current`]) and later record its rare, dynamically
+/// labelled series into the same recorder, from any thread or task.
+///
+/// ```
+/// use std::sync::Arc;
+/// use metrics_util::debugging::DebuggingRecorder;
+/// use stratum_core::metrics::MetricsScope;
+///
+/// let recorder = Arc::new(DebuggingRecorder::new());
+/// let snapshotter = recorder.snapshotter();
+/// let scope = MetricsScope::new(recorder);
+/// let captured = scope.enter(MetricsScope::current);
+/// // Later, outside the scope: still recorded into the scope's recorder.
+/// captured.enter(|| metrics::counter!("t_total").increment(1));
+/// assert_eq!(snapshotter.snapshot().into_vec().len(), 1);
+/// assert!(MetricsScope::current().is_global());
+/// ```
+#[derive(Clone, Default)]
+pub struct MetricsScope {
+    recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+}
+
+impl std::fmt::Debug for MetricsScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsScope")
+            .field("global", &self.is_global())
+            .finish()
+    }
+}
+
+impl MetricsScope {
+    /// A scope recording into `recorder`.
+    pub fn new(recorder: Arc<dyn Recorder + Send + Sync>) -> MetricsScope {
+        MetricsScope {
+            recorder: Some(recorder),
+        }
+    }
+
+    /// The process-wide recorder (whatever is installed, if anything).
+    pub fn global() -> MetricsScope {
+        MetricsScope::default()
+    }
+
+    /// The scope entered on this thread, or the process-wide one.
+    pub fn current() -> MetricsScope {
+        MetricsScope {
+            recorder: CURRENT.with(|c| c.borrow().clone()),
+        }
+    }
+
+    /// Whether this is the process-wide recorder.
+    pub fn is_global(&self) -> bool {
+        self.recorder.is_none()
+    }
+
+    /// Runs `f` with this scope's recorder as the thread's `metrics`
+    /// recorder and as [`MetricsScope::current`]; the previous ones are back
+    /// afterwards (scopes nest).
+    pub fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        let Some(recorder) = &self.recorder else {
+            return f();
+        };
+        struct Restore(Option<Arc<dyn Recorder + Send + Sync>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(Arc::clone(recorder)));
+        let _restore = Restore(previous);
+        metrics::with_local_recorder(&**recorder, f)
+    }
+}
 
 /// Declares an enum whose variants are the values of one metric label, with
 /// `ALL` (in declaration order: the order of a table of handles, such as an
@@ -42,6 +131,8 @@ macro_rules! label_enum {
 
 /// Handles for `N` operations named by `names`.
 pub struct OperationMetrics<const N: usize> {
+    /// Where the error counters go: the scope the handles were made in.
+    recorded_in: MetricsScope,
     counter: &'static str,
     scope: (&'static str, &'static str),
     names: [&'static str; N],
@@ -60,7 +151,8 @@ impl<const N: usize> std::fmt::Debug for OperationMetrics<N> {
 
 impl<const N: usize> OperationMetrics<N> {
     /// Registers `counter{scope, operation, outcome="ok"}` and
-    /// `histogram{scope, operation}` for each name.
+    /// `histogram{scope, operation}` for each name, in the current
+    /// [`MetricsScope`] (remembered for the error counters).
     pub fn new(
         counter: &'static str,
         histogram: &'static str,
@@ -69,6 +161,7 @@ impl<const N: usize> OperationMetrics<N> {
     ) -> OperationMetrics<N> {
         let (label, value) = scope;
         OperationMetrics {
+            recorded_in: MetricsScope::current(),
             counter,
             scope,
             names,
@@ -93,8 +186,10 @@ impl<const N: usize> OperationMetrics<N> {
             Ok(()) => ok.increment(1),
             Err(kind) => {
                 let (label, value) = self.scope;
-                metrics::counter!(self.counter, label => value, "operation" => *name, "outcome" => kind)
-                    .increment(1);
+                self.recorded_in.enter(|| {
+                    metrics::counter!(self.counter, label => value, "operation" => *name, "outcome" => kind)
+                        .increment(1);
+                });
             }
         }
     }
@@ -146,5 +241,46 @@ mod tests {
                 "t_seconds backend=x,operation=put 1 samples",
             ]
         );
+    }
+
+    /// Handles made inside a scope record their error outcomes there too,
+    /// even when the error happens outside it (another task, later).
+    #[test]
+    fn error_outcomes_follow_the_scope_the_handles_were_made_in() {
+        let global = DebuggingRecorder::new();
+        let global_snap = global.snapshotter();
+        let scoped = Arc::new(DebuggingRecorder::new());
+        let scoped_snap = scoped.snapshotter();
+        let m = MetricsScope::new(scoped)
+            .enter(|| OperationMetrics::new("t_ops_total", "t_seconds", ("backend", "x"), ["get"]));
+        metrics::with_local_recorder(&global, || {
+            m.finished(0, Duration::from_millis(2), Err("timeout"));
+        });
+        assert!(global_snap.snapshot().into_vec().is_empty());
+        let outcomes: Vec<String> = scoped_snap
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) if n > 0 => Some(format!(
+                    "{} {}",
+                    key.key()
+                        .labels()
+                        .map(|l| l.value().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    n
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outcomes, ["x,get,timeout 1"]);
+        // Scopes nest and restore.
+        let outer = MetricsScope::new(Arc::new(DebuggingRecorder::new()));
+        outer.enter(|| {
+            assert!(!MetricsScope::current().is_global());
+            MetricsScope::global().enter(|| assert!(!MetricsScope::current().is_global()));
+        });
+        assert!(MetricsScope::current().is_global());
     }
 }

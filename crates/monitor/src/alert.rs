@@ -609,60 +609,6 @@ mod tests {
         assert!(engine.firing().is_empty());
     }
 
-    /// Collects what a `tracing` fmt subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn fired_and_resolved_are_tracing_events() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let engine = AlertEngine::with_clock(Arc::new(ManualClock::new()));
-        let (cell, figure) = knob();
-        engine
-            .add(
-                AlertRule::above("queue_deep", figure, 10.0)
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap();
-        tracing::subscriber::with_default(subscriber, || {
-            set(&cell, 12.0);
-            engine.evaluate();
-            set(&cell, 3.0);
-            engine.evaluate();
-        });
-        let text = String::from_utf8(captured.0.lock().clone()).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        assert!(
-            lines[0].contains("WARN") && lines[0].contains("alert fired"),
-            "{text}"
-        );
-        assert!(
-            lines[0].contains("alert=queue_deep") && lines[0].contains("value=12"),
-            "{text}"
-        );
-        assert!(
-            lines[1].contains("INFO") && lines[1].contains("alert resolved"),
-            "{text}"
-        );
-    }
-
     #[test]
     fn below_rule_on_a_ratio() {
         let clock = ManualClock::new();

@@ -40,6 +40,12 @@ pub struct MonitorConfig {
     /// Must be `true` to listen on anything but loopback: exposing metrics
     /// beyond the host is a decision, not a default. Default `false`.
     pub allow_non_loopback: bool,
+    /// Whether a `Stratum` handle binds `listen` and serves the routes
+    /// itself. `false`: it runs the monitor's background work only
+    /// ([`Monitor::spawn_background`](crate::Monitor::spawn_background)),
+    /// and the program mounts [`Monitor::router`](crate::Monitor::router) in
+    /// its own server. Default `true`. (`Monitor::start` always binds.)
+    pub serve: bool,
     /// How often the exporter drains buffered histogram samples. Without
     /// upkeep every sample stays in memory until the next scrape. Default 5 s.
     #[serde(with = "humantime_serde")]
@@ -62,6 +68,8 @@ pub struct MonitorConfig {
     pub health_check_timeout: Duration,
     /// The in-process latency tracker.
     pub percentiles: PercentileConfig,
+    /// The default alert rules and where their events are delivered.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for MonitorConfig {
@@ -69,6 +77,7 @@ impl Default for MonitorConfig {
         Self {
             listen: DEFAULT_LISTEN,
             allow_non_loopback: false,
+            serve: true,
             upkeep_interval: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             seconds_buckets: DEFAULT_SECONDS_BUCKETS.to_vec(),
@@ -76,6 +85,7 @@ impl Default for MonitorConfig {
             alert_interval: Duration::from_secs(5),
             health_check_timeout: Duration::from_secs(2),
             percentiles: PercentileConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -119,7 +129,278 @@ impl MonitorConfig {
         positive("alert_interval", self.alert_interval)?;
         positive("health_check_timeout", self.health_check_timeout)?;
         validate_buckets(&self.seconds_buckets)?;
-        self.percentiles.validate()
+        self.percentiles.validate()?;
+        self.alerts.validate()
+    }
+}
+
+/// `[monitor.alerts]`: the default rule set a `Stratum` handle registers,
+/// each rule switchable, and the webhook its events are posted to.
+///
+/// Every rule has hysteresis: it fires once its figure has breached on every
+/// evaluation for `for_duration`, and resolves once the figure has stayed
+/// at or under `resolve_at` for `resolve_for`.
+///
+/// ```
+/// use stratum_monitor::MonitorConfig;
+///
+/// let config: MonitorConfig = toml_like(r#"{
+///     "alerts": {
+///         "error_ratio": { "threshold": 0.1, "resolve_at": 0.02 },
+///         "latency_p99": { "enabled": false },
+///         "webhook": { "url": "http://127.0.0.1:9093/api/v2/alerts" }
+///     }
+/// }"#);
+/// config.validate().unwrap();
+/// assert_eq!(config.alerts.error_ratio.threshold, 0.1);
+/// assert!(config.alerts.breaker_open.enabled);
+/// # fn toml_like(s: &str) -> MonitorConfig { serde_json::from_str(s).unwrap() }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `breaker_open`: the store's circuit breaker is not closed (open,
+    /// forced open or half-open). Default on, fires at once, resolves after
+    /// 10 s closed.
+    pub breaker_open: StateRuleConfig,
+    /// `admission_saturated`: admission slots in use over the limit, a 0..1
+    /// ratio. Default on, fires above 0.95 held 30 s, resolves at 0.8 held
+    /// 30 s.
+    pub admission_saturated: RatioRuleConfig,
+    /// `error_ratio`: database calls that failed (the database failed or
+    /// timed out, or the breaker or admission refused the call) over all
+    /// calls since the previous evaluation, a 0..1 ratio. Default on, fires
+    /// above 0.05 held 30 s, resolves at 0.01 held 60 s.
+    pub error_ratio: RatioRuleConfig,
+    /// `latency_p99`: the p99 of database calls over the latency tracker's
+    /// window against an objective. Default on, fires above 500 ms held
+    /// 60 s, resolves at 200 ms held 60 s.
+    pub latency_p99: LatencyRuleConfig,
+    /// Where fired and resolved events are posted (besides callbacks and
+    /// `tracing`).
+    pub webhook: WebhookConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            breaker_open: StateRuleConfig {
+                enabled: true,
+                for_duration: Duration::ZERO,
+                resolve_for: Duration::from_secs(10),
+            },
+            admission_saturated: RatioRuleConfig {
+                enabled: true,
+                threshold: 0.95,
+                resolve_at: 0.8,
+                for_duration: Duration::from_secs(30),
+                resolve_for: Duration::from_secs(30),
+            },
+            error_ratio: RatioRuleConfig {
+                enabled: true,
+                threshold: 0.05,
+                resolve_at: 0.01,
+                for_duration: Duration::from_secs(30),
+                resolve_for: Duration::from_secs(60),
+            },
+            latency_p99: LatencyRuleConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Checks every rule and the webhook; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, rule) in [
+            ("admission_saturated", &self.admission_saturated),
+            ("error_ratio", &self.error_ratio),
+        ] {
+            rule.validate()
+                .map_err(|e| e.within(name).within("alerts"))?;
+        }
+        self.latency_p99
+            .validate()
+            .map_err(|e| e.within("latency_p99").within("alerts"))?;
+        self.webhook
+            .validate()
+            .map_err(|e| e.within("webhook").within("alerts"))
+    }
+}
+
+/// A rule on a state (on or off): fires while the state holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateRuleConfig {
+    /// Whether the rule is registered.
+    pub enabled: bool,
+    /// How long the state must hold before the rule fires.
+    #[serde(with = "humantime_serde")]
+    pub for_duration: Duration,
+    /// How long the state must be gone before the rule resolves.
+    #[serde(with = "humantime_serde")]
+    pub resolve_for: Duration,
+}
+
+impl Default for StateRuleConfig {
+    fn default() -> Self {
+        AlertsConfig::default().breaker_open
+    }
+}
+
+/// A rule on a 0..1 ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RatioRuleConfig {
+    /// Whether the rule is registered.
+    pub enabled: bool,
+    /// Fires above this ratio, in `[0, 1]`.
+    pub threshold: f64,
+    /// Resolves at or under this ratio, in `[0, threshold]`.
+    pub resolve_at: f64,
+    /// How long the ratio must stay above `threshold` before the rule fires.
+    #[serde(with = "humantime_serde")]
+    pub for_duration: Duration,
+    /// How long it must stay at or under `resolve_at` before it resolves.
+    #[serde(with = "humantime_serde")]
+    pub resolve_for: Duration,
+}
+
+impl Default for RatioRuleConfig {
+    fn default() -> Self {
+        AlertsConfig::default().error_ratio
+    }
+}
+
+impl RatioRuleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(ConfigError::invalid("threshold", "must be in [0, 1]"));
+        }
+        if !(0.0..=self.threshold).contains(&self.resolve_at) {
+            return Err(ConfigError::invalid(
+                "resolve_at",
+                "must be in [0, threshold]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A rule on a latency percentile against an objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyRuleConfig {
+    /// Whether the rule is registered.
+    pub enabled: bool,
+    /// Fires when the percentile is above this.
+    #[serde(with = "humantime_serde")]
+    pub objective: Duration,
+    /// Resolves when the percentile is at or under this (at most `objective`).
+    #[serde(with = "humantime_serde")]
+    pub resolve_at: Duration,
+    /// How long the percentile must stay above the objective before it fires.
+    #[serde(with = "humantime_serde")]
+    pub for_duration: Duration,
+    /// How long it must stay at or under `resolve_at` before it resolves.
+    #[serde(with = "humantime_serde")]
+    pub resolve_for: Duration,
+}
+
+impl Default for LatencyRuleConfig {
+    fn default() -> Self {
+        LatencyRuleConfig {
+            enabled: true,
+            objective: Duration::from_millis(500),
+            resolve_at: Duration::from_millis(200),
+            for_duration: Duration::from_secs(60),
+            resolve_for: Duration::from_secs(60),
+        }
+    }
+}
+
+impl LatencyRuleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("objective", self.objective)?;
+        if self.resolve_at > self.objective {
+            return Err(ConfigError::invalid("resolve_at", "must be <= objective"));
+        }
+        Ok(())
+    }
+}
+
+/// `[monitor.alerts.webhook]`: an HTTP endpoint that receives alert events
+/// as Alertmanager's `POST /api/v2/alerts` body (a JSON array of alerts
+/// with `labels`, `annotations`, `startsAt`, `endsAt`).
+///
+/// Events wait in a bounded queue (full: the event is dropped and counted),
+/// are posted by one background task with retries and exponential backoff,
+/// and never hold up the evaluation or a database call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host:port/path`; `None` (the default) posts nothing. Only
+    /// plain `http` (a loopback Alertmanager or a sidecar; TLS is not spoken).
+    pub url: Option<String>,
+    /// How long one attempt may take. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per post before it is given up (counted as failed), at
+    /// least 1. Default 5.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each
+    /// further failure, up to `max_backoff`. Default 200 ms.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Events waiting to be posted, 1..=65536; more are dropped. Default 1024.
+    pub queue_capacity: usize,
+    /// Firing alerts are posted again this often, so a receiver that
+    /// resolves unrefreshed alerts (Alertmanager's `resolve_timeout`) keeps
+    /// them. Default 1 min.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: None,
+            timeout: Duration::from_secs(5),
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            queue_capacity: 1024,
+            repeat_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl WebhookConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
+            crate::webhook::Endpoint::parse(url)?;
+        }
+        positive("timeout", self.timeout)?;
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid("max_attempts", "must be at least 1"));
+        }
+        positive("initial_backoff", self.initial_backoff)?;
+        if self.max_backoff < self.initial_backoff {
+            return Err(ConfigError::invalid(
+                "max_backoff",
+                "must be >= initial_backoff",
+            ));
+        }
+        if !(1..=65_536).contains(&self.queue_capacity) {
+            return Err(ConfigError::invalid(
+                "queue_capacity",
+                "must be in 1..=65536",
+            ));
+        }
+        positive("repeat_interval", self.repeat_interval)
     }
 }
 
@@ -261,6 +542,11 @@ impl MonitorConfigBuilder {
     /// See [`MonitorConfig::percentiles`].
     pub fn percentiles(mut self, percentiles: PercentileConfig) -> Self {
         self.config.percentiles = percentiles;
+        self
+    }
+    /// See [`MonitorConfig::alerts`].
+    pub fn alerts(mut self, alerts: AlertsConfig) -> Self {
+        self.config.alerts = alerts;
         self
     }
     /// Validates and returns the configuration.

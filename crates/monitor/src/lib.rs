@@ -64,6 +64,7 @@ mod monitor;
 mod percentiles;
 mod resources;
 mod server;
+mod webhook;
 
 pub use alert::{
     AlertEngine, AlertEvent, AlertEventKind, AlertRule, AlertRuleBuilder, AlertState, Direction,
@@ -71,11 +72,13 @@ pub use alert::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    DEFAULT_LISTEN, DEFAULT_SECONDS_BUCKETS, MonitorConfig, MonitorConfigBuilder, PercentileConfig,
+    AlertsConfig, DEFAULT_LISTEN, DEFAULT_SECONDS_BUCKETS, LatencyRuleConfig, MonitorConfig,
+    MonitorConfigBuilder, PercentileConfig, RatioRuleConfig, StateRuleConfig, WebhookConfig,
 };
 pub use error::{ConfigError, MonitorError};
 pub use health::{CheckKind, Health, HealthCheck, HealthRegistry, HealthReport, Status};
-pub use monitor::{Monitor, MonitorBuilder};
+pub use monitor::{Monitor, MonitorBuilder, PROCESS_CHECK};
 pub use percentiles::{LatencyTracker, Percentiles, RollingHistogram};
 pub use resources::{ProcSelf, ResourceSample, ResourceSource};
-pub use server::RunningMonitor;
+pub use server::{MonitorTasks, RunningMonitor};
+pub use stratum_core::metrics::MetricsScope;

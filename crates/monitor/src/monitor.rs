@@ -10,22 +10,36 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use metrics_util::MetricKindMask;
+use parking_lot::{Mutex, RwLock};
+use stratum_core::metrics::MetricsScope;
 
 use crate::alert::AlertEngine;
 use crate::clock::{Clock, SystemClock};
 use crate::config::MonitorConfig;
 use crate::error::{ConfigError, MonitorError};
-use crate::health::HealthRegistry;
+use crate::health::{CheckKind, Health, HealthRegistry};
 use crate::percentiles::LatencyTracker;
 use crate::resources::{ProcSelf, ResourceSample, ResourceSource};
-use crate::server::{self, RunningMonitor};
+use crate::server::{self, MonitorTasks, RunningMonitor};
+use crate::webhook::Webhook;
+
+/// The liveness check every monitor registers: the process answers.
+pub const PROCESS_CHECK: &str = "process";
+
+/// Work run before every render and upkeep (publishing figures kept
+/// elsewhere, such as cache statistics).
+type Collector = Arc<dyn Fn() + Send + Sync>;
 
 /// The monitor. Cheap to clone (shared state).
 ///
 /// Building one does not touch the process-wide `metrics` recorder: call
-/// [`Monitor::install_global`] once in `main` so every layer's `metrics!`
-/// calls land here, or scope recording with [`Monitor::in_scope`] (tests,
-/// several monitors in one process).
+/// [`Monitor::install_global`] once in `main` so every `metrics!` call of
+/// the program lands here, or scope recording with [`Monitor::in_scope`]
+/// (what a `Stratum` handle does for its layers: their series reach this
+/// monitor whatever is installed globally, and whenever it was installed).
+///
+/// It registers the `process` liveness check itself (always `UP`: the
+/// process answers), so a program registers only its dependencies.
 ///
 /// ```
 /// use stratum_monitor::{Monitor, MonitorConfig};
@@ -48,6 +62,10 @@ pub struct Monitor {
 struct Inner {
     config: MonitorConfig,
     recorder: Arc<PrometheusRecorder>,
+    scope: MetricsScope,
+    collectors: RwLock<Vec<Collector>>,
+    last_sample: Mutex<Option<ResourceSample>>,
+    webhook: Option<Arc<Webhook>>,
     handle: PrometheusHandle,
     latency: Arc<LatencyTracker>,
     health: Arc<HealthRegistry>,
@@ -95,7 +113,35 @@ impl Monitor {
     /// Runs `f` with this monitor as the `metrics` recorder of the current
     /// thread (whatever is installed globally).
     pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        metrics::with_local_recorder(&*self.inner.recorder, f)
+        self.inner.scope.enter(f)
+    }
+
+    /// The [`MetricsScope`] of this monitor's recorder: handles registered
+    /// inside it (and the dynamic series of code that captured it) land
+    /// here.
+    pub fn metrics_scope(&self) -> &MetricsScope {
+        &self.inner.scope
+    }
+
+    /// Runs `collect` inside this monitor's scope before every render of
+    /// `/metrics` and every upkeep: the place to publish figures that live
+    /// elsewhere (cache statistics, pool accounting).
+    ///
+    /// ```
+    /// use stratum_monitor::{Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig::default()).unwrap();
+    /// monitor.add_collector(|| metrics::gauge!("stratum_cache_entries", "cache" => "x").set(7.0));
+    /// assert!(monitor.render().contains("stratum_cache_entries{cache=\"x\"} 7"));
+    /// ```
+    pub fn add_collector(&self, collect: impl Fn() + Send + Sync + 'static) {
+        self.inner.collectors.write().push(Arc::new(collect));
+    }
+
+    /// Runs every collector now (in this monitor's scope).
+    pub fn collect(&self) {
+        let collectors: Vec<Collector> = self.inner.collectors.read().clone();
+        self.in_scope(|| collectors.iter().for_each(|c| c()));
     }
 
     /// Installs this monitor's recorder as the process-wide `metrics`
@@ -106,15 +152,24 @@ impl Monitor {
         Ok(())
     }
 
-    /// The Prometheus text exposition of every series (what `/metrics` serves).
+    /// The Prometheus text exposition of every series (what `/metrics`
+    /// serves): the collectors run first, and the process figures of the
+    /// last resource sample (taken now if there is none yet) follow under
+    /// the standard `process_*` names.
     pub fn render(&self) -> String {
-        self.inner.handle.render()
+        self.collect();
+        let mut text = self.inner.handle.render();
+        let sample = *self.inner.last_sample.lock();
+        let sample = sample.unwrap_or_else(|| self.sample_resources());
+        sample.render_prometheus(&mut text);
+        text
     }
 
     /// Drains buffered histogram samples into their buckets and drops idle
     /// series. [`Monitor::start`] runs it every `upkeep_interval`; call it
     /// yourself only when the monitor is not started.
     pub fn run_upkeep(&self) {
+        self.collect();
         self.inner.handle.run_upkeep();
     }
 
@@ -133,11 +188,39 @@ impl Monitor {
         &self.inner.alerts
     }
 
-    /// Samples process resources now and writes the gauges into this monitor.
+    /// Samples process resources now; `/metrics` serves the last sample.
     pub fn sample_resources(&self) -> ResourceSample {
         let sample = self.inner.resources.sample();
-        self.in_scope(|| sample.export());
+        *self.inner.last_sample.lock() = Some(sample);
         sample
+    }
+
+    /// The webhook the alert events go to, when one is configured.
+    pub(crate) fn webhook(&self) -> Option<&Arc<Webhook>> {
+        self.inner.webhook.as_ref()
+    }
+
+    /// `/metrics`, `/health/live` and `/health/ready` as an axum [`Router`]
+    /// (a tower `Service`) to mount in a server the program already runs,
+    /// instead of (or besides) the monitor's own listener.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use stratum_monitor::{Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig::default()).unwrap();
+    /// let app = axum::Router::new()
+    ///     .route("/", axum::routing::get(|| async { "my service" }))
+    ///     .merge(monitor.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// # drop((app, listener));
+    /// // axum::serve(listener, app).await?;
+    /// # });
+    /// ```
+    ///
+    /// [`Router`]: axum::Router
+    pub fn router(&self) -> axum::Router {
+        server::router(self.clone())
     }
 
     /// Evaluates alert rules now (their metrics go to this monitor).
@@ -160,7 +243,36 @@ impl Monitor {
     /// # });
     /// ```
     pub async fn start(&self) -> Result<RunningMonitor, MonitorError> {
-        server::start(self.clone()).await
+        self.spawn()
+    }
+
+    /// [`Monitor::start`] without awaiting: binds the listener at once
+    /// (blocking for the bind only) and spawns the tasks on the current
+    /// tokio runtime, for code that is not async (`Stratum::build`).
+    /// Must run inside a tokio runtime with I/O and timers enabled.
+    pub fn spawn(&self) -> Result<RunningMonitor, MonitorError> {
+        server::spawn(self.clone())
+    }
+
+    /// The background work of [`Monitor::start`] (upkeep and collectors,
+    /// resource sampling, alert evaluation, webhook delivery) without the
+    /// listener: for a program that serves [`Monitor::router`] itself.
+    /// Must run inside a tokio runtime with timers enabled.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use stratum_monitor::{Monitor, MonitorConfig};
+    ///
+    /// let monitor = Monitor::new(MonitorConfig::default()).unwrap();
+    /// let tasks = monitor.spawn_background(); // nothing bound
+    /// let app = axum::Router::new().merge(monitor.router());
+    /// # drop(app);
+    /// tasks.shutdown().await;
+    /// # });
+    /// ```
+    pub fn spawn_background(&self) -> MonitorTasks {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        server::spawn_tasks(self.clone(), Vec::new(), stop, stopped)
     }
 }
 
@@ -215,10 +327,25 @@ impl MonitorBuilder {
         )?);
         let health = Arc::new(HealthRegistry::new(config.health_check_timeout));
         let alerts = Arc::new(AlertEngine::with_clock(self.clock));
+        let scope =
+            MetricsScope::new(Arc::clone(&recorder) as Arc<dyn metrics::Recorder + Send + Sync>);
+        // The delivery counters are handles: made in this monitor's scope.
+        let webhook = scope.enter(|| Webhook::new(&config.alerts.webhook))?;
+        if let Some(webhook) = &webhook {
+            let webhook = Arc::clone(webhook);
+            alerts.on_event(move |event| webhook.enqueue(event));
+        }
+        health
+            .register_fn(PROCESS_CHECK, CheckKind::Liveness, Health::up)
+            .map_err(|e| ConfigError::invalid("health", e.to_string()))?;
         let monitor = Monitor {
             inner: Arc::new(Inner {
                 config,
                 recorder,
+                scope,
+                collectors: RwLock::new(Vec::new()),
+                last_sample: Mutex::new(None),
+                webhook,
                 handle,
                 latency,
                 health,
@@ -233,20 +360,15 @@ impl MonitorBuilder {
 
 /// HELP lines and units for the metrics this crate writes.
 fn describe_own_metrics() {
-    metrics::describe_gauge!(
-        "stratum_process_resident_memory_bytes",
-        Unit::Bytes,
-        "Resident set size of the process."
-    );
-    metrics::describe_gauge!(
-        "stratum_process_cpu_seconds_total",
-        Unit::Seconds,
-        "User plus system CPU time consumed by the process."
-    );
-    metrics::describe_gauge!(
-        "stratum_process_open_fds",
+    metrics::describe_counter!(
+        "stratum_monitor_alert_deliveries_total",
         Unit::Count,
-        "Open file descriptors."
+        "Alerts posted to the webhook, by result (delivered | failed | dropped)."
+    );
+    metrics::describe_counter!(
+        "stratum_monitor_alert_delivery_retries_total",
+        Unit::Count,
+        "Webhook posts attempted again after a failure."
     );
     metrics::describe_gauge!(
         "stratum_monitor_health_status",

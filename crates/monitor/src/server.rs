@@ -21,10 +21,10 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// A started monitor: the bound address and the tasks behind it. Dropping it
 /// stops the tasks; [`RunningMonitor::shutdown`] stops them gracefully.
 #[derive(Debug)]
+#[must_use = "dropping a RunningMonitor stops serving /metrics and the background work"]
 pub struct RunningMonitor {
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: MonitorTasks,
 }
 
 impl RunningMonitor {
@@ -33,7 +33,34 @@ impl RunningMonitor {
         self.local_addr
     }
 
-    /// Stops serving and the background loop, and waits for both.
+    /// Stops serving and the background loop, evaluates the alert rules and
+    /// runs the collectors one last time, posts what the webhook still has
+    /// queued (one attempt each), and waits for every task.
+    pub async fn shutdown(self) {
+        self.tasks.shutdown().await;
+    }
+
+    /// The tasks, the listener's among them, without the address.
+    pub fn into_tasks(self) -> MonitorTasks {
+        self.tasks
+    }
+}
+
+/// A monitor's background work (upkeep and collectors, resource sampling,
+/// alert evaluation, webhook delivery) and, when it serves, its listener.
+/// [`Monitor::spawn_background`] gives one without a listener, for a program
+/// that mounts [`Monitor::router`] in its own server. Dropping it aborts the
+/// tasks; [`MonitorTasks::shutdown`] stops them gracefully.
+#[derive(Debug)]
+#[must_use = "dropping MonitorTasks stops the monitor's background work"]
+pub struct MonitorTasks {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl MonitorTasks {
+    /// Stops every task after a last alert evaluation and collection, posts
+    /// what the webhook still has queued (one attempt each), and waits.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for task in self.tasks.drain(..) {
@@ -42,7 +69,7 @@ impl RunningMonitor {
     }
 }
 
-impl Drop for RunningMonitor {
+impl Drop for MonitorTasks {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -50,21 +77,28 @@ impl Drop for RunningMonitor {
     }
 }
 
-pub(crate) async fn start(monitor: Monitor) -> Result<RunningMonitor, MonitorError> {
-    let addr = monitor.config().listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MonitorError::Bind { addr, source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| MonitorError::Bind { addr, source })?;
-    let (stop, stopped) = watch::channel(false);
-
-    let app = Router::new()
+/// The routes, for the listener and for [`Monitor::router`].
+pub(crate) fn router(monitor: Monitor) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .with_state(monitor.clone());
+        .with_state(monitor)
+}
+
+pub(crate) fn spawn(monitor: Monitor) -> Result<RunningMonitor, MonitorError> {
+    let addr = monitor.config().listen;
+    let bind = |addr| -> std::io::Result<tokio::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
+    };
+    let listener = bind(addr).map_err(|source| MonitorError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| MonitorError::Bind { addr, source })?;
+    let app = router(monitor.clone());
+    let (stop, stopped) = watch::channel(false);
     let mut server_stop = stopped.clone();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -76,18 +110,37 @@ pub(crate) async fn start(monitor: Monitor) -> Result<RunningMonitor, MonitorErr
             tracing::error!(%error, "monitor HTTP listener stopped");
         }
     });
-    let background = tokio::spawn(background(monitor, stopped));
     tracing::info!(%local_addr, "monitor listening");
     Ok(RunningMonitor {
         local_addr,
-        stop,
-        tasks: vec![server, background],
+        tasks: spawn_tasks(monitor, vec![server], stop, stopped),
     })
+}
+
+/// The background work, with `tasks` already running under `stop`.
+pub(crate) fn spawn_tasks(
+    monitor: Monitor,
+    mut tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+) -> MonitorTasks {
+    // The webhook flushes once the background loop has made its last
+    // evaluation (or is gone), so the events of that evaluation are posted.
+    let (flush, flushing) = watch::channel(false);
+    if let Some(delivery) = monitor.webhook().and_then(|w| w.run(flushing)) {
+        tasks.push(tokio::spawn(delivery));
+    }
+    tasks.push(tokio::spawn(background(monitor, stopped, flush)));
+    MonitorTasks { stop, tasks }
 }
 
 /// Upkeep, sampling and alert evaluation on their own intervals. Upkeep is
 /// what keeps exporter memory bounded: it drains buffered histogram samples.
-async fn background(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
+async fn background(
+    monitor: Monitor,
+    mut stopped: watch::Receiver<bool>,
+    flush: watch::Sender<bool>,
+) {
     let config = monitor.config().clone();
     let mut upkeep = tokio::time::interval(config.upkeep_interval);
     let mut sample = tokio::time::interval(config.resource_interval);
@@ -97,7 +150,14 @@ async fn background(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
     }
     loop {
         tokio::select! {
-            _ = stopped.wait_for(|s| *s) => return,
+            _ = stopped.wait_for(|s| *s) => {
+                // The last word: events of the final evaluation reach the
+                // webhook's queue before it is flushed.
+                monitor.evaluate_alerts();
+                monitor.run_upkeep();
+                let _ = flush.send(true);
+                return;
+            }
             _ = upkeep.tick() => monitor.run_upkeep(),
             _ = sample.tick() => { monitor.sample_resources(); }
             _ = alerts.tick() => { monitor.evaluate_alerts(); }

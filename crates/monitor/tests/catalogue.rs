@@ -41,11 +41,12 @@ fn cells(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// Rows of the catalogue table: lines starting with "| `stratum_".
+/// Rows of the catalogue table: lines starting with "| `stratum_" or, for
+/// the standard process collector's names, "| `process_".
 fn catalogue() -> Vec<Row> {
     let text = std::fs::read_to_string(docs().join("metrics.md")).unwrap();
     text.lines()
-        .filter(|l| l.starts_with("| `stratum_"))
+        .filter(|l| l.starts_with("| `stratum_") || l.starts_with("| `process_"))
         .map(|l| {
             let c = cells(l);
             assert_eq!(c.len(), 6, "catalogue row needs 6 columns: {l}");
@@ -107,7 +108,7 @@ fn catalogue_follows_the_naming_and_label_rules() {
         assert!(names.insert(row.name.clone()), "duplicate {}", row.name);
         // The prefixes each layer may use (see the naming rule in docs/metrics.md).
         let prefixes: Vec<String> = match row.layer.as_str() {
-            "monitor" => vec!["stratum_monitor_".into(), "stratum_process_".into()],
+            "monitor" => vec!["stratum_monitor_".into(), "process_".into()],
             "pool" => vec!["stratum_pool_".into(), "stratum_mongo_".into()],
             "facade" => vec![
                 "stratum_store_".into(),
@@ -140,7 +141,7 @@ fn catalogue_follows_the_naming_and_label_rules() {
                 assert_eq!(row.unit, "seconds", "{}", row.name);
             }
             "gauge" => assert!(
-                !row.name.ends_with("_total") || row.name == "stratum_process_cpu_seconds_total",
+                !row.name.ends_with("_total"),
                 "gauge {} must not end in _total",
                 row.name
             ),
@@ -149,6 +150,8 @@ fn catalogue_follows_the_naming_and_label_rules() {
         if row.name.ends_with("_bytes") {
             assert_eq!(row.unit, "bytes", "{}", row.name);
         }
+        // Fractions are 0..1 ratios (Prometheus's unit), never percent.
+        assert_ne!(row.unit, "percent", "{}: use a 0..1 ratio", row.name);
         for label in &row.labels {
             assert!(
                 !forbidden.contains(&label.as_str()),
@@ -178,6 +181,14 @@ fn every_metric_the_monitor_writes_is_catalogued() {
     let config = MonitorConfig::builder()
         .percentiles(stratum_monitor::PercentileConfig {
             max_operations: 1,
+            ..Default::default()
+        })
+        .alerts(stratum_monitor::AlertsConfig {
+            // A webhook, so its delivery counters are registered too.
+            webhook: stratum_monitor::WebhookConfig {
+                url: Some("http://127.0.0.1:9/api/v2/alerts".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .build()
@@ -400,7 +411,8 @@ fn grafana_dashboard_is_generated_from_the_catalogue() {
     assert_eq!(titles, names);
 }
 
-/// Every `"stratum_…"` metric-name literal in the workspace's crate sources.
+/// Every `"stratum_…"` (and standard `"process_…"`) metric-name literal in
+/// the workspace's crate sources.
 fn metric_names_in_sources() -> BTreeSet<String> {
     fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -420,7 +432,10 @@ fn metric_names_in_sources() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for (i, _) in text.match_indices("\"stratum_") {
+        let literals = text
+            .match_indices("\"stratum_")
+            .chain(text.match_indices("\"process_"));
+        for (i, _) in literals {
             let rest = &text[i + 1..];
             let end = rest.find('"').unwrap_or(rest.len());
             let name = &rest[..end];

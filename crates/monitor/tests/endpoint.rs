@@ -113,23 +113,41 @@ async fn scrape_over_http_has_right_names_types_and_values() {
             .contains("stratum_pool_acquire_duration_seconds_count{pool=\"mongodb\"} 6")
     );
 
-    // Process gauges (Linux: /proc/self).
+    // Process figures under the standard names (Linux: /proc/self): CPU
+    // time a counter, the rest gauges.
     if cfg!(target_os = "linux") {
+        let Value::Counter(cpu) = find(&scrape, "process_cpu_seconds_total", &[]).value else {
+            panic!("process_cpu_seconds_total is not a counter");
+        };
+        assert!(cpu >= 0.0);
         for name in [
-            "stratum_process_resident_memory_bytes",
-            "stratum_process_cpu_seconds_total",
-            "stratum_process_open_fds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
         ] {
             let Value::Gauge(v) = find(&scrape, name, &[]).value else {
                 panic!("{name} is not a gauge");
             };
-            assert!(v >= 0.0, "{name} = {v}");
+            assert!(v > 0.0, "{name} = {v}");
         }
-        let Value::Gauge(rss) = find(&scrape, "stratum_process_resident_memory_bytes", &[]).value
-        else {
+        let Value::Gauge(rss) = find(&scrape, "process_resident_memory_bytes", &[]).value else {
             unreachable!()
         };
         assert!(rss > 1_000_000.0);
+        let Value::Gauge(started) = find(&scrape, "process_start_time_seconds", &[]).value else {
+            unreachable!()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{started} vs {now}"
+        );
+        assert!(!response.body.contains("stratum_process_"), "old names");
     }
 
     // Unknown paths are 404, not metrics.
@@ -145,18 +163,28 @@ async fn health_endpoints_follow_their_contributors() {
     let running = monitor.start().await.unwrap();
     let addr = running.local_addr();
 
-    // No checks: both probes are UP.
+    // Only the monitor's own `process` liveness check: both probes UP.
     let live = get(addr, "/health/live").await;
     assert_eq!(live.status, 200);
     assert_eq!(live.header("content-type"), Some("application/json"));
-    assert_eq!(live.body, r#"{"status":"UP","components":{}}"#);
+    assert_eq!(
+        live.body,
+        r#"{"status":"UP","components":{"process":{"status":"UP"}}}"#
+    );
+    assert_eq!(
+        get(addr, "/health/ready").await.body,
+        r#"{"status":"UP","components":{}}"#
+    );
 
     let db = Arc::new(AtomicU8::new(0));
     let breaker_open = Arc::new(AtomicU8::new(0));
-    monitor
-        .health()
-        .register_fn("process", CheckKind::Liveness, Health::up)
-        .unwrap();
+    // The monitor registered `process` itself: a second one is refused.
+    assert!(matches!(
+        monitor
+            .health()
+            .register_fn("process", CheckKind::Liveness, Health::up),
+        Err(MonitorError::Duplicate { .. })
+    ));
     {
         let db = Arc::clone(&db);
         monitor
@@ -400,7 +428,6 @@ async fn background_loop_samples_and_evaluates() {
                 .unwrap(),
         )
         .unwrap();
-    assert!(!monitor.render().contains("stratum_process_open_fds"));
     let running = monitor.start().await.unwrap();
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(
@@ -411,7 +438,7 @@ async fn background_loop_samples_and_evaluates() {
     assert!(monitor.alerts().firing().contains(&"queue_deep".to_owned()));
     if cfg!(target_os = "linux") {
         let text = monitor.render();
-        assert!(text.contains("stratum_process_open_fds"), "{text}");
+        assert!(text.contains("\nprocess_open_fds "), "{text}");
         assert!(text.contains("stratum_monitor_alert_firing{alert=\"queue_deep\"} 1"));
     }
     running.shutdown().await;

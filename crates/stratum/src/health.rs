@@ -15,8 +15,9 @@ pub const BREAKER_CHECK: &str = "breaker.store";
 pub const DATABASE_CHECK: &str = "database";
 /// The readiness check of the admission pool.
 pub const POOL_CHECK: &str = "pool.store";
-/// The liveness check of the process itself.
-pub const PROCESS_CHECK: &str = "process";
+/// The liveness check of the process itself, registered by every
+/// [`Monitor`](stratum_monitor::Monitor) (not by `register_health`).
+pub use stratum_monitor::PROCESS_CHECK;
 
 /// A ping slower than this makes the database check `DEGRADED`.
 const SLOW_PING: Duration = Duration::from_millis(500);
@@ -33,8 +34,11 @@ impl Stratum {
     ///   breaker, so the answer is the database's own), `DEGRADED` over
     ///   500 ms, `DOWN` on an error (the reason names the error's kind only:
     ///   reasons are served over HTTP);
-    /// - `process` (liveness): always `UP`; liveness never checks a
-    ///   dependency, so an outage does not restart the process.
+    ///
+    /// Liveness never checks a dependency, so an outage does not restart the
+    /// process: the one liveness check, `process`, is the monitor's own.
+    /// The stack's own monitor (`Stratum::monitor`) has these checks
+    /// registered at build; this is for another registry.
     ///
     /// ```
     /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -43,12 +47,16 @@ impl Stratum {
     /// use stratum::monitor::{CheckKind, HealthRegistry, Status};
     /// use stratum::{Stratum, StratumConfig};
     ///
-    /// let stratum = Stratum::builder(StratumConfig::default()).build()?;
+    /// let mut config = StratumConfig::default();
+    /// config.monitor.enabled = false; // registered by hand here
+    /// let stratum = Stratum::builder(config).build()?;
     /// let health = HealthRegistry::new(Duration::from_secs(1));
     /// stratum.register_health(&health)?;
     /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Up);
+    /// # #[cfg(feature = "breaker")] { // (with the breaker built in)
     /// stratum.breaker().unwrap().force_open();
     /// assert_eq!(health.report(CheckKind::Readiness).await.status, Status::Down);
+    /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
@@ -63,16 +71,19 @@ impl Stratum {
                 }
             })?;
         }
+        // The checks hold the parts they read, never the handle: the
+        // stack's own monitor lives inside it.
         #[cfg(feature = "pool")]
-        if self.pool_status().is_some() {
-            let stack = self.clone();
+        if let Some(admission) = self.layers.admission.clone() {
             registry.register_fn(POOL_CHECK, CheckKind::Readiness, move || {
-                match stack.pool_status() {
-                    Some(s) if s.waiting > 0 && s.in_use >= s.limit => Health::degraded(format!(
+                let s = admission.status();
+                if s.waiting > 0 && s.in_use >= s.limit {
+                    Health::degraded(format!(
                         "pool saturated: {} in use of {}, {} waiting",
                         s.in_use, s.limit, s.waiting
-                    )),
-                    _ => Health::up(),
+                    ))
+                } else {
+                    Health::up()
                 }
             })?;
         }
@@ -90,7 +101,6 @@ impl Stratum {
                 }
             }
         })?;
-        registry.register_fn(PROCESS_CHECK, CheckKind::Liveness, Health::up)?;
         Ok(())
     }
 }

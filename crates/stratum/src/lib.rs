@@ -42,8 +42,12 @@
 //! - [`llm`]: a provider call cached by its request ([`llm::PromptCache`],
 //!   single-flight) and conversations appended and read back compressed to a
 //!   token budget ([`llm::Conversations`]).
-//! - `Stratum::register_health` (feature `monitor`): the breaker and a
-//!   database ping as readiness checks of stratum-monitor's registry.
+//! - Monitoring (feature `monitor`, [`monitoring`]): the handle's own
+//!   stratum-monitor, built before the layers so their series land on it,
+//!   serving `/metrics` and `/health/*` (`Stratum::metrics_addr`), with the
+//!   breaker, pool and database as readiness checks, the default alert
+//!   rules (callbacks and an Alertmanager webhook), every cache's
+//!   statistics, and `Stratum::shutdown`.
 //!
 //! ```
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -84,12 +88,16 @@
 
 #[cfg(feature = "pool")]
 pub mod admission;
+#[cfg(feature = "cache")]
+mod caches;
 pub mod config;
 #[cfg(feature = "monitor")]
 pub mod health;
 #[cfg(feature = "mongodb")]
 pub mod indexes;
 pub mod llm;
+#[cfg(feature = "monitor")]
+pub mod monitoring;
 pub mod repository;
 mod stack;
 #[cfg(feature = "mongodb")]

@@ -253,7 +253,8 @@ impl PromptCache {
             AnswerSource::Store => "store",
             AnswerSource::Provider => "provider",
         };
-        metrics::counter!(PROMPT_ANSWERS, "source" => label).increment(1);
+        self.responses
+            .in_scope(|| metrics::counter!(PROMPT_ANSWERS, "source" => label).increment(1));
         Ok(PromptAnswer { entry, source })
     }
 
@@ -356,7 +357,8 @@ impl PromptCache {
             // are valid; keep ours.
             Ok(()) | Err(RepositoryError::Store(StoreError::DuplicateKey { .. })) => {}
             Err(e) => {
-                metrics::counter!(PROMPT_NOT_STORED).increment(1);
+                self.responses
+                    .in_scope(|| metrics::counter!(PROMPT_NOT_STORED).increment(1));
                 tracing::debug!(kind = e.kind(), "a provider answer could not be stored");
             }
         }
@@ -530,7 +532,9 @@ impl Conversations {
             .budget_tokens(budget_tokens)
             .encoding(self.counter.encoding())
             .build()?;
-        Ok(ContextCompressor::new(config)?.compress(&history)?)
+        // The compression counters go to the stack's metrics scope.
+        let compressor = ContextCompressor::new(config)?;
+        Ok(self.headers.in_scope(|| compressor.compress(&history))?)
     }
 }
 

@@ -8,7 +8,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-#[cfg(feature = "breaker")]
+#[cfg(any(feature = "breaker", feature = "monitor"))]
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -71,6 +71,12 @@ pub(crate) struct Layers {
     pub(crate) admission: Option<Admission>,
     #[cfg(feature = "breaker")]
     transitions: Arc<Mutex<TransitionLog>>,
+    /// Every cache the stack built, by unique name.
+    #[cfg(feature = "cache")]
+    pub(crate) caches: Arc<crate::caches::CacheRegistry>,
+    /// The stack's monitor, unless `monitor.enabled = false`.
+    #[cfg(feature = "monitor")]
+    pub(crate) monitoring: Option<Arc<crate::monitoring::Monitoring>>,
 }
 
 impl Layers {
@@ -82,6 +88,22 @@ impl Layers {
     /// count as failures; answers such as a duplicate key or an invalid
     /// request count as successes, since the database answered.
     pub(crate) async fn call<R, F>(&self, call: F) -> Result<R, RepositoryError>
+    where
+        F: Future<Output = Result<R, StoreError>>,
+    {
+        #[cfg(feature = "monitor")]
+        if let Some(monitoring) = &self.monitoring {
+            // Counted and timed for the default alert rules.
+            let started = self.clock.now_nanos();
+            let result = self.call_unobserved(call).await;
+            let elapsed = Duration::from_nanos(self.clock.now_nanos().saturating_sub(started));
+            monitoring.observe(elapsed, &result);
+            return result;
+        }
+        self.call_unobserved(call).await
+    }
+
+    async fn call_unobserved<R, F>(&self, call: F) -> Result<R, RepositoryError>
     where
         F: Future<Output = Result<R, StoreError>>,
     {
@@ -121,7 +143,9 @@ impl Layers {
 impl Layers {
     /// A cache for one user of the stack (a repository, the prompt cache):
     /// `config`, the `[cache]` section named for that user, on the stack's
-    /// one clock; none when the section is switched off.
+    /// one clock; none when the section is switched off. Its name is made
+    /// unique within the stack (`messages`, then `messages_2`, ...) and it
+    /// is registered for `Stratum::cache_stats` and the monitor's publisher.
     #[cfg(feature = "cache")]
     pub(crate) fn cache<K, V>(
         &self,
@@ -134,11 +158,29 @@ impl Layers {
         if !self.config.cache.enabled {
             return Ok(None);
         }
-        stratum_cache::CacheBuilder::from_config(config)
-            .clock(self.clock.clone())
-            .build()
-            .map(Some)
-            .map_err(|e| e.within("cache"))
+        let name = config.name.clone();
+        self.caches.register(&name, |name| {
+            self.in_scope(|| {
+                stratum_cache::CacheBuilder::from_config(stratum_cache::CacheConfig {
+                    name,
+                    ..config
+                })
+                .clock(self.clock.clone())
+                .build()
+                .map(Some)
+                .map_err(|e| e.within("cache"))
+            })
+        })
+    }
+
+    /// Runs `f` in the monitor's metrics scope (when there is a monitor):
+    /// metric handles made inside land on the stack's `/metrics`.
+    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "monitor")]
+        if let Some(monitoring) = &self.monitoring {
+            return monitoring.scope(f);
+        }
+        f()
     }
 
     /// An admission slot, held for the call (none when the pool is off).
@@ -201,6 +243,8 @@ impl Stratum {
             config,
             store: None,
             clock: None,
+            #[cfg(feature = "monitor")]
+            monitoring: None,
             #[cfg(feature = "pool")]
             admission: None,
         }
@@ -277,7 +321,8 @@ impl Stratum {
         if let Some(v) = existing(&self.shared.lock()) {
             return Ok(v);
         }
-        let made = make()?;
+        // Repositories and the prompt cache register metric handles.
+        let made = self.layers.in_scope(make)?;
         let mut map = self.shared.lock();
         if let Some(v) = existing(&map) {
             return Ok(v);
@@ -292,6 +337,9 @@ pub struct StratumBuilder {
     config: StratumConfig,
     store: Option<Arc<dyn Store>>,
     clock: Option<SharedClock>,
+    /// Made before anything that registers metrics (the pool, the store).
+    #[cfg(feature = "monitor")]
+    monitoring: Option<Option<Arc<crate::monitoring::Monitoring>>>,
     #[cfg(feature = "pool")]
     admission: Option<Admission>,
 }
@@ -326,6 +374,12 @@ impl StratumBuilder {
     /// the driver's client: its admission slots and the driver's connection
     /// pool are sized from the `pool` section, and the driver's connection
     /// events are counted (`Stratum::pool_status`).
+    ///
+    /// With the `monitor` feature and `monitor.enabled` (the defaults) it
+    /// also starts the stack's monitor: `/metrics` and `/health/*` on
+    /// `monitor.listen` (`Stratum::metrics_addr`), the resource sampler,
+    /// the default alert rules and the cache statistics publisher, owned by
+    /// the handle until `Stratum::shutdown` (docs/stratum.md, "Monitoring").
     pub async fn open(self) -> Result<Stratum, StratumError> {
         self.open_wrapped(|store| store).await
     }
@@ -336,6 +390,9 @@ impl StratumBuilder {
         mut self,
         wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
     ) -> Result<Stratum, StratumError> {
+        self.config.validate()?;
+        #[cfg_attr(not(feature = "mongodb"), allow(unused_variables))]
+        let scope = self.metrics_scope()?;
         let store = match self.store.take() {
             Some(store) => store,
             #[cfg(all(feature = "mongodb", feature = "pool"))]
@@ -345,7 +402,8 @@ impl StratumBuilder {
                 // `mongodb.connect_timeout` bounds creating one.
                 let mut pool_config = self.config.pool.settings.clone();
                 pool_config.create_timeout = self.config.mongodb.connect_timeout;
-                let pool = stratum_pool::MongoPool::with_options(options, pool_config, 2, false)
+                let pool = scope
+                    .enter(|| stratum_pool::MongoPool::with_options(options, pool_config, 2, false))
                     .map_err(crate::admission::build_error)?;
                 let client = {
                     use stratum_pool::Pool;
@@ -355,11 +413,31 @@ impl StratumBuilder {
                     (*slot).clone()
                 };
                 self.admission = Some(Admission::Mongo(pool));
-                Arc::new(crate::MongoStore::from_client(
-                    client,
-                    &self.config.mongodb,
-                    &self.config.store,
-                ))
+                scope.enter(|| {
+                    Arc::new(crate::MongoStore::from_client(
+                        client,
+                        &self.config.mongodb,
+                        &self.config.store,
+                    ))
+                })
+            }
+            #[cfg(feature = "mongodb")]
+            None if self.config.uses_mongodb() => {
+                // `MongoStore::connect`, with the store's metric handles
+                // made in the monitor's scope.
+                let options = crate::MongoStore::client_options(&self.config.mongodb).await?;
+                let client = mongodb::Client::with_options(options).map_err(|e| {
+                    StoreError::Unavailable {
+                        message: stratum_store::uri::scrub(&e.to_string()),
+                    }
+                })?;
+                scope.enter(|| {
+                    Arc::new(crate::MongoStore::from_client(
+                        client,
+                        &self.config.mongodb,
+                        &self.config.store,
+                    ))
+                })
             }
             None => stratum_store::open(&self.config.mongodb, &self.config.store).await?,
         };
@@ -371,12 +449,22 @@ impl StratumBuilder {
     /// none was given and the configuration does not select MongoDB (use
     /// [`open`](Self::open) for that).
     ///
-    /// With the pool enabled (the default) this must run inside a tokio
-    /// runtime with timers enabled (`enable_all`): the pool's maintenance
-    /// task and acquire timeout need them.
-    pub fn build(self) -> Result<Stratum, StratumError> {
+    /// With the pool or the monitor enabled (the defaults) this must run
+    /// inside a tokio runtime with I/O and timers enabled (`enable_all`):
+    /// the pool's maintenance task and acquire timeout, and the monitor's
+    /// listener and background work (started here, as by `open`), need
+    /// them.
+    pub fn build(mut self) -> Result<Stratum, StratumError> {
         self.config.validate()?;
-        let store = match self.store {
+        #[cfg_attr(
+            not(any(feature = "breaker", feature = "pool")),
+            allow(unused_variables)
+        )]
+        let scope = self.metrics_scope()?;
+        #[cfg(feature = "monitor")]
+        let monitoring = self.monitoring.take().flatten();
+        let clock = self.stack_clock();
+        let store = match self.store.take() {
             Some(store) => store,
             None if !self.config.uses_mongodb() => {
                 Arc::new(MemoryStore::from_config(&self.config.store))
@@ -389,11 +477,13 @@ impl StratumBuilder {
                 .into());
             }
         };
-        let clock = self.clock.unwrap_or_else(|| Arc::new(CoarseClock::new()));
+
         #[cfg(feature = "pool")]
         let admission = match self.admission {
             Some(admission) => Some(admission),
-            None if self.config.pool.enabled => Some(Admission::slots(&self.config.pool)?),
+            None if self.config.pool.enabled => {
+                Some(scope.enter(|| Admission::slots(&self.config.pool))?)
+            }
             None => None,
         };
         #[cfg(feature = "breaker")]
@@ -403,31 +493,34 @@ impl StratumBuilder {
             let config = self.config.breaker.settings.clone();
             let log = Arc::clone(&transitions);
             let log_clock = clock.clone();
-            let breaker = Breaker::builder(config.name.clone())
-                .config(config)
-                .clock(clock.clone())
-                .on_event(move |event| {
-                    if let EventKind::Transition { from, to, reason } = event.kind {
-                        let mut log = log.lock();
-                        log.total += 1;
-                        if log.recent.len() == TRANSITION_LOG {
-                            log.recent.pop_front();
-                        }
-                        log.recent.push_back(BreakerTransition {
-                            from,
-                            to,
-                            reason,
-                            at: log_clock.now(),
-                        });
-                    }
+            let breaker = scope
+                .enter(|| {
+                    Breaker::builder(config.name.clone())
+                        .config(config)
+                        .clock(clock.clone())
+                        .on_event(move |event| {
+                            if let EventKind::Transition { from, to, reason } = event.kind {
+                                let mut log = log.lock();
+                                log.total += 1;
+                                if log.recent.len() == TRANSITION_LOG {
+                                    log.recent.pop_front();
+                                }
+                                log.recent.push_back(BreakerTransition {
+                                    from,
+                                    to,
+                                    reason,
+                                    at: log_clock.now(),
+                                });
+                            }
+                        })
+                        .build()
                 })
-                .build()
                 .map_err(|e| e.within("breaker"))?;
             Some(breaker)
         } else {
             None
         };
-        Ok(Stratum {
+        let stratum = Stratum {
             layers: Arc::new(Layers {
                 config: self.config,
                 store,
@@ -438,8 +531,38 @@ impl StratumBuilder {
                 admission,
                 #[cfg(feature = "breaker")]
                 transitions,
+                #[cfg(feature = "cache")]
+                caches: Arc::default(),
+                #[cfg(feature = "monitor")]
+                monitoring,
             }),
             shared: Arc::new(Mutex::new(HashMap::new())),
-        })
+        };
+        #[cfg(feature = "monitor")]
+        stratum.start_monitoring()?;
+        Ok(stratum)
+    }
+
+    /// The clock of every layer: the one given, else a [`CoarseClock`].
+    fn stack_clock(&mut self) -> SharedClock {
+        self.clock
+            .get_or_insert_with(|| Arc::new(CoarseClock::new()))
+            .clone()
+    }
+
+    /// The scope every layer registers its metric handles in: the stack's
+    /// monitor's (made here, once), or the process-wide recorder without one.
+    fn metrics_scope(&mut self) -> Result<stratum_core::metrics::MetricsScope, ConfigError> {
+        #[cfg(feature = "monitor")]
+        {
+            if self.monitoring.is_none() {
+                let clock = self.stack_clock();
+                self.monitoring = Some(crate::monitoring::Monitoring::new(&self.config, &clock)?);
+            }
+            if let Some(Some(monitoring)) = &self.monitoring {
+                return Ok(monitoring.monitor().metrics_scope().clone());
+            }
+        }
+        Ok(stratum_core::metrics::MetricsScope::global())
     }
 }

@@ -45,9 +45,15 @@ fn candidates(default: &serde_json::Value) -> Vec<String> {
             out.push("{ fixed = 10 }".to_owned());
             out
         }
-        Value::Null => ["4", "0.5", "7", "mongodb://h:1"]
-            .map(str::to_owned)
-            .to_vec(),
+        Value::Null => [
+            "4",
+            "0.5",
+            "7",
+            "mongodb://h:1",
+            "http://127.0.0.1:9093/api/v2/alerts",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
         Value::Array(_) => vec!["[0.5, 1.0]".to_owned()],
         Value::Object(_) => vec![
             "{ type = \"time_based\", duration = \"30s\" }".to_owned(),

@@ -255,16 +255,10 @@ fn the_whole_stack_hides_the_password() {
     use stratum::Stratum;
     use stratum::bson::oid::ObjectId;
     use stratum::models::Conversation;
-    use stratum::monitor::{CheckKind, HealthRegistry, Monitor, MonitorConfig};
+    use stratum::monitor::{CheckKind, HealthRegistry};
     use stratum::{Filter, Query, Store};
     use stratum_tests::planted::{PLANTED_ENCODED, assert_no_planted, planted_uris};
 
-    let monitor = Monitor::new(MonitorConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..MonitorConfig::default()
-    })
-    .unwrap();
-    let recorder = monitor.recorder();
     let (logs, _guard) = capture();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -272,7 +266,9 @@ fn the_whole_stack_hides_the_password() {
         .unwrap();
     let mut shown: Vec<(String, String)> = Vec::new();
     let mut failures = 0;
-    metrics::with_local_recorder(&*recorder, || {
+    // Each stack's own monitor holds its series: rendered per stack.
+    let mut rendered = String::new();
+    {
         rt.block_on(async {
             for uri in planted_uris() {
                 let config = StratumConfig::builder()
@@ -281,6 +277,7 @@ fn the_whole_stack_hides_the_password() {
                         c.mongodb.server_selection_timeout = Duration::from_millis(500);
                         c.mongodb.connect_timeout = Duration::from_millis(500);
                         c.mongodb.operation_timeout = Duration::from_secs(3);
+                        c.monitor.listen = "127.0.0.1:0".parse().unwrap();
                     })
                     .build()
                     .unwrap();
@@ -326,10 +323,15 @@ fn the_whole_stack_hides_the_password() {
                 let report = health.report(CheckKind::Readiness).await;
                 shown.push(("readiness".into(), report.to_json()));
                 shown.push(("handle after".into(), format!("{stratum:?}")));
+                let ready =
+                    stratum_tests::http::get(stratum.metrics_addr().unwrap(), "/health/ready")
+                        .await;
+                shown.push(("/health/ready".into(), ready.body));
+                rendered.push_str(&stratum.monitor().unwrap().render());
+                stratum.shutdown().await;
             }
         });
-    });
-    let rendered = monitor.render();
+    }
     assert!(
         rendered.contains("stratum_store_operations_total"),
         "the failures were recorded: {rendered}"

@@ -21,23 +21,28 @@ mod workload;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use stratum::StratumConfig;
+use stratum::monitor::AlertEventKind;
+use stratum::{Filter, Store, Stratum, StratumConfig};
 use stratum_store::{FaultPlan, FaultyStore};
 
 use crate::driver::{self, Plan, Progress};
 use crate::report::{CacheFigures, Mark, StackFigures};
 
-pub use self::report::DemoReport;
+pub use self::report::{AlertRecord, CacheLine, DemoReport};
+
+/// The collections the workload writes to (messages and usage records).
+const WRITTEN: [&str; 2] = ["messages", "usage_records"];
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// The stack's configuration (the store it selects is used: the
-    /// embedded one unless a MongoDB URI is set).
+    /// embedded one unless a MongoDB URI is set; its `[monitor]` section
+    /// says what the stack serves and which alerts it evaluates).
     pub config: StratumConfig,
     /// Concurrent workers. Default 16.
     pub concurrency: usize,
@@ -47,10 +52,14 @@ pub struct DemoOptions {
     pub inject_faults: bool,
     /// The seed of every random choice (prompts, operations, faults).
     pub seed: u64,
-    /// Where `/metrics` and `/health/*` are served; `None`: not served.
+    /// Where `/metrics` and `/health/*` are served (`monitor.listen`);
+    /// `None` keeps the configuration's. Default 127.0.0.1:0 (a free port).
     pub listen: Option<SocketAddr>,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
+    /// Print `metrics and health on http://ADDR` on stderr once the stack
+    /// serves them (the bound address, also with port 0).
+    pub announce: bool,
 }
 
 impl Default for DemoOptions {
@@ -61,8 +70,9 @@ impl Default for DemoOptions {
             duration: Duration::from_secs(10),
             inject_faults: false,
             seed: 42,
-            listen: None,
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             progress: false,
+            announce: false,
         }
     }
 }
@@ -77,9 +87,6 @@ pub enum DemoError {
     /// The workload could not be prepared (indexes, seed data).
     #[error("cannot prepare the workload: {0}")]
     Setup(String),
-    /// The monitor could not be built.
-    #[error("cannot build the monitor: {0}")]
-    Monitor(String),
     /// A worker panicked.
     #[error("{0}")]
     Worker(String),
@@ -87,9 +94,11 @@ pub enum DemoError {
 
 /// Runs the demo and returns its report.
 ///
-/// The process-wide `metrics` recorder is installed here (once per process;
-/// later runs in the same process record into the first one), before the
-/// stack is built, so every layer's handles bind to it.
+/// The stack is opened as a library user opens it: its monitor (the
+/// `[monitor]` section) serves `/metrics` and `/health/*`, publishes every
+/// cache's statistics and evaluates the default alert rules; the demo only
+/// listens to the alerts (`Stratum::on_alert`) and shuts the stack down at
+/// the end.
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -103,33 +112,13 @@ pub enum DemoError {
 /// # }).unwrap();
 /// ```
 pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
-    let monitor_config = stratum::monitor::MonitorConfig {
-        listen: options
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-        // Every other knob of the `[monitor]` section, the monitor's own type.
-        ..options.config.monitor.settings.clone()
-    };
-    let monitor = stratum::monitor::Monitor::new(monitor_config)
-        .map_err(|e| DemoError::Monitor(e.to_string()))?;
-    if monitor.install_global().is_err() {
-        tracing::debug!("a metrics recorder is already installed; the demo records into it");
+    let mut config = options.config.clone();
+    if let Some(listen) = options.listen {
+        config.monitor.listen = listen;
     }
-    let running = match options.listen {
-        Some(addr) if options.config.monitor.enabled => match monitor.start().await {
-            Ok(running) => Some(running),
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "metrics and health are not served");
-                None
-            }
-        },
-        _ => None,
-    };
-    let served = running.as_ref().map(|r| r.local_addr());
-
     let faulty = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&faulty);
-    let stratum = stratum::Stratum::builder(options.config.clone())
+    let stratum = Stratum::builder(config)
         .open_wrapped(move |store| {
             let wrapped = Arc::new(FaultyStore::new(store, options.seed));
             *slot.lock() = Some(Arc::clone(&wrapped));
@@ -139,14 +128,32 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let faulty = faulty.lock().take().ok_or_else(|| {
         DemoError::Setup("the store was not opened through the fault injector".into())
     })?;
-    stratum
-        .register_health(monitor.health())
-        .map_err(|e| DemoError::Monitor(e.to_string()))?;
-
+    let served = stratum.metrics_addr();
+    if options.announce
+        && let Some(addr) = served
+    {
+        eprintln!("stratum demo: metrics and health on http://{addr}");
+    }
     let workload = workload::DemoWorkload::prepare(&stratum, options.seed)
         .await
         .map_err(DemoError::Setup)?;
     let workload = Arc::new(workload);
+    let stored_before = stored(&stratum).await?;
+
+    // Alert times are counted from here, as the breaker's transitions are.
+    let started = Instant::now();
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    {
+        let alerts = Arc::clone(&alerts);
+        stratum.on_alert(move |event| {
+            alerts.lock().push(AlertRecord {
+                rule: event.rule.clone(),
+                fired: event.kind == AlertEventKind::Fired,
+                at: started.elapsed(),
+                value: event.value,
+            });
+        });
+    }
 
     let mark = Mark::now(&stratum);
     let phases = options.inject_faults.then(|| {
@@ -178,10 +185,17 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let driven = driver::drive(&stratum, Arc::clone(&workload), plan).await;
     if let Some(phases) = phases {
         phases.abort();
+        faulty.set_plan(FaultPlan::none());
     }
     let driven = driven.map_err(DemoError::Worker)?;
     let run = driven.figures;
-    workload.usage().publish_cache_metrics();
+    settle_alerts(&stratum).await;
+    let stored_after = stored(&stratum).await?;
+    let caches = stratum
+        .cache_stats()
+        .into_iter()
+        .map(|(name, stats)| CacheLine { name, stats })
+        .collect();
     let cache = workload
         .chats()
         .headers()
@@ -192,20 +206,53 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         });
     let stack = StackFigures::collect(&stratum, mark, cache, driven.peak_waiting, &run);
     let counts = &workload.counts;
-    let report = DemoReport {
+    // Stops the listener, the sampler and alert evaluation; the webhook
+    // posts what it still holds.
+    stratum.shutdown().await;
+    let alerts = alerts.lock().clone();
+    Ok(DemoReport {
         stale_reads: counts.stale_reads.load(Ordering::Relaxed),
         provider_calls: counts.provider_calls.load(Ordering::Relaxed),
         efficiency: workload.efficiency(),
         injected_errors: faulty.injected_errors(),
         inject_faults: options.inject_faults,
-        documents_written: run.ok(workload::Op::UsageWrite.name())
-            + 2 * run.ok(workload::Op::Append.name()),
+        documents_written: counts.documents_written.load(Ordering::Relaxed),
+        documents_stored: stored_after.saturating_sub(stored_before),
         served,
+        caches,
+        alerts,
         run,
         stack,
-    };
-    if let Some(running) = running {
-        running.shutdown().await;
+    })
+}
+
+/// Documents in the collections the workload writes, read from the store
+/// directly (past the breaker and the fault injector's plan, now off).
+async fn stored(stratum: &Stratum) -> Result<u64, DemoError> {
+    let mut total = 0;
+    for collection in WRITTEN {
+        total += stratum
+            .store()
+            .count(collection, &Filter::all())
+            .await
+            .map_err(|e| DemoError::Setup(format!("cannot count {collection}: {e}")))?;
     }
-    Ok(report)
+    Ok(total)
+}
+
+/// After the workload: gives a firing `breaker_open` alert the time its
+/// `resolve_for` asks (plus two evaluations) to resolve, so the report
+/// shows the recovery. Other rules need traffic to resolve; they are left
+/// as they are.
+async fn settle_alerts(stratum: &Stratum) {
+    let Some(monitor) = stratum.monitor() else {
+        return;
+    };
+    let settings = &stratum.config().monitor.settings;
+    let wait = settings.alerts.breaker_open.resolve_for + settings.alert_interval * 2;
+    let deadline = Instant::now() + wait;
+    let rule = stratum::monitoring::rules::BREAKER_OPEN.to_owned();
+    while monitor.alerts().firing().contains(&rule) && Instant::now() < deadline {
+        tokio::time::sleep(settings.alert_interval.min(Duration::from_millis(100))).await;
+    }
 }

@@ -27,10 +27,43 @@ pub struct DemoReport {
     pub injected_errors: u64,
     /// Whether faults were injected.
     pub inject_faults: bool,
-    /// Documents written: messages and usage records.
+    /// Documents the workers stored: messages and usage records whose
+    /// insert succeeded.
     pub documents_written: u64,
+    /// Documents the store holds in those collections now, less those it
+    /// held before the workers started (equal to `documents_written` when
+    /// no other program writes there).
+    pub documents_stored: u64,
     /// Where `/metrics` and `/health/*` were served.
     pub served: Option<SocketAddr>,
+    /// Every cache of the stack at the end, as `/metrics` names them.
+    pub caches: Vec<CacheLine>,
+    /// The alert events of the run (the default rules of `[monitor.alerts]`).
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// One cache of the stack at the end of the run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheLine {
+    /// The `cache` label of its series.
+    pub name: String,
+    /// Its counters.
+    pub stats: stratum::cache::CacheStats,
+}
+
+/// One alert event of the run.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AlertRecord {
+    /// The rule (`breaker_open`, `error_ratio`, ...).
+    pub rule: String,
+    /// Fired (`true`) or resolved.
+    pub fired: bool,
+    /// When, since the stack was opened.
+    pub at: Duration,
+    /// The rule's figure at that evaluation.
+    pub value: f64,
 }
 
 impl DemoReport {
@@ -87,9 +120,22 @@ impl fmt::Display for DemoReport {
         )?;
         writeln!(
             f,
-            "documents:    {} stale reads served, {} documents written",
-            self.stale_reads, self.documents_written
+            "documents:    {} stale reads served, {} documents written ({} more in the store)",
+            self.stale_reads, self.documents_written, self.documents_stored
         )?;
+        for c in &self.caches {
+            let s = &c.stats;
+            writeln!(
+                f,
+                "cache {:<20} {} lookups = {} hits + {} misses; {} loads, {} evictions",
+                format!("{}:", c.name),
+                s.hits + s.misses,
+                s.hits,
+                s.misses,
+                s.loads(),
+                s.evictions()
+            )?;
+        }
         write!(f, "{}", self.stack)?;
         if let Some(breaker) = &self.stack.breaker {
             for (at, t) in &breaker.transitions {
@@ -108,6 +154,19 @@ impl fmt::Display for DemoReport {
                 f,
                 "faults:       {} store errors injected (60 % of calls from 30 % to 60 % of the run)",
                 self.injected_errors
+            )?;
+        }
+        if self.alerts.is_empty() {
+            writeln!(f, "alerts:       none")?;
+        }
+        for a in &self.alerts {
+            writeln!(
+                f,
+                "alert:        {} {} at {:.2} s (value {})",
+                a.rule,
+                if a.fired { "fired" } else { "resolved" },
+                a.at.as_secs_f64(),
+                a.value
             )?;
         }
         if let Some(addr) = self.served {

@@ -40,12 +40,6 @@ pub(crate) enum Op {
     Header,
 }
 
-impl Op {
-    pub(crate) fn name(self) -> &'static str {
-        <DemoWorkload as driver::Workload>::OPERATIONS[self as usize]
-    }
-}
-
 impl From<Op> for usize {
     fn from(op: Op) -> usize {
         op as usize
@@ -57,6 +51,9 @@ impl From<Op> for usize {
 pub(crate) struct Counts {
     pub(crate) stale_reads: AtomicU64,
     pub(crate) provider_calls: AtomicU64,
+    /// Documents the workers stored (each usage record and message whose
+    /// insert succeeded).
+    pub(crate) documents_written: AtomicU64,
 }
 
 // The stack has no kind for these errors (RepositoryError has): named here.
@@ -196,10 +193,6 @@ impl DemoWorkload {
         })
     }
 
-    pub(crate) fn usage(&self) -> &Repository<UsageRecord> {
-        &self.usage
-    }
-
     pub(crate) fn chats(&self) -> &Conversations {
         &self.chats
     }
@@ -257,7 +250,13 @@ impl DemoWorkload {
                 0.0
             });
         self.efficiency.lock().record(&usage);
-        let _ = record.time(Op::UsageWrite, self.usage.insert(&usage)).await;
+        if record
+            .time(Op::UsageWrite, self.usage.insert(&usage))
+            .await
+            .is_ok()
+        {
+            self.wrote();
+        }
     }
 
     /// A user turn and its reply appended to a conversation.
@@ -271,9 +270,18 @@ impl DemoWorkload {
         ));
         let turn = async {
             self.chats.append(conversation, user).await?;
-            self.chats.append(conversation, reply).await.map(|_| ())
+            self.wrote();
+            self.chats.append(conversation, reply).await?;
+            self.wrote();
+            Ok::<_, ConversationError>(())
         };
         let _ = record.time(Op::Append, turn).await;
+    }
+
+    fn wrote(&self) {
+        self.counts
+            .documents_written
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A conversation's history compressed to the token budget.

@@ -192,6 +192,13 @@ impl<T: Document> std::fmt::Debug for Repository<T> {
 }
 
 impl<T: Document> Repository<T> {
+    /// Runs `f` in the stack's metrics scope, for the dynamic series of
+    /// code that has no handles (the models' validation and compression
+    /// counters, the prompt cache's answers).
+    pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.inner.layers.in_scope(f)
+    }
+
     pub(crate) fn new(layers: Arc<Layers>) -> Result<Repository<T>, ConfigError> {
         #[cfg(feature = "cache")]
         let section = &layers.config.cache;
@@ -354,7 +361,8 @@ impl<T: Document> Repository<T> {
         self.observe(Op::Insert, async {
             // Validated, encoded and size-checked once; the store checks the
             // field names on these bytes and sends them as they are.
-            let encoded = doc.to_raw_checked()?;
+            // (In the stack's metrics scope: a refusal is counted there.)
+            let encoded = self.in_scope(|| doc.to_raw_checked())?;
             let id = to_bson(doc.id())?;
             let layers = &self.inner.layers;
             let result = layers
