@@ -16,7 +16,6 @@ use stratum::models::{
     CacheKeyRequest, CachedResponse, ChatMessage, Conversation, Encoding, ModelPrice,
     RequestParams, ResponseCacheEntry, TokenCounter, TokenUsage, UsageRecord,
 };
-use stratum::monitor::Monitor;
 use stratum::{Filter, Stratum, StratumConfig};
 
 const PROVIDER: &str = "openai";
@@ -126,14 +125,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Defaults, then `STRATUM_*` variables (docs/configuration.md).
     let config = StratumConfig::builder().env().build()?;
 
-    // LEAD (monitoring): wired by hand today; once `Stratum::open` starts
-    // the monitor of the `[monitor]` section, these lines go. The recorder
-    // goes in before the stack is built, so every layer's metrics land in it.
-    let monitor = Monitor::new(config.monitor.settings.clone())?;
-    monitor.install_global()?;
-    let served = monitor.start().await?;
+    // Opens the store and starts what the configuration asks for: the
+    // breaker, admission, caches, and the monitor serving `/metrics` and
+    // `/health/*` (with the default alert rules and cache statistics).
     let stratum = Stratum::builder(config).open().await?;
-    stratum.register_health(monitor.health())?;
 
     let service = ChatService {
         prompts: stratum.prompt_cache()?,
@@ -236,12 +231,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     println!("provider calls: {}", service.provider.calls());
 
-    // LEAD (monitoring): the handle publishes cache statistics itself once
-    // it owns the monitor; today they are exported on demand.
-    service.chats.headers().publish_cache_metrics();
-    let addr = served.local_addr();
+    let addr = stratum.metrics_addr().ok_or(
+        "the monitor is not serving (monitor.enabled, monitor.serve, or the port is taken)",
+    )?;
     println!("serving http://{addr}/metrics and http://{addr}/health/ready; press Enter to stop");
     tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
-    served.shutdown().await;
+    stratum.shutdown().await;
     Ok(())
 }

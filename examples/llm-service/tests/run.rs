@@ -185,7 +185,7 @@ fn check_every_run(run: &Run, runs: f64, misses: f64) {
         "stratum_repository_operations_total",
         "stratum_llm_prompt_answers_total{source=\"memory\"}",
         "stratum_models_compressions_total",
-        "stratum_process_resident_memory_bytes",
+        "process_resident_memory_bytes",
     ] {
         assert!(
             run.series(series) > 0.0,
