@@ -446,8 +446,11 @@ impl StratumBuilder {
                     (*slot).clone()
                 };
                 self.admission = Some(Admission::Mongo(pool));
-                let store =
-                    crate::MongoStore::from_client(client, &self.config.mongodb, &self.config.store);
+                let store = crate::MongoStore::from_client(
+                    client,
+                    &self.config.mongodb,
+                    &self.config.store,
+                );
                 self.mongo = Some(store.clone());
                 Arc::new(store)
             }

@@ -159,11 +159,7 @@ pub struct CoherenceState {
 impl CoherenceState {
     /// Whether every watcher's stream is open (and there is at least one).
     pub fn all_open(&self) -> bool {
-        !self.watchers.is_empty()
-            && self
-                .watchers
-                .iter()
-                .all(|(_, s)| s.is_some_and(|s| s.open))
+        !self.watchers.is_empty() && self.watchers.iter().all(|(_, s)| s.is_some_and(|s| s.open))
     }
 }
 

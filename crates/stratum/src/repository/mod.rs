@@ -339,7 +339,8 @@ impl<T: Document> Repository<T> {
                     origin: Origin::Store,
                 })
             }
-            Err(_) => self.read_cached(cache, id, true).await,
+            Err(e) if e.is_unavailable() => self.read_cached(cache, id, true).await,
+            Err(e) => Err(e),
         }
     }
 
