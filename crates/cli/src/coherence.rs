@@ -55,6 +55,18 @@ pub struct ProbeTarget {
     pub docs: u32,
 }
 
+impl ProbeTarget {
+    /// The probe's conversations (`docs` of them) in `database` on the
+    /// server at `mongodb_uri`.
+    pub fn new(mongodb_uri: impl Into<String>, database: impl Into<String>, docs: u32) -> Self {
+        ProbeTarget {
+            mongodb_uri: mongodb_uri.into(),
+            database: database.into(),
+            docs,
+        }
+    }
+}
+
 /// The flags of `stratum coherence` (the measurement).
 #[derive(Debug, Clone, clap::Args)]
 #[non_exhaustive]

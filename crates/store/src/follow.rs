@@ -227,6 +227,10 @@ impl MongoStore {
                         if resuming {
                             metrics.resumes.increment(1);
                         }
+                        // The server may accept `resume_after` and refuse the
+                        // token only on the first getMore (SecantusDB after
+                        // a restart: error 280, history lost).
+                        let mut lost = false;
                         loop {
                             let next = tokio::select! {
                                 next = stream.next() => next,
@@ -234,6 +238,11 @@ impl MongoStore {
                             };
                             let event = match next {
                                 Some(Ok(event)) => event,
+                                Some(Err(e)) if token.is_some() && token_unusable(&e) => {
+                                    tracing::warn!(collection = %name, error = %scrub(&e), "the change stream cannot resume; starting afresh");
+                                    lost = true;
+                                    break;
+                                }
                                 Some(Err(e)) => {
                                     tracing::warn!(collection = %name, error = %scrub(&e), "change stream failed; resuming");
                                     break;
@@ -271,6 +280,11 @@ impl MongoStore {
                         // that are already handed over.
                         send.send_modify(|s| s.open = false);
                         metrics.open.set(0.0);
+                        if lost {
+                            token = None;
+                            start_afresh(&on_change, &send, &metrics);
+                            continue;
+                        }
                     }
                     Err(e) if resuming && token_unusable(&e) => {
                         tracing::warn!(
@@ -278,10 +292,8 @@ impl MongoStore {
                             error = %scrub(&e),
                             "the change stream cannot resume; starting afresh"
                         );
-                        on_change(Change::Everything);
                         token = None;
-                        send.send_modify(|s| s.restarts += 1);
-                        metrics.restarts.increment(1);
+                        start_afresh(&on_change, &send, &metrics);
                         continue;
                     }
                     Err(e) => tracing::warn!(
@@ -299,6 +311,18 @@ impl MongoStore {
             reconnect,
         })
     }
+}
+
+/// The events since the last one handed over are lost: anything in the
+/// collection may have changed.
+fn start_afresh(
+    on_change: &impl Fn(Change),
+    send: &tokio::sync::watch::Sender<FollowState>,
+    metrics: &FollowMetrics,
+) {
+    on_change(Change::Everything);
+    send.send_modify(|s| s.restarts += 1);
+    metrics.restarts.increment(1);
 }
 
 /// Whether the server refused the resume token itself (rather than being
