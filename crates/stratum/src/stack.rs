@@ -290,6 +290,19 @@ impl Stratum {
         }
     }
 
+    /// Drops every change-stream watcher's stream and reopens it from the
+    /// last event applied, after the follower's retry pause (2 s), exactly
+    /// as after a network failure: meanwhile the repositories read through
+    /// to the database, and writes made in between are still applied. For
+    /// an operator who moved the application to another server, and for
+    /// tests of the outage path.
+    #[cfg(feature = "mongodb")]
+    pub fn reconnect_watchers(&self) {
+        if let Some(coherence) = &self.layers.coherence {
+            coherence.reconnect();
+        }
+    }
+
     /// The driver's client under the store, for what the [`Store`] does not
     /// cover (transactions, aggregations, administration commands); `None`
     /// over the embedded store, or over a store given to

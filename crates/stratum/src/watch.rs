@@ -167,6 +167,7 @@ impl CoherenceState {
 /// watcher reports, and how to give the repository back its TTL regime.
 struct Watched {
     task: tokio::task::JoinHandle<()>,
+    reconnect: Arc<tokio::sync::Notify>,
     state: tokio::sync::watch::Receiver<Option<WatchState>>,
     release: Box<dyn Fn() + Send + Sync>,
 }
@@ -218,6 +219,8 @@ impl Coherence {
         let weak = repository.downgrade();
         let store = self.store.clone();
         let support = Arc::clone(&self.support);
+        let reconnect = Arc::new(tokio::sync::Notify::new());
+        let asked = Arc::clone(&reconnect);
         let task = self.runtime.spawn(async move {
             let supported = *support.get_or_init(|| detect(&store)).await;
             let Some(repository) = weak.upgrade() else {
@@ -249,8 +252,11 @@ impl Coherence {
                     Trust::Unwatched
                 });
                 send.send_replace(Some(now));
-                if states.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = states.changed() => if changed.is_err() {
+                        return;
+                    },
+                    () = asked.notified() => watcher.reconnect(),
                 }
             }
         });
@@ -264,6 +270,7 @@ impl Coherence {
             T::COLLECTION,
             Watched {
                 task,
+                reconnect,
                 state,
                 release,
             },
@@ -289,6 +296,13 @@ impl Coherence {
             .collect();
         watchers.sort_by_key(|(name, _)| *name);
         CoherenceState { support, watchers }
+    }
+
+    /// Drops every watcher's stream and reopens it from its last event.
+    pub(crate) fn reconnect(&self) {
+        for w in self.watchers.lock().values() {
+            w.reconnect.notify_one();
+        }
     }
 
     /// Stops every watcher and waits until each has stopped; the

@@ -112,3 +112,180 @@ proptest! {
         })?;
     }
 }
+
+/// The handle's own change-stream coherence over the test server (a
+/// replica set): on by default, off by `mongodb.change_streams = false`,
+/// a cache that is not trusted while its stream is down, and
+/// `Stratum::shutdown` stopping the watchers. "Another process" writes with
+/// the raw driver on its own client, around every cache of the handle.
+#[cfg(all(feature = "mongodb", feature = "cache"))]
+mod over_mongodb {
+    use std::time::{Duration, Instant};
+
+    use stratum::bson::DateTime;
+    use stratum::models::Conversation;
+    use stratum::watch::Support;
+    use stratum::{Origin, Stratum, StratumConfig};
+    use stratum_tests::TestDb;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    async fn open(db: &TestDb, change_streams: bool) -> Stratum {
+        let mut config = StratumConfig::default();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        config.mongodb.change_streams = change_streams;
+        Stratum::builder(config).open().await.unwrap()
+    }
+
+    /// Waits until `done` holds of the handle's coherence state.
+    async fn until(stratum: &Stratum, done: impl Fn(&stratum::watch::CoherenceState) -> bool) {
+        let started = Instant::now();
+        while !done(&stratum.coherence()) {
+            assert!(started.elapsed() < WAIT, "{:?}", stratum.coherence());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Reads `id` until the title is `title` (the change event applied).
+    async fn until_title(repo: &stratum::Repository<Conversation>, c: &Conversation, title: &str) {
+        let started = Instant::now();
+        loop {
+            let read = repo.get(&c.id).await.unwrap();
+            if read.value.unwrap().title.as_deref() == Some(title) {
+                return;
+            }
+            assert!(started.elapsed() < WAIT, "{title} never read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_repository_is_watched_by_default_and_shutdown_stops_it() {
+        let db = TestDb::new("coherence_default").await;
+        let stratum = open(&db, true).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        until(&stratum, |s| s.all_open()).await;
+        assert_eq!(stratum.coherence().support, Support::Supported);
+
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        // The insert's own event applied, so it cannot drop what we cache.
+        until(&stratum, |s| s.watchers[0].1.is_some_and(|w| w.events >= 1)).await;
+        repo.get(&c.id).await.unwrap();
+        let cached = repo.get(&c.id).await.unwrap();
+        assert_eq!(cached.origin, Origin::Cache);
+
+        // Another process's write (the escape hatch's driver bypasses the
+        // cache) reaches the cached copy through the change stream.
+        let elsewhere = db.db().collection::<Conversation>("conversations");
+        let set = |t: &str| stratum::bson::doc! { "$set": { "title": t } };
+        elsewhere
+            .update_one(stratum::bson::doc! { "_id": c.id }, set("from elsewhere"))
+            .await
+            .unwrap();
+        until_title(&repo, &c, "from elsewhere").await;
+
+        // After shutdown nothing follows the stream: the copy stays cached
+        // (60 s TTL) however the document changes.
+        stratum.shutdown().await;
+        assert_eq!(stratum.coherence().support, Support::Off);
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+        elsewhere
+            .update_one(stratum::bson::doc! { "_id": c.id }, set("unseen"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = repo.get(&c.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Cache);
+        assert_eq!(read.value.unwrap().title.as_deref(), Some("from elsewhere"));
+        stratum.shutdown().await; // twice is harmless
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn switched_off_nothing_is_watched() {
+        let db = TestDb::new("coherence_off").await;
+        let stratum = open(&db, false).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let state = stratum.coherence();
+        assert_eq!((state.support, state.watchers.len()), (Support::Off, 0));
+
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        repo.get(&c.id).await.unwrap();
+        db.db()
+            .collection::<Conversation>("conversations")
+            .update_one(
+                stratum::bson::doc! { "_id": c.id },
+                stratum::bson::doc! { "$set": { "title": "unseen" } },
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = repo.get(&c.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Cache);
+        assert_eq!(read.value.unwrap().title, None);
+        db.cleanup().await;
+    }
+
+    /// While a watcher's stream is down, a write elsewhere is read at once
+    /// (from the database), not after the stream comes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_the_stream_is_down_reads_go_to_the_database() {
+        let db = TestDb::new("coherence_down").await;
+        let stratum = open(&db, true).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        until(&stratum, |s| s.all_open()).await;
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        let opened = |s: &stratum::watch::CoherenceState| s.watchers[0].1.unwrap();
+        until(&stratum, |s| opened(s).events >= 1).await;
+        repo.get(&c.id).await.unwrap();
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+
+        stratum.reconnect_watchers();
+        until(&stratum, |s| !opened(s).open).await;
+        // Written while no stream is open (it reopens after 2 s).
+        db.db()
+            .collection::<Conversation>("conversations")
+            .update_one(
+                stratum::bson::doc! { "_id": c.id },
+                stratum::bson::doc! { "$set": { "title": "while down" } },
+            )
+            .await
+            .unwrap();
+        let read = repo.get(&c.id).await.unwrap();
+        assert!(
+            !opened(&stratum.coherence()).open,
+            "the stream reopened too soon to tell"
+        );
+        assert_eq!(read.origin, Origin::Store);
+        assert_eq!(read.value.unwrap().title.as_deref(), Some("while down"));
+
+        // Back open: the cache is trusted again.
+        until(&stratum, |s| s.all_open()).await;
+        repo.get(&c.id).await.unwrap();
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+        db.cleanup().await;
+    }
+
+    /// The driver escape hatch: there over MongoDB, absent over the
+    /// embedded store.
+    #[tokio::test]
+    async fn the_driver_is_exposed_over_mongodb_only() {
+        let db = TestDb::new("coherence_hatch").await;
+        let stratum = open(&db, true).await;
+        let database = stratum.mongo_database().unwrap();
+        assert_eq!(database.name(), db.name());
+        database
+            .run_command(stratum::bson::doc! { "ping": 1 })
+            .await
+            .unwrap();
+        assert!(stratum.mongo_client().is_some());
+        let embedded = Stratum::builder(StratumConfig::default()).build().unwrap();
+        assert!(embedded.mongo_database().is_none());
+        assert_eq!(embedded.coherence().support, Support::Off);
+        db.cleanup().await;
+    }
+}
