@@ -9,6 +9,7 @@ use crate::cache::ShardedCache;
 
 /// Stops the background maintenance task when dropped.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the maintenance task"]
 pub struct MaintenanceHandle {
     task: tokio::task::JoinHandle<()>,
 }

@@ -542,6 +542,9 @@ pub struct Delays {
     pub writes: usize,
     /// Of those, writes the reader never saw (within the wait).
     pub missed: usize,
+    /// Of those seen, writes a read returned before their acknowledgement
+    /// reached the writer (their delay counts as 0).
+    pub early: usize,
     /// Each seen write's delay, sorted.
     pub sorted: Vec<Duration>,
 }
@@ -549,10 +552,12 @@ pub struct Delays {
 impl Delays {
     /// Joins the writer's acknowledgements with the reader's log.
     pub fn join(acks: &[Ack], log: &ReaderLog) -> Delays {
+        let mut early = 0;
         let mut sorted: Vec<Duration> = acks
             .iter()
             .filter_map(|ack| {
                 let seen = log.seen_at(ack)?;
+                early += usize::from(seen < ack.at);
                 let nanos = seen.saturating_sub(ack.at);
                 Some(Duration::from_nanos(
                     u64::try_from(nanos).unwrap_or(u64::MAX),
@@ -563,6 +568,7 @@ impl Delays {
         Delays {
             writes: acks.len(),
             missed: acks.len() - sorted.len(),
+            early,
             sorted,
         }
     }
@@ -592,9 +598,11 @@ impl fmt::Display for Delays {
         };
         write!(
             f,
-            "{} writes, {} missed; delay p50 {}, p99 {}, max {}",
+            "{} writes, {} missed, {} seen before the writer had the acknowledgement; \
+             delay p50 {}, p99 {}, max {}",
             self.writes,
             self.missed,
+            self.early,
             ms(self.quantile(0.50)),
             ms(self.quantile(0.99)),
             ms(self.max())
@@ -645,7 +653,7 @@ mod tests {
             delays.sorted,
             [0, 10, 150].map(Duration::from_nanos).to_vec()
         );
-        assert_eq!((delays.writes, delays.missed), (4, 1));
+        assert_eq!((delays.writes, delays.missed, delays.early), (4, 1, 1));
         assert_eq!(delays.quantile(0.5), Some(Duration::from_nanos(10)));
         assert_eq!(delays.max(), Some(Duration::from_nanos(150)));
     }
