@@ -11,6 +11,9 @@
 //! reader whose stream is down serves its cache as fresh (the writes after
 //! the restart then wait for the stream's 2 s retry pause).
 
+// The test prints the figures it measured (`--nocapture`).
+#![allow(clippy::print_stdout)]
+
 use std::path::Path;
 use std::time::Duration;
 
