@@ -289,3 +289,76 @@ mod over_mongodb {
         db.cleanup().await;
     }
 }
+
+/// The follower's metrics, with a recorder installed for this test binary
+/// (the other tests here record nothing of their own that it could break).
+#[cfg(all(feature = "mongodb", feature = "cache"))]
+mod watcher_metrics {
+    use std::time::{Duration, Instant};
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use stratum::bson::DateTime;
+    use stratum::models::Conversation;
+    use stratum::{Stratum, StratumConfig};
+    use stratum_tests::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_open_and_lag_are_recorded_per_collection() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        let db = TestDb::new("coherence_metrics").await;
+        let mut config = StratumConfig::default();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        let stratum = Stratum::builder(config).open().await.unwrap();
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let started = Instant::now();
+        while !stratum.coherence().all_open() {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..3 {
+            repo.insert(&Conversation::new("gpt-4o", DateTime::now()))
+                .await
+                .unwrap();
+        }
+        while stratum.coherence().watchers[0].1.unwrap().events < 3 {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let snapshot = snapshotter.snapshot().into_vec();
+        let find = |name: &str| -> &DebugValue {
+            snapshot
+                .iter()
+                .find(|(key, _, _, _)| {
+                    key.key().name() == name
+                        && key
+                            .key()
+                            .labels()
+                            .any(|l| l.key() == "collection" && l.value() == "conversations")
+                })
+                .map(|(_, _, _, value)| value)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert!(
+            matches!(find("stratum_change_stream_events_total"), DebugValue::Counter(n) if *n >= 3)
+        );
+        assert!(
+            matches!(find("stratum_change_stream_open"), DebugValue::Gauge(v) if v.into_inner() == 1.0)
+        );
+        match find("stratum_change_stream_lag_seconds") {
+            DebugValue::Histogram(samples) => {
+                assert!(samples.len() >= 3, "{samples:?}");
+                assert!(samples.iter().all(|s| s.into_inner() < 10.0), "{samples:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            find("stratum_change_stream_resumes_total"),
+            DebugValue::Counter(0)
+        ));
+        stratum.shutdown().await;
+        db.cleanup().await;
+    }
+}
