@@ -17,7 +17,7 @@
 //! reached the writer counts as 0.
 //!
 //! The cross-process test (`crates/cli/tests/coherence.rs`) drives the same
-//! children through [`Reader`] and [`write`], restarting the server between
+//! children through [`Reader`] and [`write()`], restarting the server between
 //! two rounds of writes.
 
 use std::collections::BTreeMap;
