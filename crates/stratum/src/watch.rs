@@ -36,8 +36,9 @@ use crate::{Repository, StoreError};
 /// What the watcher has done so far (the follower's state).
 pub use stratum_store::FollowState as WatchState;
 
-/// How long detection waits before asking an unreachable server again
-/// (the follower's own retry pause).
+/// How long detection waits before asking an unreachable server again, and
+/// a stopped follower before another starts (the follower's own retry
+/// pause).
 const DETECT_RETRY: Duration = Duration::from_secs(2);
 
 /// A running change-stream watcher; dropping it stops it.
@@ -230,34 +231,52 @@ impl Coherence {
                 repository.set_trust(Trust::Ttl);
                 return;
             }
-            let watcher = match follow(repository.downgrade(), &store) {
-                Ok(watcher) => watcher,
-                Err(e) => {
-                    tracing::warn!(collection = T::COLLECTION, error = %e, "change streams: cannot follow the collection; its cache is coherent only through its TTL");
-                    repository.set_trust(Trust::Ttl);
-                    return;
-                }
-            };
             drop(repository);
-            // The task owns the watcher: aborting the task drops it.
-            let mut states = watcher.follower.subscribe();
             loop {
-                let now = *states.borrow_and_update();
                 let Some(repository) = weak.upgrade() else {
                     return;
                 };
-                repository.set_trust(if now.open {
-                    Trust::Watched
-                } else {
-                    Trust::Unwatched
-                });
-                send.send_replace(Some(now));
-                tokio::select! {
-                    changed = states.changed() => if changed.is_err() {
+                let watcher = match follow(repository.downgrade(), &store) {
+                    Ok(watcher) => watcher,
+                    Err(e) => {
+                        tracing::warn!(collection = T::COLLECTION, error = %e, "change streams: cannot follow the collection; its cache is coherent only through its TTL");
+                        repository.set_trust(Trust::Ttl);
                         return;
-                    },
-                    () = asked.notified() => watcher.reconnect(),
+                    }
+                };
+                drop(repository);
+                // The task owns the watcher: aborting the task drops it.
+                let mut states = watcher.follower.subscribe();
+                loop {
+                    let now = *states.borrow_and_update();
+                    let Some(repository) = weak.upgrade() else {
+                        return;
+                    };
+                    repository.set_trust(if now.open {
+                        Trust::Watched
+                    } else {
+                        Trust::Unwatched
+                    });
+                    send.send_replace(Some(now));
+                    tokio::select! {
+                        changed = states.changed() => if changed.is_err() {
+                            break;
+                        },
+                        () = asked.notified() => watcher.reconnect(),
+                    }
                 }
+                // The follower's task ended, which only a panic does: events
+                // may be lost, so nothing cached is trusted, and a new
+                // follower starts after the usual pause.
+                tracing::error!(
+                    collection = T::COLLECTION,
+                    "change streams: the follower stopped; starting another"
+                );
+                if let Some(repository) = weak.upgrade() {
+                    repository.set_trust(Trust::Unwatched);
+                    repository.invalidate_everything();
+                }
+                tokio::time::sleep(DETECT_RETRY).await;
             }
         });
         let weak = repository.downgrade();
