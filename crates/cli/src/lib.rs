@@ -5,6 +5,8 @@
 //! - [`demo`]: an LLM-application workload on the embedded store or MongoDB;
 //! - [`load`]: thousands of tasks against MongoDB, then every acknowledged
 //!   write read back;
+//! - [`coherence`]: two processes over one server, and how long a write in
+//!   one takes to reach the other's reads;
 //! - [`report`]: the figures both print (throughput, latency percentiles per
 //!   operation, errors by kind, the cache, the pool, the breaker).
 //!
@@ -12,6 +14,7 @@
 //! indicatif; the `stratum` library a service links has neither.
 #![deny(missing_docs)]
 
+pub mod coherence;
 pub mod demo;
 mod driver;
 pub mod load;

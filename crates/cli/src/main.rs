@@ -41,6 +41,17 @@ enum Command {
     /// Connect to a MongoDB server and report connectivity, version, topology
     /// and whether the declared indexes exist in the configured database.
     Check(CheckArgs),
+    /// Measure cross-process coherence: start a reader and a writer
+    /// process over one server and report how long each acknowledged write
+    /// took to reach the reader's next read (p50, p99, max). Exit status 1
+    /// when a write was never seen.
+    Coherence(stratum_cli::coherence::CoherenceArgs),
+    /// The reader half of `stratum coherence` (a child process).
+    #[command(hide = true)]
+    CoherenceReader(stratum_cli::coherence::ProbeTarget),
+    /// The writer half of `stratum coherence` (a child process).
+    #[command(hide = true)]
+    CoherenceWriter(stratum_cli::coherence::WriterArgs),
     /// Print the effective configuration: every key with its value
     /// (passwords masked) and where it came from (default, the file, an
     /// environment variable).
@@ -139,6 +150,17 @@ fn main() -> ExitCode {
         Command::Demo(args) => exit(runtime.block_on(demo(args))),
         Command::Load(args) => load(runtime.block_on(stratum_cli::load::run(args))),
         Command::Config(args) => exit(show_config(&args)),
+        Command::Coherence(args) => coherence(&args),
+        Command::CoherenceReader(target) => exit(
+            runtime
+                .block_on(stratum_cli::coherence::read(&target))
+                .map_err(|e| e.to_string()),
+        ),
+        Command::CoherenceWriter(args) => exit(
+            runtime
+                .block_on(stratum_cli::coherence::write_role(&args))
+                .map_err(|e| e.to_string()),
+        ),
     }
 }
 
@@ -166,6 +188,31 @@ fn load(result: Result<stratum_cli::load::LoadReport, stratum_cli::load::LoadErr
         }
         Err(e) => {
             eprintln!("stratum load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `stratum coherence`: the reader and writer children, the delays.
+fn coherence(args: &stratum_cli::coherence::CoherenceArgs) -> ExitCode {
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(e) => {
+            eprintln!("stratum coherence: cannot find this program: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match stratum_cli::coherence::measure(program, args) {
+        Ok(delays) => {
+            println!("coherence across two processes: {delays}");
+            if delays.missed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("stratum coherence: {e}");
             ExitCode::from(2)
         }
     }

@@ -70,6 +70,13 @@ pub struct MongoConfig {
     /// The deadline of one store operation, end to end. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub operation_timeout: Duration,
+    /// Whether a `Stratum` handle over this server follows each
+    /// repository's change stream and drops the cached documents other
+    /// processes change (the server must be a replica set or a sharded
+    /// cluster; on a standalone server the cache falls back to its TTL).
+    /// Costs one long-lived cursor and connection per repository. Default
+    /// `true`.
+    pub change_streams: bool,
 }
 
 impl Default for MongoConfig {
@@ -81,6 +88,7 @@ impl Default for MongoConfig {
             connect_timeout: Duration::from_secs(5),
             server_selection_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(5),
+            change_streams: true,
         }
     }
 }

@@ -11,9 +11,17 @@
 //! refusal and retries every few seconds. A stream that breaks is reopened
 //! from the resume token of the last event handed over, so changes made
 //! while it was down are not missed.
+//!
+//! Metrics, labelled by `collection`: `stratum_change_stream_events_total`
+//! (events handed over), `stratum_change_stream_resumes_total` (reopened
+//! from a resume token), `stratum_change_stream_restarts_total` (started
+//! afresh: the token was unusable), `stratum_change_stream_open` (1 while
+//! the stream is open) and `stratum_change_stream_lag_seconds` (from the
+//! server's wall time of the write to the event handed over; servers before
+//! MongoDB 6.0 send no wall time, and then nothing is recorded).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bson::{Bson, Document};
 use futures::StreamExt;
@@ -31,6 +39,50 @@ const RETRY: Duration = Duration::from_secs(2);
 /// after it are gone (ChangeStreamHistoryLost, ChangeStreamFatalError) or it
 /// is not a token (InvalidResumeToken).
 const TOKEN_UNUSABLE: &[i32] = &[260, 280, 286];
+
+/// Counter: change events handed over, by collection.
+pub(crate) const EVENTS: &str = "stratum_change_stream_events_total";
+/// Counter: streams reopened from a resume token, by collection.
+pub(crate) const RESUMES: &str = "stratum_change_stream_resumes_total";
+/// Counter: streams started afresh (the token was unusable), by collection.
+pub(crate) const RESTARTS: &str = "stratum_change_stream_restarts_total";
+/// Gauge: 1 while the collection's stream is open, else 0.
+pub(crate) const OPEN: &str = "stratum_change_stream_open";
+/// Histogram (seconds): from the server's wall time of a write to its event
+/// handed over, by collection.
+pub(crate) const LAG: &str = "stratum_change_stream_lag_seconds";
+
+/// The follower's metric handles, registered once per follower.
+struct FollowMetrics {
+    events: metrics::Counter,
+    resumes: metrics::Counter,
+    restarts: metrics::Counter,
+    open: metrics::Gauge,
+    lag: metrics::Histogram,
+}
+
+impl FollowMetrics {
+    fn new(collection: &str) -> FollowMetrics {
+        let label = ("collection", collection.to_owned());
+        let labels = [label];
+        FollowMetrics {
+            events: metrics::counter!(EVENTS, &labels),
+            resumes: metrics::counter!(RESUMES, &labels),
+            restarts: metrics::counter!(RESTARTS, &labels),
+            open: metrics::gauge!(OPEN, &labels),
+            lag: metrics::histogram!(LAG, &labels),
+        }
+    }
+
+    /// Records the delay from the write (the server's wall clock) to now.
+    fn lag(&self, wall_time: Option<bson::DateTime>) {
+        if let Some(at) = wall_time
+            && let Ok(lag) = SystemTime::now().duration_since(at.to_system_time())
+        {
+            self.lag.record(lag.as_secs_f64());
+        }
+    }
+}
 
 /// What changed, as a change stream reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +146,13 @@ impl ChangeFollower {
         *self.state.borrow()
     }
 
+    /// A receiver of the follower's state, told of every change (the stream
+    /// opening or closing, events handed over), for a task that acts on
+    /// them; it sees the sender closed once the follower stopped.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<FollowState> {
+        self.state.clone()
+    }
+
     /// Drops the current stream and, after the usual retry pause, reopens it
     /// from the last event handed over, exactly as after a network failure
     /// (for tests, and for an operator who moved the application to another
@@ -147,6 +206,7 @@ impl MongoStore {
             None => crate::uri::scrub(&e.to_string()),
         };
         let (send, state) = tokio::sync::watch::channel(FollowState::default());
+        let metrics = FollowMetrics::new(collection);
         let reconnect = Arc::new(Notify::new());
         let asked = Arc::clone(&reconnect);
         let task = tokio::spawn(async move {
@@ -163,6 +223,14 @@ impl MongoStore {
                             s.open = true;
                             s.resumes += u64::from(resuming);
                         });
+                        metrics.open.set(1.0);
+                        if resuming {
+                            metrics.resumes.increment(1);
+                        }
+                        // The server may accept `resume_after` and refuse the
+                        // token only on the first getMore (SecantusDB after
+                        // a restart: error 280, history lost).
+                        let mut lost = false;
                         loop {
                             let next = tokio::select! {
                                 next = stream.next() => next,
@@ -170,6 +238,11 @@ impl MongoStore {
                             };
                             let event = match next {
                                 Some(Ok(event)) => event,
+                                Some(Err(e)) if token.is_some() && token_unusable(&e) => {
+                                    tracing::warn!(collection = %name, error = %scrub(&e), "the change stream cannot resume; starting afresh");
+                                    lost = true;
+                                    break;
+                                }
                                 Some(Err(e)) => {
                                     tracing::warn!(collection = %name, error = %scrub(&e), "change stream failed; resuming");
                                     break;
@@ -191,6 +264,8 @@ impl MongoStore {
                             if let Some(change) = change {
                                 on_change(change);
                             }
+                            metrics.events.increment(1);
+                            metrics.lag(event.wall_time);
                             // Handed over: resuming from here loses nothing.
                             token = Some(event.id);
                             send.send_modify(|s| {
@@ -204,6 +279,12 @@ impl MongoStore {
                         // post-batch token would only save replaying events
                         // that are already handed over.
                         send.send_modify(|s| s.open = false);
+                        metrics.open.set(0.0);
+                        if lost {
+                            token = None;
+                            start_afresh(&on_change, &send, &metrics);
+                            continue;
+                        }
                     }
                     Err(e) if resuming && token_unusable(&e) => {
                         tracing::warn!(
@@ -211,9 +292,8 @@ impl MongoStore {
                             error = %scrub(&e),
                             "the change stream cannot resume; starting afresh"
                         );
-                        on_change(Change::Everything);
                         token = None;
-                        send.send_modify(|s| s.restarts += 1);
+                        start_afresh(&on_change, &send, &metrics);
                         continue;
                     }
                     Err(e) => tracing::warn!(
@@ -231,6 +311,18 @@ impl MongoStore {
             reconnect,
         })
     }
+}
+
+/// The events since the last one handed over are lost: anything in the
+/// collection may have changed.
+fn start_afresh(
+    on_change: &impl Fn(Change),
+    send: &tokio::sync::watch::Sender<FollowState>,
+    metrics: &FollowMetrics,
+) {
+    on_change(Change::Everything);
+    send.send_modify(|s| s.restarts += 1);
+    metrics.restarts.increment(1);
 }
 
 /// Whether the server refused the resume token itself (rather than being

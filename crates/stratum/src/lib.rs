@@ -39,6 +39,12 @@
 //!   or invalidate what they touch, stale reads within `cache.max_stale` when
 //!   the database fails or the breaker is open (the [`Read`] says so), a
 //!   metric series and a `tracing` span per operation.
+//! - [`watch`] (feature `mongodb`): over MongoDB every repository follows
+//!   its collection's change stream, so another process's write drops the
+//!   cached copy within milliseconds (`mongodb.change_streams`, on by
+//!   default); [`Stratum::shutdown`] stops the watchers, and
+//!   `Stratum::mongo_database` is the driver for what the [`Store`] does
+//!   not cover (bypassing every layer).
 //! - [`llm`]: a provider call cached by its request ([`llm::PromptCache`],
 //!   single-flight) and conversations appended and read back compressed to a
 //!   token budget ([`llm::Conversations`]).

@@ -288,11 +288,10 @@ impl Stratum {
         }
     }
 
-    /// Stops what the handle started: the monitor's listener, its resource
-    /// sampler and alert evaluation (after a last evaluation and cache
-    /// publication), and waits for the alert webhook to post what it still
-    /// holds. The stack's data calls keep working. Idempotent.
-    pub async fn shutdown(&self) {
+    /// The monitoring part of [`shutdown`](Self::shutdown): the listener,
+    /// the resource sampler and alert evaluation (after a last evaluation
+    /// and cache publication), then the webhook's flush.
+    pub(crate) async fn shutdown_monitoring(&self) {
         if let Some(monitoring) = &self.layers.monitoring {
             let running = monitoring.running.lock().take();
             *monitoring.addr.lock() = None;

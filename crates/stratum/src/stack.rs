@@ -77,6 +77,13 @@ pub(crate) struct Layers {
     /// The stack's monitor, unless `monitor.enabled = false`.
     #[cfg(feature = "monitor")]
     pub(crate) monitoring: Option<Arc<crate::monitoring::Monitoring>>,
+    /// The MongoDB store the handle opened (or was given as one), for the
+    /// driver escape hatch.
+    #[cfg(feature = "mongodb")]
+    mongo: Option<crate::MongoStore>,
+    /// The change-stream watchers, one per repository (see `watch.rs`).
+    #[cfg(feature = "mongodb")]
+    coherence: Option<crate::watch::Coherence>,
 }
 
 impl Layers {
@@ -247,6 +254,8 @@ impl Stratum {
             monitoring: None,
             #[cfg(feature = "pool")]
             admission: None,
+            #[cfg(feature = "mongodb")]
+            mongo: None,
         }
     }
 
@@ -303,7 +312,95 @@ impl Stratum {
     ///
     /// Fails only when the cache refuses `T::COLLECTION` as its name.
     pub fn repository<T: stratum_models::Document>(&self) -> Result<Repository<T>, ConfigError> {
-        self.shared(|| Repository::new(Arc::clone(&self.layers)))
+        let repository = self.shared(|| Repository::new(Arc::clone(&self.layers)))?;
+        #[cfg(feature = "mongodb")]
+        if let Some(coherence) = &self.layers.coherence {
+            coherence.watch(&repository);
+        }
+        Ok(repository)
+    }
+
+    /// Whether this handle keeps its caches coherent with other processes'
+    /// writes through change streams, and each watcher's state (see
+    /// [`watch`](crate::watch)).
+    #[cfg(feature = "mongodb")]
+    pub fn coherence(&self) -> crate::watch::CoherenceState {
+        match &self.layers.coherence {
+            Some(coherence) => coherence.state(),
+            None => crate::watch::CoherenceState {
+                support: crate::watch::Support::Off,
+                watchers: Vec::new(),
+            },
+        }
+    }
+
+    /// Drops every change-stream watcher's stream and reopens it from the
+    /// last event applied, after the follower's retry pause (2 s), exactly
+    /// as after a network failure: meanwhile the repositories read through
+    /// to the database, and writes made in between are still applied. For
+    /// an operator who moved the application to another server, and for
+    /// tests of the outage path.
+    #[cfg(feature = "mongodb")]
+    pub fn reconnect_watchers(&self) {
+        if let Some(coherence) = &self.layers.coherence {
+            coherence.reconnect();
+        }
+    }
+
+    /// The driver's client under the store, for what the [`Store`] does not
+    /// cover (transactions, aggregations, administration commands); `None`
+    /// over the embedded store, or over a store given to
+    /// [`StratumBuilder::store`] (use [`StratumBuilder::mongo`]).
+    ///
+    /// Calls on it bypass every layer: no circuit breaker (failures do not
+    /// open it, an open breaker does not stop them), no admission slot (they
+    /// are not limited by `pool.max_size`, though they share the driver's
+    /// connection pool), no operation deadline, no metrics, and no cache: a
+    /// write through it leaves this process's cached copies as they were
+    /// until the change stream drops them (or, without change streams,
+    /// until their TTL).
+    ///
+    /// ```no_run
+    /// # async fn demo(stratum: stratum::Stratum) -> Result<(), Box<dyn std::error::Error>> {
+    /// use stratum::bson::doc;
+    ///
+    /// if let Some(db) = stratum.mongo_database() {
+    ///     let stats = db.run_command(doc! { "dbStats": 1 }).await?;
+    ///     println!("{stats}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "mongodb")]
+    pub fn mongo_client(&self) -> Option<&mongodb::Client> {
+        self.layers.mongo.as_ref().map(crate::MongoStore::client)
+    }
+
+    /// The driver's database handle of `mongodb.database`, with the caveats
+    /// of [`mongo_client`](Self::mongo_client): no breaker, no admission, no
+    /// deadline, no metrics, no cache.
+    #[cfg(feature = "mongodb")]
+    pub fn mongo_database(&self) -> Option<&mongodb::Database> {
+        self.layers.mongo.as_ref().map(crate::MongoStore::database)
+    }
+
+    /// Stops the handle's background work and waits for it: the
+    /// change-stream watchers (the repositories fall back to their TTL),
+    /// then the monitor's listener, resource sampler and alert evaluation
+    /// (after a last evaluation and cache publication), and waits for the
+    /// alert webhook to post what it still holds. The stack's data calls
+    /// keep working; calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        self.shutdown_coherence().await;
+        #[cfg(feature = "monitor")]
+        self.shutdown_monitoring().await;
+    }
+
+    /// The change-stream part of [`shutdown`](Self::shutdown).
+    pub(crate) async fn shutdown_coherence(&self) {
+        #[cfg(feature = "mongodb")]
+        if let Some(coherence) = &self.layers.coherence {
+            coherence.shutdown().await;
+        }
     }
 
     /// The one value of type `V` this stack holds, made by `make` on first
@@ -342,6 +439,8 @@ pub struct StratumBuilder {
     monitoring: Option<Option<Arc<crate::monitoring::Monitoring>>>,
     #[cfg(feature = "pool")]
     admission: Option<Admission>,
+    #[cfg(feature = "mongodb")]
+    mongo: Option<crate::MongoStore>,
 }
 
 impl std::fmt::Debug for StratumBuilder {
@@ -358,6 +457,16 @@ impl StratumBuilder {
     /// fault-injecting wrapper, a store shared with other code).
     pub fn store(mut self, store: Arc<dyn Store>) -> StratumBuilder {
         self.store = Some(store);
+        self
+    }
+
+    /// Uses this MongoDB store, like [`store`](Self::store), and knows it
+    /// as MongoDB: change-stream coherence (`mongodb.change_streams`) and
+    /// the driver escape hatch ([`Stratum::mongo_database`]) work over it.
+    #[cfg(feature = "mongodb")]
+    pub fn mongo(mut self, store: crate::MongoStore) -> StratumBuilder {
+        self.store = Some(Arc::new(store.clone()));
+        self.mongo = Some(store);
         self
     }
 
@@ -413,13 +522,11 @@ impl StratumBuilder {
                     (*slot).clone()
                 };
                 self.admission = Some(Admission::Mongo(pool));
-                scope.enter(|| {
-                    Arc::new(crate::MongoStore::from_client(
-                        client,
-                        &self.config.mongodb,
-                        &self.config.store,
-                    ))
-                })
+                let store = scope.enter(|| {
+                    crate::MongoStore::from_client(client, &self.config.mongodb, &self.config.store)
+                });
+                self.mongo = Some(store.clone());
+                Arc::new(store)
             }
             #[cfg(feature = "mongodb")]
             None if self.config.uses_mongodb() => {
@@ -431,13 +538,11 @@ impl StratumBuilder {
                         message: stratum_store::uri::scrub(&e.to_string()),
                     }
                 })?;
-                scope.enter(|| {
-                    Arc::new(crate::MongoStore::from_client(
-                        client,
-                        &self.config.mongodb,
-                        &self.config.store,
-                    ))
-                })
+                let store = scope.enter(|| {
+                    crate::MongoStore::from_client(client, &self.config.mongodb, &self.config.store)
+                });
+                self.mongo = Some(store.clone());
+                Arc::new(store)
             }
             None => stratum_store::open(&self.config.mongodb, &self.config.store).await?,
         };
@@ -478,6 +583,10 @@ impl StratumBuilder {
             }
         };
 
+        #[cfg(feature = "mongodb")]
+        let coherence = self.mongo.clone().and_then(|store| {
+            crate::watch::Coherence::new(store, self.config.mongodb.change_streams)
+        });
         #[cfg(feature = "pool")]
         let admission = match self.admission {
             Some(admission) => Some(admission),
@@ -535,6 +644,10 @@ impl StratumBuilder {
                 caches: Arc::default(),
                 #[cfg(feature = "monitor")]
                 monitoring,
+                #[cfg(feature = "mongodb")]
+                mongo: self.mongo,
+                #[cfg(feature = "mongodb")]
+                coherence,
             }),
             shared: Arc::new(Mutex::new(HashMap::new())),
         };

@@ -112,3 +112,253 @@ proptest! {
         })?;
     }
 }
+
+/// The handle's own change-stream coherence over the test server (a
+/// replica set): on by default, off by `mongodb.change_streams = false`,
+/// a cache that is not trusted while its stream is down, and
+/// `Stratum::shutdown` stopping the watchers. "Another process" writes with
+/// the raw driver on its own client, around every cache of the handle.
+#[cfg(all(feature = "mongodb", feature = "cache"))]
+mod over_mongodb {
+    use std::time::{Duration, Instant};
+
+    use stratum::bson::DateTime;
+    use stratum::models::Conversation;
+    use stratum::watch::Support;
+    use stratum::{Origin, Stratum, StratumConfig};
+    use stratum_tests::TestDb;
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    async fn open(db: &TestDb, change_streams: bool) -> Stratum {
+        let mut config = StratumConfig::default();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        config.mongodb.change_streams = change_streams;
+        Stratum::builder(config).open().await.unwrap()
+    }
+
+    /// Waits until `done` holds of the handle's coherence state.
+    async fn until(stratum: &Stratum, done: impl Fn(&stratum::watch::CoherenceState) -> bool) {
+        let started = Instant::now();
+        while !done(&stratum.coherence()) {
+            assert!(started.elapsed() < WAIT, "{:?}", stratum.coherence());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Reads `id` until the title is `title` (the change event applied).
+    async fn until_title(repo: &stratum::Repository<Conversation>, c: &Conversation, title: &str) {
+        let started = Instant::now();
+        loop {
+            let read = repo.get(&c.id).await.unwrap();
+            if read.value.unwrap().title.as_deref() == Some(title) {
+                return;
+            }
+            assert!(started.elapsed() < WAIT, "{title} never read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_repository_is_watched_by_default_and_shutdown_stops_it() {
+        let db = TestDb::new("coherence_default").await;
+        let stratum = open(&db, true).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        until(&stratum, |s| s.all_open()).await;
+        assert_eq!(stratum.coherence().support, Support::Supported);
+
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        // The insert's own event applied, so it cannot drop what we cache.
+        until(&stratum, |s| s.watchers[0].1.is_some_and(|w| w.events >= 1)).await;
+        repo.get(&c.id).await.unwrap();
+        let cached = repo.get(&c.id).await.unwrap();
+        assert_eq!(cached.origin, Origin::Cache);
+
+        // Another process's write (the escape hatch's driver bypasses the
+        // cache) reaches the cached copy through the change stream.
+        let elsewhere = db.db().collection::<Conversation>("conversations");
+        let set = |t: &str| stratum::bson::doc! { "$set": { "title": t } };
+        elsewhere
+            .update_one(stratum::bson::doc! { "_id": c.id }, set("from elsewhere"))
+            .await
+            .unwrap();
+        until_title(&repo, &c, "from elsewhere").await;
+
+        // After shutdown nothing follows the stream: the copy stays cached
+        // (60 s TTL) however the document changes.
+        stratum.shutdown().await;
+        assert_eq!(stratum.coherence().support, Support::Off);
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+        elsewhere
+            .update_one(stratum::bson::doc! { "_id": c.id }, set("unseen"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = repo.get(&c.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Cache);
+        assert_eq!(read.value.unwrap().title.as_deref(), Some("from elsewhere"));
+        stratum.shutdown().await; // twice is harmless
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn switched_off_nothing_is_watched() {
+        let db = TestDb::new("coherence_off").await;
+        let stratum = open(&db, false).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let state = stratum.coherence();
+        assert_eq!((state.support, state.watchers.len()), (Support::Off, 0));
+
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        repo.get(&c.id).await.unwrap();
+        db.db()
+            .collection::<Conversation>("conversations")
+            .update_one(
+                stratum::bson::doc! { "_id": c.id },
+                stratum::bson::doc! { "$set": { "title": "unseen" } },
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = repo.get(&c.id).await.unwrap();
+        assert_eq!(read.origin, Origin::Cache);
+        assert_eq!(read.value.unwrap().title, None);
+        db.cleanup().await;
+    }
+
+    /// While a watcher's stream is down, a write elsewhere is read at once
+    /// (from the database), not after the stream comes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_the_stream_is_down_reads_go_to_the_database() {
+        let db = TestDb::new("coherence_down").await;
+        let stratum = open(&db, true).await;
+        let repo = stratum.repository::<Conversation>().unwrap();
+        until(&stratum, |s| s.all_open()).await;
+        let c = Conversation::new("gpt-4o", DateTime::now());
+        repo.insert(&c).await.unwrap();
+        let opened = |s: &stratum::watch::CoherenceState| s.watchers[0].1.unwrap();
+        until(&stratum, |s| opened(s).events >= 1).await;
+        repo.get(&c.id).await.unwrap();
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+
+        stratum.reconnect_watchers();
+        until(&stratum, |s| !opened(s).open).await;
+        // Written while no stream is open (it reopens after 2 s).
+        db.db()
+            .collection::<Conversation>("conversations")
+            .update_one(
+                stratum::bson::doc! { "_id": c.id },
+                stratum::bson::doc! { "$set": { "title": "while down" } },
+            )
+            .await
+            .unwrap();
+        let read = repo.get(&c.id).await.unwrap();
+        assert!(
+            !opened(&stratum.coherence()).open,
+            "the stream reopened too soon to tell"
+        );
+        assert_eq!(read.origin, Origin::Store);
+        assert_eq!(read.value.unwrap().title.as_deref(), Some("while down"));
+
+        // Back open: the cache is trusted again.
+        until(&stratum, |s| s.all_open()).await;
+        repo.get(&c.id).await.unwrap();
+        assert_eq!(repo.get(&c.id).await.unwrap().origin, Origin::Cache);
+        db.cleanup().await;
+    }
+
+    /// The driver escape hatch: there over MongoDB, absent over the
+    /// embedded store.
+    #[tokio::test]
+    async fn the_driver_is_exposed_over_mongodb_only() {
+        let db = TestDb::new("coherence_hatch").await;
+        let stratum = open(&db, true).await;
+        let database = stratum.mongo_database().unwrap();
+        assert_eq!(database.name(), db.name());
+        database
+            .run_command(stratum::bson::doc! { "ping": 1 })
+            .await
+            .unwrap();
+        assert!(stratum.mongo_client().is_some());
+        let embedded = Stratum::builder(StratumConfig::default()).build().unwrap();
+        assert!(embedded.mongo_database().is_none());
+        assert_eq!(embedded.coherence().support, Support::Off);
+        db.cleanup().await;
+    }
+}
+
+/// The follower's metrics, with a recorder installed for this test binary
+/// (the other tests here record nothing of their own that it could break).
+#[cfg(all(feature = "mongodb", feature = "cache"))]
+mod watcher_metrics {
+    use std::time::{Duration, Instant};
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use stratum::bson::DateTime;
+    use stratum::models::Conversation;
+    use stratum::{Stratum, StratumConfig};
+    use stratum_tests::TestDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_open_and_lag_are_recorded_per_collection() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        let db = TestDb::new("coherence_metrics").await;
+        let mut config = StratumConfig::default();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        let stratum = Stratum::builder(config).open().await.unwrap();
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let started = Instant::now();
+        while !stratum.coherence().all_open() {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..3 {
+            repo.insert(&Conversation::new("gpt-4o", DateTime::now()))
+                .await
+                .unwrap();
+        }
+        while stratum.coherence().watchers[0].1.unwrap().events < 3 {
+            assert!(started.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let snapshot = snapshotter.snapshot().into_vec();
+        let find = |name: &str| -> &DebugValue {
+            snapshot
+                .iter()
+                .find(|(key, _, _, _)| {
+                    key.key().name() == name
+                        && key
+                            .key()
+                            .labels()
+                            .any(|l| l.key() == "collection" && l.value() == "conversations")
+                })
+                .map(|(_, _, _, value)| value)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        assert!(
+            matches!(find("stratum_change_stream_events_total"), DebugValue::Counter(n) if *n >= 3)
+        );
+        assert!(
+            matches!(find("stratum_change_stream_open"), DebugValue::Gauge(v) if v.into_inner() == 1.0)
+        );
+        match find("stratum_change_stream_lag_seconds") {
+            DebugValue::Histogram(samples) => {
+                assert!(samples.len() >= 3, "{samples:?}");
+                assert!(samples.iter().all(|s| s.into_inner() < 10.0), "{samples:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            find("stratum_change_stream_resumes_total"),
+            DebugValue::Counter(0)
+        ));
+        stratum.shutdown().await;
+        db.cleanup().await;
+    }
+}

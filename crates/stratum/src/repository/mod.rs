@@ -11,14 +11,20 @@
 //! entry. A load that raced with a write to the same id (it may have read
 //! the old document) is dropped from the cache after it finished, so an
 //! old document never replaces a newer one.
+//!
+//! Other processes' writes reach the cache through the handle's change
+//! stream watcher ([`crate::watch`]): while it is registered but its stream
+//! is not open (starting, or resuming after a failure), a cached entry is
+//! not trusted as fresh: every read goes to the database, and a cached copy
+//! is served, marked stale, only when the database cannot be asked.
 
 mod error;
 mod metrics;
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bson::Bson;
@@ -138,7 +144,25 @@ struct Inner<T> {
     /// their versions into the cache in the wrong order.
     write_order: Box<[parking_lot::Mutex<()>]>,
     metrics: RepositoryMetrics,
+    /// Whether cached entries may be served as fresh ([`Trust`]).
+    trust: AtomicU8,
     _type: PhantomData<fn() -> T>,
+}
+
+/// Whether a repository's cached entries may be served as fresh, as its
+/// change-stream watcher says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+pub(crate) enum Trust {
+    /// No watcher: an entry is fresh within the TTL.
+    Ttl = 0,
+    /// A watcher whose stream is open: every change elsewhere drops the
+    /// entry it changed, so an entry is fresh within the TTL.
+    Watched = 1,
+    /// A watcher whose stream is not open (yet, or any more): changes made
+    /// elsewhere may not have dropped their entries, so every read goes to
+    /// the database and a cached copy is only a stale fallback.
+    Unwatched = 2,
 }
 
 /// Typed documents of one collection, through the cache and the breaker.
@@ -215,6 +239,7 @@ impl<T: Document> Repository<T> {
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
                 metrics: RepositoryMetrics::new(T::COLLECTION),
+                trust: AtomicU8::new(Trust::Ttl as u8),
                 layers,
                 _type: PhantomData,
             }),
@@ -285,6 +310,57 @@ impl<T: Document> Repository<T> {
         cache: &DocCache<T>,
         id: &Bson,
     ) -> Result<Read<T>, RepositoryError> {
+        if self.inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
+            return self.read_unwatched(cache, id).await;
+        }
+        self.read_cached(cache, id, false).await
+    }
+
+    /// A read while the change stream is down: from the database (the
+    /// result is cached for when the stream is back), or, when the database
+    /// cannot be asked, the cached path with a hit reported as stale.
+    ///
+    /// On a failure the cached path may ask the database once more (for an
+    /// id with no fresh entry): a second failed call, or a fast refusal once
+    /// the breaker is open.
+    #[cfg(feature = "cache")]
+    async fn read_unwatched(
+        &self,
+        cache: &DocCache<T>,
+        id: &Bson,
+    ) -> Result<Read<T>, RepositoryError> {
+        let inner = &*self.inner;
+        let key = stratum_store::id_key(id);
+        let stripe = stripe(&key);
+        let generation = AtomicU64::new(0);
+        match self.load(id, Some((stripe, &generation))).await {
+            Ok(entry) => {
+                let _order = inner.write_order[stripe].lock();
+                if inner.generations[stripe].load(Ordering::Acquire)
+                    == generation.load(Ordering::Acquire)
+                {
+                    cache.insert(key, entry.clone());
+                }
+                Ok(Read {
+                    value: entry.doc,
+                    origin: Origin::Store,
+                })
+            }
+            Err(e) if e.is_unavailable() => self.read_cached(cache, id, true).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The read-through path; with `fallback` (the database just failed
+    /// while the stream is down) a cached value is served as stale whatever
+    /// its age.
+    #[cfg(feature = "cache")]
+    async fn read_cached(
+        &self,
+        cache: &DocCache<T>,
+        id: &Bson,
+        fallback: bool,
+    ) -> Result<Read<T>, RepositoryError> {
         let inner = &*self.inner;
         let key = stratum_store::id_key(id);
         let stripe = stripe(&key);
@@ -313,7 +389,7 @@ impl<T: Document> Repository<T> {
             });
         }
         let age = inner.layers.clock.now().saturating_sub(entry.loaded_at);
-        let origin = if age >= inner.ttl {
+        let origin = if age >= inner.ttl || fallback {
             Origin::Stale { age }
         } else {
             Origin::Cache
@@ -571,6 +647,20 @@ impl<T: Document> Repository<T> {
         }
     }
 
+    /// Sets whether cached entries may be served as fresh (the watcher's
+    /// stream state).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+    pub(crate) fn set_trust(&self, trust: Trust) {
+        self.inner.trust.store(trust as u8, Ordering::Release);
+    }
+
+    /// A handle that does not keep the repository alive (a watcher's
+    /// callback holds one, so the handle owning the watcher can be dropped).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakRepository<T> {
+        WeakRepository(Arc::downgrade(&self.inner))
+    }
+
     fn bump(&self, key: &[u8]) {
         self.inner.generations[stripe(key)].fetch_add(1, Ordering::AcqRel);
     }
@@ -599,6 +689,18 @@ impl<T: Document> Repository<T> {
             );
         }
         result
+    }
+}
+
+/// A [`Repository`] that does not keep it alive.
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+pub(crate) struct WeakRepository<T>(Weak<Inner<T>>);
+
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+impl<T> WeakRepository<T> {
+    /// The repository, unless every handle to it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Repository<T>> {
+        self.0.upgrade().map(|inner| Repository { inner })
     }
 }
 
