@@ -194,7 +194,7 @@ impl PromptCache {
             #[cfg(feature = "cache")]
             memo,
             ttl: None,
-            clock: WallClock::new(stratum.clock().clone()),
+            clock: stratum.layers.wall.clone(),
         })
     }
 

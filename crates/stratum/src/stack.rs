@@ -67,6 +67,10 @@ pub(crate) struct Layers {
     #[cfg(feature = "breaker")]
     pub(crate) breaker: Option<Breaker<SharedClock>>,
     pub(crate) clock: SharedClock,
+    /// Dates on the stack's clock (anchored when the stack was built): the
+    /// embedded store's TTL and the prompt cache's `expires_at` read it, so
+    /// a test's `ManualClock` moves both together.
+    pub(crate) wall: stratum_store::WallClock,
     #[cfg(feature = "pool")]
     pub(crate) admission: Option<Admission>,
     #[cfg(feature = "breaker")]
@@ -569,19 +573,21 @@ impl StratumBuilder {
         #[cfg(feature = "monitor")]
         let monitoring = self.monitoring.take().flatten();
         let clock = self.stack_clock();
-        let store = match self.store.take() {
-            Some(store) => store,
-            None if !self.config.uses_mongodb() => {
-                Arc::new(MemoryStore::from_config(&self.config.store))
-            }
-            None => {
-                return Err(ConfigError::invalid(
-                    "mongodb.uri",
-                    "the configuration selects MongoDB: build with `open().await`",
-                )
-                .into());
-            }
-        };
+        let wall = stratum_store::WallClock::new(clock.clone());
+        let store =
+            match self.store.take() {
+                Some(store) => store,
+                None if !self.config.uses_mongodb() => Arc::new(scope.enter(|| {
+                    MemoryStore::from_config(&self.config.store).with_clock(wall.clone())
+                })),
+                None => {
+                    return Err(ConfigError::invalid(
+                        "mongodb.uri",
+                        "the configuration selects MongoDB: build with `open().await`",
+                    )
+                    .into());
+                }
+            };
 
         #[cfg(feature = "mongodb")]
         let coherence = self.mongo.clone().and_then(|store| {
@@ -636,6 +642,7 @@ impl StratumBuilder {
                 #[cfg(feature = "breaker")]
                 breaker,
                 clock,
+                wall,
                 #[cfg(feature = "pool")]
                 admission,
                 #[cfg(feature = "breaker")]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use stratum::bson::DateTime;
 use stratum::llm::{AnswerSource, Completion, PromptCache, UserDay};
 use stratum::models::{
-    CacheKey, CacheKeyRequest, CacheOutcome, CachedResponse, ChatMessage, RequestParams,
+    CacheKey, CacheKeyRequest, CacheOutcome, CachedResponse, ChatMessage, Document, RequestParams,
     ResponseCacheEntry, TokenUsage, UsageRecord,
 };
 use stratum::store::WallClock;
@@ -381,4 +381,35 @@ mod mongo {
         usage_per_user_per_day(Arc::new(MongoStore::new(db.db().clone()))).await;
         db.cleanup().await;
     }
+}
+
+/// The embedded store a handle opens itself reads the stack's clock: moving
+/// the `ManualClock` past the TTL makes the store's TTL index delete the
+/// entry, with no real time passing (it would stay an hour on system time).
+#[tokio::test]
+async fn the_handles_own_embedded_store_expires_on_the_stack_clock() {
+    let clock = ManualClock::new();
+    let mut config = StratumConfig::default();
+    config.monitor.enabled = false;
+    let stratum = Stratum::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    stratum
+        .repository::<ResponseCacheEntry>()
+        .unwrap()
+        .ensure_indexes()
+        .await
+        .unwrap();
+    let prompts = stratum.prompt_cache().unwrap().with_store_ttl(TTL);
+    let calls = AtomicUsize::new(0);
+    let (messages, params) = ([ChatMessage::user("hello")], RequestParams::default());
+    ask(&prompts, &request(&messages, &params), &calls).await;
+    let all = Filter::all();
+    let stored = || stratum.store().count(ResponseCacheEntry::COLLECTION, &all);
+    assert_eq!(stored().await.unwrap(), 1);
+    clock.advance(TTL - Duration::from_secs(1));
+    assert_eq!(stored().await.unwrap(), 1, "deleted before its TTL");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(stored().await.unwrap(), 0, "kept past its TTL");
 }
