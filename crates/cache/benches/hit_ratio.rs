@@ -22,6 +22,21 @@ use plotters::prelude::*;
 use stratum_cache::{Cache, CacheBuilder, Policy, SmallQueue};
 use support::{sim, traces};
 
+/// The one hasher seed of every cache in the bench (ours and the peers'),
+/// so a row is the same in every run: `STRATUM_HIT_SEED` overrides it (to
+/// see how much a row owes to one seed).
+fn seed() -> u64 {
+    std::env::var("STRATUM_HIT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED)
+}
+
+/// The peers' hasher: foldhash with the bench's seed.
+fn peer_hasher() -> foldhash::fast::FixedState {
+    foldhash::fast::FixedState::with_seed(seed())
+}
+
 /// One cache under test: its label and how to replay a trace at a size.
 type Contender = (&'static str, fn(&[u64], usize) -> u64);
 
@@ -48,6 +63,7 @@ fn stratum(policy: Policy) -> impl Fn(&[u64], usize) -> u64 {
     move |trace, cap| {
         let c = CacheBuilder::<u64, u64>::new(cap as u64)
             .policy(policy)
+            .hash_seed(seed())
             .time_to_live(Duration::from_secs(3_600))
             .build()
             .unwrap();
@@ -59,6 +75,7 @@ fn stratum(policy: Policy) -> impl Fn(&[u64], usize) -> u64 {
 fn fixed<const P: u8>(trace: &[u64], cap: usize) -> u64 {
     let c = CacheBuilder::<u64, u64>::new(cap as u64)
         .small_queue(SmallQueue::Fixed(P))
+        .hash_seed(seed())
         .time_to_live(Duration::from_secs(3_600))
         .build()
         .unwrap();
@@ -69,13 +86,19 @@ fn moka(trace: &[u64], cap: usize) -> u64 {
     let c = moka::sync::Cache::<u64, u64>::builder()
         .max_capacity(cap as u64)
         .time_to_live(Duration::from_secs(3_600))
-        .build();
+        .build_with_hasher(peer_hasher());
     replay_with(trace, |k| c.get(&k).is_some(), |k| c.insert(k, k))
 }
 
 fn quick(trace: &[u64], cap: usize) -> u64 {
     // quick_cache has no TTL.
-    let c = quick_cache::sync::Cache::<u64, u64>::new(cap);
+    let c = quick_cache::sync::Cache::<u64, u64, _, _, _>::with(
+        cap,
+        cap as u64,
+        quick_cache::UnitWeighter,
+        peer_hasher(),
+        quick_cache::sync::DefaultLifecycle::default(),
+    );
     replay_with(trace, |k| c.get(&k).is_some(), |k| c.insert(k, k))
 }
 

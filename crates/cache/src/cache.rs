@@ -541,7 +541,9 @@ where
             max_stale: b.config.max_stale.map_or(0, ticks),
             refresh: b.config.refresh_after.is_some(),
         };
-        let hasher = Hasher::default();
+        let hasher = b.hash_seed.map_or_else(Hasher::random, |seed| {
+            Hasher::with_seed(seed, foldhash::SharedSeed::global_fixed())
+        });
         let (share, adaptive) = match b.config.small_queue {
             SmallQueue::Fixed(p) => (u32::from(p) * adapt::PER_MILLE / 100, None),
             SmallQueue::Adaptive => (

@@ -15,7 +15,9 @@ use crate::stats::RemovalCause;
 /// The hasher of every key: the cache hashes a key once per operation and
 /// hands the hash to its shard; a shard rehashes a stored key only to
 /// remove it (eviction is rarer than lookup, and the entry stays smaller).
-pub(crate) type Hasher = foldhash::fast::RandomState;
+/// Seeded at random per cache unless the builder fixes the seed
+/// ([`crate::CacheBuilder::hash_seed`]).
+pub(crate) type Hasher = foldhash::fast::SeedableRandomState;
 
 /// The "no link" index.
 const NIL: u32 = u32::MAX;
