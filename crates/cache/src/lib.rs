@@ -84,6 +84,7 @@ mod loading;
 #[cfg(feature = "tokio")]
 mod maintenance;
 mod shard;
+mod sketch;
 mod stats;
 
 pub use cache::{Cache, ShardedCache};
