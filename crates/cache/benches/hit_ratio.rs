@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plotters::prelude::*;
-use stratum_cache::{Cache, CacheBuilder, Policy, SmallQueue};
+use stratum_cache::{Admission, Cache, CacheBuilder, Policy, SmallQueue};
 use support::{sim, traces};
 
 /// The hasher seeds of the caches under test (ours and the peers'), fixed
@@ -84,6 +84,17 @@ fn stratum(policy: Policy) -> impl Fn(&[u64], usize) -> u64 {
     }
 }
 
+/// Default S3-FIFO with TinyLFU's admission to main.
+fn tinylfu(trace: &[u64], cap: usize) -> u64 {
+    let c = CacheBuilder::<u64, u64>::new(cap as u64)
+        .admission(Admission::Frequency)
+        .hash_seed(seed())
+        .time_to_live(Duration::from_secs(3_600))
+        .build()
+        .unwrap();
+    replay(&c, trace)
+}
+
 /// S3-FIFO with a fixed small queue of `P` %.
 fn fixed<const P: u8>(trace: &[u64], cap: usize) -> u64 {
     let c = CacheBuilder::<u64, u64>::new(cap as u64)
@@ -132,6 +143,7 @@ fn contenders() -> Vec<Contender> {
         ("quick_cache", quick),
         ("exact LRU", sim::lru),
         ("optimum", sim::belady),
+        ("stratum S3-FIFO + TinyLFU", tinylfu),
     ];
     // `STRATUM_HIT_VARIANTS=1`: the tuning columns too.
     if std::env::var("STRATUM_HIT_VARIANTS").is_ok_and(|v| v == "1") {
@@ -343,6 +355,7 @@ fn draw(
         RGBColor(44, 160, 44),
         RGBColor(127, 127, 127),
         RGBColor(0, 0, 0),
+        RGBColor(227, 119, 194),
     ];
     for (i, (label, _)) in cs.iter().enumerate() {
         let color = colors[i % colors.len()];
