@@ -351,14 +351,24 @@ fn s3fifo_keeps_part_of_a_loop_larger_than_the_cache() {
         SmallQueue::Adaptive,
         SmallQueue::Fixed(10),
     ] {
-        for admission in [Admission::Ghost, Admission::Frequency] {
+        // Seeded: the ghost's buckets and the sketch's collisions move the
+        // ratio a little (0.087-0.10 over seeds 0..200), so a random seed
+        // could, rarely, land below the bound.
+        for (admission, seed) in [Admission::Ghost, Admission::Frequency]
+            .into_iter()
+            .flat_map(|a| (0..4).map(move |seed| (a, seed)))
+        {
             let cache = CacheBuilder::new(100)
                 .small_queue(sq)
                 .admission(admission)
+                .hash_seed(seed)
                 .build()
                 .unwrap();
             let ratio = loop_hit_ratio(&cache, 1_000, 50);
-            assert!(ratio >= 0.085, "{sq:?}, {admission:?}: {ratio}");
+            assert!(
+                ratio >= 0.085,
+                "{sq:?}, {admission:?}, seed {seed}: {ratio}"
+            );
         }
     }
     let lru = CacheBuilder::new(100).policy(Policy::Lru).build().unwrap();
