@@ -94,10 +94,10 @@ pub enum Admission {
     /// Also TinyLFU's filter: an unread entry leaving the small queue
     /// replaces main's next victim when a frequency sketch saw it more
     /// than once more often. Over the shared traces it raises the mean
-    /// hit ratio by 0.3 points (up to 4 on frequency-heavy rows), but each
-    /// miss then updates the sketch, which cost 12-20 % of the get-heavy
-    /// throughput; the sketch takes 8-16 bytes per entry once the cache
-    /// is full (docs/cache.md).
+    /// hit ratio by 0.3 points (4 on multi2 at 5 %), but every miss then
+    /// updates the sketch, which cost about a fifth of the get-heavy
+    /// throughput (18-23 % measured); the sketch takes 8-16 bytes per
+    /// entry once the cache is full (8.4 measured; docs/cache.md).
     Frequency,
 }
 
