@@ -63,8 +63,9 @@ impl Sketch {
         self.additions = 0;
     }
 
-    /// The (word, shift) of the key's counter in each of the four rows.
-    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
+    /// The key's block (its first word) and, per row, the word within the
+    /// block and the counter's shift in it.
+    fn slots(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
         // A multiply spreads the hash (the shard index came from bits
         // 40.. and the ghost's fingerprint from the low 32).
         let h = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -74,16 +75,14 @@ impl Sketch {
             // 5 bits a row: which of the row's two words, and which of its
             // 16 counters.
             let bits = (h >> (row * 5)) as usize;
-            *o = (
-                block + row * 2 + (bits & 1),
-                (((bits >> 1) & 15) * 4) as u32,
-            );
+            *o = (row * 2 + (bits & 1), (((bits >> 1) & 15) * 4) as u32);
         }
-        out
+        (block, out)
     }
 
-    fn get(&self, (word, shift): (usize, u32)) -> u64 {
-        self.table.get(word).map_or(0, |w| (w >> shift) & MAX)
+    /// The key's block: one bounds check, one cache line.
+    fn block(&self, start: usize) -> Option<&[u64; BLOCK]> {
+        self.table.get(start..start + BLOCK)?.try_into().ok()
     }
 
     /// How often `hash` was counted since its counters were last halved
@@ -92,9 +91,13 @@ impl Sketch {
         if !self.is_on() {
             return 0;
         }
-        self.slots(hash)
+        let (start, slots) = self.slots(hash);
+        let Some(block) = self.block(start) else {
+            return 0;
+        };
+        slots
             .iter()
-            .map(|&s| self.get(s))
+            .map(|&(w, shift)| (block[w & (BLOCK - 1)] >> shift) & MAX)
             .min()
             .unwrap_or(0)
     }
@@ -104,14 +107,24 @@ impl Sketch {
         if !self.is_on() {
             return;
         }
-        let slots = self.slots(hash);
-        let min = slots.iter().map(|&s| self.get(s)).min().unwrap_or(0);
+        let (start, slots) = self.slots(hash);
+        let Some(block) = self
+            .table
+            .get_mut(start..start + BLOCK)
+            .and_then(|b| <&mut [u64; BLOCK]>::try_from(b).ok())
+        else {
+            return;
+        };
+        let min = slots
+            .iter()
+            .map(|&(w, shift)| (block[w & (BLOCK - 1)] >> shift) & MAX)
+            .min()
+            .unwrap_or(0);
         if min < MAX {
-            for (word, shift) in slots {
-                if let Some(w) = self.table.get_mut(word)
-                    && (*w >> shift) & MAX == min
-                {
-                    *w += 1 << shift;
+            for (w, shift) in slots {
+                let word = &mut block[w & (BLOCK - 1)];
+                if (*word >> shift) & MAX == min {
+                    *word += 1 << shift;
                 }
             }
         }
