@@ -2,8 +2,9 @@
 //! `u64 -> u64` entries in a fresh child process, and the growth of the
 //! process's resident set (VmRSS) is divided by the entry count. The 16
 //! bytes of key and value are subtracted to give the overhead per entry.
-//! Two more cases fill each cache with 3 x as many distinct keys first, so
-//! the ghost queues (ours and quick_cache's) are as full as they get.
+//! Three more cases fill each cache with 3 x as many distinct keys first, so
+//! the ghost queues (ours and quick_cache's) are as full as they get, and
+//! with `Admission::Frequency` our frequency sketch is allocated.
 //! (The workspace forbids `unsafe`, so a counting global allocator is out;
 //! RSS in a fresh process at this size is accurate to well under 1 %.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -12,11 +13,11 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 
-use stratum_cache::{Cache, CacheBuilder, Policy};
+use stratum_cache::{Admission, Cache, CacheBuilder, Policy};
 
 const ENTRIES: u64 = 1_000_000;
 const PAYLOAD: f64 = 16.0;
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "stratum-s3fifo",
     "stratum-lru",
     "moka",
@@ -24,6 +25,7 @@ const CASES: [&str; 7] = [
     "std-hashmap",
     "stratum-s3fifo-churned",
     "quick_cache-churned",
+    "stratum-s3fifo-tinylfu-churned",
 ];
 
 fn rss_bytes() -> u64 {
@@ -40,8 +42,15 @@ fn measure(case: &str) {
     let keep: Box<dyn std::any::Any> = match case {
         // After 3 x ENTRIES distinct keys: the ghost (ours and
         // quick_cache's) is as full as it gets.
-        "stratum-s3fifo-churned" => {
+        "stratum-s3fifo-churned" | "stratum-s3fifo-tinylfu-churned" => {
+            let admission = if case == "stratum-s3fifo-churned" {
+                Admission::Ghost
+            } else {
+                // Its frequency sketch is allocated once the cache is full.
+                Admission::Frequency
+            };
             let c = CacheBuilder::<u64, u64>::new(ENTRIES)
+                .admission(admission)
                 .time_to_live(Duration::from_secs(3_600))
                 .build()
                 .unwrap();

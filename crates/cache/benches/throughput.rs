@@ -1,5 +1,5 @@
-//! Get-heavy Zipf throughput on 1 and 2 threads: stratum (S3-FIFO and exact
-//! LRU, with a TTL and statistics on) against moka and quick_cache sync
+//! Get-heavy Zipf throughput on 1 and 2 threads: stratum (S3-FIFO, S3-FIFO
+//! with TinyLFU admission and exact LRU, with a TTL and statistics on) against moka and quick_cache sync
 //! caches, in the same run. Each op is a get, and an insert on a miss.
 //!
 //! Criterion reports each case; afterwards a manual timing loop takes the
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use stratum_cache::{Cache, CacheBuilder, Policy};
+use stratum_cache::{Admission, Cache, CacheBuilder, Policy};
 
 const KEYS: u64 = 100_000;
 const CAPACITY: u64 = 10_000;
@@ -63,10 +63,11 @@ impl Contender for Quick {
 }
 
 fn contenders() -> Vec<(&'static str, Arc<dyn Contender>)> {
-    let stratum = |policy| {
+    let stratum = |policy, admission| {
         // Expiry and statistics on, as in production.
         CacheBuilder::new(CAPACITY)
             .policy(policy)
+            .admission(admission)
             .time_to_live(Duration::from_secs(3_600))
             .build()
             .unwrap()
@@ -74,9 +75,16 @@ fn contenders() -> Vec<(&'static str, Arc<dyn Contender>)> {
     vec![
         (
             "stratum-s3fifo",
-            Arc::new(Stratum(stratum(Policy::S3Fifo))) as Arc<dyn Contender>,
+            Arc::new(Stratum(stratum(Policy::S3Fifo, Admission::Ghost))) as Arc<dyn Contender>,
         ),
-        ("stratum-lru", Arc::new(Stratum(stratum(Policy::Lru)))),
+        (
+            "stratum-s3fifo-tinylfu",
+            Arc::new(Stratum(stratum(Policy::S3Fifo, Admission::Frequency))),
+        ),
+        (
+            "stratum-lru",
+            Arc::new(Stratum(stratum(Policy::Lru, Admission::Ghost))),
+        ),
         ("moka", Arc::new(Moka(moka::sync::Cache::new(CAPACITY)))),
         (
             "quick_cache",

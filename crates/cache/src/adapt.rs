@@ -122,6 +122,34 @@ mod tests {
         assert!((700..=MAX).contains(&s), "{s}");
     }
 
+    proptest::proptest! {
+        /// Whatever the hit ratios, the share stays within its bounds, and
+        /// a move needs two full samples since the last one (the settling
+        /// sample and the compared one).
+        #[test]
+        fn share_stays_in_bounds_and_moves_once_per_two_samples(
+            capacity in 1u64..2_000,
+            steps in proptest::collection::vec((0u64..3_000, 0u64..3_000), 1..400),
+        ) {
+            let mut c = Climber::new(capacity);
+            let sample = c.sample;
+            let (mut hits, mut misses) = (0u64, 0u64);
+            let mut since_move = 0u64;
+            for (h, m) in steps {
+                hits += h;
+                misses += m;
+                since_move += h + m;
+                if let Some(share) = c.observe(hits, misses) {
+                    proptest::prop_assert!((MIN..=MAX).contains(&share), "{share}");
+                    // The warm-up sample counts as the settling one.
+                    proptest::prop_assert!(since_move >= 2 * sample, "{since_move} < 2 x {sample}");
+                    since_move = 0;
+                }
+                proptest::prop_assert!((MIN..=MAX).contains(&c.share));
+            }
+        }
+    }
+
     #[test]
     fn waits_for_a_full_sample() {
         let mut c = Climber::new(1_000); // 10 000 lookups a sample

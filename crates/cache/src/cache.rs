@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::adapt::{self, Climber};
 use crate::clock::{Clock, CoarseClock, coarse_now_nanos, ticks};
-use crate::config::{CacheBuilder, EvictionListener, Policy, SmallQueue, Weigher};
+use crate::config::{Admission, CacheBuilder, EvictionListener, Policy, SmallQueue, Weigher};
 use crate::flight::{ErasedError, Flight, FlightTable, LeadGuard, Outcome};
 use crate::shard::{Hasher, Lookup, NewEntry, Removals, ShardData, Timing};
 use crate::stats::{CacheStats, Counter, StatsCells};
@@ -544,7 +544,9 @@ where
             max_stale: b.config.max_stale.map_or(0, ticks),
             refresh: b.config.refresh_after.is_some(),
         };
-        let hasher = Hasher::default();
+        let hasher = b.hash_seed.map_or_else(Hasher::random, |seed| {
+            Hasher::with_seed(seed, foldhash::SharedSeed::global_fixed())
+        });
         let (share, adaptive) = match b.config.small_queue {
             SmallQueue::Fixed(p) => (u32::from(p) * adapt::PER_MILLE / 100, None),
             SmallQueue::Adaptive => (
@@ -559,6 +561,7 @@ where
         let shards = (0..n)
             .map(|_| {
                 let mut data = ShardData::new(per_shard, b.config.policy, timing, hasher.clone());
+                data.set_frequency_admission(b.config.admission == Admission::Frequency);
                 data.set_small_share(share);
                 Shard {
                     data: RwLock::new(data),

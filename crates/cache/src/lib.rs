@@ -84,11 +84,14 @@ mod loading;
 #[cfg(feature = "tokio")]
 mod maintenance;
 mod shard;
+mod sketch;
 mod stats;
 
 pub use cache::{Cache, ShardedCache};
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
-pub use config::{CacheBuilder, CacheConfig, EvictionListener, Policy, SmallQueue, Weigher};
+pub use config::{
+    Admission, CacheBuilder, CacheConfig, EvictionListener, Policy, SmallQueue, Weigher,
+};
 pub use error::ConfigError;
 #[cfg(feature = "tokio")]
 pub use loading::{AsyncLoader, LoadingCache, WarmUpReport};

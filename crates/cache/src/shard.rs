@@ -10,12 +10,15 @@ use hashbrown::HashTable;
 use crate::adapt::PER_MILLE;
 use crate::config::Policy;
 use crate::ghost::Ghost;
+use crate::sketch::Sketch;
 use crate::stats::RemovalCause;
 
 /// The hasher of every key: the cache hashes a key once per operation and
 /// hands the hash to its shard; a shard rehashes a stored key only to
 /// remove it (eviction is rarer than lookup, and the entry stays smaller).
-pub(crate) type Hasher = foldhash::fast::RandomState;
+/// Seeded at random per cache unless the builder fixes the seed
+/// ([`crate::CacheBuilder::hash_seed`]).
+pub(crate) type Hasher = foldhash::fast::SeedableRandomState;
 
 /// The "no link" index.
 const NIL: u32 = u32::MAX;
@@ -24,6 +27,14 @@ const MAX_FREQ: u8 = 3;
 /// The ghost queue's length as a share of the resident entries (the
 /// paper: as long as the main queue). docs/cache.md has the sweep.
 const GHOST_PERCENT: usize = 100;
+/// TinyLFU admission: an unread entry leaving the small queue replaces
+/// main's next victim only if the sketch saw it more than this many times
+/// more often. With 0 (Caffeine's rule), the keys of a loop longer than the
+/// cache, all seen equally often, replace each other on the sketch's
+/// collisions and the loop's hits fall to 0 (loop, gli, cs); with 2 the
+/// admission gives up half of its gain on multi2 at 5 %. docs/cache.md has
+/// the sweep.
+const ADMIT_MARGIN: u64 = 1;
 /// Which list an entry sits on. LRU uses only `SMALL` (as its one list).
 const SMALL: usize = 0;
 const MAIN: usize = 1;
@@ -227,6 +238,11 @@ pub(crate) struct ShardData<K, V> {
     /// S3-FIFO ghost: fingerprints of entries recently evicted from the
     /// small queue.
     ghost: Ghost,
+    /// S3-FIFO with [`crate::Admission::Frequency`]: how often keys were
+    /// seen (TinyLFU's history), for the admission of unread small-queue
+    /// leavers to main. `None` otherwise (a pointer: a shard without it
+    /// is no larger).
+    sketch: Option<Box<Sketch>>,
     /// Inserts since the cache last sampled its hit ratio for this shard
     /// (adaptive small queue only).
     pub(crate) since_sample: u32,
@@ -258,6 +274,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             small_target: 1,
             policy,
             ghost: Ghost::new(),
+            sketch: None,
             since_sample: 0,
             cursor: 0,
             earliest_dead: u64::MAX,
@@ -274,6 +291,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             .unwrap_or(u64::MAX)
             .min(self.capacity.saturating_sub(1))
             .max(1);
+    }
+
+    /// Turns TinyLFU's admission to main on (before the first insert).
+    pub(crate) fn set_frequency_admission(&mut self, on: bool) {
+        self.sketch = on.then(|| Box::new(Sketch::new()));
     }
 
     pub(crate) fn small_share(&self) -> u32 {
@@ -498,6 +520,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             let list = match self.policy {
                 Policy::Lru => SMALL,
                 Policy::S3Fifo => {
+                    self.count(new.hash);
                     if self.ghost.take(new.hash) {
                         MAIN
                     } else {
@@ -572,6 +595,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.earliest_dead = u64::MAX;
         self.pass_min = u64::MAX;
         self.ghost.clear();
+        if let Some(sketch) = &mut self.sketch {
+            sketch.clear();
+        }
     }
 
     /// Examines up to `budget` slots from where the last sweep stopped and
@@ -637,7 +663,15 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     ) -> bool {
         let victim = match self.policy {
             Policy::Lru => self.lists[SMALL].tail,
-            Policy::S3Fifo => self.s3_victim(protect),
+            Policy::S3Fifo => {
+                // The shard is full: from now on the history is kept,
+                // sized by the entries it holds.
+                let entries = self.len();
+                if let Some(sketch) = &mut self.sketch {
+                    sketch.start(entries);
+                }
+                self.s3_victim(protect)
+            }
         };
         if victim == NIL {
             return false;
@@ -704,10 +738,12 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 force = Some(other);
                 continue;
             }
-            let Some(e) = self.entry(tail) else {
+            let Some((f, weight)) = self
+                .entry(tail)
+                .map(|e| (e.freq.load(Ordering::Relaxed), e.weight))
+            else {
                 return NIL;
             };
-            let f = e.freq.load(Ordering::Relaxed);
             // While the main queue is below its share (a cache filling up,
             // or a small queue that just shrank), the small queue's oldest
             // entry moves there even unread: a loop larger than the cache
@@ -715,13 +751,37 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             // S3-FIFO keeps nothing.
             let main_room = list == SMALL
                 && force.is_none()
-                && main.weight + u64::from(e.weight) + self.small_target <= self.capacity;
+                && main.weight + u64::from(weight) + self.small_target <= self.capacity;
             // Forced to this queue (the other holds only `protect`), the
             // tail goes whatever its counter: promoting or rotating it
             // would only come back here.
+            if f == 0
+                && !main_room
+                && force.is_none()
+                && let Some(victim) = self.admit_over(tail, protect)
+            {
+                return victim;
+            }
             if (f == 0 && !main_room) || force.is_some() {
                 return tail;
             }
+            // The reads the counter saw go into the history as the hand
+            // passes them (a read itself writes nothing shared): all of
+            // them on promotion; in main, one for the round that takes the
+            // counter to 0 (about to be a victim: what admission compares
+            // with), not every round (counting each cost throughput, and
+            // moved no row of the hit-ratio bench by more than 0.1).
+            if self.sketch_on()
+                && (list == SMALL || f == 1)
+                && let Some(hash) = self.entry(tail).map(|e| self.hasher.hash_one(&e.key))
+            {
+                for _ in 0..if list == SMALL { f } else { 1 } {
+                    self.count(hash);
+                }
+            }
+            let Some(e) = self.entry(tail) else {
+                return NIL;
+            };
             if list == SMALL {
                 // Read since insertion: promote to main with a clean counter.
                 e.freq.store(0, Ordering::Relaxed);
@@ -734,6 +794,67 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 self.rotate(MAIN);
             }
         }
+    }
+
+    /// TinyLFU's admission for `candidate`, the small queue's unread
+    /// tail: finds main's next victim (giving entries read since their
+    /// last pass another round, as an eviction from main would) and, if
+    /// the candidate was seen more than [`ADMIT_MARGIN`] times more often
+    /// than that victim, moves the candidate to main and returns the
+    /// victim. `None`: the candidate is evicted as usual.
+    fn admit_over(&mut self, candidate: u32, protect: u32) -> Option<u32> {
+        if !self.sketch_on() {
+            return None;
+        }
+        let seen = |s: &Self, idx| s.entry(idx).map(|e| s.estimate(s.hasher.hash_one(&e.key)));
+        // Most candidates (one-hit wonders) lose to any victim: no need to
+        // look for one.
+        let candidate_seen = seen(self, candidate)?;
+        if candidate_seen <= ADMIT_MARGIN {
+            return None;
+        }
+        // Every step lowers a counter of at most 3: bounded.
+        let mut budget = self.lists[MAIN].len.saturating_mul(usize::from(MAX_FREQ)) + 1;
+        let victim = loop {
+            let t = self.lists[MAIN].tail;
+            if t == NIL || t == protect || budget == 0 {
+                return None;
+            }
+            budget -= 1;
+            let e = self.entry(t)?;
+            let f = e.freq.load(Ordering::Relaxed);
+            if f == 0 {
+                break t;
+            }
+            e.freq.store(f - 1, Ordering::Relaxed);
+            // As in `s3_victim`: counted when it becomes a victim.
+            if f == 1 {
+                let hash = self.hasher.hash_one(&e.key);
+                self.count(hash);
+            }
+            self.rotate(MAIN);
+        };
+        if candidate_seen <= seen(self, victim)? + ADMIT_MARGIN {
+            return None;
+        }
+        self.unlink(candidate);
+        self.push_head(candidate, MAIN);
+        Some(victim)
+    }
+
+    /// Whether the frequency history is kept (admission on, shard full).
+    fn sketch_on(&self) -> bool {
+        self.sketch.as_ref().is_some_and(|s| s.is_on())
+    }
+
+    fn count(&mut self, hash: u64) {
+        if let Some(sketch) = &mut self.sketch {
+            sketch.count(hash);
+        }
+    }
+
+    fn estimate(&self, hash: u64) -> u64 {
+        self.sketch.as_ref().map_or(0, |s| s.estimate(hash))
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {

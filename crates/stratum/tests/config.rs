@@ -39,7 +39,15 @@ fn candidates(default: &serde_json::Value) -> Vec<String> {
                 out.push("off".to_owned());
             }
             out.extend(
-                ["1s", "lru", "memory", "127.0.0.2:1234", &format!("{s}2")].map(str::to_owned),
+                [
+                    "1s",
+                    "lru",
+                    "memory",
+                    "frequency",
+                    "127.0.0.2:1234",
+                    &format!("{s}2"),
+                ]
+                .map(str::to_owned),
             );
             // A unit variant's alternative may carry data (`small_queue`).
             out.push("{ fixed = 10 }".to_owned());

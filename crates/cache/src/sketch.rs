@@ -1,0 +1,238 @@
+//! TinyLFU's frequency history for S3-FIFO's admission to the main queue:
+//! a count-min sketch of how often keys were seen (inserted, or found read
+//! when the eviction hand passed them).
+//!
+//! As in Caffeine: 4-bit counters, 16 to a 64-bit word, one word per entry
+//! the shard holds when full (rounded up to a power of two: 8 to 16 bytes
+//! per entry), and the four counters of a key (one per row) in one 64-byte
+//! block of 8 words, so a count touches one cache line. Conservative
+//! update: a count raises only the key's counters at its minimum, so
+//! collisions inflate estimates less. After 10 counts per entry every
+//! counter is halved, so the history follows a changing workload. The
+//! sketch is written only under the shard's write lock (readers never
+//! touch it), and allocated when the shard first evicts: a cache that
+//! never fills holds none.
+
+/// Words per block (a 64-byte cache line).
+const BLOCK: usize = 8;
+/// A counter saturates here (4 bits).
+const MAX: u64 = 15;
+/// Counts between two halvings, per entry (Caffeine's sample).
+const SAMPLE_PER_CAPACITY: u64 = 10;
+
+pub(crate) struct Sketch {
+    table: Vec<u64>,
+    /// Blocks of the table once allocated, a power of two.
+    blocks: usize,
+    /// Counts between two halvings.
+    sample: u64,
+    /// Counts since the last halving (halved with the counters).
+    additions: u64,
+}
+
+impl Sketch {
+    /// A sketch not yet allocated.
+    pub(crate) fn new() -> Self {
+        Self {
+            table: Vec::new(),
+            blocks: 0,
+            sample: 0,
+            additions: 0,
+        }
+    }
+
+    /// Whether the table is allocated (counts are kept).
+    pub(crate) fn is_on(&self) -> bool {
+        self.blocks > 0
+    }
+
+    /// Allocates the table for a shard that holds `entries` entries when
+    /// full (its capacity, or with a weigher the entries that filled it):
+    /// counts are kept from now on.
+    pub(crate) fn start(&mut self, entries: usize) {
+        if self.is_on() {
+            return;
+        }
+        let words = entries
+            .max(BLOCK)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX / 2 + 1);
+        self.blocks = words / BLOCK;
+        self.table = vec![0; self.blocks * BLOCK];
+        self.sample = (entries.max(1) as u64).saturating_mul(SAMPLE_PER_CAPACITY);
+        self.additions = 0;
+    }
+
+    /// The key's block (its first word) and, per row, the word within the
+    /// block and the counter's shift in it.
+    fn slots(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
+        // A multiply spreads the hash (the shard index came from bits
+        // 40.. and the ghost's fingerprint from the low 32).
+        let h = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let block = ((h >> 32) as usize & (self.blocks - 1)) * BLOCK;
+        let mut out = [(0, 0); 4];
+        for (row, o) in out.iter_mut().enumerate() {
+            // 5 bits a row: which of the row's two words, and which of its
+            // 16 counters.
+            let bits = (h >> (row * 5)) as usize;
+            *o = (row * 2 + (bits & 1), (((bits >> 1) & 15) * 4) as u32);
+        }
+        (block, out)
+    }
+
+    /// The key's block: one bounds check, one cache line.
+    fn block(&self, start: usize) -> Option<&[u64; BLOCK]> {
+        self.table.get(start..start + BLOCK)?.try_into().ok()
+    }
+
+    /// How often `hash` was counted since its counters were last halved
+    /// (never less than the true count, saturating at 15; 0 while off).
+    pub(crate) fn estimate(&self, hash: u64) -> u64 {
+        if !self.is_on() {
+            return 0;
+        }
+        let (start, slots) = self.slots(hash);
+        let Some(block) = self.block(start) else {
+            return 0;
+        };
+        slots
+            .iter()
+            .map(|&(w, shift)| (block[w & (BLOCK - 1)] >> shift) & MAX)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counts one occurrence of `hash` (nothing while off).
+    pub(crate) fn count(&mut self, hash: u64) {
+        if !self.is_on() {
+            return;
+        }
+        let (start, slots) = self.slots(hash);
+        let Some(block) = self
+            .table
+            .get_mut(start..start + BLOCK)
+            .and_then(|b| <&mut [u64; BLOCK]>::try_from(b).ok())
+        else {
+            return;
+        };
+        let min = slots
+            .iter()
+            .map(|&(w, shift)| (block[w & (BLOCK - 1)] >> shift) & MAX)
+            .min()
+            .unwrap_or(0);
+        if min < MAX {
+            for (w, shift) in slots {
+                let word = &mut block[w & (BLOCK - 1)];
+                if (*word >> shift) & MAX == min {
+                    *word += 1 << shift;
+                }
+            }
+        }
+        self.additions += 1;
+        if self.additions >= self.sample {
+            self.halve();
+        }
+    }
+
+    /// Halves every counter (ages the history).
+    fn halve(&mut self) {
+        for w in &mut self.table {
+            *w = (*w >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.additions /= 2;
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Bytes allocated (for tests).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.table.len() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Spreads small key numbers over the hash space, as the cache's hasher does.
+    fn h(k: u64) -> u64 {
+        k.wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(29) ^ 0x5555
+    }
+
+    /// The model: exact counts, saturating at 15, halved on the same schedule.
+    struct Model {
+        counts: std::collections::HashMap<u64, u64>,
+        additions: u64,
+        sample: u64,
+    }
+
+    impl Model {
+        fn count(&mut self, k: u64) {
+            let c = self.counts.entry(k).or_insert(0);
+            *c = (*c + 1).min(MAX);
+            self.additions += 1;
+            if self.additions >= self.sample {
+                for c in self.counts.values_mut() {
+                    *c /= 2;
+                }
+                self.additions /= 2;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// After every count, no key's estimate is below its (saturated,
+        /// halved) true count: a count-min sketch never underestimates.
+        #[test]
+        fn never_underestimates(
+            capacity in 1usize..300,
+            keys in proptest::collection::vec(0u64..200, 1..1_500),
+        ) {
+            let mut s = Sketch::new();
+            s.start(capacity);
+            let mut m = Model { counts: Default::default(), additions: 0, sample: s.sample };
+            for k in keys {
+                s.count(h(k));
+                m.count(k);
+                for (&k, &c) in &m.counts {
+                    prop_assert!(s.estimate(h(k)) >= c, "key {k}: {} < {c}", s.estimate(h(k)));
+                }
+            }
+        }
+
+        /// A key alone in the sketch is counted exactly: saturation at 15
+        /// and the halving every 10 counts per entry.
+        #[test]
+        fn one_key_is_counted_exactly(capacity in 1usize..200, n in 0usize..5_000, k in any::<u64>()) {
+            let mut s = Sketch::new();
+            s.start(capacity);
+            let mut m = Model { counts: Default::default(), additions: 0, sample: s.sample };
+            for _ in 0..n {
+                s.count(k);
+                m.count(k);
+                prop_assert_eq!(s.estimate(k), m.counts[&k]);
+            }
+        }
+    }
+
+    #[test]
+    fn allocated_on_start_only() {
+        let mut s = Sketch::new();
+        s.count(h(1));
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.estimate(h(1)), 0);
+        s.start(1_000);
+        // One 8-byte word per entry, rounded up to a power of two.
+        assert_eq!(s.bytes(), 1_024 * 8);
+        s.count(h(1));
+        assert_eq!(s.estimate(h(1)), 1);
+        s.clear();
+        assert_eq!(s.bytes(), 0);
+    }
+}
