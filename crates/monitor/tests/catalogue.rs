@@ -114,6 +114,7 @@ fn catalogue_follows_the_naming_and_label_rules() {
                 "stratum_store_".into(),
                 "stratum_repository_".into(),
                 "stratum_llm_".into(),
+                "stratum_change_stream_".into(),
             ],
             layer => vec![format!("stratum_{layer}_")],
         };

@@ -169,11 +169,13 @@ fn check_every_run(run: &Run, runs: f64, misses: f64) {
     );
 
     // 20 turns: 41 messages with the system prompt; the header is read
-    // through the conversations' cache.
+    // through the conversations' cache (over MongoDB the change stream may
+    // have just invalidated it after the last append: then from the store).
     assert_eq!(run.before("conversation:", "messages (header"), 41.0);
+    let line = run.line("conversation:");
     assert!(
-        run.line("conversation:")
-            .contains("(header read from Cache)")
+        line.contains("(header read from Cache)") || line.contains("(header read from Store)"),
+        "{line}"
     );
 
     // Every layer in front of the store: breaker, admission pool, caches,
@@ -181,7 +183,6 @@ fn check_every_run(run: &Run, runs: f64, misses: f64) {
     for series in [
         "stratum_breaker_calls_total",
         "stratum_pool_created_total",
-        "stratum_cache_hits_total{cache=\"conversations\"}",
         "stratum_repository_operations_total",
         "stratum_llm_prompt_answers_total{source=\"memory\"}",
         "stratum_models_compressions_total",
@@ -193,6 +194,15 @@ fn check_every_run(run: &Run, runs: f64, misses: f64) {
             run.metrics
         );
     }
+    // The conversations' cache was looked up (over MongoDB its hits depend
+    // on when the change stream invalidated what the appends wrote).
+    let lookups = run.series("stratum_cache_hits_total{cache=\"conversations\"}")
+        + run.series("stratum_cache_misses_total{cache=\"conversations\"}");
+    assert!(
+        lookups > 0.0,
+        "no conversations cache lookups:\n{}",
+        run.metrics
+    );
     assert_eq!(run.ready_status, 200, "{}", run.ready);
     assert_eq!(run.ready["status"], "UP", "{}", run.ready);
     for check in ["breaker.store", "database"] {
@@ -269,6 +279,12 @@ async fn the_service_runs_on_the_embedded_store() {
     let calls = run.after("provider calls:", ":");
     assert_eq!(calls, 22.0);
     check_every_run(&run, 1.0, calls);
+    // No other process writes here: the header comes from the cache.
+    assert!(
+        run.line("conversation:")
+            .contains("(header read from Cache)")
+    );
+    assert!(run.series("stratum_cache_hits_total{cache=\"conversations\"}") > 0.0);
 }
 
 /// The README's "Use it as a library" shows exactly this program, and its
