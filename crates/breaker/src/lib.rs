@@ -100,6 +100,7 @@
 //! buckets.
 #![deny(missing_docs)]
 
+mod baseline;
 mod breaker;
 mod builder;
 mod clock;
@@ -119,8 +120,8 @@ pub use breaker::{Breaker, Snapshot};
 pub use builder::BreakerBuilder;
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use config::{
-    BreakerConfig, MAX_COUNT_WINDOW, MAX_NAME_LEN, MAX_PERMITTED_IN_HALF_OPEN, MAX_TIME_WINDOW,
-    OpenWait, SlidingWindow,
+    AdaptiveSlowCall, BreakerConfig, MAX_COUNT_WINDOW, MAX_MIN_SAMPLES, MAX_NAME_LEN,
+    MAX_PERMITTED_IN_HALF_OPEN, MAX_TIME_WINDOW, OpenWait, SlidingWindow,
 };
 pub use error::{CallError, ConfigError, NotPermitted};
 pub use event::{Event, EventKind, Subscriber, TransitionReason};
@@ -145,6 +146,9 @@ pub mod metric_names {
     /// Gauge (ratio 0..1), label `breaker`; NaN below the minimum number of
     /// calls.
     pub const SLOW_CALL_RATIO: &str = crate::telemetry::SLOW_CALL_RATIO;
+    /// Gauge (seconds), label `breaker`: the current slow-call threshold,
+    /// fixed or adaptive.
+    pub const SLOW_CALL_THRESHOLD: &str = crate::telemetry::SLOW_CALL_THRESHOLD;
     /// Counter, labels `breaker`, `from`, `to`.
     pub const TRANSITIONS: &str = crate::telemetry::TRANSITIONS;
     /// Histogram (seconds), labels `breaker`, `outcome` (success, failure,
