@@ -3,10 +3,10 @@
 //! atomics and re-estimated once per `min_samples` healthy calls).
 //!
 //! Hot path: every record reads the threshold (one relaxed load); a healthy
-//! closed-state success adds itself to one histogram bucket and to the
-//! sample counter (two relaxed `fetch_add`s, no lock). A lock is taken only
-//! by the one call that completes a round, to drain the buckets and
-//! re-estimate.
+//! closed-state success adds itself to one bucket and to the sample count
+//! of its thread's shard (two relaxed `fetch_add`s on lines other threads
+//! rarely write, no lock). A lock is taken only by the one call that
+//! completes a round, to drain the shards and re-estimate.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,16 +113,40 @@ impl Histogram {
         }
     }
 
-    /// Moves every count into `into` (same length), emptying the histogram;
-    /// returns how many there were.
-    pub(crate) fn drain(&self, into: &mut [u64]) -> u64 {
+    /// Adds every count to `into` (same length), emptying the histogram;
+    /// returns how many there were. Reads before swapping, so the empty
+    /// buckets (nearly all) cost a load, not a write.
+    pub(crate) fn drain_into(&self, into: &mut [u64]) -> u64 {
         let mut total = 0;
         for (slot, bucket) in into.iter_mut().zip(self.buckets.iter()) {
-            *slot = bucket.swap(0, Ordering::Relaxed);
-            total += *slot;
+            if bucket.load(Ordering::Relaxed) != 0 {
+                let n = bucket.swap(0, Ordering::Relaxed);
+                *slot += n;
+                total += n;
+            }
         }
         total
     }
+}
+
+/// How many histograms the healthy calls are spread over, by thread, so two
+/// threads recording the same latency do not write the same cache line.
+const SHARDS: usize = 4;
+
+/// The shard of the current thread: threads take shards in turn.
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    }
+    SHARD.try_with(|s| *s).unwrap_or(0)
+}
+
+/// One thread group's histogram and sample count, on lines of its own.
+#[derive(Debug)]
+struct Shard {
+    samples: AtomicU64,
+    histogram: Histogram,
 }
 
 /// A threshold change worth reporting.
@@ -146,9 +170,10 @@ pub(crate) struct SlowThreshold {
 
 #[derive(Debug)]
 struct Adaptive {
-    histogram: Histogram,
-    /// Healthy calls learned; a round ends at every multiple of `round`.
-    samples: CachePadded<AtomicU64>,
+    /// A round ends when one shard has learned `round` calls since the last
+    /// round: from one thread exactly `round` calls, from several up to
+    /// `SHARDS` times as many.
+    shards: Box<[CachePadded<Shard>]>,
     round: u64,
     multiple: f64,
     floor: u64,
@@ -163,7 +188,11 @@ struct Estimate {
     baseline: Option<f64>,
     /// The threshold last reported as a material change.
     logged: u64,
+    /// Calls drained but not yet estimated from, by bucket, and how many:
+    /// a round that finds fewer than `round` (another thread's round just
+    /// drained them) waits for more instead of estimating from a few.
     scratch: Vec<u64>,
+    pending: u64,
 }
 
 impl SlowThreshold {
@@ -174,8 +203,14 @@ impl SlowThreshold {
         Self {
             nanos: CachePadded::new(AtomicU64::new(fixed)),
             adaptive: adaptive.enabled.then(|| Adaptive {
-                histogram: Histogram::new(),
-                samples: CachePadded::new(AtomicU64::new(0)),
+                shards: (0..SHARDS)
+                    .map(|_| {
+                        CachePadded::new(Shard {
+                            samples: AtomicU64::new(0),
+                            histogram: Histogram::new(),
+                        })
+                    })
+                    .collect(),
                 round: u64::from(adaptive.min_samples.max(1)),
                 multiple: adaptive.multiple,
                 floor: duration_nanos(adaptive.floor),
@@ -184,6 +219,7 @@ impl SlowThreshold {
                     baseline: None,
                     logged: fixed,
                     scratch: vec![0; BUCKETS],
+                    pending: 0,
                 }),
             }),
         }
@@ -212,9 +248,11 @@ impl SlowThreshold {
     #[inline]
     pub(crate) fn learn(&self, nanos: u64) -> Option<Change> {
         let adaptive = self.adaptive.as_ref()?;
-        adaptive.histogram.record(nanos);
-        let n = adaptive.samples.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % adaptive.round != 0 {
+        let shard = adaptive.shards.get(shard_index())?;
+        shard.histogram.record(nanos);
+        // `==`, not `>=`: exactly one call ends a round; the count restarts
+        // from zero when the round drains it.
+        if shard.samples.fetch_add(1, Ordering::Relaxed) + 1 != adaptive.round {
             return None;
         }
         self.end_round(adaptive)
@@ -227,9 +265,16 @@ impl SlowThreshold {
             baseline,
             logged,
             scratch,
+            pending,
         } = &mut *estimate;
-        adaptive.histogram.drain(scratch);
-        let p99 = quantile(scratch, QUANTILE)? as f64;
+        *pending += adaptive.drain(scratch);
+        if *pending < adaptive.round {
+            return None;
+        }
+        let p99 = quantile(scratch, QUANTILE);
+        scratch.fill(0);
+        *pending = 0;
+        let p99 = p99? as f64;
         let next = match *baseline {
             None => p99,
             Some(b) => b + (p99 - b) * WEIGHT,
@@ -262,9 +307,23 @@ impl SlowThreshold {
     pub(crate) fn discard(&self) {
         if let Some(adaptive) = &self.adaptive {
             let mut estimate = lock(&adaptive.estimate);
-            adaptive.histogram.drain(&mut estimate.scratch);
-            adaptive.samples.store(0, Ordering::Relaxed);
+            adaptive.drain(&mut estimate.scratch);
+            estimate.scratch.fill(0);
+            estimate.pending = 0;
         }
+    }
+}
+
+impl Adaptive {
+    /// Adds every shard's counts to `into`, empties them and restarts their
+    /// sample counts; returns how many calls moved.
+    fn drain(&self, into: &mut [u64]) -> u64 {
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            shard.samples.store(0, Ordering::Relaxed);
+            total += shard.histogram.drain_into(into);
+        }
+        total
     }
 }
 
@@ -309,7 +368,7 @@ mod tests {
                 histogram.record(*s);
             }
             let mut counts = vec![0; BUCKETS];
-            prop_assert_eq!(histogram.drain(&mut counts), samples.len() as u64);
+            prop_assert_eq!(histogram.drain_into(&mut counts), samples.len() as u64);
             let estimate = quantile(&counts, q).unwrap();
             let mut sorted = samples.clone();
             sorted.sort_unstable();
