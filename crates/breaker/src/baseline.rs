@@ -4,8 +4,8 @@
 //!
 //! Hot path: every record reads the threshold (one relaxed load); a healthy
 //! closed-state success adds itself to one bucket and to the sample count
-//! of its thread's shard (two relaxed `fetch_add`s on lines other threads
-//! rarely write, no lock). A lock is taken only by the one call that
+//! of its thread's shard (two plain loads and stores on lines other threads
+//! rarely write: no lock, no locked instruction). A lock is taken only by the one call that
 //! completes a round, to drain the shards and re-estimate.
 
 use std::sync::Mutex;
@@ -106,10 +106,16 @@ impl Histogram {
         }
     }
 
+    /// Counts one duration with a plain load and store, not a locked
+    /// read-modify-write (about 1 ns against 5 on x86): a shard is written
+    /// by its own thread, so an increment is lost only when two threads
+    /// share a shard and hit the same bucket in the same nanosecond, and a
+    /// count is kept twice only when a round drains it in the same instant.
+    /// An estimator of a p99 over hundreds of calls does not notice either.
     #[inline]
     pub(crate) fn record(&self, nanos: u64) {
         if let Some(b) = self.buckets.get(bucket(nanos)) {
-            b.fetch_add(1, Ordering::Relaxed);
+            b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
     }
 
@@ -250,9 +256,15 @@ impl SlowThreshold {
         let adaptive = self.adaptive.as_ref()?;
         let shard = adaptive.shards.get(shard_index())?;
         shard.histogram.record(nanos);
-        // `==`, not `>=`: exactly one call ends a round; the count restarts
-        // from zero when the round drains it.
-        if shard.samples.fetch_add(1, Ordering::Relaxed) + 1 != adaptive.round {
+        // A plain load and store, as in `Histogram::record`: each stored
+        // count is one more than a stored count, so the count cannot pass
+        // `round` without some call storing exactly `round` and ending the
+        // round (two may; the second finds too few calls and waits). A
+        // reset lost to a race only ends a round early, and a round that
+        // drains fewer than `round` calls waits for more (`pending`).
+        let n = shard.samples.load(Ordering::Relaxed) + 1;
+        shard.samples.store(n, Ordering::Relaxed);
+        if n != adaptive.round {
             return None;
         }
         self.end_round(adaptive)

@@ -184,6 +184,22 @@ fn a_slow_period_while_closed_does_not_drag_the_baseline_up() {
 }
 
 #[test]
+fn a_creep_within_the_multiple_does_not_hide_a_jump_after_it() {
+    // 20 ms learned (threshold about 63 ms); then 400 calls at 50 ms, within
+    // the multiple, so learned, but only a quarter of the way per round:
+    // the threshold is about 101 ms, not 151 ms. A jump to 120 ms (6 x the
+    // original, 2.4 x the creep) is still slow and opens the breaker.
+    let clock = ManualClock::new();
+    let breaker = builder(&clock).build().unwrap();
+    calls(&breaker, &clock, 200, 20 * MS);
+    calls(&breaker, &clock, 400, 50 * MS);
+    let threshold = breaker.slow_call_threshold();
+    assert!(threshold < 110 * MS, "{threshold:?}");
+    calls(&breaker, &clock, WINDOW as usize, 120 * MS);
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[test]
 fn the_baseline_is_frozen_while_the_breaker_is_not_closed() {
     // Rounds of 10, half-open probes of 10: a round could complete inside
     // half-open if it learned there.

@@ -156,7 +156,10 @@ impl Default for StratumConfig {
     ///   [`POOL_NAME`]).
     /// - `breaker.slow_call_duration_threshold = "2s"` (layer: 60 s): a
     ///   database call under a 5 s operation timeout that takes 2 s is
-    ///   already slow.
+    ///   already slow. With the adaptive threshold (on, as in the layer)
+    ///   this is the threshold until the first estimate.
+    /// - `breaker.adaptive_slow_call.cap = "2s"` (layer: 10 s): the learned
+    ///   threshold is never more lenient than that.
     /// - `breaker.minimum_number_of_calls = 20` (layer: 100): judge a small
     ///   service's window without waiting for 100 calls.
     /// - `breaker.wait_in_open = { type = "constant", wait = "5s" }` (layer:
@@ -198,6 +201,10 @@ fn default_breaker() -> BreakerSettings {
     stratum_breaker::BreakerConfig {
         name: BREAKER_NAME.to_owned(),
         slow_call_duration_threshold: Duration::from_secs(2),
+        adaptive_slow_call: stratum_breaker::AdaptiveSlowCall {
+            cap: Duration::from_secs(2),
+            ..Default::default()
+        },
         minimum_number_of_calls: 20,
         wait_in_open: stratum_breaker::OpenWait::Constant {
             wait: Duration::from_secs(5),
