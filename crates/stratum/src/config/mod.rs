@@ -160,6 +160,11 @@ impl Default for StratumConfig {
     ///   this is the threshold until the first estimate.
     /// - `breaker.adaptive_slow_call.cap = "2s"` (layer: 10 s): the learned
     ///   threshold is never more lenient than that.
+    /// - `breaker.adaptive_slow_call.floor = "50ms"` (layer: 5 ms): the
+    ///   breaker times the call from the task's side, so a loaded runtime's
+    ///   or host's scheduling delay (tens of milliseconds for every call at
+    ///   once) is in every duration; under 50 ms that is not the database
+    ///   degrading. A database whose calls take 2 ms still trips on 200 ms.
     /// - `breaker.minimum_number_of_calls = 20` (layer: 100): judge a small
     ///   service's window without waiting for 100 calls.
     /// - `breaker.wait_in_open = { type = "constant", wait = "5s" }` (layer:
@@ -202,6 +207,7 @@ fn default_breaker() -> BreakerSettings {
         name: BREAKER_NAME.to_owned(),
         slow_call_duration_threshold: Duration::from_secs(2),
         adaptive_slow_call: stratum_breaker::AdaptiveSlowCall {
+            floor: Duration::from_millis(50),
             cap: Duration::from_secs(2),
             ..Default::default()
         },
