@@ -95,9 +95,11 @@
 //! and each thread claims its ring positions in runs, so it writes the head
 //! once per run rather than once per call. Half-open's
 //! probes are counted in one more atomic word changed only by compare-and-swap,
-//! so exactly the permitted number is admitted. A lock is taken only to
-//! change state and, in a time-based window, once per second to retire old
-//! buckets.
+//! so exactly the permitted number is admitted. The adaptive slow-call
+//! threshold ([`AdaptiveSlowCall`], on by default) learns healthy calls into
+//! per-thread shards of atomic histogram buckets with plain stores. A lock is
+//! taken only to change state, once per round of the adaptive threshold,
+//! and, in a time-based window, once per second to retire old buckets.
 #![deny(missing_docs)]
 
 mod baseline;
