@@ -666,12 +666,11 @@ impl<C: Clock> CircuitBreaker for Breaker<C> {
                     && outcome == Outcome::Success
                     && !slow
                     && inner.slow.is_adaptive()
+                    && let Some(change) = inner.slow.learn(elapsed_nanos)
                 {
-                    if let Some(change) = inner.slow.learn(elapsed_nanos) {
-                        inner
-                            .telemetry
-                            .slow_call_threshold(change.nanos, Some(&change));
-                    }
+                    inner
+                        .telemetry
+                        .slow_call_threshold(change.nanos, Some(&change));
                 }
                 let now = if inner.window.needs_time() {
                     inner.clock.now_nanos()

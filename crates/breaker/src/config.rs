@@ -154,9 +154,9 @@ pub struct AdaptiveSlowCall {
     /// Whether the threshold adapts; `false`: it is
     /// [`BreakerConfig::slow_call_duration_threshold`]. Default `true`.
     pub enabled: bool,
-    /// The threshold is this many times the baseline p99. Finite, at least
-    /// 1. Default 3: a call three times slower than nearly every healthy
-    /// call is slow, and a uniform 5x degradation is caught.
+    /// The threshold is this many times the baseline p99. Finite, at
+    /// least 1. Default 3: a call three times slower than nearly every
+    /// healthy call is slow, and a uniform 5x degradation is caught.
     pub multiple: f64,
     /// The threshold never goes below this (a clock's resolution, jitter of
     /// very fast services). Non-zero. Default 5 ms.

@@ -247,7 +247,9 @@ fn adaptive_slow_call_refuses_each_bad_knob_by_name() {
             f(&mut c.adaptive_slow_call);
         })
     };
-    let cases: [(fn(&mut AdaptiveSlowCall), &str, &str); 6] = [
+    /// A change to the defaults, the refused field, the reason.
+    type Case = (fn(&mut AdaptiveSlowCall), &'static str, &'static str);
+    let cases: [Case; 6] = [
         (
             |a| a.multiple = 0.5,
             "adaptive_slow_call.multiple",
