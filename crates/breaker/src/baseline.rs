@@ -363,7 +363,65 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// The whole estimator against a model of exact quantiles: each
+        /// round's exact nearest-rank p99, the same weighted average, the
+        /// same clamp. Every round's estimate is in [exact, exact * 9/8 + 1],
+        /// and a weighted average of values within those bounds stays within
+        /// them, so the baseline does too, round after round.
+        #[test]
+        fn the_estimator_follows_a_model_of_exact_quantiles(
+            rounds in proptest::collection::vec(
+                (1_000u64..100_000_000, 1u64..20),
+                1..12,
+            ),
+            min_samples in 10u32..60,
+            multiple in 1.0f64..10.0,
+            seed in any::<u64>(),
+        ) {
+            let config = AdaptiveSlowCall {
+                enabled: true,
+                multiple,
+                floor: std::time::Duration::from_micros(10),
+                cap: std::time::Duration::from_secs(5),
+                min_samples,
+            };
+            let fallback = std::time::Duration::from_secs(1);
+            let threshold = SlowThreshold::new(fallback, &config);
+            let mut rng = crate::jitter::SplitMix64::new(seed);
+            let mut model: Option<f64> = None;
+            for (base, spread) in rounds {
+                // One round of samples from `base` to (1 + `spread`) x it.
+                let mut samples: Vec<u64> = (0..min_samples)
+                    .map(|_| base + rng.next_u64() % (base * spread))
+                    .collect();
+                let mut ended = None;
+                for s in &samples {
+                    if let Some(change) = threshold.learn(*s) {
+                        ended = Some(change);
+                    }
+                }
+                prop_assert!(ended.is_some(), "a round of {} calls did not end", min_samples);
+                samples.sort_unstable();
+                let rank = ((QUANTILE * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+                let exact = samples[rank - 1] as f64;
+                // The model's weighted average, written out (1/4 of the way).
+                model = Some(match model {
+                    None => exact,
+                    Some(b) => b + (exact - b) / 4.0,
+                });
+                let m = model.unwrap_or_default();
+                let b = threshold.baseline().unwrap_or_default();
+                prop_assert!(b >= m && b <= m * 9.0 / 8.0 + 1.0, "baseline {} vs model {}", b, m);
+                let clamp = |x: f64| (x as u64).clamp(10_000, 5_000_000_000);
+                let t = threshold.nanos();
+                prop_assert!(
+                    t >= clamp(m * multiple) && t <= clamp((m * 9.0 / 8.0 + 1.0) * multiple) + 1,
+                    "threshold {} vs model baseline {} x {}", t, m, multiple
+                );
+            }
+        }
 
         /// Against the exact nearest-rank quantile of the same samples: the
         /// estimate is never below it and at most 1/8 (or 1 ns) above.
