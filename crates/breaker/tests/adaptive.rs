@@ -302,3 +302,22 @@ fn the_threshold_is_a_gauge_labelled_by_breaker() {
     assert_eq!(gauge(), breaker.slow_call_threshold().as_secs_f64());
     assert!(gauge() < 0.07);
 }
+
+#[test]
+fn threads_learn_together_into_their_shards() {
+    // 4 threads, each reporting 20 ms successes: every thread's shard ends
+    // rounds, and the learned threshold is the same as from one thread.
+    let clock = ManualClock::new();
+    let breaker = builder(&clock).build().unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..1_000 {
+                    breaker.try_acquire().unwrap().success(20 * MS);
+                }
+            });
+        }
+    });
+    assert_eq!(breaker.state(), State::Closed);
+    assert_learned(&breaker, 20 * MS);
+}
