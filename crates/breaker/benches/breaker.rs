@@ -13,7 +13,10 @@
 //!
 //! Variants: `bare` is the call alone; `stratum` takes a permit and reports
 //! a success with a duration the caller measured (the sync API, as a service
-//! that already times its calls would use it); `stratum_timed` is
+//! that already times its calls would use it), with the default adaptive
+//! slow-call threshold, which learns every such call (it is under the
+//! threshold); `stratum_fixed` is the same with the fixed threshold
+//! (`adaptive_slow_call.enabled = false`), the peer that prices learning; `stratum_timed` is
 //! `Breaker::call_sync`, which also reads the clock twice to time the call
 //! (the default `CoarseClock`: two relaxed atomic loads);
 //! `stratum_time_window` is `stratum` on a 60 s time-based window (one clock
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use cpu_time::ThreadTime;
 use criterion::{Criterion, criterion_group};
 use failsafe::CircuitBreaker as _;
-use stratum_breaker::Breaker;
+use stratum_breaker::{AdaptiveSlowCall, Breaker};
 
 /// What the guarded "call" does: next to nothing, so the breaker's own cost
 /// is what is measured.
@@ -47,6 +50,7 @@ const ELAPSED: Duration = Duration::from_micros(150);
 
 struct Subjects {
     stratum: Breaker,
+    stratum_fixed: Breaker,
     stratum_time: Breaker,
     /// failsafe's default: success rate over a time window, or else
     /// consecutive failures.
@@ -62,6 +66,13 @@ struct Subjects {
 fn subjects() -> Subjects {
     Subjects {
         stratum: Breaker::builder("bench").build().unwrap(),
+        stratum_fixed: Breaker::builder("bench_fixed")
+            .adaptive_slow_call(AdaptiveSlowCall {
+                enabled: false,
+                ..Default::default()
+            })
+            .build()
+            .unwrap(),
         stratum_time: Breaker::builder("bench_time")
             .time_based_window(Duration::from_secs(60))
             .build()
@@ -72,12 +83,18 @@ fn subjects() -> Subjects {
 
 type Variant = (&'static str, fn(&Subjects, u64));
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     ("bare", |_, i| {
         black_box(work(i)).unwrap();
     }),
     ("stratum", |s, i| {
         let permit = s.stratum.try_acquire().unwrap();
+        let r = work(i);
+        permit.success(ELAPSED);
+        black_box(r).unwrap();
+    }),
+    ("stratum_fixed", |s, i| {
+        let permit = s.stratum_fixed.try_acquire().unwrap();
         let r = work(i);
         permit.success(ELAPSED);
         black_box(r).unwrap();
@@ -146,51 +163,68 @@ fn closed_state(c: &mut Criterion) {
     }
 }
 
-/// Median per-call nanoseconds (CPU time, wall time) over 21 rounds of
-/// 400k calls per thread.
-fn median_ns(threads: usize, subjects: &Subjects, f: fn(&Subjects, u64)) -> (f64, f64) {
+/// Median per-call nanoseconds (CPU time, wall time) of every variant on
+/// `threads` threads over 21 rounds of 400k calls per thread. The variants
+/// take turns within each round, so a burst of load from the machine's
+/// other users falls on all of them rather than on one.
+fn medians_ns(threads: usize, subjects: &Subjects) -> Vec<(f64, f64)> {
     const ROUNDS: usize = 21;
     const CALLS: u64 = 400_000;
-    let (mut cpu, mut wall): (Vec<f64>, Vec<f64>) = (0..ROUNDS)
-        .map(|_| {
-            let (c, w) = on_threads(threads, CALLS, subjects, f);
-            (
-                c.as_nanos() as f64 / CALLS as f64,
-                w.as_nanos() as f64 / CALLS as f64,
-            )
+    let mut samples = vec![(Vec::new(), Vec::new()); VARIANTS.len()];
+    for _ in 0..ROUNDS {
+        for ((_, f), (cpu, wall)) in VARIANTS.iter().zip(samples.iter_mut()) {
+            let (c, w) = on_threads(threads, CALLS, subjects, *f);
+            cpu.push(c.as_nanos() as f64 / CALLS as f64);
+            wall.push(w.as_nanos() as f64 / CALLS as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|(mut cpu, mut wall)| {
+            cpu.sort_by(f64::total_cmp);
+            wall.sort_by(f64::total_cmp);
+            (cpu[ROUNDS / 2], wall[ROUNDS / 2])
         })
-        .unzip();
-    cpu.sort_by(f64::total_cmp);
-    wall.sort_by(f64::total_cmp);
-    (cpu[ROUNDS / 2], wall[ROUNDS / 2])
+        .collect()
 }
 
 fn ratios() {
     let subjects = subjects();
     println!();
     println!(
-        "closed-state per-call cost, median of 21 rounds x 400k calls per thread (ns/call; \
-         CPU time, wall time in brackets)"
+        "closed-state per-call cost, median of 21 interleaved rounds x 400k calls per thread \
+         (ns/call; CPU time, wall time in brackets)"
     );
     println!(
         "{:<22} {:>20} {:>20} {:>8}",
         "variant", "1 thread", "2 threads", "2T/1T"
     );
+    let ones = medians_ns(1, &subjects);
+    let twos = medians_ns(2, &subjects);
     let mut medians = Vec::new();
-    for (name, f) in VARIANTS {
-        let (one, one_wall) = median_ns(1, &subjects, f);
-        let (two, two_wall) = median_ns(2, &subjects, f);
+    for (((name, _), (one, one_wall)), (two, two_wall)) in VARIANTS.iter().zip(ones).zip(twos) {
         println!(
             "{name:<22} {:>20} {:>20} {:>8.2}",
             format!("{one:.2} [{one_wall:.2}]"),
             format!("{two:.2} [{two_wall:.2}]"),
             two / one
         );
-        medians.push((name, one, two));
+        medians.push((*name, one, two));
     }
     let get = |n: &str| medians.iter().find(|m| m.0 == n).copied().unwrap();
     let failsafe = get("failsafe");
-    for name in ["stratum", "stratum_timed", "stratum_time_window"] {
+    let fixed = get("stratum_fixed");
+    println!(
+        "stratum (adaptive)/stratum_fixed ratio: 1 thread {:.3}, 2 threads {:.3}",
+        get("stratum").1 / fixed.1,
+        get("stratum").2 / fixed.2
+    );
+    for name in [
+        "stratum",
+        "stratum_fixed",
+        "stratum_timed",
+        "stratum_time_window",
+    ] {
         let s = get(name);
         println!(
             "{name}/failsafe ratio: 1 thread {:.3}, 2 threads {:.3}",

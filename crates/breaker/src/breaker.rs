@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::baseline::SlowThreshold;
 use crate::clock::{Clock, CoarseClock, duration_nanos};
 use crate::config::{BreakerConfig, SlidingWindow};
 use crate::event::TransitionReason;
@@ -100,6 +101,8 @@ struct Inner<C> {
     /// When the current half-open period began (clock nanoseconds).
     half_open_since: AtomicU64,
     transitions: Mutex<Transitions>,
+    /// The slow-call threshold, fixed or learned.
+    slow: SlowThreshold,
     settings: Settings,
     config: BreakerConfig,
     clock: C,
@@ -117,7 +120,6 @@ struct Transitions {
 struct Settings {
     failure_rate_threshold: f64,
     slow_call_rate_threshold: f64,
-    slow_nanos: u64,
     /// `minimum_number_of_calls`, capped at a count-based window's size.
     minimum_calls: u64,
     permitted: u32,
@@ -201,7 +203,6 @@ impl<C: Clock> Breaker<C> {
         let settings = Settings {
             failure_rate_threshold: config.failure_rate_threshold,
             slow_call_rate_threshold: config.slow_call_rate_threshold,
-            slow_nanos: duration_nanos(config.slow_call_duration_threshold),
             minimum_calls: u64::from(minimum_calls),
             permitted: config.permitted_calls_in_half_open,
             automatic: config.automatic_transition_to_half_open,
@@ -212,6 +213,11 @@ impl<C: Clock> Breaker<C> {
             .unwrap_or_else(|| SplitMix64::random_seed(&config.name));
         let telemetry = Telemetry::new(Arc::from(config.name.as_str()), subscribers);
         telemetry.state(State::Closed);
+        let slow = SlowThreshold::new(
+            config.slow_call_duration_threshold,
+            &config.adaptive_slow_call,
+        );
+        telemetry.slow_call_threshold(slow.nanos(), None);
         Ok(Self {
             inner: Arc::new(Inner {
                 state: CachePadded::new(AtomicU64::new(Word::new(0, State::Closed).0)),
@@ -223,6 +229,7 @@ impl<C: Clock> Breaker<C> {
                     trips: 0,
                     rng: SplitMix64::new(seed),
                 }),
+                slow,
                 settings,
                 config,
                 clock,
@@ -442,6 +449,42 @@ impl<C: Clock> Breaker<C> {
         })
     }
 
+    /// The slow-call threshold now: a recorded call that took longer is
+    /// slow. Fixed, or learned (see
+    /// [`AdaptiveSlowCall`](crate::AdaptiveSlowCall)): then
+    /// `slow_call_duration_threshold` until the first estimate.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stratum_breaker::{AdaptiveSlowCall, Breaker, ManualClock};
+    ///
+    /// let breaker = Breaker::builder("kv")
+    ///     .slow_call_duration_threshold(Duration::from_secs(1))
+    ///     .adaptive_slow_call(AdaptiveSlowCall { min_samples: 100, ..Default::default() })
+    ///     .clock(ManualClock::new())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(breaker.slow_call_threshold(), Duration::from_secs(1)); // the fallback
+    /// for _ in 0..100 {
+    ///     breaker.try_acquire().unwrap().success(Duration::from_millis(10));
+    /// }
+    /// // 3 x the p99 (10 ms, read from a bucket at most 1/8 wide).
+    /// let learned = breaker.slow_call_threshold();
+    /// assert!(learned >= Duration::from_millis(30) && learned <= Duration::from_millis(34));
+    /// ```
+    pub fn slow_call_threshold(&self) -> Duration {
+        nanos(self.inner.slow.nanos())
+    }
+
+    /// The learned baseline (the smoothed p99 of healthy calls) of an
+    /// adaptive threshold; `None` when fixed or before the first estimate.
+    pub fn slow_call_baseline(&self) -> Option<Duration> {
+        self.inner
+            .slow
+            .baseline()
+            .map(|b| Duration::from_nanos(b as u64))
+    }
+
     /// The window's totals and rates, and the state.
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state();
@@ -535,6 +578,7 @@ impl<C: Clock> Breaker<C> {
                 }
             }
             State::Open => {
+                inner.slow.discard();
                 guard.trips = guard.trips.saturating_add(1);
                 let base = inner.config.wait_in_open.base_wait(guard.trips);
                 let wait = jittered_nanos(base, inner.config.jitter, &mut guard.rng);
@@ -605,7 +649,8 @@ impl<C: Clock> CircuitBreaker for Breaker<C> {
         if state == State::Disabled {
             return;
         }
-        let slow = duration_nanos(elapsed) > inner.settings.slow_nanos;
+        let elapsed_nanos = duration_nanos(elapsed);
+        let slow = elapsed_nanos > inner.slow.nanos();
         inner.telemetry.call(outcome, slow, elapsed);
         match state {
             State::Closed | State::MetricsOnly => {
@@ -613,6 +658,19 @@ impl<C: Clock> CircuitBreaker for Breaker<C> {
                 // of the new state.
                 if outcome == Outcome::Ignored || self.current() != word {
                     return;
+                }
+                // Only healthy calls of the closed state teach the baseline:
+                // a slow one never does, and nothing is learned while the
+                // breaker is anything but closed.
+                if state == State::Closed
+                    && outcome == Outcome::Success
+                    && !slow
+                    && inner.slow.is_adaptive()
+                    && let Some(change) = inner.slow.learn(elapsed_nanos)
+                {
+                    inner
+                        .telemetry
+                        .slow_call_threshold(change.nanos, Some(&change));
                 }
                 let now = if inner.window.needs_time() {
                     inner.clock.now_nanos()

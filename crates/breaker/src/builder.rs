@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{BreakerConfig, OpenWait, SlidingWindow};
+use crate::config::{AdaptiveSlowCall, BreakerConfig, OpenWait, SlidingWindow};
 use crate::event::{Event, Subscriber};
 use crate::{Breaker, Clock, CoarseClock, ConfigError};
 
@@ -83,6 +83,14 @@ impl<C: Clock> BreakerBuilder<C> {
     /// See [`BreakerConfig::slow_call_duration_threshold`].
     pub fn slow_call_duration_threshold(mut self, threshold: Duration) -> Self {
         self.config.slow_call_duration_threshold = threshold;
+        self
+    }
+
+    /// See [`BreakerConfig::adaptive_slow_call`]; disable it with
+    /// `AdaptiveSlowCall { enabled: false, ..Default::default() }` for a
+    /// fixed threshold.
+    pub fn adaptive_slow_call(mut self, adaptive: AdaptiveSlowCall) -> Self {
+        self.config.adaptive_slow_call = adaptive;
         self
     }
 

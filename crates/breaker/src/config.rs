@@ -57,9 +57,15 @@ pub struct BreakerConfig {
     /// The slow-call rate, in percent, at or above which the breaker opens.
     /// In (0, 100]. Default 100.
     pub slow_call_rate_threshold: f64,
-    /// A call that takes longer than this is slow. Non-zero. Default 60 s.
+    /// A call that takes longer than this is slow, while
+    /// [`adaptive_slow_call`](Self::adaptive_slow_call) is off; while it is
+    /// on, the threshold until the first estimate. Non-zero. Default 60 s.
     #[serde(with = "humantime_serde")]
     pub slow_call_duration_threshold: Duration,
+    /// Derives "slow" from the latency of healthy calls instead of a fixed
+    /// number. Default: on, 3 x the p99 of healthy calls, between 5 ms and
+    /// 10 s, re-estimated every 200 healthy calls.
+    pub adaptive_slow_call: AdaptiveSlowCall,
     /// The window the rates are computed over in the closed state.
     /// Default: the last 100 calls.
     pub sliding_window: SlidingWindow,
@@ -101,6 +107,7 @@ impl Default for BreakerConfig {
             failure_rate_threshold: 50.0,
             slow_call_rate_threshold: 100.0,
             slow_call_duration_threshold: Duration::from_secs(60),
+            adaptive_slow_call: AdaptiveSlowCall::default(),
             sliding_window: SlidingWindow::default(),
             minimum_number_of_calls: 100,
             permitted_calls_in_half_open: 10,
@@ -110,6 +117,101 @@ impl Default for BreakerConfig {
             automatic_transition_to_half_open: false,
             max_wait_in_half_open: Duration::from_secs(60),
         }
+    }
+}
+
+/// The adaptive slow-call threshold: `multiple` x a slow-moving p99 of the
+/// healthy calls the breaker has seen, clamped to `[floor, cap]`.
+///
+/// Learned only in the closed state, only from successes no slower than the
+/// current threshold, in rounds of `min_samples` such calls: the first round
+/// sets the baseline, each later one moves it a quarter of the way to the
+/// round's p99. It freezes while the breaker is not closed, and the round in
+/// progress is dropped when the breaker opens. Until the first round ends,
+/// [`BreakerConfig::slow_call_duration_threshold`] is the threshold.
+///
+/// ```
+/// use std::time::Duration;
+/// use stratum_breaker::{AdaptiveSlowCall, BreakerConfig};
+///
+/// let config: BreakerConfig = toml::from_str(r#"
+///     adaptive_slow_call = { multiple = 4.0, floor = "2ms", cap = "1s", min_samples = 500 }
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// assert!(config.adaptive_slow_call.enabled); // a default
+/// assert_eq!(config.adaptive_slow_call.cap, Duration::from_secs(1));
+///
+/// // A fixed threshold instead:
+/// let fixed: BreakerConfig = toml::from_str(r#"
+///     slow_call_duration_threshold = "250ms"
+///     adaptive_slow_call = { enabled = false }
+/// "#).unwrap();
+/// assert_eq!(fixed.adaptive_slow_call.multiple, AdaptiveSlowCall::default().multiple);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveSlowCall {
+    /// Whether the threshold adapts; `false`: it is
+    /// [`BreakerConfig::slow_call_duration_threshold`]. Default `true`.
+    pub enabled: bool,
+    /// The threshold is this many times the baseline p99. Finite, at
+    /// least 1. Default 3: a call three times slower than nearly every
+    /// healthy call is slow, and a uniform 5x degradation is caught.
+    pub multiple: f64,
+    /// The threshold never goes below this (a clock's resolution, jitter of
+    /// very fast services). Non-zero. Default 5 ms.
+    #[serde(with = "humantime_serde")]
+    pub floor: Duration,
+    /// The threshold never goes above this. At least `floor`. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+    /// Healthy calls per estimate: the first estimate replaces the fallback
+    /// after this many, and each later one is blended in. 10 to
+    /// [`MAX_MIN_SAMPLES`]. Default 200.
+    pub min_samples: u32,
+}
+
+/// The most healthy calls one estimate of the adaptive threshold may take.
+pub const MAX_MIN_SAMPLES: u32 = 1_000_000;
+
+impl Default for AdaptiveSlowCall {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            multiple: 3.0,
+            floor: Duration::from_millis(5),
+            cap: Duration::from_secs(10),
+            min_samples: 200,
+        }
+    }
+}
+
+impl AdaptiveSlowCall {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = self;
+        if !a.multiple.is_finite() || a.multiple < 1.0 {
+            return Err(ConfigError::invalid(
+                "adaptive_slow_call.multiple",
+                format!("must be finite and at least 1, got {}", a.multiple),
+            ));
+        }
+        non_zero("adaptive_slow_call.floor", a.floor)?;
+        if a.cap < a.floor {
+            return Err(ConfigError::invalid(
+                "adaptive_slow_call.cap",
+                format!("must be at least `floor` ({:?}), got {:?}", a.floor, a.cap),
+            ));
+        }
+        if !(10..=MAX_MIN_SAMPLES).contains(&a.min_samples) {
+            return Err(ConfigError::invalid(
+                "adaptive_slow_call.min_samples",
+                format!(
+                    "must be between 10 and {MAX_MIN_SAMPLES}, got {}",
+                    a.min_samples
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +342,7 @@ impl BreakerConfig {
             "slow_call_duration_threshold",
             self.slow_call_duration_threshold,
         )?;
+        self.adaptive_slow_call.validate()?;
         match self.sliding_window {
             SlidingWindow::CountBased { size } => {
                 if size == 0 || size > MAX_COUNT_WINDOW {

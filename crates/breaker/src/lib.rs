@@ -95,11 +95,14 @@
 //! and each thread claims its ring positions in runs, so it writes the head
 //! once per run rather than once per call. Half-open's
 //! probes are counted in one more atomic word changed only by compare-and-swap,
-//! so exactly the permitted number is admitted. A lock is taken only to
-//! change state and, in a time-based window, once per second to retire old
-//! buckets.
+//! so exactly the permitted number is admitted. The adaptive slow-call
+//! threshold ([`AdaptiveSlowCall`], on by default) learns healthy calls into
+//! per-thread shards of atomic histogram buckets with plain stores. A lock is
+//! taken only to change state, once per round of the adaptive threshold,
+//! and, in a time-based window, once per second to retire old buckets.
 #![deny(missing_docs)]
 
+mod baseline;
 mod breaker;
 mod builder;
 mod clock;
@@ -119,8 +122,8 @@ pub use breaker::{Breaker, Snapshot};
 pub use builder::BreakerBuilder;
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
 pub use config::{
-    BreakerConfig, MAX_COUNT_WINDOW, MAX_NAME_LEN, MAX_PERMITTED_IN_HALF_OPEN, MAX_TIME_WINDOW,
-    OpenWait, SlidingWindow,
+    AdaptiveSlowCall, BreakerConfig, MAX_COUNT_WINDOW, MAX_MIN_SAMPLES, MAX_NAME_LEN,
+    MAX_PERMITTED_IN_HALF_OPEN, MAX_TIME_WINDOW, OpenWait, SlidingWindow,
 };
 pub use error::{CallError, ConfigError, NotPermitted};
 pub use event::{Event, EventKind, Subscriber, TransitionReason};
@@ -145,6 +148,9 @@ pub mod metric_names {
     /// Gauge (ratio 0..1), label `breaker`; NaN below the minimum number of
     /// calls.
     pub const SLOW_CALL_RATIO: &str = crate::telemetry::SLOW_CALL_RATIO;
+    /// Gauge (seconds), label `breaker`: the current slow-call threshold,
+    /// fixed or adaptive.
+    pub const SLOW_CALL_THRESHOLD: &str = crate::telemetry::SLOW_CALL_THRESHOLD;
     /// Counter, labels `breaker`, `from`, `to`.
     pub const TRANSITIONS: &str = crate::telemetry::TRANSITIONS;
     /// Histogram (seconds), labels `breaker`, `outcome` (success, failure,

@@ -7,8 +7,9 @@ use std::fmt;
 /// How a call went, as far as the breaker is concerned.
 ///
 /// Whether a call was *slow* is not part of the outcome: the breaker decides
-/// that from the call's duration and the configured
-/// [`slow_call_duration_threshold`](crate::BreakerConfig::slow_call_duration_threshold).
+/// that from the call's duration and the current slow-call threshold
+/// ([`Breaker::slow_call_threshold`](crate::Breaker::slow_call_threshold):
+/// fixed, or learned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The call worked; it counts towards the failure rate's denominator.

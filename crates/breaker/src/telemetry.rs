@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
+use crate::baseline::Change;
 use crate::event::{Event, EventKind, Subscriber, TransitionReason};
 use crate::window::Counts;
 use crate::{Outcome, State};
@@ -17,6 +18,7 @@ pub(crate) const NOT_PERMITTED: &str = "stratum_breaker_not_permitted_total";
 pub(crate) const FAILURE_RATIO: &str = "stratum_breaker_failure_ratio";
 pub(crate) const SLOW_CALL_RATIO: &str = "stratum_breaker_slow_call_ratio";
 pub(crate) const TRANSITIONS: &str = "stratum_breaker_transitions_total";
+pub(crate) const SLOW_CALL_THRESHOLD: &str = "stratum_breaker_slow_call_threshold_seconds";
 pub(crate) const DURATION: &str = "stratum_breaker_call_duration_seconds";
 
 /// `outcome` label values of `stratum_breaker_calls_total`, by index.
@@ -37,6 +39,7 @@ pub(crate) struct Telemetry {
     state: Gauge,
     failure_rate: Gauge,
     slow_call_rate: Gauge,
+    slow_call_threshold: Gauge,
     calls: [Counter; 6],
     not_permitted: [Counter; 3],
     /// By outcome: success, failure, ignored.
@@ -85,7 +88,8 @@ impl Telemetry {
         let telemetry = Self {
             state: metrics::gauge!(STATE, "breaker" => label.clone()),
             failure_rate: metrics::gauge!(FAILURE_RATIO, "breaker" => label.clone()),
-            slow_call_rate: metrics::gauge!(SLOW_CALL_RATIO, "breaker" => label),
+            slow_call_rate: metrics::gauge!(SLOW_CALL_RATIO, "breaker" => label.clone()),
+            slow_call_threshold: metrics::gauge!(SLOW_CALL_THRESHOLD, "breaker" => label),
             name,
             calls,
             not_permitted,
@@ -173,6 +177,27 @@ impl Telemetry {
         self.slow_call_rate.set(ratio(slow));
     }
 
+    /// Publishes the slow-call threshold; logs a material change of the
+    /// adaptive one.
+    pub(crate) fn slow_call_threshold(&self, nanos: u64, change: Option<&Change>) {
+        self.slow_call_threshold
+            .set(Duration::from_nanos(nanos).as_secs_f64());
+        if let Some(Change {
+            nanos,
+            material_from: Some(from),
+            baseline,
+        }) = change
+        {
+            tracing::info!(
+                breaker = %self.name,
+                from = ?Duration::from_nanos(*from),
+                to = ?Duration::from_nanos(*nanos),
+                baseline_p99 = ?Duration::from_nanos(*baseline as u64),
+                "circuit breaker's adaptive slow-call threshold changed"
+            );
+        }
+    }
+
     fn emit(&self, kind: EventKind) {
         if self.subscribers.is_empty() {
             return;
@@ -216,6 +241,11 @@ fn describe() {
     metrics::describe_gauge!(
         SLOW_CALL_RATIO,
         "Slow calls over calls in the closed-state window (0..1), NaN below the minimum number of calls"
+    );
+    metrics::describe_gauge!(
+        SLOW_CALL_THRESHOLD,
+        Unit::Seconds,
+        "The current slow-call threshold: fixed, or adaptive (a multiple of the healthy p99)"
     );
     metrics::describe_counter!(TRANSITIONS, "State transitions, by from and to state");
     metrics::describe_histogram!(

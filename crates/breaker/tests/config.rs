@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use stratum_breaker::{
-    Breaker, BreakerConfig, ConfigError, MAX_COUNT_WINDOW, MAX_PERMITTED_IN_HALF_OPEN, OpenWait,
-    SlidingWindow,
+    AdaptiveSlowCall, Breaker, BreakerConfig, ConfigError, MAX_COUNT_WINDOW,
+    MAX_PERMITTED_IN_HALF_OPEN, OpenWait, SlidingWindow,
 };
 
 fn refused(config: BreakerConfig) -> ConfigError {
@@ -238,4 +238,81 @@ fn a_refused_value_from_a_file_fails_at_build_not_later() {
     let err = Breaker::builder("x").config(config).build().unwrap_err();
     assert_eq!(err.field(), "permitted_calls_in_half_open");
     assert_eq!(err.reason(), Some("must be between 1 and 4095, got 0"));
+}
+
+#[test]
+fn adaptive_slow_call_refuses_each_bad_knob_by_name() {
+    let adaptive = |f: fn(&mut AdaptiveSlowCall)| {
+        with(|c| {
+            f(&mut c.adaptive_slow_call);
+        })
+    };
+    /// A change to the defaults, the refused field, the reason.
+    type Case = (fn(&mut AdaptiveSlowCall), &'static str, &'static str);
+    let cases: [Case; 6] = [
+        (
+            |a| a.multiple = 0.5,
+            "adaptive_slow_call.multiple",
+            "must be finite and at least 1, got 0.5",
+        ),
+        (
+            |a| a.multiple = f64::NAN,
+            "adaptive_slow_call.multiple",
+            "must be finite and at least 1, got NaN",
+        ),
+        (
+            |a| a.floor = Duration::ZERO,
+            "adaptive_slow_call.floor",
+            "must be greater than zero",
+        ),
+        (
+            |a| a.cap = Duration::from_millis(1),
+            "adaptive_slow_call.cap",
+            "must be at least `floor` (5ms), got 1ms",
+        ),
+        (
+            |a| a.min_samples = 9,
+            "adaptive_slow_call.min_samples",
+            "must be between 10 and 1000000, got 9",
+        ),
+        (
+            |a| a.min_samples = stratum_breaker::MAX_MIN_SAMPLES + 1,
+            "adaptive_slow_call.min_samples",
+            "must be between 10 and 1000000, got 1000001",
+        ),
+    ];
+    for (f, field, reason) in cases {
+        let err = refused(adaptive(f));
+        assert_eq!((err.field(), err.reason()), (field, Some(reason)));
+    }
+    // Off, its knobs are still checked: turning it back on must not
+    // surprise.
+    let err = refused(adaptive(|a| {
+        a.enabled = false;
+        a.multiple = -1.0;
+    }));
+    assert_eq!(err.field(), "adaptive_slow_call.multiple");
+}
+
+#[test]
+fn the_default_adapts_and_a_table_reads_into_it() {
+    let config = BreakerConfig::default();
+    assert!(config.adaptive_slow_call.enabled);
+    let read: BreakerConfig = toml::from_str(
+        r#"
+        adaptive_slow_call = { multiple = 5.0, floor = "2ms", cap = "3s", min_samples = 100 }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        read.adaptive_slow_call,
+        AdaptiveSlowCall {
+            enabled: true,
+            multiple: 5.0,
+            floor: Duration::from_millis(2),
+            cap: Duration::from_secs(3),
+            min_samples: 100,
+        }
+    );
+    assert!(toml::from_str::<BreakerConfig>("adaptive_slow_call = { quantile = 0.9 }").is_err());
 }

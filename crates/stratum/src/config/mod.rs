@@ -156,7 +156,15 @@ impl Default for StratumConfig {
     ///   [`POOL_NAME`]).
     /// - `breaker.slow_call_duration_threshold = "2s"` (layer: 60 s): a
     ///   database call under a 5 s operation timeout that takes 2 s is
-    ///   already slow.
+    ///   already slow. With the adaptive threshold (on, as in the layer)
+    ///   this is the threshold until the first estimate.
+    /// - `breaker.adaptive_slow_call.cap = "2s"` (layer: 10 s): the learned
+    ///   threshold is never more lenient than that.
+    /// - `breaker.adaptive_slow_call.floor = "50ms"` (layer: 5 ms): the
+    ///   breaker times the call from the task's side, so a loaded runtime's
+    ///   or host's scheduling delay (tens of milliseconds for every call at
+    ///   once) is in every duration; under 50 ms that is not the database
+    ///   degrading. A database whose calls take 2 ms still trips on 200 ms.
     /// - `breaker.minimum_number_of_calls = 20` (layer: 100): judge a small
     ///   service's window without waiting for 100 calls.
     /// - `breaker.wait_in_open = { type = "constant", wait = "5s" }` (layer:
@@ -198,6 +206,11 @@ fn default_breaker() -> BreakerSettings {
     stratum_breaker::BreakerConfig {
         name: BREAKER_NAME.to_owned(),
         slow_call_duration_threshold: Duration::from_secs(2),
+        adaptive_slow_call: stratum_breaker::AdaptiveSlowCall {
+            floor: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+            ..Default::default()
+        },
         minimum_number_of_calls: 20,
         wait_in_open: stratum_breaker::OpenWait::Constant {
             wait: Duration::from_secs(5),

@@ -34,6 +34,12 @@ fn a_partial_section_keeps_stratums_defaults() {
         Duration::from_secs(2)
     );
     assert_eq!(config.breaker.name, BREAKER_NAME);
+    // The slow-call threshold a user gets adapts, within Stratum's bounds.
+    assert!(config.breaker.adaptive_slow_call.enabled);
+    assert_eq!(
+        config.breaker.adaptive_slow_call.floor,
+        Duration::from_millis(50)
+    );
 }
 
 /// A file and an environment written for the full build load in a build
