@@ -148,13 +148,18 @@ fn doc_id(doc: u32) -> ObjectId {
 }
 
 /// The probe's stack: the default configuration over `target`'s server
-/// (and whatever `STRATUM_*` variables say), and the conversations.
+/// (and whatever `STRATUM_*` variables say), and the conversations. Its
+/// monitor listens on a free port: the reader and the writer run side by
+/// side and would otherwise both ask for the default one.
 async fn open(target: &ProbeTarget) -> Result<(Stratum, Repository<Conversation>), ProbeError> {
     let database = target.database.clone();
     let config = StratumConfig::builder()
         .env()
         .mongodb_uri(&target.mongodb_uri)
-        .configure(move |c| c.mongodb.database = database)
+        .configure(move |c| {
+            c.mongodb.database = database;
+            c.monitor.settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        })
         .build()
         .map_err(|e| ProbeError::Stack(format!("configuration: {e}")))?;
     let stratum = Stratum::builder(config)
