@@ -382,11 +382,7 @@ impl fmt::Display for StackFigures {
 /// The concurrency limit's report line.
 fn limit_line(l: &stratum::pool::LimitStatus, range: Option<(usize, usize)>) -> String {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    let mean_wait = if l.queued == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_nanos(l.queue_nanos / l.queued)
-    };
+    let mean_wait = Duration::from_nanos(l.queue_nanos.checked_div(l.queued).unwrap_or(0));
     format!(
         "limit:        concurrency limit {} at the end{}, no-load latency {}; {} admitted, {} after a wait (mean {}); refused: {} at a standing queue, {} after the whole queue interval",
         l.limit,
