@@ -25,9 +25,15 @@ const SHORT: &[&str] = &[
     "20000",
 ];
 
-/// `cargo xtask load [--dev] [LOAD ARGS...]`: every argument but `--dev`
-/// goes to `stratum load` (`--tasks`, `--duration`, `--read-ratio`, ...).
+/// `cargo xtask load [--dev] [--sweep] [LOAD ARGS...]`: every argument but
+/// `--dev` and `--sweep` goes to `stratum load` (`--tasks`, `--duration`,
+/// `--read-ratio`, ...). `--sweep` runs the admission comparison instead
+/// (see [`sweep`]).
 pub(crate) fn run(args: &[&str]) -> Result {
+    if args.contains(&"--sweep") {
+        let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--sweep").collect();
+        return sweep(&rest);
+    }
     let dev = args.contains(&"--dev");
     let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--dev").collect();
     if rest.iter().any(|a| *a == "--help" || *a == "-h") {
@@ -151,4 +157,185 @@ mod tests {
             None
         );
     }
+}
+
+/// The fixed limits the sweep compares the adaptive one with.
+const FIXED: &[usize] = &[4, 8, 16, 32, 64, 128];
+
+/// One scenario of the sweep: tasks and think time.
+struct Scenario {
+    tasks: &'static str,
+    think: &'static str,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        tasks: "10000",
+        think: "50ms",
+    },
+    Scenario {
+        tasks: "10000",
+        think: "0s",
+    },
+    Scenario {
+        tasks: "64",
+        think: "0s",
+    },
+];
+
+/// The `key=value` pairs of a run's `summary:` line.
+fn summary(stdout: &str) -> Option<Vec<(String, String)>> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("summary: "))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+}
+
+fn field<'a>(s: &'a [(String, String)], key: &str) -> &'a str {
+    s.iter()
+        .find(|(k, _)| k == key)
+        .map_or("?", |(_, v)| v.as_str())
+}
+
+/// `cargo xtask load --sweep [--duration D] [LOAD ARGS...]`: for each
+/// scenario (10,000 tasks with 50 ms think time, 10,000 with none, 64 with
+/// none), one run per fixed limit in [`FIXED`] (`--fixed-limit --pool-size
+/// N`) and one with the adaptive limit (the default configuration), all
+/// against one fresh test server, each short (`--duration`, default 3 s, a
+/// fresh database of 5,000 documents). Prints a table and writes it into
+/// `docs/reliability.md` between its `adaptive-sweep` markers.
+fn sweep(args: &[&str]) -> Result {
+    let program = release_binary()?;
+    let server = Server::start()?;
+    let duration = args
+        .iter()
+        .position(|a| *a == "--duration")
+        .and_then(|i| args.get(i + 1))
+        .copied()
+        .unwrap_or("3s");
+    let extra: Vec<&str> = {
+        let mut v = Vec::new();
+        let mut it = args.iter().copied();
+        while let Some(a) = it.next() {
+            if a == "--duration" {
+                it.next();
+            } else {
+                v.push(a);
+            }
+        }
+        v
+    };
+    let mut rows = Vec::new();
+    for sc in SCENARIOS {
+        let mut runs: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for limit in FIXED.iter().map(|n| Some(*n)).chain([None]) {
+            let mut cmd = Command::new(&program);
+            cmd.arg("load")
+                .args(["--tasks", sc.tasks, "--think-time", sc.think])
+                .args(["--duration", duration, "--documents", "5000"])
+                .args(&extra)
+                .arg("--mongodb-uri")
+                .arg(server.uri())
+                .stderr(Stdio::null());
+            let name = match limit {
+                Some(n) => {
+                    cmd.args(["--fixed-limit", "--pool-size", &n.to_string()]);
+                    format!("fixed {n}")
+                }
+                None => "adaptive".to_owned(),
+            };
+            let out = cmd
+                .output()
+                .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let s = summary(&stdout)
+                .ok_or_else(|| format!("{name}, {} tasks: no summary line:\n{stdout}", sc.tasks))?;
+            eprintln!(
+                "{} tasks, think {}, {name}: {}",
+                sc.tasks,
+                sc.think,
+                s.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            runs.push((name, s));
+        }
+        let best = runs
+            .iter()
+            .filter(|(n, _)| n.starts_with("fixed"))
+            .max_by(|a, b| {
+                let ok = |r: &(String, Vec<(String, String)>)| {
+                    field(&r.1, "ok_per_s").parse::<f64>().unwrap_or(0.0)
+                };
+                ok(a).total_cmp(&ok(b))
+            })
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0),
+                )
+            });
+        for (name, s) in &runs {
+            let ok = field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0);
+            let share = best.as_ref().filter(|(_, b)| *b > 0.0).map_or_else(
+                || "-".to_owned(),
+                |(_, b)| format!("{:.0} %", 100.0 * ok / b),
+            );
+            let is_best = best.as_ref().is_some_and(|(n, _)| n == name);
+            rows.push(format!(
+                "| {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
+                sc.tasks,
+                sc.think,
+                name,
+                if is_best { " (best fixed)" } else { "" },
+                field(s, "ok_per_s"),
+                share,
+                field(s, "worst_p99_ms"),
+                field(s, "overloaded"),
+                field(s, "stale"),
+                field(s, "limit_range"),
+                field(s, "passed"),
+            ));
+        }
+    }
+    let table = format!(
+        "Each run {duration}, a fresh database of 5,000 documents, one test server for all, \
+         on this machine (2 shared cores; load average {} at the end). `ok/s`: successful operations \
+         per second; `share`: of the best fixed limit's in the same scenario; `worst p99`: the \
+         slowest operation's p99 of successful calls; `overloaded`: refused by admission; \
+         `stale`: reads answered from an expired cached copy; `limit`: the lowest and highest \
+         limit sampled every 100 ms; `verified`: every acknowledged write read back.\n\n\
+         | tasks | think | limit | ok/s | share | worst p99 (ms) | overloaded | stale | limit | verified |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{}\n",
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into()),
+        rows.join("\n")
+    );
+    println!("{table}");
+    splice("docs/reliability.md", "adaptive-sweep", &table)
+}
+
+/// Replaces the text between `<!-- BEGIN GENERATED: {marker} -->` and
+/// `<!-- END GENERATED: {marker} -->` in `path` (appending a new section
+/// when the markers are missing).
+fn splice(path: &str, marker: &str, text: &str) -> Result {
+    let doc = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let begin = format!("<!-- BEGIN GENERATED: {marker} (cargo xtask load --sweep) -->\n");
+    let end = format!("<!-- END GENERATED: {marker} -->");
+    let new = match (doc.find(&begin), doc.find(&end)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{begin}{text}{}", &doc[..b], &doc[e..])
+        }
+        _ => format!("{doc}\n{begin}{text}{end}\n"),
+    };
+    std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
 }
