@@ -139,26 +139,6 @@ fn built_for_tests(message: &str) -> bool {
         .is_some_and(|(profile, _)| profile.contains(r#""test":true"#))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_program_is_found_among_cargos_messages() {
-        let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"stratum_tests"},"profile":{"test":false},"executable":null}
-{"reason":"compiler-artifact","target":{"kind":["lib"],"crate_types":["lib"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/wrong-lib"}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum-abc"}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum-other","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-other"}
-{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum"}
-{"reason":"build-finished","success":true}"#;
-        assert_eq!(executable(messages).as_deref(), Some("/t/debug/stratum"));
-        assert_eq!(
-            executable(r#"{"reason":"build-finished","success":true}"#),
-            None
-        );
-    }
-}
-
 /// The fixed limits the sweep compares the adaptive one with.
 const FIXED: &[usize] = &[4, 8, 16, 32, 64, 128];
 
@@ -338,4 +318,24 @@ fn splice(path: &str, marker: &str, text: &str) -> Result {
         _ => format!("{doc}\n{begin}{text}{end}\n"),
     };
     std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_found_among_cargos_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"stratum_tests"},"profile":{"test":false},"executable":null}
+{"reason":"compiler-artifact","target":{"kind":["lib"],"crate_types":["lib"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/wrong-lib"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/stratum-abc"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum-other","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum-other"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"crate_types":["bin"],"name":"stratum","test":true},"profile":{"opt_level":"0","test":false},"executable":"/t/debug/stratum"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(executable(messages).as_deref(), Some("/t/debug/stratum"));
+        assert_eq!(
+            executable(r#"{"reason":"build-finished","success":true}"#),
+            None
+        );
+    }
 }
