@@ -11,10 +11,15 @@
 //! the new normal).
 //!
 //! The rule, run once per sample window (see [`Gradient::update`]):
-//! - **No-load latency** (the floor): the smallest latency seen since the
+//! - **No-load latency** (the floor): the lowest window mean since the
 //!   last *probe*. Every `probe_interval` the next window runs at the
-//!   minimum limit and its smallest latency becomes the floor; the limit
-//!   then goes back to where it was.
+//!   minimum limit and its mean becomes the floor; the limit then goes back
+//!   to where it was. A mean, not the fastest call: the calls are of mixed
+//!   kinds (a read by id, an insert), and the mean of a mix at no load is
+//!   what the mean under load is compared with; the fastest call of a
+//!   window is the cheapest kind, against which any mix looks congested
+//!   (the first version did that and sat at the minimum limit). Envoy
+//!   likewise aggregates both with the same percentile.
 //! - **Within tolerance** (mean latency of the window at most `tolerance`
 //!   times the floor): the limit grows by its square root (Gradient2's queue
 //!   allowance: a few calls may queue in the backend), but only when the
@@ -32,9 +37,9 @@
 //! let bounds = Bounds { min: 4, max: 128, initial: 16, tolerance: 2.0, smoothing: 0.2,
 //!                       probe_interval: Duration::from_secs(10) };
 //! let mut g = Gradient::new(bounds, 0);
-//! let fast = Window { samples: 100, sum_nanos: 100 * 1_000_000, min_nanos: 1_000_000, max_in_flight: 16 };
+//! let fast = Window { samples: 100, sum_nanos: 100 * 1_000_000, max_in_flight: 16 };
 //! assert_eq!(g.update(&fast, 100_000_000), 20); // 16 + sqrt(16)
-//! let slow = Window { samples: 100, sum_nanos: 100 * 8_000_000, min_nanos: 6_000_000, max_in_flight: 20 };
+//! let slow = Window { samples: 100, sum_nanos: 100 * 8_000_000, max_in_flight: 20 };
 //! assert!(g.update(&slow, 200_000_000) < 20);   // 8 ms against a 1 ms floor
 //! ```
 
@@ -65,8 +70,6 @@ pub struct Window {
     pub samples: u64,
     /// Their latencies added up, in nanoseconds.
     pub sum_nanos: u64,
-    /// The smallest of them, in nanoseconds.
-    pub min_nanos: u64,
     /// The most calls in flight at once during the window.
     pub max_in_flight: usize,
 }
@@ -76,7 +79,7 @@ pub struct Window {
 pub struct Gradient {
     bounds: Bounds,
     limit: f64,
-    /// Smallest latency since the last probe (`u64::MAX`: none yet).
+    /// Lowest window mean since the last probe (`u64::MAX`: none yet).
     floor: u64,
     /// When the last probe ended (or the rule started), in nanoseconds.
     probed_at: u64,
@@ -125,16 +128,16 @@ impl Gradient {
             return self.limit();
         }
         let (min, max) = Self::range(&self.bounds);
+        let mean = w.sum_nanos as f64 / w.samples as f64;
         if let Some(before) = self.probing.take() {
-            // The probe window ran at the minimum limit: its fastest call is
-            // the no-load latency now, whatever was measured before.
-            self.floor = w.min_nanos;
+            // The probe window ran at the minimum limit: its mean is the
+            // no-load latency now, whatever was measured before.
+            self.floor = mean as u64;
             self.probed_at = now_nanos;
             self.limit = before.clamp(min, max);
             return self.limit();
         }
-        self.floor = self.floor.min(w.min_nanos);
-        let mean = w.sum_nanos as f64 / w.samples as f64;
+        self.floor = self.floor.min(mean as u64);
         // A floor of 0 (a clock too coarse for the calls) must not make
         // every latency look infinitely worse: count it as 1 ns.
         let floor = self.floor.max(1) as f64;
@@ -181,7 +184,6 @@ mod tests {
         Window {
             samples: 50,
             sum_nanos: 50 * latency_ms * MS,
-            min_nanos: latency_ms * MS,
             max_in_flight: in_flight,
         }
     }
@@ -266,14 +268,14 @@ mod tests {
                 let probing = g.is_probing();
                 let floor_before = g.floor;
                 let w = Window { samples: 10, sum_nanos: 10 * (lat_ms + extra_ms) * MS,
-                                 min_nanos: lat_ms * MS, max_in_flight: in_flight };
+                                 max_in_flight: in_flight };
                 let after = g.update(&w, now);
                 prop_assert!(after >= min && after <= min + span, "{after} outside [{min}, {}]", min + span);
                 if probing || g.is_probing() {
                     continue;
                 }
-                let floor = floor_before.min(lat_ms * MS) as f64;
                 let mean = ((lat_ms + extra_ms) * MS) as f64;
+                let floor = floor_before.min(mean as u64) as f64;
                 if mean <= 2.0 * floor && in_flight as f64 * 2.0 >= before {
                     prop_assert!(g.limit >= before);
                     if before < (min + span) as f64 { prop_assert!(g.limit > before); }

@@ -5,7 +5,7 @@
 //!
 //! Hot path: a caller under the limit pays one compare-and-swap on the
 //! in-flight count; a completed call adds its latency to the window with
-//! three relaxed atomics (sum, count, minimum). Whoever completes the first
+//! two relaxed atomics (sum, count). Whoever completes the first
 //! call after the window has elapsed takes the rule's lock with `try_lock`
 //! (others go on) and recomputes the limit: nothing else is ever locked.
 //!
@@ -127,7 +127,6 @@ struct Inner {
     window_start: AtomicU64,
     sum: AtomicU64,
     count: AtomicU64,
-    min: AtomicU64,
     max_in_flight: AtomicUsize,
     rule: Mutex<Gradient>,
     /// The floor the rule measured, in nanoseconds (`u64::MAX`: none yet).
@@ -221,7 +220,6 @@ impl ConcurrencyLimit {
                 window_start: AtomicU64::new(now),
                 sum: AtomicU64::new(0),
                 count: AtomicU64::new(0),
-                min: AtomicU64::new(u64::MAX),
                 max_in_flight: AtomicUsize::new(0),
                 rule: Mutex::new(rule),
                 no_load: AtomicU64::new(u64::MAX),
@@ -365,7 +363,6 @@ impl Inner {
         }
         self.sum.fetch_add(latency, Ordering::Relaxed);
         let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        self.min.fetch_min(latency, Ordering::Relaxed);
         if count >= self.min_samples
             && now.saturating_sub(self.window_start.load(Ordering::Relaxed)) >= self.window_nanos
         {
@@ -386,7 +383,6 @@ impl Inner {
         let window = Window {
             samples: self.count.swap(0, Ordering::Relaxed),
             sum_nanos: self.sum.swap(0, Ordering::Relaxed),
-            min_nanos: self.min.swap(u64::MAX, Ordering::Relaxed),
             max_in_flight: self
                 .max_in_flight
                 .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed),
