@@ -212,6 +212,7 @@ fn sweep(args: &[&str]) -> Result {
         v
     };
     let mut rows = Vec::new();
+    let mut panels = Vec::new();
     for sc in SCENARIOS {
         let mut runs: Vec<(String, Vec<(String, String)>)> = Vec::new();
         for limit in FIXED.iter().map(|n| Some(*n)).chain([None]) {
@@ -262,6 +263,18 @@ fn sweep(args: &[&str]) -> Result {
                     field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0),
                 )
             });
+        panels.push(Panel {
+            title: format!("{} tasks, think time {}", sc.tasks, sc.think),
+            points: runs
+                .iter()
+                .map(|(name, s)| Point {
+                    label: name.trim_start_matches("fixed ").to_owned(),
+                    adaptive: name == "adaptive",
+                    ok_per_s: field(s, "ok_per_s").parse().unwrap_or(0.0),
+                    p99_ms: field(s, "worst_p99_ms").parse().unwrap_or(0.0),
+                })
+                .collect(),
+        });
         for (name, s) in &runs {
             let ok = field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0);
             let share = best.as_ref().filter(|(_, b)| *b > 0.0).map_or_else(
@@ -301,7 +314,108 @@ fn sweep(args: &[&str]) -> Result {
         rows.join("\n")
     );
     println!("{table}");
+    std::fs::write(SVG, svg(&panels)).map_err(|e| format!("cannot write {SVG}: {e}"))?;
+    let table =
+        format!("{table}\n![throughput against p99, one point per limit](admission-sweep.svg)\n");
     splice("docs/reliability.md", "adaptive-sweep", &table)
+}
+
+/// Where the sweep draws its runs.
+const SVG: &str = "docs/admission-sweep.svg";
+
+/// One run in the drawing.
+struct Point {
+    label: String,
+    adaptive: bool,
+    ok_per_s: f64,
+    p99_ms: f64,
+}
+
+/// One scenario's runs.
+struct Panel {
+    title: String,
+    points: Vec<Point>,
+}
+
+/// Successful throughput against the worst operation's p99, one panel per
+/// scenario (their scales differ), one point per fixed limit (labelled
+/// with it) and the adaptive run as a red diamond.
+fn svg(panels: &[Panel]) -> String {
+    use std::fmt::Write;
+    const W: f64 = 360.0;
+    const H: f64 = 300.0;
+    const M: f64 = 50.0;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        W * panels.len() as f64
+    );
+    for (i, panel) in panels.iter().enumerate() {
+        let x0 = W * i as f64;
+        let max_x = panel.points.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 1.1;
+        let max_y = panel.points.iter().map(|p| p.ok_per_s).fold(1.0, f64::max) * 1.1;
+        let px = |v: f64| x0 + M + (W - M - 15.0) * v / max_x;
+        let py = |v: f64| H - M + -(H - M - 30.0) * v / max_y;
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>",
+            x0 + W / 2.0,
+            panel.title
+        );
+        let _ = writeln!(
+            out,
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/><line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"30\" stroke=\"black\"/>",
+            px(0.0),
+            py(0.0),
+            px(max_x)
+        );
+        for t in 0..=4 {
+            let (vx, vy) = (max_x * f64::from(t) / 4.0, max_y * f64::from(t) / 4.0);
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{vx:.0}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}k</text>",
+                px(vx),
+                py(0.0) + 14.0,
+                px(0.0) - 4.0,
+                py(vy) + 4.0,
+                vy / 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">worst operation p99 (ms)</text><text x=\"{:.1}\" y=\"{:.1}\" transform=\"rotate(-90 {:.1} {:.1})\" text-anchor=\"middle\">successful operations/s</text>",
+            x0 + W / 2.0,
+            H - 12.0,
+            x0 + 12.0,
+            H / 2.0,
+            x0 + 12.0,
+            H / 2.0
+        );
+        for p in &panel.points {
+            let (x, y) = (px(p.p99_ms), py(p.ok_per_s));
+            if p.adaptive {
+                let _ = writeln!(
+                    out,
+                    "<path d=\"M {x:.1} {:.1} L {:.1} {y:.1} L {x:.1} {:.1} L {:.1} {y:.1} Z\" fill=\"#d62728\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\">adaptive</text>",
+                    y - 6.0,
+                    x + 6.0,
+                    y + 6.0,
+                    x - 6.0,
+                    x + 8.0,
+                    y - 6.0
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"#1f77b4\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    x + 6.0,
+                    y + 4.0,
+                    p.label
+                );
+            }
+        }
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 /// Replaces the text between `<!-- BEGIN GENERATED: {marker} -->` and
@@ -318,6 +432,42 @@ fn splice(path: &str, marker: &str, text: &str) -> Result {
         _ => format!("{doc}\n{begin}{text}{end}\n"),
     };
     std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_is_read_and_drawn() {
+        let out = "report...\nsummary: ok_per_s=120 worst_p99_ms=8.5 overloaded=3 stale=0 limit_range=4-9 limit_end=7 passed=true\n";
+        let s = summary(out).unwrap();
+        assert_eq!(field(&s, "ok_per_s"), "120");
+        assert_eq!(field(&s, "limit_range"), "4-9");
+        assert_eq!(field(&s, "missing"), "?");
+        assert!(summary("no summary here").is_none());
+        let panel = Panel {
+            title: "t".into(),
+            points: vec![
+                Point {
+                    label: "16".into(),
+                    adaptive: false,
+                    ok_per_s: 100.0,
+                    p99_ms: 10.0,
+                },
+                Point {
+                    label: "adaptive".into(),
+                    adaptive: true,
+                    ok_per_s: 90.0,
+                    p99_ms: 5.0,
+                },
+            ],
+        };
+        let drawn = svg(&[panel]);
+        assert_eq!(drawn.matches("<circle").count(), 1);
+        assert_eq!(drawn.matches(">adaptive</text>").count(), 1);
+        assert!(drawn.ends_with("</svg>\n"));
+    }
 }
 
 #[cfg(test)]
