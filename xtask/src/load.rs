@@ -186,7 +186,8 @@ fn field<'a>(s: &'a [(String, String)], key: &str) -> &'a str {
 /// `cargo xtask load --sweep [--duration D] [LOAD ARGS...]`: for each
 /// scenario (10,000 tasks with 50 ms think time, 10,000 with none, 64 with
 /// none), one run per fixed limit in [`FIXED`] (`--fixed-limit --pool-size
-/// N`) and one with the adaptive limit (the default configuration), all
+/// N`) and three with the adaptive limit (the default configuration:
+/// first, between the small and the large fixed limits, and last), all
 /// against one fresh test server, each short (`--duration`, default 3 s, a
 /// fresh database of 5,000 documents). Prints a table and writes it into
 /// `docs/reliability.md` between its `adaptive-sweep` markers.
@@ -215,7 +216,18 @@ fn sweep(args: &[&str]) -> Result {
     let mut panels = Vec::new();
     for sc in SCENARIOS {
         let mut runs: Vec<(String, Vec<(String, String)>)> = Vec::new();
-        for limit in FIXED.iter().map(|n| Some(*n)).chain([None]) {
+        // The machine's other load drifts during a sweep: the adaptive run
+        // goes first, in the middle and last, so it is not compared only
+        // with the fixed runs of a quieter (or busier) moment.
+        let (low, high) = FIXED.split_at(FIXED.len() / 2);
+        let order = [None]
+            .into_iter()
+            .chain(low.iter().map(|n| Some(*n)))
+            .chain([None])
+            .chain(high.iter().map(|n| Some(*n)))
+            .chain([None]);
+        let mut adaptive = 0;
+        for limit in order {
             let mut cmd = Command::new(&program);
             cmd.arg("load")
                 .args(["--tasks", sc.tasks, "--think-time", sc.think])
@@ -229,7 +241,10 @@ fn sweep(args: &[&str]) -> Result {
                     cmd.args(["--fixed-limit", "--pool-size", &n.to_string()]);
                     format!("fixed {n}")
                 }
-                None => "adaptive".to_owned(),
+                None => {
+                    adaptive += 1;
+                    format!("adaptive ({adaptive}/3)")
+                }
             };
             let out = cmd
                 .output()
@@ -269,11 +284,17 @@ fn sweep(args: &[&str]) -> Result {
                 .iter()
                 .map(|(name, s)| Point {
                     label: name.trim_start_matches("fixed ").to_owned(),
-                    adaptive: name == "adaptive",
+                    adaptive: name.starts_with("adaptive"),
                     ok_per_s: field(s, "ok_per_s").parse().unwrap_or(0.0),
                     p99_ms: field(s, "worst_p99_ms").parse().unwrap_or(0.0),
                 })
                 .collect(),
+        });
+        runs.sort_by_key(|(name, _)| {
+            FIXED
+                .iter()
+                .position(|n| name == &format!("fixed {n}"))
+                .unwrap_or(FIXED.len())
         });
         for (name, s) in &runs {
             let ok = field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0);
@@ -395,13 +416,14 @@ fn svg(panels: &[Panel]) -> String {
             if p.adaptive {
                 let _ = writeln!(
                     out,
-                    "<path d=\"M {x:.1} {:.1} L {:.1} {y:.1} L {x:.1} {:.1} L {:.1} {y:.1} Z\" fill=\"#d62728\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\">adaptive</text>",
+                    "<path d=\"M {x:.1} {:.1} L {:.1} {y:.1} L {x:.1} {:.1} L {:.1} {y:.1} Z\" fill=\"#d62728\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\">{}</text>",
                     y - 6.0,
                     x + 6.0,
                     y + 6.0,
                     x - 6.0,
                     x + 8.0,
-                    y - 6.0
+                    y - 6.0,
+                    p.label
                 );
             } else {
                 let _ = writeln!(
