@@ -12,7 +12,7 @@
 //!
 //! The rule, run once per sample window (see [`Gradient::update`]):
 //! - **No-load latency** (the floor): the lowest window mean since the
-//!   last *probe*. Every `probe_interval` the next window runs at the
+//!   last *probe*. The first window and, after it, every `probe_interval` the next window runs at the
 //!   minimum limit and its mean becomes the floor; the limit then goes back
 //!   to where it was. A mean, not the fastest call: the calls are of mixed
 //!   kinds (a read by id, an insert), and the mean of a mix at no load is
@@ -37,6 +37,9 @@
 //! let bounds = Bounds { min: 4, max: 128, initial: 16, tolerance: 2.0, smoothing: 0.2,
 //!                       probe_interval: Duration::from_secs(10) };
 //! let mut g = Gradient::new(bounds, 0);
+//! assert_eq!(g.limit(), 4); // the first window measures the no-load latency at min
+//! let probe = Window { samples: 20, sum_nanos: 20 * 1_000_000, max_in_flight: 4 };
+//! assert_eq!(g.update(&probe, 50_000_000), 16);
 //! let fast = Window { samples: 100, sum_nanos: 100 * 1_000_000, max_in_flight: 16 };
 //! assert_eq!(g.update(&fast, 100_000_000), 20); // 16 + sqrt(16)
 //! let slow = Window { samples: 100, sum_nanos: 100 * 8_000_000, max_in_flight: 20 };
@@ -88,16 +91,19 @@ pub struct Gradient {
 }
 
 impl Gradient {
-    /// A rule at `bounds.initial` (brought inside `[min, max]`), started at
-    /// `now_nanos`.
+    /// A rule started at `now_nanos` whose first window is a probe at
+    /// `min`; after it the limit is `bounds.initial` (brought inside
+    /// `[min, max]`).
     pub fn new(bounds: Bounds, now_nanos: u64) -> Gradient {
         let (min, max) = Self::range(&bounds);
+        // The first window is a probe, as Envoy starts: a floor measured at
+        // the initial limit would already include queueing in the backend.
         Gradient {
             bounds,
-            limit: (bounds.initial as f64).clamp(min, max),
+            limit: min,
             floor: u64::MAX,
             probed_at: now_nanos,
-            probing: None,
+            probing: Some((bounds.initial as f64).clamp(min, max)),
         }
     }
 
@@ -180,6 +186,15 @@ mod tests {
         }
     }
 
+    /// A rule past its first (probe) window, which measured `floor_ms`.
+    fn started(b: Bounds, floor_ms: u64) -> Gradient {
+        let mut g = Gradient::new(b, 0);
+        assert!(g.is_probing());
+        g.update(&window(floor_ms, b.min), 0);
+        assert!(!g.is_probing());
+        g
+    }
+
     fn window(latency_ms: u64, in_flight: usize) -> Window {
         Window {
             samples: 50,
@@ -190,7 +205,7 @@ mod tests {
 
     #[test]
     fn rises_at_the_floor_and_falls_beyond_tolerance() {
-        let mut g = Gradient::new(bounds(4, 128), 0);
+        let mut g = started(bounds(4, 128), 2);
         let mut now = 0;
         let mut tick = || {
             now += 100 * MS;
@@ -215,14 +230,14 @@ mod tests {
 
     #[test]
     fn a_light_load_does_not_raise_the_limit() {
-        let mut g = Gradient::new(bounds(4, 128), 0);
+        let mut g = started(bounds(4, 128), 2);
         assert_eq!(g.update(&window(2, 7), 100 * MS), 16);
         assert_eq!(g.update(&window(2, 8), 200 * MS), 20);
     }
 
     #[test]
     fn the_floor_is_re_measured_at_the_minimum_limit() {
-        let mut g = Gradient::new(bounds(4, 128), 0);
+        let mut g = started(bounds(4, 128), 2);
         g.update(&window(2, 16), 100 * MS);
         // The backend got slower for good: 10 ms is now its normal.
         g.update(&window(10, 20), 5_000 * MS);
@@ -241,8 +256,20 @@ mod tests {
     #[test]
     fn empty_windows_change_nothing() {
         let mut g = Gradient::new(bounds(4, 128), 0);
-        assert_eq!(g.update(&Window::default(), 100 * MS), 16);
+        assert_eq!(g.update(&Window::default(), 100 * MS), 4);
+        assert!(g.is_probing());
         assert_eq!(g.no_load(), None);
+    }
+
+    #[test]
+    fn the_first_window_is_a_probe_at_the_minimum() {
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        assert_eq!(g.limit(), 4);
+        // Measured at 4 in flight: 1 ms. Then the initial limit.
+        assert_eq!(g.update(&window(1, 4), 100 * MS), 16);
+        assert_eq!(g.no_load(), Some(Duration::from_millis(1)));
+        // 16 in flight queue in the backend: 3 ms is beyond 2x, it falls.
+        assert!(g.update(&window(3, 16), 200 * MS) < 16);
     }
 
     proptest! {

@@ -203,8 +203,15 @@ impl ConcurrencyLimit {
             probe_interval: l.probe_interval,
         };
         let rule = Gradient::new(bounds, now);
+        // A fixed limit never consults the rule (whose first window is a
+        // probe at the minimum).
+        let start = if l.enabled {
+            rule.limit()
+        } else {
+            config.max_size
+        };
         let metrics = Metrics::new(&config.name);
-        metrics.limit.set(rule.limit() as f64);
+        metrics.limit.set(start as f64);
         ConcurrencyLimit {
             inner: Arc::new(Inner {
                 adaptive: l.enabled,
@@ -213,7 +220,7 @@ impl ConcurrencyLimit {
                 target: l.queue_delay_target,
                 interval: l.queue_interval,
                 interval_nanos: duration_nanos(l.queue_interval),
-                limit: AtomicUsize::new(rule.limit()),
+                limit: AtomicUsize::new(start),
                 in_flight: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 last_empty: AtomicU64::new(now),
