@@ -168,8 +168,8 @@ pub struct LimitConfig {
     /// The floor of the limit, also the limit while the no-load latency is
     /// re-measured. At least 1; above `max_size` it is `max_size`. Default: 4.
     pub min: usize,
-    /// The limit before any latency has been seen (brought inside
-    /// `[min, max_size]`). Default: 16.
+    /// The limit after the first window, which runs at `min` to measure
+    /// the no-load latency (brought inside `[min, max_size]`). Default: 16.
     pub initial: usize,
     /// Mean latency up to this multiple of the no-load latency counts as
     /// healthy (the limit may grow); beyond it the limit falls in
