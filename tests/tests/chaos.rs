@@ -832,6 +832,7 @@ async fn c_pool_exhaustion_gives_typed_timeouts_and_full_recovery() {
         drill.readings.insert(&Reading::new(id)).await.unwrap();
     }
     let timeouts_before = drill.stratum.pool_stats().unwrap().timeouts;
+    let refused_before = refused(&drill);
 
     drill.server.freeze().expect("SIGSTOP");
     let mut holders: Vec<_> = (0..HOLDERS as i64)
@@ -903,6 +904,7 @@ async fn c_pool_exhaustion_gives_typed_timeouts_and_full_recovery() {
     assert_serves(&drill).await;
     let status = drill.stratum.pool_status().unwrap();
     let timeouts = drill.stratum.pool_stats().unwrap().timeouts - timeouts_before;
+    let refusals = refused(&drill) - refused_before;
 
     figure(D, "admission slots", HOLDERS);
     figure(D, "callers waiting for a slot", WAITERS);
@@ -917,6 +919,7 @@ async fn c_pool_exhaustion_gives_typed_timeouts_and_full_recovery() {
     );
     figure(D, "holders answered after SIGCONT", held_ok);
     figure(D, "pool acquire timeouts counted", timeouts);
+    figure(D, "refused by the concurrency limit", refusals);
     figure(
         D,
         "pool after recovery (in use / waiting / size)",
@@ -933,11 +936,20 @@ async fn c_pool_exhaustion_gives_typed_timeouts_and_full_recovery() {
         "a refused caller reached the database"
     );
     assert_eq!(status_exhausted.in_use, HOLDERS);
-    assert_eq!(timeouts, WAITERS as u64);
+    // The concurrency limit (its ceiling is pool.max_size) refuses them
+    // after its bounded wait, before they queue for a pool slot.
+    assert_eq!(refusals, WAITERS as u64);
+    assert_eq!(timeouts, 0);
     assert_eq!((status.in_use, status.waiting), (0, 0), "{status:?}");
     // Waiting for a slot says nothing about the database's health.
     assert_eq!(drill.state(), State::Closed);
     assert!(drill.transitions().is_empty(), "{:?}", drill.transitions());
+}
+
+/// Callers the admission's concurrency limit refused so far.
+fn refused(drill: &Drill) -> u64 {
+    let limit = drill.stratum.limit_status().expect("admission is on");
+    limit.rejected_standing_queue + limit.rejected_queue_timeout
 }
 
 /// (d) Slow responses: the breaker opens on its slow-call rate although every

@@ -27,6 +27,9 @@ tasks:
                                      at a time, each on its own server; prints the measured figures
   load [--dev] [ARGS ...]            10,000 tasks through the facade against a fresh test server, then
                                      verify every acknowledged write (`load --help` lists ARGS)
+  load --sweep [--duration D]        fixed admission limits 4..128 against the adaptive one (10,000 tasks
+                                     with and without 50 ms think time, 64 tasks); table into
+                                     docs/reliability.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data

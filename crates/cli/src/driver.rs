@@ -92,8 +92,10 @@ pub(crate) struct Driven<T> {
     pub(crate) figures: RunFigures,
     /// Each task's final state, in task order.
     pub(crate) tasks: Vec<T>,
-    /// The most callers seen waiting for an admission slot (sampled every 100 ms).
+    /// The most callers seen waiting for admission (sampled every 100 ms).
     pub(crate) peak_waiting: usize,
+    /// The lowest and highest concurrency limit seen (sampled every 100 ms).
+    pub(crate) limit_range: Option<(usize, usize)>,
 }
 
 /// Runs `plan.tasks` tasks of `workload` until `plan.duration` is over,
@@ -134,6 +136,8 @@ pub(crate) async fn drive<W: Workload>(
         })
         .collect();
     let peak_waiting = Arc::new(AtomicUsize::new(0));
+    let limit_low = Arc::new(AtomicUsize::new(usize::MAX));
+    let limit_high = Arc::new(AtomicUsize::new(0));
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(watch(Watch {
         stratum: stratum.clone(),
@@ -143,6 +147,7 @@ pub(crate) async fn drive<W: Workload>(
         deadline,
         progress: plan.progress,
         peak_waiting: Arc::clone(&peak_waiting),
+        limit_range: (Arc::clone(&limit_low), Arc::clone(&limit_high)),
         stopped,
     }));
     let mut states = Vec::with_capacity(tasks);
@@ -163,6 +168,13 @@ pub(crate) async fn drive<W: Workload>(
         figures: figures.summary(W::OPERATIONS, tasks, elapsed, plan.duration.min(elapsed)),
         tasks: states,
         peak_waiting: peak_waiting.load(Ordering::Relaxed),
+        limit_range: match (
+            limit_low.load(Ordering::Relaxed),
+            limit_high.load(Ordering::Relaxed),
+        ) {
+            (usize::MAX, _) => None,
+            range => Some(range),
+        },
     })
 }
 
@@ -335,11 +347,13 @@ struct Watch<W> {
     deadline: Instant,
     progress: Progress,
     peak_waiting: Arc<AtomicUsize>,
+    limit_range: (Arc<AtomicUsize>, Arc<AtomicUsize>),
     stopped: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// Samples the pool's queue every 100 ms into `peak_waiting` and shows
-/// progress, until told to stop.
+/// Samples the admission queue (the concurrency limit's and the pool's)
+/// every 100 ms into `peak_waiting`, and the limit into `limit_range`, and
+/// shows progress, until told to stop.
 async fn watch<W: Workload>(mut w: Watch<W>) {
     let bar = (w.progress == Progress::Bar).then(|| progress_bar(w.deadline));
     let mut ticks = 0u64;
@@ -350,14 +364,21 @@ async fn watch<W: Workload>(mut w: Watch<W>) {
         }
         ticks += 1;
         let status = w.stratum.pool_status();
-        let waiting = status.as_ref().map_or(0, |s| s.waiting);
+        let limit = w.stratum.limit_status();
+        let waiting =
+            status.as_ref().map_or(0, |s| s.waiting) + limit.as_ref().map_or(0, |l| l.waiting);
         w.peak_waiting.fetch_max(waiting, Ordering::Relaxed);
+        if let Some(l) = &limit {
+            w.limit_range.0.fetch_min(l.limit, Ordering::Relaxed);
+            w.limit_range.1.fetch_max(l.limit, Ordering::Relaxed);
+        }
         let line = || {
             format!(
-                "{} operations, {} failed; pool: {} in use, {waiting} waiting; breaker {}{}",
+                "{} operations, {} failed; admission: {} in flight (limit {}), {waiting} waiting; breaker {}{}",
                 w.figures.completed(),
                 w.figures.failed.load(Ordering::Relaxed),
                 status.as_ref().map_or(0, |s| s.in_use),
+                limit.as_ref().map_or(0, |l| l.limit),
                 w.stratum.breaker().map_or("off", |b| b.state().as_str()),
                 w.workload.status()
             )

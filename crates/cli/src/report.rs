@@ -119,7 +119,7 @@ impl RunFigures {
 pub(crate) fn describe(kind: &str) -> &'static str {
     match kind {
         "overloaded" => {
-            "pool exhausted: no admission slot within pool.acquire_timeout (database not called)"
+            "overloaded: not admitted within the concurrency limit's bounded wait (pool.limit.queue_interval, or queue_delay_target at a standing queue), or no pool slot within pool.acquire_timeout (database not called)"
         }
         "not_permitted" => "circuit breaker open: refused without calling the database",
         "timeout" => {
@@ -255,8 +255,13 @@ pub struct PoolFigures {
     pub status: stratum::pool::Status,
     /// Its event totals.
     pub stats: stratum::pool::PoolStats,
-    /// The most callers seen waiting for a slot (sampled every 100 ms).
+    /// The most callers seen waiting for admission (sampled every 100 ms).
     pub peak_waiting: usize,
+    /// The concurrency limit at the end (limit, no-load latency, queue,
+    /// rejections by cause).
+    pub limit: Option<stratum::pool::LimitStatus>,
+    /// The lowest and highest limit seen (sampled every 100 ms).
+    pub limit_range: Option<(usize, usize)>,
 }
 
 /// The breaker over the run.
@@ -293,7 +298,7 @@ impl StackFigures {
         stratum: &Stratum,
         mark: Mark,
         cache: Option<CacheFigures>,
-        peak_waiting: usize,
+        (peak_waiting, limit_range): (usize, Option<(usize, usize)>),
         run: &RunFigures,
     ) -> StackFigures {
         let (total, recent) = stratum.breaker_transitions();
@@ -304,6 +309,8 @@ impl StackFigures {
                 status,
                 stats: stratum.pool_stats().unwrap_or_default(),
                 peak_waiting,
+                limit: stratum.limit_status(),
+                limit_range,
             }),
             breaker: stratum.breaker().map(|b| BreakerFigures {
                 state: b.state().as_str(),
@@ -339,6 +346,8 @@ impl fmt::Display for StackFigures {
                 status: s,
                 stats,
                 peak_waiting,
+                limit,
+                limit_range,
             }) => {
                 write!(
                     f,
@@ -353,6 +362,9 @@ impl fmt::Display for StackFigures {
                     )?;
                 }
                 writeln!(f)?;
+                if let Some(l) = limit {
+                    writeln!(f, "{}", limit_line(l, *limit_range))?;
+                }
             }
             None => writeln!(f, "pool:         off (pool.enabled = false)")?,
         }
@@ -365,6 +377,26 @@ impl fmt::Display for StackFigures {
             None => writeln!(f, "breaker:      off (breaker.enabled = false)"),
         }
     }
+}
+
+/// The concurrency limit's report line.
+fn limit_line(l: &stratum::pool::LimitStatus, range: Option<(usize, usize)>) -> String {
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let mean_wait = Duration::from_nanos(l.queue_nanos.checked_div(l.queued).unwrap_or(0));
+    format!(
+        "limit:        concurrency limit {} at the end{}, no-load latency {}; {} admitted, {} after a wait (mean {}); refused: {} at a standing queue, {} after the whole queue interval",
+        l.limit,
+        range.map_or_else(String::new, |(lo, hi)| format!(
+            " ({lo} to {hi} during the run)"
+        )),
+        l.no_load_latency
+            .map_or_else(|| "not measured".to_owned(), ms),
+        l.admitted,
+        l.queued,
+        ms(mean_wait),
+        l.rejected_standing_queue,
+        l.rejected_queue_timeout
+    )
 }
 
 #[cfg(test)]
@@ -388,6 +420,26 @@ mod tests {
         ] {
             assert_ne!(describe(kind), "other", "{kind}");
         }
+    }
+
+    #[test]
+    fn the_limit_line_names_each_figure() {
+        let mut l = stratum::pool::LimitStatus::default();
+        l.limit = 37;
+        l.no_load_latency = Some(Duration::from_micros(420));
+        l.admitted = 1000;
+        l.queued = 4;
+        l.queue_nanos = 8_000_000;
+        l.rejected_standing_queue = 11;
+        l.rejected_queue_timeout = 3;
+        let line = limit_line(&l, Some((4, 61)));
+        assert_eq!(
+            line,
+            "limit:        concurrency limit 37 at the end (4 to 61 during the run), no-load latency 0.42 ms; \
+             1000 admitted, 4 after a wait (mean 2.00 ms); refused: 11 at a standing queue, 3 after the whole queue interval"
+        );
+        l.no_load_latency = None;
+        assert!(limit_line(&l, None).contains("limit 37 at the end, no-load latency not measured"));
     }
 
     #[test]

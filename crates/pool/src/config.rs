@@ -77,6 +77,10 @@ pub struct PoolConfig {
     pub maintenance_interval: Duration,
     /// Adaptive sizing between `min_size` and `max_size`.
     pub adaptive: AdaptiveConfig,
+    /// The adaptive concurrency limit between `limit.min` and `max_size`,
+    /// for a [`ConcurrencyLimit`](crate::ConcurrencyLimit) put in front of
+    /// the pool (Stratum's admission does).
+    pub limit: LimitConfig,
 }
 
 impl Default for PoolConfig {
@@ -95,6 +99,7 @@ impl Default for PoolConfig {
             leak_detection_threshold: Some(Duration::from_secs(60)),
             maintenance_interval: Duration::from_secs(1),
             adaptive: AdaptiveConfig::default(),
+            limit: LimitConfig::default(),
         }
     }
 }
@@ -130,6 +135,119 @@ impl Default for AdaptiveConfig {
             shrink_after: Duration::from_secs(30),
             cooldown: Duration::from_secs(1),
         }
+    }
+}
+
+/// The adaptive concurrency limit (see [`crate::gradient`] for the rule and
+/// [`crate::ConcurrencyLimit`] for the admission it drives): how many calls
+/// may be in flight at once, following the backend's latency, between `min`
+/// and the pool's `max_size`; and how long a caller that finds the limit
+/// reached may wait (a CoDel-style bound, so overload is answered at once
+/// instead of by a long queue).
+///
+/// ```
+/// use stratum_pool::{LimitConfig, PoolConfig};
+///
+/// let config: PoolConfig = serde_json::from_str(
+///     r#"{ "max_size": 128, "limit": { "min": 2, "tolerance": 3.0, "queue_delay_target": "2ms" } }"#,
+/// ).unwrap();
+/// config.validate().unwrap();
+/// assert_eq!(config.limit.min, 2);
+///
+/// let mut bad = PoolConfig::default();
+/// bad.limit.smoothing = 0.0;
+/// assert_eq!(bad.validate().unwrap_err().field(), "limit.smoothing");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitConfig {
+    /// Whether the limit adapts. When off, it stays at the pool's
+    /// `max_size`, and the queue bounds below still apply. Default: true.
+    pub enabled: bool,
+    /// The floor of the limit, also the limit while the no-load latency is
+    /// re-measured. At least 1; above `max_size` it is `max_size`. Default: 4.
+    pub min: usize,
+    /// The limit after the first window, which runs at `min` to measure
+    /// the no-load latency (brought inside `[min, max_size]`). Default: 16.
+    pub initial: usize,
+    /// Mean latency up to this multiple of the no-load latency counts as
+    /// healthy (the limit may grow); beyond it the limit falls in
+    /// proportion. Greater than 1. Default: 2.0.
+    pub tolerance: f64,
+    /// The fraction of a computed decrease applied per window, in (0, 1]:
+    /// one bad window takes at most half of it off the limit. Default: 0.2.
+    pub smoothing: f64,
+    /// How long samples are collected before the limit is recomputed (at
+    /// the first completed call after it, with at least `min_samples`).
+    /// Default: 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// The fewest completed calls a window needs to be judged. At least 1.
+    /// Default: 10.
+    pub min_samples: u64,
+    /// How often the no-load latency is re-measured: one window at `min`,
+    /// whose fastest call becomes the new no-load latency. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// A caller arriving at a standing queue (one not empty at any time in
+    /// the last `queue_interval`) waits at most this long, then fails
+    /// `Overloaded`. CoDel's target. Default: 5 ms.
+    #[serde(with = "humantime_serde")]
+    pub queue_delay_target: Duration,
+    /// A caller arriving while the queue has recently been empty waits at
+    /// most this long. CoDel's interval; at least `queue_delay_target`.
+    /// Default: 100 ms.
+    #[serde(with = "humantime_serde")]
+    pub queue_interval: Duration,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            enabled: true,
+            min: 4,
+            initial: 16,
+            tolerance: 2.0,
+            smoothing: 0.2,
+            window: Duration::from_millis(100),
+            min_samples: 10,
+            probe_interval: Duration::from_secs(10),
+            queue_delay_target: Duration::from_millis(5),
+            queue_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl LimitConfig {
+    /// Checks every field; the error names the field (undotted;
+    /// [`PoolConfig::validate`] prefixes `limit.`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.min == 0 {
+            return Err(ConfigError::invalid("min", "must be at least 1"));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance > 1.0) {
+            return Err(ConfigError::invalid(
+                "tolerance",
+                "must be a finite number greater than 1",
+            ));
+        }
+        if !(self.smoothing.is_finite() && self.smoothing > 0.0 && self.smoothing <= 1.0) {
+            return Err(ConfigError::invalid("smoothing", "must be in (0, 1]"));
+        }
+        positive("window", self.window)?;
+        if self.min_samples == 0 {
+            return Err(ConfigError::invalid("min_samples", "must be at least 1"));
+        }
+        positive("probe_interval", self.probe_interval)?;
+        positive("queue_delay_target", self.queue_delay_target)?;
+        if self.queue_interval < self.queue_delay_target {
+            return Err(ConfigError::invalid(
+                "queue_interval",
+                "must not be less than queue_delay_target",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -197,6 +315,7 @@ impl PoolConfig {
             self.adaptive.target_acquire_latency,
         )?;
         positive("adaptive.shrink_after", self.adaptive.shrink_after)?;
+        self.limit.validate().map_err(|e| e.within("limit"))?;
         Ok(())
     }
 
@@ -318,6 +437,42 @@ mod tests {
             field_of(PoolConfig { adaptive, ..d() }),
             "adaptive.shrink_after"
         );
+    }
+
+    #[test]
+    fn every_invalid_limit_field_is_named() {
+        let with = |f: &dyn Fn(&mut LimitConfig)| {
+            let mut c = PoolConfig::default();
+            f(&mut c.limit);
+            field_of(c)
+        };
+        assert_eq!(with(&|l| l.min = 0), "limit.min");
+        assert_eq!(with(&|l| l.tolerance = 1.0), "limit.tolerance");
+        assert_eq!(with(&|l| l.tolerance = f64::INFINITY), "limit.tolerance");
+        assert_eq!(with(&|l| l.smoothing = 0.0), "limit.smoothing");
+        assert_eq!(with(&|l| l.smoothing = 1.5), "limit.smoothing");
+        assert_eq!(with(&|l| l.window = Duration::ZERO), "limit.window");
+        assert_eq!(with(&|l| l.min_samples = 0), "limit.min_samples");
+        assert_eq!(
+            with(&|l| l.probe_interval = Duration::ZERO),
+            "limit.probe_interval"
+        );
+        assert_eq!(
+            with(&|l| l.queue_delay_target = Duration::ZERO),
+            "limit.queue_delay_target"
+        );
+        assert_eq!(
+            with(&|l| l.queue_interval = Duration::from_millis(1)),
+            "limit.queue_interval"
+        );
+        // A pool smaller than the default minimum of 4 stays valid.
+        PoolConfig {
+            min_size: 0,
+            max_size: 2,
+            ..PoolConfig::default()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -35,6 +35,10 @@
 //!     [`ManagedPool::close`] and [`ManagedPool::drain`];
 //!   - adaptive sizing between `min_size` and `max_size` (defaults 10 and 200),
 //!     decided by the pure rule in [`adaptive`] on an injectable [`Clock`].
+//! - [`ConcurrencyLimit`]: an adaptive concurrency limit to put in front of
+//!   the pool: the limit follows the latency of completed calls (the rule
+//!   in [`gradient`]) between `limit.min` and `max_size`, and a caller that
+//!   will not be served in time fails [`Overloaded`] within milliseconds.
 //! - [`PoolConfig`]: plain data, serde with humantime durations, validated
 //!   with a [`ConfigError`] naming the field.
 //! - [`Status`] and [`PoolStats`]: accounting now and event totals; the same
@@ -109,6 +113,8 @@ pub mod adaptive;
 mod clock;
 mod config;
 mod error;
+pub mod gradient;
+mod limit;
 mod managed;
 mod manager;
 pub mod metrics;
@@ -118,8 +124,9 @@ mod pool;
 mod status;
 
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};
-pub use config::{AdaptiveConfig, PoolConfig};
+pub use config::{AdaptiveConfig, LimitConfig, PoolConfig};
 pub use error::{BuildError, ConfigError, PoolError, TimeoutKind};
+pub use limit::{ConcurrencyLimit, LimitPermit, LimitStatus, Overloaded, Rejection};
 pub use managed::{Builder, Lease, ManagedPool, jitter_fraction};
 pub use manager::Manager;
 pub use metrics::RetireCause;

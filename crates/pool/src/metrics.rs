@@ -30,6 +30,18 @@ pub const POOL_LEAKS: &str = "stratum_pool_leaks_total";
 /// Counter: limit changes. Labels `pool`, `direction` (`up`, `down`).
 pub const POOL_RESIZES: &str = "stratum_pool_resizes_total";
 
+/// Gauge: the adaptive concurrency limit now. Label `pool`.
+pub const LIMIT: &str = "stratum_pool_concurrency_limit";
+/// Gauge, seconds: the measured no-load latency the limit compares against.
+/// Label `pool`.
+pub const LIMIT_NO_LOAD_LATENCY: &str = "stratum_pool_no_load_latency_seconds";
+/// Histogram, seconds: how long admitted callers waited for a slot under
+/// the limit (callers admitted at once are not recorded). Label `pool`.
+pub const LIMIT_QUEUE_DELAY: &str = "stratum_pool_queue_delay_seconds";
+/// Counter: callers turned away by the limit. Labels `pool`, `cause`
+/// (`standing_queue`, `queue_timeout`).
+pub const LIMIT_REJECTIONS: &str = "stratum_pool_rejections_total";
+
 /// Gauge: MongoDB driver connections open. Label `pool`.
 pub const MONGO_CONNECTIONS_OPEN: &str = "stratum_mongo_connections_open";
 /// Gauge: MongoDB driver connections checked out. Label `pool`.
@@ -73,6 +85,22 @@ pub fn describe() {
         POOL_ACQUIRE_DURATION,
         Unit::Seconds,
         "Time to get a pooled object."
+    );
+    describe_gauge!(LIMIT, Unit::Count, "Adaptive concurrency limit.");
+    describe_gauge!(
+        LIMIT_NO_LOAD_LATENCY,
+        Unit::Seconds,
+        "Measured no-load latency of the calls under the limit."
+    );
+    describe_histogram!(
+        LIMIT_QUEUE_DELAY,
+        Unit::Seconds,
+        "Time admitted callers waited under the concurrency limit."
+    );
+    describe_counter!(
+        LIMIT_REJECTIONS,
+        Unit::Count,
+        "Callers turned away by the concurrency limit, by cause."
     );
     describe_counter!(POOL_TIMEOUTS, Unit::Count, "Pool gets that timed out.");
     describe_counter!(POOL_CREATED, Unit::Count, "Pooled objects created.");

@@ -1,6 +1,14 @@
-//! Admission: at most `pool.max_size` database calls in flight, waiting at
-//! most `pool.acquire_timeout` for a slot (stratum-pool, configured by its
-//! own `PoolConfig`: the `[pool]` section).
+//! Admission: at most as many database calls in flight as the adaptive
+//! concurrency limit allows (stratum-pool's `ConcurrencyLimit`, between
+//! `pool.limit.min` and `pool.max_size`, following the database's latency),
+//! then a pool slot (there is always one: the pool is sized to the limit's
+//! maximum, so the limit, not the pool or the driver, decides). A caller
+//! that finds the limit reached waits at most `pool.limit.queue_interval`
+//! (`pool.limit.queue_delay_target` when the queue is standing) and then
+//! fails `Overloaded`; reads then fall back on a stale cached copy like
+//! with an open breaker. With `pool.limit.enabled = false` the limit stays
+//! at `pool.max_size`, with the same bounded wait. Configured by the pool's
+//! own `PoolConfig`: the `[pool]` section.
 //!
 //! Over MongoDB the slots are the pool crate's `MongoPool`: the driver's own
 //! connection pool is sized from the same settings (so an admitted call
@@ -9,7 +17,10 @@
 
 #[cfg(feature = "mongodb")]
 use stratum_pool::Pool;
-use stratum_pool::{Lease, ManagedPool, Manager, PoolError, PoolStats, Status};
+use stratum_pool::{
+    ConcurrencyLimit, Lease, LimitPermit, LimitStatus, ManagedPool, Manager, PoolError, PoolStats,
+    Status,
+};
 
 pub use crate::config::POOL_NAME;
 use crate::config::{PoolSettings, Section};
@@ -44,14 +55,29 @@ pub(crate) fn build_error(e: stratum_pool::BuildError) -> ConfigError {
 
 /// The admission pool in front of the store.
 #[derive(Clone)]
-pub(crate) enum Admission {
+pub(crate) enum Backend {
     Slots(ManagedPool<Slots>),
     #[cfg(feature = "mongodb")]
     Mongo(stratum_pool::MongoPool),
 }
 
-/// A held slot; dropping it frees the slot.
-pub(crate) enum Slot {
+/// The limit, then the pool.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    limit: ConcurrencyLimit,
+    pool: Backend,
+}
+
+/// A held slot; dropping it frees the pool slot, then ends the call for
+/// the limit (its latency is a sample).
+pub(crate) struct Slot {
+    #[allow(dead_code)]
+    slot: PoolSlot,
+    #[allow(dead_code)]
+    permit: LimitPermit,
+}
+
+enum PoolSlot {
     Slots(#[allow(dead_code)] Lease<Slots>),
     #[cfg(feature = "mongodb")]
     Mongo(#[allow(dead_code)] stratum_pool::MongoLease),
@@ -64,37 +90,66 @@ fn overloaded<E: std::fmt::Display>(e: PoolError<E>) -> RepositoryError {
 }
 
 impl Admission {
+    /// The limit over `pool`, configured by the `pool` section. It times
+    /// calls on the system clock, not the stack's: the stack's default
+    /// clock ticks every millisecond, coarser than a database call on a
+    /// local network, and the no-load latency must resolve those.
+    fn over(pool: Backend, settings: &PoolSettings) -> Admission {
+        let limit = ConcurrencyLimit::new(settings, std::sync::Arc::new(stratum_pool::SystemClock));
+        Admission { limit, pool }
+    }
+
     /// Unit slots sized by the `pool` section, the pool's own configuration.
     pub(crate) fn slots(section: &Section<PoolSettings>) -> Result<Admission, ConfigError> {
         let pool = ManagedPool::builder(Slots)
             .config(section.settings.clone())
             .build()
             .map_err(build_error)?;
-        Ok(Admission::Slots(pool))
+        Ok(Admission::over(Backend::Slots(pool), &section.settings))
     }
 
-    /// Waits for a slot, at most the acquire timeout.
+    /// The driver's pool (sized from the same section) under the limit.
+    #[cfg(feature = "mongodb")]
+    pub(crate) fn mongo(pool: stratum_pool::MongoPool, settings: &PoolSettings) -> Admission {
+        Admission::over(Backend::Mongo(pool), settings)
+    }
+
+    /// Waits (bounded) for the limit, then for a pool slot (at most the
+    /// acquire timeout; the pool is sized to the limit's maximum, so this
+    /// wait is rare).
     pub(crate) async fn admit(&self) -> Result<Slot, RepositoryError> {
-        match self {
-            Admission::Slots(pool) => pool.get().await.map(Slot::Slots).map_err(overloaded),
+        let permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|e| RepositoryError::Overloaded {
+                message: e.to_string(),
+            })?;
+        let slot = match &self.pool {
+            Backend::Slots(pool) => pool.get().await.map(PoolSlot::Slots).map_err(overloaded)?,
             #[cfg(feature = "mongodb")]
-            Admission::Mongo(pool) => pool.get().await.map(Slot::Mongo).map_err(overloaded),
-        }
+            Backend::Mongo(pool) => pool.get().await.map(PoolSlot::Mongo).map_err(overloaded)?,
+        };
+        Ok(Slot { slot, permit })
     }
 
     pub(crate) fn status(&self) -> Status {
-        match self {
-            Admission::Slots(pool) => pool.status(),
+        match &self.pool {
+            Backend::Slots(pool) => pool.status(),
             #[cfg(feature = "mongodb")]
-            Admission::Mongo(pool) => pool.status(),
+            Backend::Mongo(pool) => pool.status(),
         }
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
-        match self {
-            Admission::Slots(pool) => pool.stats(),
+        match &self.pool {
+            Backend::Slots(pool) => pool.stats(),
             #[cfg(feature = "mongodb")]
-            Admission::Mongo(pool) => pool.stats(),
+            Backend::Mongo(pool) => pool.stats(),
         }
+    }
+
+    pub(crate) fn limit(&self) -> LimitStatus {
+        self.limit.status()
     }
 }

@@ -188,8 +188,10 @@ impl Stratum {
             && let Some(admission) = self.layers.admission.clone()
         {
             let saturation = Figure::custom(move || {
-                let s = admission.status();
-                (s.limit > 0).then(|| (s.in_use as f64 / s.limit as f64).min(1.0))
+                // Calls in flight against the concurrency limit (the pool
+                // is sized to the limit's ceiling, so it rarely fills).
+                let l = admission.limit();
+                (l.limit > 0).then(|| (l.in_flight as f64 / l.limit as f64).min(1.0))
             });
             let rule = &alerts.admission_saturated;
             add(

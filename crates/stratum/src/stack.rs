@@ -288,6 +288,14 @@ impl Stratum {
         self.layers.admission.as_ref().map(Admission::status)
     }
 
+    /// The adaptive concurrency limit's state (the limit, the no-load
+    /// latency, calls in flight and waiting, queue time, rejections by
+    /// cause), unless `pool.enabled = false`.
+    #[cfg(feature = "pool")]
+    pub fn limit_status(&self) -> Option<stratum_pool::LimitStatus> {
+        self.layers.admission.as_ref().map(Admission::limit)
+    }
+
     /// The admission pool's event totals (acquire timeouts, ...).
     #[cfg(feature = "pool")]
     pub fn pool_stats(&self) -> Option<stratum_pool::PoolStats> {
@@ -525,7 +533,8 @@ impl StratumBuilder {
                     })?;
                     (*slot).clone()
                 };
-                self.admission = Some(Admission::Mongo(pool));
+                let settings = &self.config.pool.settings;
+                self.admission = Some(scope.enter(|| Admission::mongo(pool, settings)));
                 let store = scope.enter(|| {
                     crate::MongoStore::from_client(client, &self.config.mongodb, &self.config.store)
                 });

@@ -446,23 +446,36 @@ async fn a_load_that_raced_a_write_is_not_kept() {
     assert_eq!(next.value.unwrap().title.as_deref(), Some("new"));
 }
 
-/// The pool admits `pool.max_size` calls at once; a caller that cannot get a
-/// slot within the acquire timeout is refused as overloaded, the database
-/// is not called and the breaker does not count it.
+/// Admission lets `pool.max_size` calls in at once (here the concurrency
+/// limit's ceiling: the limit cannot rise above it); a caller that cannot
+/// get in within the limit's bounded wait is refused as overloaded, the
+/// database is not called and the breaker does not count it; a read with an
+/// expired cached copy gets that copy instead, counted as stale.
 #[tokio::test]
-async fn the_pool_bounds_calls_in_flight() {
+async fn admission_bounds_calls_in_flight_and_overload_serves_stale() {
     let store = gated_store();
+    let hand = ManualClock::new();
     let mut config = config();
     config.pool.max_size = 1;
     config.pool.acquire_timeout = Duration::from_millis(50);
     let stratum = Stratum::builder(config)
         .store(store.clone())
+        .clock(hand.clone())
         .build()
         .unwrap();
     let repo = stratum.repository::<Conversation>().unwrap();
-    let (a, b) = (conversation("a"), conversation("b"));
+    let (a, b, never) = (conversation("a"), conversation("b"), conversation("c"));
     repo.insert(&a).await.unwrap();
     repo.insert(&b).await.unwrap();
+    // b is read once (cached), then its copy expires.
+    let first = tokio::spawn({
+        let repo = repo.clone();
+        async move { repo.get(&b.id).await.unwrap() }
+    });
+    store.reading.notified().await;
+    store.release.notify_one();
+    assert_eq!(first.await.unwrap().origin, Origin::Store);
+    hand.advance(Duration::from_secs(12));
 
     let holding = tokio::spawn({
         let repo = repo.clone();
@@ -470,17 +483,26 @@ async fn the_pool_bounds_calls_in_flight() {
     });
     store.reading.notified().await; // the only slot is taken
     let status = stratum.pool_status().unwrap();
-    assert_eq!((status.in_use, status.limit), (1, 1));
-    let err = repo.get(&b.id).await.unwrap_err();
+    assert_eq!(status.in_use, 1);
+    let limit = stratum.limit_status().unwrap();
+    assert_eq!((limit.limit, limit.in_flight), (1, 1));
+    let err = repo.get(&never.id).await.unwrap_err();
     assert!(matches!(err, RepositoryError::Overloaded { .. }), "{err:?}");
     assert!(err.is_unavailable());
+    // The expired copy of b is served instead of the refusal, as stale.
+    let read = repo.get(&b.id).await.unwrap();
+    assert!(read.is_stale(), "{:?}", read.origin);
+    assert_eq!(read.value.as_deref(), Some(&b));
     store.release.notify_one();
     assert!(holding.await.unwrap().value.is_some());
-    assert_eq!(stratum.pool_stats().unwrap().timeouts, 1);
-    // The refused call was never recorded by the breaker.
+    let limit = stratum.limit_status().unwrap();
+    assert_eq!(limit.rejected_queue_timeout, 2, "{limit:?}");
+    // The limit refused them; the pool (sized to its ceiling) never timed out.
+    assert_eq!(stratum.pool_stats().unwrap().timeouts, 0);
+    // The refused calls were never recorded by the breaker.
     let snapshot = stratum.breaker().unwrap().snapshot();
     assert_eq!(snapshot.failed_calls, 0);
-    assert_eq!(snapshot.calls, 3); // two inserts and the held read
+    assert_eq!(snapshot.calls, 4); // two inserts, the first read of b, the held read
 }
 
 #[tokio::test]

@@ -204,7 +204,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             what: "conversation headers",
             stats,
         });
-    let stack = StackFigures::collect(&stratum, mark, cache, driven.peak_waiting, &run);
+    let stack = StackFigures::collect(
+        &stratum,
+        mark,
+        cache,
+        (driven.peak_waiting, driven.limit_range),
+        &run,
+    );
     let counts = &workload.counts;
     // Stops the listener, the sampler and alert evaluation; the webhook
     // posts what it still holds.

@@ -76,9 +76,14 @@ pub struct LoadArgs {
     /// Mean pause between a task's operations (0: back to back).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub think_time: Duration,
-    /// `pool.max_size`: database calls in flight (and driver connections).
+    /// `pool.max_size`: the most database calls in flight (the adaptive
+    /// limit's ceiling) and driver connections.
     #[arg(long, value_name = "N")]
     pub pool_size: Option<u32>,
+    /// `pool.limit.enabled = false`: a fixed limit of `pool.max_size` calls
+    /// in flight instead of the adaptive one (for comparing the two).
+    #[arg(long)]
+    pub fixed_limit: bool,
     /// `pool.acquire_timeout`: the longest a call waits for an admission slot.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub acquire_timeout: Option<Duration>,
@@ -131,6 +136,7 @@ fn config(args: &LoadArgs, database: &str) -> Result<StratumConfig, String> {
         args.cache_entries,
     );
     let database = database.to_owned();
+    let fixed = args.fixed_limit;
     StratumConfig::builder()
         .env()
         .mongodb_uri(&args.mongodb_uri)
@@ -140,6 +146,9 @@ fn config(args: &LoadArgs, database: &str) -> Result<StratumConfig, String> {
             c.monitor.enabled = false;
             if let Some(n) = pool_size {
                 c.pool.max_size = n as usize;
+            }
+            if fixed {
+                c.pool.limit.enabled = false;
             }
             if let Some(d) = acquire {
                 c.pool.acquire_timeout = d;
@@ -181,10 +190,26 @@ fn setup_lines(args: &LoadArgs, config: &StratumConfig) -> Vec<String> {
             d(args.think_time)
         ),
         format!(
-            "config:       pool {} (max_size {}, acquire_timeout {}); operation_timeout {}; cache {} (max_capacity {}, time_to_live {}); breaker {} (window {:?}, minimum {}, failure rate {} %, wait_in_open {:?})",
+            "config:       pool {} (max_size {}, acquire_timeout {}; concurrency limit {}); operation_timeout {}; cache {} (max_capacity {}, time_to_live {}); breaker {} (window {:?}, minimum {}, failure rate {} %, wait_in_open {:?})",
             if c.pool.enabled { "on" } else { "off" },
             c.pool.max_size,
             d(c.pool.acquire_timeout),
+            if c.pool.limit.enabled {
+                format!(
+                    "adaptive from {} between {} and max_size, tolerance {}, queue {}/{}",
+                    c.pool.limit.initial,
+                    c.pool.limit.min,
+                    c.pool.limit.tolerance,
+                    d(c.pool.limit.queue_delay_target),
+                    d(c.pool.limit.queue_interval)
+                )
+            } else {
+                format!(
+                    "fixed at max_size, queue {}/{}",
+                    d(c.pool.limit.queue_delay_target),
+                    d(c.pool.limit.queue_interval)
+                )
+            },
             d(c.mongodb.operation_timeout),
             if c.cache.enabled { "on" } else { "off" },
             c.cache.max_capacity,
@@ -336,7 +361,13 @@ async fn drive(
         what: <LoadDoc as stratum::models::Document>::COLLECTION,
         stats,
     });
-    let stack = StackFigures::collect(&stratum, mark, cache, driven.peak_waiting, &driven.figures);
+    let stack = StackFigures::collect(
+        &stratum,
+        mark,
+        cache,
+        (driven.peak_waiting, driven.limit_range),
+        &driven.figures,
+    );
     Ok(LoadReport {
         setup: Vec::new(),
         strict_reads: false,

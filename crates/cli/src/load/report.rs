@@ -41,6 +41,35 @@ impl LoadReport {
     pub fn stack(&self) -> &StackFigures {
         &self.stack
     }
+
+    /// The run in one line of `key=value` pairs (the report's last line;
+    /// `cargo xtask load --sweep` reads it): successful operations per
+    /// second, the worst operation's p99 of successful calls, the
+    /// `overloaded` refusals, stale reads, the limit's range, and the
+    /// verdict.
+    pub fn summary(&self) -> String {
+        let worst_p99 = self
+            .run
+            .operations
+            .iter()
+            .filter_map(|o| o.latency.as_ref().map(|l| l.p99))
+            .max()
+            .unwrap_or_default();
+        let pool = self.stack.pool.as_ref();
+        let range = pool
+            .and_then(|p| p.limit_range)
+            .map_or_else(|| "-".to_owned(), |(lo, hi)| format!("{lo}-{hi}"));
+        format!(
+            "summary: ok_per_s={:.0} worst_p99_ms={:.1} overloaded={} stale={} limit_range={range} limit_end={} passed={}",
+            self.run.successful_throughput(),
+            worst_p99.as_secs_f64() * 1e3,
+            self.run.errors_of_kind("overloaded"),
+            self.origins[2],
+            pool.and_then(|p| p.limit.map(|l| l.limit))
+                .map_or_else(|| "-".to_owned(), |l| l.to_string()),
+            self.passed()
+        )
+    }
 }
 
 impl fmt::Display for LoadReport {
@@ -90,7 +119,8 @@ impl fmt::Display for LoadReport {
             f,
             "result:       {}",
             if self.passed() { "PASS" } else { "FAIL" }
-        )
+        )?;
+        writeln!(f, "{}", self.summary())
     }
 }
 

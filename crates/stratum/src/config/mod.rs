@@ -176,10 +176,12 @@ impl Default for StratumConfig {
     ///   re-read from the database at least every minute.
     /// - `cache.max_stale = "5m"` (layer: none): a repository serves a copy
     ///   up to five minutes past its TTL while the database fails.
-    /// - `pool.min_size = 0` (layer: 10), `pool.max_size = 16` (layer: 200),
+    /// - `pool.min_size = 0` (layer: 10), `pool.max_size = 128` (layer: 200),
     ///   `pool.acquire_timeout = "2s"` (layer: 30 s), `pool.adaptive.enabled
-    ///   = false` (layer: true): the admission limit is the number the user
-    ///   chose, reached on demand, and a caller waits for it briefly.
+    ///   = false` (layer: true): connections are opened on demand, up to 128;
+    ///   how many calls are in flight is decided by the adaptive concurrency
+    ///   limit (`pool.limit`, on by default, between 4 and `max_size`), so
+    ///   the pool's own sizing stays off and its slots are always there.
     fn default() -> Self {
         StratumConfig {
             mongodb: MongoConfig::default(),
@@ -226,7 +228,7 @@ fn default_pool() -> PoolSettings {
     stratum_pool::PoolConfig {
         name: POOL_NAME.to_owned(),
         min_size: 0,
-        max_size: 16,
+        max_size: 128,
         acquire_timeout: Duration::from_secs(2),
         adaptive: stratum_pool::AdaptiveConfig {
             enabled: false,
