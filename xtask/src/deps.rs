@@ -82,49 +82,27 @@ pub(crate) fn run() -> Result {
 /// The names of every crate `package` depends on at run time (normal edges,
 /// all its features on), itself included.
 fn normal_deps(package: &str) -> Result<BTreeSet<String>> {
-    let out = cargo()
-        .args([
-            "tree",
-            "-p",
-            package,
-            "--all-features",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo tree -p {package} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(parse_tree(&String::from_utf8_lossy(&out.stdout)))
+    crate_names(&["-p", package, "--all-features", "-e", "normal"])
 }
 
 /// The workspace's packages: the roots `cargo tree --workspace --depth 0`
 /// prints.
 fn workspace_members() -> Result<BTreeSet<String>> {
+    crate_names(&["--workspace", "--depth", "0"])
+}
+
+/// The crate names `cargo tree ARGS` lists, one per line.
+fn crate_names(args: &[&str]) -> Result<BTreeSet<String>> {
     let out = cargo()
-        .args([
-            "tree",
-            "--workspace",
-            "--depth",
-            "0",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
+        .arg("tree")
+        .args(args)
+        .args(["--prefix", "none", "--format", "{p}"])
         .output()
         .map_err(|e| format!("cannot run cargo tree: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo tree --workspace failed: {}",
+            "cargo tree {} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
