@@ -1,7 +1,12 @@
-//! A tiny HTTP/1.1 client for the tests that scrape a real listener
-//! (`/metrics`, `/health/*`): one `GET` with `Connection: close`.
+//! Tiny HTTP/1.1 pieces for tests against real listeners: a client for the
+//! tests that scrape one (`/metrics`, `/health/*`), one `GET` with
+//! `Connection: close`; and a receiver of Alertmanager webhook posts.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,4 +61,73 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The alerts a [`receive_alerts`] receiver was posted, each with when its
+/// post arrived, in arrival order.
+pub type PostedAlerts = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
+
+/// A receiver of Alertmanager webhook posts on `127.0.0.1:0`, served by
+/// tasks on the current tokio runtime: every post's body (a JSON array of
+/// alerts) is read by its `Content-Length`, its alerts recorded, and `200`
+/// answered.
+///
+/// # Panics
+/// When there is no runtime, or a post is not HTTP with a JSON array body
+/// (a failed test).
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub async fn receive_alerts() -> (SocketAddr, PostedAlerts) {
+    let seen = PostedAlerts::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let body = read_post_body(&mut socket).await;
+                let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let at = Instant::now();
+                sink.lock().extend(
+                    alerts
+                        .as_array()
+                        .expect("a JSON array of alerts")
+                        .iter()
+                        .map(|a| (at, a.clone())),
+                );
+                socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Reads a request's head, then `Content-Length` bytes of body.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+async fn read_post_body(socket: &mut tokio::net::TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("a Content-Length header");
+            if body.len() >= length {
+                return body[..length].to_owned();
+            }
+        }
+        assert!(n > 0, "the post ended early");
+    }
 }

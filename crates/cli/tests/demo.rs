@@ -7,7 +7,6 @@ use std::io::BufRead;
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn demo(args: &[&str]) -> String {
@@ -61,58 +60,6 @@ fn the_embedded_demo_reports_its_throughput() {
     assert!(report.contains("breaker:"), "{report}");
 }
 
-/// A receiver of Alertmanager posts on 127.0.0.1:0: every alert posted.
-fn webhook_receiver(
-    runtime: &tokio::runtime::Runtime,
-) -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sink = Arc::clone(&seen);
-    runtime.spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let sink = Arc::clone(&sink);
-            tokio::spawn(async move {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let body = loop {
-                    let n = socket.read(&mut buf).await.unwrap();
-                    assert!(n > 0, "the post ended early");
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).into_owned();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap();
-                    if body.len() >= length {
-                        break body[..length].to_owned();
-                    }
-                };
-                let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
-                sink.lock()
-                    .unwrap()
-                    .extend(alerts.as_array().unwrap().iter().cloned());
-                socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-            });
-        }
-    });
-    (addr, seen)
-}
-
 /// The figure after `prefix` on the report line starting with `line`.
 fn figure(report: &str, line: &str, prefix: &str) -> u64 {
     let l = report
@@ -162,7 +109,7 @@ fn the_demo_with_faults_handles_them_and_alerts() {
         .enable_all()
         .build()
         .unwrap();
-    let (receiver, posted) = webhook_receiver(&runtime);
+    let (receiver, posted) = runtime.block_on(stratum_tests::http::receive_alerts());
     let mut child = Command::new(env!("CARGO_BIN_EXE_stratum"))
         .env_remove("STRATUM_MONGODB_URI")
         .env(
@@ -287,7 +234,7 @@ fn the_demo_with_faults_handles_them_and_alerts() {
         .position(|l| l.starts_with("alert:        breaker_open resolved"));
     assert!(fired.is_some() && fired < resolved, "{report}");
     // ... and at the webhook: fired, then resolved with the same start.
-    let posted = posted.lock().unwrap().clone();
+    let posted: Vec<serde_json::Value> = posted.lock().iter().map(|(_, a)| a.clone()).collect();
     let breaker: Vec<&serde_json::Value> = posted
         .iter()
         .filter(|a| a["labels"]["alertname"] == "breaker_open")

@@ -292,64 +292,13 @@ async fn a_disabled_monitor_starts_nothing() {
     assert_eq!(stratum.metrics_addr(), None);
 }
 
-/// Alerts posted to the receiver, with when each arrived.
-type Posted = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
-
-/// A receiver of Alertmanager posts: the alerts of every body.
-async fn receiver() -> (SocketAddr, Posted) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sink = Arc::clone(&seen);
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let sink = Arc::clone(&sink);
-            tokio::spawn(async move {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Read the head, then Content-Length bytes of body.
-                let body = loop {
-                    let n = socket.read(&mut buf).await.unwrap();
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).into_owned();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap();
-                        if body.len() >= len {
-                            break body[..len].to_owned();
-                        }
-                    }
-                    assert!(n > 0, "connection closed early");
-                };
-                let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let at = Instant::now();
-                sink.lock()
-                    .extend(alerts.as_array().unwrap().iter().map(|a| (at, a.clone())));
-                socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-            });
-        }
-    });
-    (addr, seen)
-}
-
 /// The default `breaker_open` rule: the breaker opened, the rule fires; it
 /// closed, the rule resolves after `resolve_for`. Both reach the callback
 /// and the webhook (Alertmanager's JSON, one `startsAt`, `endsAt` on the
 /// resolution).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_open_fires_and_resolves_to_the_callback_and_the_webhook() {
-    let (receiver_addr, posted) = receiver().await;
+    let (receiver_addr, posted) = http::receive_alerts().await;
     let mut config = config();
     config.monitor.alerts.breaker_open.resolve_for = Duration::from_millis(100);
     config.monitor.alerts.webhook = WebhookConfig {
@@ -413,7 +362,7 @@ async fn alert_latency_from_fault_to_webhook() {
     let alert_interval = Duration::from_millis(200);
     let mut latencies = Vec::new();
     for run in 0..20u64 {
-        let (receiver_addr, posted) = receiver().await;
+        let (receiver_addr, posted) = http::receive_alerts().await;
         let mut config = config();
         config.monitor.alert_interval = alert_interval;
         config.monitor.alerts.webhook.url = Some(format!("http://{receiver_addr}/api/v2/alerts"));
