@@ -106,6 +106,15 @@ pub(crate) struct Entry<K, V> {
     /// that are already saturated cost readers no shared write.
     freq: AtomicU8,
     list: Queue,
+    /// With TinyLFU's admission: the sketch's estimate for the key when it
+    /// was inserted (it fills the entry's padding). Admission compares an
+    /// unread small-queue leaver by it instead of reading the sketch
+    /// again: most leavers are one-hit wonders, rejected without a sketch
+    /// access. `epoch` is the sketch's halving count then, so the estimate
+    /// is aged by the halvings since (without it a loop's keys, all seen
+    /// equally often, win over main's victims after each halving).
+    seen: u8,
+    epoch: u8,
 }
 
 /// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
@@ -517,10 +526,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
             idx
         } else {
+            let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
             let list = match self.policy {
                 Policy::Lru => SMALL,
                 Policy::S3Fifo => {
-                    self.count(new.hash);
+                    seen = self.count(new.hash);
                     if self.ghost.take(new.hash) {
                         MAIN
                     } else {
@@ -537,6 +547,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 next: NIL,
                 freq: AtomicU8::new(0),
                 list: Queue::of(list),
+                seen: u8::try_from(seen).unwrap_or(u8::MAX),
+                epoch,
             };
             let idx = match self.free.pop() {
                 Some(i) => {
@@ -806,10 +818,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         if !self.sketch_on() {
             return None;
         }
-        let seen = |s: &Self, idx| s.entry(idx).map(|e| s.estimate(s.hasher.hash_one(&e.key)));
-        // Most candidates (one-hit wonders) lose to any victim: no need to
-        // look for one.
-        let candidate_seen = seen(self, candidate)?;
+        // The candidate's estimate when it was inserted (it has not been
+        // read since), aged by the halvings since. Most candidates
+        // (one-hit wonders) lose to any victim: no need to look for one.
+        let candidate_seen = {
+            let e = self.entry(candidate)?;
+            self.sketch.as_ref()?.aged(e.seen, e.epoch)
+        };
         if candidate_seen <= ADMIT_MARGIN {
             return None;
         }
@@ -834,7 +849,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
             self.rotate(MAIN);
         };
-        if candidate_seen <= seen(self, victim)? + ADMIT_MARGIN {
+        let victim_seen = self
+            .entry(victim)
+            .map(|e| self.estimate(self.hasher.hash_one(&e.key)))?;
+        if candidate_seen <= victim_seen + ADMIT_MARGIN {
             return None;
         }
         self.unlink(candidate);
@@ -847,10 +865,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.sketch.as_ref().is_some_and(|s| s.is_on())
     }
 
-    fn count(&mut self, hash: u64) {
-        if let Some(sketch) = &mut self.sketch {
-            sketch.count(hash);
-        }
+    /// Counts `hash` in the sketch; its estimate after the count (0 off).
+    fn count(&mut self, hash: u64) -> u64 {
+        self.sketch.as_mut().map_or(0, |s| s.count(hash))
     }
 
     fn estimate(&self, hash: u64) -> u64 {

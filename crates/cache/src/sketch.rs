@@ -28,6 +28,11 @@ pub(crate) struct Sketch {
     sample: u64,
     /// Counts since the last halving (halved with the counters).
     additions: u64,
+    /// Halvings so far (wrapping): an estimate taken at one epoch is worth
+    /// half as much at the next. Only small-queue entries are aged, and
+    /// they leave after far fewer than 256 halvings (one per 10 counts per
+    /// entry), so the wrap is never reached.
+    epoch: u8,
 }
 
 impl Sketch {
@@ -38,6 +43,7 @@ impl Sketch {
             blocks: 0,
             sample: 0,
             additions: 0,
+            epoch: 0,
         }
     }
 
@@ -102,10 +108,12 @@ impl Sketch {
             .unwrap_or(0)
     }
 
-    /// Counts one occurrence of `hash` (nothing while off).
-    pub(crate) fn count(&mut self, hash: u64) {
+    /// Counts one occurrence of `hash` (nothing while off) and returns its
+    /// estimate after the count: what [`Self::estimate`] would return now,
+    /// without reading the block a second time.
+    pub(crate) fn count(&mut self, hash: u64) -> u64 {
         if !self.is_on() {
-            return;
+            return 0;
         }
         let (start, slots) = self.slots(hash);
         let Some(block) = self
@@ -113,7 +121,7 @@ impl Sketch {
             .get_mut(start..start + BLOCK)
             .and_then(|b| <&mut [u64; BLOCK]>::try_from(b).ok())
         else {
-            return;
+            return 0;
         };
         let min = slots
             .iter()
@@ -131,7 +139,9 @@ impl Sketch {
         self.additions += 1;
         if self.additions >= self.sample {
             self.halve();
+            return self.estimate(hash);
         }
+        (min + 1).min(MAX)
     }
 
     /// Halves every counter (ages the history).
@@ -140,6 +150,20 @@ impl Sketch {
             *w = (*w >> 1) & 0x7777_7777_7777_7777;
         }
         self.additions /= 2;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// The number of halvings so far (wrapping).
+    pub(crate) fn epoch(&self) -> u8 {
+        self.epoch
+    }
+
+    /// An estimate taken at `epoch`, aged by the halvings since: what it
+    /// would be now if no other count had touched its counters.
+    pub(crate) fn aged(&self, estimate: u8, epoch: u8) -> u64 {
+        u64::from(estimate)
+            .checked_shr(u32::from(self.epoch.wrapping_sub(epoch)))
+            .unwrap_or(0)
     }
 
     pub(crate) fn clear(&mut self) {
@@ -198,7 +222,8 @@ mod tests {
             s.start(capacity);
             let mut m = Model { counts: Default::default(), additions: 0, sample: s.sample };
             for k in keys {
-                s.count(h(k));
+                let returned = s.count(h(k));
+                prop_assert_eq!(returned, s.estimate(h(k)));
                 m.count(k);
                 for (&k, &c) in &m.counts {
                     prop_assert!(s.estimate(h(k)) >= c, "key {k}: {} < {c}", s.estimate(h(k)));
@@ -213,10 +238,23 @@ mod tests {
             let mut s = Sketch::new();
             s.start(capacity);
             let mut m = Model { counts: Default::default(), additions: 0, sample: s.sample };
+            // The first count's estimate, aged by the halvings since, is
+            // what the model's first count became.
+            let (mut first, mut halvings) = (None, 0);
             for _ in 0..n {
+                let before = m.additions;
                 s.count(k);
                 m.count(k);
                 prop_assert_eq!(s.estimate(k), m.counts[&k]);
+                if m.additions < before {
+                    halvings += 1;
+                }
+                let (e, epoch) = *first.get_or_insert((s.estimate(k) as u8, s.epoch()));
+                // The epoch wraps after 256 halvings (a small-queue entry,
+                // the only one aged, leaves long before).
+                if halvings < 256 {
+                    prop_assert_eq!(s.aged(e, epoch), u64::from(e) >> halvings.min(63));
+                }
             }
         }
     }
