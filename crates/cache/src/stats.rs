@@ -267,6 +267,75 @@ impl StatsCells {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [Counter; COUNTERS] = [
+        Counter::Hits,
+        Counter::Misses,
+        Counter::LoadsOk,
+        Counter::LoadsErr,
+        Counter::LoadNanos,
+        Counter::EvictedSize,
+        Counter::EvictedExpired,
+        Counter::EvictedExplicit,
+        Counter::EvictedReplaced,
+        Counter::Refreshes,
+        Counter::StaleServes,
+    ];
+
+    fn as_array(s: &CacheStats) -> [u64; COUNTERS] {
+        [
+            s.hits,
+            s.misses,
+            s.loads_ok,
+            s.loads_err,
+            s.load_nanos,
+            s.evicted_size,
+            s.evicted_expired,
+            s.evicted_explicit,
+            s.evicted_replaced,
+            s.refreshes,
+            s.stale_serves,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any counts from any number of threads, on any split between
+        /// owned and shared stripes, sum to the model's per-counter totals
+        /// (a plain array), in the snapshot and in `hits_misses`.
+        #[test]
+        fn snapshot_matches_a_model(
+            owned in 0usize..4,
+            shared in 1usize..3,
+            work in proptest::collection::vec(
+                proptest::collection::vec((0usize..COUNTERS, 0u64..1_000), 0..100),
+                1..10,
+            ),
+        ) {
+            let cells = StatsCells::with_stripes(owned, shared);
+            std::thread::scope(|s| {
+                for w in &work {
+                    let cells = &cells;
+                    s.spawn(move || {
+                        for &(c, by) in w {
+                            cells.add(ALL[c], by);
+                        }
+                    });
+                }
+            });
+            let mut model = [0u64; COUNTERS];
+            for &(c, by) in work.iter().flatten() {
+                model[c] += by;
+            }
+            prop_assert_eq!(as_array(&cells.snapshot()), model);
+            prop_assert_eq!(
+                cells.hits_misses(),
+                (model[Counter::Hits as usize], model[Counter::Misses as usize])
+            );
+        }
+    }
 
     /// More threads than owned stripes, in waves (so exited threads' slots
     /// are reused): no count is lost. Fails if the shared stripes are
