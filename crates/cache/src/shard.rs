@@ -526,6 +526,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
             idx
         } else {
+            // The sketch's estimate after counting this insert (0 before
+            // the shard's first eviction starts the sketch: entries of a
+            // filling cache are never admitted over a victim by it).
             let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
             let list = match self.policy {
                 Policy::Lru => SMALL,
