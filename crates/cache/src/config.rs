@@ -60,10 +60,11 @@ pub enum Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmallQueue {
-    /// Starts at 3 % of each shard's capacity and follows the workload:
+    /// Starts at 1 % of each shard's capacity and follows the workload:
     /// every other sample of lookups (10 x the capacity, at least 4 096)
-    /// the share moves toward a higher hit ratio (hill climbing, 0.5 % to
-    /// 80 %; the sample after a move only lets the queues settle). The
+    /// the share moves toward a higher hit ratio (hill climbing, first
+    /// steps of 5 %, 0.5 % to 80 %; the sample after a move only lets the
+    /// queues settle). The
     /// default: on the shared traces it met the goals on more rows than
     /// any fixed share, with as high a mean (docs/cache.md).
     #[default]
@@ -95,9 +96,10 @@ pub enum Admission {
     /// replaces main's next victim when a frequency sketch saw it more
     /// than once more often. Over the shared traces it raises the mean
     /// hit ratio by 0.3 points (4 on multi2 at 5 %), but every miss then
-    /// updates the sketch, which cost about a fifth of the get-heavy
-    /// throughput (18-23 % measured); the sketch takes 8-16 bytes per
-    /// entry once the cache is full (8.4 measured; docs/cache.md).
+    /// updates the sketch, which cost a sixth to a fifth of the get-heavy
+    /// throughput (1.10-1.26x slower, measured); the sketch takes 8-16
+    /// bytes per entry once the cache is full (8.4 measured;
+    /// docs/cache.md).
     Frequency,
 }
 
