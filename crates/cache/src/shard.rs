@@ -699,12 +699,12 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         } else {
             RemovalCause::Expired
         };
-        let hash = self.hasher.hash_one(&e.key);
         if self.policy == Policy::S3Fifo && e.list == Queue::Small {
+            let hash = self.hasher.hash_one(&e.key);
             let target = self.len() * GHOST_PERCENT / 100;
             self.ghost.push(hash, target);
         }
-        match self.remove_hashed(victim, hash, cause) {
+        match self.remove_idx(victim, cause) {
             Some(r) => {
                 out.push(r);
                 true
@@ -878,14 +878,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let hash = self.entry(idx).map(|e| self.hasher.hash_one(&e.key))?;
-        self.remove_hashed(idx, hash, cause)
-    }
-
-    /// [`Self::remove_idx`] with the key's hash already computed (an
-    /// eviction hashes its victim once, for the ghost and the table).
-    fn remove_hashed(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let weight = self.entry(idx)?.weight;
+        let (hash, weight) = self
+            .entry(idx)
+            .map(|e| (self.hasher.hash_one(&e.key), e.weight))?;
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
