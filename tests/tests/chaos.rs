@@ -1091,6 +1091,281 @@ async fn d_slow_responses_trip_the_breaker_on_its_slow_call_rate() {
     );
 }
 
+/// Slows the server process down without stopping it for good: SIGSTOP for
+/// `stopped`, SIGCONT for `running`, over and over until `stop` is set (and
+/// always ending on SIGCONT). The server answers every call, at a fraction
+/// of its speed: what a saturated host looks like to its clients.
+fn throttle(
+    pid: u32,
+    stopped: Duration,
+    running: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let signal = move |name: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name} {pid} failed");
+    };
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            signal("STOP");
+            std::thread::sleep(stopped);
+            signal("CONT");
+            std::thread::sleep(running);
+        }
+        signal("CONT");
+    })
+}
+
+/// One sample of the concurrency limit, at `at` since the drill started.
+#[derive(Debug, Clone, Copy)]
+struct LimitSample {
+    at: Duration,
+    limit: usize,
+}
+
+/// (d) Slow responses, seen by the adaptive concurrency limit: the stack's
+/// default limit (`pool.limit`, between 16 and 128) under a steady read load
+/// falls while the server is slowed, and rises again once it is not.
+///
+/// The slowdown is server-side, as in the slow-call drill: the process is
+/// stopped 40 ms of every 50 ms (SIGSTOP/SIGCONT), so it runs a fifth of
+/// the time and every call still gets its answer. The breaker and the cache
+/// are off so every read is a database call the limit times; the no-load
+/// latency is re-measured every 60 s instead of every 10 s, so no
+/// re-measurement falls inside the drill (one during the slowdown would
+/// make the slow latency the new normal, which is what it is for, but not
+/// what this drill measures). Asserts the direction (the limit is above its
+/// floor before, reaches the floor while slowed, and rises above it after),
+/// never the speed; the speeds are the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it() {
+    const D: &str = "slow limit";
+    const READERS: usize = 64;
+    const DOCUMENTS: i64 = 1_000;
+    let server = ServerProcess::start().expect("a drill server starts");
+    let config = drill_config(&server, "chaos_slow_limit", |c| {
+        c.pool = StratumConfig::default().pool;
+        c.pool.limit.probe_interval = Duration::from_secs(60);
+        // Slow, not down: no call or connection should time out.
+        c.mongodb.operation_timeout = Duration::from_secs(20);
+        c.mongodb.connect_timeout = Duration::from_secs(20);
+        c.mongodb.server_selection_timeout = Duration::from_secs(20);
+        c.breaker.enabled = false;
+        c.cache.enabled = false;
+    });
+    let floor = config.pool.limit.min;
+    let drill = Drill::open(server, config).await;
+    let raw = mongodb::Client::with_uri_str(drill.server.uri())
+        .await
+        .unwrap()
+        .database(&drill.config.mongodb.database)
+        .collection::<BsonDocument>(Reading::COLLECTION);
+    raw.insert_many((0..DOCUMENTS).map(|id| doc! { "_id": id, "value": id * 7 }))
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let load = Arc::new(Load::default());
+    // The first error of each kind but `overloaded`, for the figures.
+    let examples: Arc<Mutex<Vec<String>>> = Arc::default();
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let (repo, load, examples) = (
+                drill.readings.clone(),
+                Arc::clone(&load),
+                Arc::clone(&examples),
+            );
+            tokio::spawn(async move {
+                let mut id = r as i64;
+                while !load.stop.load(Ordering::SeqCst) {
+                    id = (id * 31 + 17) % DOCUMENTS;
+                    let read = async {
+                        let read = repo.get(&id).await;
+                        if let Err(e) = &read
+                            && e.kind() != "overloaded"
+                        {
+                            let mut examples = examples.lock();
+                            if !examples.iter().any(|x| x.starts_with(e.kind())) {
+                                examples.push(format!("{}: {e}", e.kind()));
+                            }
+                        }
+                        read
+                    };
+                    load.record(id, false, read, read_outcome).await;
+                }
+            })
+        })
+        .collect();
+    let samples: Arc<Mutex<Vec<LimitSample>>> = Arc::default();
+    let sampler = {
+        let (stratum, samples, load) = (
+            drill.stratum.clone(),
+            Arc::clone(&samples),
+            Arc::clone(&load),
+        );
+        tokio::spawn(async move {
+            while !load.stop.load(Ordering::SeqCst) {
+                let limit = stratum.limit_status().expect("admission is on").limit;
+                samples.lock().push(LimitSample {
+                    at: started.elapsed(),
+                    limit,
+                });
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let limit = |d: &Drill| d.stratum.limit_status().unwrap().limit;
+
+    // Healthy: the limit rises off its floor; then two seconds more to
+    // settle.
+    drill
+        .wait_for("the limit rising off its floor", |d| limit(d) > floor)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let slowed_at = started.elapsed();
+    let before = limit(&drill);
+    load.set_phase(DOWN);
+    let stop_throttle = Arc::new(AtomicBool::new(false));
+    let throttling = throttle(
+        drill.server.pid().expect("the server runs"),
+        Duration::from_millis(40),
+        Duration::from_millis(10),
+        Arc::clone(&stop_throttle),
+    );
+    drill
+        .wait_for("the limit falling to its floor", |d| limit(d) == floor)
+        .await;
+    // A second more at the floor, to show it stays there while slow.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_throttle.store(true, Ordering::SeqCst);
+    throttling.join().expect("the throttle ends with SIGCONT");
+    let recovered_at = started.elapsed();
+    load.set_phase(RECOVERED);
+    let back = before * 9 / 10;
+    let rose = {
+        let waited = Instant::now();
+        while limit(&drill) < back && waited.elapsed() < EXPECT_WITHIN {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        limit(&drill) >= back
+    };
+    // A second more, to show where it settles.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.await.unwrap();
+    }
+    sampler.await.unwrap();
+
+    let samples = samples.lock().clone();
+    let calls = load.calls();
+    let in_phase = |phase: u8| -> Vec<Call> {
+        calls
+            .iter()
+            .filter(|c| c.started_in == phase && c.ended_in == phase)
+            .copied()
+            .collect()
+    };
+    let mean = |calls: &[Call]| {
+        let ok: Vec<_> = calls.iter().filter(|c| c.outcome == Outcome::Ok).collect();
+        ok.iter().map(|c| c.elapsed).sum::<Duration>() / ok.len().max(1) as u32
+    };
+    let first = |from: Duration, pred: &dyn Fn(usize) -> bool| {
+        samples
+            .iter()
+            .find(|s| s.at >= from && pred(s.limit))
+            .map(|s| s.at - from)
+    };
+    let lowest_slowed = samples
+        .iter()
+        .filter(|s| s.at >= slowed_at && s.at < recovered_at)
+        .map(|s| s.limit)
+        .min()
+        .unwrap_or(before);
+    let highest_after = samples
+        .iter()
+        .filter(|s| s.at >= recovered_at)
+        .map(|s| s.limit)
+        .max()
+        .unwrap_or(0);
+    let halfway = (before + floor) / 2;
+    let since = |d: Option<Duration>| d.map_or_else(|| "not reached".to_owned(), ms);
+    let timeline: Vec<String> = samples
+        .iter()
+        .step_by(25)
+        .map(|s| {
+            let t = s.at.as_secs_f64() - slowed_at.as_secs_f64();
+            format!("{t:+.2} s: {}", s.limit)
+        })
+        .collect();
+
+    figure(D, "readers (closed loop, no cache, no breaker)", READERS);
+    figure(D, "slowdown", "SIGSTOP 40 ms of every 50 ms");
+    figure(
+        D,
+        "limit floor / ceiling",
+        format!("{floor} / {}", drill.config.pool.max_size),
+    );
+    figure(D, "limit before the slowdown", before);
+    figure(D, "lowest limit while slowed", lowest_slowed);
+    figure(
+        D,
+        "time to fall halfway to the floor",
+        since(first(slowed_at, &|l| l <= halfway)),
+    );
+    figure(
+        D,
+        "time to reach the floor",
+        since(first(slowed_at, &|l| l == floor)),
+    );
+    figure(D, "slowed for", ms(recovered_at.saturating_sub(slowed_at)));
+    figure(
+        D,
+        "time after the slowdown to rise halfway back",
+        since(first(recovered_at, &|l| l >= halfway)),
+    );
+    figure(
+        D,
+        "time after the slowdown to reach 90 % of the limit before",
+        since(first(recovered_at, &|l| l >= back)),
+    );
+    figure(D, "highest limit after the slowdown", highest_after);
+    figure(D, "back to 90 % of the limit before (within 30 s)", rose);
+    figure(
+        D,
+        "mean read latency (healthy / slowed / after)",
+        format!(
+            "{} / {} / {}",
+            ms(mean(&in_phase(HEALTHY))),
+            ms(mean(&in_phase(DOWN))),
+            ms(mean(&in_phase(RECOVERED)))
+        ),
+    );
+    figure(D, "errors", error_kinds(&calls));
+    for example in examples.lock().iter() {
+        figure(D, "error example", example);
+    }
+    figure(
+        D,
+        "limit every 250 ms from the slowdown",
+        timeline.join(", "),
+    );
+
+    assert_bounded(&calls, configured_bound(&drill.config));
+    assert!(before > floor, "the limit never rose off its floor");
+    assert_eq!(lowest_slowed, floor, "the limit did not fall while slowed");
+    assert!(
+        highest_after > floor,
+        "the limit did not rise after the slowdown: {timeline:?}"
+    );
+    // Every read was answered by the database (the cache is off).
+    assert_eq!(count(&calls, |c| c.outcome == Outcome::Stale), 0);
+}
+
 /// The server's own promise, measured with the raw driver: acknowledged
 /// inserts from four concurrent writers, SIGKILL, restart, count what is
 /// left. A measurement of the test server rather than of Stratum (the

@@ -112,11 +112,9 @@ pub(crate) fn run(args: &[&str]) -> Result {
     }
     println!("took {:.0} s", started.elapsed().as_secs_f64());
     let path = root().join("docs").join("benchmarks.md");
-    let kept = if args.is_empty() {
-        String::new()
-    } else {
-        fs::read_to_string(&path).unwrap_or_default()
-    };
+    // Read even when every suite reruns: the sections other commands
+    // write (`cargo xtask load --sweep`, `cargo xtask chaos`) are kept.
+    let kept = fs::read_to_string(&path).unwrap_or_default();
     let doc = document(&kept, &sections);
     fs::write(&path, doc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
@@ -141,6 +139,14 @@ fn document(kept: &str, fresh: &[(String, String)]) -> String {
             .find(|(t, _)| *t == title)
             .map(|(_, s)| s.as_str());
         if let Some(s) = fresh.or_else(|| old_section(kept, &title)) {
+            doc.push_str(s);
+        }
+    }
+    // Sections no suite writes come from other commands: kept, in order.
+    for title in kept.split("\n## ").skip(1).filter_map(|s| s.lines().next()) {
+        if !SUITES.iter().any(|(p, b, _)| format!("{p} / {b}") == title)
+            && let Some(s) = old_section(kept, title)
+        {
             doc.push_str(s);
         }
     }
@@ -314,6 +320,22 @@ mod tests {
         // In SUITES order: breaker, then the cache, then the repository.
         let at = |s: &str| doc.find(s).unwrap();
         assert!(at("old breaker") < at("new hits") && at("new hits") < at("old repo"));
+    }
+
+    #[test]
+    fn sections_other_commands_write_are_kept() {
+        let kept = "# Benchmarks\n\n## stratum / repository\n\nold repo\n\n## stratum load / sweep\n\n<!-- BEGIN GENERATED: x (cargo xtask load --sweep) -->\nthe table\n<!-- END GENERATED: x -->\n";
+        let fresh = [(
+            "stratum / repository".to_owned(),
+            "\n## stratum / repository\n\nnew repo\n".to_owned(),
+        )];
+        let doc = document(kept, &fresh);
+        assert!(
+            doc.contains("new repo") && !doc.contains("old repo"),
+            "{doc}"
+        );
+        assert!(doc.contains("\n## stratum load / sweep\n\n<!-- BEGIN GENERATED: x (cargo xtask load --sweep) -->\nthe table\n"), "{doc}");
+        assert!(doc.find("new repo").unwrap() < doc.find("the table").unwrap());
     }
 
     #[test]

@@ -8,11 +8,16 @@
 //! the machine's cores), including the server durability measurement that
 //! `cargo xtask ci` leaves out, passes their output through, and repeats
 //! the figures as one summary: the text `docs/reliability.md` quotes.
+//! The concurrency limit's figures under a slowed server (the drill
+//! `d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it`) are
+//! also written into `docs/reliability.md` and `docs/benchmarks.md`, as a
+//! generated section, when the drills pass.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Instant;
 
+use crate::load::{Section, splice};
 use crate::shell::{Result, cargo};
 use crate::test_server;
 
@@ -77,9 +82,78 @@ pub(crate) fn run(filters: &[&str]) -> Result {
         }
         println!("    {rest}");
     }
-    if status.success() {
-        Ok(())
+    if !status.success() {
+        return Err(format!("the fault drills failed ({status})"));
+    }
+    if let Some(text) = slow_limit_section(&figures, filters) {
+        for page in ["docs/reliability.md", "docs/benchmarks.md"] {
+            splice(page, &SLOW_LIMIT, &text)?;
+        }
+    }
+    Ok(())
+}
+
+/// The drill whose figures go into the docs.
+const SLOW_LIMIT_DRILL: &str = "slow limit";
+
+/// Its generated section.
+const SLOW_LIMIT: Section = Section {
+    marker: "slow-drill-limit",
+    command: "cargo xtask chaos",
+    heading: "stratum / concurrency limit under a slowed server (fault drill)",
+};
+
+/// The slowed-server drill's figures as a table (`None` when it did not
+/// run), with how and where they were measured.
+fn slow_limit_section(figures: &[String], filters: &[&str]) -> Option<String> {
+    let prefix = format!("{SLOW_LIMIT_DRILL}: ");
+    let rows: Vec<String> = figures
+        .iter()
+        .filter_map(|f| f.strip_prefix(&prefix))
+        .filter_map(|f| f.split_once(" = "))
+        .map(|(name, value)| format!("| {name} | {value} |"))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let command = if filters.is_empty() {
+        "cargo xtask chaos".to_owned()
     } else {
-        Err(format!("the fault drills failed ({status})"))
+        format!("cargo xtask chaos {}", filters.join(" "))
+    };
+    Some(format!(
+        "Measured by `{command}` (the drill \
+         `d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it` in \
+         `tests/tests/chaos.rs`, against a test server process of its own) on this machine \
+         ({} cores shared with other work; load average {} at the end). Times are from the \
+         limit sampled every 10 ms; one run, so expect them to move by a few hundred \
+         milliseconds between runs.\n\n| figure | value |\n|---|---|\n{}\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into()),
+        rows.join("\n")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slow_limit_figures_become_a_table() {
+        let figures = [
+            "slow: opened by = slow_call_rate".to_owned(),
+            "slow limit: limit before the slowdown = 90".to_owned(),
+            "slow limit: lowest limit while slowed = 16".to_owned(),
+        ];
+        let text = slow_limit_section(&figures, &["d_slow"]).unwrap();
+        assert!(text.contains("`cargo xtask chaos d_slow`"));
+        assert!(
+            text.contains("| limit before the slowdown | 90 |\n| lowest limit while slowed | 16 |")
+        );
+        assert!(!text.contains("opened by"));
+        assert!(slow_limit_section(&figures[..1], &[]).is_none());
     }
 }

@@ -183,28 +183,117 @@ fn field<'a>(s: &'a [(String, String)], key: &str) -> &'a str {
         .map_or("?", |(_, v)| v.as_str())
 }
 
-/// `cargo xtask load --sweep [--duration D] [LOAD ARGS...]`: for each
-/// scenario (10,000 tasks with 50 ms think time, 10,000 with none, 64 with
-/// none), one run per fixed limit in [`FIXED`] (`--fixed-limit --pool-size
-/// N`) and three with the adaptive limit (the default configuration:
-/// first, between the small and the large fixed limits, and last), all
-/// against one fresh test server, each short (`--duration`, default 3 s, a
-/// fresh database of 5,000 documents). Prints a table and writes it into
-/// `docs/reliability.md` between its `adaptive-sweep` markers.
-fn sweep(args: &[&str]) -> Result {
-    let program = release_binary()?;
-    let server = Server::start()?;
-    let duration = args
-        .iter()
-        .position(|a| *a == "--duration")
+/// How many times the sweep runs every configuration by default.
+const ROUNDS: usize = 3;
+
+/// The value after `flag` in `args`, if given.
+fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
         .and_then(|i| args.get(i + 1))
         .copied()
-        .unwrap_or("3s");
+}
+
+/// The median of `values` (the lower middle one of an even count; 0 when
+/// empty).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+}
+
+/// The order of the configurations in round `round` of `rounds`: all of
+/// them, rotated so that each configuration runs early in one round and
+/// late in another (the machine's other load drifts during a sweep).
+fn round_order(configs: usize, round: usize, rounds: usize) -> Vec<usize> {
+    let start = round * configs / rounds.max(1);
+    (0..configs).map(|k| (start + k) % configs).collect()
+}
+
+/// One configuration's runs in a scenario.
+struct Runs {
+    /// `adaptive` or `fixed N`.
+    name: String,
+    summaries: Vec<Vec<(String, String)>>,
+}
+
+impl Runs {
+    fn values(&self, key: &str) -> Vec<f64> {
+        self.summaries
+            .iter()
+            .map(|s| field(s, key).parse().unwrap_or(0.0))
+            .collect()
+    }
+
+    fn median(&self, key: &str) -> f64 {
+        median(&self.values(key))
+    }
+
+    /// `median (run 1, run 2, ...)` in run order.
+    fn cell(&self, key: &str, digits: usize) -> String {
+        let each: Vec<String> = self
+            .values(key)
+            .iter()
+            .map(|v| format!("{v:.digits$}"))
+            .collect();
+        format!("{:.digits$} ({})", self.median(key), each.join(", "))
+    }
+
+    /// The lowest and highest limit over all runs.
+    fn limit_range(&self) -> String {
+        let bounds: Vec<(usize, usize)> = self
+            .summaries
+            .iter()
+            .filter_map(|s| {
+                let (lo, hi) = field(s, "limit_range").split_once('-')?;
+                Some((lo.parse().ok()?, hi.parse().ok()?))
+            })
+            .collect();
+        match (
+            bounds.iter().map(|b| b.0).min(),
+            bounds.iter().map(|b| b.1).max(),
+        ) {
+            (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+            _ => "-".into(),
+        }
+    }
+
+    fn verified(&self) -> String {
+        let passed = self
+            .summaries
+            .iter()
+            .filter(|s| field(s, "passed") == "true")
+            .count();
+        format!("{passed}/{}", self.summaries.len())
+    }
+}
+
+/// `cargo xtask load --sweep [--duration D] [--rounds N] [LOAD ARGS...]`:
+/// for each scenario (10,000 tasks with 50 ms think time, 10,000 with
+/// none, 64 with none), `N` rounds (default [`ROUNDS`]) of one run per
+/// configuration: the adaptive limit (the default configuration) and each
+/// fixed limit in [`FIXED`] (`--fixed-limit --pool-size N`), in an order
+/// rotated per round, all against one fresh test server, each short
+/// (`--duration`, default 3 s, a fresh database of 5,000 documents). Every
+/// configuration is judged by its medians. Prints a table and writes it
+/// into `docs/reliability.md` and `docs/benchmarks.md` between their
+/// `adaptive-sweep` markers, and draws the medians into
+/// `docs/admission-sweep.svg`.
+fn sweep(args: &[&str]) -> Result {
+    let duration = flag_value(args, "--duration").unwrap_or("3s");
+    let rounds = match flag_value(args, "--rounds") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("--rounds takes a positive number, not {n:?}"))?,
+        None => ROUNDS,
+    };
     let extra: Vec<&str> = {
         let mut v = Vec::new();
         let mut it = args.iter().copied();
         while let Some(a) = it.next() {
-            if a == "--duration" {
+            if a == "--duration" || a == "--rounds" {
                 it.next();
             } else {
                 v.push(a);
@@ -212,120 +301,107 @@ fn sweep(args: &[&str]) -> Result {
         }
         v
     };
+    let program = release_binary()?;
+    let server = Server::start()?;
+    let configs: Vec<Option<usize>> = std::iter::once(None)
+        .chain(FIXED.iter().map(|n| Some(*n)))
+        .collect();
     let mut rows = Vec::new();
     let mut panels = Vec::new();
     for sc in SCENARIOS {
-        let mut runs: Vec<(String, Vec<(String, String)>)> = Vec::new();
-        // The machine's other load drifts during a sweep: the adaptive run
-        // goes first, in the middle and last, so it is not compared only
-        // with the fixed runs of a quieter (or busier) moment.
-        let (low, high) = FIXED.split_at(FIXED.len() / 2);
-        let order = [None]
-            .into_iter()
-            .chain(low.iter().map(|n| Some(*n)))
-            .chain([None])
-            .chain(high.iter().map(|n| Some(*n)))
-            .chain([None]);
-        let mut adaptive = 0;
-        for limit in order {
-            let mut cmd = Command::new(&program);
-            cmd.arg("load")
-                .args(["--tasks", sc.tasks, "--think-time", sc.think])
-                .args(["--duration", duration, "--documents", "5000"])
-                .args(&extra)
-                .arg("--mongodb-uri")
-                .arg(server.uri())
-                .stderr(Stdio::null());
-            let name = match limit {
-                Some(n) => {
+        let mut runs: Vec<Runs> = configs
+            .iter()
+            .map(|c| Runs {
+                name: c.map_or_else(|| "adaptive".to_owned(), |n| format!("fixed {n}")),
+                summaries: Vec::new(),
+            })
+            .collect();
+        for round in 0..rounds {
+            for i in round_order(configs.len(), round, rounds) {
+                let mut cmd = Command::new(&program);
+                cmd.arg("load")
+                    .args(["--tasks", sc.tasks, "--think-time", sc.think])
+                    .args(["--duration", duration, "--documents", "5000"])
+                    .args(&extra)
+                    .arg("--mongodb-uri")
+                    .arg(server.uri())
+                    .stderr(Stdio::null());
+                if let Some(n) = configs[i] {
                     cmd.args(["--fixed-limit", "--pool-size", &n.to_string()]);
-                    format!("fixed {n}")
                 }
-                None => {
-                    adaptive += 1;
-                    format!("adaptive ({adaptive}/3)")
-                }
-            };
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let s = summary(&stdout)
-                .ok_or_else(|| format!("{name}, {} tasks: no summary line:\n{stdout}", sc.tasks))?;
-            eprintln!(
-                "{} tasks, think {}, {name}: {}",
-                sc.tasks,
-                sc.think,
-                s.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            runs.push((name, s));
+                let out = cmd
+                    .output()
+                    .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let name = &runs[i].name;
+                let s = summary(&stdout).ok_or_else(|| {
+                    format!("{name}, {} tasks: no summary line:\n{stdout}", sc.tasks)
+                })?;
+                eprintln!(
+                    "{} tasks, think {}, round {}/{rounds}, {name}: {}",
+                    sc.tasks,
+                    sc.think,
+                    round + 1,
+                    s.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                runs[i].summaries.push(s);
+            }
         }
         let best = runs
             .iter()
-            .filter(|(n, _)| n.starts_with("fixed"))
-            .max_by(|a, b| {
-                let ok = |r: &(String, Vec<(String, String)>)| {
-                    field(&r.1, "ok_per_s").parse::<f64>().unwrap_or(0.0)
-                };
-                ok(a).total_cmp(&ok(b))
-            })
-            .map(|(n, s)| {
-                (
-                    n.clone(),
-                    field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0),
-                )
-            });
+            .filter(|r| r.name.starts_with("fixed"))
+            .max_by(|a, b| a.median("ok_per_s").total_cmp(&b.median("ok_per_s")))
+            .map(|r| (r.name.clone(), r.median("ok_per_s")));
         panels.push(Panel {
             title: format!("{} tasks, think time {}", sc.tasks, sc.think),
             points: runs
                 .iter()
-                .map(|(name, s)| Point {
-                    label: name.trim_start_matches("fixed ").to_owned(),
-                    adaptive: name.starts_with("adaptive"),
-                    ok_per_s: field(s, "ok_per_s").parse().unwrap_or(0.0),
-                    p99_ms: field(s, "worst_p99_ms").parse().unwrap_or(0.0),
+                .map(|r| Point {
+                    label: r.name.trim_start_matches("fixed ").to_owned(),
+                    adaptive: r.name == "adaptive",
+                    ok_per_s: r.median("ok_per_s"),
+                    p99_ms: r.median("worst_p99_ms"),
                 })
                 .collect(),
         });
-        runs.sort_by_key(|(name, _)| {
-            FIXED
-                .iter()
-                .position(|n| name == &format!("fixed {n}"))
-                .unwrap_or(FIXED.len())
-        });
-        for (name, s) in &runs {
-            let ok = field(s, "ok_per_s").parse::<f64>().unwrap_or(0.0);
+        // Fixed limits in order, then the adaptive one.
+        runs.rotate_left(1);
+        for r in &runs {
             let share = best.as_ref().filter(|(_, b)| *b > 0.0).map_or_else(
                 || "-".to_owned(),
-                |(_, b)| format!("{:.0} %", 100.0 * ok / b),
+                |(_, b)| format!("{:.0} %", 100.0 * r.median("ok_per_s") / b),
             );
-            let is_best = best.as_ref().is_some_and(|(n, _)| n == name);
+            let is_best = best.as_ref().is_some_and(|(n, _)| *n == r.name);
             rows.push(format!(
-                "| {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {}{} | {} | {} | {} | {:.0} | {:.0} | {} | {} |",
                 sc.tasks,
                 sc.think,
-                name,
+                r.name,
                 if is_best { " (best fixed)" } else { "" },
-                field(s, "ok_per_s"),
+                r.cell("ok_per_s", 0),
                 share,
-                field(s, "worst_p99_ms"),
-                field(s, "overloaded"),
-                field(s, "stale"),
-                field(s, "limit_range"),
-                field(s, "passed"),
+                r.cell("worst_p99_ms", 1),
+                r.median("overloaded"),
+                r.median("stale"),
+                r.limit_range(),
+                r.verified(),
             ));
         }
     }
     let table = format!(
-        "Each run {duration}, a fresh database of 5,000 documents, one test server for all, \
-         on this machine (2 shared cores; load average {} at the end). `ok/s`: successful operations \
-         per second; `share`: of the best fixed limit's in the same scenario; `worst p99`: the \
-         slowest operation's p99 of successful calls; `overloaded`: refused by admission; \
-         `stale`: reads answered from an expired cached copy; `limit`: the lowest and highest \
-         limit sampled every 100 ms; `verified`: every acknowledged write read back.\n\n\
+        "Each configuration run {rounds} times, interleaved (every round runs each once, \
+         the order rotated per round), each run {duration} with a fresh database of 5,000 \
+         documents, one test server for all, on this machine (2 cores shared with other \
+         work; load average {} at the end). Figures are medians, the runs in brackets in \
+         the order they ran. `ok/s`: successful operations per second; `share`: of the best \
+         fixed limit's median in the same scenario; `worst p99`: the slowest operation's \
+         p99 of successful calls; `overloaded`: refused by admission; `stale`: reads \
+         answered from an expired cached copy; `limit`: the lowest and highest limit \
+         sampled every 100 ms over all runs; `verified`: runs in which every acknowledged \
+         write was read back and no other write was found.\n\n\
          | tasks | think | limit | ok/s | share | worst p99 (ms) | overloaded | stale | limit | verified |\n\
          |---|---|---|---|---|---|---|---|---|---|\n{}\n",
         std::fs::read_to_string("/proc/loadavg")
@@ -335,10 +411,39 @@ fn sweep(args: &[&str]) -> Result {
         rows.join("\n")
     );
     println!("{table}");
+    drop(server);
     std::fs::write(SVG, svg(&panels)).map_err(|e| format!("cannot write {SVG}: {e}"))?;
-    let table =
-        format!("{table}\n![throughput against p99, one point per limit](admission-sweep.svg)\n");
-    splice("docs/reliability.md", "adaptive-sweep", &table)
+    let table = format!(
+        "{table}\n![throughput against p99, one point per limit (medians)](admission-sweep.svg)\n"
+    );
+    // One table, two pages: the reliability page's load section and the
+    // benchmarks page (which `cargo xtask bench` keeps as it is).
+    for page in SWEEP_PAGES {
+        splice(page, &SWEEP_SECTION, &table)?;
+    }
+    Ok(())
+}
+
+/// The pages the sweep's table goes into.
+const SWEEP_PAGES: [&str; 2] = ["docs/reliability.md", "docs/benchmarks.md"];
+
+/// The sweep's generated section.
+const SWEEP_SECTION: Section = Section {
+    marker: "adaptive-sweep",
+    command: "cargo xtask load --sweep",
+    heading: "stratum load / adaptive admission against fixed limits",
+};
+
+/// A generated section of a docs page: the text between
+/// `<!-- BEGIN GENERATED: {marker} ({command}) -->` and
+/// `<!-- END GENERATED: {marker} -->`.
+pub(crate) struct Section {
+    /// Names the section in its markers.
+    pub(crate) marker: &'static str,
+    /// The command that writes it (quoted in the first marker).
+    pub(crate) command: &'static str,
+    /// The `##` heading put above the markers when a page has none yet.
+    pub(crate) heading: &'static str,
 }
 
 /// Where the sweep draws its runs.
@@ -440,20 +545,30 @@ fn svg(panels: &[Panel]) -> String {
     out
 }
 
-/// Replaces the text between `<!-- BEGIN GENERATED: {marker} -->` and
-/// `<!-- END GENERATED: {marker} -->` in `path` (appending a new section
-/// when the markers are missing).
-fn splice(path: &str, marker: &str, text: &str) -> Result {
+/// Replaces `section`'s text in the page at `path` (appending the section,
+/// under its heading, when the page has no markers for it yet).
+pub(crate) fn splice(path: &str, section: &Section, text: &str) -> Result {
     let doc = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let begin = format!("<!-- BEGIN GENERATED: {marker} (cargo xtask load --sweep) -->\n");
+    std::fs::write(path, spliced(&doc, section, text))
+        .map_err(|e| format!("cannot write {path}: {e}"))?;
+    println!("wrote {path} ({})", section.marker);
+    Ok(())
+}
+
+fn spliced(doc: &str, section: &Section, text: &str) -> String {
+    let Section {
+        marker,
+        command,
+        heading,
+    } = section;
+    let begin = format!("<!-- BEGIN GENERATED: {marker} ({command}) -->\n");
     let end = format!("<!-- END GENERATED: {marker} -->");
-    let new = match (doc.find(&begin), doc.find(&end)) {
+    match (doc.find(&begin), doc.find(&end)) {
         (Some(b), Some(e)) if b < e => {
             format!("{}{begin}{text}{}", &doc[..b], &doc[e..])
         }
-        _ => format!("{doc}\n{begin}{text}{end}\n"),
-    };
-    std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
+        _ => format!("{}\n\n## {heading}\n\n{begin}{text}{end}\n", doc.trim_end()),
+    }
 }
 
 #[cfg(test)]
@@ -489,6 +604,55 @@ mod sweep_tests {
         assert_eq!(drawn.matches("<circle").count(), 1);
         assert_eq!(drawn.matches(">adaptive</text>").count(), 1);
         assert!(drawn.ends_with("</svg>\n"));
+    }
+
+    #[test]
+    fn rounds_rotate_and_medians_are_the_middle_run() {
+        assert_eq!(round_order(7, 0, 3), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(round_order(7, 1, 3), [2, 3, 4, 5, 6, 0, 1]);
+        assert_eq!(round_order(7, 2, 3), [4, 5, 6, 0, 1, 2, 3]);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 1.0);
+        assert_eq!(median(&[]), 0.0);
+        let line = |ok: &str, range: &str, passed: &str| {
+            summary(&format!(
+                "summary: ok_per_s={ok} worst_p99_ms=5.0 limit_range={range} passed={passed}"
+            ))
+            .unwrap()
+        };
+        let runs = Runs {
+            name: "adaptive".into(),
+            summaries: vec![
+                line("300", "16-40", "true"),
+                line("100", "20-90", "true"),
+                line("200", "18-30", "false"),
+            ],
+        };
+        assert_eq!(runs.cell("ok_per_s", 0), "200 (300, 100, 200)");
+        assert_eq!(runs.limit_range(), "16-90");
+        assert_eq!(runs.verified(), "2/3");
+    }
+
+    #[test]
+    fn a_section_is_replaced_between_its_markers_or_appended() {
+        let section = Section {
+            marker: "m",
+            command: "cargo xtask x",
+            heading: "H",
+        };
+        let page = "# P\n\ntext\n";
+        let added = spliced(page, &section, "one\n");
+        assert_eq!(
+            added,
+            "# P\n\ntext\n\n## H\n\n<!-- BEGIN GENERATED: m (cargo xtask x) -->\none\n<!-- END GENERATED: m -->\n"
+        );
+        let again = spliced(&format!("{added}\n## After\n"), &section, "two\n");
+        assert!(
+            again.contains("-->\ntwo\n<!-- END GENERATED: m -->\n\n## After\n"),
+            "{again}"
+        );
+        assert!(!again.contains("one"));
+        assert_eq!(again.matches("## H").count(), 1);
     }
 }
 

@@ -192,7 +192,9 @@ pub struct LimitConfig {
     pub probe_interval: Duration,
     /// A caller arriving at a standing queue (one not empty at any time in
     /// the last `queue_interval`) waits at most this long, then fails
-    /// `Overloaded`. CoDel's target. Default: 5 ms.
+    /// `Overloaded`. CoDel's target. Also when a freed slot stops going to
+    /// the longest waiter: once that one has waited longer than this, the
+    /// newest waiter is served first (adaptive LIFO). Default: 5 ms.
     #[serde(with = "humantime_serde")]
     pub queue_delay_target: Duration,
     /// A caller arriving while the queue has recently been empty waits at

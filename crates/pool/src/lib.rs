@@ -121,6 +121,7 @@ pub mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
 mod pool;
+mod queue;
 mod status;
 
 pub use clock::{Clock, CoarseClock, ManualClock, SystemClock};

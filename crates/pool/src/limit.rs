@@ -16,6 +16,16 @@
 //! `queue_delay_target`, so under sustained overload the callers that will
 //! not be served in time hear so in a few milliseconds.
 //!
+//! Who gets a freed slot is the queue's choice (the same paper's adaptive
+//! LIFO): the longest waiter while it has waited at most
+//! `queue_delay_target`, else the newest one. First come, first served
+//! under a bounded wait hands every slot to a caller that has waited almost
+//! the whole bound, so under sustained overload the calls that succeed are
+//! the slow ones; newest first serves callers that have barely waited and
+//! lets the old ones run out their bound. A freed slot is handed over
+//! directly (the waiter does not race newcomers for it), and a caller
+//! dropped while waiting gives back a slot handed to it.
+//!
 //! ```
 //! use stratum_pool::{ConcurrencyLimit, PoolConfig, SystemClock};
 //!
@@ -36,10 +46,10 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::Mutex;
 use stratum_core::clock::{Clock, duration_nanos};
-use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
 use crate::gradient::{Bounds, Gradient, Window};
+use crate::queue::{Queue, Waiter};
 use crate::{LimitConfig, PoolConfig};
 
 /// Why a caller was turned away.
@@ -117,6 +127,7 @@ struct Inner {
     window_nanos: u64,
     min_samples: u64,
     target: Duration,
+    target_nanos: u64,
     interval: Duration,
     interval_nanos: u64,
     limit: AtomicUsize,
@@ -131,7 +142,9 @@ struct Inner {
     rule: Mutex<Gradient>,
     /// The floor the rule measured, in nanoseconds (`u64::MAX`: none yet).
     no_load: AtomicU64,
-    notify: Notify,
+    /// Who waits, in arrival order; who gets a freed slot is
+    /// [`Queue::grant`]'s choice.
+    queue: Mutex<Queue>,
     admitted: AtomicU64,
     queued: AtomicU64,
     queue_nanos: AtomicU64,
@@ -218,6 +231,7 @@ impl ConcurrencyLimit {
                 window_nanos: duration_nanos(l.window),
                 min_samples: l.min_samples,
                 target: l.queue_delay_target,
+                target_nanos: duration_nanos(l.queue_delay_target),
                 interval: l.queue_interval,
                 interval_nanos: duration_nanos(l.queue_interval),
                 limit: AtomicUsize::new(start),
@@ -230,7 +244,7 @@ impl ConcurrencyLimit {
                 max_in_flight: AtomicUsize::new(0),
                 rule: Mutex::new(rule),
                 no_load: AtomicU64::new(u64::MAX),
-                notify: Notify::new(),
+                queue: Mutex::new(Queue::default()),
                 admitted: AtomicU64::new(0),
                 queued: AtomicU64::new(0),
                 queue_nanos: AtomicU64::new(0),
@@ -262,23 +276,45 @@ impl ConcurrencyLimit {
         } else {
             (inner.interval, Rejection::QueueTimeout)
         };
-        inner.waiting.fetch_add(1, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + budget;
-        let admitted = loop {
-            let notified = inner.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if inner.try_take() {
-                break true;
+        let me = Waiter::new(arrived);
+        {
+            let mut queue = inner.queue.lock();
+            queue.push(Arc::clone(&me));
+            inner.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut wait = Waiting {
+            inner,
+            me: &me,
+            done: false,
+        };
+        // A slot freed between the first look and joining the queue was
+        // handed to nobody (the queue looked empty): take it.
+        let admitted = if inner.try_take() {
+            wait.done = true;
+            if me.give_up() {
+                inner.left(inner.clock.now_nanos());
+            } else {
+                // A slot was handed over as well: one is enough.
+                inner.release();
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break inner.try_take();
+            true
+        } else {
+            let deadline = tokio::time::Instant::now() + budget;
+            let granted = tokio::time::timeout_at(deadline, me.granted.notified())
+                .await
+                .is_ok();
+            wait.done = true;
+            if granted {
+                true
+            } else if me.give_up() {
+                inner.left(inner.clock.now_nanos());
+                false
+            } else {
+                // Handed over just as the wait ran out.
+                true
             }
         };
         let now = inner.clock.now_nanos();
-        if inner.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
-            inner.saw_empty(now);
-        }
         let waited = now.saturating_sub(arrived);
         if admitted {
             inner.admitted.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +386,44 @@ impl Inner {
         }
     }
 
+    /// A waiter left the queue (served or not) at `now`.
+    fn left(&self, now: u64) {
+        if self.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.saw_empty(now);
+        }
+    }
+
+    /// Frees a slot: to a waiter if there is one.
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.dispatch();
+    }
+
+    /// Hands free slots under the limit to waiters while both last.
+    ///
+    /// A slot is taken before a waiter is chosen, and given back when none
+    /// is found; then the loop looks again, because a caller may have
+    /// joined the queue after the choice and tried for a slot before it
+    /// was given back (it would wait for a free slot otherwise).
+    fn dispatch(&self) {
+        while self.waiting.load(Ordering::SeqCst) > 0 {
+            if !self.try_take() {
+                return;
+            }
+            let now = self.clock.now_nanos();
+            let next = self.queue.lock().grant(now, self.target_nanos);
+            match next {
+                Some(waiter) => {
+                    self.left(now);
+                    waiter.granted.notify_one();
+                }
+                None => {
+                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
     /// The queue was empty at `now`. Written at most once a millisecond, so
     /// callers served at once do not all write one cache line.
     fn saw_empty(&self, now: u64) {
@@ -361,10 +435,7 @@ impl Inner {
     fn complete(&self, started: u64) {
         let now = self.clock.now_nanos();
         let latency = now.saturating_sub(started);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_one();
-        }
+        self.release();
         if !self.adaptive {
             return;
         }
@@ -406,10 +477,30 @@ impl Inner {
             self.metrics.no_load.set(floor.as_secs_f64());
         }
         if after > before {
-            // Wake as many waiters as there are new slots.
-            for _ in before..after {
-                self.notify.notify_one();
-            }
+            // The new slots go to waiters.
+            self.dispatch();
+        }
+    }
+}
+
+/// A caller in the queue; when its future is dropped mid-wait (the caller
+/// gave up from outside), it leaves the queue, and a slot handed to it in
+/// the meantime is freed again.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    me: &'a Waiter,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.me.give_up() {
+            self.inner.left(self.inner.clock.now_nanos());
+        } else {
+            self.inner.release();
         }
     }
 }
@@ -549,5 +640,113 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(2));
         assert!(a.await.unwrap().is_err() && b.await.unwrap().is_err());
         assert_eq!(limit.status().rejected_standing_queue, 1);
+    }
+
+    /// The order in which A (arriving at 0) and B (arriving `gap` later)
+    /// get the one slot, freed `gap` after B arrived; each holds it 1 ms.
+    async fn served_order(gap: Duration) -> Vec<&'static str> {
+        let mut c = config(1, 1, 1);
+        c.limit.enabled = false;
+        let limit = tokio_limit(&c);
+        let held = limit.acquire().await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |name: &'static str| {
+            let (limit, order) = (limit.clone(), Arc::clone(&order));
+            tokio::spawn(async move {
+                let permit = limit.acquire().await.unwrap();
+                order.lock().push(name);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                drop(permit);
+            })
+        };
+        let a = spawn("a");
+        tokio::time::sleep(gap).await;
+        let b = spawn("b");
+        tokio::time::sleep(gap).await;
+        drop(held);
+        a.await.unwrap();
+        b.await.unwrap();
+        let s = limit.status();
+        assert_eq!((s.queued, s.in_flight, s.waiting), (2, 0, 0));
+        order.lock().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_queue_is_first_come_first_served() {
+        // The oldest has waited 2 ms when the slot frees: within the 5 ms target.
+        assert_eq!(served_order(Duration::from_millis(1)).await, ["a", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forming_queue_serves_the_newest_first() {
+        // The oldest has waited 20 ms, past the 5 ms target: B first.
+        assert_eq!(served_order(Duration::from_millis(10)).await, ["b", "a"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_dropped_while_waiting_leaves_no_slot_behind() {
+        let mut c = config(1, 1, 1);
+        c.limit.enabled = false;
+        let limit = tokio_limit(&c);
+        let held = limit.acquire().await.unwrap();
+        // Given up from outside before a slot frees up ...
+        let early = tokio::time::timeout(Duration::from_millis(1), limit.acquire()).await;
+        assert!(early.is_err());
+        assert_eq!(limit.status().waiting, 0);
+        // ... and after one was handed over, before it ran again.
+        let mut late = Box::pin(limit.acquire());
+        assert!(futures_poll_once(late.as_mut()).is_none());
+        drop(held);
+        drop(late);
+        let s = limit.status();
+        assert_eq!((s.in_flight, s.waiting), (0, 0), "{s:?}");
+        assert!(limit.acquire().await.is_ok());
+    }
+
+    /// Polls a future once (it is left registered as a waiter).
+    fn futures_poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match f.poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Callers on two worker threads over a limit of 1, each waiting up to
+    /// 10 s: a slot freed without its waiter hearing of it would leave that
+    /// waiter to run out its wait (refused), so every caller must be
+    /// served, and the limit never exceeded. A stress test of the hand-over
+    /// (a release that hands over nothing fails it at once); the narrow
+    /// join-while-released race it also covers is hit only by chance.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_waiter_misses_a_freed_slot() {
+        const TASKS: u64 = 4;
+        const ROUNDS: u64 = 20_000;
+        let mut c = config(1, 1, 1);
+        c.limit.enabled = false;
+        c.limit.queue_delay_target = Duration::from_secs(10);
+        c.limit.queue_interval = Duration::from_secs(10);
+        let limit = ConcurrencyLimit::new(&c, Arc::new(crate::SystemClock));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (limit, peak) = (limit.clone(), Arc::clone(&peak));
+                tokio::spawn(async move {
+                    for _ in 0..ROUNDS {
+                        let permit = limit.acquire().await.expect("served within 10 s");
+                        peak.fetch_max(limit.status().in_flight, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        drop(permit);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let s = limit.status();
+        assert_eq!((s.admitted, s.in_flight, s.waiting), (TASKS * ROUNDS, 0, 0));
+        assert!(peak.load(Ordering::SeqCst) <= 1);
     }
 }

@@ -6,7 +6,10 @@
 //! that finds the limit reached waits at most `pool.limit.queue_interval`
 //! (`pool.limit.queue_delay_target` when the queue is standing) and then
 //! fails `Overloaded`; reads then fall back on a stale cached copy like
-//! with an open breaker. With `pool.limit.enabled = false` the limit stays
+//! with an open breaker. A freed slot goes to the longest waiter while it
+//! has waited at most the target, else to the newest (adaptive LIFO), so
+//! under overload the calls that succeed are not the ones that waited
+//! longest. With `pool.limit.enabled = false` the limit stays
 //! at `pool.max_size`, with the same bounded wait. Configured by the pool's
 //! own `PoolConfig`: the `[pool]` section.
 //!
