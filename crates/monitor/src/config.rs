@@ -186,7 +186,7 @@ pub struct AlertsConfig {
     /// `latency_regression`: the p99 of database calls against a baseline
     /// learned from its own history (EWMA baseline, CUSUM change point).
     /// Default on: fires when p99 has stayed at least 1.5x the baseline for
-    /// 3 min.
+    /// 2 min (plus the percentile window).
     pub latency_regression: RegressionConfig,
     /// Where fired and resolved events are posted (besides callbacks and
     /// `tracing`).
@@ -484,8 +484,10 @@ impl BurnRateConfig {
 /// `delta / 2` (never below 0); the time it last left 0 is when the change
 /// began. While the sum is at least `decision * delta` the rule's figure is
 /// the level over the baseline (else at most 1); the rule fires when that
-/// ratio has stayed at or above `min_ratio` for `confirm`, and resolves
-/// when it has stayed at or under `resolve_ratio` for `resolve_for`.
+/// ratio has stayed at or above `min_ratio` for `confirm` plus the
+/// percentile's window (which stretches every change by up to its length),
+/// and resolves when it has stayed at or under `resolve_ratio` for
+/// `resolve_for`.
 ///
 /// ```
 /// use stratum_monitor::RegressionConfig;
@@ -493,7 +495,7 @@ impl BurnRateConfig {
 /// let config = RegressionConfig::default();
 /// config.validate().unwrap();
 /// assert_eq!(config.min_ratio, 1.5);
-/// assert_eq!(config.confirm.as_secs(), 180);
+/// assert_eq!(config.confirm.as_secs(), 120);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -522,9 +524,10 @@ pub struct RegressionConfig {
     pub noise_sigmas: f64,
     /// The CUSUM decision threshold, in units of the smallest rise. Default 2.
     pub decision: f64,
-    /// How long the level must stay at or above `min_ratio` times the
-    /// baseline before the rule fires: a spike shorter than this does not
-    /// page. Default 3 min.
+    /// How long the calls' percentile must stay at or above `min_ratio`
+    /// times the baseline before the rule fires (the rule holds for this
+    /// plus the percentile's window): a spike shorter than this does not
+    /// page. Default 2 min.
     #[serde(with = "humantime_serde")]
     pub confirm: Duration,
     /// The rule resolves at or under this level over the baseline, in
@@ -546,7 +549,7 @@ impl Default for RegressionConfig {
             min_ratio: 1.5,
             noise_sigmas: 4.0,
             decision: 2.0,
-            confirm: Duration::from_secs(180),
+            confirm: Duration::from_secs(120),
             resolve_ratio: 1.2,
             resolve_for: Duration::from_secs(120),
         }

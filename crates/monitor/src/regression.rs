@@ -187,11 +187,18 @@ impl RegressionDetector {
     }
 
     /// An alert rule named `name` that reads `percentile` (the configured
-    /// quantile of `operation`, e.g. a [`RollingHistogram`]'s) into this
-    /// detector on every evaluation. Its figure is the level over the
-    /// baseline while the CUSUM says shifted (else at most 1); it fires
-    /// once that stayed at or above `min_ratio` for `confirm`, resolves at
-    /// `resolve_ratio` held `resolve_for`. Events carry `baseline_seconds`,
+    /// quantile of `operation` over a rolling window of length `span`, e.g.
+    /// a [`RollingHistogram`]'s) into this detector on every evaluation.
+    /// Its figure is the level over the baseline while the CUSUM says
+    /// shifted (else at most 1); it fires once that stayed at or above
+    /// `min_ratio` for `confirm + span`, resolves at `resolve_ratio` held
+    /// `resolve_for`.
+    ///
+    /// Why `+ span`: a rolling percentile stretches a spike by up to its
+    /// window (a 110 s spike keeps a 60 s window's p99 high for up to
+    /// 170 s), so holding for `confirm` alone would page on spikes shorter
+    /// than `confirm`. With `span` added, a change must last `confirm` in
+    /// the calls themselves. Events carry `baseline_seconds`,
     /// `level_seconds` and `began_seconds_ago` (from the last reading).
     /// Each read sets `stratum_monitor_latency_baseline_seconds` and
     /// `stratum_monitor_latency_level_seconds` for `operation`.
@@ -202,6 +209,7 @@ impl RegressionDetector {
         name: &str,
         operation: &str,
         percentile: impl Fn() -> Option<Duration> + Send + Sync + 'static,
+        span: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<AlertRule, ConfigError> {
         let c = &self.config;
@@ -219,7 +227,7 @@ impl RegressionDetector {
         let detector = Arc::clone(self);
         AlertRule::above(name, figure, c.min_ratio)
             .resolve_at(c.resolve_ratio)
-            .for_duration(c.confirm)
+            .for_duration(c.confirm.saturating_add(span))
             .resolve_for(c.resolve_for)
             .details(move || {
                 let Some(r) = detector.reading() else {

@@ -128,7 +128,13 @@ pub(crate) fn run(scenario: &Scenario, seed: u64, setup: &Setup) -> Vec<Fired> {
     engine
         .add(
             detector
-                .rule(REGRESSION, "store.call", move || source.quantile(q), shared)
+                .rule(
+                    REGRESSION,
+                    "store.call",
+                    move || source.quantile(q),
+                    setup.percentiles.window,
+                    shared,
+                )
                 .unwrap(),
         )
         .unwrap();
