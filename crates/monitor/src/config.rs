@@ -263,8 +263,8 @@ impl AlertsConfig {
 ///
 /// Calls are counted in a ring of `bucket`-wide buckets per operation,
 /// sized for the longest window (6 h of 1 min buckets: 360 buckets of 24
-/// bytes, 8.6 KB per operation); a window of `n` buckets covers the current
-/// bucket and the `n - 1` before it.
+/// bytes, 8.6 KB per operation; at most 86 400 buckets); a window of `n`
+/// buckets covers the current bucket and the `n - 1` before it.
 ///
 /// ```
 /// use stratum_monitor::BurnRateConfig;
@@ -283,8 +283,8 @@ pub struct BurnRateConfig {
     /// The period the error budget is defined over. Default 30 days.
     #[serde(with = "humantime_serde")]
     pub period: Duration,
-    /// The width of one counting bucket; every window is a whole number of
-    /// buckets. Default 1 min.
+    /// The width of one counting bucket, at least 1 s; a window covers its
+    /// length in buckets, rounded up. Default 1 min.
     #[serde(with = "humantime_serde")]
     pub bucket: Duration,
     /// Calls the short window must hold before its burn rate is read (fewer:
@@ -382,6 +382,17 @@ impl BurnRateConfig {
         (raw * 1e9).round() / 1e9
     }
 
+    /// The buckets a window covers: its length over `bucket`, rounded up.
+    pub fn buckets_of(&self, window: Duration) -> usize {
+        let n = window.as_nanos().div_ceil(self.bucket.as_nanos().max(1));
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    /// The buckets of every operation's ring: those of the longest window.
+    pub fn buckets(&self) -> usize {
+        self.buckets_of(self.longest()).max(1)
+    }
+
     /// The longest window, which sizes every operation's ring.
     pub fn longest(&self) -> Duration {
         self.windows
@@ -403,11 +414,8 @@ impl BurnRateConfig {
         }
         for w in &self.windows {
             for (field, d) in [("windows.long", w.long), ("windows.short", w.short)] {
-                if d.is_zero() || d.as_nanos() % self.bucket.as_nanos() != 0 {
-                    return Err(ConfigError::invalid(
-                        field,
-                        "must be a positive whole number of buckets",
-                    ));
+                if d < self.bucket {
+                    return Err(ConfigError::invalid(field, "must be at least one bucket"));
                 }
                 if d > self.period {
                     return Err(ConfigError::invalid(field, "must not exceed period"));
@@ -423,10 +431,10 @@ impl BurnRateConfig {
                 ));
             }
         }
-        if self.longest().as_nanos() / self.bucket.as_nanos() > 10_080 {
+        if self.buckets() > 86_400 {
             return Err(ConfigError::invalid(
                 "windows",
-                "the longest window holds at most 10080 buckets",
+                "the longest window holds at most 86400 buckets",
             ));
         }
         if self.objectives.len() > 16 {

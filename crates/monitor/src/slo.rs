@@ -112,8 +112,8 @@ impl CallWindow {
         if bucket.is_zero() {
             return Err(ConfigError::invalid("bucket", "must be greater than zero"));
         }
-        if !(1..=10_080).contains(&buckets) {
-            return Err(ConfigError::invalid("buckets", "must be in 1..=10080"));
+        if !(1..=86_400).contains(&buckets) {
+            return Err(ConfigError::invalid("buckets", "must be in 1..=86400"));
         }
         let origin = clock.instant();
         Ok(CallWindow {
@@ -242,13 +242,12 @@ impl SloTracker {
     /// A tracker on `clock`.
     pub fn with_clock(config: BurnRateConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         config.validate()?;
-        let buckets = usize::try_from(config.longest().as_nanos() / config.bucket.as_nanos())
-            .unwrap_or(usize::MAX);
+        let buckets = config.buckets();
         let mut windows = HashMap::new();
         for objective in &config.objectives {
             let window = CallWindow::new(
                 config.bucket,
-                buckets.max(1),
+                buckets,
                 objective.latency_threshold,
                 Arc::clone(&clock),
             )?;
@@ -278,8 +277,8 @@ impl SloTracker {
         }
     }
 
-    /// The burn rate of `operation`'s `sli` over the last `window` (a
-    /// whole number of buckets), or `None`: no such objective, or fewer
+    /// The burn rate of `operation`'s `sli` over the last `window` (in
+    /// buckets, rounded up), or `None`: no such objective, or fewer
     /// than `min_calls` calls in it.
     pub fn burn_rate(&self, operation: &str, sli: Sli, window: Duration) -> Option<f64> {
         let (objective, w) = self.windows.get(operation)?;
@@ -376,8 +375,7 @@ fn burn(
     sli: Sli,
     window: Duration,
 ) -> Option<f64> {
-    let buckets = usize::try_from(window.as_nanos() / w.bucket_nanos).unwrap_or(usize::MAX);
-    let c = w.counts(buckets.max(1));
+    let c = w.counts(config.buckets_of(window).max(1));
     if c.calls == 0 || c.calls < config.min_calls {
         return None;
     }
@@ -499,7 +497,10 @@ mod tests {
         let field = |c: BurnRateConfig| c.validate().unwrap_err().field().to_owned();
         let base = BurnRateConfig::default();
         let mut c = base.clone();
-        c.windows[0].short = Duration::from_secs(90);
+        c.windows[0].short = Duration::from_secs(30);
+        assert_eq!(field(c), "windows.short");
+        let mut c = base.clone();
+        c.windows[0].short = Duration::from_secs(7200);
         assert_eq!(field(c), "windows.short");
         let mut c = base.clone();
         c.windows[0].budget_share = 0.0;

@@ -54,11 +54,17 @@ fn a_2x_p99_step_is_detected_within_five_minutes() {
         let regression = regression_fired(&fired);
         assert_eq!(regression.len(), 1, "seed {seed}: {fired:?}");
         let delay = regression[0].at - s.change_at;
-        assert!(delay <= Duration::from_secs(5 * MIN), "seed {seed}: {delay:?}");
+        assert!(
+            delay <= Duration::from_secs(5 * MIN),
+            "seed {seed}: {delay:?}"
+        );
         // It says when the change began, to within the percentile window.
         let began = regression[0].began.expect("a change start");
         let error = began.as_secs_f64() - s.change_at.as_secs_f64();
-        assert!((0.0..=60.0).contains(&error), "seed {seed}: began {error} s off");
+        assert!(
+            (0.0..=60.0).contains(&error),
+            "seed {seed}: began {error} s off"
+        );
         // Nothing else fires: 2x p99 stays within the latency objective.
         assert_eq!(fired.len(), 1, "seed {seed}: {fired:?}");
     }
