@@ -248,7 +248,7 @@ fn is_criterion_noise(line: &str) -> bool {
 }
 
 /// A one-line description of this machine: cores, CPU model, memory, rustc, date.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -287,7 +287,7 @@ fn machine() -> String {
     )
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
