@@ -245,3 +245,143 @@ impl RegressionDetector {
             .build()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertEngine, AlertEventKind};
+    use crate::clock::ManualClock;
+    use proptest::prelude::*;
+
+    fn ms(v: f64) -> Option<Duration> {
+        Some(Duration::from_secs_f64(v / 1000.0))
+    }
+
+    /// Feeds `f(i)` milliseconds every 10 s for `n` readings from `from`.
+    fn feed(d: &RegressionDetector, start: Instant, from: u64, n: u64, f: impl Fn(u64) -> f64) {
+        for i in from..from + n {
+            d.observe(start + Duration::from_secs(i * 10), ms(f(i)));
+        }
+    }
+
+    #[test]
+    fn a_regression_never_becomes_its_own_baseline() {
+        let d = RegressionDetector::new(RegressionConfig::default()).unwrap();
+        let start = Instant::now();
+        feed(&d, start, 0, 180, |i| 20.0 + (i % 3) as f64);
+        // Two hours at 2x: twice the baseline's half-life.
+        feed(&d, start, 180, 720, |_| 42.0);
+        let r = d.reading().unwrap();
+        assert!(r.shifted, "{r:?}");
+        assert!(r.baseline < Duration::from_millis(22), "{r:?}");
+        assert_eq!(r.began, Some(start + Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn a_slow_drift_is_followed() {
+        let d = RegressionDetector::new(RegressionConfig::default()).unwrap();
+        let start = Instant::now();
+        feed(&d, start, 0, 180, |_| 20.0);
+        // 2x over 24 h, read every 10 s.
+        feed(&d, start, 180, 8640, |i| {
+            20.0 * (1.0 + (i - 180) as f64 / 8640.0)
+        });
+        let r = d.reading().unwrap();
+        assert!(!r.shifted, "{r:?}");
+        assert!(r.baseline > Duration::from_millis(37), "{r:?}");
+    }
+
+    #[test]
+    fn nothing_is_read_while_warming_up_or_more_often_than_sample_every() {
+        let d = RegressionDetector::new(RegressionConfig::default()).unwrap();
+        let start = Instant::now();
+        feed(&d, start, 0, 90, |_| 20.0); // up to 14 min 50 s
+        assert_eq!(d.reading(), None);
+        // A reading 5 s after the last is not taken (the level stays).
+        d.observe(start + Duration::from_secs(895), ms(500.0));
+        assert_eq!(d.reading(), None);
+        d.observe(start + Duration::from_secs(900), ms(20.0));
+        let r = d.reading().unwrap();
+        assert_eq!(r.level, Duration::from_millis(20));
+        assert!(!r.shifted);
+    }
+
+    #[test]
+    fn the_rule_fires_after_confirm_plus_the_window_with_its_details() {
+        let clock = ManualClock::new();
+        let engine = AlertEngine::with_clock(Arc::new(clock.clone()));
+        let detector = Arc::new(RegressionDetector::new(RegressionConfig::default()).unwrap());
+        let level = Arc::new(Mutex::new(20.0f64));
+        let source = Arc::clone(&level);
+        let window = Duration::from_secs(60);
+        engine
+            .add(
+                detector
+                    .rule(
+                        "regression",
+                        "op",
+                        move || ms(*source.lock()),
+                        window,
+                        Arc::new(clock.clone()),
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+        let step = |secs: u64| {
+            let mut events = Vec::new();
+            for _ in 0..secs / 5 {
+                clock.advance(Duration::from_secs(5));
+                events.extend(engine.evaluate());
+            }
+            events
+        };
+        assert!(step(1800).is_empty());
+        *level.lock() = 40.0;
+        // Held for confirm (120 s) + the window (60 s), from the first
+        // shifted reading (the second at 2x, 10 s in).
+        assert!(step(185).is_empty());
+        let fired = step(10);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].kind, AlertEventKind::Fired);
+        let detail = |name: &str| fired[0].details.iter().find(|d| d.0 == name).unwrap().1;
+        assert!((detail("baseline_seconds") - 0.020).abs() < 1e-6);
+        assert!((detail("level_seconds") - 0.040).abs() < 1e-6);
+        assert!((190.0..=200.0).contains(&detail("began_seconds_ago")));
+        // Back to normal: resolves after resolve_for (2 min).
+        *level.lock() = 20.0;
+        let resolved = step(130);
+        assert_eq!(resolved.len(), 1, "{resolved:?}");
+        assert_eq!(resolved[0].kind, AlertEventKind::Resolved);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        /// For any positive series: the baseline stays within the readings'
+        /// range, the level is the last reading, and a shift always says
+        /// when it began.
+        #[test]
+        fn baseline_and_level_follow_the_readings(
+            series in proptest::collection::vec(1.0f64..1000.0, 1..300),
+        ) {
+            let config = RegressionConfig { warmup: Duration::from_secs(60), ..Default::default() };
+            let d = RegressionDetector::new(config).unwrap();
+            let start = Instant::now();
+            let (mut lo, mut hi) = (f64::MAX, 0.0f64);
+            for (i, v) in series.iter().enumerate() {
+                let v = Duration::from_secs_f64(v / 1000.0).as_secs_f64();
+                lo = lo.min(v);
+                hi = hi.max(v);
+                let r = d.observe(start + Duration::from_secs(i as u64 * 10), Some(Duration::from_secs_f64(v)));
+                if let Some(r) = r {
+                    let b = r.baseline.as_secs_f64();
+                    prop_assert!(b >= lo * 0.999 && b <= hi * 1.001, "{b} not in [{lo}, {hi}]");
+                    prop_assert!((r.level.as_secs_f64() - v).abs() <= v * 1e-6);
+                    if r.shifted {
+                        prop_assert!(r.began.is_some());
+                    }
+                }
+            }
+        }
+    }
+}
