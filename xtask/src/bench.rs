@@ -132,7 +132,9 @@ fn document(kept: &str, fresh: &[(String, String)]) -> String {
          one and keeps the others). Each section says which run measured it, on \
          which machine; each bench measures Stratum and its peer in the same \
          process, so compare the ratios within a section, not absolute times across \
-         sections (2-core machines are noisy). Rerun the command to reproduce.\n",
+         sections (2-core machines are noisy). Rerun the command to reproduce. \
+         The trend rules' detection delays and false alarms on synthetic series \
+         are in [trends.md](trends.md) (`cargo xtask trends`).\n",
     );
     for (pkg, bench, _) in SUITES {
         let title = format!("{pkg} / {bench}");
