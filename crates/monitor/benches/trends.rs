@@ -202,9 +202,26 @@ fn run_all(scenario: &Scenario, seeds: &[u64], setup: &Setup) -> Vec<Vec<Fired>>
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported.
     let started = Instant::now();
     let setup = Setup::default();
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it (unoptimised): then one short series only, as a
+    // smoke test of the harness.
+    if !std::env::args().any(|a| a == "--bench") {
+        let step = Scenario {
+            name: "smoke".into(),
+            change_at: m(20),
+            total: m(30),
+            change: Change::Step { factor: 2.0 },
+        };
+        let fired = series::run(&step, 1, &setup);
+        assert!(
+            fired.iter().any(|f| family(&f.rule) == "regression"),
+            "{fired:?}"
+        );
+        println!("trends smoke run: {} event(s)", fired.len());
+        return;
+    }
     let mut table = String::new();
     let _ = writeln!(
         table,
