@@ -495,3 +495,70 @@ async fn wait(events: &Mutex<Vec<(String, AlertEventKind)>>, rule: &str, kind: A
     }
     panic!("{rule} never {kind:?}: {:?}", events.lock());
 }
+
+/// The trend rules of `[monitor.alerts]`: the handle registers the four
+/// burn-rate rules of the default `store.call` objective and
+/// `latency_regression`; every store call failing spends the error budget
+/// and pages `store.call.error_burn_1h`; switched off, none is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trend_rules_are_registered_and_the_error_budget_pages() {
+    use stratum_store::{FaultPlan, FaultyStore};
+
+    const TREND_RULES: [&str; 5] = [
+        "store.call.error_burn_1h",
+        "store.call.error_burn_6h",
+        "store.call.latency_burn_1h",
+        "store.call.latency_burn_6h",
+        stratum::monitoring::rules::LATENCY_REGRESSION,
+    ];
+    let mut config = config();
+    config.breaker.enabled = false;
+    config.cache.enabled = false;
+    let faulty = Arc::new(FaultyStore::new(
+        Arc::new(stratum::MemoryStore::default()),
+        11,
+    ));
+    let stratum = Stratum::builder(config.clone())
+        .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
+        .build()
+        .unwrap();
+    let engine = stratum.monitor().unwrap().alerts();
+    for rule in TREND_RULES {
+        assert!(engine.state(rule).is_some(), "{rule} not registered");
+    }
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    faulty.set_plan(FaultPlan {
+        error_rate: 1.0,
+        latency: Duration::ZERO,
+        slow_rate: 0.0,
+        slow_latency: Duration::ZERO,
+    });
+    let reader = tokio::spawn(async move {
+        loop {
+            let _ = conversations
+                .get(&stratum::bson::oid::ObjectId::new())
+                .await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    wait(
+        &events,
+        stratum::monitoring::rules::ERROR_BURN_1H,
+        AlertEventKind::Fired,
+    )
+    .await;
+    reader.abort();
+    stratum.shutdown().await;
+
+    config.monitor.alerts.burn_rate.enabled = false;
+    config.monitor.alerts.latency_regression.enabled = false;
+    let off = Stratum::builder(config).build().unwrap();
+    let engine = off.monitor().unwrap().alerts();
+    for rule in TREND_RULES {
+        assert!(engine.state(rule).is_none(), "{rule} registered while off");
+    }
+    off.shutdown().await;
+}
