@@ -204,8 +204,9 @@ impl AlertRuleBuilder {
     }
 
     /// Named figures read when the rule fires or resolves and carried in
-    /// [`AlertEvent::details`] and the `tracing` event: what an
-    /// operator needs besides the value, such as a regression's baseline.
+    /// [`AlertEvent::details`], the `tracing` event and the webhook's
+    /// annotations: what an operator needs besides the value, such as a
+    /// regression's baseline.
     ///
     /// ```
     /// use stratum_monitor::{AlertEngine, AlertRule, Figure};
