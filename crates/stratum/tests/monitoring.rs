@@ -378,15 +378,7 @@ async fn alert_latency_from_fault_to_webhook() {
             .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
             .build()
             .unwrap();
-        let conversations = stratum.repository::<Conversation>().unwrap();
-        let reader = tokio::spawn(async move {
-            loop {
-                let _ = conversations
-                    .get(&stratum::bson::oid::ObjectId::new())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
+        let reader = keep_reading(&stratum);
         // Faults start at a different point of the evaluation cycle each run.
         tokio::time::sleep(Duration::from_millis(37 * run % 200)).await;
         let t0 = Instant::now();
@@ -456,15 +448,7 @@ async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
-    let conversations = stratum.repository::<Conversation>().unwrap();
-    let reader = tokio::spawn(async move {
-        loop {
-            let _ = conversations
-                .get(&stratum::bson::oid::ObjectId::new())
-                .await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
+    let reader = keep_reading(&stratum);
     let plan = |error_rate: f64, latency: Duration| FaultPlan {
         error_rate,
         latency,
@@ -483,6 +467,20 @@ async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
     wait(&events, "admission_saturated", AlertEventKind::Fired).await;
     reader.abort();
     stratum.shutdown().await;
+}
+
+/// Reads a missing conversation by id every millisecond (one database call
+/// each) until the task is aborted.
+fn keep_reading(stratum: &Stratum) -> tokio::task::JoinHandle<()> {
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let _ = conversations
+                .get(&stratum::bson::oid::ObjectId::new())
+                .await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
 }
 
 /// Waits (up to 5 s) until `events` holds `rule`'s `kind`.
@@ -529,21 +527,13 @@ async fn the_trend_rules_are_registered_and_the_error_budget_pages() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
-    let conversations = stratum.repository::<Conversation>().unwrap();
     faulty.set_plan(FaultPlan {
         error_rate: 1.0,
         latency: Duration::ZERO,
         slow_rate: 0.0,
         slow_latency: Duration::ZERO,
     });
-    let reader = tokio::spawn(async move {
-        loop {
-            let _ = conversations
-                .get(&stratum::bson::oid::ObjectId::new())
-                .await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
+    let reader = keep_reading(&stratum);
     wait(
         &events,
         stratum::monitoring::rules::ERROR_BURN_1H,
