@@ -130,7 +130,9 @@ fn document(kept: &str, fresh: &[(String, String)]) -> String {
          one and keeps the others). Each section says which run measured it, on \
          which machine; each bench measures Stratum and its peer in the same \
          process, so compare the ratios within a section, not absolute times across \
-         sections (2-core machines are noisy). Rerun the command to reproduce.\n",
+         sections (2-core machines are noisy). Rerun the command to reproduce. \
+         The trend rules' detection delays and false alarms on synthetic series \
+         are in [trends.md](trends.md) (`cargo xtask trends`).\n",
     );
     for (pkg, bench, _) in SUITES {
         let title = format!("{pkg} / {bench}");
@@ -254,7 +256,7 @@ fn is_criterion_noise(line: &str) -> bool {
 }
 
 /// A one-line description of this machine: cores, CPU model, memory, rustc, date.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -293,7 +295,7 @@ fn machine() -> String {
     )
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)

@@ -13,6 +13,7 @@ mod deps;
 mod load;
 mod shell;
 mod test_server;
+mod trends;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ tasks:
   load --sweep [--duration D]        fixed admission limits 4..128 against the adaptive one (10,000 tasks
                                      with and without 50 ms think time, 64 tasks); table into
                                      docs/reliability.md
+  trends                             the burn-rate and latency regression rules on synthetic series
+                                     (a week of noise, drift, steps, spikes; several seeds): detection
+                                     delay and false alarms into docs/trends.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         ["deps"] => deps::run(),
         ["chaos", rest @ ..] => chaos::run(rest),
         ["load", rest @ ..] => load::run(rest),
+        ["trends"] => trends::run(),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

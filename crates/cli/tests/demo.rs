@@ -233,6 +233,15 @@ fn the_demo_with_faults_handles_them_and_alerts() {
         .lines()
         .position(|l| l.starts_with("alert:        breaker_open resolved"));
     assert!(fired.is_some() && fired < resolved, "{report}");
+    // The error budget burned: with 60 % of calls failing, both windows of
+    // the 1 h pair burn far over 14.4x the 99.9 % objective's budget.
+    assert!(
+        report.lines().any(
+            |l| l.starts_with("alert:        store.call.error_burn_1h fired")
+                && l.contains("burn_rate_short")
+        ),
+        "{report}"
+    );
     // ... and at the webhook: fired, then resolved with the same start.
     let posted: Vec<serde_json::Value> = posted.lock().iter().map(|(_, a)| a.clone()).collect();
     let breaker: Vec<&serde_json::Value> = posted

@@ -136,6 +136,17 @@ pub struct AlertRule {
     resolve_at: f64,
     for_duration: Duration,
     resolve_for: Duration,
+    details: Option<Details>,
+}
+
+/// What a rule adds to its events ([`AlertRuleBuilder::details`]).
+#[derive(Clone)]
+struct Details(Arc<dyn Fn() -> Vec<(&'static str, f64)> + Send + Sync>);
+
+impl fmt::Debug for Details {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Details(..)")
+    }
 }
 
 impl AlertRule {
@@ -187,8 +198,32 @@ impl AlertRuleBuilder {
                 resolve_at: threshold,
                 for_duration: Duration::ZERO,
                 resolve_for: Duration::ZERO,
+                details: None,
             },
         }
+    }
+
+    /// Named figures read when the rule fires or resolves and carried in
+    /// [`AlertEvent::details`], the `tracing` event and the webhook's
+    /// annotations: what an operator needs besides the value, such as a
+    /// regression's baseline.
+    ///
+    /// ```
+    /// use stratum_monitor::{AlertEngine, AlertRule, Figure};
+    ///
+    /// let engine = AlertEngine::default();
+    /// engine.add(AlertRule::above("x", Figure::custom(|| Some(2.0)), 1.0)
+    ///     .details(|| vec![("baseline_seconds", 0.01)])
+    ///     .build().unwrap()).unwrap();
+    /// let events = engine.evaluate();
+    /// assert_eq!(events[0].details, [("baseline_seconds", 0.01)]);
+    /// ```
+    pub fn details(
+        mut self,
+        f: impl Fn() -> Vec<(&'static str, f64)> + Send + Sync + 'static,
+    ) -> Self {
+        self.rule.details = Some(Details(Arc::new(f)));
+        self
     }
 
     /// The resolve threshold (default: the fire threshold). For an `above`
@@ -278,6 +313,9 @@ pub struct AlertEvent {
     pub value: f64,
     /// When (per the engine's clock).
     pub at: Instant,
+    /// The rule's named figures at that evaluation
+    /// ([`AlertRuleBuilder::details`]); empty for most rules.
+    pub details: Vec<(&'static str, f64)>,
 }
 
 /// A rule's state.
@@ -445,20 +483,21 @@ impl AlertEngine {
     pub fn evaluate(&self) -> Vec<AlertEvent> {
         let now = self.clock.instant();
         // Read figures outside the rules lock: a figure may take its own locks.
-        let figures: Vec<(String, Figure)> = self
+        let figures: Vec<(String, Figure, Option<Details>)> = self
             .rules
             .lock()
             .iter()
-            .map(|(r, _)| (r.name.clone(), r.figure.clone()))
+            .map(|(r, _)| (r.name.clone(), r.figure.clone(), r.details.clone()))
             .collect();
+        let details: Vec<Option<Details>> = figures.iter().map(|f| f.2.clone()).collect();
         let values: Vec<(String, Option<f64>)> = figures
             .into_iter()
-            .map(|(name, f)| (name, f.read()))
+            .map(|(name, f, _)| (name, f.read()))
             .collect();
         let mut events = Vec::new();
         {
             let mut rules = self.rules.lock();
-            for (name, value) in values {
+            for ((name, value), details) in values.into_iter().zip(details) {
                 let Some((rule, state)) = rules.iter_mut().find(|(r, _)| r.name == name) else {
                     continue;
                 };
@@ -472,6 +511,9 @@ impl AlertEngine {
                         kind,
                         value,
                         at: now,
+                        // Read under the rules lock: a details closure only
+                        // reads its own state, never the engine.
+                        details: details.map(|d| (d.0)()).unwrap_or_default(),
                     });
                 }
             }
@@ -487,7 +529,7 @@ impl AlertEngine {
                 .increment(1);
                 match event.kind {
                     AlertEventKind::Fired => {
-                        tracing::warn!(alert = %event.rule, value = event.value, "alert fired");
+                        tracing::warn!(alert = %event.rule, value = event.value, details = ?event.details, "alert fired");
                     }
                     AlertEventKind::Resolved => {
                         tracing::info!(alert = %event.rule, value = event.value, "alert resolved");

@@ -176,6 +176,18 @@ pub struct AlertsConfig {
     /// window against an objective. Default on, fires above 500 ms held
     /// 60 s, resolves at 200 ms held 60 s.
     pub latency_p99: LatencyRuleConfig,
+    /// `<operation>.<sli>_burn_<long window>`: service-level objectives per
+    /// operation and the multiwindow, multi-burn-rate rules on their error
+    /// budgets (Google SRE Workbook, "Alerting on SLOs"). Default on, one
+    /// objective for the stack's database calls (`store.call`): 99.9 %
+    /// succeed, 99 % within 500 ms; pages at 14.4x over 1 h and 5 min, and
+    /// at 6x over 6 h and 30 min.
+    pub burn_rate: BurnRateConfig,
+    /// `latency_regression`: the p99 of database calls against a baseline
+    /// learned from its own history (EWMA baseline, CUSUM change point).
+    /// Default on: fires when p99 has stayed at least 1.5x the baseline for
+    /// 2 min (plus the percentile window).
+    pub latency_regression: RegressionConfig,
     /// Where fired and resolved events are posted (besides callbacks and
     /// `tracing`).
     pub webhook: WebhookConfig,
@@ -204,6 +216,8 @@ impl Default for AlertsConfig {
                 resolve_for: Duration::from_secs(60),
             },
             latency_p99: LatencyRuleConfig::default(),
+            burn_rate: BurnRateConfig::default(),
+            latency_regression: RegressionConfig::default(),
             webhook: WebhookConfig::default(),
         }
     }
@@ -222,9 +236,366 @@ impl AlertsConfig {
         self.latency_p99
             .validate()
             .map_err(|e| e.within("latency_p99").within("alerts"))?;
+        self.burn_rate
+            .validate()
+            .map_err(|e| e.within("burn_rate").within("alerts"))?;
+        self.latency_regression
+            .validate()
+            .map_err(|e| e.within("latency_regression").within("alerts"))?;
         self.webhook
             .validate()
             .map_err(|e| e.within("webhook").within("alerts"))
+    }
+}
+
+/// `[monitor.alerts.burn_rate]`: error-budget burn-rate alerting.
+///
+/// Each [objective](SloObjective) names an operation and what share of its
+/// calls must be good: succeed (`availability`), and finish within
+/// `latency_threshold` (`latency_target`). The error budget is the rest
+/// (`1 - target`). The **burn rate** over a window is the bad share in the
+/// window divided by the budget: 1 spends the budget exactly over `period`.
+/// Each [window pair](BurnWindow) is a rule per objective and kind of bad
+/// call, firing while the burn rate over **both** its long and its short
+/// window is at least `budget_share * period / long`: the long window says
+/// the budget share is really being spent, the short one that it still is
+/// (so the alert resolves minutes, not hours, after the burning stops).
+///
+/// Calls are counted in a ring of `bucket`-wide buckets per operation,
+/// sized for the longest window (6 h of 1 min buckets: 360 buckets of 24
+/// bytes, 8.6 KB per operation; at most 86 400 buckets); a window of `n`
+/// buckets covers the current bucket and the `n - 1` before it.
+///
+/// ```
+/// use stratum_monitor::BurnRateConfig;
+///
+/// let config = BurnRateConfig::default();
+/// config.validate().unwrap();
+/// let page = &config.windows[0];
+/// assert_eq!(config.threshold(page), 14.4); // 2 % of 30 days' budget in 1 h
+/// assert_eq!(config.threshold(&config.windows[1]), 6.0); // 5 % in 6 h
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BurnRateConfig {
+    /// Whether the rules are registered.
+    pub enabled: bool,
+    /// The period the error budget is defined over. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// The width of one counting bucket, at least 1 s; a window covers its
+    /// length in buckets, rounded up. Default 1 min.
+    #[serde(with = "humantime_serde")]
+    pub bucket: Duration,
+    /// Calls the short window must hold before its burn rate is read (fewer:
+    /// no figure, so a handful of calls cannot page). Default 20.
+    pub min_calls: u64,
+    /// The window pairs, each a rule per objective and kind. Default: 2 % of
+    /// the budget in 1 h confirmed over 5 min (14.4x), 5 % in 6 h confirmed
+    /// over 30 min (6x).
+    pub windows: Vec<BurnWindow>,
+    /// The objectives, one per operation. Default: `store.call` (the
+    /// stack's database calls), 99.9 % available, 99 % within 500 ms.
+    pub objectives: Vec<SloObjective>,
+    /// How long both burn rates must stay at or over the threshold before a
+    /// rule fires. Default 0: the short window is the confirmation.
+    #[serde(with = "humantime_serde")]
+    pub for_duration: Duration,
+    /// How long they must stay under it before the rule resolves. Default
+    /// 0: the short window drains within its own length.
+    #[serde(with = "humantime_serde")]
+    pub resolve_for: Duration,
+}
+
+/// One long/short window pair of [`BurnRateConfig`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnWindow {
+    /// The long window (e.g. 1 h).
+    #[serde(with = "humantime_serde")]
+    pub long: Duration,
+    /// The short, confirming window (e.g. 5 min; the workbook uses 1/12 of
+    /// the long one).
+    #[serde(with = "humantime_serde")]
+    pub short: Duration,
+    /// The share of the period's error budget that, spent within `long`,
+    /// pages (e.g. 0.02).
+    pub budget_share: f64,
+}
+
+/// One operation's service-level objective in [`BurnRateConfig`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloObjective {
+    /// The operation (`[a-z0-9_.-]{1,64}`): `store.call` is every database
+    /// call of a `Stratum` handle; other names are operations the program
+    /// records itself with [`SloTracker::record`](crate::SloTracker::record).
+    pub operation: String,
+    /// The share of calls that must succeed, in `(0, 1)`; `None`: no error
+    /// rules.
+    pub availability: Option<f64>,
+    /// A call slower than this is bad for the latency objective; `None`: no
+    /// latency rules.
+    #[serde(with = "stratum_core::optional_duration")]
+    pub latency_threshold: Option<Duration>,
+    /// The share of calls that must finish within `latency_threshold`, in
+    /// `(0, 1)`.
+    pub latency_target: f64,
+}
+
+impl Default for BurnRateConfig {
+    fn default() -> Self {
+        BurnRateConfig {
+            enabled: true,
+            period: Duration::from_secs(30 * 86_400),
+            bucket: Duration::from_secs(60),
+            min_calls: 20,
+            windows: vec![
+                BurnWindow {
+                    long: Duration::from_secs(3600),
+                    short: Duration::from_secs(300),
+                    budget_share: 0.02,
+                },
+                BurnWindow {
+                    long: Duration::from_secs(6 * 3600),
+                    short: Duration::from_secs(1800),
+                    budget_share: 0.05,
+                },
+            ],
+            objectives: vec![SloObjective {
+                operation: "store.call".to_owned(),
+                availability: Some(0.999),
+                latency_threshold: Some(Duration::from_millis(500)),
+                latency_target: 0.99,
+            }],
+            for_duration: Duration::ZERO,
+            resolve_for: Duration::ZERO,
+        }
+    }
+}
+
+impl BurnRateConfig {
+    /// The burn rate at which `window` fires: `budget_share * period / long`.
+    pub fn threshold(&self, window: &BurnWindow) -> f64 {
+        let raw = window.budget_share * self.period.as_secs_f64() / window.long.as_secs_f64();
+        // Round away the float noise of the division (14.400000000000002).
+        (raw * 1e9).round() / 1e9
+    }
+
+    /// The buckets a window covers: its length over `bucket`, rounded up.
+    pub fn buckets_of(&self, window: Duration) -> usize {
+        let n = window.as_nanos().div_ceil(self.bucket.as_nanos().max(1));
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    /// The buckets of every operation's ring: those of the longest window.
+    pub fn buckets(&self) -> usize {
+        self.buckets_of(self.longest()).max(1)
+    }
+
+    /// The longest window, which sizes every operation's ring.
+    pub fn longest(&self) -> Duration {
+        self.windows
+            .iter()
+            .map(|w| w.long.max(w.short))
+            .max()
+            .unwrap_or(self.bucket)
+    }
+
+    /// Checks every field; the error names the first offending one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("period", self.period)?;
+        positive("bucket", self.bucket)?;
+        if self.bucket < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("bucket", "must be at least 1s"));
+        }
+        if self.windows.len() > 8 {
+            return Err(ConfigError::invalid("windows", "at most 8 window pairs"));
+        }
+        for w in &self.windows {
+            for (field, d) in [("windows.long", w.long), ("windows.short", w.short)] {
+                if d < self.bucket {
+                    return Err(ConfigError::invalid(field, "must be at least one bucket"));
+                }
+                if d > self.period {
+                    return Err(ConfigError::invalid(field, "must not exceed period"));
+                }
+            }
+            if w.short > w.long {
+                return Err(ConfigError::invalid("windows.short", "must be <= long"));
+            }
+            if !(w.budget_share > 0.0 && w.budget_share <= 1.0) {
+                return Err(ConfigError::invalid(
+                    "windows.budget_share",
+                    "must be in (0, 1]",
+                ));
+            }
+        }
+        if self.buckets() > 86_400 {
+            return Err(ConfigError::invalid(
+                "windows",
+                "the longest window holds at most 86400 buckets",
+            ));
+        }
+        if self.objectives.len() > 16 {
+            return Err(ConfigError::invalid("objectives", "at most 16 objectives"));
+        }
+        for (i, o) in self.objectives.iter().enumerate() {
+            if crate::error::validate_name(&o.operation).is_err() {
+                return Err(ConfigError::invalid(
+                    "objectives.operation",
+                    "must be 1-64 characters from [a-z0-9_.-]",
+                ));
+            }
+            if self.objectives[..i]
+                .iter()
+                .any(|p| p.operation == o.operation)
+            {
+                return Err(ConfigError::invalid(
+                    "objectives.operation",
+                    format!("`{}` has two objectives", o.operation),
+                ));
+            }
+            let open_unit = |v: f64| v > 0.0 && v < 1.0;
+            if let Some(a) = o.availability
+                && !open_unit(a)
+            {
+                return Err(ConfigError::invalid(
+                    "objectives.availability",
+                    "must be in (0, 1)",
+                ));
+            }
+            if let Some(t) = o.latency_threshold {
+                positive("objectives.latency_threshold", t)?;
+                if !open_unit(o.latency_target) {
+                    return Err(ConfigError::invalid(
+                        "objectives.latency_target",
+                        "must be in (0, 1)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[monitor.alerts.latency_regression]`: a latency regression detector on
+/// a rolling percentile.
+///
+/// Every `sample_every` it reads the percentile and works on its logarithm
+/// (so a 2x rise is the same step at 5 ms as at 500 ms). A **baseline**
+/// (mean and spread) is learned as an exponentially weighted average with
+/// half-life `baseline_half_life`, from readings that show no change; a
+/// slow drift is followed, a step is not. The smallest rise that counts is
+/// `delta = max(ln(min_ratio), noise_sigmas * spread)`. A one-sided
+/// **CUSUM** adds up each reading's excess over the baseline beyond
+/// `delta / 2` (never below 0); the time it last left 0 is when the change
+/// began. While the sum is at least `decision * delta` the rule's figure is
+/// the level over the baseline (else at most 1); the rule fires when that
+/// ratio has stayed at or above `min_ratio` for `confirm` plus the
+/// percentile's window (which stretches every change by up to its length),
+/// and resolves when it has stayed at or under `resolve_ratio` for
+/// `resolve_for`.
+///
+/// ```
+/// use stratum_monitor::RegressionConfig;
+///
+/// let config = RegressionConfig::default();
+/// config.validate().unwrap();
+/// assert_eq!(config.min_ratio, 1.5);
+/// assert_eq!(config.confirm.as_secs(), 120);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegressionConfig {
+    /// Whether the rule is registered.
+    pub enabled: bool,
+    /// The percentile watched, in `(0, 1)`. Default 0.99.
+    pub quantile: f64,
+    /// How often the percentile is read (at most once per alert
+    /// evaluation). Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub sample_every: Duration,
+    /// How fast the baseline follows the percentile. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub baseline_half_life: Duration,
+    /// How long the baseline is learned before the rule can fire. Default
+    /// 15 min.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+    /// The smallest rise over the baseline that is a regression, > 1.
+    /// Default 1.5.
+    pub min_ratio: f64,
+    /// A rise must also exceed this many baseline spreads (standard
+    /// deviations of the log percentile), so a noisy series needs a larger
+    /// step. Default 4.
+    pub noise_sigmas: f64,
+    /// The CUSUM decision threshold, in units of the smallest rise. Default 2.
+    pub decision: f64,
+    /// How long the calls' percentile must stay at or above `min_ratio`
+    /// times the baseline before the rule fires (the rule holds for this
+    /// plus the percentile's window): a spike shorter than this does not
+    /// page. Default 2 min.
+    #[serde(with = "humantime_serde")]
+    pub confirm: Duration,
+    /// The rule resolves at or under this level over the baseline, in
+    /// `[1, min_ratio]`. Default 1.2.
+    pub resolve_ratio: f64,
+    /// How long the level must stay there. Default 2 min.
+    #[serde(with = "humantime_serde")]
+    pub resolve_for: Duration,
+}
+
+impl Default for RegressionConfig {
+    fn default() -> Self {
+        RegressionConfig {
+            enabled: true,
+            quantile: 0.99,
+            sample_every: Duration::from_secs(10),
+            baseline_half_life: Duration::from_secs(3600),
+            warmup: Duration::from_secs(900),
+            min_ratio: 1.5,
+            noise_sigmas: 4.0,
+            decision: 2.0,
+            confirm: Duration::from_secs(120),
+            resolve_ratio: 1.2,
+            resolve_for: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RegressionConfig {
+    /// Checks every field; the error names the first offending one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.quantile > 0.0 && self.quantile < 1.0) {
+            return Err(ConfigError::invalid("quantile", "must be in (0, 1)"));
+        }
+        positive("sample_every", self.sample_every)?;
+        if self.baseline_half_life < self.sample_every {
+            return Err(ConfigError::invalid(
+                "baseline_half_life",
+                "must be >= sample_every",
+            ));
+        }
+        if !(self.min_ratio.is_finite() && self.min_ratio > 1.0) {
+            return Err(ConfigError::invalid("min_ratio", "must be finite and > 1"));
+        }
+        if !(self.noise_sigmas.is_finite() && self.noise_sigmas >= 0.0) {
+            return Err(ConfigError::invalid(
+                "noise_sigmas",
+                "must be finite and >= 0",
+            ));
+        }
+        if !(self.decision.is_finite() && self.decision > 0.0) {
+            return Err(ConfigError::invalid("decision", "must be finite and > 0"));
+        }
+        if !(self.resolve_ratio >= 1.0 && self.resolve_ratio <= self.min_ratio) {
+            return Err(ConfigError::invalid(
+                "resolve_ratio",
+                "must be in [1, min_ratio]",
+            ));
+        }
+        Ok(())
     }
 }
 

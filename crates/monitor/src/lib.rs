@@ -18,7 +18,11 @@
 //! - **samples process resources** ([`ProcSelf`]): resident memory, CPU time
 //!   and open descriptors as gauges;
 //! - evaluates **alert rules** ([`AlertEngine`], [`AlertRule`]): a threshold
-//!   held for a duration, with hysteresis, through a callback and `tracing`.
+//!   held for a duration, with hysteresis, through a callback and `tracing`;
+//! - watches **trends**: error-budget burn rates per operation over a long
+//!   and a short window ([`SloTracker`], [`BurnRateConfig`]), and latency
+//!   regressions against a learned baseline ([`RegressionDetector`]), both
+//!   as alert rules.
 //!
 //! [`Monitor`] ties them together and [`Monitor::start`] serves `/metrics`,
 //! `/health/live` and `/health/ready` on one listener, on 127.0.0.1 unless
@@ -62,8 +66,10 @@ mod error;
 mod health;
 mod monitor;
 mod percentiles;
+mod regression;
 mod resources;
 mod server;
+mod slo;
 mod webhook;
 
 pub use alert::{
@@ -72,13 +78,16 @@ pub use alert::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    AlertsConfig, DEFAULT_LISTEN, DEFAULT_SECONDS_BUCKETS, LatencyRuleConfig, MonitorConfig,
-    MonitorConfigBuilder, PercentileConfig, RatioRuleConfig, StateRuleConfig, WebhookConfig,
+    AlertsConfig, BurnRateConfig, BurnWindow, DEFAULT_LISTEN, DEFAULT_SECONDS_BUCKETS,
+    LatencyRuleConfig, MonitorConfig, MonitorConfigBuilder, PercentileConfig, RatioRuleConfig,
+    RegressionConfig, SloObjective, StateRuleConfig, WebhookConfig,
 };
 pub use error::{ConfigError, MonitorError};
 pub use health::{CheckKind, Health, HealthCheck, HealthRegistry, HealthReport, Status};
 pub use monitor::{Monitor, MonitorBuilder, PROCESS_CHECK};
 pub use percentiles::{LatencyTracker, Percentiles, RollingHistogram};
+pub use regression::{RegressionDetector, RegressionReading};
 pub use resources::{ProcSelf, ResourceSample, ResourceSource};
 pub use server::{MonitorTasks, RunningMonitor};
+pub use slo::{CallWindow, Counts, Sli, SloTracker};
 pub use stratum_core::metrics::MetricsScope;

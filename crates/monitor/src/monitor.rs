@@ -21,6 +21,7 @@ use crate::health::{CheckKind, Health, HealthRegistry};
 use crate::percentiles::LatencyTracker;
 use crate::resources::{ProcSelf, ResourceSample, ResourceSource};
 use crate::server::{self, MonitorTasks, RunningMonitor};
+use crate::slo::SloTracker;
 use crate::webhook::Webhook;
 
 /// The liveness check every monitor registers: the process answers.
@@ -70,6 +71,8 @@ struct Inner {
     latency: Arc<LatencyTracker>,
     health: Arc<HealthRegistry>,
     alerts: Arc<AlertEngine>,
+    slo: Arc<SloTracker>,
+    clock: Arc<dyn Clock>,
     resources: Box<dyn ResourceSource>,
 }
 
@@ -186,6 +189,18 @@ impl Monitor {
     /// The alert engine.
     pub fn alerts(&self) -> &Arc<AlertEngine> {
         &self.inner.alerts
+    }
+
+    /// The call windows of the `[alerts.burn_rate]` objectives; its
+    /// [`rules`](SloTracker::rules) are the burn-rate alert rules (a
+    /// `Stratum` handle registers them).
+    pub fn slo(&self) -> &Arc<SloTracker> {
+        &self.inner.slo
+    }
+
+    /// The clock the monitor's windows and rules read.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     /// Samples process resources now; `/metrics` serves the last sample.
@@ -326,7 +341,11 @@ impl MonitorBuilder {
             Arc::clone(&self.clock),
         )?);
         let health = Arc::new(HealthRegistry::new(config.health_check_timeout));
-        let alerts = Arc::new(AlertEngine::with_clock(self.clock));
+        let alerts = Arc::new(AlertEngine::with_clock(Arc::clone(&self.clock)));
+        let slo = Arc::new(
+            SloTracker::with_clock(config.alerts.burn_rate.clone(), Arc::clone(&self.clock))
+                .map_err(|e| e.within("burn_rate").within("alerts"))?,
+        );
         let scope =
             MetricsScope::new(Arc::clone(&recorder) as Arc<dyn metrics::Recorder + Send + Sync>);
         // The delivery counters are handles: made in this monitor's scope.
@@ -350,6 +369,8 @@ impl MonitorBuilder {
                 latency,
                 health,
                 alerts,
+                slo,
+                clock: self.clock,
                 resources: self.resources,
             }),
         };
@@ -382,6 +403,20 @@ fn describe_own_metrics() {
         "stratum_monitor_alert_events_total",
         Unit::Count,
         "Alert rule transitions (event = fired | resolved)."
+    );
+    metrics::describe_gauge!(
+        "stratum_monitor_slo_burn_rate",
+        "Error-budget burn rate of an objective over a window (1 spends the budget exactly over the period)."
+    );
+    metrics::describe_gauge!(
+        "stratum_monitor_latency_baseline_seconds",
+        Unit::Seconds,
+        "The latency regression detector's learned baseline of the percentile."
+    );
+    metrics::describe_gauge!(
+        "stratum_monitor_latency_level_seconds",
+        Unit::Seconds,
+        "The latency regression detector's last reading of the percentile."
     );
     metrics::describe_counter!(
         "stratum_monitor_latency_dropped_total",

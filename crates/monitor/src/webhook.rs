@@ -102,7 +102,11 @@ pub(crate) struct Queued {
     kind: AlertEventKind,
     value: f64,
     at: SystemTime,
+    details: Vec<(&'static str, f64)>,
 }
+
+/// A firing alert as re-posted: when it started, its value and details.
+type Firing = (SystemTime, f64, Vec<(&'static str, f64)>);
 
 /// The sending half, owned by the monitor: enqueues without waiting.
 pub(crate) struct Webhook {
@@ -138,6 +142,7 @@ impl Webhook {
             kind: event.kind,
             value: event.value,
             at: SystemTime::now(),
+            details: event.details.clone(),
         };
         if self.queue.try_send(queued).is_err() {
             self.metrics.dropped.increment(1);
@@ -163,7 +168,7 @@ impl Webhook {
     ) {
         // Firing alerts by rule, with when they started: re-posted every
         // `repeat_interval` so the receiver does not time them out.
-        let mut firing: BTreeMap<String, (SystemTime, f64)> = BTreeMap::new();
+        let mut firing: BTreeMap<String, Firing> = BTreeMap::new();
         let mut repeat = tokio::time::interval(self.config.repeat_interval);
         repeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         repeat.tick().await;
@@ -176,7 +181,9 @@ impl Webhook {
                 },
                 _ = repeat.tick() => firing
                     .iter()
-                    .map(|(rule, (since, value))| wire(rule, AlertEventKind::Fired, *value, *since, None))
+                    .map(|(rule, (since, value, details))| {
+                        wire(rule, AlertEventKind::Fired, *value, *since, None, details)
+                    })
                     .collect(),
                 () = stop_signal(&mut stopped) => {
                     // Flush: what is queued now is posted, with one attempt
@@ -203,7 +210,7 @@ impl Webhook {
         &self,
         event: Queued,
         receiver: &mut mpsc::Receiver<Queued>,
-        firing: &mut BTreeMap<String, (SystemTime, f64)>,
+        firing: &mut BTreeMap<String, Firing>,
     ) -> Vec<WireAlert> {
         let mut batch = vec![self.to_wire(event, firing)];
         while let Ok(event) = receiver.try_recv() {
@@ -212,24 +219,29 @@ impl Webhook {
         batch
     }
 
-    fn to_wire(
-        &self,
-        event: Queued,
-        firing: &mut BTreeMap<String, (SystemTime, f64)>,
-    ) -> WireAlert {
+    fn to_wire(&self, event: Queued, firing: &mut BTreeMap<String, Firing>) -> WireAlert {
         match event.kind {
             AlertEventKind::Fired => {
-                firing.insert(event.rule.clone(), (event.at, event.value));
-                wire(&event.rule, event.kind, event.value, event.at, None)
+                let alert = wire(
+                    &event.rule,
+                    event.kind,
+                    event.value,
+                    event.at,
+                    None,
+                    &event.details,
+                );
+                firing.insert(event.rule, (event.at, event.value, event.details));
+                alert
             }
             AlertEventKind::Resolved => {
-                let started = firing.remove(&event.rule).map_or(event.at, |(at, _)| at);
+                let started = firing.remove(&event.rule).map_or(event.at, |(at, ..)| at);
                 wire(
                     &event.rule,
                     event.kind,
                     event.value,
                     started,
                     Some(event.at),
+                    &event.details,
                 )
             }
         }
@@ -304,20 +316,29 @@ fn wire(
     value: f64,
     started: SystemTime,
     ended: Option<SystemTime>,
+    details: &[(&'static str, f64)],
 ) -> WireAlert {
     let what = match kind {
         AlertEventKind::Fired => "firing",
         AlertEventKind::Resolved => "resolved",
     };
+    let mut annotations = BTreeMap::from([
+        ("summary", format!("stratum alert {rule} is {what}")),
+        ("value", format!("{value}")),
+    ]);
+    // A rule's named figures (a regression's baseline, a burn rate's
+    // windows) as annotations of their own; never over the two above.
+    for (name, figure) in details {
+        annotations
+            .entry(*name)
+            .or_insert_with(|| format!("{figure}"));
+    }
     WireAlert {
         labels: BTreeMap::from([
             ("alertname", rule.to_owned()),
             ("service", "stratum".to_owned()),
         ]),
-        annotations: BTreeMap::from([
-            ("summary", format!("stratum alert {rule} is {what}")),
-            ("value", format!("{value}")),
-        ]),
+        annotations,
         starts_at: rfc3339(started),
         ends_at: ended.map(rfc3339),
     }
@@ -360,7 +381,7 @@ mod tests {
     #[test]
     fn the_wire_format_is_alertmanagers() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let fired = wire("breaker_open", AlertEventKind::Fired, 1.0, at, None);
+        let fired = wire("breaker_open", AlertEventKind::Fired, 1.0, at, None, &[]);
         let json = serde_json::to_value([&fired]).unwrap();
         assert_eq!(
             json,
@@ -376,10 +397,28 @@ mod tests {
             0.0,
             at,
             Some(at + Duration::from_secs(90)),
+            &[],
         );
         let json = serde_json::to_value(&resolved).unwrap();
         assert_eq!(json["endsAt"], "2023-11-14T22:14:50.000Z");
         assert_eq!(json["startsAt"], "2023-11-14T22:13:20.000Z");
+        // A rule's details become annotations, never over summary or value.
+        let regression = wire(
+            "latency_regression",
+            AlertEventKind::Fired,
+            2.0,
+            at,
+            None,
+            &[
+                ("baseline_seconds", 0.02),
+                ("level_seconds", 0.04),
+                ("value", 9.0),
+            ],
+        );
+        let json = serde_json::to_value(&regression).unwrap();
+        assert_eq!(json["annotations"]["baseline_seconds"], "0.02");
+        assert_eq!(json["annotations"]["level_seconds"], "0.04");
+        assert_eq!(json["annotations"]["value"], "2");
     }
 
     #[test]

@@ -213,6 +213,31 @@ fn every_metric_the_monitor_writes_is_catalogued() {
                 .unwrap(),
         )
         .unwrap();
+    // The trend rules: the burn rates of the default objective, and a
+    // regression detector past a short warm-up.
+    for rule in monitor.slo().rules().unwrap() {
+        monitor.alerts().add(rule).unwrap();
+    }
+    let detector = Arc::new(
+        stratum_monitor::RegressionDetector::new(stratum_monitor::RegressionConfig {
+            sample_every: Duration::from_secs(1),
+            warmup: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let rule = detector
+        .rule(
+            "regression",
+            "store.call",
+            || Some(Duration::from_millis(10)),
+            Duration::from_secs(60),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+    monitor.alerts().add(rule).unwrap();
+    monitor.evaluate_alerts();
+    clock.advance(Duration::from_secs(3));
     monitor.evaluate_alerts();
     monitor.in_scope(|| {
         monitor.latency().record("a", Duration::from_millis(1));

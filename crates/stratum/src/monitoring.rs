@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use stratum_monitor::{AlertEvent, AlertRule, Figure, Monitor, MonitorTasks, RollingHistogram};
+use stratum_monitor::{
+    AlertEvent, AlertRule, CallWindow, Figure, Monitor, MonitorTasks, RegressionDetector,
+    RollingHistogram,
+};
 
 use crate::{ConfigError, RepositoryError, SharedClock, Stratum, StratumConfig};
 
@@ -34,6 +37,13 @@ pub mod rules {
     pub const ERROR_RATIO: &str = "error_ratio";
     /// The p99 of database calls is above the objective.
     pub const LATENCY_P99: &str = "latency_p99";
+    /// The p99 of database calls rose over its learned baseline.
+    pub const LATENCY_REGRESSION: &str = "latency_regression";
+    /// The burn-rate rules are named `<operation>.<error|latency>_burn_<long
+    /// window>` after `[monitor.alerts.burn_rate]`; with the defaults, this
+    /// one pages when database calls spend 2 % of a 30-day error budget in
+    /// 1 h (confirmed over 5 min).
+    pub const ERROR_BURN_1H: &str = "store.call.error_burn_1h";
 }
 
 /// Database calls through the stack, for the `error_ratio` rule.
@@ -50,6 +60,8 @@ pub(crate) struct Monitoring {
     addr: Mutex<Option<SocketAddr>>,
     calls: Arc<CallCounts>,
     latency: Arc<RollingHistogram>,
+    /// The burn-rate window of database calls, when an objective names them.
+    slo: Option<Arc<CallWindow>>,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -78,12 +90,14 @@ impl Monitoring {
             .latency()
             .operation(CALL_OPERATION)
             .map_err(|e| ConfigError::invalid("monitor.percentiles", e.to_string()))?;
+        let slo = monitor.slo().operation(CALL_OPERATION);
         Ok(Some(Arc::new(Monitoring {
             monitor,
             running: Mutex::new(None),
             addr: Mutex::new(None),
             calls: Arc::new(CallCounts::default()),
             latency,
+            slo,
         })))
     }
 
@@ -100,11 +114,14 @@ impl Monitoring {
     /// Counts one database call and records its latency.
     pub(crate) fn observe<R>(&self, elapsed: Duration, result: &Result<R, RepositoryError>) {
         self.calls.total.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Err(e) if e.is_unavailable() => {
-                self.calls.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
+        let failed = matches!(result, Err(e) if e.is_unavailable());
+        if failed {
+            self.calls.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        // Every call spends the error budget alike, refused ones included:
+        // the caller saw a failure whatever refused it.
+        if let Some(slo) = &self.slo {
+            slo.record(elapsed, failed);
         }
         // Calls refused before the database (breaker, admission) took no
         // database time: they would only pull the percentile down.
@@ -238,6 +255,34 @@ impl Stratum {
                     .build()
                     .map_err(|e| e.within("latency_p99"))?,
             )?;
+        }
+        if alerts.burn_rate.enabled {
+            for rule in monitoring
+                .monitor
+                .slo()
+                .rules()
+                .map_err(|e| e.within("burn_rate"))?
+            {
+                add(rule)?;
+            }
+        }
+        if alerts.latency_regression.enabled {
+            let config = &alerts.latency_regression;
+            let detector = Arc::new(
+                RegressionDetector::new(config.clone())
+                    .map_err(|e| e.within("latency_regression"))?,
+            );
+            let latency = Arc::clone(&monitoring.latency);
+            let quantile = config.quantile;
+            add(detector
+                .rule(
+                    rules::LATENCY_REGRESSION,
+                    CALL_OPERATION,
+                    move || latency.quantile(quantile),
+                    monitoring.monitor.config().percentiles.window,
+                    Arc::clone(monitoring.monitor.clock()),
+                )
+                .map_err(|e| e.within("latency_regression"))?)?;
         }
         Ok(())
     }

@@ -62,7 +62,9 @@ fn candidates(default: &serde_json::Value) -> Vec<String> {
         ]
         .map(str::to_owned)
         .to_vec(),
-        Value::Array(_) => vec!["[0.5, 1.0]".to_owned()],
+        // A list of numbers (bucket bounds), or of tables (the burn-rate
+        // windows and objectives), which can be emptied.
+        Value::Array(_) => vec!["[0.5, 1.0]".to_owned(), "[]".to_owned()],
         Value::Object(_) => vec![
             "{ type = \"time_based\", duration = \"30s\" }".to_owned(),
             "{ type = \"exponential\", initial = \"1s\", multiplier = 2.0, max = \"1m\" }"

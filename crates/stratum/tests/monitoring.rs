@@ -378,15 +378,7 @@ async fn alert_latency_from_fault_to_webhook() {
             .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
             .build()
             .unwrap();
-        let conversations = stratum.repository::<Conversation>().unwrap();
-        let reader = tokio::spawn(async move {
-            loop {
-                let _ = conversations
-                    .get(&stratum::bson::oid::ObjectId::new())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
+        let reader = keep_reading(&stratum);
         // Faults start at a different point of the evaluation cycle each run.
         tokio::time::sleep(Duration::from_millis(37 * run % 200)).await;
         let t0 = Instant::now();
@@ -456,15 +448,7 @@ async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
-    let conversations = stratum.repository::<Conversation>().unwrap();
-    let reader = tokio::spawn(async move {
-        loop {
-            let _ = conversations
-                .get(&stratum::bson::oid::ObjectId::new())
-                .await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
+    let reader = keep_reading(&stratum);
     let plan = |error_rate: f64, latency: Duration| FaultPlan {
         error_rate,
         latency,
@@ -485,6 +469,20 @@ async fn error_ratio_latency_and_admission_rules_fire_on_their_figures() {
     stratum.shutdown().await;
 }
 
+/// Reads a missing conversation by id every millisecond (one database call
+/// each) until the task is aborted.
+fn keep_reading(stratum: &Stratum) -> tokio::task::JoinHandle<()> {
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let _ = conversations
+                .get(&stratum::bson::oid::ObjectId::new())
+                .await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
 /// Waits (up to 5 s) until `events` holds `rule`'s `kind`.
 async fn wait(events: &Mutex<Vec<(String, AlertEventKind)>>, rule: &str, kind: AlertEventKind) {
     for _ in 0..500 {
@@ -494,4 +492,63 @@ async fn wait(events: &Mutex<Vec<(String, AlertEventKind)>>, rule: &str, kind: A
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{rule} never {kind:?}: {:?}", events.lock());
+}
+
+/// The trend rules of `[monitor.alerts]`: the handle registers the four
+/// burn-rate rules of the default `store.call` objective and
+/// `latency_regression`; every store call failing spends the error budget
+/// and pages `store.call.error_burn_1h`; switched off, none is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trend_rules_are_registered_and_the_error_budget_pages() {
+    use stratum_store::{FaultPlan, FaultyStore};
+
+    const TREND_RULES: [&str; 5] = [
+        "store.call.error_burn_1h",
+        "store.call.error_burn_6h",
+        "store.call.latency_burn_1h",
+        "store.call.latency_burn_6h",
+        stratum::monitoring::rules::LATENCY_REGRESSION,
+    ];
+    let mut config = config();
+    config.breaker.enabled = false;
+    config.cache.enabled = false;
+    let faulty = Arc::new(FaultyStore::new(
+        Arc::new(stratum::MemoryStore::default()),
+        11,
+    ));
+    let stratum = Stratum::builder(config.clone())
+        .store(Arc::clone(&faulty) as Arc<dyn stratum::Store>)
+        .build()
+        .unwrap();
+    let engine = stratum.monitor().unwrap().alerts();
+    for rule in TREND_RULES {
+        assert!(engine.state(rule).is_some(), "{rule} not registered");
+    }
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    stratum.on_alert(move |e| sink.lock().push((e.rule.clone(), e.kind)));
+    faulty.set_plan(FaultPlan {
+        error_rate: 1.0,
+        latency: Duration::ZERO,
+        slow_rate: 0.0,
+        slow_latency: Duration::ZERO,
+    });
+    let reader = keep_reading(&stratum);
+    wait(
+        &events,
+        stratum::monitoring::rules::ERROR_BURN_1H,
+        AlertEventKind::Fired,
+    )
+    .await;
+    reader.abort();
+    stratum.shutdown().await;
+
+    config.monitor.alerts.burn_rate.enabled = false;
+    config.monitor.alerts.latency_regression.enabled = false;
+    let off = Stratum::builder(config).build().unwrap();
+    let engine = off.monitor().unwrap().alerts();
+    for rule in TREND_RULES {
+        assert!(engine.state(rule).is_none(), "{rule} registered while off");
+    }
+    off.shutdown().await;
 }

@@ -151,6 +151,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
                 fired: event.kind == AlertEventKind::Fired,
                 at: started.elapsed(),
                 value: event.value,
+                details: event.details.clone(),
             });
         });
     }

@@ -64,6 +64,9 @@ pub struct AlertRecord {
     pub at: Duration,
     /// The rule's figure at that evaluation.
     pub value: f64,
+    /// The rule's named figures (a burn-rate rule's two burn rates and
+    /// threshold, a regression's baseline and level); often empty.
+    pub details: Vec<(&'static str, f64)>,
 }
 
 impl DemoReport {
@@ -160,14 +163,18 @@ impl fmt::Display for DemoReport {
             writeln!(f, "alerts:       none")?;
         }
         for a in &self.alerts {
-            writeln!(
+            write!(
                 f,
-                "alert:        {} {} at {:.2} s (value {})",
+                "alert:        {} {} at {:.2} s (value {:.4}",
                 a.rule,
                 if a.fired { "fired" } else { "resolved" },
                 a.at.as_secs_f64(),
                 a.value
             )?;
+            for (name, value) in &a.details {
+                write!(f, ", {name} {value:.4}")?;
+            }
+            writeln!(f, ")")?;
         }
         if let Some(addr) = self.served {
             writeln!(
