@@ -338,7 +338,12 @@ fn sweep(args: &[&str]) -> Result {
     std::fs::write(SVG, svg(&panels)).map_err(|e| format!("cannot write {SVG}: {e}"))?;
     let table =
         format!("{table}\n![throughput against p99, one point per limit](admission-sweep.svg)\n");
-    splice("docs/reliability.md", "adaptive-sweep", &table)
+    splice(
+        "docs/reliability.md",
+        "adaptive-sweep",
+        "cargo xtask load --sweep",
+        &table,
+    )
 }
 
 /// Where the sweep draws its runs.
@@ -440,12 +445,12 @@ fn svg(panels: &[Panel]) -> String {
     out
 }
 
-/// Replaces the text between `<!-- BEGIN GENERATED: {marker} -->` and
-/// `<!-- END GENERATED: {marker} -->` in `path` (appending a new section
+/// Replaces the text between `<!-- BEGIN GENERATED: {marker} ({command}) -->`
+/// and `<!-- END GENERATED: {marker} -->` in `path` (appending a new section
 /// when the markers are missing).
-fn splice(path: &str, marker: &str, text: &str) -> Result {
+pub(crate) fn splice(path: &str, marker: &str, command: &str, text: &str) -> Result {
     let doc = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let begin = format!("<!-- BEGIN GENERATED: {marker} (cargo xtask load --sweep) -->\n");
+    let begin = format!("<!-- BEGIN GENERATED: {marker} ({command}) -->\n");
     let end = format!("<!-- END GENERATED: {marker} -->");
     let new = match (doc.find(&begin), doc.find(&end)) {
         (Some(b), Some(e)) if b < e => {

@@ -10,6 +10,7 @@ mod bench;
 mod chaos;
 mod ci;
 mod deps;
+mod fleet;
 mod load;
 mod shell;
 mod test_server;
@@ -30,6 +31,8 @@ tasks:
   load --sweep [--duration D]        fixed admission limits 4..128 against the adaptive one (10,000 tasks
                                      with and without 50 ms think time, 64 tasks); table into
                                      docs/reliability.md
+  fleet [--short] [DRILL]            3 `stratum load` processes over one server through a fault proxy,
+                                     one drill per fault, verified; tables into docs/reliability.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         ["deps"] => deps::run(),
         ["chaos", rest @ ..] => chaos::run(rest),
         ["load", rest @ ..] => load::run(rest),
+        ["fleet", rest @ ..] => fleet::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

@@ -7,7 +7,8 @@
 //! (its own range of insert ids, `$inc` updates on the same Zipf-hot
 //! documents as every other process), and meanwhile *probes* the hottest
 //! documents (ids `0..--probe-documents`) through its cache every
-//! millisecond, logging each new version it reads with the time. Its
+//! millisecond, logging each version it reads with the first and last time
+//! it read it. Its
 //! acknowledged updates of those documents are logged with their
 //! acknowledgement time. At the end it writes `process-INDEX.txt` in the
 //! fleet directory (acknowledged and unknown-outcome writes, the two logs,
@@ -18,8 +19,9 @@
 //! acknowledged writes checked against the database (the same check as a
 //! single load, `verify.rs`), and the cross-process staleness: for each
 //! reader, each update acknowledged by *another* process joined with the
-//! reader's first read that returned it or a later version (the join of
-//! `stratum coherence`, [`Delays`]).
+//! reader's reads (as `stratum coherence` joins its two processes' logs,
+//! into its [`Delays`]): how long after the acknowledgement the reader
+//! could still read an older version as fresh.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -33,7 +35,7 @@ use stratum::{Origin, Repository, Stratum};
 
 use super::verify::{self, Expected, Verdict};
 use super::workload::LoadDoc;
-use crate::coherence::{Ack, Delays, ReaderLog};
+use crate::coherence::{Ack, Delays};
 use crate::report::RunFigures;
 
 /// Unix time in nanoseconds: every process on the machine reads one clock.
@@ -89,12 +91,46 @@ impl FleetLog {
     }
 }
 
-/// The probe's log: each new version of the hot documents it read (not
-/// declared stale), and when it read first and last.
+/// The probe's log: per hot document, each version it read (not declared
+/// stale) with when it read it first and last; and when it probed.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProbeLog {
-    pub(crate) seen: ReaderLog,
+    pub(crate) reads: BTreeMap<u32, Vec<(i64, u128, u128)>>,
     pub(crate) window: (u128, u128),
+}
+
+impl ProbeLog {
+    /// Records a read of `version` of `doc` at `at`.
+    fn read(&mut self, doc: u32, version: i64, at: u128) {
+        let reads = self.reads.entry(doc).or_default();
+        match reads.last_mut() {
+            Some((v, _, last)) if *v == version => *last = at,
+            _ => reads.push((version, at, at)),
+        }
+    }
+
+    /// How long after `ack` this reader could still read an older version
+    /// (its last read of one, not declared stale, minus the
+    /// acknowledgement; 0 when none came after it), and when it first read
+    /// `ack`'s version or a later one (`None`: never, while it probed).
+    fn stale_for(&self, ack: &Ack) -> (Duration, Option<u128>) {
+        let Some(reads) = self.reads.get(&ack.doc) else {
+            return (Duration::ZERO, None);
+        };
+        let seq = i64::try_from(ack.seq).unwrap_or(i64::MAX);
+        let first_new = reads.iter().find(|(v, _, _)| *v >= seq).map(|r| r.1);
+        let last_old = reads
+            .iter()
+            .filter(|(v, _, _)| *v < seq)
+            .map(|(_, _, last)| *last)
+            .max()
+            .unwrap_or(0);
+        let nanos = last_old.saturating_sub(ack.at);
+        (
+            Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+            first_new,
+        )
+    }
 }
 
 /// Reads documents `0..hot` through `repo` every millisecond until `stop`
@@ -105,7 +141,6 @@ pub(crate) async fn probe(
     stop: Arc<tokio::sync::Notify>,
 ) -> ProbeLog {
     let mut log = ProbeLog::default();
-    let mut newest = vec![-1i64; hot];
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     log.window.0 = unix_nanos();
@@ -114,7 +149,7 @@ pub(crate) async fn probe(
             () = stop.notified() => break,
             _ = tick.tick() => {}
         }
-        for (doc, newest) in newest.iter_mut().enumerate() {
+        for doc in 0..hot {
             // A failed read (an outage) is tried again next tick; a copy
             // served as stale says so and is not a claim of freshness.
             let Ok(read) = repo.get(&(doc as i64)).await else {
@@ -123,16 +158,8 @@ pub(crate) async fn probe(
             if matches!(read.origin, Origin::Stale { .. }) {
                 continue;
             }
-            let at = unix_nanos();
             let version = read.value.map_or(-1, |d| d.version);
-            if version > *newest {
-                *newest = version;
-                log.seen
-                    .seen
-                    .entry(doc as u32)
-                    .or_default()
-                    .push((version, at));
-            }
+            log.read(doc as u32, version, unix_nanos());
         }
         log.window.1 = unix_nanos();
     }
@@ -263,13 +290,11 @@ impl ProcessOutcome {
                     seq: small(2)?,
                     at: num(3)?,
                 }),
-                Some("seen") => o
-                    .probe
-                    .seen
-                    .seen
-                    .entry(small(1)? as u32)
-                    .or_default()
-                    .push((signed(2)?, num(3)?)),
+                Some("seen") => o.probe.reads.entry(small(1)? as u32).or_default().push((
+                    signed(2)?,
+                    num(3)?,
+                    num(4)?,
+                )),
                 Some("window") => o.probe.window = (num(1)?, num(2)?),
                 Some("second") => {
                     o.seconds
@@ -318,9 +343,9 @@ impl ProcessOutcome {
         for a in &self.acks {
             let _ = writeln!(s, "ack {} {} {}", a.doc, a.seq, a.at);
         }
-        for (doc, seen) in &self.probe.seen.seen {
-            for (version, at) in seen {
-                let _ = writeln!(s, "seen {doc} {version} {at}");
+        for (doc, reads) in &self.probe.reads {
+            for (version, first, last) in reads {
+                let _ = writeln!(s, "seen {doc} {version} {first} {last}");
             }
         }
         let _ = writeln!(s, "window {} {}", self.probe.window.0, self.probe.window.1);
@@ -470,9 +495,12 @@ impl fmt::Display for FleetVerdict {
 /// Joins the processes' acknowledgements with each reader's probe: an
 /// update counts for a reader when it was acknowledged by another process
 /// while the reader probed, at least `settle` before its last probe read
-/// (a later one it may not have had time to read).
+/// (a later one it may not have had time to read). Its staleness is how
+/// long after the acknowledgement the reader could still read an older
+/// version (as fresh); `missed` counts the updates it never read, while
+/// it probed (its reads failed or were declared stale until the end).
 pub fn staleness(outcomes: &[ProcessOutcome], settle: Duration) -> (Vec<(u32, Delays)>, Delays) {
-    let settle = settle.as_nanos();
+    let settle_nanos = settle.as_nanos();
     let mut per_reader = Vec::new();
     let mut all = Delays {
         writes: 0,
@@ -486,9 +514,23 @@ pub fn staleness(outcomes: &[ProcessOutcome], settle: Duration) -> (Vec<(u32, De
             .iter()
             .filter(|w| w.index != reader.index)
             .flat_map(|w| w.acks.iter().copied())
-            .filter(|a| a.at >= from && a.at + settle <= to)
+            .filter(|a| a.at >= from && a.at + settle_nanos <= to)
             .collect();
-        let delays = Delays::join(&acks, &reader.probe.seen);
+        let mut delays = Delays {
+            writes: acks.len(),
+            missed: 0,
+            early: 0,
+            sorted: Vec::with_capacity(acks.len()),
+        };
+        for ack in &acks {
+            let (stale, first_new) = reader.probe.stale_for(ack);
+            delays.sorted.push(stale);
+            match first_new {
+                Some(at) => delays.early += usize::from(at < ack.at),
+                None => delays.missed += 1,
+            }
+        }
+        delays.sorted.sort_unstable();
         all.writes += delays.writes;
         all.missed += delays.missed;
         all.early += delays.early;
@@ -565,7 +607,7 @@ mod tests {
             .map(|&(doc, seq, at)| Ack { doc, seq, at })
             .collect();
         for &(doc, v, at) in seen {
-            o.probe.seen.seen.entry(doc).or_default().push((v, at));
+            o.probe.read(doc, v, at);
         }
         o.probe.window = (100, 10_000);
         o
@@ -598,20 +640,21 @@ mod tests {
     }
 
     #[test]
-    fn staleness_joins_other_processes_acks_with_each_readers_reads() {
+    fn staleness_is_the_last_read_of_an_older_version_after_the_ack() {
         // Process 0 wrote version 3 of document 0 at 500 and version 4 at
-        // 9,990 (too late for the readers to be asked about); process 1
-        // read 3 at 650; process 2 read 4 (covering 3) at 800.
+        // 9,990 (too late for the readers to be asked about). Process 1
+        // read version 2 until 640 and 3 from 650; process 2 read 2 until
+        // 450 (before the ack), then 4 (covering 3) at 800.
         let writer = outcome(0, &[(0, 3, 500), (0, 4, 9_990)], &[(0, 4, 9_995)]);
-        let one = outcome(1, &[], &[(0, 3, 650)]);
-        let two = outcome(2, &[(0, 9, 50)], &[(0, 4, 800)]);
+        let one = outcome(1, &[], &[(0, 2, 200), (0, 2, 640), (0, 3, 650)]);
+        let two = outcome(2, &[(0, 9, 50)], &[(0, 2, 450), (0, 4, 800)]);
         let (per, all) = staleness(&[writer, one, two], Duration::from_nanos(100));
         // Process 0 is asked about nothing: process 2's ack was before it probed.
         assert_eq!(per[0].1.writes, 0);
-        assert_eq!(per[1].1.sorted, vec![Duration::from_nanos(150)]);
-        assert_eq!(per[2].1.sorted, vec![Duration::from_nanos(300)]);
+        assert_eq!(per[1].1.sorted, vec![Duration::from_nanos(140)]);
+        assert_eq!(per[2].1.sorted, vec![Duration::ZERO]);
         assert_eq!((all.writes, all.missed), (2, 0));
-        assert_eq!(all.max(), Some(Duration::from_nanos(300)));
+        assert_eq!(all.max(), Some(Duration::from_nanos(140)));
         // A reader that never read the version misses it.
         let blind = outcome(1, &[], &[]);
         let writer = outcome(0, &[(0, 3, 500)], &[]);

@@ -214,7 +214,14 @@ impl LoadWorkload {
         match inserted {
             Ok(()) => Some(id),
             Err(e) => {
-                if may_have_written(&e) {
+                // The id is this task's alone: a duplicate key means an
+                // earlier attempt of this very insert landed (the driver
+                // retried it after losing the answer).
+                let ours = matches!(
+                    &e,
+                    RepositoryError::Store(stratum::StoreError::DuplicateKey { .. })
+                );
+                if may_have_written(&e) || ours {
                     self.tally.unknown_inserts.lock().push(id);
                 }
                 None
