@@ -13,7 +13,8 @@
 //!   version as fresh;
 //! - no call past its configured bound (admission wait + operation
 //!   timeout, plus the drills' slack), no process hung (each exits within
-//!   its duration plus a grace, with nothing in flight or waiting);
+//!   its duration plus a grace) or leaked (after its stack's shutdown no
+//!   call in flight, no caller waiting, no driver connection checked out);
 //! - the breaker not left open, every change stream open at the end.
 //!
 //! The drills are `#[ignore]`d (minutes of processes and their own server
@@ -540,7 +541,7 @@ fn report(
             overrun.is_empty(),
         ),
         (
-            "no process hung; idle at the end".into(),
+            "no process hung; idle at the end (no call, waiter or connection left)".into(),
             format!("hung: {hung:?}; busy at the end: {busy:?}"),
             hung.is_empty() && busy.is_empty(),
         ),

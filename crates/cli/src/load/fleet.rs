@@ -211,9 +211,10 @@ pub struct ProcessOutcome {
     /// The configured bound of one call: the admission wait plus the
     /// operation timeout.
     pub bound: Duration,
-    /// Calls in flight and waiting for admission after the run (0 and 0:
-    /// the process went back to idle).
-    pub busy_after: (usize, usize),
+    /// Calls in flight, callers waiting for admission, and driver
+    /// connections checked out after the run (all 0: the process went
+    /// back to idle, nothing leaked).
+    pub busy_after: (usize, usize, u64),
     /// The breaker's state at the end and its state changes in the run.
     pub breaker: (String, u64),
     /// The change stream at the end: open, events, resumes, restarts.
@@ -223,7 +224,7 @@ pub struct ProcessOutcome {
 impl ProcessOutcome {
     /// Whether the process was back to idle at the end.
     pub fn idle(&self) -> bool {
-        self.busy_after == (0, 0)
+        self.busy_after == (0, 0, 0)
     }
 
     /// Successful operations per second.
@@ -311,7 +312,9 @@ impl ProcessOutcome {
                 }
                 Some("slowest_us") => o.slowest = Duration::from_micros(small(1)?),
                 Some("bound_us") => o.bound = Duration::from_micros(small(1)?),
-                Some("busy") => o.busy_after = (small(1)? as usize, small(2)? as usize),
+                Some("busy") => {
+                    o.busy_after = (small(1)? as usize, small(2)? as usize, small(3)?);
+                }
                 Some("breaker") => {
                     o.breaker = ((*words.get(1).ok_or_else(bad)?).to_owned(), small(2)?);
                 }
@@ -364,7 +367,8 @@ impl ProcessOutcome {
         }
         let _ = writeln!(s, "slowest_us {}", self.slowest.as_micros());
         let _ = writeln!(s, "bound_us {}", self.bound.as_micros());
-        let _ = writeln!(s, "busy {} {}", self.busy_after.0, self.busy_after.1);
+        let (in_use, waiting, connections) = self.busy_after;
+        let _ = writeln!(s, "busy {in_use} {waiting} {connections}");
         let _ = writeln!(s, "breaker {} {}", self.breaker.0, self.breaker.1);
         if let Some((open, events, resumes, restarts)) = self.stream {
             let _ = writeln!(s, "stream {} {events} {resumes} {restarts}", u8::from(open));
@@ -384,8 +388,30 @@ pub(crate) struct Finished<'a> {
     pub(crate) bound: Duration,
 }
 
-/// Writes the process's file into `dir`.
-pub(crate) fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
+/// Stops the stack's background work (its change-stream watchers, whose
+/// waiting cursors hold driver connections) and writes the process's file
+/// into `dir`, with what is still busy once the stack had a moment to
+/// settle: calls in flight, callers waiting, connections checked out.
+pub(crate) async fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
+    let stream = f
+        .stratum
+        .coherence()
+        .watchers
+        .first()
+        .and_then(|(_, s)| *s)
+        .map(|s| (s.open, s.events, s.resumes, s.restarts));
+    f.stratum.shutdown().await;
+    let busy = || {
+        f.stratum.pool_status().map_or((0, 0, 0), |s| {
+            (s.in_use, s.waiting, s.connections.map_or(0, |c| c.in_use))
+        })
+    };
+    // A connection whose cursor was just closed goes back within
+    // milliseconds; one still out after 5 s has leaked.
+    let settling = Instant::now();
+    while busy() != (0, 0, 0) && settling.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let slowest = f
         .run
         .operations
@@ -398,7 +424,6 @@ pub(crate) fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
     for e in &f.run.errors {
         *errors.entry(e.kind.to_owned()).or_insert(0) += e.count;
     }
-    let status = f.stratum.pool_status();
     let outcome = ProcessOutcome {
         index: f.index,
         expected: f.expected,
@@ -411,7 +436,7 @@ pub(crate) fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
         errors,
         slowest,
         bound: f.bound,
-        busy_after: status.map_or((0, 0), |s| (s.in_use, s.waiting)),
+        busy_after: busy(),
         breaker: f.stratum.breaker().map_or_else(
             || ("off".to_owned(), 0),
             |b| {
@@ -421,13 +446,7 @@ pub(crate) fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
                 )
             },
         ),
-        stream: f
-            .stratum
-            .coherence()
-            .watchers
-            .first()
-            .and_then(|(_, s)| *s)
-            .map(|s| (s.open, s.events, s.resumes, s.restarts)),
+        stream,
     };
     let path = ProcessOutcome::path(dir, f.index);
     std::fs::write(&path, outcome.render())
@@ -628,7 +647,7 @@ mod tests {
         o.errors.insert("timeout".into(), 1);
         o.slowest = Duration::from_millis(900);
         o.bound = Duration::from_secs(3);
-        o.busy_after = (1, 0);
+        o.busy_after = (1, 0, 2);
         o.breaker = ("closed".into(), 2);
         o.stream = Some((true, 5, 1, 0));
         let back = ProcessOutcome::parse(&o.render()).unwrap();

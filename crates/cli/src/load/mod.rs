@@ -458,7 +458,8 @@ async fn drive(
                     bound: stratum.config().pool.acquire_timeout
                         + stratum.config().mongodb.operation_timeout,
                 },
-            )?;
+            )
+            .await?;
             // The fleet's verifier checks every process's writes together.
             verify::Verdict::default()
         }
