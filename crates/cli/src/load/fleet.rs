@@ -681,6 +681,43 @@ mod tests {
         assert_eq!(all.missed, 1);
     }
 
+    proptest::proptest! {
+        /// The probe keeps runs of one version (first and last read), not
+        /// every read: its answers are those of a model holding every read.
+        #[test]
+        fn the_probe_log_answers_as_every_read_would(
+            reads in proptest::collection::vec((0u32..2, 0i64..6, 1u128..50), 0..60),
+            acks in proptest::collection::vec((0u32..2, 0u64..7, 0u128..3_000), 1..20),
+        ) {
+            // Reads happen in time order, each at least 1 ns after the last.
+            let mut at = 0;
+            let reads: Vec<(u32, i64, u128)> = reads
+                .into_iter()
+                .map(|(doc, version, gap)| {
+                    at += gap;
+                    (doc, version, at)
+                })
+                .collect();
+            let mut log = ProbeLog::default();
+            for &(doc, version, at) in &reads {
+                log.read(doc, version, at);
+            }
+            for (doc, seq, at) in acks {
+                let ack = Ack { doc, seq, at };
+                let mine = reads.iter().filter(|r| r.0 == doc);
+                let last_old = mine
+                    .clone()
+                    .filter(|r| r.1 < seq as i64)
+                    .map(|r| r.2)
+                    .max()
+                    .unwrap_or(0);
+                let first_new = mine.clone().find(|r| r.1 >= seq as i64).map(|r| r.2);
+                let stale = Duration::from_nanos(last_old.saturating_sub(at) as u64);
+                proptest::prop_assert_eq!(log.stale_for(&ack), (stale, first_new));
+            }
+        }
+    }
+
     #[test]
     fn fleet_processes_never_share_an_insert_id() {
         assert_eq!(first_insert_id(1000, 0), 1000);
