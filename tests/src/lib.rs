@@ -12,7 +12,8 @@
 //! drops it at the end, also when the test panics.
 //!
 //! Fault drills, which kill or freeze their server, start one of their own
-//! with [`server::ServerProcess`].
+//! with [`server::ServerProcess`]; network faults go through a
+//! [`proxy::FaultProxy`] between the application and the server.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -29,6 +30,7 @@
 
 pub mod http;
 pub mod planted;
+pub mod proxy;
 pub mod server;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -10,3 +10,7 @@ mod breaker_mongodb;
 // Fault drills: each starts its own server process and kills, freezes or
 // slows it while the facade is in use.
 mod chaos;
+
+// The fault-injecting TCP proxy (stratum_tests::proxy) against the real server:
+// each fault does what it says, and surfaces as its typed kind through the stack.
+mod proxy;

@@ -120,6 +120,11 @@ pub(crate) fn run(args: &[&str]) -> Result {
     });
     // A short load run (1,000 tasks for 5 s) on the binary the test step built.
     step(&mut steps, "load (short)", &mut || crate::load::short(&uri));
+    // Three load processes through the fault proxy, 8 s with a stall and latency,
+    // on their own server, verified together (the test step built them).
+    step(&mut steps, "fleet (short)", &mut || {
+        crate::fleet::run(&["--short"])
+    });
     if let Some(s) = server.take() {
         steps.step("stop test server", || {
             drop(s);

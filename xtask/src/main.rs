@@ -10,6 +10,7 @@ mod bench;
 mod chaos;
 mod ci;
 mod deps;
+mod fleet;
 mod load;
 mod shell;
 mod test_server;
@@ -34,6 +35,8 @@ tasks:
   trends                             the burn-rate and latency regression rules on synthetic series
                                      (a week of noise, drift, steps, spikes; several seeds): detection
                                      delay and false alarms into docs/trends.md
+  fleet [--short] [DRILL]            3 `stratum load` processes over one server through a fault proxy,
+                                     one drill per fault, verified; tables into docs/reliability.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         ["chaos", rest @ ..] => chaos::run(rest),
         ["load", rest @ ..] => load::run(rest),
         ["trends"] => trends::run(),
+        ["fleet", rest @ ..] => fleet::run(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

@@ -20,7 +20,11 @@
 //! is false when any of that fails. Reads are checked too: those that
 //! returned a version older than one acknowledged before they began are
 //! counted (and fail the run with `--strict-reads`).
+//!
+//! With `--fleet-dir` the process is one of many over one database
+//! (`cargo xtask fleet`): see [`fleet`].
 
+pub mod fleet;
 mod report;
 mod verify;
 mod workload;
@@ -107,6 +111,23 @@ pub struct LoadArgs {
     /// verifying (shows that the verification catches a lost write).
     #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
     pub sabotage: usize,
+    /// Run as one process of a fleet (`cargo xtask fleet`): share
+    /// `--database` with the others, probe the hot documents, and write what
+    /// this process was told into DIR/process-INDEX.txt for the fleet's
+    /// verifier instead of verifying (the database is kept).
+    #[arg(long, value_name = "DIR", requires = "database")]
+    pub fleet_dir: Option<std::path::PathBuf>,
+    /// This process's index in the fleet (its insert ids and random seed).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fleet_index: u32,
+    /// The database (by default a fresh one, dropped at the end).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// In a fleet: the hottest documents (ids 0..N) this process reads every
+    /// millisecond to measure how long other processes' writes take to
+    /// reach it.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub probe_documents: usize,
 }
 
 fn check_args(args: &LoadArgs) -> Result<(), String> {
@@ -172,7 +193,7 @@ fn setup_lines(args: &LoadArgs, config: &StratumConfig) -> Vec<String> {
         .as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string);
     let d = |d: Duration| humantime::format_duration(d).to_string();
-    vec![
+    let mut lines = vec![
         format!(
             "stratum load: {} tasks for {} against {uri} (database {})",
             args.tasks,
@@ -225,7 +246,16 @@ fn setup_lines(args: &LoadArgs, config: &StratumConfig) -> Vec<String> {
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             load_average()
         ),
-    ]
+    ];
+    if let Some(dir) = &args.fleet_dir {
+        lines.push(format!(
+            "fleet:        process {}, probing documents 0..{}; its writes go to {} for the fleet's verifier (the verification below is left to it)",
+            args.fleet_index,
+            args.probe_documents,
+            fleet::ProcessOutcome::path(dir, args.fleet_index).display()
+        ));
+    }
+    lines
 }
 
 fn load_average() -> String {
@@ -233,6 +263,19 @@ fn load_average() -> String {
         .ok()
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether a failed `insert_many` only met documents already there.
+fn only_duplicates(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, InsertManyError};
+    matches!(
+        error.kind.as_ref(),
+        ErrorKind::InsertMany(InsertManyError {
+            write_errors: Some(errors),
+            write_concern_error: None,
+            ..
+        }) if errors.iter().all(|e| e.code == 11000)
+    )
 }
 
 /// Why a load run could not be made (as opposed to a run whose
@@ -249,13 +292,15 @@ pub async fn run(args: LoadArgs) -> Result<LoadReport, LoadError> {
 }
 
 async fn run_checked(args: LoadArgs) -> Result<LoadReport, String> {
-    let database = format!(
-        "load_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    );
+    let database = args.database.clone().unwrap_or_else(|| {
+        format!(
+            "load_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        )
+    });
     let config = config(&args, &database)?;
     let setup = setup_lines(&args, &config);
     for line in &setup {
@@ -275,7 +320,7 @@ async fn run_checked(args: LoadArgs) -> Result<LoadReport, String> {
     let raw = db.collection::<Document>(<LoadDoc as stratum::models::Document>::COLLECTION);
     let payload = "x".repeat(args.payload_bytes);
     let result = drive(&args, config, &raw, payload).await;
-    if !args.keep {
+    if !args.keep && args.fleet_dir.is_none() && args.database.is_none() {
         let _ = db.drop().await;
     }
     let mut report = result?;
@@ -296,9 +341,21 @@ async fn drive(
         let docs = chunk.iter().map(|&id| {
             doc! { "_id": id, "version": 0i64, "payload": &payload, "schema_version": 1 }
         });
-        raw.insert_many(docs)
+        match raw
+            .insert_many(docs)
+            .ordered(args.fleet_dir.is_none())
             .await
-            .map_err(|e| format!("preloading: {}", stratum_store::uri::scrub(&e.to_string())))?;
+        {
+            Ok(_) => {}
+            // A fleet process preloads what no other process has yet.
+            Err(e) if args.fleet_dir.is_some() && only_duplicates(&e) => {}
+            Err(e) => {
+                return Err(format!(
+                    "preloading: {}",
+                    stratum_store::uri::scrub(&e.to_string())
+                ));
+            }
+        }
     }
     eprintln!(
         "preloaded {} documents in {:.1} s",
@@ -320,14 +377,39 @@ async fn drive(
     };
     let popularity = Popularity::new(args.documents, args.zipf)
         .map_err(|e| format!("--documents and --zipf: {e}"))?;
-    let workload = Arc::new(LoadWorkload::new(
-        repo,
+    let workload = LoadWorkload::new(
+        repo.clone(),
         args.documents,
         popularity,
         mix,
         payload,
-        args.seed,
-    ));
+        args.seed.wrapping_add(u64::from(args.fleet_index)),
+    );
+    let workload = Arc::new(match &args.fleet_dir {
+        Some(_) => workload.in_fleet(
+            fleet::first_insert_id(args.documents, args.fleet_index),
+            fleet::FleetLog::new(args.probe_documents.min(args.documents)),
+        ),
+        None => workload,
+    });
+    // A fleet process measures coherence: it starts once its change
+    // streams are open, probing the hot documents all along.
+    let probe = match &args.fleet_dir {
+        Some(dir) => {
+            fleet::streams_open(&stratum).await?;
+            let stop = Arc::new(tokio::sync::Notify::new());
+            let task = tokio::spawn(fleet::probe(
+                repo,
+                args.probe_documents.min(args.documents),
+                Arc::clone(&stop),
+            ));
+            let ready = dir.join(format!("ready-{}", args.fleet_index));
+            std::fs::write(&ready, b"")
+                .map_err(|e| format!("cannot write {}: {e}", ready.display()))?;
+            Some((stop, task))
+        }
+        None => None,
+    };
 
     let mark = Mark::now(&stratum);
     let plan = Plan {
@@ -336,6 +418,13 @@ async fn drive(
         progress: Progress::Lines,
     };
     let driven = driver::drive(&stratum, Arc::clone(&workload), plan).await?;
+    let probed = match probe {
+        Some((stop, task)) => {
+            stop.notify_one();
+            Some(task.await.map_err(|e| format!("the probe: {e}"))?)
+        }
+        None => None,
+    };
     let tally = &workload.tally;
     let expected = Expected {
         inserted: driven.tasks.into_iter().flat_map(|t| t.inserted).collect(),
@@ -355,8 +444,30 @@ async fn drive(
     for id in expected.inserted.iter().take(args.sabotage) {
         let _ = raw.delete_one(doc! { "_id": id }).await;
     }
-    let found = verify::read_back(raw).await?;
-    let verdict = verify::check(&expected, &found);
+    let verdict = match (&args.fleet_dir, &workload.fleet) {
+        (Some(dir), Some(log)) => {
+            fleet::write(
+                dir,
+                fleet::Finished {
+                    index: args.fleet_index,
+                    expected,
+                    log,
+                    probe: probed.unwrap_or_default(),
+                    run: &driven.figures,
+                    stratum: &stratum,
+                    bound: stratum.config().pool.acquire_timeout
+                        + stratum.config().mongodb.operation_timeout,
+                },
+            )
+            .await?;
+            // The fleet's verifier checks every process's writes together.
+            verify::Verdict::default()
+        }
+        _ => {
+            let found = verify::read_back(raw).await?;
+            verify::check(&expected, &found)
+        }
+    };
     let cache = workload.repo().cache_stats().map(|stats| CacheFigures {
         what: <LoadDoc as stratum::models::Document>::COLLECTION,
         stats,

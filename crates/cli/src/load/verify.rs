@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 
 /// What the tasks were told about their writes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Expected {
     /// Ids of acknowledged inserts.
     pub(crate) inserted: Vec<i64>,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use stratum::models::{Document, ValidationError};
 use stratum::{Origin, Repository, RepositoryError, Update};
 
+use super::fleet::FleetLog;
 use crate::driver::{self, Recorder};
 use crate::popularity::Popularity;
 /// One document of the load collection: an id the program chooses, a
@@ -132,6 +133,8 @@ pub(crate) struct LoadWorkload {
     /// Indexed by the preloaded document's id.
     pub(crate) writes: Vec<DocWrites>,
     pub(crate) tally: Tally,
+    /// As one process of a fleet: its log for the fleet's verifier.
+    pub(crate) fleet: Option<FleetLog>,
 }
 
 impl LoadWorkload {
@@ -154,6 +157,21 @@ impl LoadWorkload {
             next_id: AtomicI64::new(documents as i64),
             writes: (0..documents).map(|_| DocWrites::default()).collect(),
             tally: Tally::default(),
+            fleet: None,
+        }
+    }
+
+    /// As fleet process: inserts take ids from `first_id` upwards, and
+    /// `log` records what the fleet's verifier needs.
+    pub(crate) fn in_fleet(mut self, first_id: i64, log: FleetLog) -> LoadWorkload {
+        self.next_id = AtomicI64::new(first_id);
+        self.fleet = Some(log);
+        self
+    }
+
+    fn count(&self, write: bool, ok: bool) {
+        if let Some(f) = &self.fleet {
+            f.count(write, ok);
         }
     }
 
@@ -165,7 +183,9 @@ impl LoadWorkload {
         let id = self.popularity.sample(rng);
         // Every update acknowledged before this read began must be visible.
         let floor = self.writes[id].max_version.load(Ordering::Acquire);
-        let Ok(read) = record.time(Op::Read, self.repo.get(&(id as i64))).await else {
+        let read = record.time(Op::Read, self.repo.get(&(id as i64))).await;
+        self.count(false, read.is_ok());
+        let Ok(read) = read else {
             return;
         };
         let origin = match read.origin {
@@ -189,10 +209,19 @@ impl LoadWorkload {
     async fn insert(&self, record: &Recorder<'_>) -> Option<i64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let doc = LoadDoc::new(id, &self.payload);
-        match record.time(Op::Insert, self.repo.insert(&doc)).await {
+        let inserted = record.time(Op::Insert, self.repo.insert(&doc)).await;
+        self.count(true, inserted.is_ok());
+        match inserted {
             Ok(()) => Some(id),
             Err(e) => {
-                if may_have_written(&e) {
+                // The id is this task's alone: a duplicate key means an
+                // earlier attempt of this very insert landed (the driver
+                // retried it after losing the answer).
+                let ours = matches!(
+                    &e,
+                    RepositoryError::Store(stratum::StoreError::DuplicateKey { .. })
+                );
+                if may_have_written(&e) || ours {
                     self.tally.unknown_inserts.lock().push(id);
                 }
                 None
@@ -204,13 +233,17 @@ impl LoadWorkload {
         let id = self.popularity.sample(rng);
         let update = Update::new().inc("version", 1i64);
         let writes = &self.writes[id];
-        match record
+        let updated = record
             .time(Op::Update, self.repo.update(&(id as i64), &update))
-            .await
-        {
+            .await;
+        self.count(true, updated.is_ok());
+        match updated {
             Ok(doc) => {
                 writes.acked.fetch_add(1, Ordering::Relaxed);
                 writes.max_version.fetch_max(doc.version, Ordering::AcqRel);
+                if let Some(f) = &self.fleet {
+                    f.acked(id, doc.version);
+                }
             }
             Err(e) => {
                 if may_have_written(&e) {
