@@ -77,10 +77,55 @@ fn check_sha256(file: &Path) -> Result {
     }
 }
 
-/// Fetches the model, then runs the evaluation (release build) and writes
-/// its table into docs/semantic.md.
+/// The Debian packages whose public-domain Bible translations make the
+/// labelled paraphrase set (the same verse in the King James Version and the
+/// World English Bible; docs/semantic.md says why no registry had a
+/// question-pair set).
+const TEXTS: [&str; 2] = ["sword-text-kjv", "sword-text-web"];
+
+/// Where the SWORD modules are unpacked: `<cache>/sword`.
+fn texts_dir() -> PathBuf {
+    cache_dir().join("sword")
+}
+
+/// Downloads the two Debian packages (`apt-get download`, no install) and
+/// unpacks them into the cache folder; does nothing when they are there.
+fn fetch_texts() -> Result {
+    let dir = texts_dir();
+    let modules = dir.join("usr/share/sword/modules/texts/ztext");
+    if ["engKJV2006eb", "engWEB2015eb"]
+        .iter()
+        .all(|m| modules.join(m).join("nt.bzz").is_file())
+    {
+        return Ok(());
+    }
+    let download = cache_dir().join("downloads");
+    std::fs::create_dir_all(&download)
+        .map_err(|e| format!("cannot create {}: {e}", download.display()))?;
+    run(Command::new("apt-get")
+        .arg("download")
+        .args(TEXTS)
+        .current_dir(&download))?;
+    for entry in std::fs::read_dir(&download)
+        .map_err(|e| format!("cannot list {}: {e}", download.display()))?
+    {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if TEXTS.iter().any(|t| name.starts_with(&format!("{t}_"))) && name.ends_with(".deb") {
+            run(Command::new("dpkg-deb").arg("-x").arg(&path).arg(&dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches the model and the texts, then runs the evaluation (release
+/// build), which writes its tables into docs/semantic.md.
 pub(crate) fn evaluate(args: &[&str]) -> Result {
     fetch_model()?;
+    fetch_texts()?;
     run(cargo()
         .args([
             "run",
@@ -94,5 +139,9 @@ pub(crate) fn evaluate(args: &[&str]) -> Result {
             "--",
         ])
         .args(args)
-        .env("STRATUM_MODEL_DIR", model_dir()))
+        .env("STRATUM_MODEL_DIR", model_dir())
+        .env(
+            "STRATUM_SWORD_DIR",
+            texts_dir().join("usr/share/sword/modules/texts/ztext"),
+        ))
 }

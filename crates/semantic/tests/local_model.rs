@@ -84,6 +84,42 @@ fn paraphrases_are_closer_than_unrelated_sentences() {
     }
 }
 
+/// Against an independent forward pass in numpy (tests/data/minilm_reference.py,
+/// no torch: safetensors, the Python tokenizers and numpy), which wrote
+/// tests/data/minilm_reference.json: the same BERT, pooling and normalisation
+/// give the same vectors to float rounding.
+#[test]
+fn matches_an_independent_numpy_forward_pass() {
+    let Some(m) = model() else { return };
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/minilm_reference.json")).unwrap();
+    let texts: Vec<&str> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let got = m.embed_sync(&texts).unwrap();
+    for ((text, want), got) in texts
+        .iter()
+        .zip(reference["vectors"].as_array().unwrap())
+        .zip(&got)
+    {
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let worst = want
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{text}: largest difference {worst}");
+    }
+}
+
 #[test]
 fn missing_files_are_a_model_error() {
     let dir = std::env::temp_dir().join("stratum-semantic-no-model");
