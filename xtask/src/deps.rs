@@ -8,13 +8,14 @@ use crate::shell::{Result, cargo};
 
 /// The layers: each may depend on the foundation crate and on nothing else of
 /// the workspace.
-const LAYERS: [&str; 6] = [
+const LAYERS: [&str; 7] = [
     "stratum-breaker",
     "stratum-pool",
     "stratum-cache",
     "stratum-monitor",
     "stratum-models",
     "stratum-store",
+    "stratum-semantic",
 ];
 /// The one shared foundation crate every layer may depend on.
 const FOUNDATION: &str = "stratum-core";

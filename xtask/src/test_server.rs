@@ -25,7 +25,7 @@ const STOP_GRACE: Duration = Duration::from_secs(6);
 
 /// The cache folder that holds server builds: `$STRATUM_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/stratum`, else `~/.cache/stratum`.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("STRATUM_CACHE_DIR") {
         return PathBuf::from(dir);
     }

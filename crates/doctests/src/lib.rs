@@ -56,6 +56,10 @@ pub mod pool {}
 #[doc = include_str!("../../../docs/reliability.md")]
 pub mod reliability {}
 
+/// `docs/semantic.md`.
+#[doc = include_str!("../../../docs/semantic.md")]
+pub mod semantic {}
+
 /// `docs/store.md`.
 #[doc = include_str!("../../../docs/store.md")]
 pub mod store {}

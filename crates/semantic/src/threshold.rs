@@ -1,0 +1,276 @@
+//! Deciding a hit with a bound: thresholds learned from labelled
+//! observations so that the rate of wrong answers stays under a target.
+//!
+//! The method is Learn-then-Test with fixed-sequence testing (Angelopoulos
+//! et al., 2021) over a fixed grid of thresholds, applied per cache and per
+//! entry in the spirit of vCache (arXiv 2502.03771): each observation is the
+//! similarity of a lookup's nearest entry and whether that entry's answer was
+//! right for it. The risk of a threshold `t` is the share of lookups that
+//! would have been answered wrongly, `P(similarity >= t and wrong)`. Going
+//! down the grid from 1.0, each threshold is tested against the null
+//! hypothesis "risk > target" with an exact binomial p-value; the walk stops
+//! at the first threshold the test cannot reject, and the last rejected one
+//! is learned. If the observations are exchangeable with future lookups, the
+//! learned threshold's risk is at most the target with probability at least
+//! `confidence` (the fixed sequence needs no multiple-testing correction
+//! because risk only grows as the threshold falls).
+
+use serde::{Deserialize, Serialize};
+use stratum_core::ConfigError;
+
+/// The grid step: thresholds 1.000, 0.995, ..., -1.0.
+const STEP: f32 = 0.005;
+/// Number of grid thresholds.
+const GRID: usize = 401;
+
+/// Settings of the learned thresholds: plain data, serde.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ThresholdConfig {
+    /// The share of lookups that may be answered wrongly, in (0, 1).
+    /// Default 0.02.
+    #[serde(default = "default_target_error")]
+    pub target_error: f64,
+    /// The probability that the learned threshold meets the target, in
+    /// (0, 1). Default 0.95.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// How many observations each entry keeps (the latest). Default 256.
+    #[serde(default = "default_entry_observations")]
+    pub entry_observations: usize,
+}
+
+fn default_target_error() -> f64 {
+    0.02
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_entry_observations() -> usize {
+    256
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        ThresholdConfig {
+            target_error: default_target_error(),
+            confidence: default_confidence(),
+            entry_observations: default_entry_observations(),
+        }
+    }
+}
+
+impl ThresholdConfig {
+    /// The default settings with another target error rate.
+    #[must_use]
+    pub fn with_target_error(target_error: f64) -> Self {
+        ThresholdConfig {
+            target_error,
+            ..ThresholdConfig::default()
+        }
+    }
+
+    /// Refuses a target or confidence outside (0, 1).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.target_error > 0.0 && self.target_error < 1.0) {
+            return Err(ConfigError::invalid("target_error", "must be in (0, 1)"));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err(ConfigError::invalid("confidence", "must be in (0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// The grid slot of similarity `s`: slot `i` holds similarities in
+/// `[1 - (i + 1) * STEP, 1 - i * STEP)`, slot 0 also 1.0 itself. A decision
+/// compares slots, never floats, so the test and the decision agree at the
+/// slot edges.
+fn slot(similarity: f32) -> usize {
+    let from_top = ((1.0 - similarity.clamp(-1.0, 1.0)) / STEP).floor();
+    // In [0, 400] after the clamp; the cast cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let i = from_top as usize;
+    i.min(GRID - 1)
+}
+
+/// A learned threshold: a point of the grid 0.995, 0.990, ..., -1.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Threshold(usize);
+
+impl Threshold {
+    /// The threshold as a similarity: a lookup at least this similar (to
+    /// the grid's 0.005 resolution) is answered.
+    #[must_use]
+    pub fn similarity(self) -> f32 {
+        #[allow(clippy::cast_precision_loss)]
+        let t = 1.0 - (self.0 + 1) as f32 * STEP;
+        t
+    }
+
+    /// Whether a lookup at `similarity` passes this threshold.
+    #[must_use]
+    pub fn accepts(self, similarity: f32) -> bool {
+        slot(similarity) <= self.0
+    }
+}
+
+/// `P(X <= wrong)` for `X ~ Binomial(n, p)`, summed in log space so large `n`
+/// does not underflow.
+#[must_use]
+pub fn binomial_cdf(wrong: u64, n: u64, p: f64) -> f64 {
+    if wrong >= n {
+        return 1.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    #[allow(clippy::cast_precision_loss)]
+    let mut log_term = n as f64 * lq;
+    let mut log_sum = log_term;
+    for k in 0..wrong {
+        #[allow(clippy::cast_precision_loss)]
+        let (nk, k1) = ((n - k) as f64, (k + 1) as f64);
+        log_term += (nk / k1).ln() + lp - lq;
+        let (hi, lo) = if log_sum > log_term {
+            (log_sum, log_term)
+        } else {
+            (log_term, log_sum)
+        };
+        log_sum = hi + (lo - hi).exp().ln_1p();
+    }
+    log_sum.exp().min(1.0)
+}
+
+/// Labelled observations counted per grid slot: `(correct, wrong)`.
+#[derive(Debug, Clone)]
+pub struct Observations {
+    counts: Vec<[u64; 2]>,
+    total: u64,
+}
+
+impl Default for Observations {
+    fn default() -> Self {
+        Observations {
+            counts: vec![[0, 0]; GRID],
+            total: 0,
+        }
+    }
+}
+
+impl Observations {
+    /// Records that a lookup whose nearest entry had `similarity` would have
+    /// been answered `correct`ly (or not) by that entry.
+    pub fn record(&mut self, similarity: f32, correct: bool) {
+        if let Some(c) = self.counts.get_mut(slot(similarity)) {
+            c[usize::from(!correct)] += 1;
+            self.total += 1;
+        }
+    }
+
+    /// Observations recorded.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether none is recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The lowest grid threshold whose risk is shown to be at most
+    /// `config.target_error` (see the module docs), or `None` when even 1.0
+    /// is not (too few observations).
+    #[must_use]
+    pub fn learned(&self, config: &ThresholdConfig) -> Option<Threshold> {
+        let alpha = 1.0 - config.confidence;
+        let mut wrong = 0;
+        let mut learned = None;
+        for (i, c) in self.counts.iter().enumerate() {
+            wrong += c[1];
+            if binomial_cdf(wrong, self.total, config.target_error) > alpha {
+                break;
+            }
+            learned = Some(Threshold(i));
+        }
+        learned
+    }
+
+    /// The share of all observations that `threshold` would have answered
+    /// wrongly: the empirical risk.
+    #[must_use]
+    pub fn empirical_risk(&self, threshold: Threshold) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let wrong: u64 = self.counts.iter().take(threshold.0 + 1).map(|c| c[1]).sum();
+        #[allow(clippy::cast_precision_loss)]
+        let risk = wrong as f64 / self.total as f64;
+        risk
+    }
+}
+
+/// One entry's learned state: its own observations (the latest
+/// `entry_observations`), its learned threshold, and the floor that
+/// [`report_wrong`](EntryThreshold::report_wrong) raised.
+#[derive(Debug, Clone, Default)]
+pub struct EntryThreshold {
+    recent: std::collections::VecDeque<(f32, bool)>,
+    learned: Option<Threshold>,
+    floor: Option<f32>,
+}
+
+impl EntryThreshold {
+    /// Records a labelled lookup of this entry and re-learns its threshold.
+    pub fn record(&mut self, similarity: f32, correct: bool, config: &ThresholdConfig) {
+        if self.recent.len() >= config.entry_observations.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((similarity, correct));
+        let mut observations = Observations::default();
+        for &(s, c) in &self.recent {
+            observations.record(s, c);
+        }
+        self.learned = observations.learned(config);
+    }
+
+    /// Records a wrong answer at `similarity` and tightens the entry: from
+    /// now on it answers only lookups strictly more similar than that.
+    pub fn report_wrong(&mut self, similarity: f32, config: &ThresholdConfig) {
+        self.record(similarity, false, config);
+        self.floor = Some(self.floor.map_or(similarity, |f| f.max(similarity)));
+    }
+
+    /// Whether a lookup at `similarity` is answered by this entry, given the
+    /// cache-wide learned threshold `shared` (`None`: not learned yet).
+    ///
+    /// The entry's own threshold, once its observations show one, takes
+    /// precedence over the shared one; a reported wrong answer always
+    /// excludes every similarity up to it.
+    #[must_use]
+    pub fn accepts(&self, similarity: f32, shared: Option<Threshold>) -> bool {
+        let Some(threshold) = self.learned.or(shared) else {
+            return false;
+        };
+        threshold.accepts(similarity) && self.above_floor(similarity)
+    }
+
+    /// Whether a lookup at `similarity` is answered under a fixed threshold
+    /// (the entry's own observations are not used; a reported wrong answer
+    /// still excludes every similarity up to it).
+    #[must_use]
+    pub fn accepts_fixed(&self, similarity: f32, fixed: f32) -> bool {
+        similarity >= fixed && self.above_floor(similarity)
+    }
+
+    fn above_floor(&self, similarity: f32) -> bool {
+        self.floor.is_none_or(|f| similarity > f)
+    }
+
+    /// The entry's own learned threshold, if its observations show one.
+    #[must_use]
+    pub fn learned(&self) -> Option<Threshold> {
+        self.learned
+    }
+}

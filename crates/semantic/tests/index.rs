@@ -1,0 +1,113 @@
+//! `VectorIndex` (HNSW) against `ExactIndex` (brute force), and brute force
+//! against the plainest model: a list scanned for the best dot product.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use proptest::prelude::*;
+use stratum_semantic::{ExactIndex, NearestNeighbours, VectorIndex, dot, normalize};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u64, Vec<f32>),
+    Remove(u64),
+    Search(Vec<f32>),
+}
+
+const DIMS: usize = 16;
+
+fn unit() -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-1.0f32..1.0, DIMS).prop_filter_map("no direction", |mut v| {
+        normalize(&mut v).ok()?;
+        Some(v)
+    })
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    // Few keys, so adds replace and removes hit.
+    let op = prop_oneof![
+        4 => (0u64..48, unit()).prop_map(|(k, v)| Op::Add(k, v)),
+        1 => (0u64..48).prop_map(Op::Remove),
+        2 => unit().prop_map(Op::Search),
+    ];
+    prop::collection::vec(op, 1..160)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Up to 48 entries, HNSW finds the exact nearest (same similarity;
+    /// ties may pick either key), never returns a removed key, and holds as
+    /// many vectors as brute force.
+    #[test]
+    fn hnsw_matches_brute_force_on_small_sets(ops in ops()) {
+        let mut hnsw = VectorIndex::new(DIMS).unwrap();
+        let mut exact = ExactIndex::new(DIMS);
+        for op in ops {
+            match op {
+                Op::Add(k, v) => {
+                    hnsw.add(k, &v).unwrap();
+                    exact.add(k, &v).unwrap();
+                }
+                Op::Remove(k) => {
+                    prop_assert_eq!(hnsw.remove(k).unwrap(), exact.remove(k).unwrap());
+                }
+                Op::Search(q) => {
+                    let got = hnsw.search(&q, 1).unwrap();
+                    let want = exact.search(&q, 1).unwrap();
+                    prop_assert_eq!(got.len(), want.len());
+                    if let (Some(g), Some(w)) = (got.first(), want.first()) {
+                        prop_assert!((g.similarity - w.similarity).abs() < 1e-4, "{:?} vs {:?}", g, w);
+                        // The returned key is live and has that similarity.
+                        let live = exact.search(&q, exact.len()).unwrap();
+                        prop_assert!(live.iter().any(|n| n.key == g.key));
+                    }
+                }
+            }
+            prop_assert_eq!(hnsw.len(), exact.len());
+        }
+    }
+
+    /// Brute force returns the k best of a plain list, best first.
+    #[test]
+    fn brute_force_is_the_k_best(
+        vectors in prop::collection::vec(unit(), 0..40),
+        q in unit(),
+        k in 0usize..10,
+    ) {
+        let mut exact = ExactIndex::new(DIMS);
+        for (i, v) in vectors.iter().enumerate() {
+            exact.add(i as u64, v).unwrap();
+        }
+        let got = exact.search(&q, k).unwrap();
+        let mut model: Vec<f32> = vectors.iter().map(|v| dot(&q, v)).collect();
+        model.sort_by(|a, b| b.total_cmp(a));
+        model.truncate(k);
+        let sims: Vec<f32> = got.iter().map(|n| n.similarity).collect();
+        prop_assert_eq!(sims.len(), model.len());
+        for (g, m) in sims.iter().zip(&model) {
+            prop_assert!((g - m).abs() < 1e-5, "{:?} vs {:?}", sims, model);
+        }
+    }
+}
+
+#[test]
+fn wrong_length_and_nan_are_refused() {
+    let mut hnsw = VectorIndex::new(4).unwrap();
+    assert!(hnsw.add(1, &[1.0, 0.0]).is_err());
+    assert!(hnsw.add(1, &[f32::NAN, 0.0, 0.0, 0.0]).is_err());
+    assert!(hnsw.search(&[1.0], 1).is_err());
+    assert!(VectorIndex::new(0).is_err());
+}
+
+#[test]
+fn grows_past_its_first_reservation() {
+    let mut hnsw = VectorIndex::new(4).unwrap();
+    for k in 0..1_000u64 {
+        let mut v = vec![(k as f32).sin(), (k as f32).cos(), 1.0, (k % 7) as f32];
+        normalize(&mut v).unwrap();
+        hnsw.add(k, &v).unwrap();
+    }
+    assert_eq!(hnsw.len(), 1_000);
+    assert!(hnsw.memory_bytes() > 1_000 * 16);
+}
