@@ -18,15 +18,19 @@ pub const MINILM_DIMENSIONS: usize = 384;
 const MAX_TOKENS: usize = 256;
 
 /// The folder `cargo xtask fetch-model` writes the model to:
-/// `$STRATUM_CACHE_DIR/all-minilm-l6-v2`, else `~/.cache/stratum/all-minilm-l6-v2`
-/// (`None` without either variable).
+/// `$STRATUM_CACHE_DIR/all-minilm-l6-v2`, else
+/// `$XDG_CACHE_HOME/stratum/all-minilm-l6-v2`, else
+/// `~/.cache/stratum/all-minilm-l6-v2` (`None` without any of the three
+/// variables); the same order xtask uses for the test server's builds.
 #[must_use]
 pub fn default_model_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("STRATUM_CACHE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?)
-            .join(".cache")
-            .join("stratum"),
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let base = if let Some(dir) = var("STRATUM_CACHE_DIR") {
+        PathBuf::from(dir)
+    } else if let Some(dir) = var("XDG_CACHE_HOME") {
+        PathBuf::from(dir).join("stratum")
+    } else {
+        PathBuf::from(var("HOME")?).join(".cache").join("stratum")
     };
     Some(base.join("all-minilm-l6-v2"))
 }
