@@ -174,3 +174,37 @@ impl Prefetcher {
         self.calls[usize::from(!ok)].increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a tracked ObjectId costs: the predictor's stated bytes per key
+    /// plus the key bytes on the heap, within the bound once full.
+    #[test]
+    fn a_tracked_object_id_costs_what_the_docs_say() {
+        let mut config = PrefetchConfig::default();
+        config.max_tracked_keys = 2_048;
+        let p = Predictor::<Id>::new(&config).unwrap();
+        for i in 0..4_096u32 {
+            let mut bytes = [0u8; 12];
+            bytes[8..].copy_from_slice(&i.to_be_bytes());
+            let id = Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes));
+            let key = Id {
+                key: stratum_store::id_key(&id),
+                id,
+            };
+            p.record(u64::from(i % 16), &key);
+        }
+        assert_eq!(p.tracked_keys(), 2_048);
+        assert!(p.memory_bytes() <= p.capacity() * p.bytes_per_key() + p.fixed_bytes());
+        let key_heap = stratum_store::id_key(&Bson::ObjectId(bson::oid::ObjectId::new())).len();
+        // docs/prefetch.md quotes these two figures.
+        println!(
+            "bytes per tracked ObjectId: {} + {key_heap} key bytes on the heap; Id is {} bytes",
+            p.bytes_per_key(),
+            size_of::<Id>()
+        );
+        assert_eq!(key_heap, 13);
+    }
+}
