@@ -386,7 +386,6 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         let shards = (config.max_tracked_keys / 1024)
             .clamp(1, 16)
             .next_power_of_two();
-        let shards = if shards > 16 { 16 } else { shards };
         let cap = (config.max_tracked_keys / shards).max(1);
         Ok(Predictor {
             tables: (0..shards)
@@ -402,7 +401,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             contexts: (0..CONTEXTS)
                 .map(|_| Mutex::new(Window::default()))
                 .collect(),
-            hasher: foldhash::fast::FixedState::with_seed(0x5eed_0f_c0ac_ce55),
+            hasher: foldhash::fast::FixedState::with_seed(0x005e_ed0f_c0ac_ce55),
             config: config.clone(),
         })
     }
@@ -458,7 +457,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 .copied()
                 .collect()
         };
-        likely.sort_by(|a, b| b.count.cmp(&a.count));
+        likely.sort_by_key(|s| std::cmp::Reverse(s.count));
         likely.truncate(self.config.max_batch);
         likely
             .iter()
