@@ -438,7 +438,12 @@ pub(crate) async fn count_with_every_filter<S: Store>(s: &S) {
         (
             Filter::is_in(
                 "_id",
-                [Bson::Int32(1), Bson::Double(3.0), Bson::Int64(9), Bson::Int32(1)],
+                [
+                    Bson::Int32(1),
+                    Bson::Double(3.0),
+                    Bson::Int64(9),
+                    Bson::Int32(1),
+                ],
             ),
             2,
         ),
