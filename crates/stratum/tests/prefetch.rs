@@ -7,10 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use stratum::bson::DateTime;
 use stratum::models::{Conversation, Document};
 use stratum::{MemoryStore, Origin, Repository, Store, Stratum, StratumConfig};
+use stratum_store::{FaultPlan, FaultyStore};
 
 fn config(max_share: f64) -> StratumConfig {
     let mut config = StratumConfig::default();
@@ -29,10 +31,11 @@ struct Group {
 /// A stack over `store` whose repository has seen `a, b, c` read in this
 /// order three times (enough for `a`'s successors to be proposed).
 async fn learned(store: Arc<dyn Store>, max_share: f64) -> Group {
-    let stratum = Stratum::builder(config(max_share))
-        .store(store)
-        .build()
-        .unwrap();
+    learned_with(store, config(max_share)).await
+}
+
+async fn learned_with(store: Arc<dyn Store>, config: StratumConfig) -> Group {
+    let stratum = Stratum::builder(config).store(store).build().unwrap();
     let repo = stratum.repository::<Conversation>().unwrap();
     let mut ids = Vec::new();
     for model in ["a", "b", "c"] {
@@ -113,6 +116,51 @@ async fn no_prefetch_while_the_breaker_is_not_closed() {
         (3, 1),
         "closed again: prefetched"
     );
+}
+
+/// While a caller waits for admission (one slot, held by a slow read) no
+/// prefetch is made: without the check it would be counted and queue too.
+#[tokio::test]
+async fn no_prefetch_while_callers_wait_for_admission() {
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new(), 1));
+    let mut config = config(1.0);
+    config.pool.max_size = 1;
+    let g = learned_with(Arc::clone(&faulty) as Arc<dyn Store>, config).await;
+    let others: Vec<_> = (0..2)
+        .map(|_| Conversation::new("x", DateTime::from_millis(1_700_000_000_000)))
+        .collect();
+    for c in &others {
+        g.repo.insert(c).await.unwrap();
+    }
+    faulty.set_plan(FaultPlan {
+        latency: Duration::from_millis(300),
+        ..FaultPlan::none()
+    });
+    let readers: Vec<_> = others
+        .iter()
+        .map(|c| {
+            let (repo, id) = (g.repo.clone(), c.id.clone());
+            // The waiter may be refused (queue timeout): not what is tested.
+            tokio::spawn(async move { drop(repo.get(&id).await) })
+        })
+        .collect();
+    // One reader holds the slot in the slow store, the other waits for it
+    // (the readers run while this task yields; no time needs to pass).
+    let waiting =
+        || g.stratum.pool_status().unwrap().waiting + g.stratum.limit_status().unwrap().waiting;
+    for _ in 0..1_000 {
+        if waiting() == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(waiting(), 1);
+    g.read_head().await;
+    assert_eq!(g.repo.prefetch_calls().unwrap().1, 0);
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, 0);
+    for r in readers {
+        r.await.unwrap();
+    }
 }
 
 /// `max_share = 0`: never a prefetch, and the group is read from the store.
