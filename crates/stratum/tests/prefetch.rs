@@ -139,7 +139,7 @@ async fn no_prefetch_while_callers_wait_for_admission() {
     let readers: Vec<_> = others
         .iter()
         .map(|c| {
-            let (repo, id) = (g.repo.clone(), c.id.clone());
+            let (repo, id) = (g.repo.clone(), c.id);
             // The waiter may be refused (queue timeout): not what is tested.
             tokio::spawn(async move { drop(repo.get(&id).await) })
         })
