@@ -441,6 +441,12 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     /// threshold (most likely first, at most `max_batch`); none until `key`
     /// was read `min_reads` times.
     pub fn propose(&self, key: &K) -> Vec<K> {
+        self.propose_where(key, |_| true)
+    }
+
+    /// [`Predictor::propose`], keeping only the successors `keep` accepts
+    /// (those not cached, say): the others are never cloned.
+    pub fn propose_where(&self, key: &K, mut keep: impl FnMut(&K) -> bool) -> Vec<K> {
         let hash = self.hasher.hash_one(key);
         let mut likely: Vec<Succ> = {
             let mut table = self.table(hash).lock();
@@ -464,7 +470,11 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             .filter_map(|s| {
                 let table = self.table(s.hash).lock();
                 let i = table.find(s.hash)?;
-                table.nodes.get(i).map(|n| n.key.clone())
+                table
+                    .nodes
+                    .get(i)
+                    .filter(|n| keep(&n.key))
+                    .map(|n| n.key.clone())
             })
             .collect()
     }

@@ -478,12 +478,9 @@ impl<T: Document> Repository<T> {
         if inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
             return;
         }
-        let missing: Vec<prefetch::Id> = p
+        let missing = p
             .predictor
-            .propose(&key)
-            .into_iter()
-            .filter(|next| !cache.contains_key(&next.key))
-            .collect();
+            .propose_where(&key, |next| !cache.contains_key(&next.key));
         if missing.is_empty() {
             return;
         }
