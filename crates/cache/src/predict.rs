@@ -65,7 +65,7 @@ const CONTEXTS: usize = 256;
 pub struct PrefetchConfig {
     /// Learn co-access patterns and prefetch. Default `false`: it pays
     /// off only where reads come in recurring groups (31 % fewer misses on
-    /// the correlated workload) and costs every read about a microsecond
+    /// the correlated workload) and costs every read about 0.6 µs
     /// of bookkeeping and each repository up to `max_tracked_keys` x ~350
     /// bytes (docs/prefetch.md has the measurements).
     pub enabled: bool,

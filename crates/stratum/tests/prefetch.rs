@@ -4,6 +4,8 @@
 //! share of the read calls. On the embedded store and on the real test
 //! server (MongoStore over TCP).
 
+// Prefetching lives in the repository's cache.
+#![cfg(all(feature = "cache", feature = "breaker", feature = "pool"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
