@@ -67,6 +67,11 @@ const SUITES: &[(&str, &str, &str)] = &[
         "repository",
         "cached and uncached reads and writes through the repository against the raw driver (test server)",
     ),
+    (
+        "stratum",
+        "prefetch",
+        "predictive pre-loading off against on, same run: a correlated LLM workload through a Repository over the embedded store with 1 ms per database call, and the Zipf and scan controls (docs/prefetch.md)",
+    ),
 ];
 
 /// Runs the suites (all, or those whose package or bench name is given) and

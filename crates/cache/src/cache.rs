@@ -245,6 +245,12 @@ where
     }
 
     pub(crate) fn insert(&self, key: K, value: V, ttl: Option<Duration>) {
+        self.store(key, value, ttl, false);
+    }
+
+    /// Stores a value; with `prefetched`, only if the key is absent, in
+    /// the small queue and flagged (see `predict.rs`).
+    pub(crate) fn store(&self, key: K, value: V, ttl: Option<Duration>, prefetched: bool) {
         let hash = self.hash(&key);
         let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let now = self.now();
@@ -276,6 +282,7 @@ where
                     weight,
                     expires_at,
                     refresh_at,
+                    prefetched,
                 },
                 now,
                 self.timing,
@@ -284,6 +291,12 @@ where
             data.sweep(SWEEP_PER_WRITE, now, self.timing, &mut out);
         }
         self.removed(out);
+    }
+
+    /// A waiter took its value from a flight: if a prefetch led it, the
+    /// entry it stored counts as read.
+    fn claim_prefetched(&self, key: &K, hash: u64) {
+        self.shard(hash).data.read().claim_key(hash, key);
     }
 
     /// Counts removals and tells the listener, outside every lock.
@@ -421,7 +434,10 @@ where
                         .or_else(|e| self.serve_stale(stale, e));
                 }
                 Begin::Wait(flight) => match flight.wait() {
-                    Outcome::Loaded(v) => return Ok(v),
+                    Outcome::Loaded(v) => {
+                        self.claim_prefetched(&key, hash);
+                        return Ok(v);
+                    }
                     Outcome::Failed(e) => {
                         if let Ok(e) = e.downcast::<E>() {
                             return self.serve_stale(stale, e);
@@ -473,7 +489,10 @@ where
                         .or_else(|e| self.serve_stale(stale, e));
                 }
                 Begin::Wait(flight) => match flight.wait_async().await {
-                    Outcome::Loaded(v) => return Ok(v),
+                    Outcome::Loaded(v) => {
+                        self.claim_prefetched(&key, hash);
+                        return Ok(v);
+                    }
                     Outcome::Failed(e) => {
                         if let Ok(e) = e.downcast::<E>() {
                             return self.serve_stale(stale, e);
@@ -498,8 +517,18 @@ where
         }
     }
 
+    /// The counters, with the prefetch counts the shards keep.
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let mut stats = self.stats.snapshot();
+        for shard in self.shards.iter() {
+            shard.data.read().prefetch.add_to(&mut stats);
+        }
+        stats
+    }
+
     pub(crate) fn publish_metrics(&self) {
-        let s = self.stats.snapshot();
+        let s = self.snapshot();
+        crate::predict::publish_metrics(&self.name, &s);
         let name = self.name.to_string();
         metrics::counter!("stratum_cache_hits_total", "cache" => name.clone()).absolute(s.hits);
         metrics::counter!("stratum_cache_misses_total", "cache" => name.clone()).absolute(s.misses);
@@ -669,7 +698,7 @@ where
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> CacheStats {
-        self.inner.stats.snapshot()
+        self.inner.snapshot()
     }
 
     /// The name used as the `cache` metrics label.

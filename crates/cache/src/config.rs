@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::ShardedCache;
 use crate::clock::Clock;
 use crate::error::ConfigError;
+use crate::predict::PrefetchConfig;
 use crate::stats::RemovalCause;
 
 /// Which entry goes when the cache is full.
@@ -149,6 +150,11 @@ pub struct CacheConfig {
     /// when the loader fails. Default none (expired values are never served).
     #[serde(with = "stratum_core::optional_duration")]
     pub max_stale: Option<Duration>,
+    /// Predictive pre-loading ([`PrefetchConfig`]): read by whoever drives
+    /// prefetches (a Stratum repository builds its [`crate::Predictor`]
+    /// and loader from it); the cache itself only stores what a prefetch
+    /// loads, in its probationary queue.
+    pub prefetch: PrefetchConfig,
 }
 
 impl Default for CacheConfig {
@@ -164,6 +170,7 @@ impl Default for CacheConfig {
             time_to_idle: None,
             refresh_after: None,
             max_stale: None,
+            prefetch: PrefetchConfig::default(),
         }
     }
 }
@@ -221,6 +228,7 @@ impl CacheConfig {
                 "must be greater than zero",
             ));
         }
+        self.prefetch.validate().map_err(|e| e.within("prefetch"))?;
         Ok(())
     }
 

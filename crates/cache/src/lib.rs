@@ -21,6 +21,10 @@
 //!   [`CacheStats::hit_ratio`], the cause given to the eviction listener, and
 //!   `publish_metrics` / `spawn_maintenance` to export them through the
 //!   `metrics` facade (names in `docs/cache.md`).
+//! - [`Predictor`], [`PrefetchConfig`] and [`ShardedCache::begin_prefetch`]:
+//!   predictive pre-loading, an online model of which keys follow which,
+//!   and prefetched entries that enter the probationary queue, counted
+//!   apart (docs/prefetch.md).
 //! - [`Clock`], [`CoarseClock`] (the default), [`SystemClock`],
 //!   [`ManualClock`]: the injectable time source.
 //!
@@ -83,6 +87,7 @@ mod ghost;
 mod loading;
 #[cfg(feature = "tokio")]
 mod maintenance;
+mod predict;
 mod shard;
 mod sketch;
 mod stats;
@@ -97,4 +102,5 @@ pub use error::ConfigError;
 pub use loading::{AsyncLoader, LoadingCache, WarmUpReport};
 #[cfg(feature = "tokio")]
 pub use maintenance::MaintenanceHandle;
+pub use predict::{HALVE_AT, MAX_SUCCESSORS, MAX_WINDOW, Predictor, Prefetch, PrefetchConfig};
 pub use stats::{CacheStats, RemovalCause};

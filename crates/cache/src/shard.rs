@@ -3,13 +3,14 @@
 //! FIFO queues plus a ghost queue of recently evicted hashes).
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
 use crate::adapt::PER_MILLE;
 use crate::config::Policy;
 use crate::ghost::Ghost;
+use crate::predict::PrefetchCounts;
 use crate::sketch::Sketch;
 use crate::stats::RemovalCause;
 
@@ -115,6 +116,9 @@ pub(crate) struct Entry<K, V> {
     /// equally often, win over main's victims after each halving).
     seen: u8,
     epoch: u8,
+    /// Stored by a prefetch and not read since (cleared by the first read,
+    /// which counts it; counted as unread if it leaves first).
+    prefetched: AtomicBool,
 }
 
 /// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
@@ -224,6 +228,9 @@ pub(crate) struct NewEntry<K, V> {
     pub(crate) weight: u32,
     pub(crate) expires_at: u64,
     pub(crate) refresh_at: u64,
+    /// A prefetch's guess: stored only if the key is absent, always in the
+    /// small queue (S3-FIFO), and flagged until read.
+    pub(crate) prefetched: bool,
 }
 
 pub(crate) struct ShardData<K, V> {
@@ -255,6 +262,8 @@ pub(crate) struct ShardData<K, V> {
     /// Inserts since the cache last sampled its hit ratio for this shard
     /// (adaptive small queue only).
     pub(crate) since_sample: u32,
+    /// Prefetched entries stored, read, and removed unread.
+    pub(crate) prefetch: PrefetchCounts,
     /// Where the amortized expiry sweep resumes.
     cursor: usize,
     /// A lower bound on the tick at which any stored entry becomes dead:
@@ -285,6 +294,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             ghost: Ghost::new(),
             sketch: None,
             since_sample: 0,
+            prefetch: PrefetchCounts::default(),
             cursor: 0,
             earliest_dead: u64::MAX,
             pass_min: u64::MAX,
@@ -397,6 +407,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             if f < MAX_FREQ {
                 e.freq.store(f + 1, Ordering::Relaxed);
             }
+            self.claim(e);
             if timing.tti.is_some() {
                 self.last_access.touch(idx, now);
             }
@@ -408,6 +419,23 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             Lookup::Stale(e.value.clone())
         } else {
             Lookup::Miss
+        }
+    }
+
+    /// Counts the first read of a prefetched entry (a plain load while
+    /// the flag is clear: nothing shared is written).
+    #[inline]
+    fn claim(&self, e: &Entry<K, V>) {
+        if e.prefetched.load(Ordering::Relaxed) && e.prefetched.swap(false, Ordering::Relaxed) {
+            self.prefetch.read();
+        }
+    }
+
+    /// Counts a read of `key` that took its value from a prefetch's flight
+    /// rather than from the entry (the caller waited for the prefetch).
+    pub(crate) fn claim_key(&self, hash: u64, key: &K) {
+        if let Some(e) = self.find(hash, key).and_then(|idx| self.entry(idx)) {
+            self.claim(e);
         }
     }
 
@@ -444,6 +472,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         if self.is_live(idx, e, now, timing) {
             let value = e.value.clone();
             let refresh = timing.refresh && self.refresh_due(idx, now);
+            self.claim(e);
             self.last_access.touch(idx, now);
             if self.policy == Policy::Lru {
                 if self.lists[SMALL].head != idx {
@@ -480,6 +509,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         out: &mut Removals<K, V>,
     ) {
         let existing = self.find(new.hash, &new.key);
+        if new.prefetched && existing.is_some() {
+            // A guess never replaces what is there (a newer demand load).
+            return;
+        }
         // The new value's earliest possible death (TTI can only push it later).
         let dead_at = new
             .expires_at
@@ -511,6 +544,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             };
             let old_value = std::mem::replace(&mut e.value, new.value);
             e.expires_at = new.expires_at;
+            e.prefetched.store(false, Ordering::Relaxed);
             let list = e.list.index();
             let old_weight = std::mem::replace(&mut e.weight, new.weight);
             self.last_access.set(idx, now);
@@ -531,7 +565,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             // filling cache are never admitted over a victim by it).
             let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
             let list = match self.policy {
+                // A guess enters the probationary queue, neither counted
+                // as a sighting nor let into main by the ghost: unread, it
+                // leaves before any entry of main.
                 Policy::Lru => SMALL,
+                Policy::S3Fifo if new.prefetched => SMALL,
                 Policy::S3Fifo => {
                     seen = self.count(new.hash);
                     if self.ghost.take(new.hash) {
@@ -552,7 +590,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 list: Queue::of(list),
                 seen: u8::try_from(seen).unwrap_or(u8::MAX),
                 epoch,
+                prefetched: AtomicBool::new(new.prefetched),
             };
+            if new.prefetched {
+                self.prefetch.inserted();
+            }
             let idx = match self.free.pop() {
                 Some(i) => {
                     if let Some(slot) = self.slab.get_mut(i as usize) {
@@ -600,6 +642,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.last_access.clear();
         self.refresh_at.clear();
         for e in self.slab.drain(..).flatten() {
+            if e.prefetched.load(Ordering::Relaxed) {
+                self.prefetch.unread();
+            }
             out.push((e.key, e.value, RemovalCause::Explicit));
         }
         self.table.clear();
@@ -886,6 +931,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             found.remove();
         }
         let e = self.slab.get_mut(idx as usize)?.take()?;
+        if e.prefetched.load(Ordering::Relaxed) {
+            self.prefetch.unread();
+        }
         self.free.push(idx);
         self.weight -= u64::from(weight);
         Some((e.key, e.value, cause))

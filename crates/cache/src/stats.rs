@@ -90,6 +90,15 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Expired values served because the loader failed (stale-if-error).
     pub stale_serves: u64,
+    /// Keys prefetches asked their loader for ([`crate::ShardedCache::prefetch_async`]).
+    pub prefetch_issued: u64,
+    /// Entries a prefetch stored (the key was absent when it came back).
+    pub prefetch_inserted: u64,
+    /// Prefetched entries read before they left the cache (by a lookup,
+    /// or by a caller that waited for the prefetch's load).
+    pub prefetch_read: u64,
+    /// Prefetched entries that left the cache unread.
+    pub prefetch_unread: u64,
 }
 
 impl CacheStats {
@@ -106,6 +115,18 @@ impl CacheStats {
     /// Loads, successful or not.
     pub fn loads(&self) -> u64 {
         self.loads_ok + self.loads_err
+    }
+
+    /// The share of prefetched entries read before they left: read over
+    /// read plus removed unread (entries still cached and unread are not
+    /// judged yet); 0.0 before any is judged.
+    pub fn prefetch_precision(&self) -> f64 {
+        let judged = self.prefetch_read + self.prefetch_unread;
+        if judged == 0 {
+            0.0
+        } else {
+            self.prefetch_read as f64 / judged as f64
+        }
     }
 
     /// Evictions of every cause.
@@ -128,9 +149,10 @@ pub(crate) enum Counter {
     EvictedReplaced,
     Refreshes,
     StaleServes,
+    PrefetchIssued,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 12;
 
 impl Counter {
     pub(crate) fn eviction(cause: RemovalCause) -> Self {
@@ -260,6 +282,11 @@ impl StatsCells {
             evicted_replaced: sum[Counter::EvictedReplaced as usize],
             refreshes: sum[Counter::Refreshes as usize],
             stale_serves: sum[Counter::StaleServes as usize],
+            prefetch_issued: sum[Counter::PrefetchIssued as usize],
+            // Kept by the shards (`predict::PrefetchCounts`), added by the cache.
+            prefetch_inserted: 0,
+            prefetch_read: 0,
+            prefetch_unread: 0,
         }
     }
 }
@@ -281,6 +308,7 @@ mod tests {
         Counter::EvictedReplaced,
         Counter::Refreshes,
         Counter::StaleServes,
+        Counter::PrefetchIssued,
     ];
 
     fn as_array(s: &CacheStats) -> [u64; COUNTERS] {
@@ -296,6 +324,7 @@ mod tests {
             s.evicted_replaced,
             s.refreshes,
             s.stale_serves,
+            s.prefetch_issued,
         ]
     }
 

@@ -338,7 +338,17 @@ impl fmt::Display for StackFigures {
                 c.misses,
                 c.loads_ok + c.loads_err,
                 c.evicted_size
-            )?,
+            )
+            .and_then(|()| {
+                writeln!(
+                    f,
+                    "prefetch:     {what}: {} keys prefetched, {} read before eviction (misses avoided), {} left unread (extra database reads); precision {:.1} %",
+                    c.prefetch_issued,
+                    c.prefetch_read,
+                    c.prefetch_unread,
+                    100.0 * c.prefetch_precision()
+                )
+            })?,
             None => writeln!(f, "cache:        off (cache.enabled = false)")?,
         }
         match &self.pool {

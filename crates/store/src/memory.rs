@@ -331,11 +331,24 @@ impl Store for MemoryStore {
             return Ok(Vec::new());
         }
         let coll = self.read_live(&coll);
-        let mut hits: Vec<&Document> = coll
-            .docs
-            .values()
-            .filter(|doc| matches(doc, &query.filter))
-            .collect();
+        let mut hits: Vec<&Document> = match &query.filter.0 {
+            // `_id: {$in: [...]}` (a repository's prefetch): through the id
+            // index, in insertion order as a scan would find them.
+            crate::query::Node::In { field, values } if field == "_id" => {
+                let mut seqs: Vec<u64> = values.iter().filter_map(|v| coll.seq_of(v)).collect();
+                seqs.sort_unstable();
+                seqs.dedup();
+                seqs.iter()
+                    .filter_map(|seq| coll.docs.get(seq))
+                    .filter(|doc| matches(doc, &query.filter))
+                    .collect()
+            }
+            _ => coll
+                .docs
+                .values()
+                .filter(|doc| matches(doc, &query.filter))
+                .collect(),
+        };
         if !query.sort.is_empty() {
             // Stable: ties keep insertion order.
             hits.sort_by(|a, b| compare_for_sort(a, b, &query.sort));

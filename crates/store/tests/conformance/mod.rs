@@ -433,6 +433,20 @@ pub(crate) async fn count_with_every_filter<S: Store>(s: &S) {
         ),
         (Filter::id(3), 1),
         (Filter::eq("role", "nobody"), 0),
+        // A batch by id (a repository's prefetch; the embedded store looks
+        // it up by id): numbers equal across types, an id repeated, one absent.
+        (
+            Filter::is_in(
+                "_id",
+                [
+                    Bson::Int32(1),
+                    Bson::Double(3.0),
+                    Bson::Int64(9),
+                    Bson::Int32(1),
+                ],
+            ),
+            2,
+        ),
     ];
     for (filter, expected) in cases {
         assert_eq!(s.count(C, &filter).await.unwrap(), expected, "{filter:?}");

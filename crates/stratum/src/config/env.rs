@@ -32,6 +32,14 @@ pub const ENV_IGNORED: &[&str] = &[
     // The cache benches' profiling and memory-case switches.
     "STRATUM_PROFILE",
     "STRATUM_MEMORY_CASE",
+    // The semantic layer's model folder (its evaluation) and the switch that
+    // makes its model tests fail when the weights are missing (CI).
+    "STRATUM_MODEL_DIR",
+    "STRATUM_REQUIRE_MODEL",
+    // The semantic evaluation's Bible texts folder.
+    "STRATUM_SWORD_DIR",
+    // The cache's hit-ratio bench knobs (`STRATUM_HIT_SEEDS`, ...).
+    "STRATUM_HIT_",
 ];
 
 /// Whether `name` is another tool's variable ([`ENV_IGNORED`]).
@@ -186,6 +194,8 @@ mod tests {
             "STRATUM_BLESS",
             "STRATUM_TRACES",
             "STRATUM_CACHE_DIR",
+            "STRATUM_MODEL_DIR",
+            "STRATUM_REQUIRE_MODEL",
         ] {
             assert!(is_ignored(name), "{name}");
         }

@@ -20,6 +20,8 @@
 
 mod error;
 mod metrics;
+#[cfg(feature = "cache")]
+mod prefetch;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -146,6 +148,9 @@ struct Inner<T> {
     metrics: RepositoryMetrics,
     /// Whether cached entries may be served as fresh ([`Trust`]).
     trust: AtomicU8,
+    /// Predictive pre-loading (`cache.prefetch`), when on and cached.
+    #[cfg(feature = "cache")]
+    prefetch: Option<prefetch::Prefetcher>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -230,6 +235,11 @@ impl<T: Document> Repository<T> {
         let cache = None;
         #[cfg(feature = "cache")]
         let cache = layers.cache(section.named(T::COLLECTION))?;
+        #[cfg(feature = "cache")]
+        let prefetch = match &cache {
+            Some(_) => prefetch::Prefetcher::new(&section.settings.prefetch, T::COLLECTION)?,
+            None => None,
+        };
         Ok(Repository {
             inner: Arc::new(Inner {
                 #[cfg(feature = "cache")]
@@ -240,6 +250,8 @@ impl<T: Document> Repository<T> {
                 write_order: (0..STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
                 metrics: RepositoryMetrics::new(T::COLLECTION),
                 trust: AtomicU8::new(Trust::Ttl as u8),
+                #[cfg(feature = "cache")]
+                prefetch,
                 layers,
                 _type: PhantomData,
             }),
@@ -275,6 +287,8 @@ impl<T: Document> Repository<T> {
         self.observe(Op::Get, async {
             let id = to_bson(id)?;
             let read = self.read(&id).await?;
+            #[cfg(feature = "cache")]
+            self.after_read(&id);
             self.inner.metrics.read(match read.origin {
                 Origin::Cache => Source::Cache,
                 Origin::Store => Source::Store,
@@ -412,6 +426,10 @@ impl<T: Document> Repository<T> {
         generation: Option<(usize, &AtomicU64)>,
     ) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
+        #[cfg(feature = "cache")]
+        if let Some(prefetch) = &self.inner.prefetch {
+            prefetch.demand_call();
+        }
         let found = layers
             .call(async {
                 if let Some((stripe, slot)) = generation {
@@ -429,6 +447,137 @@ impl<T: Document> Repository<T> {
             doc,
             loaded_at: layers.clock.now(),
         })
+    }
+
+    /// The prefetch statistics: (read calls, prefetch calls) so far, when
+    /// prefetching is on (the entries' fate is in [`Self::cache_stats`]).
+    #[cfg(feature = "cache")]
+    pub fn prefetch_calls(&self) -> Option<(u64, u64)> {
+        self.inner
+            .prefetch
+            .as_ref()
+            .map(prefetch::Prefetcher::calls)
+    }
+
+    /// After a read by id: notes it in the predictor and, when the ids it
+    /// expects next are not cached and a prefetch is permitted, starts
+    /// loading them (their flights registered now, so a read of one that
+    /// comes before the load finishes waits for it).
+    #[cfg(feature = "cache")]
+    fn after_read(&self, id: &Bson) {
+        let inner = &*self.inner;
+        let (Some(p), Some(cache)) = (&inner.prefetch, &inner.cache) else {
+            return;
+        };
+        let key = prefetch::Id {
+            key: stratum_store::id_key(id),
+            id: id.clone(),
+        };
+        p.predictor.record(prefetch::Prefetcher::context(), &key);
+        // Entries loaded while the change stream is down would not be trusted.
+        if inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
+            return;
+        }
+        let missing = p
+            .predictor
+            .propose_where(&key, |next| !cache.contains_key(&next.key));
+        if missing.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(permit) = p.permit(&inner.layers) else {
+            return;
+        };
+        let batch = cache.begin_prefetch(missing.iter().map(|m| m.key.clone()));
+        if batch.is_empty() {
+            p.uncount();
+            return;
+        }
+        let repo = self.clone();
+        runtime.spawn(async move {
+            let ok = repo.prefetch(batch, missing).await;
+            if let Some(p) = &repo.inner.prefetch {
+                p.finished(ok);
+            }
+            drop(permit);
+        });
+    }
+
+    /// Loads a prefetch's ids in one `_id: {$in: [...]}` query through the
+    /// breaker and admission, like a read: an id a write touched while the
+    /// query ran is not stored (or is dropped again, as a read's would be).
+    #[cfg(feature = "cache")]
+    async fn prefetch(
+        &self,
+        batch: stratum_cache::Prefetch<Vec<u8>, Entry<T>>,
+        ids: Vec<prefetch::Id>,
+    ) -> bool {
+        let inner = &*self.inner;
+        let layers = &inner.layers;
+        let keys = batch.keys();
+        let wanted: Vec<Bson> = keys
+            .iter()
+            .filter_map(|k| ids.iter().find(|i| &i.key == k).map(|i| i.id.clone()))
+            .collect();
+        let before: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
+        let noted = &before;
+        let loaded = batch
+            .load(|keys| async move {
+                let docs = layers
+                    .call(async {
+                        for (k, slot) in keys.iter().zip(noted) {
+                            let now = inner.generations[stripe(k)].load(Ordering::Acquire);
+                            slot.store(now, Ordering::Release);
+                        }
+                        let query = Query::new(Filter::is_in("_id", wanted));
+                        layers.store.find(T::COLLECTION, &query).await
+                    })
+                    .await?;
+                let mut found: std::collections::HashMap<Vec<u8>, Arc<T>> = docs
+                    .into_iter()
+                    .filter_map(|doc| {
+                        let key = stratum_store::id_key(doc.get("_id")?);
+                        // A document that does not decode is left to the
+                        // read that asks for it (it reports the error).
+                        let value = T::from_bson_checked(doc).ok()?;
+                        Some((key, Arc::new(value)))
+                    })
+                    .collect();
+                let loaded_at = layers.clock.now();
+                let unchanged = |(k, slot): &(&Vec<u8>, &AtomicU64)| {
+                    inner.generations[stripe(k)].load(Ordering::Acquire)
+                        == slot.load(Ordering::Acquire)
+                };
+                Ok::<_, RepositoryError>(
+                    keys.iter()
+                        .zip(noted)
+                        .filter(unchanged)
+                        .map(|(k, _)| {
+                            let doc = found.remove(k);
+                            (k.clone(), Entry { doc, loaded_at })
+                        })
+                        .collect(),
+                )
+            })
+            .await;
+        let Ok(stored) = loaded else {
+            return false;
+        };
+        if let Some(cache) = &inner.cache {
+            for k in stored {
+                let Some(i) = keys.iter().position(|x| x == &k) else {
+                    continue;
+                };
+                let noted = before.get(i).map_or(0, |s| s.load(Ordering::Acquire));
+                if inner.generations[stripe(&k)].load(Ordering::Acquire) != noted {
+                    cache.remove(&k);
+                    inner.metrics.invalidated(Invalidation::Race);
+                }
+            }
+        }
+        true
     }
 
     /// Stores a new document (validated by its type first); the id's cache

@@ -1,0 +1,385 @@
+//! Predictive pre-loading measured: the same workload through a
+//! `Repository` over the embedded store with prefetching off and on, in
+//! one run (docs/prefetch.md explains the workloads and the goals).
+//!
+//! - correlated: a generated LLM workload. Retrieval: 1 500 topics of 8
+//!   chunks; a question picks a topic (Zipf 0.8) and reads its chunks in
+//!   rank order, each left out with probability 0.15 and each adjacent
+//!   pair swapped with probability 0.2. Conversation opens: 1 500
+//!   conversations (Zipf 0.8) whose header and last 6 messages are read in
+//!   order. Half the sessions are each; 20 000 sessions by 16 tasks (one
+//!   task is one caller's flow), a cache of 3 000 entries (13 % of the
+//!   22 500 documents), and every database call takes 1 ms (the store
+//!   behind `FaultyStore`).
+//! - zipf (control): Zipf 0.99 over 100 000 keys, 200 000 reads, cache of
+//!   5 000 (the hit-ratio bench's trace, shortened), no added latency.
+//! - scan (control): a hot set of 800 keys (Zipf 0.8) read 20 000 times,
+//!   then a one-off scan of 5 000 cold keys; 5 rounds, cache of 1 000.
+//!
+//! Then criterion times a cached read (`Repository::get`, a hit) with
+//! prefetching off and on: what the predictor's bookkeeping costs a read.
+//!
+//! Run: `cargo bench -p stratum --bench prefetch`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde::{Deserialize, Serialize};
+use stratum::models::Document;
+use stratum::{MemoryStore, Origin, Repository, Store, Stratum, StratumConfig};
+use stratum_store::{FaultPlan, FaultyStore};
+use tokio::runtime::Runtime;
+
+#[derive(Serialize, Deserialize)]
+struct Chunk {
+    #[serde(rename = "_id")]
+    id: i64,
+    text: String,
+}
+
+impl Document for Chunk {
+    const COLLECTION: &'static str = "chunks";
+    const SCHEMA_VERSION: i32 = 1;
+    type Id = i64;
+    fn id(&self) -> &i64 {
+        &self.id
+    }
+}
+
+/// SplitMix64: a small deterministic generator (the workloads are the
+/// same in every run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Zipf over `0..n` with exponent `s`, by inverse CDF.
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / (k as f64).powf(s);
+                acc
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= acc;
+        }
+        Zipf(cdf)
+    }
+
+    fn sample(&self, rng: &mut Rng) -> usize {
+        let u = rng.unit();
+        self.0.partition_point(|&c| c < u).min(self.0.len() - 1)
+    }
+}
+
+/// A workload: sessions of reads (each run by one task in order) and the
+/// documents it needs.
+struct Workload {
+    name: &'static str,
+    sessions: Vec<Vec<i64>>,
+    docs: Vec<i64>,
+    capacity: u64,
+    latency: Duration,
+}
+
+const CONVERSATION_BASE: i64 = 1_000_000;
+
+fn correlated() -> Workload {
+    let (topics, chunks, convs, messages) = (1_500usize, 8usize, 1_500usize, 6usize);
+    let mut rng = Rng(42);
+    let (topic_pop, conv_pop) = (Zipf::new(topics, 0.8), Zipf::new(convs, 0.8));
+    // Popularity ranks map to scattered topics, so hot ids are not adjacent.
+    let mut sessions = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        if rng.unit() < 0.5 {
+            let t = (topic_pop.sample(&mut rng) * 7_919 % topics) as i64;
+            let mut reads: Vec<i64> = (0..chunks as i64)
+                .filter(|_| rng.unit() >= 0.15)
+                .map(|j| t * chunks as i64 + j)
+                .collect();
+            for i in 1..reads.len() {
+                if rng.unit() < 0.2 {
+                    reads.swap(i - 1, i);
+                }
+            }
+            sessions.push(reads);
+        } else {
+            let c = (conv_pop.sample(&mut rng) * 7_919 % convs) as i64;
+            let base = CONVERSATION_BASE + c * (messages as i64 + 1);
+            sessions.push((0..=messages as i64).map(|m| base + m).collect());
+        }
+    }
+    let mut docs: Vec<i64> = (0..(topics * chunks) as i64).collect();
+    docs.extend((0..(convs * (messages + 1)) as i64).map(|i| CONVERSATION_BASE + i));
+    Workload {
+        name: "correlated",
+        sessions,
+        docs,
+        capacity: 3_000,
+        latency: Duration::from_millis(1),
+    }
+}
+
+fn zipf_control() -> Workload {
+    let mut rng = Rng(7);
+    let z = Zipf::new(100_000, 0.99);
+    let reads: Vec<i64> = (0..200_000).map(|_| z.sample(&mut rng) as i64).collect();
+    Workload {
+        name: "zipf",
+        sessions: reads.chunks(10).map(<[i64]>::to_vec).collect(),
+        docs: (0..100_000).collect(),
+        capacity: 5_000,
+        latency: Duration::ZERO,
+    }
+}
+
+fn scan_control() -> Workload {
+    let mut rng = Rng(11);
+    let z = Zipf::new(800, 0.8);
+    let mut reads = Vec::new();
+    let mut cold = 10_000i64;
+    for _ in 0..5 {
+        reads.extend((0..20_000).map(|_| z.sample(&mut rng) as i64));
+        reads.extend(cold..cold + 5_000);
+        cold += 5_000;
+    }
+    Workload {
+        name: "scan",
+        sessions: reads.chunks(10).map(<[i64]>::to_vec).collect(),
+        docs: (0..800).chain(10_000..cold).collect(),
+        capacity: 1_000,
+        latency: Duration::ZERO,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    reads: u64,
+    misses: u64,
+    latency: Duration,
+    demand_calls: u64,
+    prefetch_calls: u64,
+    issued: u64,
+    read: u64,
+    unread: u64,
+    took: Duration,
+}
+
+impl Outcome {
+    fn miss_ratio(&self) -> f64 {
+        self.misses as f64 / self.reads as f64
+    }
+    /// Documents read from the database: one per read call, and every
+    /// document a prefetch asked for.
+    fn docs_read(&self) -> u64 {
+        self.demand_calls + self.issued
+    }
+}
+
+async fn stack(w: &Workload, prefetch: bool) -> (Stratum, Repository<Chunk>) {
+    let memory = MemoryStore::new();
+    for &id in &w.docs {
+        let doc = Chunk {
+            id,
+            text: "x".repeat(200),
+        }
+        .to_bson_checked()
+        .unwrap();
+        memory.insert(Chunk::COLLECTION, doc).await.unwrap();
+    }
+    let faulty = FaultyStore::new(memory, 1);
+    faulty.set_plan(FaultPlan {
+        latency: w.latency,
+        ..FaultPlan::none()
+    });
+    let mut config = StratumConfig::default();
+    config.cache.settings.max_capacity = w.capacity;
+    config.cache.settings.prefetch.enabled = prefetch;
+    config.monitor.enabled = false;
+    let stratum = Stratum::builder(config)
+        .store(Arc::new(faulty))
+        .build()
+        .unwrap();
+    let repo = stratum.repository::<Chunk>().unwrap();
+    (stratum, repo)
+}
+
+fn run(rt: &Runtime, w: &Workload, prefetch: bool) -> Outcome {
+    rt.block_on(async {
+        let (_stratum, repo) = stack(w, prefetch).await;
+        let sessions = Arc::new(w.sessions.clone());
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (repo, sessions, next) = (repo.clone(), Arc::clone(&sessions), Arc::clone(&next));
+            tasks.spawn(async move {
+                let mut o = Outcome::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(session) = sessions.get(i) else {
+                        break;
+                    };
+                    for id in session {
+                        let t = Instant::now();
+                        let read = repo.get(id).await.unwrap();
+                        o.latency += t.elapsed();
+                        o.reads += 1;
+                        if read.origin == Origin::Store {
+                            o.misses += 1;
+                        }
+                    }
+                }
+                o
+            });
+        }
+        let mut total = Outcome::default();
+        while let Some(o) = tasks.join_next().await {
+            let o = o.unwrap();
+            total.reads += o.reads;
+            total.misses += o.misses;
+            total.latency += o.latency;
+        }
+        total.took = started.elapsed();
+        // Let the last prefetches finish before judging them.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let stats = repo.cache_stats().unwrap();
+        total.issued = stats.prefetch_issued;
+        total.read = stats.prefetch_read;
+        total.unread = stats.prefetch_unread;
+        let (demand, prefetches) = repo.prefetch_calls().unwrap_or((total.misses, 0));
+        total.demand_calls = demand;
+        total.prefetch_calls = prefetches;
+        total
+    })
+}
+
+fn summary(rt: &Runtime) {
+    println!(
+        "\n| workload | prefetch | reads | miss ratio | mean read | read calls | prefetch calls | docs read from db | issued | read before eviction | unread | precision |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut verdicts = Vec::new();
+    for w in [correlated(), zipf_control(), scan_control()] {
+        let off = run(rt, &w, false);
+        let on = run(rt, &w, true);
+        for (label, o) in [("off", off), ("on", on)] {
+            let precision = if o.read + o.unread == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1} %",
+                    100.0 * o.read as f64 / (o.read + o.unread) as f64
+                )
+            };
+            println!(
+                "| {} | {label} | {} | {:.2} % | {:.0} µs | {} | {} | {} | {} | {} | {} | {precision} |",
+                w.name,
+                o.reads,
+                100.0 * o.miss_ratio(),
+                o.latency.as_secs_f64() * 1e6 / o.reads as f64,
+                o.demand_calls,
+                o.prefetch_calls,
+                o.docs_read(),
+                o.issued,
+                o.read,
+                o.unread,
+            );
+        }
+        let fall = 1.0 - on.miss_ratio() / off.miss_ratio();
+        let latency_fall = 1.0 - on.latency.as_secs_f64() / off.latency.as_secs_f64();
+        let extra = on.docs_read() as f64 / off.docs_read() as f64 - 1.0;
+        let hit_move = 100.0 * (off.miss_ratio() - on.miss_ratio());
+        verdicts.push(format!(
+            "{}: miss ratio {:+.1} % relative, mean read latency {:+.1} %, hit ratio {:+.2} points, database documents read {:+.1} %, database calls {:+.1} %",
+            w.name,
+            -100.0 * fall,
+            -100.0 * latency_fall,
+            hit_move,
+            100.0 * extra,
+            100.0 * ((on.demand_calls + on.prefetch_calls) as f64 / (off.demand_calls + off.prefetch_calls) as f64 - 1.0),
+        ));
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A hot read: the bookkeeping every read pays with prefetching on.
+    let mut group = c.benchmark_group("get_hit");
+    for prefetch in [false, true] {
+        let w = Workload {
+            name: "hit",
+            sessions: Vec::new(),
+            docs: (0..64).collect(),
+            capacity: 1_000,
+            latency: Duration::ZERO,
+        };
+        let (_stratum, repo) = rt.block_on(stack(&w, prefetch));
+        rt.block_on(async {
+            for id in 0..64 {
+                repo.get(&id).await.unwrap();
+            }
+        });
+        let label = if prefetch {
+            "prefetch_on"
+        } else {
+            "prefetch_off"
+        };
+        let mut i = 0i64;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                i = (i + 1) % 64;
+                rt.block_on(repo.get(black_box(&i))).unwrap()
+            })
+        });
+    }
+    group.finish();
+    summary(&rt);
+}
+
+fn configure() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = configure();
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,217 @@
+//! Predictive pre-loading through `Repository<T>`: a learned group is
+//! prefetched in one query and read from the cache; a prefetch waits for
+//! nothing and is never made while the breaker is not closed or beyond its
+//! share of the read calls. On the embedded store and on the real test
+//! server (MongoStore over TCP).
+
+// Prefetching lives in the repository's cache.
+#![cfg(all(feature = "cache", feature = "breaker", feature = "pool"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stratum::bson::DateTime;
+use stratum::models::{Conversation, Document};
+use stratum::{MemoryStore, Origin, Repository, Store, Stratum, StratumConfig};
+use stratum_store::{FaultPlan, FaultyStore};
+
+fn config(max_share: f64) -> StratumConfig {
+    let mut config = StratumConfig::default();
+    config.cache.prefetch.enabled = true;
+    config.cache.prefetch.max_share = max_share;
+    config.monitor.enabled = false;
+    config
+}
+
+struct Group {
+    stratum: Stratum,
+    repo: Repository<Conversation>,
+    ids: Vec<<Conversation as Document>::Id>,
+}
+
+/// A stack over `store` whose repository has seen `a, b, c` read in this
+/// order three times (enough for `a`'s successors to be proposed).
+async fn learned(store: Arc<dyn Store>, max_share: f64) -> Group {
+    learned_with(store, config(max_share)).await
+}
+
+async fn learned_with(store: Arc<dyn Store>, config: StratumConfig) -> Group {
+    let stratum = Stratum::builder(config).store(store).build().unwrap();
+    let repo = stratum.repository::<Conversation>().unwrap();
+    let mut ids = Vec::new();
+    for model in ["a", "b", "c"] {
+        let c = Conversation::new(model, DateTime::from_millis(1_700_000_000_000));
+        repo.insert(&c).await.unwrap();
+        ids.push(c.id);
+    }
+    for _ in 0..3 {
+        for id in &ids {
+            repo.get(id).await.unwrap();
+        }
+    }
+    assert_eq!(repo.prefetch_calls().unwrap().1, 0, "everything was cached");
+    Group { stratum, repo, ids }
+}
+
+impl Group {
+    /// Drops `b` and `c` from the cache, reads `a` (a hit): what the
+    /// prefetcher does next is the test's.
+    async fn read_head(&self) {
+        for id in &self.ids[1..] {
+            self.repo.invalidate_id(id).unwrap();
+        }
+        let read = self.repo.get(&self.ids[0]).await.unwrap();
+        assert_eq!(read.origin, Origin::Cache);
+    }
+}
+
+async fn a_learned_group_is_prefetched_in_one_call(store: Arc<dyn Store>) {
+    let g = learned(store, 1.0).await;
+    g.read_head().await;
+    for id in &g.ids[1..] {
+        let read = g.repo.get(id).await.unwrap();
+        assert_eq!(
+            read.origin,
+            Origin::Cache,
+            "prefetched (or being prefetched)"
+        );
+    }
+    assert_eq!(
+        g.repo.prefetch_calls().unwrap(),
+        (3, 1),
+        "3 first loads, 1 prefetch"
+    );
+    let stats = g.repo.cache_stats().unwrap();
+    assert_eq!(
+        (
+            stats.prefetch_issued,
+            stats.prefetch_inserted,
+            stats.prefetch_read
+        ),
+        (2, 2, 2)
+    );
+    assert_eq!(stats.prefetch_precision(), 1.0);
+}
+
+#[tokio::test]
+async fn a_learned_group_is_prefetched_in_one_call_embedded() {
+    a_learned_group_is_prefetched_in_one_call(Arc::new(MemoryStore::new())).await;
+}
+
+/// With the breaker open no prefetch is made: the check is the
+/// prefetcher's own (without it the prefetch would be counted as a call,
+/// and refused by the breaker only after taking its share).
+#[tokio::test]
+async fn no_prefetch_while_the_breaker_is_not_closed() {
+    let g = learned(Arc::new(MemoryStore::new()), 1.0).await;
+    g.stratum.breaker().unwrap().force_open();
+    g.read_head().await;
+    tokio::task::yield_now().await;
+    assert_eq!(g.repo.prefetch_calls().unwrap(), (3, 0));
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, 0);
+    g.stratum.breaker().unwrap().reset();
+    g.read_head().await;
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Cache);
+    assert_eq!(
+        g.repo.prefetch_calls().unwrap(),
+        (3, 1),
+        "closed again: prefetched"
+    );
+}
+
+/// While a caller waits for admission (one slot, held by a slow read) no
+/// prefetch is made: without the check it would be counted and queue too.
+#[tokio::test]
+async fn no_prefetch_while_callers_wait_for_admission() {
+    let faulty = Arc::new(FaultyStore::new(MemoryStore::new(), 1));
+    let mut config = config(1.0);
+    config.pool.max_size = 1;
+    let g = learned_with(Arc::clone(&faulty) as Arc<dyn Store>, config).await;
+    let others: Vec<_> = (0..2)
+        .map(|_| Conversation::new("x", DateTime::from_millis(1_700_000_000_000)))
+        .collect();
+    for c in &others {
+        g.repo.insert(c).await.unwrap();
+    }
+    faulty.set_plan(FaultPlan {
+        latency: Duration::from_millis(300),
+        ..FaultPlan::none()
+    });
+    let readers: Vec<_> = others
+        .iter()
+        .map(|c| {
+            let (repo, id) = (g.repo.clone(), c.id);
+            // The waiter may be refused (queue timeout): not what is tested.
+            tokio::spawn(async move { drop(repo.get(&id).await) })
+        })
+        .collect();
+    // One reader holds the slot in the slow store, the other waits for it
+    // (the readers run while this task yields; no time needs to pass).
+    let waiting =
+        || g.stratum.pool_status().unwrap().waiting + g.stratum.limit_status().unwrap().waiting;
+    for _ in 0..1_000 {
+        if waiting() == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(waiting(), 1);
+    g.read_head().await;
+    assert_eq!(g.repo.prefetch_calls().unwrap().1, 0);
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, 0);
+    for r in readers {
+        r.await.unwrap();
+    }
+}
+
+/// `max_share = 0`: never a prefetch, and the group is read from the store.
+#[tokio::test]
+async fn no_prefetch_beyond_a_zero_share() {
+    let g = learned(Arc::new(MemoryStore::new()), 0.0).await;
+    g.read_head().await;
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Store);
+    assert_eq!(g.repo.prefetch_calls().unwrap(), (4, 0));
+}
+
+/// Round after round the group is dropped and read again: prefetches never
+/// pass half of the read calls (without the limit every round after the
+/// first would be one prefetch and no read call).
+#[tokio::test]
+async fn prefetches_stay_within_their_share_of_the_calls() {
+    let g = learned(Arc::new(MemoryStore::new()), 0.5).await;
+    let mut prefetched = 0;
+    for _ in 0..20 {
+        g.read_head().await;
+        for id in &g.ids[1..] {
+            if g.repo.get(id).await.unwrap().origin == Origin::Cache {
+                prefetched += 1;
+            }
+        }
+        let (demand, prefetch) = g.repo.prefetch_calls().unwrap();
+        assert!(
+            prefetch as f64 <= 0.5 * (demand + prefetch) as f64,
+            "{prefetch} prefetch calls, {demand} read calls"
+        );
+    }
+    assert!(prefetched > 0, "some rounds were prefetched");
+}
+
+/// The same on the real test server, one fresh database.
+#[cfg(feature = "mongodb")]
+mod mongo {
+    use stratum::MongoStore;
+    use stratum_tests::TestDb;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_learned_group_is_prefetched_in_one_call() {
+        let db = TestDb::new("facade_prefetch").await;
+        super::a_learned_group_is_prefetched_in_one_call(Arc::new(MongoStore::new(
+            db.db().clone(),
+        )))
+        .await;
+        db.cleanup().await;
+    }
+}
