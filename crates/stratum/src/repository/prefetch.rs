@@ -133,6 +133,12 @@ impl Prefetcher {
     /// closed, nobody waiting for admission, prefetches within their share
     /// of the calls (counting this one), a slot under `max_in_flight`.
     /// The call is counted when the permit is given.
+    // Without the breaker and pool features there is nothing in `layers`
+    // to consult.
+    #[cfg_attr(
+        not(any(feature = "breaker", feature = "pool")),
+        allow(unused_variables)
+    )]
     pub(crate) fn permit(
         &self,
         layers: &Layers,
