@@ -52,6 +52,10 @@ pub mod monitor {}
 #[doc = include_str!("../../../docs/pool.md")]
 pub mod pool {}
 
+/// `docs/prefetch.md`.
+#[doc = include_str!("../../../docs/prefetch.md")]
+pub mod prefetch {}
+
 /// `docs/reliability.md`.
 #[doc = include_str!("../../../docs/reliability.md")]
 pub mod reliability {}
@@ -67,3 +71,7 @@ pub mod store {}
 /// `docs/stratum.md`.
 #[doc = include_str!("../../../docs/stratum.md")]
 pub mod stratum {}
+
+/// `docs/trends.md`.
+#[doc = include_str!("../../../docs/trends.md")]
+pub mod trends {}
