@@ -90,7 +90,7 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Expired values served because the loader failed (stale-if-error).
     pub stale_serves: u64,
-    /// Keys prefetches asked their loader for ([`crate::ShardedCache::prefetch_async`]).
+    /// Keys prefetches asked their loader for ([`crate::ShardedCache::begin_prefetch`]).
     pub prefetch_issued: u64,
     /// Entries a prefetch stored (the key was absent when it came back).
     pub prefetch_inserted: u64,
