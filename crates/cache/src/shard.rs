@@ -3,7 +3,7 @@
 //! FIFO queues plus a ghost queue of recently evicted hashes).
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
@@ -25,6 +25,12 @@ pub(crate) type Hasher = foldhash::fast::SeedableRandomState;
 const NIL: u32 = u32::MAX;
 /// S3-FIFO's access counter saturates here (two bits, as in the paper).
 const MAX_FREQ: u8 = 3;
+/// The access counter's bits of [`Entry::freq`].
+const FREQ_BITS: u8 = 0b11;
+/// The bit of [`Entry::freq`] that marks an entry stored by a prefetch and
+/// not read since: it shares the counter's byte so the entry stays 40
+/// bytes (a flag of its own made it 48 for `u64` keys and values).
+const PREFETCHED: u8 = 0b1000_0000;
 /// The ghost queue's length as a share of the resident entries (the
 /// paper: as long as the main queue). docs/cache.md has the sweep.
 const GHOST_PERCENT: usize = 100;
@@ -103,8 +109,14 @@ pub(crate) struct Entry<K, V> {
     weight: u32,
     prev: u32,
     next: u32,
-    /// S3-FIFO access counter; written only when it changes, so hot keys
-    /// that are already saturated cost readers no shared write.
+    /// S3-FIFO access counter ([`FREQ_BITS`]); written only when it
+    /// changes, so hot keys that are already saturated cost readers no
+    /// shared write. Its [`PREFETCHED`] bit marks an entry stored by a
+    /// prefetch and not read since: set only when the entry is made,
+    /// cleared by the first read (a read-modify-write, which counts it) or
+    /// under the write lock; counted as unread if it leaves first. A
+    /// reader increments the counter only after its own claim, so its
+    /// plain store never brings a cleared bit back.
     freq: AtomicU8,
     list: Queue,
     /// With TinyLFU's admission: the sketch's estimate for the key when it
@@ -116,9 +128,35 @@ pub(crate) struct Entry<K, V> {
     /// equally often, win over main's victims after each halving).
     seen: u8,
     epoch: u8,
-    /// Stored by a prefetch and not read since (cleared by the first read,
-    /// which counts it; counted as unread if it leaves first).
-    prefetched: AtomicBool,
+}
+
+impl<K, V> Entry<K, V> {
+    /// The access counter, without the [`PREFETCHED`] bit.
+    fn freq(&self) -> u8 {
+        self.freq.load(Ordering::Relaxed) & FREQ_BITS
+    }
+
+    /// Sets the access counter, keeping the [`PREFETCHED`] bit (under the
+    /// write lock: no reader can clear it meanwhile).
+    fn set_freq(&self, f: u8) {
+        let prefetched = self.freq.load(Ordering::Relaxed) & PREFETCHED;
+        self.freq.store(prefetched | f, Ordering::Relaxed);
+    }
+
+    /// One more read on the counter, saturating at [`MAX_FREQ`]; called
+    /// after the reader's claim (see [`Entry::freq`]).
+    #[inline]
+    fn touch(&self) {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f & FREQ_BITS < MAX_FREQ {
+            self.freq.store(f + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a prefetch stored it and nobody has read it since.
+    fn is_prefetched(&self) -> bool {
+        self.freq.load(Ordering::Relaxed) & PREFETCHED != 0
+    }
 }
 
 /// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
@@ -403,11 +441,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             return Lookup::Miss;
         };
         if self.is_live(idx, e, now, timing) {
-            let f = e.freq.load(Ordering::Relaxed);
-            if f < MAX_FREQ {
-                e.freq.store(f + 1, Ordering::Relaxed);
-            }
             self.claim(e);
+            e.touch();
             if timing.tti.is_some() {
                 self.last_access.touch(idx, now);
             }
@@ -426,7 +461,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// the flag is clear: nothing shared is written).
     #[inline]
     fn claim(&self, e: &Entry<K, V>) {
-        if e.prefetched.load(Ordering::Relaxed) && e.prefetched.swap(false, Ordering::Relaxed) {
+        if e.is_prefetched() && e.freq.fetch_and(!PREFETCHED, Ordering::Relaxed) & PREFETCHED != 0 {
             self.prefetch.read();
         }
     }
@@ -480,8 +515,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                     self.push_head(idx, SMALL);
                 }
             } else {
-                let f = e.freq.load(Ordering::Relaxed);
-                e.freq.store((f + 1).min(MAX_FREQ), Ordering::Relaxed);
+                e.touch();
             }
             Lookup::Hit { value, refresh }
         } else if !self.is_dead(idx, e, now, timing) {
@@ -544,7 +578,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             };
             let old_value = std::mem::replace(&mut e.value, new.value);
             e.expires_at = new.expires_at;
-            e.prefetched.store(false, Ordering::Relaxed);
+            *e.freq.get_mut() &= !PREFETCHED;
             let list = e.list.index();
             let old_weight = std::mem::replace(&mut e.weight, new.weight);
             self.last_access.set(idx, now);
@@ -586,11 +620,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 weight: new.weight,
                 prev: NIL,
                 next: NIL,
-                freq: AtomicU8::new(0),
+                freq: AtomicU8::new(if new.prefetched { PREFETCHED } else { 0 }),
                 list: Queue::of(list),
                 seen: u8::try_from(seen).unwrap_or(u8::MAX),
                 epoch,
-                prefetched: AtomicBool::new(new.prefetched),
             };
             if new.prefetched {
                 self.prefetch.inserted();
@@ -642,7 +675,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.last_access.clear();
         self.refresh_at.clear();
         for e in self.slab.drain(..).flatten() {
-            if e.prefetched.load(Ordering::Relaxed) {
+            if e.is_prefetched() {
                 self.prefetch.unread();
             }
             out.push((e.key, e.value, RemovalCause::Explicit));
@@ -798,10 +831,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 force = Some(other);
                 continue;
             }
-            let Some((f, weight)) = self
-                .entry(tail)
-                .map(|e| (e.freq.load(Ordering::Relaxed), e.weight))
-            else {
+            let Some((f, weight)) = self.entry(tail).map(|e| (e.freq(), e.weight)) else {
                 return NIL;
             };
             // While the main queue is below its share (a cache filling up,
@@ -844,13 +874,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             };
             if list == SMALL {
                 // Read since insertion: promote to main with a clean counter.
-                e.freq.store(0, Ordering::Relaxed);
+                e.set_freq(0);
                 self.unlink(tail);
                 self.push_head(tail, MAIN);
             } else {
                 // One more round, one count fewer. The list is circular, so
                 // moving the tail to the head writes no entry.
-                e.freq.store(f - 1, Ordering::Relaxed);
+                e.set_freq(f - 1);
                 self.rotate(MAIN);
             }
         }
@@ -885,11 +915,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
             budget -= 1;
             let e = self.entry(t)?;
-            let f = e.freq.load(Ordering::Relaxed);
+            let f = e.freq();
             if f == 0 {
                 break t;
             }
-            e.freq.store(f - 1, Ordering::Relaxed);
+            e.set_freq(f - 1);
             // As in `s3_victim`: counted when it becomes a victim.
             if f == 1 {
                 let hash = self.hasher.hash_one(&e.key);
@@ -931,7 +961,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             found.remove();
         }
         let e = self.slab.get_mut(idx as usize)?.take()?;
-        if e.prefetched.load(Ordering::Relaxed) {
+        if e.is_prefetched() {
             self.prefetch.unread();
         }
         self.free.push(idx);
@@ -1027,5 +1057,15 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             l.head = l.tail;
             l.tail = prev;
         }
+    }
+}
+/// The slab slot's size is what docs/cache.md's bytes-per-entry figures
+/// rest on: a field that does not fit the padding grows every entry by 8.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod layout {
+    #[test]
+    fn an_entry_of_u64_key_and_value_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry<u64, u64>>(), 40);
+        assert_eq!(std::mem::size_of::<Option<super::Entry<u64, u64>>>(), 40);
     }
 }
