@@ -52,16 +52,35 @@ fn check(dimensions: usize, vector: &[f32]) -> Result<(), CacheError> {
 
 /// An approximate (HNSW) index: usearch, f32 vectors, cosine metric, with
 /// removal, so the cache's eviction removes vectors too.
+///
+/// Removal does not use usearch's own: it frees the node's slot for the next
+/// add, which reconnects a new vector into the old node's place while other
+/// nodes keep links chosen for the old one, and searches then miss their
+/// nearest neighbour (the property test found a 20-entry index returning the
+/// fourth best after three replacements; usearch's `compact` aborted with a
+/// double free). Instead a removed vector stays in the graph as a tombstone:
+/// searches walk through it and filter it out of the results, and the graph
+/// is rebuilt from the live vectors once tombstones outnumber them, so a
+/// removal costs amortised O(log n) graph inserts and the graph is never more
+/// than half tombstones.
 pub struct VectorIndex {
     index: Index,
-    dimensions: usize,
+    options: IndexOptions,
+    /// The caller's key to the graph's id of its live vector. Ids are never
+    /// reused, so a replaced vector's tombstone cannot be mistaken for it.
+    ids: HashMap<u64, u64>,
+    /// The graph's id of each live vector to the caller's key.
+    keys: HashMap<u64, u64>,
+    next_id: u64,
+    tombstones: usize,
 }
 
 impl std::fmt::Debug for VectorIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VectorIndex")
-            .field("dimensions", &self.dimensions)
-            .field("len", &self.index.size())
+            .field("dimensions", &self.options.dimensions)
+            .field("len", &self.ids.len())
+            .field("tombstones", &self.tombstones)
             .finish()
     }
 }
@@ -72,6 +91,14 @@ impl std::fmt::Debug for VectorIndex {
 const CONNECTIVITY: usize = 16;
 const EXPANSION_ADD: usize = 128;
 const EXPANSION_SEARCH: usize = 64;
+
+/// Below this many tombstones the graph is not rebuilt, so a small index is
+/// not rebuilt on every other removal.
+const REBUILD_MIN_TOMBSTONES: usize = 64;
+
+fn index_error(e: impl std::fmt::Display) -> CacheError {
+    CacheError::Index(e.to_string())
+}
 
 impl VectorIndex {
     /// An empty index for vectors of `dimensions` (at least 1).
@@ -90,67 +117,130 @@ impl VectorIndex {
             expansion_search: EXPANSION_SEARCH,
             multi: false,
         };
-        let index = Index::new(&options).map_err(|e| CacheError::Index(e.to_string()))?;
-        Ok(VectorIndex { index, dimensions })
+        let index = Index::new(&options).map_err(index_error)?;
+        Ok(VectorIndex {
+            index,
+            options,
+            ids: HashMap::new(),
+            keys: HashMap::new(),
+            next_id: 0,
+            tombstones: 0,
+        })
+    }
+
+    /// Removed vectors still in the graph (rebuilt away once they outnumber
+    /// the live ones).
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    fn insert(index: &Index, id: u64, vector: &[f32]) -> Result<(), CacheError> {
+        // usearch refuses an add beyond its reserved capacity: grow by
+        // doubling so adds stay amortised O(1) in allocations.
+        if index.size() >= index.capacity() {
+            let capacity = (index.capacity() * 2).max(64);
+            index.reserve(capacity).map_err(index_error)?;
+        }
+        index.add(id, vector).map_err(index_error)
+    }
+
+    fn bury(&mut self, id: u64) -> Result<(), CacheError> {
+        self.keys.remove(&id);
+        self.tombstones += 1;
+        if self.tombstones >= REBUILD_MIN_TOMBSTONES && self.tombstones > self.ids.len() {
+            self.rebuild()?;
+        }
+        Ok(())
+    }
+
+    /// A fresh graph of the live vectors, read back from the old one.
+    fn rebuild(&mut self) -> Result<(), CacheError> {
+        let index = Index::new(&self.options).map_err(index_error)?;
+        index.reserve(self.ids.len().max(64)).map_err(index_error)?;
+        let mut vector = vec![0f32; self.options.dimensions];
+        let mut ids = HashMap::with_capacity(self.ids.len());
+        let mut keys = HashMap::with_capacity(self.ids.len());
+        let mut next_id = 0;
+        for (&key, &old) in &self.ids {
+            let got = self.index.get(old, &mut vector).map_err(index_error)?;
+            if got == 0 {
+                return Err(CacheError::Index(format!("vector {old} missing from the graph")));
+            }
+            Self::insert(&index, next_id, &vector)?;
+            ids.insert(key, next_id);
+            keys.insert(next_id, key);
+            next_id += 1;
+        }
+        *self = VectorIndex {
+            index,
+            options: self.options.clone(),
+            ids,
+            keys,
+            next_id,
+            tombstones: 0,
+        };
+        Ok(())
     }
 }
 
 impl NearestNeighbours for VectorIndex {
     fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), CacheError> {
-        check(self.dimensions, vector)?;
-        if self.index.contains(key) {
-            self.index
-                .remove(key)
-                .map_err(|e| CacheError::Index(e.to_string()))?;
+        check(self.options.dimensions, vector)?;
+        let id = self.next_id;
+        Self::insert(&self.index, id, vector)?;
+        self.next_id += 1;
+        self.keys.insert(id, key);
+        if let Some(old) = self.ids.insert(key, id) {
+            self.bury(old)?;
         }
-        // usearch refuses an add beyond its reserved capacity: grow by
-        // doubling so adds stay amortised O(1) in allocations.
-        if self.index.size() >= self.index.capacity() {
-            let capacity = (self.index.capacity() * 2).max(64);
-            self.index
-                .reserve(capacity)
-                .map_err(|e| CacheError::Index(e.to_string()))?;
-        }
-        self.index
-            .add(key, vector)
-            .map_err(|e| CacheError::Index(e.to_string()))
+        Ok(())
     }
 
     fn remove(&mut self, key: u64) -> Result<bool, CacheError> {
-        let removed = self
-            .index
-            .remove(key)
-            .map_err(|e| CacheError::Index(e.to_string()))?;
-        Ok(removed > 0)
+        match self.ids.remove(&key) {
+            Some(id) => {
+                self.bury(id)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, CacheError> {
-        check(self.dimensions, query)?;
-        if k == 0 || self.index.size() == 0 {
+        check(self.options.dimensions, query)?;
+        if k == 0 || self.ids.is_empty() {
             return Ok(Vec::new());
         }
-        let matches = self
-            .index
-            .search(query, k)
-            .map_err(|e| CacheError::Index(e.to_string()))?;
+        let matches = if self.tombstones == 0 {
+            self.index.search(query, k)
+        } else {
+            self.index
+                .filtered_search(query, k, |id| self.keys.contains_key(&id))
+        }
+        .map_err(index_error)?;
         Ok(matches
             .keys
             .iter()
             .zip(&matches.distances)
-            .map(|(&key, &distance)| Neighbour {
-                key,
-                // usearch's cosine distance is 1 - cosine.
-                similarity: (1.0 - distance).clamp(-1.0, 1.0),
+            .filter_map(|(id, &distance)| {
+                Some(Neighbour {
+                    key: *self.keys.get(id)?,
+                    // usearch's cosine distance is 1 - cosine.
+                    similarity: (1.0 - distance).clamp(-1.0, 1.0),
+                })
             })
             .collect())
     }
 
     fn len(&self) -> usize {
-        self.index.size()
+        self.ids.len()
     }
 
     fn memory_bytes(&self) -> usize {
-        self.index.memory_usage()
+        // The two maps: a key and an id (16 bytes) plus about one control
+        // byte per slot at hashbrown's 7/8 load, in each.
+        let maps = 2 * self.ids.capacity().max(self.keys.capacity()) * 17;
+        self.index.memory_usage() + maps
     }
 }
 

@@ -111,3 +111,73 @@ fn grows_past_its_first_reservation() {
     assert_eq!(hnsw.len(), 1_000);
     assert!(hnsw.memory_bytes() > 1_000 * 16);
 }
+
+/// A cache replaces and evicts all the time: after every vector of a
+/// 2,000-entry index has been replaced five times, the graph holds no more
+/// tombstones than live vectors and finds the exact nearest neighbour as
+/// often as a graph that never saw a removal.
+#[test]
+fn churn_keeps_tombstones_bounded_and_recall_unchanged() {
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        // SplitMix64: deterministic vectors, so the test is too.
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let mut vector = || {
+        let mut v: Vec<f32> = (0..DIMS).map(|_| next()).collect();
+        normalize(&mut v).unwrap();
+        v
+    };
+    const N: u64 = 2_000;
+    let mut churned = VectorIndex::new(DIMS).unwrap();
+    let mut exact = ExactIndex::new(DIMS);
+    let mut current = vec![Vec::new(); N as usize];
+    let mut max_tombstones = 0;
+    for round in 0..6 {
+        for k in 0..N {
+            let v = vector();
+            churned.add(k, &v).unwrap();
+            exact.add(k, &v).unwrap();
+            current[k as usize] = v.clone();
+            if round > 0 && k % 10 == 0 {
+                // Removals too, not only replacements.
+                churned.remove(k).unwrap();
+                exact.remove(k).unwrap();
+                churned.add(k, &v).unwrap();
+                exact.add(k, &v).unwrap();
+            }
+            max_tombstones = max_tombstones.max(churned.tombstones());
+        }
+    }
+    assert_eq!(churned.len(), exact.len());
+    assert!(
+        max_tombstones <= N as usize,
+        "tombstones reached {max_tombstones} with {N} live"
+    );
+    // The same live vectors, added once.
+    let mut fresh = VectorIndex::new(DIMS).unwrap();
+    for (k, v) in current.iter().enumerate() {
+        fresh.add(k as u64, v).unwrap();
+    }
+    let queries: Vec<Vec<f32>> = (0..300).map(|_| vector()).collect();
+    let found = |index: &VectorIndex| {
+        queries
+            .iter()
+            .filter(|q| {
+                let got = index.search(q, 1).unwrap();
+                let want = exact.search(q, 1).unwrap();
+                (got[0].similarity - want[0].similarity).abs() < 1e-4
+            })
+            .count()
+    };
+    let (churned_found, fresh_found) = (found(&churned), found(&fresh));
+    assert!(
+        churned_found + queries.len() / 100 >= fresh_found,
+        "recall@1 after churn {churned_found}/{n}, without {fresh_found}/{n}",
+        n = queries.len()
+    );
+}
