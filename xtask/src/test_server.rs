@@ -24,15 +24,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
 /// The cache folder that holds server builds: `$STRATUM_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/stratum`, else `~/.cache/stratum`.
+/// `$XDG_CACHE_HOME/stratum`, else `~/.cache/stratum` (an empty variable
+/// counts as unset, as in `stratum_semantic::default_model_dir`, so the
+/// model and the server builds always share one folder).
 pub(crate) fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STRATUM_CACHE_DIR") {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("STRATUM_CACHE_DIR") {
         return PathBuf::from(dir);
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+    if let Some(dir) = var("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("stratum");
     }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    let home = var("HOME").unwrap_or_else(|| "/tmp".into());
     PathBuf::from(home).join(".cache").join("stratum")
 }
 
