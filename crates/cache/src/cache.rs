@@ -304,12 +304,12 @@ where
         if out.is_empty() {
             return;
         }
-        for (key, value, cause) in out.into_iter() {
+        out.for_each(|(key, value, cause)| {
             self.stats.add(Counter::eviction(cause), 1);
             if let Some(listener) = &self.listener {
                 listener(&key, &value, cause);
             }
-        }
+        });
     }
 
     /// Finds a live value, joins the key's flight, or becomes its leader.

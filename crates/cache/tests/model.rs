@@ -375,6 +375,38 @@ fn s3fifo_keeps_part_of_a_loop_larger_than_the_cache() {
     assert_eq!(loop_hit_ratio(&lru, 1_000, 50), 0.0);
 }
 
+/// An entry read several times in the small queue keeps the reads beyond
+/// the first as rounds in main, so main evicts an entry promoted after
+/// one read before it (the paper clears the counter on promotion: both
+/// would enter main at 0 and leave in promotion order, the oftener read
+/// first). Capacity 4, small queue 1 entry, one shard.
+#[test]
+fn s3fifo_promotion_keeps_the_reads_beyond_the_first() {
+    let cache = CacheBuilder::<&str, u32>::new(4)
+        .small_queue(SmallQueue::Fixed(25))
+        .shards(1)
+        .hash_seed(7)
+        .build()
+        .unwrap();
+    for k in ["often", "once", "c", "d"] {
+        cache.insert(k, 0);
+    }
+    for _ in 0..3 {
+        assert!(cache.get(&"often").is_some());
+    }
+    assert!(cache.get(&"once").is_some());
+    // Both promoted (read), "c" moves to main's free room, "d" leaves
+    // unread for the ghost.
+    cache.insert("e", 0);
+    assert_eq!(cache.eviction_order(0), ["e", "often", "once", "c"]);
+    // "d" returns from the ghost straight to main: main must evict, and
+    // its oldest entry, "often", still has rounds left.
+    cache.insert("d", 0);
+    assert_eq!(cache.eviction_order(0), ["e", "c", "d", "often"]);
+    assert!(cache.get(&"often").is_some());
+    assert!(cache.get(&"once").is_none());
+}
+
 /// A scan of cold keys does not flush S3-FIFO's hot set (it flushes LRU's).
 #[test]
 fn s3fifo_resists_a_scan() {
