@@ -58,6 +58,8 @@ const TYPED: &[&str] = &[
     "duplicate_key",
     "timeout",
     "unavailable",
+    // A write to a node that stepped down (NotWritablePrimary 10107).
+    "not_primary",
     "network",
     "not_permitted",
     "overloaded",
@@ -372,8 +374,9 @@ fn run(drill: &Drill) -> Vec<Check> {
     let _ = rig
         .runtime
         .block_on(fleet::drop_database(&rig.server.uri(), &database));
-    // A failed drill keeps its processes' reports and files to read.
-    if failed.is_empty() {
+    // A failed drill keeps its processes' reports and files to read (any
+    // drill does with FLEET_KEEP set: its logs, with RUST_LOG, say why).
+    if failed.is_empty() && std::env::var_os("FLEET_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(dir);
     } else {
         println!(

@@ -99,10 +99,11 @@ pub(crate) struct Tally {
 }
 
 /// Whether a failed write may have been applied: it reached the database
-/// and the answer was lost (a timeout, a dropped connection). A breaker
+/// and the answer was lost (a timeout, a dropped connection, or a
+/// not-primary answer to the driver's retry of such an attempt). A breaker
 /// refusal or an admission timeout never called the database.
 pub(crate) fn may_have_written(error: &RepositoryError) -> bool {
-    matches!(error, RepositoryError::Store(e) if e.is_breaker_failure())
+    matches!(error, RepositoryError::Store(e) if e.is_unavailable())
 }
 
 /// How the tasks behave.
