@@ -22,6 +22,11 @@
 //! tables into docs/reliability.md; `cargo xtask fleet --short` (a CI step)
 //! runs the short one. The sabotage test runs with the others: a process
 //! that deletes acknowledged inserts behind the stack fails the verifier.
+//!
+//! To investigate: `FLEET_KEEP=1` keeps every drill's process files (not
+//! only a failed one's), with `RUST_LOG` their logs (`err-N.txt`);
+//! `FLEET_URI_EXTRA` is appended to the processes' URI (`&minPoolSize=16`,
+//! say) to try a driver option under the same faults.
 
 // The drills print their tables for `cargo xtask fleet` (`--nocapture`).
 #![allow(clippy::print_stdout)]
@@ -259,9 +264,14 @@ impl Rig {
         }
     }
 
-    /// The processes' URI: through the proxy, journaled majority writes.
+    /// The processes' URI: through the proxy, journaled majority writes,
+    /// and `FLEET_URI_EXTRA` (see the module docs).
     fn fleet_uri(&self) -> String {
-        format!("{}&w=majority&journal=true", self.proxy.uri())
+        format!(
+            "{}&w=majority&journal=true{}",
+            self.proxy.uri(),
+            std::env::var("FLEET_URI_EXTRA").unwrap_or_default()
+        )
     }
 
     /// `replSetStepDown` with `force` for `seconds`, straight to the
