@@ -78,8 +78,9 @@ impl From<Op> for usize {
 pub(crate) struct DocWrites {
     /// Updates acknowledged (each incremented `version` by one).
     pub(crate) acked: AtomicU64,
-    /// Updates that failed after reaching the database (timeout, network):
-    /// they may or may not have been applied.
+    /// Updates that failed after reaching the database (timeout, network,
+    /// not primary after the driver's retry): they may or may not have
+    /// been applied.
     pub(crate) unknown: AtomicU64,
     /// The highest version an acknowledged update returned.
     pub(crate) max_version: AtomicI64,
