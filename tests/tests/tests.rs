@@ -14,3 +14,7 @@ mod chaos;
 // The fault-injecting TCP proxy (stratum_tests::proxy) against the real server:
 // each fault does what it says, and surfaces as its typed kind through the stack.
 mod proxy;
+
+// A primary step-down through the stack: writes fail as `not_primary`, reads
+// are served, the breaker stays closed.
+mod step_down;

@@ -125,6 +125,10 @@ struct Settings {
     permitted: u32,
     automatic: bool,
     max_half_open_nanos: u64,
+    /// `slow_call_duration_threshold`: what "slow" means for a half-open
+    /// probe, even when the closed state's threshold is learned (see
+    /// `record`).
+    probe_slow_nanos: u64,
 }
 
 /// A point-in-time view of a breaker, for health checks and dashboards.
@@ -207,6 +211,7 @@ impl<C: Clock> Breaker<C> {
             permitted: config.permitted_calls_in_half_open,
             automatic: config.automatic_transition_to_half_open,
             max_half_open_nanos: duration_nanos(config.max_wait_in_half_open),
+            probe_slow_nanos: duration_nanos(config.slow_call_duration_threshold),
         };
         let seed = config
             .jitter_seed
@@ -650,7 +655,23 @@ impl<C: Clock> CircuitBreaker for Breaker<C> {
             return;
         }
         let elapsed_nanos = duration_nanos(elapsed);
-        let slow = elapsed_nanos > inner.slow.nanos();
+        // A half-open probe is judged against the configured threshold, not
+        // the learned one. The learned threshold is a multiple of the p99 of
+        // warm, steady calls; probes are the first calls after the open wait
+        // (connections to re-open, a server to re-select), admitted together
+        // and so sharing any such delay: five probes that all succeeded in
+        // 1.7 s against a learned 640 ms reopened a breaker whose database
+        // had recovered (the fleet's stall drill), again and again. A
+        // service still slower than the configured threshold reopens it; one
+        // slower only than the learned threshold closes it, and the closed
+        // state's window (on the learned threshold) opens it again after
+        // `minimum_number_of_calls` slow calls.
+        let threshold = if state == State::HalfOpen {
+            inner.settings.probe_slow_nanos
+        } else {
+            inner.slow.nanos()
+        };
+        let slow = elapsed_nanos > threshold;
         inner.telemetry.call(outcome, slow, elapsed);
         match state {
             State::Closed | State::MetricsOnly => {

@@ -59,7 +59,10 @@ pub struct BreakerConfig {
     pub slow_call_rate_threshold: f64,
     /// A call that takes longer than this is slow, while
     /// [`adaptive_slow_call`](Self::adaptive_slow_call) is off; while it is
-    /// on, the threshold until the first estimate. Non-zero. Default 60 s.
+    /// on, the threshold until the first estimate, and always the one
+    /// half-open probes are judged against (the first calls after the open
+    /// wait pay for cold connections, which the learned threshold never
+    /// saw). Non-zero. Default 60 s.
     #[serde(with = "humantime_serde")]
     pub slow_call_duration_threshold: Duration,
     /// Derives "slow" from the latency of healthy calls instead of a fixed

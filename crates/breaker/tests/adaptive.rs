@@ -221,8 +221,8 @@ fn the_baseline_is_frozen_while_the_breaker_is_not_closed() {
     // The slow period: 10 calls at 5x open it.
     calls(&breaker, &clock, 10, 100 * MS);
     assert_eq!(breaker.state(), State::Open);
-    // Half-open: slow probes (under the threshold: 50 ms < 3 x 20 ms) pass
-    // and close it again; they are not learned.
+    // Half-open: slow probes (under the configured 1 s that judges probes)
+    // pass and close it again; they are not learned.
     clock.advance(Duration::from_secs(10));
     calls(&breaker, &clock, 10, 50 * MS);
     assert_eq!(breaker.state(), State::Closed);
@@ -235,6 +235,51 @@ fn the_baseline_is_frozen_while_the_breaker_is_not_closed() {
         calls(&breaker, &clock, 30, 50 * MS);
         assert_eq!(breaker.slow_call_baseline(), baseline, "{manual:?}");
     }
+}
+
+#[test]
+fn half_open_probes_are_judged_against_the_configured_threshold() {
+    // The fleet's stall drill: a learned threshold well under the
+    // configured one (3 x 20 ms against 1 s), an outage opens the breaker,
+    // and the database is back, but the five probes (the first calls after
+    // the wait, together on cold connections) take 700 ms. Against the
+    // learned threshold they were slow and reopened the breaker, trial
+    // after trial; against the configured 1 s they pass.
+    let clock = ManualClock::new();
+    let breaker = builder(&clock)
+        .adaptive_slow_call(AdaptiveSlowCall {
+            min_samples: 10,
+            ..Default::default()
+        })
+        .count_based_window(10)
+        .minimum_number_of_calls(10)
+        .permitted_calls_in_half_open(5)
+        .build()
+        .unwrap();
+    calls(&breaker, &clock, 10, 20 * MS);
+    assert_learned(&breaker, 20 * MS);
+    // Five failures in the window of ten: 50 %.
+    for _ in 0..5 {
+        breaker.try_acquire().unwrap().failure(MS);
+    }
+    assert_eq!(breaker.state(), State::Open);
+    clock.advance(Duration::from_secs(10));
+    let probes: Vec<_> = (0..5).map(|_| breaker.try_acquire().unwrap()).collect();
+    for probe in probes {
+        probe.success(700 * MS);
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    // Back in the closed state the learned threshold judges again: a
+    // service that stays 35x slower opens it once the window is full.
+    calls(&breaker, &clock, 10, 700 * MS);
+    assert_eq!(breaker.state(), State::Open);
+    // And a probe slower than the configured threshold reopens it.
+    clock.advance(Duration::from_secs(10));
+    let probes: Vec<_> = (0..5).map(|_| breaker.try_acquire().unwrap()).collect();
+    for probe in probes {
+        probe.success(1_100 * MS);
+    }
+    assert_eq!(breaker.state(), State::Open);
 }
 
 #[test]

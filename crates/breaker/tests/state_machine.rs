@@ -4,6 +4,11 @@
 //! transitions. After every step both must agree on whether a call was
 //! permitted, on the refusal (state and retry-after), and on every
 //! transition so far (which pins the state after every step).
+//!
+//! Some configurations learn their slow-call threshold (adaptive, rounds of
+//! 10): the model takes the closed state's threshold from the breaker before
+//! each record (the estimator has its own tests, adaptive.rs) and judges
+//! half-open probes against the configured `SLOW_MS`, as documented.
 
 // Test helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -47,6 +52,9 @@ struct Spec {
     seed: u64,
     automatic: bool,
     max_half_open_ms: u64,
+    /// Learn the closed state's slow-call threshold (`SLOW_MS` until the
+    /// first round); half-open probes are judged against `SLOW_MS` anyway.
+    adaptive: bool,
 }
 
 /// A permit as the model sees it: the state and epoch it was issued in.
@@ -223,8 +231,21 @@ impl Model {
             || slow as f64 * 100.0 / calls >= self.spec.slow_threshold
     }
 
-    fn record(&mut self, ticket: Ticket, outcome: Outcome, elapsed_ms: u64, now: u64) {
-        let slow = elapsed_ms > SLOW_MS;
+    /// `learned_ns`: the breaker's slow-call threshold as the call ends
+    /// (`SLOW_MS` when fixed); a half-open probe is judged against `SLOW_MS`.
+    fn record(
+        &mut self,
+        ticket: Ticket,
+        outcome: Outcome,
+        elapsed_ms: u64,
+        now: u64,
+        learned_ns: u64,
+    ) {
+        let slow = if ticket.state == State::HalfOpen {
+            elapsed_ms > SLOW_MS
+        } else {
+            elapsed_ms * MS > learned_ns
+        };
         let failed = outcome == Outcome::Failure;
         if ticket.epoch != self.epoch {
             return; // admitted in a state that is over
@@ -365,6 +386,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             any::<u64>(),
             any::<bool>(),
             1u64..5_000,
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -372,7 +394,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 (count_window, time_window_secs, minimum_calls),
                 (failure_threshold, slow_threshold, permitted),
                 wait,
-                (jitter, seed, automatic, max_half_open_ms),
+                (jitter, seed, automatic, max_half_open_ms, adaptive),
             )| Spec {
                 count_window,
                 time_window_secs,
@@ -385,6 +407,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 seed,
                 automatic,
                 max_half_open_ms,
+                adaptive,
             },
         )
 }
@@ -399,11 +422,15 @@ fn build(
         .failure_rate_threshold(spec.failure_threshold)
         .slow_call_rate_threshold(spec.slow_threshold)
         .slow_call_duration_threshold(Duration::from_millis(SLOW_MS))
-        // The model's "slow" is the fixed SLOW_MS; the adaptive threshold
-        // has its own tests (adaptive.rs).
+        // Learned: 1.5 x the p99 of rounds of 10 healthy calls, within
+        // 5..200 ms, so it lands on either side of SLOW_MS for calls of
+        // 0..100 ms.
         .adaptive_slow_call(AdaptiveSlowCall {
-            enabled: false,
-            ..Default::default()
+            enabled: spec.adaptive,
+            multiple: 1.5,
+            floor: Duration::from_millis(5),
+            cap: Duration::from_millis(200),
+            min_samples: 10,
         })
         .permitted_calls_in_half_open(spec.permitted)
         .jitter(spec.jitter)
@@ -459,8 +486,9 @@ fn check(spec: Spec, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expected = model.acquire(now);
                 match (real, expected) {
                     (Ok(permit), Ok(ticket)) => {
+                        let learned = threshold_ns(&breaker);
                         permit.record(outcome, Duration::from_millis(elapsed_ms));
-                        model.record(ticket, outcome, elapsed_ms, now);
+                        model.record(ticket, outcome, elapsed_ms, now, learned);
                     }
                     (Err(e), Err(refused)) => {
                         prop_assert_eq!(refusal(&e), refused, "step {}", step)
@@ -490,8 +518,9 @@ fn check(spec: Spec, ops: Vec<Op>) -> Result<(), TestCaseError> {
             } => {
                 if !held.is_empty() {
                     let (permit, ticket) = held.swap_remove(index % held.len());
+                    let learned = threshold_ns(&breaker);
                     permit.record(outcome, Duration::from_millis(elapsed_ms));
-                    model.record(ticket, outcome, elapsed_ms, now);
+                    model.record(ticket, outcome, elapsed_ms, now, learned);
                 }
             }
             Op::Drop { index } => {
@@ -536,6 +565,10 @@ fn check(spec: Spec, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn threshold_ns(breaker: &Breaker<ManualClock>) -> u64 {
+    u64::try_from(breaker.slow_call_threshold().as_nanos()).unwrap()
+}
+
 fn clock_now(clock: &ManualClock) -> u64 {
     use stratum_breaker::Clock;
     clock.now_nanos()
@@ -550,6 +583,22 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..150),
     ) {
         check(spec, ops)?;
+    }
+
+    /// Adaptive configurations that surely learn a threshold first (a warm
+    /// start of steady healthy calls), so that half-open periods judged
+    /// against it or against the configured one come apart.
+    #[test]
+    fn adaptive_breaker_agrees_with_the_reference_model(
+        spec in spec(),
+        warm_ms in 0u64..40,
+        warm_calls in 10usize..40,
+        ops in proptest::collection::vec(op(), 1..150),
+    ) {
+        let warm = Op::Call { outcome: Outcome::Success, elapsed_ms: warm_ms };
+        let mut all = vec![warm; warm_calls];
+        all.extend(ops);
+        check(Spec { adaptive: true, ..spec }, all)?;
     }
 }
 
@@ -569,6 +618,7 @@ fn half_open_never_gets_stuck_on_probes_that_never_finish() {
         seed: 1,
         automatic: false,
         max_half_open_ms: 5_000,
+        adaptive: false,
     };
     let ops = vec![
         Op::Call {

@@ -127,6 +127,9 @@ pub(crate) fn describe(kind: &str) -> &'static str {
         }
         "network" => "network error mid-operation",
         "unavailable" => "database unavailable (server selection failed)",
+        "not_primary" => {
+            "not the primary now (a step-down or an election; retryable; the breaker does not count it)"
+        }
         "backend" => "server error",
         "duplicate_key" => "duplicate key",
         "not_found" => "no such document",

@@ -5,7 +5,10 @@
 /// [`is_breaker_failure`](StoreError::is_breaker_failure) tells the circuit
 /// breaker whether the failure says something about the database's health
 /// (a timeout, a network error) or only about the request (a duplicate key,
-/// an invalid filter).
+/// an invalid filter, a node that answered "I am not the primary").
+/// [`is_unavailable`](StoreError::is_unavailable) tells a caller whether the
+/// database did not serve the request now (and a write's outcome may be
+/// unknown), whatever the breaker makes of it.
 ///
 /// ```
 /// use stratum_store::StoreError;
@@ -14,6 +17,10 @@
 /// assert!(!dup.is_breaker_failure());
 /// let timeout = StoreError::Timeout { message: "after 5s".into() };
 /// assert!(timeout.is_breaker_failure());
+/// // A step-down: the node answers, quickly, that it takes no writes now.
+/// let stepped_down = StoreError::NotPrimary { code: 10107, message: "not primary".into() };
+/// assert!(!stepped_down.is_breaker_failure());
+/// assert!(stepped_down.is_unavailable() && stepped_down.is_retryable());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -57,10 +64,27 @@ pub enum StoreError {
         message: String,
     },
     /// No suitable server could be reached (server selection failed, the
-    /// server is shutting down or stepping down).
+    /// host is unreachable), or the server is shutting down (91
+    /// ShutdownInProgress, 11600 InterruptedAtShutdown) or neither primary
+    /// nor secondary (13436): it will not answer reads either.
     #[error("database unavailable: {message}")]
     Unavailable {
         /// The driver's description, credentials masked.
+        message: String,
+    },
+    /// The node answered that it is not (or no longer) the primary: a
+    /// step-down or an election is under way (10107 NotWritablePrimary,
+    /// 13435 NotPrimaryNoSecondaryOk, 189 PrimarySteppedDown, 11602
+    /// InterruptedDueToReplStateChange). Retryable: a primary is usually
+    /// back within seconds. Not a breaker failure: the server is reachable
+    /// and answered promptly, and it may still serve reads. A write that
+    /// failed so may still have been applied when the driver's retry
+    /// followed a first attempt whose answer was lost.
+    #[error("not the primary (error {code}): {message}")]
+    NotPrimary {
+        /// The server's error code.
+        code: i32,
+        /// The server's description, credentials masked.
         message: String,
     },
     /// The connection failed mid-operation.
@@ -84,6 +108,11 @@ impl StoreError {
     /// database: timeouts, unavailability, network and unclassified backend
     /// errors do; a missing document, a duplicate key and invalid requests
     /// are the caller's outcome, not the database's health, and do not.
+    /// Nor does [`NotPrimary`](StoreError::NotPrimary): the breaker guards
+    /// against a database that does not answer or answers slowly, and a
+    /// node that promptly says "I am not the primary" does neither; counting
+    /// a step-down's failed writes would open the breaker and refuse the
+    /// reads the node still serves.
     pub fn is_breaker_failure(&self) -> bool {
         match self {
             StoreError::Timeout { .. }
@@ -93,8 +122,32 @@ impl StoreError {
             StoreError::NotFound { .. }
             | StoreError::DuplicateKey { .. }
             | StoreError::InvalidField { .. }
-            | StoreError::Validation { .. } => false,
+            | StoreError::Validation { .. }
+            | StoreError::NotPrimary { .. } => false,
         }
+    }
+
+    /// Whether the database did not serve the request now, for a reason of
+    /// its own rather than the request's: every breaker failure, and
+    /// [`NotPrimary`](StoreError::NotPrimary). A write that failed so may or
+    /// may not have been applied (a timeout, a lost answer before the
+    /// driver's retry); a read may be answered from a stale copy.
+    pub fn is_unavailable(&self) -> bool {
+        self.is_breaker_failure() || matches!(self, StoreError::NotPrimary { .. })
+    }
+
+    /// Whether the same request may succeed when tried again later, without
+    /// any change: a timeout, an unreachable or restarting server, a lost
+    /// connection, a node that is not the primary now. (Retrying a write
+    /// whose outcome is unknown may apply it twice unless it is idempotent.)
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Timeout { .. }
+                | StoreError::Unavailable { .. }
+                | StoreError::Network { .. }
+                | StoreError::NotPrimary { .. }
+        )
     }
 
     /// A short, fixed name for the kind of error, fit for a metric label.
@@ -107,6 +160,7 @@ impl StoreError {
             StoreError::Timeout { .. } => "timeout",
             StoreError::Unavailable { .. } => "unavailable",
             StoreError::Network { .. } => "network",
+            StoreError::NotPrimary { .. } => "not_primary",
             StoreError::Backend { .. } => "backend",
         }
     }
@@ -156,9 +210,29 @@ mod tests {
             },
             StoreError::invalid_field("$x", "starts with `$`"),
             StoreError::validation("too large"),
+            StoreError::NotPrimary {
+                code: 10107,
+                message: String::new(),
+            },
         ];
         assert!(counted.iter().all(StoreError::is_breaker_failure));
         assert!(!ignored.iter().any(StoreError::is_breaker_failure));
+        // The database did not serve these: every breaker failure, and a
+        // node that is not the primary; the others are the request's own.
+        let (requests, not_primary) = ignored.split_at(4);
+        assert!(counted.iter().all(StoreError::is_unavailable));
+        assert!(not_primary.iter().all(StoreError::is_unavailable));
+        assert!(!requests.iter().any(StoreError::is_unavailable));
+        let retryable: Vec<&str> = counted
+            .iter()
+            .chain(&ignored)
+            .filter(|e| e.is_retryable())
+            .map(StoreError::kind)
+            .collect();
+        assert_eq!(
+            retryable,
+            ["timeout", "unavailable", "network", "not_primary"]
+        );
     }
 
     #[test]

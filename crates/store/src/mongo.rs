@@ -579,9 +579,17 @@ const TIMEOUT: &[i32] = &[50, 89, 202, 262];
 const VALIDATION: &[i32] = &[
     2, 9, 14, 16, 28, 40, 52, 55, 56, 66, 67, 85, 86, 121, 10334, 17419,
 ];
-/// HostUnreachable, HostNotFound, ShutdownInProgress, PrimarySteppedDown,
-/// NotWritablePrimary, interrupted at shutdown or by a state change, ...
-const UNAVAILABLE: &[i32] = &[6, 7, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436];
+/// HostUnreachable, HostNotFound, ShutdownInProgress, SocketException,
+/// InterruptedAtShutdown, NotPrimaryOrSecondary: the node is unreachable,
+/// going away, or serves nothing (reads included), which is the breaker's
+/// business. ShutdownInProgress (91) is here and not with the not-primary
+/// codes although the driver retries it too: a node shutting down stops
+/// answering reads as well, within seconds.
+const UNAVAILABLE: &[i32] = &[6, 7, 91, 9001, 11600, 13436];
+/// NotWritablePrimary, NotPrimaryNoSecondaryOk, PrimarySteppedDown,
+/// InterruptedDueToReplStateChange: the node answered, and is not the
+/// primary now (a step-down, an election); it may still serve reads.
+const NOT_PRIMARY: &[i32] = &[10107, 13435, 189, 11602];
 
 /// Sorts a driver error into a [`StoreError`], masking credentials: the one
 /// classification of MongoDB errors in the workspace.
@@ -610,6 +618,8 @@ pub fn classify(error: mongodb::error::Error, uri: Option<&MongoUri>) -> StoreEr
             StoreError::Validation { reason: message }
         } else if UNAVAILABLE.contains(&code) {
             StoreError::Unavailable { message }
+        } else if NOT_PRIMARY.contains(&code) {
+            StoreError::NotPrimary { code, message }
         } else {
             StoreError::Backend {
                 code: Some(code),
@@ -634,5 +644,54 @@ pub fn classify(error: mongodb::error::Error, uri: Option<&MongoUri>) -> StoreEr
             code: None,
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's command error with `code`, as the driver reports it.
+    fn command_error(code: i32) -> mongodb::error::Error {
+        let error: mongodb::error::CommandError = bson::from_document(doc! {
+            "code": code,
+            "codeName": "Named",
+            "errmsg": "mongodb://admin:hunter2@db.example answered",
+        })
+        .expect("a command error decodes from its reply's fields");
+        ErrorKind::Command(error).into()
+    }
+
+    #[test]
+    fn server_codes_by_what_they_mean() {
+        let kind = |code| classify(command_error(code), None).kind();
+        // The node is not the primary (a step-down): answered, retryable,
+        // not the breaker's business.
+        for code in [10107, 13435, 189, 11602] {
+            let error = classify(command_error(code), None);
+            assert_eq!(error.kind(), "not_primary", "{code}");
+            assert!(
+                !error.is_breaker_failure() && error.is_retryable(),
+                "{code}"
+            );
+            assert!(
+                matches!(error, StoreError::NotPrimary { code: c, .. } if c == code),
+                "{error:?}"
+            );
+        }
+        // Going away or serving nothing: the breaker counts it.
+        for code in [6, 7, 91, 9001, 11600, 13436] {
+            assert_eq!(kind(code), "unavailable", "{code}");
+        }
+        assert_eq!(kind(11000), "duplicate_key");
+        assert_eq!(kind(50), "timeout");
+        assert_eq!(kind(2), "validation");
+        assert_eq!(kind(8000), "backend");
+    }
+
+    #[test]
+    fn a_not_primary_message_is_masked() {
+        let error = classify(command_error(10107), None);
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

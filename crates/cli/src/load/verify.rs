@@ -12,7 +12,9 @@ use mongodb::bson::{Document, doc};
 pub(crate) struct Expected {
     /// Ids of acknowledged inserts.
     pub(crate) inserted: Vec<i64>,
-    /// Ids of inserts whose outcome is unknown (timed out after reaching the database).
+    /// Ids of inserts whose outcome is unknown (they reached the database
+    /// and the answer was lost, or the driver's retry was answered "not
+    /// the primary").
     pub(crate) unknown_inserts: Vec<i64>,
     /// Per preloaded document (index = id): acknowledged updates, updates
     /// with an unknown outcome, the highest version an update returned.
@@ -188,7 +190,7 @@ impl fmt::Display for Verdict {
         )?;
         writeln!(
             f,
-            "  unknown-outcome writes (timed out after reaching the database): {}, of which {} applied",
+            "  unknown-outcome writes (reached the database, answer lost or not primary): {}, of which {} applied",
             self.unknown_total, self.unknown_applied
         )
     }

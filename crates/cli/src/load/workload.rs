@@ -78,8 +78,9 @@ impl From<Op> for usize {
 pub(crate) struct DocWrites {
     /// Updates acknowledged (each incremented `version` by one).
     pub(crate) acked: AtomicU64,
-    /// Updates that failed after reaching the database (timeout, network):
-    /// they may or may not have been applied.
+    /// Updates that failed after reaching the database (timeout, network,
+    /// not primary after the driver's retry): they may or may not have
+    /// been applied.
     pub(crate) unknown: AtomicU64,
     /// The highest version an acknowledged update returned.
     pub(crate) max_version: AtomicI64,
@@ -99,10 +100,11 @@ pub(crate) struct Tally {
 }
 
 /// Whether a failed write may have been applied: it reached the database
-/// and the answer was lost (a timeout, a dropped connection). A breaker
+/// and the answer was lost (a timeout, a dropped connection, or a
+/// not-primary answer to the driver's retry of such an attempt). A breaker
 /// refusal or an admission timeout never called the database.
 pub(crate) fn may_have_written(error: &RepositoryError) -> bool {
-    matches!(error, RepositoryError::Store(e) if e.is_breaker_failure())
+    matches!(error, RepositoryError::Store(e) if e.is_unavailable())
 }
 
 /// How the tasks behave.

@@ -52,12 +52,12 @@ impl RepositoryError {
         }
     }
 
-    /// Whether the database could not be used (it failed, timed out, or the
-    /// breaker or pool kept the call away from it), as opposed to a request
-    /// the database answered with a refusal.
+    /// Whether the database could not be used (it failed, timed out, was
+    /// not the primary, or the breaker or pool kept the call away from it),
+    /// as opposed to a request the database answered with a refusal.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            RepositoryError::Store(e) => e.is_breaker_failure(),
+            RepositoryError::Store(e) => e.is_unavailable(),
             RepositoryError::NotPermitted { .. } | RepositoryError::Overloaded { .. } => true,
             RepositoryError::Invalid(_) => false,
         }

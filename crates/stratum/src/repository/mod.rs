@@ -752,8 +752,9 @@ impl<T: Document> Repository<T> {
     }
 
     /// Drops the id's entry when the write may have changed the document:
-    /// it succeeded, or failed in a way whose outcome is unknown (a timeout
-    /// or a dropped connection after the request was sent).
+    /// it succeeded, or failed in a way whose outcome is unknown (a timeout,
+    /// a dropped connection after the request was sent, a not-primary answer
+    /// to the driver's retry of a first attempt whose answer was lost).
     fn after_write<R>(
         &self,
         result: &Result<R, RepositoryError>,
@@ -762,7 +763,7 @@ impl<T: Document> Repository<T> {
     ) {
         let may_have_written = match result {
             Ok(_) => true,
-            Err(RepositoryError::Store(e)) => e.is_breaker_failure(),
+            Err(RepositoryError::Store(e)) => e.is_unavailable(),
             Err(_) => false,
         };
         if let (true, Some(id)) = (may_have_written, id) {
