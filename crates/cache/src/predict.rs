@@ -479,6 +479,24 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             .collect()
     }
 
+    /// Whether a read of `key` would propose anything now (without cloning
+    /// a key): the check a caller makes to decide whether a read of `key`
+    /// is worth a proposal.
+    pub fn has_proposals(&self, key: &K) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let mut table = self.table(hash).lock();
+        let Some(node) = table.node_mut(hash) else {
+            return false;
+        };
+        let bar = self.config.threshold * f64::from(node.reads);
+        node.reads >= self.config.min_reads && node.succ.iter().any(|s| f64::from(s.count) >= bar)
+    }
+
+    /// The configuration the model was made with.
+    pub fn config(&self) -> &PrefetchConfig {
+        &self.config
+    }
+
     /// Keys tracked now (at most `max_tracked_keys`).
     pub fn tracked_keys(&self) -> usize {
         self.tables.iter().map(|t| t.lock().nodes.len()).sum()
@@ -518,6 +536,128 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 .iter()
                 .map(|t| size_of::<Mutex<Table<K>>>() + t.lock().bytes())
                 .sum::<usize>()
+    }
+}
+
+/// Reads a [`ReadBuffer`] stripe holds before it asks to be drained.
+pub const DRAIN_AT: usize = 16;
+/// Reads a [`ReadBuffer`] stripe holds at most; a read pushed to a full
+/// stripe is dropped (counted in [`ReadBuffer::dropped`]).
+pub const STRIPE_CAPACITY: usize = 64;
+
+/// Reads waiting to be recorded in a [`Predictor`], so that a read pays a
+/// push and the model's update runs elsewhere (a drain task). Striped by
+/// context (a context's reads stay in order in one stripe), bounded and
+/// lossy when full, as Caffeine's read buffer is: the model is a
+/// statistic, and a dropped read costs it one observation, while an
+/// unbounded buffer would cost memory when the drain falls behind.
+///
+/// ```
+/// use stratum_cache::ReadBuffer;
+///
+/// let buffer = ReadBuffer::new();
+/// assert!(!buffer.push(1, "a")); // not yet due
+/// buffer.push(2, "x");
+/// buffer.push(1, "b");
+/// let mut seen = Vec::new();
+/// buffer.drain(|context, read| seen.push((context, read)));
+/// seen.sort_by_key(|(c, _)| *c); // contexts in any order, each in order
+/// assert_eq!(seen, [(1, "a"), (1, "b"), (2, "x")]);
+/// assert_eq!(buffer.pending(), 0);
+/// ```
+pub struct ReadBuffer<T> {
+    stripes: Box<[Mutex<Vec<(u64, T)>>]>,
+    pending: std::sync::atomic::AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl<T> std::fmt::Debug for ReadBuffer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuffer")
+            .field("pending", &self.pending())
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl<T> Default for ReadBuffer<T> {
+    fn default() -> Self {
+        ReadBuffer::new()
+    }
+}
+
+impl<T> ReadBuffer<T> {
+    /// Stripes: a context is hashed to one, so callers on different
+    /// threads rarely share a lock.
+    const STRIPES: usize = 16;
+
+    /// An empty buffer of 16 stripes of [`STRIPE_CAPACITY`] reads.
+    pub fn new() -> ReadBuffer<T> {
+        ReadBuffer {
+            stripes: (0..Self::STRIPES).map(|_| Mutex::new(Vec::new())).collect(),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Buffers a read by `context`; returns whether its stripe now holds
+    /// [`DRAIN_AT`] reads or more (time to drain). A full stripe drops the
+    /// read.
+    pub fn push(&self, context: u64, read: T) -> bool {
+        // Fibonacci hashing: the top bits of the product pick the stripe.
+        let i = (context.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize;
+        let Some(stripe) = self.stripes.get(i % Self::STRIPES) else {
+            return false;
+        };
+        let mut stripe = stripe.lock();
+        if stripe.len() >= STRIPE_CAPACITY {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if stripe.capacity() == 0 {
+            stripe.reserve_exact(STRIPE_CAPACITY);
+        }
+        stripe.push((context, read));
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        stripe.len() >= DRAIN_AT
+    }
+
+    /// Hands every buffered read to `f`, each context's in the order they
+    /// were pushed; returns how many. Each stripe is locked only to take
+    /// its reads, so pushes go on while `f` runs.
+    pub fn drain(&self, mut f: impl FnMut(u64, T)) -> usize {
+        let mut n = 0;
+        for stripe in self.stripes.iter() {
+            let reads = {
+                let mut stripe = stripe.lock();
+                if stripe.is_empty() {
+                    continue;
+                }
+                std::mem::replace(&mut *stripe, Vec::with_capacity(STRIPE_CAPACITY))
+            };
+            self.pending.fetch_sub(reads.len(), Ordering::Relaxed);
+            n += reads.len();
+            for (context, read) in reads {
+                f(context, read);
+            }
+        }
+        n
+    }
+
+    /// Reads buffered now (approximate while pushes and drains run).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Reads dropped so far because their stripe was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the buffer holds at most besides what reads own on the heap.
+    pub fn max_bytes(&self) -> usize {
+        Self::STRIPES
+            * (size_of::<Mutex<Vec<(u64, T)>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
     }
 }
 
@@ -742,6 +882,64 @@ mod tests {
             prop_assert!(p.tracked_keys() <= 2_048);
             prop_assert!(p.memory_bytes() <= p.capacity() * p.bytes_per_key() + p.fixed_bytes());
         }
+    }
+
+    proptest! {
+        /// Against a model (a queue per stripe): every read pushed to a
+        /// stripe with room is drained once, each context's in push
+        /// order; a read pushed to a full stripe is dropped and counted;
+        /// `push` says due exactly when its stripe holds `DRAIN_AT` or more.
+        #[test]
+        fn the_read_buffer_keeps_each_contexts_order_and_drops_when_full(
+            ops in proptest::collection::vec(
+                prop_oneof![9 => (0u64..40).prop_map(Some), 1 => Just(None)],
+                0..400,
+            ),
+        ) {
+            let buffer = ReadBuffer::<u32>::new();
+            let stripe = |c: u64| (c.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % 16;
+            let mut model: Vec<Vec<(u64, u32)>> = vec![Vec::new(); 16];
+            let mut dropped = 0u64;
+            let mut n = 0u32;
+            for op in ops {
+                match op {
+                    Some(context) => {
+                        n += 1;
+                        let queue = &mut model[stripe(context)];
+                        let due = buffer.push(context, n);
+                        if queue.len() >= STRIPE_CAPACITY {
+                            dropped += 1;
+                            prop_assert!(due);
+                        } else {
+                            queue.push((context, n));
+                            prop_assert_eq!(due, queue.len() >= DRAIN_AT);
+                        }
+                    }
+                    None => {
+                        let mut got = Vec::new();
+                        let count = buffer.drain(|c, r| got.push((c, r)));
+                        let want: Vec<(u64, u32)> = model.iter_mut().flat_map(std::mem::take).collect();
+                        prop_assert_eq!(count, want.len());
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(buffer.pending(), model.iter().map(Vec::len).sum::<usize>());
+                prop_assert_eq!(buffer.dropped(), dropped);
+            }
+        }
+    }
+
+    #[test]
+    fn has_proposals_says_what_propose_would() {
+        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        assert!(!p.has_proposals(&1));
+        for _ in 0..2 {
+            p.record(0, &1);
+            p.record(0, &2);
+        }
+        assert!(p.has_proposals(&1));
+        assert!(!p.has_proposals(&2), "{:?}", p.propose(&2));
+        assert_eq!(p.has_proposals(&1), !p.propose(&1).is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Predictive pre-loading through `Repository<T>`: a learned group is
-//! prefetched in one query and read from the cache; a prefetch waits for
+//! prefetched in one query and read from the cache, across collections
+//! too (a conversation predicts its messages); a prefetch waits for
 //! nothing and is never made while the breaker is not closed or beyond its
 //! share of the read calls. On the embedded store and on the real test
 //! server (MongoStore over TCP).
@@ -51,18 +52,22 @@ async fn learned_with(store: Arc<dyn Store>, config: StratumConfig) -> Group {
         }
     }
     assert_eq!(repo.prefetch_calls().unwrap().1, 0, "everything was cached");
+    // The reads wait in the buffer until a drain records them.
+    repo.drain_predictions();
     Group { stratum, repo, ids }
 }
 
 impl Group {
-    /// Drops `b` and `c` from the cache, reads `a` (a hit): what the
-    /// prefetcher does next is the test's.
+    /// Drops `b` and `c` from the cache, reads `a` (a hit, which wakes the
+    /// drain: `a` has likely successors) and yields once, so the drain task
+    /// runs: what the prefetcher does next is the test's.
     async fn read_head(&self) {
         for id in &self.ids[1..] {
             self.repo.invalidate_id(id).unwrap();
         }
         let read = self.repo.get(&self.ids[0]).await.unwrap();
         assert_eq!(read.origin, Origin::Cache);
+        tokio::task::yield_now().await;
     }
 }
 
@@ -197,6 +202,57 @@ async fn prefetches_stay_within_their_share_of_the_calls() {
     assert!(prefetched > 0, "some rounds were prefetched");
 }
 
+/// Opening a conversation is followed by reads of its messages, in another
+/// collection: one predictor per handle learns it (key = collection + id),
+/// and the messages' repository prefetches them when the conversation is
+/// read (with a predictor per repository nothing would be proposed).
+async fn a_conversation_predicts_its_messages(store: Arc<dyn Store>) {
+    use stratum::models::{Message, Role};
+    let stratum = Stratum::builder(config(1.0)).store(store).build().unwrap();
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    let messages = stratum.repository::<Message>().unwrap();
+    let at = DateTime::from_millis(1_700_000_000_000);
+    let c = Conversation::new("gpt-4o", at);
+    conversations.insert(&c).await.unwrap();
+    let mut ids = Vec::new();
+    for seq in 0..2 {
+        let m = Message::new(c.id, seq, Role::User, "hello", 1, at);
+        messages.insert(&m).await.unwrap();
+        ids.push(m.id);
+    }
+    for _ in 0..3 {
+        conversations.get(&c.id).await.unwrap();
+        for id in &ids {
+            messages.get(id).await.unwrap();
+        }
+    }
+    conversations.drain_predictions();
+    for id in &ids {
+        messages.invalidate_id(id).unwrap();
+    }
+    assert_eq!(
+        conversations.get(&c.id).await.unwrap().origin,
+        Origin::Cache
+    );
+    tokio::task::yield_now().await;
+    for id in &ids {
+        assert_eq!(messages.get(id).await.unwrap().origin, Origin::Cache);
+    }
+    assert_eq!(
+        messages.prefetch_calls().unwrap(),
+        (2, 1),
+        "2 first loads, then 1 prefetch of both messages"
+    );
+    assert_eq!(conversations.prefetch_calls().unwrap(), (1, 0));
+    let stats = messages.cache_stats().unwrap();
+    assert_eq!((stats.prefetch_issued, stats.prefetch_read), (2, 2));
+}
+
+#[tokio::test]
+async fn a_conversation_predicts_its_messages_embedded() {
+    a_conversation_predicts_its_messages(Arc::new(MemoryStore::new())).await;
+}
+
 /// The same on the real test server, one fresh database.
 #[cfg(feature = "mongodb")]
 mod mongo {
@@ -212,6 +268,14 @@ mod mongo {
             db.db().clone(),
         )))
         .await;
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_conversation_predicts_its_messages() {
+        let db = TestDb::new("facade_prefetch_across").await;
+        super::a_conversation_predicts_its_messages(Arc::new(MongoStore::new(db.db().clone())))
+            .await;
         db.cleanup().await;
     }
 }

@@ -1,16 +1,21 @@
-//! A repository's predictive pre-loading: after a read by id, the ids the
-//! cache's [`Predictor`] expects next are loaded in one `_id: {$in: [...]}`
-//! query, through the same breaker and admission as any read, within a
-//! share of the repository's read calls, and never while the breaker is
-//! not closed or callers wait for admission (docs/prefetch.md).
+//! Predictive pre-loading for the repositories of one `Stratum` handle:
+//! a read by id is pushed into a [`ReadBuffer`] (the read path's whole
+//! cost), a drain task records the buffered reads in one [`Predictor`]
+//! over every collection (key = collection + id, so a conversation's
+//! header predicts its messages in another collection) and offers each
+//! proposal to the repository of its collection, which loads what it
+//! lacks in one `_id: {$in: [...]}` query, through the same breaker and
+//! admission as any read, within a share of its read calls, and never
+//! while the breaker is not closed or callers wait for admission
+//! (docs/prefetch.md).
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use bson::Bson;
 use metrics::Counter;
-use stratum_cache::{Predictor, PrefetchConfig};
+use stratum_cache::{Predictor, PrefetchConfig, ReadBuffer};
 
 use crate::ConfigError;
 use crate::stack::Layers;
@@ -21,17 +26,28 @@ pub(crate) const CALLS: &str = "stratum_repository_prefetch_calls_total";
 /// `admission`, `share`, `in_flight`).
 pub(crate) const SKIPPED: &str = "stratum_repository_prefetch_skipped_total";
 
-/// A tracked id: the cache key (hashed and compared) and the id itself
-/// (what the query asks for).
+/// A tracked id: its collection and cache key (hashed and compared) and
+/// the id itself (what the query asks for).
 #[derive(Debug, Clone)]
 pub(crate) struct Id {
+    pub(crate) collection: &'static str,
     pub(crate) key: Vec<u8>,
     pub(crate) id: Bson,
 }
 
+impl Id {
+    pub(crate) fn new(collection: &'static str, id: Bson) -> Id {
+        Id {
+            collection,
+            key: stratum_store::id_key(&id),
+            id,
+        }
+    }
+}
+
 impl PartialEq for Id {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.key == other.key && self.collection == other.collection
     }
 }
 
@@ -39,8 +55,221 @@ impl Eq for Id {}
 
 impl Hash for Id {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        self.collection.hash(state);
         self.key.hash(state);
     }
+}
+
+/// A small multiply-rotate hasher (FxHash's step) for the read path's two
+/// hashes: the caller's context and a read's hint slot. Not DoS-resistant,
+/// which neither needs: a collision costs a shared window or a spare drain.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word.get_mut(..chunk.len())
+                .into_iter()
+                .for_each(|w| w.copy_from_slice(chunk));
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The hint slot of a read: from the id as it is, without encoding the
+/// cache key (which allocates) for the common id types.
+fn hint_hash(collection: &'static str, id: &Bson) -> u64 {
+    let mut h = Fx::default();
+    h.write(collection.as_bytes());
+    match id {
+        Bson::ObjectId(oid) => h.write(&oid.bytes()),
+        Bson::Int64(n) => h.write_u64(*n as u64),
+        Bson::Int32(n) => h.write_u64(i64::from(*n) as u64),
+        Bson::String(s) => h.write(s.as_bytes()),
+        other => h.write(&stratum_store::id_key(other)),
+    }
+    h.finish()
+}
+
+/// The repository side of a prefetch: a repository offered the ids the
+/// predictor expects next in its collection.
+pub(crate) trait Target: Send + Sync {
+    /// Starts loading those of `ids` the repository neither has cached nor
+    /// is loading, if a prefetch is permitted now.
+    fn offer(self: Arc<Self>, ids: Vec<Id>);
+}
+
+/// Hint bits (one per slot of a read's hash): whether the key read had
+/// likely successors at the last drain, so that a cache hit on it should
+/// wake the drain at once (other hits wait for their stripe to fill).
+const HINT_WORDS: usize = 1_024;
+
+/// The prediction state of one `Stratum` handle, shared by its
+/// repositories.
+pub(crate) struct Hub {
+    predictor: Predictor<Id>,
+    buffer: ReadBuffer<(&'static str, Bson)>,
+    hints: Box<[AtomicU64]>,
+    /// A drain task is scheduled or running.
+    scheduled: AtomicBool,
+    /// A drain was asked for since the running one began.
+    wanted: AtomicBool,
+    targets: parking_lot::Mutex<Vec<(&'static str, Weak<dyn Target>)>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("predictor", &self.predictor)
+            .field("buffer", &self.buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// The hub `config` asks for, or none when prefetching is off.
+    pub(crate) fn new(config: &PrefetchConfig) -> Result<Option<Arc<Hub>>, ConfigError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let predictor = Predictor::new(config).map_err(|e| e.within("prefetch").within("cache"))?;
+        Ok(Some(Arc::new(Hub {
+            predictor,
+            buffer: ReadBuffer::new(),
+            hints: (0..HINT_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            scheduled: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
+            targets: parking_lot::Mutex::new(Vec::new()),
+        })))
+    }
+
+    /// Offers `collection`'s proposals to `target` from now on (the first
+    /// live registration of a collection wins).
+    pub(crate) fn register(&self, collection: &'static str, target: Weak<dyn Target>) {
+        let mut targets = self.targets.lock();
+        targets.retain(|(_, t)| t.strong_count() > 0);
+        targets.push((collection, target));
+    }
+
+    fn target(&self, collection: &str) -> Option<Arc<dyn Target>> {
+        self.targets
+            .lock()
+            .iter()
+            .filter(|(c, _)| *c == collection)
+            .find_map(|(_, t)| t.upgrade())
+    }
+
+    /// The read path's part: buffers a read of `id` in `collection`, and
+    /// wakes the drain when the caller's stripe is due or the key had
+    /// likely successors at the last drain.
+    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
+        let due = self.buffer.push(context(), (collection, id.clone()));
+        if due || self.hinted(hint_hash(collection, id)) {
+            self.wake();
+        }
+    }
+
+    fn hint_slot(&self, hash: u64) -> (&AtomicU64, u64) {
+        let bit = 1u64 << (hash & 63);
+        let word = (hash >> 6) as usize % HINT_WORDS;
+        match self.hints.get(word) {
+            Some(w) => (w, bit),
+            None => (&self.hints[0], bit),
+        }
+    }
+
+    fn hinted(&self, hash: u64) -> bool {
+        let (word, bit) = self.hint_slot(hash);
+        word.load(Ordering::Relaxed) & bit != 0
+    }
+
+    fn set_hint(&self, hash: u64, on: bool) {
+        let (word, bit) = self.hint_slot(hash);
+        if (word.load(Ordering::Relaxed) & bit != 0) != on {
+            if on {
+                word.fetch_or(bit, Ordering::Relaxed);
+            } else {
+                word.fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Asks for a drain: a task is spawned unless one is scheduled (the
+    /// running one then drains again); outside a runtime, drains here.
+    pub(crate) fn wake(self: &Arc<Self>) {
+        self.wanted.store(true, Ordering::SeqCst);
+        if self.scheduled.load(Ordering::Relaxed) || self.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let hub = Arc::clone(self);
+                drop(runtime.spawn(async move { hub.run() }));
+            }
+            Err(_) => self.run(),
+        }
+    }
+
+    /// Drains until no drain was asked for meanwhile.
+    fn run(&self) {
+        loop {
+            self.wanted.store(false, Ordering::SeqCst);
+            self.drain();
+            self.scheduled.store(false, Ordering::SeqCst);
+            if !self.wanted.load(Ordering::SeqCst) || self.scheduled.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// Records the buffered reads, refreshes their hints and offers the
+    /// successors of each context's latest read to their repositories.
+    pub(crate) fn drain(&self) {
+        let mut latest: Vec<(u64, Id)> = Vec::new();
+        self.buffer.drain(|context, (collection, id)| {
+            let hash = hint_hash(collection, &id);
+            let key = Id::new(collection, id);
+            self.predictor.record(context, &key);
+            self.set_hint(hash, self.predictor.has_proposals(&key));
+            match latest.iter_mut().find(|(c, _)| *c == context) {
+                Some(slot) => slot.1 = key,
+                None => latest.push((context, key)),
+            }
+        });
+        for (_, key) in latest {
+            let mut next = self.predictor.propose(&key);
+            while let Some(first) = next.first() {
+                let collection = first.collection;
+                let (ids, rest): (Vec<Id>, Vec<Id>) =
+                    next.into_iter().partition(|i| i.collection == collection);
+                next = rest;
+                if let Some(target) = self.target(collection) {
+                    target.offer(ids);
+                }
+            }
+        }
+    }
+}
+
+/// The flow a read belongs to: the tokio task running it (one caller's
+/// sequence of reads), else the thread.
+pub(crate) fn context() -> u64 {
+    let mut hasher = Fx::default();
+    match tokio::task::try_id() {
+        Some(id) => id.hash(&mut hasher),
+        None => std::thread::current().id().hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 /// Why a prefetch was not made (the `reason` label).
@@ -48,7 +277,8 @@ impl Hash for Id {
 pub(crate) enum Skip {
     /// The breaker is open or half-open.
     Breaker,
-    /// Callers are waiting for admission.
+    /// Callers are waiting for admission, or no slot of the concurrency
+    /// limit is free.
     Admission,
     /// Prefetches already made their share of the read calls.
     Share,
@@ -71,7 +301,8 @@ impl Skip {
 
 /// The prefetch state of one repository.
 pub(crate) struct Prefetcher {
-    pub(crate) predictor: Predictor<Id>,
+    /// The handle's predictor and read buffer, shared by its repositories.
+    pub(crate) hub: Arc<Hub>,
     pub(crate) config: PrefetchConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Database calls by reads by id (the demand), and by prefetches.
@@ -82,19 +313,14 @@ pub(crate) struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// The prefetcher `config` asks for, or none when it is off.
-    pub(crate) fn new(
-        config: &PrefetchConfig,
-        collection: &'static str,
-    ) -> Result<Option<Prefetcher>, ConfigError> {
-        if !config.enabled {
-            return Ok(None);
-        }
-        let predictor = Predictor::new(config).map_err(|e| e.within("prefetch").within("cache"))?;
-        Ok(Some(Prefetcher {
-            predictor,
-            config: config.clone(),
+    /// The prefetcher of `collection`, when the handle has a hub.
+    pub(crate) fn new(hub: Option<&Arc<Hub>>, collection: &'static str) -> Option<Prefetcher> {
+        let hub = Arc::clone(hub?);
+        let config = hub.predictor.config().clone();
+        Some(Prefetcher {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+            config,
+            hub,
             demand_calls: AtomicU64::new(0),
             prefetch_calls: AtomicU64::new(0),
             calls: ["ok", "error"]
@@ -102,12 +328,14 @@ impl Prefetcher {
             skipped: Skip::ALL.map(
                 |s| metrics::counter!(SKIPPED, "collection" => collection, "reason" => s.as_str()),
             ),
-        }))
+        })
     }
 
-    /// A read by id is about to call the database.
+    /// A read by id is about to call the database: counted, and the drain
+    /// woken so the read's successors load while it waits for its own.
     pub(crate) fn demand_call(&self) {
         self.demand_calls.fetch_add(1, Ordering::Relaxed);
+        self.hub.wake();
     }
 
     /// The calls so far: (demand, prefetch).
@@ -118,19 +346,9 @@ impl Prefetcher {
         )
     }
 
-    /// The flow a read belongs to: the tokio task running it (one caller's
-    /// sequence of reads), else the thread.
-    pub(crate) fn context() -> u64 {
-        let mut hasher = std::hash::DefaultHasher::new();
-        match tokio::task::try_id() {
-            Some(id) => id.hash(&mut hasher),
-            None => std::thread::current().id().hash(&mut hasher),
-        }
-        hasher.finish()
-    }
-
     /// Whether a prefetch may start now, and a permit for it: the breaker
-    /// closed, nobody waiting for admission, prefetches within their share
+    /// closed, nobody waiting for admission and a slot of the concurrency
+    /// limit free, prefetches within their share
     /// of the calls (counting this one), a slot under `max_in_flight`.
     /// The call is counted when the permit is given.
     // Without the breaker and pool features there is nothing in `layers`
@@ -154,10 +372,15 @@ impl Prefetcher {
             return Err(refused(Skip::Breaker));
         }
         #[cfg(feature = "pool")]
-        if let Some(admission) = &layers.admission
-            && (admission.limit().waiting > 0 || admission.status().waiting > 0)
-        {
-            return Err(refused(Skip::Admission));
+        if let Some(admission) = &layers.admission {
+            let limit = admission.limit();
+            // A prefetch that would wait for a slot would also delay every
+            // read queued behind it: it is skipped, like one that finds
+            // callers waiting.
+            if limit.waiting > 0 || limit.in_flight >= limit.limit || admission.status().waiting > 0
+            {
+                return Err(refused(Skip::Admission));
+            }
         }
         let (demand, prefetch) = self.calls();
         if (prefetch + 1) as f64 > self.config.max_share * (demand + prefetch + 1) as f64 {
@@ -196,10 +419,7 @@ mod tests {
             let mut bytes = [0u8; 12];
             bytes[8..].copy_from_slice(&i.to_be_bytes());
             let id = Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes));
-            let key = Id {
-                key: stratum_store::id_key(&id),
-                id,
-            };
+            let key = Id::new("conversations", id);
             p.record(u64::from(i % 16), &key);
         }
         assert_eq!(p.tracked_keys(), 2_048);
