@@ -199,6 +199,12 @@ impl<K> Node<K> {
         }
     }
 
+    /// Whether a read of this key would propose a successor.
+    fn proposes(&self, threshold: f64, min_reads: u32) -> bool {
+        let bar = threshold * f64::from(self.reads);
+        self.reads >= min_reads && self.succ.iter().any(|s| f64::from(s.count) >= bar)
+    }
+
     fn read(&mut self) {
         self.referenced = true;
         self.reads += 1;
@@ -418,6 +424,15 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     /// of reads: a task id, a session): the key's read count, and `key` as
     /// a successor of the context's recent reads.
     pub fn record(&self, context: u64, key: &K) {
+        self.record_gains(context, key, |_| {});
+    }
+
+    /// [`Predictor::record`], calling `gained` with every key that had no
+    /// successor to propose before this read and has one now (the read key
+    /// reaching `min_reads`, or a predecessor's successor reaching the
+    /// threshold): what a caller caching "worth a proposal" per key needs.
+    pub fn record_gains(&self, context: u64, key: &K, mut gained: impl FnMut(&K)) {
+        let (threshold, min_reads) = (self.config.threshold, self.config.min_reads);
         let hash = self.hasher.hash_one(key);
         let mut preds = [0u64; MAX_WINDOW];
         let n = {
@@ -428,11 +443,19 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             }
         };
         if let Some(node) = self.table(hash).lock().get_or_insert(hash, key) {
+            let before = node.proposes(threshold, min_reads);
             node.read();
+            if !before && node.proposes(threshold, min_reads) {
+                gained(&node.key);
+            }
         }
         for &p in preds.get(..n).unwrap_or(&[]) {
             if let Some(node) = self.table(p).lock().node_mut(p) {
+                let before = node.proposes(threshold, min_reads);
                 node.credit(hash, self.config.successors);
+                if !before && node.proposes(threshold, min_reads) {
+                    gained(&node.key);
+                }
             }
         }
     }
@@ -485,11 +508,25 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     pub fn has_proposals(&self, key: &K) -> bool {
         let hash = self.hasher.hash_one(key);
         let mut table = self.table(hash).lock();
+        table
+            .node_mut(hash)
+            .is_some_and(|n| n.proposes(self.config.threshold, self.config.min_reads))
+    }
+
+    /// Whether `next` is among the successors a read of `key` would
+    /// propose now.
+    pub fn predicts(&self, key: &K, next: &K) -> bool {
+        let (hash, next) = (self.hasher.hash_one(key), self.hasher.hash_one(next));
+        let mut table = self.table(hash).lock();
         let Some(node) = table.node_mut(hash) else {
             return false;
         };
         let bar = self.config.threshold * f64::from(node.reads);
-        node.reads >= self.config.min_reads && node.succ.iter().any(|s| f64::from(s.count) >= bar)
+        node.reads >= self.config.min_reads
+            && node
+                .succ
+                .iter()
+                .any(|s| s.hash == next && f64::from(s.count) >= bar)
     }
 
     /// The configuration the model was made with.
@@ -567,7 +604,8 @@ pub const STRIPE_CAPACITY: usize = 64;
 /// ```
 pub struct ReadBuffer<T> {
     stripes: Box<[Mutex<Vec<(u64, T)>>]>,
-    pending: std::sync::atomic::AtomicUsize,
+    // No shared count of pending reads: one atomic every push touched
+    // would bounce its cache line between the cores.
     dropped: AtomicU64,
 }
 
@@ -595,7 +633,6 @@ impl<T> ReadBuffer<T> {
     pub fn new() -> ReadBuffer<T> {
         ReadBuffer {
             stripes: (0..Self::STRIPES).map(|_| Mutex::new(Vec::new())).collect(),
-            pending: std::sync::atomic::AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
         }
     }
@@ -618,7 +655,6 @@ impl<T> ReadBuffer<T> {
             stripe.reserve_exact(STRIPE_CAPACITY);
         }
         stripe.push((context, read));
-        self.pending.fetch_add(1, Ordering::Relaxed);
         stripe.len() >= DRAIN_AT
     }
 
@@ -635,7 +671,6 @@ impl<T> ReadBuffer<T> {
                 }
                 std::mem::replace(&mut *stripe, Vec::with_capacity(STRIPE_CAPACITY))
             };
-            self.pending.fetch_sub(reads.len(), Ordering::Relaxed);
             n += reads.len();
             for (context, read) in reads {
                 f(context, read);
@@ -644,9 +679,10 @@ impl<T> ReadBuffer<T> {
         n
     }
 
-    /// Reads buffered now (approximate while pushes and drains run).
+    /// Reads buffered now (each stripe counted under its lock, so
+    /// approximate while pushes and drains run).
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
+        self.stripes.iter().map(|s| s.lock().len()).sum()
     }
 
     /// Reads dropped so far because their stripe was full.
@@ -930,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn has_proposals_says_what_propose_would() {
+    fn has_proposals_and_predicts_say_what_propose_would() {
         let p = Predictor::<u32>::new(&config(1_000)).unwrap();
         assert!(!p.has_proposals(&1));
         for _ in 0..2 {
@@ -938,8 +974,23 @@ mod tests {
             p.record(0, &2);
         }
         assert!(p.has_proposals(&1));
+        assert!(p.predicts(&1, &2) && !p.predicts(&2, &1) && !p.predicts(&1, &3));
         assert!(!p.has_proposals(&2), "{:?}", p.propose(&2));
         assert_eq!(p.has_proposals(&1), !p.propose(&1).is_empty());
+    }
+
+    /// `record_gains` reports each key when it starts to have a proposal
+    /// (`1` when `2` follows it the second time, `2` when `1` follows it
+    /// the second time: a cycle), and only then.
+    #[test]
+    fn record_gains_reports_the_keys_that_start_proposing() {
+        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        let mut gained = Vec::new();
+        for _ in 0..3 {
+            p.record_gains(0, &1, |k| gained.push(*k));
+            p.record_gains(0, &2, |k| gained.push(*k));
+        }
+        assert_eq!(gained, [1, 2]);
     }
 
     #[test]

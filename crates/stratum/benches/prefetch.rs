@@ -469,6 +469,8 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // Stacks are built in the runtime (the pool's task needs one).
+    let _runtime = rt.enter();
     // A hot read: what the read path pays with prefetching on (keys read in
     // a cycle, so each has a likely successor, all cached).
     let mut group = c.benchmark_group("get_hit");

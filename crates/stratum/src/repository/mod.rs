@@ -442,7 +442,7 @@ impl<T: Document> Repository<T> {
         let layers = &self.inner.layers;
         #[cfg(feature = "cache")]
         if let Some(prefetch) = &self.inner.prefetch {
-            prefetch.demand_call();
+            prefetch.demand_call(T::COLLECTION, id);
         }
         let found = layers
             .call(async {
@@ -475,8 +475,9 @@ impl<T: Document> Repository<T> {
 
     /// Records the reads buffered for the predictor now and starts the
     /// prefetches they call for. A drain task does this by itself when a
-    /// read misses, when a key with likely successors is read, and every
-    /// 16 reads of a caller; tests and benchmarks call this to settle it.
+    /// read misses and every 16 reads of a caller (a read of a key that
+    /// had likely successors at the last drain proposes them at once);
+    /// tests and benchmarks call this to settle it.
     #[cfg(feature = "cache")]
     pub fn drain_predictions(&self) {
         if let Some(p) = &self.inner.prefetch {
@@ -487,34 +488,31 @@ impl<T: Document> Repository<T> {
     /// The predictor's offer: starts loading those of `ids` not cached and
     /// not being loaded, when a prefetch is permitted (their flights
     /// registered now, so a read of one that comes before the load
-    /// finishes waits for it).
+    /// finishes waits for it); returns whether any was not cached.
     #[cfg(feature = "cache")]
-    fn offer(&self, ids: Vec<prefetch::Id>) {
+    fn offer(&self, ids: Vec<prefetch::Id>) -> bool {
         let inner = &*self.inner;
         let (Some(p), Some(cache)) = (&inner.prefetch, &inner.cache) else {
-            return;
+            return false;
         };
-        // Entries loaded while the change stream is down would not be trusted.
-        if inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
-            return;
-        }
         let missing: Vec<prefetch::Id> = ids
             .into_iter()
             .filter(|i| !cache.contains_key(&i.key))
             .collect();
-        if missing.is_empty() {
-            return;
+        // Entries loaded while the change stream is down would not be trusted.
+        if missing.is_empty() || inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
+            return !missing.is_empty();
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
+            return true;
         };
         let Ok(permit) = p.permit(&inner.layers) else {
-            return;
+            return true;
         };
         let batch = cache.begin_prefetch(missing.iter().map(|m| m.key.clone()));
         if batch.is_empty() {
             p.uncount();
-            return;
+            return true;
         }
         let repo = self.clone();
         runtime.spawn(async move {
@@ -524,6 +522,7 @@ impl<T: Document> Repository<T> {
             }
             drop(permit);
         });
+        true
     }
 
     /// Loads a prefetch's ids in one `_id: {$in: [...]}` query through the
@@ -864,8 +863,8 @@ impl<T: Document> Repository<T> {
 
 #[cfg(feature = "cache")]
 impl<T: Document> prefetch::Target for Inner<T> {
-    fn offer(self: Arc<Self>, ids: Vec<prefetch::Id>) {
-        Repository { inner: self }.offer(ids);
+    fn offer(self: Arc<Self>, ids: Vec<prefetch::Id>) -> bool {
+        Repository { inner: self }.offer(ids)
     }
 }
 

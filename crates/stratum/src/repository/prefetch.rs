@@ -81,8 +81,14 @@ impl Hasher for Fx {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 
+    /// With MurmurHash3's finalizer: FxHash's low bits depend only on the
+    /// input's low bits, so ObjectIds differing in their counter byte
+    /// shared every hint bit without it.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
     }
 }
 
@@ -105,20 +111,25 @@ fn hint_hash(collection: &'static str, id: &Bson) -> u64 {
 /// predictor expects next in its collection.
 pub(crate) trait Target: Send + Sync {
     /// Starts loading those of `ids` the repository neither has cached nor
-    /// is loading, if a prefetch is permitted now.
-    fn offer(self: Arc<Self>, ids: Vec<Id>);
+    /// is loading, if a prefetch is permitted now; returns whether any of
+    /// them was not cached.
+    fn offer(self: Arc<Self>, ids: Vec<Id>) -> bool;
 }
 
-/// Hint bits (one per slot of a read's hash): whether the key read had
-/// likely successors at the last drain, so that a cache hit on it should
-/// wake the drain at once (other hits wait for their stripe to fill).
+/// Hint bits (one per slot of a read's hash): whether a read of the key
+/// should propose its successors at once (other reads wait for a drain).
+/// Set when the key gains likely successors and when one of them missed
+/// after it; cleared when a proposal finds them all cached. So a key whose
+/// likely successors are merely hot (the top keys of a Zipf trace follow
+/// everything) costs one check, not one per read.
 const HINT_WORDS: usize = 1_024;
 
 /// The prediction state of one `Stratum` handle, shared by its
 /// repositories.
 pub(crate) struct Hub {
     predictor: Predictor<Id>,
-    buffer: ReadBuffer<(&'static str, Bson)>,
+    /// Reads, and misses (`true`: a read's database call started).
+    buffer: ReadBuffer<(&'static str, Bson, bool)>,
     hints: Box<[AtomicU64]>,
     /// A drain task is scheduled or running.
     scheduled: AtomicBool,
@@ -169,14 +180,44 @@ impl Hub {
             .find_map(|(_, t)| t.upgrade())
     }
 
-    /// The read path's part: buffers a read of `id` in `collection`, and
-    /// wakes the drain when the caller's stripe is due or the key had
-    /// likely successors at the last drain.
+    /// The read path's part: buffers a read of `id` in `collection`
+    /// (waking the drain when the caller's stripe is due) and, when the key
+    /// had likely successors at the last drain, offers them now: the
+    /// caller's next read may come before a drain task gets to run (a hit
+    /// does not yield), so a key worth a proposal gets it on the read path.
     pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        let due = self.buffer.push(context(), (collection, id.clone()));
-        if due || self.hinted(hint_hash(collection, id)) {
+        if self.buffer.push(context(), (collection, id.clone(), false)) {
             self.wake();
         }
+        let hash = hint_hash(collection, id);
+        if self.hinted(hash) && !self.offer_successors(&Id::new(collection, id.clone())) {
+            self.set_hint(hash, false);
+        }
+    }
+
+    /// A read of `id` missed and its database call starts: noted (its
+    /// predecessors that predicted it get their hints back) and the drain
+    /// woken, so its successors load while it waits.
+    pub(crate) fn missed(self: &Arc<Self>, collection: &'static str, id: &Bson) {
+        self.buffer.push(context(), (collection, id.clone(), true));
+        self.wake();
+    }
+
+    /// Offers the likely successors of `key` to the repositories of their
+    /// collections; returns whether any was not cached.
+    fn offer_successors(&self, key: &Id) -> bool {
+        let mut next = self.predictor.propose(key);
+        let mut lacking = false;
+        while let Some(first) = next.first() {
+            let collection = first.collection;
+            let (ids, rest): (Vec<Id>, Vec<Id>) =
+                next.into_iter().partition(|i| i.collection == collection);
+            next = rest;
+            if let Some(target) = self.target(collection) {
+                lacking |= target.offer(ids);
+            }
+        }
+        lacking
     }
 
     fn hint_slot(&self, hash: u64) -> (&AtomicU64, u64) {
@@ -232,30 +273,47 @@ impl Hub {
         }
     }
 
-    /// Records the buffered reads, refreshes their hints and offers the
+    /// Records the buffered reads, sets the hints of keys that gained
+    /// likely successors or predicted a read that missed, and offers the
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
-        let mut latest: Vec<(u64, Id)> = Vec::new();
-        self.buffer.drain(|context, (collection, id)| {
-            let hash = hint_hash(collection, &id);
-            let key = Id::new(collection, id);
-            self.predictor.record(context, &key);
-            self.set_hint(hash, self.predictor.has_proposals(&key));
-            match latest.iter_mut().find(|(c, _)| *c == context) {
-                Some(slot) => slot.1 = key,
-                None => latest.push((context, key)),
-            }
-        });
-        for (_, key) in latest {
-            let mut next = self.predictor.propose(&key);
-            while let Some(first) = next.first() {
-                let collection = first.collection;
-                let (ids, rest): (Vec<Id>, Vec<Id>) =
-                    next.into_iter().partition(|i| i.collection == collection);
-                next = rest;
-                if let Some(target) = self.target(collection) {
-                    target.offer(ids);
+        // Per context in this batch: its reads, newest last (a window's
+        // worth at most).
+        let mut recent: Vec<(u64, Vec<Id>)> = Vec::new();
+        let window = self.predictor.config().window;
+        self.buffer.drain(|context, (collection, id, missed)| {
+            let i = match recent.iter().position(|(c, _)| *c == context) {
+                Some(i) => i,
+                None => {
+                    recent.push((context, Vec::new()));
+                    recent.len() - 1
                 }
+            };
+            let Some((_, reads)) = recent.get_mut(i) else {
+                return;
+            };
+            let key = Id::new(collection, id);
+            if missed {
+                // The read was recorded when it was noted; the keys before
+                // it that predicted it lacked a successor after all.
+                for prev in reads.iter().filter(|r| **r != key) {
+                    if self.predictor.predicts(prev, &key) {
+                        self.set_hint(hint_hash(prev.collection, &prev.id), true);
+                    }
+                }
+                return;
+            }
+            self.predictor.record_gains(context, &key, |gained| {
+                self.set_hint(hint_hash(gained.collection, &gained.id), true);
+            });
+            if reads.len() >= window {
+                reads.remove(0);
+            }
+            reads.push(key);
+        });
+        for (_, reads) in &recent {
+            if let Some(key) = reads.last() {
+                self.offer_successors(key);
             }
         }
     }
@@ -333,9 +391,9 @@ impl Prefetcher {
 
     /// A read by id is about to call the database: counted, and the drain
     /// woken so the read's successors load while it waits for its own.
-    pub(crate) fn demand_call(&self) {
+    pub(crate) fn demand_call(&self, collection: &'static str, id: &Bson) {
         self.demand_calls.fetch_add(1, Ordering::Relaxed);
-        self.hub.wake();
+        self.hub.missed(collection, id);
     }
 
     /// The calls so far: (demand, prefetch).
@@ -407,6 +465,26 @@ impl Prefetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ObjectIds made one after another differ in a few low bytes: each
+    /// gets a hint bit of its own (FxHash's raw low bits gave 64 such ids
+    /// one slot).
+    #[test]
+    fn consecutive_object_ids_get_their_own_hint_bits() {
+        let base = bson::oid::ObjectId::new().bytes();
+        let slots: std::collections::HashSet<(u64, u64)> = (0..64u8)
+            .map(|i| {
+                let mut bytes = base;
+                bytes[11] = i;
+                let h = hint_hash(
+                    "messages",
+                    &Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes)),
+                );
+                ((h >> 6) % HINT_WORDS as u64, h & 63)
+            })
+            .collect();
+        assert!(slots.len() >= 60, "{} slots for 64 ids", slots.len());
+    }
 
     /// What a tracked ObjectId costs: the predictor's stated bytes per key
     /// plus the key bytes on the heap, within the bound once full.
