@@ -123,7 +123,10 @@ pub(crate) fn run(args: &[&str]) -> Result {
             section(pkg, bench, what, &out).replacen("Command:", &format!("{stamp} Command:"), 1);
         if *bench == "prefetch" {
             // docs/prefetch.md quotes the same figures, without the heading.
-            let body = text.trim_start().split_once('\n').map_or("", |(_, rest)| rest);
+            let body = text
+                .trim_start()
+                .split_once('\n')
+                .map_or("", |(_, rest)| rest);
             let path = root().join("docs").join("prefetch.md");
             splice(
                 &path.to_string_lossy(),
