@@ -531,6 +531,40 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 .any(|s| s.hash == next && f64::from(s.count) >= bar)
     }
 
+    /// Calls `f` with each key in `context`'s window (its latest reads,
+    /// `next` itself left out) whose proposal includes `next`: after a
+    /// read of `next` missed, the keys that predicted it.
+    pub fn predictors(&self, context: u64, next: &K, mut f: impl FnMut(&K)) {
+        let hash = self.hasher.hash_one(next);
+        let window = {
+            let slot = (self.hasher.hash_one(context) as usize) % CONTEXTS;
+            match self.contexts.get(slot) {
+                Some(w) => *w.lock(),
+                None => return,
+            }
+        };
+        let len = window.len.min(MAX_WINDOW);
+        let hashes = window.hashes.get(..len).unwrap_or(&[]);
+        for (i, &p) in hashes.iter().enumerate() {
+            // Each key once, however often it is in the window.
+            if p == hash || hashes.get(..i).is_some_and(|seen| seen.contains(&p)) {
+                continue;
+            }
+            let mut table = self.table(p).lock();
+            if let Some(node) = table.node_mut(p) {
+                let bar = self.config.threshold * f64::from(node.reads);
+                if node.reads >= self.config.min_reads
+                    && node
+                        .succ
+                        .iter()
+                        .any(|s| s.hash == hash && f64::from(s.count) >= bar)
+                {
+                    f(&node.key);
+                }
+            }
+        }
+    }
+
     /// The configuration the model was made with.
     pub fn config(&self) -> &PrefetchConfig {
         &self.config
@@ -605,14 +639,18 @@ pub const STRIPE_CAPACITY: usize = 64;
 /// assert_eq!(buffer.pending(), 0);
 /// ```
 pub struct ReadBuffer<T> {
-    stripes: Box<[Stripe<T>]>,
-    // No shared count of pending reads: one atomic every push touched
-    // would bounce its cache line between the cores.
-    dropped: AtomicU64,
+    // No shared counter: one atomic every push touched (a pending count,
+    // the drops of full stripes) would bounce its cache line between the
+    // cores.
+    stripes: Box<[Mutex<Stripe<T>>]>,
 }
 
-/// One stripe of a [`ReadBuffer`]: (context, read) pairs in push order.
-type Stripe<T> = Mutex<Vec<(u64, T)>>;
+/// One stripe of a [`ReadBuffer`]: (context, read) pairs in push order,
+/// and the reads it dropped when full.
+struct Stripe<T> {
+    reads: Vec<(u64, T)>,
+    dropped: u64,
+}
 
 impl<T> std::fmt::Debug for ReadBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -637,8 +675,14 @@ impl<T> ReadBuffer<T> {
     /// An empty buffer of 16 stripes of [`STRIPE_CAPACITY`] reads.
     pub fn new() -> ReadBuffer<T> {
         ReadBuffer {
-            stripes: (0..Self::STRIPES).map(|_| Mutex::new(Vec::new())).collect(),
-            dropped: AtomicU64::new(0),
+            stripes: (0..Self::STRIPES)
+                .map(|_| {
+                    Mutex::new(Stripe {
+                        reads: Vec::new(),
+                        dropped: 0,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -652,15 +696,15 @@ impl<T> ReadBuffer<T> {
             return false;
         };
         let mut stripe = stripe.lock();
-        if stripe.len() >= STRIPE_CAPACITY {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if stripe.reads.len() >= STRIPE_CAPACITY {
+            stripe.dropped += 1;
             return true;
         }
-        if stripe.capacity() == 0 {
-            stripe.reserve_exact(STRIPE_CAPACITY);
+        if stripe.reads.capacity() == 0 {
+            stripe.reads.reserve_exact(STRIPE_CAPACITY);
         }
-        stripe.push((context, read));
-        stripe.len() >= DRAIN_AT
+        stripe.reads.push((context, read));
+        stripe.reads.len() >= DRAIN_AT
     }
 
     /// Hands every buffered read to `f`, each context's in the order they
@@ -671,10 +715,10 @@ impl<T> ReadBuffer<T> {
         for stripe in self.stripes.iter() {
             let reads = {
                 let mut stripe = stripe.lock();
-                if stripe.is_empty() {
+                if stripe.reads.is_empty() {
                     continue;
                 }
-                std::mem::replace(&mut *stripe, Vec::with_capacity(STRIPE_CAPACITY))
+                std::mem::replace(&mut stripe.reads, Vec::with_capacity(STRIPE_CAPACITY))
             };
             n += reads.len();
             for (context, read) in reads {
@@ -687,18 +731,17 @@ impl<T> ReadBuffer<T> {
     /// Reads buffered now (each stripe counted under its lock, so
     /// approximate while pushes and drains run).
     pub fn pending(&self) -> usize {
-        self.stripes.iter().map(|s| s.lock().len()).sum()
+        self.stripes.iter().map(|s| s.lock().reads.len()).sum()
     }
 
     /// Reads dropped so far because their stripe was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.stripes.iter().map(|s| s.lock().dropped).sum()
     }
 
     /// Bytes the buffer holds at most besides what reads own on the heap.
     pub fn max_bytes(&self) -> usize {
-        Self::STRIPES
-            * (size_of::<Mutex<Vec<(u64, T)>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
+        Self::STRIPES * (size_of::<Mutex<Stripe<T>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
     }
 }
 
@@ -980,6 +1023,11 @@ mod tests {
         }
         assert!(p.has_proposals(&1));
         assert!(p.predicts(&1, &2) && !p.predicts(&2, &1) && !p.predicts(&1, &3));
+        let mut found = Vec::new();
+        p.predictors(0, &2, |k| found.push(*k));
+        assert_eq!(found, [1]);
+        p.predictors(7, &2, |k| found.push(*k));
+        assert_eq!(found, [1], "another context's window is empty");
         assert!(!p.has_proposals(&2), "{:?}", p.propose(&2));
         assert_eq!(p.has_proposals(&1), !p.propose(&1).is_empty());
     }

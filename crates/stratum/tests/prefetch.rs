@@ -201,6 +201,29 @@ async fn no_prefetch_while_callers_wait_for_admission() {
     }
 }
 
+/// A key whose successors were all cached at its last proposal proposes
+/// nothing (its hint is disarmed) until one of them misses after it: the
+/// miss re-arms it, and its next read proposes again.
+#[tokio::test]
+async fn a_miss_after_a_key_rearms_its_proposal() {
+    let g = learned(Arc::new(MemoryStore::new()), 1.0).await;
+    // Everything cached: a's proposal finds nothing to load and disarms.
+    g.repo.get(&g.ids[0]).await.unwrap();
+    let calls = g.repo.prefetch_calls().unwrap();
+    g.read_head().await;
+    assert_eq!(g.repo.prefetch_calls().unwrap().1, calls.1, "disarmed");
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Store);
+    g.repo.drain_predictions();
+    // The drain task the miss woke finds nothing left.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    let calls = g.repo.prefetch_calls().unwrap();
+    g.read_head().await;
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Cache);
+    assert_eq!(g.repo.prefetch_calls().unwrap(), (calls.0, calls.1 + 1));
+}
+
 /// `max_share = 0`: never a prefetch, and the group is read from the store.
 #[tokio::test]
 async fn no_prefetch_beyond_a_zero_share() {

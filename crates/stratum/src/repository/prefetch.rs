@@ -248,6 +248,12 @@ impl Hub {
     /// Asks for a drain: a task is spawned unless one is scheduled (the
     /// running one then drains again); outside a runtime, drains here.
     pub(crate) fn wake(self: &Arc<Self>) {
+        // Asked already and not yet served: nothing to write. (Every push
+        // to a full stripe asks; a store each time would bounce the flag's
+        // cache line between the cores while the drain waits to run.)
+        if self.wanted.load(Ordering::Relaxed) && self.scheduled.load(Ordering::Relaxed) {
+            return;
+        }
         self.wanted.store(true, Ordering::SeqCst);
         if self.scheduled.load(Ordering::Relaxed) || self.scheduled.swap(true, Ordering::SeqCst) {
             return;
@@ -277,44 +283,29 @@ impl Hub {
     /// likely successors or predicted a read that missed, and offers the
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
-        // Per context in this batch: its reads, newest last (a window's
-        // worth at most).
-        let mut recent: Vec<(u64, Vec<Id>)> = Vec::new();
-        let window = self.predictor.config().window;
+        // Each context's latest read in this batch.
+        let mut latest: Vec<(u64, Id)> = Vec::new();
         self.buffer.drain(|context, (collection, id, missed)| {
-            let i = match recent.iter().position(|(c, _)| *c == context) {
-                Some(i) => i,
-                None => {
-                    recent.push((context, Vec::new()));
-                    recent.len() - 1
-                }
-            };
-            let Some((_, reads)) = recent.get_mut(i) else {
-                return;
-            };
             let key = Id::new(collection, id);
             if missed {
-                // The read was recorded when it was noted; the keys before
-                // it that predicted it lacked a successor after all.
-                for prev in reads.iter().filter(|r| **r != key) {
-                    if self.predictor.predicts(prev, &key) {
-                        self.set_hint(hint_hash(prev.collection, &prev.id), true);
-                    }
-                }
-                return;
+                // The read was recorded when it was noted (its stripe keeps
+                // the order); the keys in the caller's window that
+                // predicted it lacked a successor after all.
+                self.predictor.predictors(context, &key, |prev| {
+                    self.set_hint(hint_hash(prev.collection, &prev.id), true);
+                });
+            } else {
+                self.predictor.record_gains(context, &key, |gained| {
+                    self.set_hint(hint_hash(gained.collection, &gained.id), true);
+                });
             }
-            self.predictor.record_gains(context, &key, |gained| {
-                self.set_hint(hint_hash(gained.collection, &gained.id), true);
-            });
-            if reads.len() >= window {
-                reads.remove(0);
+            match latest.iter_mut().find(|(c, _)| *c == context) {
+                Some(slot) => slot.1 = key,
+                None => latest.push((context, key)),
             }
-            reads.push(key);
         });
-        for (_, reads) in &recent {
-            if let Some(key) = reads.last() {
-                self.offer_successors(key);
-            }
+        for (_, key) in &latest {
+            self.offer_successors(key);
         }
     }
 }
