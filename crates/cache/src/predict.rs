@@ -65,10 +65,10 @@ const CONTEXTS: usize = 256;
 pub struct PrefetchConfig {
     /// Learn co-access patterns and prefetch. Default `false`: it pays
     /// off only where reads come in recurring groups (about 30 % fewer
-    /// misses on the correlated workload), while recording every read costs
-    /// a busy machine about a quarter of a cached read's throughput on
-    /// uncorrelated reads, and the model up to `max_tracked_keys` x ~360
-    /// bytes (docs/prefetch.md has the measurements).
+    /// misses on the correlated workload), while on uncorrelated reads
+    /// that keep the cores busy it costs about 12 % of a cached read's
+    /// throughput, and the model up to `max_tracked_keys` x ~360 bytes
+    /// (docs/prefetch.md has the measurements).
     pub enabled: bool,
     /// Keys whose successors are tracked, at most (about
     /// [`Predictor::bytes_per_key`] bytes each; in Stratum one model per
