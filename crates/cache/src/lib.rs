@@ -102,5 +102,8 @@ pub use error::ConfigError;
 pub use loading::{AsyncLoader, LoadingCache, WarmUpReport};
 #[cfg(feature = "tokio")]
 pub use maintenance::MaintenanceHandle;
-pub use predict::{HALVE_AT, MAX_SUCCESSORS, MAX_WINDOW, Predictor, Prefetch, PrefetchConfig};
+pub use predict::{
+    DRAIN_AT, HALVE_AT, MAX_SUCCESSORS, MAX_WINDOW, Predictor, Prefetch, PrefetchConfig,
+    ReadBuffer, STRIPE_CAPACITY,
+};
 pub use stats::{CacheStats, RemovalCause};

@@ -64,14 +64,16 @@ const CONTEXTS: usize = 256;
 #[non_exhaustive]
 pub struct PrefetchConfig {
     /// Learn co-access patterns and prefetch. Default `false`: it pays
-    /// off only where reads come in recurring groups (31 % fewer misses on
-    /// the correlated workload) and costs every read about 0.6 µs
-    /// of bookkeeping and each repository up to `max_tracked_keys` x ~350
-    /// bytes (docs/prefetch.md has the measurements).
+    /// off only where reads come in recurring groups (about 30 % fewer
+    /// misses on the correlated workload), while on uncorrelated reads
+    /// that keep the cores busy it costs about 12 % of a cached read's
+    /// throughput, and the model up to `max_tracked_keys` x ~360 bytes
+    /// (docs/prefetch.md has the measurements).
     pub enabled: bool,
     /// Keys whose successors are tracked, at most (about
-    /// [`Predictor::bytes_per_key`] bytes each). Default 65 536 (16 384
-    /// gave the correlated workload 26 % fewer misses instead of 31 %).
+    /// [`Predictor::bytes_per_key`] bytes each; in Stratum one model per
+    /// handle). Default 65 536 (16 384 gave the correlated workload 26 %
+    /// fewer misses instead of 31 %).
     pub max_tracked_keys: usize,
     /// Successors kept per tracked key (1 to [`MAX_SUCCESSORS`]). Default 8.
     pub successors: usize,
@@ -197,6 +199,12 @@ impl<K> Node<K> {
         {
             *weakest = Succ { hash, count: 1 };
         }
+    }
+
+    /// Whether a read of this key would propose a successor.
+    fn proposes(&self, threshold: f64, min_reads: u32) -> bool {
+        let bar = threshold * f64::from(self.reads);
+        self.reads >= min_reads && self.succ.iter().any(|s| f64::from(s.count) >= bar)
     }
 
     fn read(&mut self) {
@@ -418,6 +426,15 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     /// of reads: a task id, a session): the key's read count, and `key` as
     /// a successor of the context's recent reads.
     pub fn record(&self, context: u64, key: &K) {
+        self.record_gains(context, key, |_| {});
+    }
+
+    /// [`Predictor::record`], calling `gained` with every key that had no
+    /// successor to propose before this read and has one now (the read key
+    /// reaching `min_reads`, or a predecessor's successor reaching the
+    /// threshold): what a caller caching "worth a proposal" per key needs.
+    pub fn record_gains(&self, context: u64, key: &K, mut gained: impl FnMut(&K)) {
+        let (threshold, min_reads) = (self.config.threshold, self.config.min_reads);
         let hash = self.hasher.hash_one(key);
         let mut preds = [0u64; MAX_WINDOW];
         let n = {
@@ -428,11 +445,19 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             }
         };
         if let Some(node) = self.table(hash).lock().get_or_insert(hash, key) {
+            let before = node.proposes(threshold, min_reads);
             node.read();
+            if !before && node.proposes(threshold, min_reads) {
+                gained(&node.key);
+            }
         }
         for &p in preds.get(..n).unwrap_or(&[]) {
             if let Some(node) = self.table(p).lock().node_mut(p) {
+                let before = node.proposes(threshold, min_reads);
                 node.credit(hash, self.config.successors);
+                if !before && node.proposes(threshold, min_reads) {
+                    gained(&node.key);
+                }
             }
         }
     }
@@ -479,6 +504,72 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             .collect()
     }
 
+    /// Whether a read of `key` would propose anything now (without cloning
+    /// a key): the check a caller makes to decide whether a read of `key`
+    /// is worth a proposal.
+    pub fn has_proposals(&self, key: &K) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let mut table = self.table(hash).lock();
+        table
+            .node_mut(hash)
+            .is_some_and(|n| n.proposes(self.config.threshold, self.config.min_reads))
+    }
+
+    /// Whether `next` is among the successors a read of `key` would
+    /// propose now.
+    pub fn predicts(&self, key: &K, next: &K) -> bool {
+        let (hash, next) = (self.hasher.hash_one(key), self.hasher.hash_one(next));
+        let mut table = self.table(hash).lock();
+        let Some(node) = table.node_mut(hash) else {
+            return false;
+        };
+        let bar = self.config.threshold * f64::from(node.reads);
+        node.reads >= self.config.min_reads
+            && node
+                .succ
+                .iter()
+                .any(|s| s.hash == next && f64::from(s.count) >= bar)
+    }
+
+    /// Calls `f` with each key in `context`'s window (its latest reads,
+    /// `next` itself left out) whose proposal includes `next`: after a
+    /// read of `next` missed, the keys that predicted it.
+    pub fn predictors(&self, context: u64, next: &K, mut f: impl FnMut(&K)) {
+        let hash = self.hasher.hash_one(next);
+        let window = {
+            let slot = (self.hasher.hash_one(context) as usize) % CONTEXTS;
+            match self.contexts.get(slot) {
+                Some(w) => *w.lock(),
+                None => return,
+            }
+        };
+        let len = window.len.min(MAX_WINDOW);
+        let hashes = window.hashes.get(..len).unwrap_or(&[]);
+        for (i, &p) in hashes.iter().enumerate() {
+            // Each key once, however often it is in the window.
+            if p == hash || hashes.get(..i).is_some_and(|seen| seen.contains(&p)) {
+                continue;
+            }
+            let mut table = self.table(p).lock();
+            if let Some(node) = table.node_mut(p) {
+                let bar = self.config.threshold * f64::from(node.reads);
+                if node.reads >= self.config.min_reads
+                    && node
+                        .succ
+                        .iter()
+                        .any(|s| s.hash == hash && f64::from(s.count) >= bar)
+                {
+                    f(&node.key);
+                }
+            }
+        }
+    }
+
+    /// The configuration the model was made with.
+    pub fn config(&self) -> &PrefetchConfig {
+        &self.config
+    }
+
     /// Keys tracked now (at most `max_tracked_keys`).
     pub fn tracked_keys(&self) -> usize {
         self.tables.iter().map(|t| t.lock().nodes.len()).sum()
@@ -518,6 +609,139 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 .iter()
                 .map(|t| size_of::<Mutex<Table<K>>>() + t.lock().bytes())
                 .sum::<usize>()
+    }
+}
+
+/// Reads a [`ReadBuffer`] stripe holds before it asks to be drained.
+pub const DRAIN_AT: usize = 16;
+/// Reads a [`ReadBuffer`] stripe holds at most; a read pushed to a full
+/// stripe is dropped (counted in [`ReadBuffer::dropped`]).
+pub const STRIPE_CAPACITY: usize = 64;
+
+/// Reads waiting to be recorded in a [`Predictor`], so that a read pays a
+/// push and the model's update runs elsewhere (a drain task). Striped by
+/// context (a context's reads stay in order in one stripe), bounded and
+/// lossy when full, as Caffeine's read buffer is: the model is a
+/// statistic, and a dropped read costs it one observation, while an
+/// unbounded buffer would cost memory when the drain falls behind.
+///
+/// ```
+/// use stratum_cache::ReadBuffer;
+///
+/// let buffer = ReadBuffer::new();
+/// assert!(!buffer.push(1, "a")); // not yet due
+/// buffer.push(2, "x");
+/// buffer.push(1, "b");
+/// let mut seen = Vec::new();
+/// buffer.drain(|context, read| seen.push((context, read)));
+/// seen.sort_by_key(|(c, _)| *c); // contexts in any order, each in order
+/// assert_eq!(seen, [(1, "a"), (1, "b"), (2, "x")]);
+/// assert_eq!(buffer.pending(), 0);
+/// ```
+pub struct ReadBuffer<T> {
+    // No shared counter: one atomic every push touched (a pending count,
+    // the drops of full stripes) would bounce its cache line between the
+    // cores.
+    stripes: Box<[Mutex<Stripe<T>>]>,
+}
+
+/// One stripe of a [`ReadBuffer`]: (context, read) pairs in push order,
+/// and the reads it dropped when full.
+struct Stripe<T> {
+    reads: Vec<(u64, T)>,
+    dropped: u64,
+}
+
+impl<T> std::fmt::Debug for ReadBuffer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuffer")
+            .field("pending", &self.pending())
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl<T> Default for ReadBuffer<T> {
+    fn default() -> Self {
+        ReadBuffer::new()
+    }
+}
+
+impl<T> ReadBuffer<T> {
+    /// Stripes: a context is hashed to one, so callers on different
+    /// threads rarely share a lock.
+    const STRIPES: usize = 16;
+
+    /// An empty buffer of 16 stripes of [`STRIPE_CAPACITY`] reads.
+    pub fn new() -> ReadBuffer<T> {
+        ReadBuffer {
+            stripes: (0..Self::STRIPES)
+                .map(|_| {
+                    Mutex::new(Stripe {
+                        reads: Vec::new(),
+                        dropped: 0,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Buffers a read by `context`; returns whether its stripe now holds
+    /// [`DRAIN_AT`] reads or more (time to drain). A full stripe drops the
+    /// read.
+    pub fn push(&self, context: u64, read: T) -> bool {
+        // Fibonacci hashing: the top bits of the product pick the stripe.
+        let i = (context.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize;
+        let Some(stripe) = self.stripes.get(i % Self::STRIPES) else {
+            return false;
+        };
+        let mut stripe = stripe.lock();
+        if stripe.reads.len() >= STRIPE_CAPACITY {
+            stripe.dropped += 1;
+            return true;
+        }
+        if stripe.reads.capacity() == 0 {
+            stripe.reads.reserve_exact(STRIPE_CAPACITY);
+        }
+        stripe.reads.push((context, read));
+        stripe.reads.len() >= DRAIN_AT
+    }
+
+    /// Hands every buffered read to `f`, each context's in the order they
+    /// were pushed; returns how many. Each stripe is locked only to take
+    /// its reads, so pushes go on while `f` runs.
+    pub fn drain(&self, mut f: impl FnMut(u64, T)) -> usize {
+        let mut n = 0;
+        for stripe in self.stripes.iter() {
+            let reads = {
+                let mut stripe = stripe.lock();
+                if stripe.reads.is_empty() {
+                    continue;
+                }
+                std::mem::replace(&mut stripe.reads, Vec::with_capacity(STRIPE_CAPACITY))
+            };
+            n += reads.len();
+            for (context, read) in reads {
+                f(context, read);
+            }
+        }
+        n
+    }
+
+    /// Reads buffered now (each stripe counted under its lock, so
+    /// approximate while pushes and drains run).
+    pub fn pending(&self) -> usize {
+        self.stripes.iter().map(|s| s.lock().reads.len()).sum()
+    }
+
+    /// Reads dropped so far because their stripe was full.
+    pub fn dropped(&self) -> u64 {
+        self.stripes.iter().map(|s| s.lock().dropped).sum()
+    }
+
+    /// Bytes the buffer holds at most besides what reads own on the heap.
+    pub fn max_bytes(&self) -> usize {
+        Self::STRIPES * (size_of::<Mutex<Stripe<T>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
     }
 }
 
@@ -742,6 +966,84 @@ mod tests {
             prop_assert!(p.tracked_keys() <= 2_048);
             prop_assert!(p.memory_bytes() <= p.capacity() * p.bytes_per_key() + p.fixed_bytes());
         }
+    }
+
+    proptest! {
+        /// Against a model (a queue per stripe): every read pushed to a
+        /// stripe with room is drained once, each context's in push
+        /// order; a read pushed to a full stripe is dropped and counted;
+        /// `push` says due exactly when its stripe holds `DRAIN_AT` or more.
+        #[test]
+        fn the_read_buffer_keeps_each_contexts_order_and_drops_when_full(
+            ops in proptest::collection::vec(
+                prop_oneof![9 => (0u64..40).prop_map(Some), 1 => Just(None)],
+                0..400,
+            ),
+        ) {
+            let buffer = ReadBuffer::<u32>::new();
+            let stripe = |c: u64| (c.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % 16;
+            let mut model: Vec<Vec<(u64, u32)>> = vec![Vec::new(); 16];
+            let mut dropped = 0u64;
+            let mut n = 0u32;
+            for op in ops {
+                match op {
+                    Some(context) => {
+                        n += 1;
+                        let queue = &mut model[stripe(context)];
+                        let due = buffer.push(context, n);
+                        if queue.len() >= STRIPE_CAPACITY {
+                            dropped += 1;
+                            prop_assert!(due);
+                        } else {
+                            queue.push((context, n));
+                            prop_assert_eq!(due, queue.len() >= DRAIN_AT);
+                        }
+                    }
+                    None => {
+                        let mut got = Vec::new();
+                        let count = buffer.drain(|c, r| got.push((c, r)));
+                        let want: Vec<(u64, u32)> = model.iter_mut().flat_map(std::mem::take).collect();
+                        prop_assert_eq!(count, want.len());
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(buffer.pending(), model.iter().map(Vec::len).sum::<usize>());
+                prop_assert_eq!(buffer.dropped(), dropped);
+            }
+        }
+    }
+
+    #[test]
+    fn has_proposals_and_predicts_say_what_propose_would() {
+        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        assert!(!p.has_proposals(&1));
+        for _ in 0..2 {
+            p.record(0, &1);
+            p.record(0, &2);
+        }
+        assert!(p.has_proposals(&1));
+        assert!(p.predicts(&1, &2) && !p.predicts(&2, &1) && !p.predicts(&1, &3));
+        let mut found = Vec::new();
+        p.predictors(0, &2, |k| found.push(*k));
+        assert_eq!(found, [1]);
+        p.predictors(7, &2, |k| found.push(*k));
+        assert_eq!(found, [1], "another context's window is empty");
+        assert!(!p.has_proposals(&2), "{:?}", p.propose(&2));
+        assert_eq!(p.has_proposals(&1), !p.propose(&1).is_empty());
+    }
+
+    /// `record_gains` reports each key when it starts to have a proposal
+    /// (`1` when `2` follows it the second time, `2` when `1` follows it
+    /// the second time: a cycle), and only then.
+    #[test]
+    fn record_gains_reports_the_keys_that_start_proposing() {
+        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        let mut gained = Vec::new();
+        for _ in 0..3 {
+            p.record_gains(0, &1, |k| gained.push(*k));
+            p.record_gains(0, &2, |k| gained.push(*k));
+        }
+        assert_eq!(gained, [1, 2]);
     }
 
     #[test]

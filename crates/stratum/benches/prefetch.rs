@@ -1,6 +1,7 @@
 //! Predictive pre-loading measured: the same workload through a
-//! `Repository` over the embedded store with prefetching off and on, in
-//! one run (docs/prefetch.md explains the workloads and the goals).
+//! `Repository` with prefetching off and on, in one run, over the embedded
+//! store and (with `STRATUM_TEST_MONGODB_URI`) over the real test server
+//! (docs/prefetch.md explains the workloads and the goals).
 //!
 //! - correlated: a generated LLM workload. Retrieval: 1 500 topics of 8
 //!   chunks; a question picks a topic (Zipf 0.8) and reads its chunks in
@@ -16,10 +17,19 @@
 //! - scan (control): a hot set of 800 keys (Zipf 0.8) read 20 000 times,
 //!   then a one-off scan of 5 000 cold keys; 5 rounds, cache of 1 000.
 //!
-//! Then criterion times a cached read (`Repository::get`, a hit) with
-//! prefetching off and on: what the predictor's bookkeeping costs a read.
+//! Over the test server the same three workloads read a fresh database
+//! with no latency added: the server's own round trip is the cost of a
+//! miss.
 //!
-//! Run: `cargo bench -p stratum --bench prefetch`.
+//! Then the read path's cost: criterion times a cached read
+//! (`Repository::get`, a hit, keys read in a fixed cycle) with
+//! prefetching off and on, and 15 interleaved rounds of two tasks reading
+//! a Zipf trace of cached keys (the uncorrelated control) time the
+//! throughput of each, medians.
+//!
+//! Run: `cargo bench -p stratum --bench prefetch` (with
+//! `STRATUM_TEST_MONGODB_URI=$(cargo xtask test-server start)` for the
+//! server half; `cargo xtask bench prefetch` starts one).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -201,37 +211,56 @@ impl Outcome {
     }
 }
 
-async fn stack(w: &Workload, prefetch: bool) -> (Stratum, Repository<Chunk>) {
+fn chunk(id: i64) -> stratum::bson::Document {
+    Chunk {
+        id,
+        text: "x".repeat(200),
+    }
+    .to_bson_checked()
+    .unwrap()
+}
+
+/// The embedded store holding `w`'s documents, each call taking
+/// `w.latency`.
+async fn embedded(w: &Workload) -> Arc<dyn Store> {
     let memory = MemoryStore::new();
     for &id in &w.docs {
-        let doc = Chunk {
-            id,
-            text: "x".repeat(200),
-        }
-        .to_bson_checked()
-        .unwrap();
-        memory.insert(Chunk::COLLECTION, doc).await.unwrap();
+        memory.insert(Chunk::COLLECTION, chunk(id)).await.unwrap();
     }
     let faulty = FaultyStore::new(memory, 1);
     faulty.set_plan(FaultPlan {
         latency: w.latency,
         ..FaultPlan::none()
     });
+    Arc::new(faulty)
+}
+
+/// The test server's database, emptied and holding `w`'s documents.
+#[cfg(feature = "mongodb")]
+async fn server(db: &mongodb::Database, w: &Workload) -> Arc<dyn Store> {
+    let coll = db.collection::<stratum::bson::Document>(Chunk::COLLECTION);
+    coll.drop().await.unwrap();
+    for ids in w.docs.chunks(1_000) {
+        coll.insert_many(ids.iter().map(|&id| chunk(id)))
+            .await
+            .unwrap();
+    }
+    Arc::new(stratum::MongoStore::new(db.clone()))
+}
+
+fn stack(w: &Workload, store: Arc<dyn Store>, prefetch: bool) -> (Stratum, Repository<Chunk>) {
     let mut config = StratumConfig::default();
     config.cache.settings.max_capacity = w.capacity;
     config.cache.settings.prefetch.enabled = prefetch;
     config.monitor.enabled = false;
-    let stratum = Stratum::builder(config)
-        .store(Arc::new(faulty))
-        .build()
-        .unwrap();
+    let stratum = Stratum::builder(config).store(store).build().unwrap();
     let repo = stratum.repository::<Chunk>().unwrap();
     (stratum, repo)
 }
 
-fn run(rt: &Runtime, w: &Workload, prefetch: bool) -> Outcome {
+fn run(rt: &Runtime, w: &Workload, store: &Arc<dyn Store>, prefetch: bool) -> Outcome {
     rt.block_on(async {
-        let (_stratum, repo) = stack(w, prefetch).await;
+        let (_stratum, repo) = stack(w, Arc::clone(store), prefetch);
         let sessions = Arc::new(w.sessions.clone());
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -279,15 +308,46 @@ fn run(rt: &Runtime, w: &Workload, prefetch: bool) -> Outcome {
     })
 }
 
-fn summary(rt: &Runtime) {
+/// Where the workloads' documents live.
+enum Backend {
+    Embedded,
+    #[cfg(feature = "mongodb")]
+    Server(mongodb::Database),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded store",
+            #[cfg(feature = "mongodb")]
+            Backend::Server(_) => "test server over TCP",
+        }
+    }
+
+    fn store(&self, rt: &Runtime, w: &Workload) -> Arc<dyn Store> {
+        match self {
+            Backend::Embedded => rt.block_on(embedded(w)),
+            #[cfg(feature = "mongodb")]
+            Backend::Server(db) => rt.block_on(server(db, w)),
+        }
+    }
+}
+
+fn summary(rt: &Runtime, backend: &Backend) {
+    println!("\n### {}\n", backend.name());
     println!(
-        "\n| workload | prefetch | reads | miss ratio | mean read | read calls | prefetch calls | docs read from db | issued | read before eviction | unread | precision |"
+        "| workload | prefetch | reads | miss ratio | mean read | read calls | prefetch calls | docs read from db | issued | read before eviction | unread | precision |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut verdicts = Vec::new();
-    for w in [correlated(), zipf_control(), scan_control()] {
-        let off = run(rt, &w, false);
-        let on = run(rt, &w, true);
+    for mut w in [correlated(), zipf_control(), scan_control()] {
+        if !matches!(backend, Backend::Embedded) {
+            // The server's round trip is the latency.
+            w.latency = Duration::ZERO;
+        }
+        let store = backend.store(rt, &w);
+        let off = run(rt, &w, &store, false);
+        let on = run(rt, &w, &store, true);
         for (label, o) in [("off", off), ("on", on)] {
             let precision = if o.read + o.unread == 0 {
                 "-".to_owned()
@@ -316,8 +376,9 @@ fn summary(rt: &Runtime) {
         let extra = on.docs_read() as f64 / off.docs_read() as f64 - 1.0;
         let hit_move = 100.0 * (off.miss_ratio() - on.miss_ratio());
         verdicts.push(format!(
-            "{}: miss ratio {:+.1} % relative, mean read latency {:+.1} %, hit ratio {:+.2} points, database documents read {:+.1} %, database calls {:+.1} %",
+            "{} ({}): miss ratio {:+.1} % relative, mean read latency {:+.1} %, hit ratio {:+.2} points, database documents read {:+.1} %, database calls {:+.1} %",
             w.name,
+            backend.name(),
             -100.0 * fall,
             -100.0 * latency_fall,
             hit_move,
@@ -331,23 +392,98 @@ fn summary(rt: &Runtime) {
     }
 }
 
+/// The read path's cost on the uncorrelated control: two tasks read a
+/// Zipf trace of cached keys through a repository with prefetching off and
+/// one with it on, rounds interleaved (the order alternating); prints the
+/// median nanoseconds per read of each and the median ratio.
+fn hot_path(rt: &Runtime) {
+    let w = Workload {
+        name: "hot",
+        sessions: Vec::new(),
+        docs: (0..5_000).collect(),
+        capacity: 10_000,
+        latency: Duration::ZERO,
+    };
+    let store = rt.block_on(embedded(&w));
+    let mut rng = Rng(3);
+    let z = Zipf::new(5_000, 0.99);
+    let trace: Arc<Vec<i64>> = Arc::new((0..100_000).map(|_| z.sample(&mut rng) as i64).collect());
+    let stacks = [false, true].map(|prefetch| stack(&w, Arc::clone(&store), prefetch));
+    let pass = |repo: &Repository<Chunk>| {
+        rt.block_on(async {
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for half in 0..2 {
+                let (repo, trace) = (repo.clone(), Arc::clone(&trace));
+                tasks.spawn(async move {
+                    let n = trace.len() / 2;
+                    for id in &trace[half * n..(half + 1) * n] {
+                        black_box(repo.get(id).await.unwrap());
+                    }
+                });
+            }
+            while let Some(t) = tasks.join_next().await {
+                t.unwrap();
+            }
+            started.elapsed().as_secs_f64() * 1e9 / trace.len() as f64
+        })
+    };
+    for (_, repo) in &stacks {
+        for id in 0..5_000 {
+            rt.block_on(repo.get(&id)).unwrap();
+        }
+        pass(repo);
+    }
+    let (mut off, mut on, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..15 {
+        let first = round % 2;
+        let a = pass(&stacks[first].1);
+        let b = pass(&stacks[1 - first].1);
+        let (f, n) = if first == 0 { (a, b) } else { (b, a) };
+        off.push(f);
+        on.push(n);
+        ratio.push(n / f);
+    }
+    let hits = |repo: &Repository<Chunk>| {
+        let s = repo.cache_stats().unwrap();
+        100.0 * s.hits as f64 / (s.hits + s.misses) as f64
+    };
+    println!(
+        "\nhot path (zipf 0.99 over 5 000 cached keys, 2 tasks, 15 interleaved rounds of 100 000 reads, medians): prefetch off {:.0} ns/read, on {:.0} ns/read, on/off {:.3}; hit ratio off {:.2} %, on {:.2} %",
+        median(&mut off),
+        median(&mut on),
+        median(&mut ratio),
+        hits(&stacks[0].1),
+        hits(&stacks[1].1),
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    // A hot read: the bookkeeping every read pays with prefetching on.
+    // Stacks are built in the runtime (the pool's task needs one).
+    let _runtime = rt.enter();
+    // A hot read: what the read path pays with prefetching on (keys read in
+    // a cycle, so each has a likely successor, all cached).
     let mut group = c.benchmark_group("get_hit");
+    let w = Workload {
+        name: "hit",
+        sessions: Vec::new(),
+        docs: (0..64).collect(),
+        capacity: 1_000,
+        latency: Duration::ZERO,
+    };
+    let store = rt.block_on(embedded(&w));
     for prefetch in [false, true] {
-        let w = Workload {
-            name: "hit",
-            sessions: Vec::new(),
-            docs: (0..64).collect(),
-            capacity: 1_000,
-            latency: Duration::ZERO,
-        };
-        let (_stratum, repo) = rt.block_on(stack(&w, prefetch));
+        let (_stratum, repo) = stack(&w, Arc::clone(&store), prefetch);
         rt.block_on(async {
             for id in 0..64 {
                 repo.get(&id).await.unwrap();
@@ -367,7 +503,24 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    summary(&rt);
+    hot_path(&rt);
+    summary(&rt, &Backend::Embedded);
+    #[cfg(feature = "mongodb")]
+    match std::env::var("STRATUM_TEST_MONGODB_URI") {
+        Ok(uri) => {
+            let (client, db) = rt.block_on(async {
+                let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+                let db = client.database(&format!("bench_prefetch_{}", std::process::id()));
+                (client, db)
+            });
+            summary(&rt, &Backend::Server(db.clone()));
+            rt.block_on(async { db.drop().await }).unwrap();
+            drop(client);
+        }
+        Err(_) => {
+            println!("\nSTRATUM_TEST_MONGODB_URI is not set: the test server half is skipped")
+        }
+    }
 }
 
 fn configure() -> Criterion {

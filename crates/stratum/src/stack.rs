@@ -78,6 +78,9 @@ pub(crate) struct Layers {
     /// Every cache the stack built, by unique name.
     #[cfg(feature = "cache")]
     pub(crate) caches: Arc<crate::caches::CacheRegistry>,
+    /// The predictor the repositories share, when `cache.prefetch` is on.
+    #[cfg(feature = "cache")]
+    pub(crate) prefetch: Option<Arc<crate::repository::PrefetchHub>>,
     /// The stack's monitor, unless `monitor.enabled = false`.
     #[cfg(feature = "monitor")]
     pub(crate) monitoring: Option<Arc<crate::monitoring::Monitoring>>,
@@ -644,6 +647,12 @@ impl StratumBuilder {
         } else {
             None
         };
+        #[cfg(feature = "cache")]
+        let prefetch = if self.config.cache.enabled {
+            crate::repository::PrefetchHub::new(&self.config.cache.settings.prefetch)?
+        } else {
+            None
+        };
         let stratum = Stratum {
             layers: Arc::new(Layers {
                 config: self.config,
@@ -658,6 +667,8 @@ impl StratumBuilder {
                 transitions,
                 #[cfg(feature = "cache")]
                 caches: Arc::default(),
+                #[cfg(feature = "cache")]
+                prefetch,
                 #[cfg(feature = "monitor")]
                 monitoring,
                 #[cfg(feature = "mongodb")]

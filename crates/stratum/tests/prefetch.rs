@@ -1,5 +1,6 @@
 //! Predictive pre-loading through `Repository<T>`: a learned group is
-//! prefetched in one query and read from the cache; a prefetch waits for
+//! prefetched in one query and read from the cache, across collections
+//! too (a conversation predicts its messages); a prefetch waits for
 //! nothing and is never made while the breaker is not closed or beyond its
 //! share of the read calls. On the embedded store and on the real test
 //! server (MongoStore over TCP).
@@ -31,7 +32,8 @@ struct Group {
 }
 
 /// A stack over `store` whose repository has seen `a, b, c` read in this
-/// order three times (enough for `a`'s successors to be proposed).
+/// order three times (enough for `a`'s successors to be proposed), then
+/// once more with `b` and `c` dropped: a read of `a` now proposes them.
 async fn learned(store: Arc<dyn Store>, max_share: f64) -> Group {
     learned_with(store, config(max_share)).await
 }
@@ -51,23 +53,49 @@ async fn learned_with(store: Arc<dyn Store>, config: StratumConfig) -> Group {
         }
     }
     assert_eq!(repo.prefetch_calls().unwrap().1, 0, "everything was cached");
+    // The reads wait in the buffer until a drain records them.
+    repo.drain_predictions();
+    miss_round(&repo, &ids).await;
     Group { stratum, repo, ids }
 }
 
+/// Reads `ids` with all but the first dropped. A read of the first
+/// proposes the others only while its hint is armed: armed when it gained
+/// likely successors, disarmed by a check that found them all cached (a
+/// drain running during the learning reads may have made one), armed
+/// again by a miss of one of them after it. So whichever happened before,
+/// the first one's next read proposes the others.
+async fn miss_round<T: Document>(repo: &Repository<T>, ids: &[T::Id]) {
+    for id in &ids[1..] {
+        repo.invalidate_id(id).unwrap();
+    }
+    for id in ids {
+        repo.get(id).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    repo.drain_predictions();
+}
+
 impl Group {
-    /// Drops `b` and `c` from the cache, reads `a` (a hit): what the
-    /// prefetcher does next is the test's.
+    /// Drops `b` and `c` from the cache, reads `a` (a hit: its hint is
+    /// armed, so the read proposes `b` and `c`) and yields once, so a
+    /// prefetch task can run: what the prefetcher does next is the test's.
     async fn read_head(&self) {
         for id in &self.ids[1..] {
             self.repo.invalidate_id(id).unwrap();
         }
         let read = self.repo.get(&self.ids[0]).await.unwrap();
         assert_eq!(read.origin, Origin::Cache);
+        tokio::task::yield_now().await;
     }
 }
 
 async fn a_learned_group_is_prefetched_in_one_call(store: Arc<dyn Store>) {
     let g = learned(store, 1.0).await;
+    let (calls, stats) = (
+        g.repo.prefetch_calls().unwrap(),
+        g.repo.cache_stats().unwrap(),
+    );
     g.read_head().await;
     for id in &g.ids[1..] {
         let read = g.repo.get(id).await.unwrap();
@@ -79,19 +107,19 @@ async fn a_learned_group_is_prefetched_in_one_call(store: Arc<dyn Store>) {
     }
     assert_eq!(
         g.repo.prefetch_calls().unwrap(),
-        (3, 1),
-        "3 first loads, 1 prefetch"
+        (calls.0, calls.1 + 1),
+        "no load, 1 prefetch"
     );
-    let stats = g.repo.cache_stats().unwrap();
+    let now = g.repo.cache_stats().unwrap();
     assert_eq!(
         (
-            stats.prefetch_issued,
-            stats.prefetch_inserted,
-            stats.prefetch_read
+            now.prefetch_issued - stats.prefetch_issued,
+            now.prefetch_inserted - stats.prefetch_inserted,
+            now.prefetch_read - stats.prefetch_read,
+            now.prefetch_unread - stats.prefetch_unread,
         ),
-        (2, 2, 2)
+        (2, 2, 2, 0)
     );
-    assert_eq!(stats.prefetch_precision(), 1.0);
 }
 
 #[tokio::test]
@@ -105,17 +133,21 @@ async fn a_learned_group_is_prefetched_in_one_call_embedded() {
 #[tokio::test]
 async fn no_prefetch_while_the_breaker_is_not_closed() {
     let g = learned(Arc::new(MemoryStore::new()), 1.0).await;
+    let (calls, issued) = (
+        g.repo.prefetch_calls().unwrap(),
+        g.repo.cache_stats().unwrap().prefetch_issued,
+    );
     g.stratum.breaker().unwrap().force_open();
     g.read_head().await;
     tokio::task::yield_now().await;
-    assert_eq!(g.repo.prefetch_calls().unwrap(), (3, 0));
-    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, 0);
+    assert_eq!(g.repo.prefetch_calls().unwrap(), calls);
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, issued);
     g.stratum.breaker().unwrap().reset();
     g.read_head().await;
     assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Cache);
     assert_eq!(
         g.repo.prefetch_calls().unwrap(),
-        (3, 1),
+        (calls.0, calls.1 + 1),
         "closed again: prefetched"
     );
 }
@@ -157,21 +189,50 @@ async fn no_prefetch_while_callers_wait_for_admission() {
         tokio::task::yield_now().await;
     }
     assert_eq!(waiting(), 1);
+    let (calls, issued) = (
+        g.repo.prefetch_calls().unwrap(),
+        g.repo.cache_stats().unwrap().prefetch_issued,
+    );
     g.read_head().await;
-    assert_eq!(g.repo.prefetch_calls().unwrap().1, 0);
-    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, 0);
+    assert_eq!(g.repo.prefetch_calls().unwrap().1, calls.1);
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, issued);
     for r in readers {
         r.await.unwrap();
     }
+}
+
+/// A key whose successors were all cached at its last proposal proposes
+/// nothing (its hint is disarmed) until one of them misses after it: the
+/// miss re-arms it, and its next read proposes again.
+#[tokio::test]
+async fn a_miss_after_a_key_rearms_its_proposal() {
+    let g = learned(Arc::new(MemoryStore::new()), 1.0).await;
+    // Everything cached: a's proposal finds nothing to load and disarms.
+    g.repo.get(&g.ids[0]).await.unwrap();
+    let calls = g.repo.prefetch_calls().unwrap();
+    g.read_head().await;
+    assert_eq!(g.repo.prefetch_calls().unwrap().1, calls.1, "disarmed");
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Store);
+    g.repo.drain_predictions();
+    // The drain task the miss woke finds nothing left.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    let calls = g.repo.prefetch_calls().unwrap();
+    g.read_head().await;
+    assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Cache);
+    assert_eq!(g.repo.prefetch_calls().unwrap(), (calls.0, calls.1 + 1));
 }
 
 /// `max_share = 0`: never a prefetch, and the group is read from the store.
 #[tokio::test]
 async fn no_prefetch_beyond_a_zero_share() {
     let g = learned(Arc::new(MemoryStore::new()), 0.0).await;
+    let calls = g.repo.prefetch_calls().unwrap();
+    assert_eq!(calls.1, 0);
     g.read_head().await;
     assert_eq!(g.repo.get(&g.ids[1]).await.unwrap().origin, Origin::Store);
-    assert_eq!(g.repo.prefetch_calls().unwrap(), (4, 0));
+    assert_eq!(g.repo.prefetch_calls().unwrap(), (calls.0 + 1, 0));
 }
 
 /// Round after round the group is dropped and read again: prefetches never
@@ -197,6 +258,78 @@ async fn prefetches_stay_within_their_share_of_the_calls() {
     assert!(prefetched > 0, "some rounds were prefetched");
 }
 
+/// Opening a conversation is followed by reads of its messages, in another
+/// collection: one predictor per handle learns it (key = collection + id),
+/// and the messages' repository prefetches them when the conversation is
+/// read (with a predictor per repository nothing would be proposed).
+async fn a_conversation_predicts_its_messages(store: Arc<dyn Store>) {
+    use stratum::models::{Message, Role};
+    let stratum = Stratum::builder(config(1.0)).store(store).build().unwrap();
+    let conversations = stratum.repository::<Conversation>().unwrap();
+    let messages = stratum.repository::<Message>().unwrap();
+    let at = DateTime::from_millis(1_700_000_000_000);
+    let c = Conversation::new("gpt-4o", at);
+    conversations.insert(&c).await.unwrap();
+    let mut ids = Vec::new();
+    for seq in 0..2 {
+        let m = Message::new(c.id, seq, Role::User, "hello", 1, at);
+        messages.insert(&m).await.unwrap();
+        ids.push(m.id);
+    }
+    for _ in 0..3 {
+        conversations.get(&c.id).await.unwrap();
+        for id in &ids {
+            messages.get(id).await.unwrap();
+        }
+    }
+    conversations.drain_predictions();
+    // As in `miss_round`: the messages dropped and read after the header.
+    for id in &ids {
+        messages.invalidate_id(id).unwrap();
+    }
+    conversations.get(&c.id).await.unwrap();
+    tokio::task::yield_now().await;
+    for id in &ids {
+        messages.get(id).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    conversations.drain_predictions();
+    let (calls, stats) = (
+        messages.prefetch_calls().unwrap(),
+        messages.cache_stats().unwrap(),
+    );
+    for id in &ids {
+        messages.invalidate_id(id).unwrap();
+    }
+    assert_eq!(
+        conversations.get(&c.id).await.unwrap().origin,
+        Origin::Cache
+    );
+    tokio::task::yield_now().await;
+    for id in &ids {
+        assert_eq!(messages.get(id).await.unwrap().origin, Origin::Cache);
+    }
+    assert_eq!(
+        messages.prefetch_calls().unwrap(),
+        (calls.0, calls.1 + 1),
+        "no load, 1 prefetch of both messages"
+    );
+    assert_eq!(conversations.prefetch_calls().unwrap(), (1, 0));
+    let now = messages.cache_stats().unwrap();
+    assert_eq!(
+        (
+            now.prefetch_issued - stats.prefetch_issued,
+            now.prefetch_read - stats.prefetch_read
+        ),
+        (2, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_predicts_its_messages_embedded() {
+    a_conversation_predicts_its_messages(Arc::new(MemoryStore::new())).await;
+}
+
 /// The same on the real test server, one fresh database.
 #[cfg(feature = "mongodb")]
 mod mongo {
@@ -212,6 +345,14 @@ mod mongo {
             db.db().clone(),
         )))
         .await;
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_conversation_predicts_its_messages() {
+        let db = TestDb::new("facade_prefetch_across").await;
+        super::a_conversation_predicts_its_messages(Arc::new(MongoStore::new(db.db().clone())))
+            .await;
         db.cleanup().await;
     }
 }

@@ -38,6 +38,8 @@ use tracing::Instrument;
 pub use self::error::RepositoryError;
 pub(crate) use self::metrics::Invalidation;
 use self::metrics::{Op, RepositoryMetrics, Source};
+#[cfg(feature = "cache")]
+pub(crate) use self::prefetch::Hub as PrefetchHub;
 use crate::stack::Layers;
 use crate::{ConfigError, Filter, Query, Update};
 
@@ -237,10 +239,10 @@ impl<T: Document> Repository<T> {
         let cache = layers.cache(section.named(T::COLLECTION))?;
         #[cfg(feature = "cache")]
         let prefetch = match &cache {
-            Some(_) => prefetch::Prefetcher::new(&section.settings.prefetch, T::COLLECTION)?,
+            Some(_) => prefetch::Prefetcher::new(layers.prefetch.as_ref(), T::COLLECTION),
             None => None,
         };
-        Ok(Repository {
+        let repository = Repository {
             inner: Arc::new(Inner {
                 #[cfg(feature = "cache")]
                 // No TTL: an entry never goes stale.
@@ -255,7 +257,14 @@ impl<T: Document> Repository<T> {
                 layers,
                 _type: PhantomData,
             }),
-        })
+        };
+        // The handle's predictor offers this collection's ids to it.
+        #[cfg(feature = "cache")]
+        if let Some(p) = &repository.inner.prefetch {
+            let target: Weak<Inner<T>> = Arc::downgrade(&repository.inner);
+            p.hub.register(T::COLLECTION, target);
+        }
+        Ok(repository)
     }
 
     /// The collection's name.
@@ -286,9 +295,14 @@ impl<T: Document> Repository<T> {
     pub async fn get(&self, id: &T::Id) -> Result<Read<T>, RepositoryError> {
         self.observe(Op::Get, async {
             let id = to_bson(id)?;
-            let read = self.read(&id).await?;
+            // Noted before the read, so that a miss's drain (woken as its
+            // database call starts) sees it and loads its successors while
+            // the read waits for its own document.
             #[cfg(feature = "cache")]
-            self.after_read(&id);
+            if let Some(p) = &self.inner.prefetch {
+                p.hub.note(T::COLLECTION, &id);
+            }
+            let read = self.read(&id).await?;
             self.inner.metrics.read(match read.origin {
                 Origin::Cache => Source::Cache,
                 Origin::Store => Source::Store,
@@ -428,7 +442,7 @@ impl<T: Document> Repository<T> {
         let layers = &self.inner.layers;
         #[cfg(feature = "cache")]
         if let Some(prefetch) = &self.inner.prefetch {
-            prefetch.demand_call();
+            prefetch.demand_call(T::COLLECTION, id);
         }
         let found = layers
             .call(async {
@@ -459,41 +473,46 @@ impl<T: Document> Repository<T> {
             .map(prefetch::Prefetcher::calls)
     }
 
-    /// After a read by id: notes it in the predictor and, when the ids it
-    /// expects next are not cached and a prefetch is permitted, starts
-    /// loading them (their flights registered now, so a read of one that
-    /// comes before the load finishes waits for it).
+    /// Records the reads buffered for the predictor now and starts the
+    /// prefetches they call for. A drain task does this by itself when a
+    /// read misses and every 16 reads of a caller (a read of a key that
+    /// had likely successors at the last drain proposes them at once);
+    /// tests and benchmarks call this to settle it.
     #[cfg(feature = "cache")]
-    fn after_read(&self, id: &Bson) {
+    pub fn drain_predictions(&self) {
+        if let Some(p) = &self.inner.prefetch {
+            p.hub.drain();
+        }
+    }
+
+    /// The predictor's offer: starts loading those of `ids` not cached and
+    /// not being loaded, when a prefetch is permitted (their flights
+    /// registered now, so a read of one that comes before the load
+    /// finishes waits for it); returns whether any was not cached.
+    #[cfg(feature = "cache")]
+    fn offer(&self, ids: Vec<prefetch::Id>) -> bool {
         let inner = &*self.inner;
         let (Some(p), Some(cache)) = (&inner.prefetch, &inner.cache) else {
-            return;
+            return false;
         };
-        let key = prefetch::Id {
-            key: stratum_store::id_key(id),
-            id: id.clone(),
-        };
-        p.predictor.record(prefetch::Prefetcher::context(), &key);
+        let missing: Vec<prefetch::Id> = ids
+            .into_iter()
+            .filter(|i| !cache.contains_key(&i.key))
+            .collect();
         // Entries loaded while the change stream is down would not be trusted.
-        if inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
-            return;
-        }
-        let missing = p
-            .predictor
-            .propose_where(&key, |next| !cache.contains_key(&next.key));
-        if missing.is_empty() {
-            return;
+        if missing.is_empty() || inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
+            return !missing.is_empty();
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
+            return true;
         };
         let Ok(permit) = p.permit(&inner.layers) else {
-            return;
+            return true;
         };
         let batch = cache.begin_prefetch(missing.iter().map(|m| m.key.clone()));
         if batch.is_empty() {
             p.uncount();
-            return;
+            return true;
         }
         let repo = self.clone();
         runtime.spawn(async move {
@@ -503,6 +522,7 @@ impl<T: Document> Repository<T> {
             }
             drop(permit);
         });
+        true
     }
 
     /// Loads a prefetch's ids in one `_id: {$in: [...]}` query through the
@@ -839,6 +859,13 @@ impl<T: Document> Repository<T> {
             );
         }
         result
+    }
+}
+
+#[cfg(feature = "cache")]
+impl<T: Document> prefetch::Target for Inner<T> {
+    fn offer(self: Arc<Self>, ids: Vec<prefetch::Id>) -> bool {
+        Repository { inner: self }.offer(ids)
     }
 }
 
