@@ -164,7 +164,9 @@ impl VectorIndex {
         for (&key, &old) in &self.ids {
             let got = self.index.get(old, &mut vector).map_err(index_error)?;
             if got == 0 {
-                return Err(CacheError::Index(format!("vector {old} missing from the graph")));
+                return Err(CacheError::Index(format!(
+                    "vector {old} missing from the graph"
+                )));
             }
             Self::insert(&index, next_id, &vector)?;
             ids.insert(key, next_id);
