@@ -73,7 +73,9 @@ pub use config::{EmbedderConfig, TierConfig};
 pub use embed::{Embedder, dot, normalize};
 pub use error::{CacheError, EmbedError};
 pub use http::{ApiKey, HttpEmbedder, HttpEmbedderConfig};
-pub use index::{ExactIndex, NearestNeighbours, Neighbour, VectorIndex};
+pub use index::{
+    ExactIndex, IndexSettings, NearestNeighbours, Neighbour, Quantization, VectorIndex,
+};
 #[cfg(feature = "local-model")]
 pub use local::{LocalEmbedder, MINILM_DIMENSIONS, default_model_dir};
 pub use scope::{Scope, ScopeDigest};
