@@ -347,6 +347,42 @@ async fn the_tier_reports_on_the_handles_metrics() {
     );
 }
 
+/// An HTTP embedder that cannot be reached costs no availability: the
+/// provider answers; and its key is in no `Debug`, report or error.
+#[tokio::test]
+async fn an_unreachable_embedder_asks_the_provider_and_never_shows_its_key() {
+    let text = "[llm.semantic]\nenabled = true\nembedder = { type = \"http\", url = \"http://127.0.0.1:9/v1/embeddings\", model = \"m\", dimensions = 8, timeout = \"2s\", api_key = \"sk-very-secret\" }\n";
+    let (config, report) = StratumConfig::builder()
+        .toml(text)
+        .build_explained()
+        .unwrap();
+    assert!(matches!(
+        config.llm.semantic.embedder,
+        EmbedderConfig::Http(_)
+    ));
+    let stratum = Stratum::builder(config.clone()).build().unwrap();
+    let prompts = stratum.prompt_cache().unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{report}"),
+        format!("{prompts:?}"),
+        toml::to_string(&config).unwrap(),
+    ] {
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+    }
+    let calls = AtomicUsize::new(0);
+    let answer = ask(&prompts, QUESTION, &RequestParams::default(), &calls).await;
+    assert_eq!(answer.source, AnswerSource::Provider);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // An https endpoint is refused when the configuration is built.
+    let err = StratumConfig::builder()
+        .toml(text.replace("http://", "https://"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "llm.semantic.embedder.url");
+    assert!(!err.to_string().contains("sk-very-secret"));
+}
+
 /// The real test server over TCP (`STRATUM_TEST_MONGODB_URI`).
 mod server {
     use stratum::MongoStore;
