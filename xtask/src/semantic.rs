@@ -122,7 +122,8 @@ fn fetch_texts() -> Result {
 }
 
 /// Fetches the model and the texts, then runs the evaluation (release
-/// build), which writes its tables into docs/semantic.md.
+/// build), which writes its tables into docs/semantic.md and the prompts of
+/// `stratum demo`'s semantic phase into crates/cli/src/demo/semantic_set.tsv.
 pub(crate) fn evaluate(args: &[&str]) -> Result {
     fetch_model()?;
     fetch_texts()?;

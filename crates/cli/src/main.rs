@@ -124,6 +124,10 @@ struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Skip the semantic phase (paraphrased prompts through the prompt
+    /// cache's semantic tier, after the workload).
+    #[arg(long)]
+    no_semantic: bool,
 }
 
 fn main() -> ExitCode {
@@ -267,6 +271,7 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
         listen: args.listen,
         progress: !args.no_progress,
         announce: true,
+        semantic: !args.no_semantic,
     };
     eprintln!(
         "stratum demo: {} workers for {}",

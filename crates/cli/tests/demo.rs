@@ -10,8 +10,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn demo(args: &[&str]) -> String {
+    demo_with(args, &[])
+}
+
+/// `demo` with environment variables set.
+fn demo_with(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_stratum"))
         .env_remove("STRATUM_MONGODB_URI")
+        .envs(env.iter().copied())
         .args([
             "demo",
             "--no-progress",
@@ -32,6 +38,25 @@ fn demo(args: &[&str]) -> String {
     stdout
 }
 
+/// On a machine without the model the demo still runs, and its semantic
+/// phase is one line saying why it did not run and how to fetch the model.
+#[test]
+fn without_the_model_the_semantic_phase_is_one_line() {
+    let report = demo_with(
+        &["--duration", "300ms"],
+        &[("STRATUM_CACHE_DIR", "/nonexistent/stratum-cache")],
+    );
+    assert!(throughput(&report) > 0.0, "{report}");
+    let lines: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with("semantic:"))
+        .take_while(|l| !l.starts_with("served:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{report}");
+    assert!(lines[0].starts_with("semantic:     skipped: "), "{report}");
+    assert!(lines[0].contains("cargo xtask fetch-model"), "{report}");
+}
+
 /// The operations per second the report states.
 fn throughput(report: &str) -> f64 {
     report
@@ -44,7 +69,8 @@ fn throughput(report: &str) -> f64 {
 
 #[test]
 fn the_embedded_demo_reports_its_throughput() {
-    let report = demo(&["--duration", "1s"]);
+    // The semantic phase embeds 150 texts: minutes in a debug build.
+    let report = demo(&["--duration", "1s", "--no-semantic"]);
     assert!(report.contains("memory store"), "{report}");
     assert!(throughput(&report) > 0.0, "{report}");
     for op in [
@@ -126,6 +152,7 @@ fn the_demo_with_faults_handles_them_and_alerts() {
             "--duration",
             "6s",
             "--inject-faults",
+            "--no-semantic",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -282,6 +309,7 @@ fn the_demo_runs_against_the_test_server() {
     let report = demo(&[
         "--duration",
         "1s",
+        "--no-semantic",
         "--mongodb-uri",
         &stratum_tests::mongodb_uri(),
     ]);

@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use stratum_semantic::{
-    EntryId, ExactIndex, HitPolicy, LocalEmbedder, Lookup, NearestNeighbours, Scope, SemanticCache,
-    SemanticCacheConfig, ThresholdConfig, default_model_dir, normalize,
+    EntryId, ExactIndex, HitPolicy, IndexSettings, LocalEmbedder, Lookup, NearestNeighbours,
+    Neighbour, Quantization, Scope, SemanticCache, SemanticCacheConfig, ThresholdConfig,
+    VectorIndex, default_model_dir, dot, normalize,
 };
 
 /// Per split: verses whose WEB text is cached and whose KJV text is asked.
@@ -61,10 +62,15 @@ fn main() {
     let held = embed_split(&embedder, &held);
     println!("embedded in {:.1} s", started.elapsed().as_secs_f64());
 
+    write_demo_set(&tune, &held);
+    if std::env::args().any(|a| a == "--demo-set-only") {
+        return;
+    }
     let mut out = String::new();
     report_quality(&mut out, &tune, &held);
     report_embedding(&mut out, &embedder, &held.split);
     report_lookup(&mut out, if quick { &[10_000] } else { &[10_000, 100_000] });
+    report_index_settings(&mut out, if quick { 10_000 } else { 100_000 });
     println!("\n{out}");
     write_docs(&out, pairs.len(), &held.split, &tune.split);
 }
@@ -420,6 +426,64 @@ fn embed_split(embedder: &LocalEmbedder, split: &Split) -> Embedded {
     }
 }
 
+// ------------------------------------------------------------ the demo set
+
+/// Where `stratum demo`'s semantic phase reads its prompts from.
+const DEMO_SET: &str = "crates/cli/src/demo/semantic_set.tsv";
+/// Cached verses whose paraphrase is asked, hard negatives and novel
+/// questions asked, and cached verses nobody asks, in the demo.
+const DEMO_EACH: usize = 30;
+
+/// Writes the demo's prompts, a fixed sample of the held-out half (the
+/// first matched, hard and novel queries in its shuffled order, and the
+/// first distractors), and the tuning half's labelled lookups, which the
+/// demo calibrates with as this evaluation does.
+fn write_demo_set(tune: &Embedded, held: &Embedded) {
+    let (_, calibration) = run(tune, HitPolicy::Fixed { similarity: 1.0 }, &[], false);
+    let clean = |t: &str| t.replace(['\t', '\n'], " ");
+    let mut out = String::from(
+        "# stratum demo's semantic phase: written by `cargo xtask semantic`; do not edit by hand.\n\
+         # Public-domain Bible text (Debian sword-text-web and sword-text-kjv), the held-out half of\n\
+         # docs/semantic.md's evaluation. Lines: `cal<TAB>similarity<TAB>right` (the tuning half's\n\
+         # labelled lookups), `pair<TAB>cached (WEB)<TAB>asked (KJV, the same verse)`,\n\
+         # `hard<TAB><TAB>asked (an edited KJV verse of a cached one)`, `novel<TAB><TAB>asked (nothing\n\
+         # cached)`, `crowd<TAB>cached (WEB, never asked)`.\n",
+    );
+    for (similarity, right) in &calibration {
+        out.push_str(&format!("cal\t{similarity:.4}\t{}\n", u8::from(*right)));
+    }
+    let take = |pick: &dyn Fn(&Kind) -> bool| {
+        held.split
+            .queries
+            .iter()
+            .filter(|(_, k)| pick(k))
+            .take(DEMO_EACH)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for (asked, kind) in take(&|k| matches!(k, Kind::Matched(_))) {
+        if let Kind::Matched(i) = kind {
+            out.push_str(&format!(
+                "pair\t{}\t{}\n",
+                clean(&held.split.entries[i]),
+                clean(&asked)
+            ));
+        }
+    }
+    for (asked, _) in take(&|k| matches!(k, Kind::Hard(_))) {
+        out.push_str(&format!("hard\t\t{}\n", clean(&asked)));
+    }
+    for (asked, _) in take(&|k| matches!(k, Kind::Novel)) {
+        out.push_str(&format!("novel\t\t{}\n", clean(&asked)));
+    }
+    for cached in held.split.entries[MATCHED..].iter().take(DEMO_EACH) {
+        out.push_str(&format!("crowd\t{}\n", clean(cached)));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::write(root.join(DEMO_SET), out).expect("write the demo set");
+    println!("wrote {DEMO_SET}");
+}
+
 // ------------------------------------------------------------- the quality
 
 /// What a run over a split's queries counted.
@@ -645,9 +709,9 @@ fn report_embedding(out: &mut String, embedder: &LocalEmbedder, held: &Split) {
     );
 }
 
-/// Random unit vectors; queries are stored vectors plus noise, so each has a
-/// near neighbour, like a paraphrase.
-fn report_lookup(out: &mut String, sizes: &[usize]) {
+/// `n` random 384-dimension unit vectors and 2,000 queries, each a stored
+/// vector plus noise (so each has a near neighbour, like a paraphrase).
+fn lookup_data(n: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut rng = SplitMix(7);
     let mut gaussian = move || {
         // Box-Muller from two uniforms.
@@ -655,27 +719,100 @@ fn report_lookup(out: &mut String, sizes: &[usize]) {
         let v = ((rng.next() >> 11) as f64) / (1u64 << 53) as f64;
         ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
     };
+    let vectors: Vec<Vec<f32>> = (0..n)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..384).map(|_| gaussian()).collect();
+            normalize(&mut v).unwrap();
+            v
+        })
+        .collect();
+    let queries: Vec<Vec<f32>> = (0..2_000)
+        .map(|i| {
+            let base = &vectors[(i * 7_919) % n];
+            let mut q: Vec<f32> = base.iter().map(|x| x + 0.03 * gaussian()).collect();
+            normalize(&mut q).unwrap();
+            q
+        })
+        .collect();
+    (vectors, queries)
+}
+
+/// The index alone at `n` entries with each storage and search breadth:
+/// search latency, recall@1 against brute force, the largest error of the
+/// reported similarity, and the graph's memory per entry.
+fn report_index_settings(out: &mut String, n: usize) {
+    let (vectors, queries) = lookup_data(n);
+    let mut exact = ExactIndex::new(384);
+    for (i, v) in vectors.iter().enumerate() {
+        exact.add(i as u64, v).unwrap();
+    }
+    let truth: Vec<Neighbour> = queries
+        .iter()
+        .map(|q| exact.search(q, 1).unwrap()[0])
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n| index at {n} entries | search p50 | p99 | recall@1 | largest similarity error | memory per entry |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, quantization) in [
+        ("f32", Quantization::F32),
+        ("f16", Quantization::F16),
+        ("i8", Quantization::I8),
+    ] {
+        let mut index =
+            VectorIndex::with_settings(384, IndexSettings::new(quantization, 64)).unwrap();
+        let started = Instant::now();
+        for (i, v) in vectors.iter().enumerate() {
+            index.add(i as u64, v).unwrap();
+        }
+        println!(
+            "{name}: {n} vectors in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        for breadth in [64, 128, 256] {
+            index.set_expansion_search(breadth);
+            let mut times = Vec::with_capacity(queries.len());
+            let mut found = 0;
+            let mut error = 0f32;
+            for (q, t) in queries.iter().zip(&truth) {
+                let started = Instant::now();
+                let got = index.search(q, 1).unwrap();
+                times.push(started.elapsed());
+                if let Some(g) = got.first() {
+                    found += usize::from(g.key == t.key);
+                    error = error.max((g.similarity - dot(q, &vectors[g.key as usize])).abs());
+                }
+            }
+            times.sort();
+            let _ = writeln!(
+                out,
+                "| {name}, breadth {breadth} | {} | {} | {:.1} % | {error:.4} | {:.0} B |",
+                micros(percentile(&times, 0.5)),
+                micros(percentile(&times, 0.99)),
+                100.0 * found as f64 / queries.len() as f64,
+                index.memory_bytes() as f64 / n as f64,
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nThe index alone (`VectorIndex::search`, k = 1, the same 2,000 queries of stored vectors plus noise as \
+         above); breadth is usearch's `expansion_search` (`IndexSettings`); the similarity error is the largest \
+         difference between the similarity the index reports and the exact cosine of the entry it returned.\n"
+    );
+}
+
+/// Random unit vectors; queries are stored vectors plus noise, so each has a
+/// near neighbour, like a paraphrase.
+fn report_lookup(out: &mut String, sizes: &[usize]) {
     let _ = writeln!(
         out,
         "| entries | cache lookup p50 | p99 | HNSW recall@1 | brute force p50 | p99 | memory per entry |"
     );
     let _ = writeln!(out, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &n in sizes {
-        let vectors: Vec<Vec<f32>> = (0..n)
-            .map(|_| {
-                let mut v: Vec<f32> = (0..384).map(|_| gaussian()).collect();
-                normalize(&mut v).unwrap();
-                v
-            })
-            .collect();
-        let queries: Vec<Vec<f32>> = (0..2_000)
-            .map(|i| {
-                let base = &vectors[(i * 7_919) % n];
-                let mut q: Vec<f32> = base.iter().map(|x| x + 0.03 * gaussian()).collect();
-                normalize(&mut q).unwrap();
-                q
-            })
-            .collect();
+        let (vectors, queries) = lookup_data(n);
         let rss_before = resident_bytes();
         let cache = SemanticCache::new(SemanticCacheConfig::new(
             384,

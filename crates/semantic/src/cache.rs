@@ -14,8 +14,12 @@ use crate::threshold::{EntryThreshold, Observations, Threshold, ThresholdConfig}
 use crate::{CacheError, ScopeDigest};
 
 /// How a lookup's nearest entry is judged close enough to answer.
+///
+/// In a file it is one table chosen by `type`:
+/// `{ type = "learned", target_error = 0.02 }` or
+/// `{ type = "fixed", similarity = 0.9 }`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum HitPolicy {
     /// A fixed cosine similarity, GPTCache's style: a nearest entry at least
@@ -426,6 +430,22 @@ impl<V: Clone> SemanticCache<V> {
         inner.shared_threshold = inner.shared.learned(&config);
         inner.stats.wrong_reported += 1;
         Ok(())
+    }
+
+    /// The value of `entry`, if it is still held (no use is recorded).
+    #[must_use]
+    pub fn get(&self, entry: EntryId) -> Option<V> {
+        self.inner
+            .read()
+            .entries
+            .get(&entry.0)
+            .map(|e| e.value.clone())
+    }
+
+    /// Whether `entry` is still held (not evicted or removed).
+    #[must_use]
+    pub fn contains(&self, entry: EntryId) -> bool {
+        self.inner.read().entries.contains_key(&entry.0)
     }
 
     /// Entries held.

@@ -19,6 +19,14 @@ pub trait Embedder: Send + Sync {
     /// [`dimensions`](Self::dimensions) each, or an error.
     async fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
+    /// Whether [`embed_batch`](Self::embed_batch) computes on the calling
+    /// thread without waiting on I/O (a local model): an async caller should
+    /// then run it where blocking is allowed (`tokio::task::spawn_blocking`).
+    /// Default `false`.
+    fn runs_on_cpu(&self) -> bool {
+        false
+    }
+
     /// Embeds one text.
     async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let mut vectors = self.embed_batch(&[text]).await?;

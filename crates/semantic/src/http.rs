@@ -18,7 +18,7 @@ const QUOTED_BODY: usize = 512;
 
 /// An API key: sent as `Authorization: Bearer`, never shown by `Debug`,
 /// `Display` or any error.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct ApiKey(String);
 
@@ -37,7 +37,7 @@ impl fmt::Debug for ApiKey {
 }
 
 /// Settings of an [`HttpEmbedder`]: plain data, serde.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpEmbedderConfig {

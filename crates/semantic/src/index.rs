@@ -85,12 +85,55 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
-/// usearch's graph degree and its breadth when adding and searching: its own
-/// defaults (16, 128, 64); docs/semantic.md has the recall and latency they
-/// give at 10,000 and 100,000 entries.
+/// usearch's graph degree and its breadth when adding: its own defaults (16,
+/// 128); docs/semantic.md has the recall and latency they give at 10,000 and
+/// 100,000 entries, with each [`IndexSettings`].
 const CONNECTIVITY: usize = 16;
 const EXPANSION_ADD: usize = 128;
-const EXPANSION_SEARCH: usize = 64;
+
+/// How the graph stores its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Quantization {
+    /// 32-bit floats: exact similarities.
+    F32,
+    /// 16-bit floats: half the memory, similarities within about 1e-3.
+    F16,
+    /// 8-bit integers: a quarter of the memory, coarser similarities.
+    I8,
+}
+
+/// The graph's storage and search breadth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexSettings {
+    /// How vectors are stored. Default `F32`.
+    pub quantization: Quantization,
+    /// Candidates a search keeps (usearch's `expansion_search`, HNSW's
+    /// `ef`): wider finds the true nearest more often and takes longer.
+    /// Default 64 (usearch's).
+    pub expansion_search: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            quantization: Quantization::F32,
+            expansion_search: 64,
+        }
+    }
+}
+
+impl IndexSettings {
+    /// The defaults with another storage and breadth.
+    #[must_use]
+    pub fn new(quantization: Quantization, expansion_search: usize) -> Self {
+        IndexSettings {
+            quantization,
+            expansion_search,
+        }
+    }
+}
 
 /// Below this many tombstones the graph is not rebuilt, so a small index is
 /// not rebuilt on every other removal.
@@ -101,20 +144,41 @@ fn index_error(e: impl std::fmt::Display) -> CacheError {
 }
 
 impl VectorIndex {
-    /// An empty index for vectors of `dimensions` (at least 1).
+    /// An empty index for vectors of `dimensions` (at least 1), with the
+    /// default [`IndexSettings`].
     pub fn new(dimensions: usize) -> Result<VectorIndex, CacheError> {
+        VectorIndex::with_settings(dimensions, IndexSettings::default())
+    }
+
+    /// An empty index for vectors of `dimensions` (at least 1) stored and
+    /// searched as `settings` say (a breadth of at least 1).
+    pub fn with_settings(
+        dimensions: usize,
+        settings: IndexSettings,
+    ) -> Result<VectorIndex, CacheError> {
         if dimensions == 0 {
             return Err(
                 stratum_core::ConfigError::invalid("dimensions", "must be at least 1").into(),
             );
         }
+        if settings.expansion_search == 0 {
+            return Err(stratum_core::ConfigError::invalid(
+                "expansion_search",
+                "must be at least 1",
+            )
+            .into());
+        }
         let options = IndexOptions {
             dimensions,
             metric: MetricKind::Cos,
-            quantization: ScalarKind::F32,
+            quantization: match settings.quantization {
+                Quantization::F32 => ScalarKind::F32,
+                Quantization::F16 => ScalarKind::F16,
+                Quantization::I8 => ScalarKind::I8,
+            },
             connectivity: CONNECTIVITY,
             expansion_add: EXPANSION_ADD,
-            expansion_search: EXPANSION_SEARCH,
+            expansion_search: settings.expansion_search,
             multi: false,
         };
         let index = Index::new(&options).map_err(index_error)?;
@@ -126,6 +190,14 @@ impl VectorIndex {
             next_id: 0,
             tombstones: 0,
         })
+    }
+
+    /// Changes how many candidates a search keeps (at least 1); kept across
+    /// rebuilds.
+    pub fn set_expansion_search(&mut self, expansion_search: usize) {
+        let n = expansion_search.max(1);
+        self.index.change_expansion_search(n);
+        self.options.expansion_search = n;
     }
 
     /// Removed vectors still in the graph (rebuilt away once they outnumber

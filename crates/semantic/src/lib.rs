@@ -16,6 +16,9 @@
 //!   eviction, and a [`HitPolicy`]: a fixed similarity (GPTCache's style) or
 //!   thresholds learned to a target error rate ([`ThresholdConfig`]), per
 //!   entry and cache-wide, tightened by [`SemanticCache::report_wrong`].
+//! - [`TierConfig`]: a host's settings for the tier (the [`EmbedderConfig`],
+//!   the policy, the capacity), plain serde data; `stratum` embeds it as
+//!   `[llm.semantic]` and wires the tier into its prompt cache.
 //! - [`ExactIndex`]: brute-force search, the reference the index is tested
 //!   and measured against.
 //!
@@ -53,6 +56,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod config;
 mod embed;
 mod error;
 mod http;
@@ -65,10 +69,13 @@ pub mod threshold;
 pub use cache::{
     EntryId, HitPolicy, Lookup, Nearest, SemanticCache, SemanticCacheConfig, SemanticStats,
 };
+pub use config::{EmbedderConfig, TierConfig};
 pub use embed::{Embedder, dot, normalize};
 pub use error::{CacheError, EmbedError};
 pub use http::{ApiKey, HttpEmbedder, HttpEmbedderConfig};
-pub use index::{ExactIndex, NearestNeighbours, Neighbour, VectorIndex};
+pub use index::{
+    ExactIndex, IndexSettings, NearestNeighbours, Neighbour, Quantization, VectorIndex,
+};
 #[cfg(feature = "local-model")]
 pub use local::{LocalEmbedder, MINILM_DIMENSIONS, default_model_dir};
 pub use scope::{Scope, ScopeDigest};

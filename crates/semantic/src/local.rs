@@ -133,6 +133,10 @@ impl Embedder for LocalEmbedder {
         MINILM_DIMENSIONS
     }
 
+    fn runs_on_cpu(&self) -> bool {
+        true
+    }
+
     async fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed_sync(texts)
     }

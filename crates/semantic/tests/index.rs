@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use stratum_semantic::{ExactIndex, NearestNeighbours, VectorIndex, dot, normalize};
+use stratum_semantic::{
+    ExactIndex, IndexSettings, NearestNeighbours, Quantization, VectorIndex, dot, normalize,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -180,4 +182,54 @@ fn churn_keeps_tombstones_bounded_and_recall_unchanged() {
         "recall@1 after churn {churned_found}/{n}, without {fresh_found}/{n}",
         n = queries.len()
     );
+}
+
+/// Each storage finds the exact nearest of a small set and reports its
+/// similarity within the storage's precision; the search breadth can change
+/// and a breadth of zero is refused.
+#[test]
+fn every_storage_finds_the_nearest_of_a_small_set() {
+    let mut seed = 0xf16_u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let vectors: Vec<Vec<f32>> = (0..200)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..DIMS).map(|_| next()).collect();
+            normalize(&mut v).unwrap();
+            v
+        })
+        .collect();
+    let mut exact = ExactIndex::new(DIMS);
+    for (k, v) in vectors.iter().enumerate() {
+        exact.add(k as u64, v).unwrap();
+    }
+    for (quantization, tolerance) in [
+        (Quantization::F32, 1e-5),
+        (Quantization::F16, 5e-3),
+        (Quantization::I8, 5e-2),
+    ] {
+        let mut hnsw =
+            VectorIndex::with_settings(DIMS, IndexSettings::new(quantization, 32)).unwrap();
+        for (k, v) in vectors.iter().enumerate() {
+            hnsw.add(k as u64, v).unwrap();
+        }
+        hnsw.set_expansion_search(128);
+        for (k, v) in vectors.iter().enumerate().step_by(7) {
+            let got = hnsw.search(v, 1).unwrap()[0];
+            let want = exact.search(v, 1).unwrap()[0];
+            assert_eq!(got.key, k as u64, "{quantization:?}");
+            assert!(
+                (got.similarity - want.similarity).abs() <= tolerance,
+                "{quantization:?}: {} vs {}",
+                got.similarity,
+                want.similarity
+            );
+        }
+    }
+    assert!(VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 0)).is_err());
 }

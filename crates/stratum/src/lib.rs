@@ -102,6 +102,8 @@ pub mod health;
 #[cfg(feature = "mongodb")]
 pub mod indexes;
 pub mod llm;
+#[cfg(feature = "semantic")]
+mod llm_semantic;
 #[cfg(feature = "monitor")]
 pub mod monitoring;
 pub mod repository;
@@ -133,6 +135,10 @@ pub use stratum_monitor as monitor;
 /// The admission pool (stratum-pool; feature `pool`).
 #[cfg(feature = "pool")]
 pub use stratum_pool as pool;
+/// The semantic response cache the prompt cache's semantic tier is built
+/// on (stratum-semantic; feature `semantic`).
+#[cfg(feature = "semantic")]
+pub use stratum_semantic as semantic;
 
 pub use crate::config::{
     BREAKER_NAME, ConfigBuilder, ConfigError, ConfigErrorKind, ConfigReport, StratumConfig,

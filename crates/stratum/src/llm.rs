@@ -25,8 +25,30 @@ use crate::{
     ConfigError, Filter, Order, Query, Repository, RepositoryError, StoreError, Stratum, Update,
 };
 
-/// Counter: prompt-cache answers by `source` (`memory`, `store`, `provider`).
+/// Counter: prompt-cache answers by `source` (`memory`, `store`,
+/// `semantic`, `provider`).
 pub const PROMPT_ANSWERS: &str = "stratum_llm_prompt_answers_total";
+/// Counter: semantic-tier lookups (exact misses with a user turn last) by
+/// `outcome` (`hit`, `miss`).
+pub const SEMANTIC_LOOKUPS: &str = "stratum_llm_semantic_lookups_total";
+/// Counter: semantic misses labelled against their nearest entry once the
+/// provider answered, by `label` (`right`, `wrong`).
+pub const SEMANTIC_LABELS: &str = "stratum_llm_semantic_labels_total";
+/// Counter: semantic answers the application reported wrong
+/// ([`PromptCache::report_wrong`]).
+pub const SEMANTIC_WRONG_REPORTS: &str = "stratum_llm_semantic_wrong_reports_total";
+/// Gauge: the share of labelled lookups the cache-wide learned threshold
+/// would have answered wrongly (set once a threshold is learned).
+pub const SEMANTIC_ERROR_RATE: &str = "stratum_llm_semantic_estimated_error_ratio";
+/// Histogram: one nearest-neighbour lookup (index search and decision).
+pub const SEMANTIC_LOOKUP_DURATION: &str = "stratum_llm_semantic_lookup_duration_seconds";
+/// Histogram: embedding one request's last user turn.
+pub const SEMANTIC_EMBED_DURATION: &str = "stratum_llm_semantic_embed_duration_seconds";
+/// Counter: requests whose text the embedder could not embed (the provider
+/// was asked).
+pub const SEMANTIC_EMBED_FAILURES: &str = "stratum_llm_semantic_embed_failures_total";
+/// Gauge: entries in the semantic index.
+pub const SEMANTIC_ENTRIES: &str = "stratum_llm_semantic_entries";
 /// Counter: provider answers that could not be written to the store (they
 /// were still returned).
 pub const PROMPT_NOT_STORED: &str = "stratum_llm_prompt_not_stored_total";
@@ -49,8 +71,24 @@ pub enum AnswerSource {
     Memory,
     /// The response cache collection in the store.
     Store,
+    /// The semantic tier: the cached response of another request of the
+    /// same scope whose last user turn means the same (see
+    /// [`PromptAnswer::semantic`]).
+    Semantic,
     /// The provider, called by this request.
     Provider,
+}
+
+/// How a semantic answer matched: what [`PromptCache::report_wrong`]
+/// needs to tighten the entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SemanticMatch {
+    /// The cosine similarity of the request's last user turn with the
+    /// cached request's.
+    pub similarity: f32,
+    /// The entry in the semantic index.
+    #[cfg_attr(not(feature = "semantic"), allow(dead_code))]
+    pub(crate) entry: u64,
 }
 
 /// An answer from [`PromptCache::get_or_compute`].
@@ -60,6 +98,10 @@ pub struct PromptAnswer {
     pub entry: Arc<ResponseCacheEntry>,
     /// Where it came from.
     pub source: AnswerSource,
+    /// For a [`AnswerSource::Semantic`] answer, how it matched (`None` for
+    /// the others, and for a semantic answer shared with an identical
+    /// request in flight at the same time).
+    pub semantic: Option<SemanticMatch>,
 }
 
 impl PromptAnswer {
@@ -67,7 +109,9 @@ impl PromptAnswer {
     pub fn outcome(&self) -> CacheOutcome {
         match self.source {
             AnswerSource::Provider => CacheOutcome::Miss,
-            AnswerSource::Memory | AnswerSource::Store => CacheOutcome::Hit,
+            AnswerSource::Memory | AnswerSource::Store | AnswerSource::Semantic => {
+                CacheOutcome::Hit
+            }
         }
     }
 
@@ -121,6 +165,23 @@ pub enum PromptError<E> {
 /// is asked, and when it cannot be written the answer is still returned:
 /// the cache saves money, it must not cost availability.
 ///
+/// # The semantic tier
+///
+/// With `[llm.semantic] enabled = true` and the `semantic` cargo feature,
+/// an exact miss (memory, then store) whose last message is the user's is
+/// looked up by meaning before the provider is asked: that turn is embedded
+/// and compared with the cached requests of the same *scope* (provider and
+/// model, parameters, system prompt and every earlier turn, tools, and the
+/// tenant of [`with_tenant`](PromptCache::with_tenant)); the nearest one
+/// answers when the hit policy accepts its similarity (by default a
+/// threshold learned to a 2 % error rate, see `docs/semantic.md`). The
+/// answer is marked [`AnswerSource::Semantic`] with its
+/// [`SemanticMatch`]; [`report_wrong`](PromptCache::report_wrong) tightens
+/// the entry that gave it. The provider's answer to a miss is stored with
+/// its vector (the `semantic` field of its document), and the index is
+/// rebuilt from the stored vectors on the first request after start. An
+/// expired response's vector is dropped when a lookup meets it.
+///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 /// # rt.block_on(async {
@@ -158,6 +219,11 @@ pub struct PromptCache {
     ttl: Option<Duration>,
     /// The stack's clock as dates: what `expires_at` is compared with.
     clock: WallClock,
+    /// The semantic tier (`[llm.semantic] enabled`).
+    #[cfg(feature = "semantic")]
+    semantic: Option<Arc<crate::llm_semantic::Tier>>,
+    /// The tenant semantic lookups are confined to.
+    tenant: Arc<str>,
 }
 
 impl std::fmt::Debug for PromptCache {
@@ -169,6 +235,7 @@ impl std::fmt::Debug for PromptCache {
         f.debug_struct("PromptCache")
             .field("memo", &memo)
             .field("ttl", &self.ttl)
+            .field("semantic", &self.semantic_enabled())
             .finish()
     }
 }
@@ -176,6 +243,8 @@ impl std::fmt::Debug for PromptCache {
 const FROM_MEMORY: u8 = 0;
 const FROM_STORE: u8 = 1;
 const FROM_PROVIDER: u8 = 2;
+#[cfg(feature = "semantic")]
+const FROM_SEMANTIC: u8 = 3;
 
 impl PromptCache {
     pub(crate) fn new(stratum: &Stratum) -> Result<PromptCache, ConfigError> {
@@ -189,13 +258,86 @@ impl PromptCache {
             config.max_stale = None;
             stratum.layers.cache(config)?
         };
+        let semantic = &stratum.config().llm.semantic;
+        #[cfg(feature = "semantic")]
+        let semantic = match semantic.enabled {
+            true => Some(Arc::new(
+                crate::llm_semantic::Tier::new(semantic, Arc::clone(&stratum.layers))
+                    .map_err(|e| e.within("llm.semantic"))?,
+            )),
+            false => None,
+        };
+        #[cfg(not(feature = "semantic"))]
+        if semantic.enabled {
+            tracing::warn!(
+                "`llm.semantic.enabled` is set but this build has no `semantic` feature; \
+                 the prompt cache matches exact requests only"
+            );
+        }
         Ok(PromptCache {
             responses: stratum.repository()?,
             #[cfg(feature = "cache")]
             memo,
             ttl: None,
             clock: stratum.layers.wall.clone(),
+            #[cfg(feature = "semantic")]
+            semantic,
+            tenant: Arc::from(""),
         })
+    }
+
+    /// A copy whose semantic lookups see only entries written under
+    /// `tenant` (sharing every tier with the original). The exact tiers
+    /// are not partitioned: an identical request is the same request.
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: impl AsRef<str>) -> PromptCache {
+        self.tenant = Arc::from(tenant.as_ref());
+        self
+    }
+
+    /// Whether the semantic tier is on (`[llm.semantic] enabled` in a build
+    /// with the `semantic` feature).
+    pub fn semantic_enabled(&self) -> bool {
+        #[cfg(feature = "semantic")]
+        return self.semantic.is_some();
+        #[cfg(not(feature = "semantic"))]
+        false
+    }
+
+    /// The application found `answer` wrong: if it was a semantic answer,
+    /// its entry answers only requests strictly more similar from now on,
+    /// and the observation feeds the learned thresholds. `false` when there
+    /// was nothing to tighten (not a semantic answer, or one shared with an
+    /// identical request in flight).
+    pub fn report_wrong(&self, answer: &PromptAnswer) -> bool {
+        #[cfg(feature = "semantic")]
+        if let (Some(tier), Some(matched)) = (&self.semantic, &answer.semantic) {
+            return tier.report_wrong(matched);
+        }
+        #[cfg(not(feature = "semantic"))]
+        let _ = answer;
+        false
+    }
+
+    /// Labelled observations for the semantic tier's cache-wide threshold:
+    /// `(similarity, right)` pairs, from a labelled set or kept from an
+    /// earlier run. Nothing to do without the tier.
+    #[cfg(feature = "semantic")]
+    pub fn calibrate(
+        &self,
+        observations: impl IntoIterator<Item = (f32, bool)>,
+    ) -> Result<(), stratum_semantic::CacheError> {
+        match &self.semantic {
+            Some(tier) => tier.calibrate(observations),
+            None => Ok(()),
+        }
+    }
+
+    /// The semantic tier's counters and learned threshold (`None` when it
+    /// is off).
+    #[cfg(feature = "semantic")]
+    pub fn semantic_stats(&self) -> Option<stratum_semantic::SemanticStats> {
+        self.semantic.as_ref().map(|tier| tier.stats())
     }
 
     /// Entries written from now on expire `ttl` after they are written (their
@@ -230,32 +372,62 @@ impl PromptCache {
         let key = CacheKey::compute(request)
             .map_err(|e| Arc::new(PromptError::Invalid(e)))?
             .into_string();
+        #[cfg(feature = "semantic")]
+        if let Some(tier) = &self.semantic {
+            tier.ensure_loaded(self.clock.now()).await;
+        }
         let source = AtomicU8::new(FROM_MEMORY);
         // Taken by the one load that calls the provider.
         let compute = Mutex::new(Some(compute));
-        let load = |key: String| self.load(key, request, &compute, &source);
+        // How this request's load matched, if the semantic tier answered.
+        let matched = Mutex::new(None);
+        let load = |key: String| self.load(key, request, &compute, &source, &matched);
         #[cfg(feature = "cache")]
         let entry = match &self.memo {
-            Some(memo) => self.memory_answer(memo, key, load, &source).await?,
-            None => load(key).await.map_err(Arc::new)?,
+            Some(memo) => {
+                let entry = self.memory_answer(memo, key.clone(), load, &source).await?;
+                // Another request's response is never kept under this
+                // request's key: the next paraphrase is looked up again (and
+                // a report of a wrong answer reaches every later one).
+                if entry.cache_key.as_str() != key
+                    && let Some(removed) = memo.remove(&key)
+                    && !Arc::ptr_eq(&removed, &entry)
+                {
+                    memo.insert(key.clone(), removed);
+                }
+                entry
+            }
+            None => load(key.clone()).await.map_err(Arc::new)?,
         };
         // Without the cache there is no memory tier and no single-flight:
         // identical requests in flight each look in the store.
         #[cfg(not(feature = "cache"))]
-        let entry = load(key).await.map_err(Arc::new)?;
+        let entry = load(key.clone()).await.map_err(Arc::new)?;
         let source = match source.load(Ordering::Relaxed) {
             FROM_STORE => AnswerSource::Store,
             FROM_PROVIDER => AnswerSource::Provider,
+            // An answer keyed by another request came from the semantic
+            // tier, also when it was shared with a request in flight.
+            _ if entry.cache_key.as_str() != key => AnswerSource::Semantic,
             _ => AnswerSource::Memory,
         };
         let label = match source {
             AnswerSource::Memory => "memory",
             AnswerSource::Store => "store",
+            AnswerSource::Semantic => "semantic",
             AnswerSource::Provider => "provider",
         };
         self.responses
             .in_scope(|| metrics::counter!(PROMPT_ANSWERS, "source" => label).increment(1));
-        Ok(PromptAnswer { entry, source })
+        let semantic = match source {
+            AnswerSource::Semantic => matched.into_inner(),
+            _ => None,
+        };
+        Ok(PromptAnswer {
+            entry,
+            source,
+            semantic,
+        })
     }
 
     /// The memory tier's answer, never one past its `expires_at`: an
@@ -303,6 +475,7 @@ impl PromptCache {
         request: &CacheKeyRequest<'_>,
         compute: &Mutex<Option<F>>,
         source: &AtomicU8,
+        matched: &Mutex<Option<SemanticMatch>>,
     ) -> Result<Arc<ResponseCacheEntry>, PromptError<E>>
     where
         F: FnOnce() -> Fut,
@@ -327,6 +500,22 @@ impl PromptCache {
                 "the response cache cannot be read; asking the provider"
             ),
         }
+        // No exact answer: the semantic tier, before the provider.
+        #[cfg(feature = "semantic")]
+        let probe = match &self.semantic {
+            Some(tier) => match tier.find(request, &self.tenant, self.clock.now()).await {
+                Some(crate::llm_semantic::Found::Hit { entry, matched: m }) => {
+                    *matched.lock() = Some(m);
+                    source.store(FROM_SEMANTIC, Ordering::Relaxed);
+                    return Ok(entry);
+                }
+                Some(crate::llm_semantic::Found::Miss(probe)) => Some((tier, probe)),
+                None => None,
+            },
+            None => None,
+        };
+        #[cfg(not(feature = "semantic"))]
+        let _ = matched;
         // A request loads at most once (a second load only follows a
         // memory answer, which did not load), so the provider call is
         // there; if it were not, the request would be refused, not retried.
@@ -352,17 +541,31 @@ impl PromptCache {
             Some(id) => self.replace(id, &mut entry).await,
             None => self.responses.insert(&entry).await,
         };
-        match stored {
+        let stored = match stored {
+            Ok(()) => true,
             // Another process cached the same request first: both answers
             // are valid; keep ours.
-            Ok(()) | Err(RepositoryError::Store(StoreError::DuplicateKey { .. })) => {}
+            Err(RepositoryError::Store(StoreError::DuplicateKey { .. })) => false,
             Err(e) => {
                 self.responses
                     .in_scope(|| metrics::counter!(PROMPT_NOT_STORED).increment(1));
                 tracing::debug!(kind = e.kind(), "a provider answer could not be stored");
+                false
+            }
+        };
+        let entry = Arc::new(entry);
+        #[cfg(feature = "semantic")]
+        if let Some((tier, probe)) = probe {
+            let vector = tier.insert(probe, &entry);
+            // Stored with the response, so every process's index is rebuilt
+            // with it; should the write fail, this process still has it.
+            if stored && let Err(e) = self.responses.update(&entry.id, &vector).await {
+                tracing::debug!(kind = e.kind(), "a response's vector could not be stored");
             }
         }
-        Ok(Arc::new(entry))
+        #[cfg(not(feature = "semantic"))]
+        let _ = stored;
+        Ok(entry)
     }
 
     /// Writes `entry` over the expired stored entry `id` (same `_id`, so

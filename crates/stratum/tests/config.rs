@@ -69,6 +69,10 @@ fn candidates(default: &serde_json::Value) -> Vec<String> {
             "{ type = \"time_based\", duration = \"30s\" }".to_owned(),
             "{ type = \"exponential\", initial = \"1s\", multiplier = 2.0, max = \"1m\" }"
                 .to_owned(),
+            // The semantic tier's hit policy and embedder.
+            "{ type = \"fixed\", similarity = 0.9 }".to_owned(),
+            "{ type = \"http\", url = \"http://127.0.0.1:8080/v1/embeddings\", model = \"m\", dimensions = 8 }"
+                .to_owned(),
         ],
     }
 }
@@ -359,6 +363,10 @@ fn reference() -> String {
         "breaker" => "`stratum_breaker::BreakerConfig`",
         "pool" => "`stratum_pool::PoolConfig`",
         "monitor" => "`stratum_monitor::MonitorConfig`",
+        "llm" => {
+            "`stratum::config::LlmConfig`: `[llm.semantic]` is `stratum_semantic::TierConfig` \
+             (feature `semantic`), off by default"
+        }
         _ => "",
     };
     let mut out = String::new();

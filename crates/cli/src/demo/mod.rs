@@ -14,8 +14,14 @@
 //! for the first 30 % of the run, then 60 % of calls fail (plus latency)
 //! until 60 %, then healthy again, so the report shows the breaker opening,
 //! stale reads served and the recovery.
+//!
+//! With `semantic`, a phase after the workload asks paraphrased prompts
+//! through a prompt cache with the semantic tier on (its own handle over
+//! the same store) and reports exact hits, semantic hits and wrong hits
+//! (`semantic.rs`); without an embedder it says so in one line.
 
 mod report;
+mod semantic;
 mod workload;
 
 use std::net::SocketAddr;
@@ -33,6 +39,7 @@ use crate::driver::{self, Plan, Progress};
 use crate::report::{CacheFigures, Mark, StackFigures};
 
 pub use self::report::{AlertRecord, CacheLine, DemoReport};
+pub use self::semantic::{SemanticFigures, SemanticPhase};
 
 /// The collections the workload writes to (messages and usage records).
 const WRITTEN: [&str; 2] = ["messages", "usage_records"];
@@ -60,6 +67,10 @@ pub struct DemoOptions {
     /// Print `metrics and health on http://ADDR` on stderr once the stack
     /// serves them (the bound address, also with port 0).
     pub announce: bool,
+    /// Run the semantic phase after the workload (the `semantic` feature
+    /// and the local model, `cargo xtask fetch-model`; else one line says
+    /// why not). Default `false`; `stratum demo` turns it on.
+    pub semantic: bool,
 }
 
 impl Default for DemoOptions {
@@ -73,6 +84,7 @@ impl Default for DemoOptions {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             progress: false,
             announce: false,
+            semantic: false,
         }
     }
 }
@@ -217,6 +229,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     // posts what it still holds.
     stratum.shutdown().await;
     let alerts = alerts.lock().clone();
+    let semantic = match options.semantic {
+        true => Some(semantic::run(&options.config, run_tag()).await),
+        false => None,
+    };
     Ok(DemoReport {
         stale_reads: counts.stale_reads.load(Ordering::Relaxed),
         provider_calls: counts.provider_calls.load(Ordering::Relaxed),
@@ -230,7 +246,15 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         alerts,
         run,
         stack,
+        semantic,
     })
+}
+
+/// A tag that differs between runs (the clock's nanoseconds).
+fn run_tag() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32)
 }
 
 /// Documents in the collections the workload writes, read from the store

@@ -40,6 +40,8 @@ pub struct DemoReport {
     pub caches: Vec<CacheLine>,
     /// The alert events of the run (the default rules of `[monitor.alerts]`).
     pub alerts: Vec<AlertRecord>,
+    /// The semantic phase (`DemoOptions::semantic`), or why it was skipped.
+    pub semantic: Option<super::SemanticPhase>,
 }
 
 /// One cache of the stack at the end of the run.
@@ -175,6 +177,9 @@ impl fmt::Display for DemoReport {
                 write!(f, ", {name} {value:.4}")?;
             }
             writeln!(f, ")")?;
+        }
+        if let Some(semantic) = &self.semantic {
+            write!(f, "{semantic}")?;
         }
         if let Some(addr) = self.served {
             writeln!(

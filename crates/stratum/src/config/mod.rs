@@ -97,6 +97,15 @@ pub type MonitorSettings = stratum_monitor::MonitorConfig;
 #[cfg(not(feature = "monitor"))]
 pub type MonitorSettings = Opaque;
 
+/// `[llm.semantic]`: `stratum_semantic::TierConfig` (an [`Opaque`] table
+/// without the `semantic` feature).
+#[cfg(feature = "semantic")]
+pub type SemanticSettings = stratum_semantic::TierConfig;
+/// `[llm.semantic]`: `stratum_semantic::TierConfig` (an [`Opaque`] table
+/// without the `semantic` feature).
+#[cfg(not(feature = "semantic"))]
+pub type SemanticSettings = Opaque;
+
 /// The name of the breaker around the store (its `breaker` metric label),
 /// Stratum's default for `breaker.name`.
 pub const BREAKER_NAME: &str = "store";
@@ -111,6 +120,7 @@ pub(crate) fn compiled_out() -> Vec<&'static str> {
         ("cache", cfg!(feature = "cache")),
         ("pool", cfg!(feature = "pool")),
         ("monitor", cfg!(feature = "monitor")),
+        ("llm.semantic", cfg!(feature = "semantic")),
     ]
     .into_iter()
     .filter(|(_, on)| !on)
@@ -143,6 +153,32 @@ pub struct StratumConfig {
     pub pool: Section<PoolSettings>,
     /// Metrics and health serving (stratum-monitor).
     pub monitor: Section<MonitorSettings>,
+    /// The LLM helpers: the prompt cache's semantic tier.
+    pub llm: LlmConfig,
+}
+
+/// `[llm]`: settings of the LLM helpers (`stratum::llm`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LlmConfig {
+    /// `[llm.semantic]`: the prompt cache's semantic tier
+    /// (stratum-semantic), **off by default**: with `enabled = true` (and
+    /// the `semantic` cargo feature), an exact miss is looked up by the
+    /// meaning of its last user turn among cached responses of the same
+    /// model, parameters, system prompt, tools and tenant.
+    pub semantic: Section<SemanticSettings>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            semantic: Section {
+                enabled: false,
+                settings: SemanticSettings::default(),
+            },
+        }
+    }
 }
 
 impl Default for StratumConfig {
@@ -191,6 +227,7 @@ impl Default for StratumConfig {
             breaker: Section::on(default_breaker()),
             pool: Section::on(default_pool()),
             monitor: Section::default(),
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -290,6 +327,13 @@ impl Settings for stratum_cache::CacheConfig {
     }
 }
 
+#[cfg(feature = "semantic")]
+impl Settings for stratum_semantic::TierConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 #[cfg(feature = "pool")]
 impl Settings for stratum_pool::PoolConfig {
     fn check(&self) -> Result<(), ConfigError> {
@@ -354,6 +398,10 @@ impl StratumConfig {
         self.breaker.check().map_err(|e| e.within("breaker"))?;
         self.pool.check().map_err(|e| e.within("pool"))?;
         self.monitor.check().map_err(|e| e.within("monitor"))?;
+        self.llm
+            .semantic
+            .check()
+            .map_err(|e| e.within("llm.semantic"))?;
         if self.store.backend == Backend::Mongodb && self.mongodb.uri.is_none() {
             return Err(ConfigError::invalid(
                 "mongodb.uri",
