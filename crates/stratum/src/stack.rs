@@ -27,6 +27,11 @@ use crate::{
 #[cfg(feature = "breaker")]
 const TRANSITION_LOG: usize = 256;
 
+/// How long [`Stratum::close`] waits for cursors and sessions held
+/// elsewhere before it closes the driver's client without them.
+#[cfg(feature = "mongodb")]
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Why a [`Stratum`] could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -408,6 +413,42 @@ impl Stratum {
         self.shutdown_coherence().await;
         #[cfg(feature = "monitor")]
         self.shutdown_monitoring().await;
+    }
+
+    /// Stops the handle for good: [`shutdown`](Self::shutdown), then closes
+    /// the driver's client when the stack runs on MongoDB (ends its server
+    /// sessions and stops its connection pools, waiting at most 5 s for
+    /// cursors still open elsewhere, then closing without them).
+    ///
+    /// Call it last, before `main` returns: a driver client dropped without
+    /// being closed ends its sessions from a task spawned in its `Drop`, and
+    /// when that runs while the runtime is tearing down, the driver's
+    /// connection pool may already be gone and the task panics (mongodb
+    /// 3.9.1, `connection_requester.rs`; the example service's test caught
+    /// it). Afterwards every clone of this handle, and every repository or
+    /// prompt cache made from it, fails its database calls with a store
+    /// error; on the embedded store nothing is closed.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stratum = stratum::Stratum::open(stratum::StratumConfig::default()).await?;
+    /// // ... serve ...
+    /// stratum.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) {
+        self.shutdown().await;
+        #[cfg(feature = "mongodb")]
+        if let Some(client) = self.mongo_client().cloned() {
+            let graceful = tokio::time::timeout(CLOSE_GRACE, client.clone().shutdown());
+            if graceful.await.is_err() {
+                tracing::warn!(
+                    grace = ?CLOSE_GRACE,
+                    "cursors or sessions still open; closing the driver's client without them"
+                );
+                client.shutdown().immediate(true).await;
+            }
+        }
     }
 
     /// The change-stream part of [`shutdown`](Self::shutdown).

@@ -311,6 +311,28 @@ mod mongo {
         db.cleanup().await;
     }
 
+    /// `close` ends the driver's client: a program that calls it last
+    /// leaves no drop-time cleanup to race the runtime's teardown, and every
+    /// clone of the client, and every repository, fails afterwards.
+    #[tokio::test]
+    async fn close_shuts_the_drivers_client() {
+        let db = TestDb::new("facade_close").await;
+        let mut config = config();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        let stratum = Stratum::builder(config).open().await.unwrap();
+        let repo = stratum.repository::<Conversation>().unwrap();
+        let c = conversation("gpt-4o");
+        repo.insert(&c).await.unwrap();
+        let client = stratum.mongo_client().cloned().unwrap();
+        client.list_database_names().await.unwrap();
+        stratum.close().await;
+        assert!(client.list_database_names().await.is_err());
+        let other = conversation("gpt-4o");
+        assert!(repo.get(&other.id).await.is_err());
+        db.cleanup().await;
+    }
+
     #[tokio::test]
     async fn conversations_round_trip() {
         let db = TestDb::new("facade_conversations").await;

@@ -236,6 +236,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     )?;
     println!("serving http://{addr}/metrics and http://{addr}/health/ready; press Enter to stop");
     tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
-    stratum.shutdown().await;
+    // Closes the driver's client too, so nothing is left to clean up
+    // while the runtime tears down.
+    stratum.close().await;
     Ok(())
 }
