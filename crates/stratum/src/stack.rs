@@ -30,7 +30,7 @@ const TRANSITION_LOG: usize = 256;
 /// How long [`Stratum::close`] waits for cursors and sessions held
 /// elsewhere before it closes the driver's client without them.
 #[cfg(feature = "mongodb")]
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a [`Stratum`] could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
