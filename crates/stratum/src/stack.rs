@@ -430,11 +430,15 @@ impl Stratum {
     /// error; on the embedded store nothing is closed.
     ///
     /// ```
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let stratum = stratum::Stratum::open(stratum::StratumConfig::default()).await?;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// use stratum::{Stratum, StratumConfig};
+    ///
+    /// let stratum = Stratum::builder(StratumConfig::default()).build()?;
     /// // ... serve ...
     /// stratum.close().await;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub async fn close(self) {
         self.shutdown().await;
