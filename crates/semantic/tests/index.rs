@@ -18,6 +18,24 @@ enum Op {
 
 const DIMS: usize = 16;
 
+/// Deterministic unit vectors of `DIMS` from a SplitMix64 stream seeded
+/// with `seed`, so the tests that use them are deterministic too.
+fn unit_vectors(mut seed: u64) -> impl FnMut() -> Vec<f32> {
+    move || {
+        let mut v: Vec<f32> = (0..DIMS)
+            .map(|_| {
+                seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = seed;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            })
+            .collect();
+        normalize(&mut v).unwrap();
+        v
+    }
+}
+
 fn unit() -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(-1.0f32..1.0, DIMS).prop_filter_map("no direction", |mut v| {
         normalize(&mut v).ok()?;
@@ -120,20 +138,7 @@ fn grows_past_its_first_reservation() {
 /// often as a graph that never saw a removal.
 #[test]
 fn churn_keeps_tombstones_bounded_and_recall_unchanged() {
-    let mut seed = 0x5eed_u64;
-    let mut next = move || {
-        // SplitMix64: deterministic vectors, so the test is too.
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    };
-    let mut vector = || {
-        let mut v: Vec<f32> = (0..DIMS).map(|_| next()).collect();
-        normalize(&mut v).unwrap();
-        v
-    };
+    let mut vector = unit_vectors(0x5eed);
     const N: u64 = 2_000;
     let mut churned = VectorIndex::new(DIMS).unwrap();
     let mut exact = ExactIndex::new(DIMS);
@@ -189,20 +194,8 @@ fn churn_keeps_tombstones_bounded_and_recall_unchanged() {
 /// and a breadth of zero is refused.
 #[test]
 fn every_storage_finds_the_nearest_of_a_small_set() {
-    let mut seed = 0xf16_u64;
-    let mut next = move || {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    };
-    let vectors: Vec<Vec<f32>> = (0..200)
-        .map(|_| {
-            let mut v: Vec<f32> = (0..DIMS).map(|_| next()).collect();
-            normalize(&mut v).unwrap();
-            v
-        })
+    let vectors: Vec<Vec<f32>> = std::iter::repeat_with(unit_vectors(0xf16))
+        .take(200)
         .collect();
     let mut exact = ExactIndex::new(DIMS);
     for (k, v) in vectors.iter().enumerate() {
