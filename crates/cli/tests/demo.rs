@@ -191,11 +191,17 @@ fn the_demo_with_faults_handles_them_and_alerts() {
     let logs = drain.join().unwrap();
     assert!(out.status.success(), "{report}\n{logs}");
 
-    // The caches exist once the workload has prepared (the first scrape
-    // may come earlier); from then on every scrape has their series.
+    // The prompt cache exists from `open`, the conversations' cache once
+    // the workload has prepared its repository (the first scrapes may come
+    // earlier); from the first scrape with both, every scrape has them.
+    const CACHES: [&str; 2] = ["conversations", "llm_prompts"];
     let first = scrapes
         .iter()
-        .position(|s| s.contains("stratum_cache_hits_total{cache=\"llm_prompts\""))
+        .position(|s| {
+            CACHES
+                .iter()
+                .all(|c| s.contains(&format!("stratum_cache_hits_total{{cache=\"{c}\"")))
+        })
         .unwrap_or(scrapes.len());
     let scrapes = &scrapes[first..];
     assert!(
@@ -218,7 +224,7 @@ fn the_demo_with_faults_handles_them_and_alerts() {
             .count(),
         names.len()
     );
-    for cache in ["conversations", "llm_prompts"] {
+    for cache in CACHES {
         for what in ["stratum_cache_hits_total", "stratum_cache_misses_total"] {
             let label = format!("cache=\"{cache}\"");
             let values: Vec<f64> = scrapes
