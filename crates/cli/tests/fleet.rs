@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -164,15 +164,7 @@ impl Fleet {
     }
 
     fn logs(&self) -> String {
-        (0..self.plan.processes)
-            .map(|i| {
-                let err = std::fs::read_to_string(self.dir.join(format!("err-{i}.txt")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = err.lines().rev().take(5).collect();
-                format!("process {i}: {}", tail.join(" / "))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        log_tails(&self.dir, self.plan.processes)
     }
 
     /// Waits for every process (killing one that overruns its duration
@@ -205,6 +197,19 @@ impl Fleet {
         let dir = std::mem::take(&mut self.dir);
         (outcomes, hung, dir, std::mem::take(&mut self.database))
     }
+}
+
+/// The last lines of each process's log (`err-N.txt` in `dir`), newest
+/// first.
+fn log_tails(dir: &Path, processes: u32) -> String {
+    (0..processes)
+        .map(|i| {
+            let err = std::fs::read_to_string(dir.join(format!("err-{i}.txt"))).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            format!("process {i}: {}", tail.join(" / "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Fleet {
@@ -394,6 +399,8 @@ fn run(drill: &Drill) -> Vec<Check> {
             drill.name,
             dir.display()
         );
+        // CI keeps no files: the logs' last lines say what went wrong.
+        println!("{}", log_tails(&dir, drill.plan.processes));
     }
     failed
 }

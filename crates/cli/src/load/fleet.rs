@@ -412,6 +412,16 @@ pub(crate) async fn write(dir: &Path, f: Finished<'_>) -> Result<(), String> {
     while busy() != (0, 0, 0) && settling.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if busy() != (0, 0, 0) {
+        // The verifier fails the drill on it; what the driver's pool and
+        // the watchers say is the only trace of who holds what.
+        eprintln!(
+            "fleet: still busy 5 s after shutdown (in use, waiting, driver connections in use) {:?}: driver {:?}; change streams {:?}",
+            busy(),
+            f.stratum.pool_status().and_then(|s| s.connections),
+            f.stratum.coherence(),
+        );
+    }
     let slowest = f
         .run
         .operations
