@@ -47,6 +47,7 @@ impl Ghost {
     }
 
     /// Records `hash`; `target` is the number of slots the ghost may grow to.
+    #[inline]
     pub(crate) fn push(&mut self, hash: u64, target: usize) {
         let want = target.div_ceil(WAYS).max(1);
         let have = self.buckets.len();
@@ -56,8 +57,7 @@ impl Ghost {
         let fp = Self::fingerprint(hash);
         let n = self.buckets.len();
         if let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) {
-            b.copy_within(0..WAYS - 1, 1);
-            b[0] = fp;
+            *b = [fp, b[0], b[1], b[2]];
         }
         self.pushed += 1;
     }
@@ -80,17 +80,21 @@ impl Ghost {
     }
 
     /// True (and forgets it) if `hash` is recorded.
+    #[inline]
     pub(crate) fn take(&mut self, hash: u64) -> bool {
         let fp = Self::fingerprint(hash);
         let n = self.buckets.len();
         let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) else {
             return false;
         };
-        let Some(i) = b.iter().position(|&x| x == fp) else {
-            return false;
+        // The ways after the match move up one, keeping their order.
+        *b = match *b {
+            [x, b1, b2, b3] if x == fp => [b1, b2, b3, 0],
+            [b0, x, b2, b3] if x == fp => [b0, b2, b3, 0],
+            [b0, b1, x, b3] if x == fp => [b0, b1, b3, 0],
+            [b0, b1, b2, x] if x == fp => [b0, b1, b2, 0],
+            _ => return false,
         };
-        b.copy_within(i + 1.., i);
-        b[WAYS - 1] = 0;
         true
     }
 

@@ -545,6 +545,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// Inserts or replaces; evicts as needed so `weight <= capacity` holds on
     /// return. An entry heavier than the whole shard is not stored (it is
     /// reported as a `Size` eviction) and any older value for the key goes.
+    ///
+    /// One probe of the table finds the key or the slot a new key goes to
+    /// (hashbrown's entry API): a miss's insert probed twice before, once
+    /// to look for the key and once to place it.
     pub(crate) fn insert(
         &mut self,
         new: NewEntry<K, V>,
@@ -552,120 +556,149 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         timing: Timing,
         out: &mut Removals<K, V>,
     ) {
-        let existing = self.find(new.hash, &new.key);
-        if new.prefetched && existing.is_some() {
-            // A guess never replaces what is there (a newer demand load).
-            return;
-        }
         // The new value's earliest possible death (TTI can only push it later).
         let dead_at = new
             .expires_at
             .min(timing.tti.map_or(u64::MAX, |tti| now.saturating_add(tti)))
             .saturating_add(timing.max_stale);
-        self.earliest_dead = self.earliest_dead.min(dead_at);
-        self.pass_min = self.pass_min.min(dead_at);
-        if u64::from(new.weight) > self.capacity {
-            if let Some(idx) = existing
-                && let Some(r) = self.remove_idx(idx, RemovalCause::Replaced)
-            {
-                out.push(r);
-            }
-            out.push((new.key, new.value, RemovalCause::Size));
-            return;
-        }
-        let idx = if let Some(idx) = existing {
-            let policy = self.policy;
-            let live = self
-                .entry(idx)
-                .is_some_and(|e| self.is_live(idx, e, now, timing));
-            let cause = if live {
-                RemovalCause::Replaced
-            } else {
-                RemovalCause::Expired
-            };
-            let Some(e) = self.entry_mut(idx) else {
-                return;
-            };
-            let old_value = std::mem::replace(&mut e.value, new.value);
-            e.expires_at = new.expires_at;
-            *e.freq.get_mut() &= !PREFETCHED;
-            let list = e.list.index();
-            let old_weight = std::mem::replace(&mut e.weight, new.weight);
-            self.last_access.set(idx, now);
-            self.refresh_at.set(idx, new.refresh_at);
-            out.push((new.key, old_value, cause));
-            if let Some(l) = self.lists.get_mut(list) {
-                l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
-            }
-            self.weight = self.weight - u64::from(old_weight) + u64::from(new.weight);
-            if policy == Policy::Lru {
-                self.unlink(idx);
-                self.push_head(idx, SMALL);
-            }
-            idx
-        } else {
-            // The sketch's estimate after counting this insert (0 before
-            // the shard's first eviction starts the sketch: entries of a
-            // filling cache are never admitted over a victim by it).
-            let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
-            let list = match self.policy {
-                // A guess enters the probationary queue, neither counted
-                // as a sighting nor let into main by the ghost: unread, it
-                // leaves before any entry of main.
-                Policy::Lru => SMALL,
-                Policy::S3Fifo if new.prefetched => SMALL,
-                Policy::S3Fifo => {
-                    seen = self.count(new.hash);
-                    if self.ghost.take(new.hash) {
-                        MAIN
-                    } else {
-                        SMALL
-                    }
-                }
-            };
-            let entry = Entry {
-                key: new.key,
-                value: new.value,
-                expires_at: new.expires_at,
-                weight: new.weight,
-                prev: NIL,
-                next: NIL,
-                freq: AtomicU8::new(if new.prefetched { PREFETCHED } else { 0 }),
-                list: Queue::of(list),
-                seen: u8::try_from(seen).unwrap_or(u8::MAX),
-                epoch,
-            };
-            if new.prefetched {
-                self.prefetch.inserted();
-            }
-            let idx = match self.free.pop() {
-                Some(i) => {
-                    if let Some(slot) = self.slab.get_mut(i as usize) {
-                        *slot = Some(entry);
-                    }
-                    i
-                }
-                None => {
-                    self.slab.push(Some(entry));
-                    u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
-                }
-            };
-            self.last_access.set(idx, now);
-            self.refresh_at.set(idx, new.refresh_at);
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            self.table.insert_unique(new.hash, idx, |&i| {
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let slot = self.table.entry(
+            new.hash,
+            |&i| {
+                slab.get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.key == new.key)
+            },
+            |&i| {
                 slab.get(i as usize)
                     .and_then(Option::as_ref)
                     .map_or(0, |e| hasher.hash_one(&e.key))
-            });
-            self.weight += u64::from(new.weight);
-            self.push_head(idx, list);
-            idx
+            },
+        );
+        let idx = match slot {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let idx = *found.get();
+                if new.prefetched {
+                    // A guess never replaces what is there (a newer demand load).
+                    return;
+                }
+                self.earliest_dead = self.earliest_dead.min(dead_at);
+                self.pass_min = self.pass_min.min(dead_at);
+                if u64::from(new.weight) > self.capacity {
+                    if let Some(r) = self.remove_idx(idx, RemovalCause::Replaced) {
+                        out.push(r);
+                    }
+                    out.push((new.key, new.value, RemovalCause::Size));
+                    return;
+                }
+                self.replace(idx, new, now, timing, out);
+                idx
+            }
+            hashbrown::hash_table::Entry::Vacant(place) => {
+                self.earliest_dead = self.earliest_dead.min(dead_at);
+                self.pass_min = self.pass_min.min(dead_at);
+                if u64::from(new.weight) > self.capacity {
+                    out.push((new.key, new.value, RemovalCause::Size));
+                    return;
+                }
+                // The sketch's estimate after counting this insert (0 before
+                // the shard's first eviction starts the sketch: entries of a
+                // filling cache are never admitted over a victim by it).
+                let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
+                let list = match self.policy {
+                    // A guess enters the probationary queue, neither counted
+                    // as a sighting nor let into main by the ghost: unread, it
+                    // leaves before any entry of main.
+                    Policy::Lru => SMALL,
+                    Policy::S3Fifo if new.prefetched => SMALL,
+                    Policy::S3Fifo => {
+                        // (The fields, not `self.count`: `place` holds the table.)
+                        seen = self.sketch.as_mut().map_or(0, |s| s.count(new.hash));
+                        if self.ghost.take(new.hash) {
+                            MAIN
+                        } else {
+                            SMALL
+                        }
+                    }
+                };
+                let entry = Entry {
+                    key: new.key,
+                    value: new.value,
+                    expires_at: new.expires_at,
+                    weight: new.weight,
+                    prev: NIL,
+                    next: NIL,
+                    freq: AtomicU8::new(if new.prefetched { PREFETCHED } else { 0 }),
+                    list: Queue::of(list),
+                    seen: u8::try_from(seen).unwrap_or(u8::MAX),
+                    epoch,
+                };
+                if new.prefetched {
+                    self.prefetch.inserted();
+                }
+                let idx = match self.free.pop() {
+                    Some(i) => {
+                        if let Some(slot) = self.slab.get_mut(i as usize) {
+                            *slot = Some(entry);
+                        }
+                        i
+                    }
+                    None => {
+                        self.slab.push(Some(entry));
+                        u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
+                    }
+                };
+                place.insert(idx);
+                self.last_access.set(idx, now);
+                self.refresh_at.set(idx, new.refresh_at);
+                self.weight += u64::from(new.weight);
+                self.push_head(idx, list);
+                idx
+            }
         };
         while self.weight > self.capacity {
             if !self.evict_one(now, timing, idx, out) {
                 break;
             }
+        }
+    }
+
+    /// Replaces the value of the stored entry `idx` (its key is `new.key`).
+    fn replace(
+        &mut self,
+        idx: u32,
+        new: NewEntry<K, V>,
+        now: u64,
+        timing: Timing,
+        out: &mut Removals<K, V>,
+    ) {
+        let policy = self.policy;
+        let live = self
+            .entry(idx)
+            .is_some_and(|e| self.is_live(idx, e, now, timing));
+        let cause = if live {
+            RemovalCause::Replaced
+        } else {
+            RemovalCause::Expired
+        };
+        let Some(e) = self.entry_mut(idx) else {
+            return;
+        };
+        let old_value = std::mem::replace(&mut e.value, new.value);
+        e.expires_at = new.expires_at;
+        *e.freq.get_mut() &= !PREFETCHED;
+        let list = e.list.index();
+        let old_weight = std::mem::replace(&mut e.weight, new.weight);
+        self.last_access.set(idx, now);
+        self.refresh_at.set(idx, new.refresh_at);
+        out.push((new.key, old_value, cause));
+        if let Some(l) = self.lists.get_mut(list) {
+            l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
+        }
+        self.weight = self.weight - u64::from(old_weight) + u64::from(new.weight);
+        if policy == Policy::Lru {
+            self.unlink(idx);
+            self.push_head(idx, SMALL);
         }
     }
 
@@ -795,12 +828,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         } else {
             RemovalCause::Expired
         };
+        // The victim is hashed once, for the ghost and for the table.
+        let hash = self.hasher.hash_one(&e.key);
         if self.policy == Policy::S3Fifo && e.list == Queue::Small {
-            let hash = self.hasher.hash_one(&e.key);
             let target = self.len() * GHOST_PERCENT / 100;
             self.ghost.push(hash, target);
         }
-        match self.remove_idx(victim, cause) {
+        match self.remove_hashed(victim, hash, cause) {
             Some(r) => {
                 out.push(r);
                 true
@@ -979,9 +1013,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let (hash, weight) = self
-            .entry(idx)
-            .map(|e| (self.hasher.hash_one(&e.key), e.weight))?;
+        let hash = self.entry(idx).map(|e| self.hasher.hash_one(&e.key))?;
+        self.remove_hashed(idx, hash, cause)
+    }
+
+    /// [`Self::remove_idx`] of an entry whose key hashes to `hash`.
+    fn remove_hashed(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Option<Removed<K, V>> {
+        let weight = self.entry(idx)?.weight;
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
