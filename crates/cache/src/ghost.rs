@@ -5,9 +5,13 @@
 //! that length (a direct-mapped table forgets after a random, exponentially
 //! spread, number of them).
 //!
-//! The ghost grows (never shrinks) toward its target, a share of the
-//! resident entries, only as evictions fill it: a cache that has not
-//! evicted holds no ghost memory.
+//! The ghost grows toward its target, a share of the resident entries
+//! that the shard adapts, only as evictions fill it: a cache that has not
+//! evicted holds no ghost memory. When the target falls below half of the
+//! ghost's slots, the ghost is rebuilt at the target, each new bucket
+//! keeping the newest ways of the old buckets it merges (its length is
+//! what the target controls: a ghost forgets a key after about as many
+//! pushes as it has slots).
 
 /// Slots per bucket.
 const WAYS: usize = 4;
@@ -52,7 +56,9 @@ impl Ghost {
         let want = target.div_ceil(WAYS).max(1);
         let have = self.buckets.len();
         if have == 0 || (have < want && self.pushed >= have * WAYS) {
-            self.grow((have * 2).clamp(INITIAL_BUCKETS.min(want), want));
+            self.resize((have * 2).clamp(INITIAL_BUCKETS.min(want), want));
+        } else if have > 2 * want && want >= INITIAL_BUCKETS {
+            self.resize(want);
         }
         let fp = Self::fingerprint(hash);
         let n = self.buckets.len();
@@ -62,7 +68,9 @@ impl Ghost {
         self.pushed += 1;
     }
 
-    fn grow(&mut self, buckets: usize) {
+    /// Rebuilds the ghost with `buckets` buckets, keeping each new bucket's
+    /// newest fingerprints.
+    fn resize(&mut self, buckets: usize) {
         let old = std::mem::replace(&mut self.buckets, vec![[0; WAYS]; buckets]);
         // Oldest first, so each bucket ends with its newest fingerprints.
         for way in (0..WAYS).rev() {
@@ -133,6 +141,28 @@ mod tests {
         assert!(g.take(h(1)));
         assert!(!g.take(h(1)));
         assert!(!g.take(h(2)));
+    }
+
+    #[test]
+    fn shrinks_to_a_falling_target_keeping_the_newest() {
+        let mut g = Ghost::new();
+        for i in 0..4_000 {
+            g.push(h(i), 1_000);
+        }
+        assert_eq!(g.slots(), 1_000);
+        // The target falls below half the slots: rebuilt at the target.
+        g.push(h(4_000), 200);
+        assert_eq!(g.slots(), 200);
+        // Most of the newest survive the rebuild (each new bucket takes
+        // the newest ways of the old buckets it merges, not their exact
+        // order: 40 of 51 here); it now forgets after about 200 pushes.
+        let recent = (3_950..=4_000).filter(|&i| g.take(h(i))).count();
+        assert!(recent >= 35, "{recent}");
+        for i in 4_001..4_401 {
+            g.push(h(i), 200);
+        }
+        let forgotten = (3_950..4_001).filter(|&i| g.take(h(i))).count();
+        assert_eq!(forgotten, 0);
     }
 
     #[test]

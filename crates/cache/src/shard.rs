@@ -31,9 +31,24 @@ const FREQ_BITS: u8 = 0b11;
 /// not read since: it shares the counter's byte so the entry stays 40
 /// bytes (a flag of its own made it 48 for `u64` keys and values).
 const PREFETCHED: u8 = 0b1000_0000;
-/// The ghost queue's length as a share of the resident entries (the
-/// paper: as long as the main queue). docs/cache.md has the sweep.
-const GHOST_PERCENT: usize = 100;
+/// The bit of [`Entry::freq`] that marks an entry the ghost let into main
+/// and that has not earned a round there yet: whether it does (read before
+/// the hand reaches it) or leaves unread judges the ghost's length.
+const GHOSTED: u8 = 0b0100_0000;
+/// The ghost queue's length, in per mille of the resident entries: it
+/// starts as long as them (the paper: as long as the main queue) and
+/// adapts within [`GHOST_MIN`]-[`GHOST_MAX`]. Each entry the ghost let into
+/// main moves it by [`GHOST_STEP`]: up when the entry is read there before
+/// the hand reaches it (the ghost remembered a key worth keeping: a longer
+/// one would remember more such keys), down when it leaves unread (a key
+/// of a loop longer than the cache, which a longer ghost would let in
+/// ever more, displacing the part of the loop main holds). The length
+/// settles where about half of the ghost's admissions are read.
+/// docs/cache.md has the sweep (chosen on the tuning traces).
+const GHOST_START: u64 = 1_000;
+const GHOST_MIN: u64 = 250;
+const GHOST_MAX: u64 = 2_000;
+const GHOST_STEP: u64 = 20;
 /// TinyLFU admission: an unread entry leaving the small queue replaces
 /// main's next victim only if the sketch saw it more than this many times
 /// more often. With 0 (Caffeine's rule), the keys of a loop longer than the
@@ -144,11 +159,27 @@ impl<K, V> Entry<K, V> {
         self.freq.load(Ordering::Relaxed) & FREQ_BITS
     }
 
-    /// Sets the access counter, keeping the [`PREFETCHED`] bit (under the
-    /// write lock: no reader can clear it meanwhile).
+    /// Sets the access counter, keeping the [`PREFETCHED`] and [`GHOSTED`]
+    /// bits (under the write lock: no reader can clear them meanwhile).
     fn set_freq(&self, f: u8) {
-        let prefetched = self.freq.load(Ordering::Relaxed) & PREFETCHED;
-        self.freq.store(prefetched | f, Ordering::Relaxed);
+        let flags = self.freq.load(Ordering::Relaxed) & (PREFETCHED | GHOSTED);
+        self.freq.store(flags | f, Ordering::Relaxed);
+    }
+
+    /// Whether the ghost let it into main and it has not earned a round
+    /// there yet.
+    fn is_ghosted(&self) -> bool {
+        self.freq.load(Ordering::Relaxed) & GHOSTED != 0
+    }
+
+    /// Clears [`GHOSTED`] (under the write lock); returns whether it was set.
+    fn take_ghosted(&self) -> bool {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f & GHOSTED == 0 {
+            return false;
+        }
+        self.freq.store(f & !GHOSTED, Ordering::Relaxed);
+        true
     }
 
     /// One more read on the counter, saturating at [`MAX_FREQ`]; called
@@ -302,6 +333,9 @@ pub(crate) struct ShardData<K, V> {
     /// S3-FIFO ghost: fingerprints of entries recently evicted from the
     /// small queue.
     ghost: Ghost,
+    /// The ghost's length in per mille of the resident entries (see
+    /// [`GHOST_START`]).
+    ghost_permille: u64,
     /// S3-FIFO with [`crate::Admission::Frequency`]: how often keys were
     /// seen (TinyLFU's history), for the admission of unread small-queue
     /// leavers to main. `None` otherwise (a pointer: a shard without it
@@ -340,6 +374,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             small_target: 1,
             policy,
             ghost: Ghost::new(),
+            ghost_permille: GHOST_START,
             sketch: None,
             since_sample: 0,
             prefetch: PrefetchCounts::default(),
@@ -605,6 +640,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 // the shard's first eviction starts the sketch: entries of a
                 // filling cache are never admitted over a victim by it).
                 let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
+                // A prefetch's flag, or the ghost's.
+                let mut flags = if new.prefetched { PREFETCHED } else { 0 };
                 let list = match self.policy {
                     // A guess enters the probationary queue, neither counted
                     // as a sighting nor let into main by the ghost: unread, it
@@ -615,6 +652,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                         // (The fields, not `self.count`: `place` holds the table.)
                         seen = self.sketch.as_mut().map_or(0, |s| s.count(new.hash));
                         if self.ghost.take(new.hash) {
+                            flags = GHOSTED;
                             MAIN
                         } else {
                             SMALL
@@ -628,7 +666,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                     weight: new.weight,
                     prev: NIL,
                     next: NIL,
-                    freq: AtomicU8::new(if new.prefetched { PREFETCHED } else { 0 }),
+                    freq: AtomicU8::new(flags),
                     list: Queue::of(list),
                     seen: u8::try_from(seen).unwrap_or(u8::MAX),
                     epoch,
@@ -830,9 +868,18 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         };
         // The victim is hashed once, for the ghost and for the table.
         let hash = self.hasher.hash_one(&e.key);
-        if self.policy == Policy::S3Fifo && e.list == Queue::Small {
-            let target = self.len() * GHOST_PERCENT / 100;
-            self.ghost.push(hash, target);
+        if self.policy == Policy::S3Fifo {
+            if e.list == Queue::Small {
+                let target = self.len() as u64 * self.ghost_permille / 1_000;
+                self.ghost
+                    .push(hash, usize::try_from(target).unwrap_or(usize::MAX));
+            } else if e.is_ghosted() {
+                // Let in by the ghost, leaving main unread.
+                self.ghost_permille = self
+                    .ghost_permille
+                    .saturating_sub(GHOST_STEP)
+                    .max(GHOST_MIN);
+            }
         }
         match self.remove_hashed(victim, hash, cause) {
             Some(r) => {
@@ -941,7 +988,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 // One more round, one count fewer. The list is circular, so
                 // moving the tail to the head writes no entry.
                 e.set_freq(f - 1);
+                let ghosted = e.take_ghosted();
                 self.rotate(MAIN);
+                self.ghost_admission_read(ghosted);
             }
         }
     }
@@ -980,11 +1029,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 break t;
             }
             e.set_freq(f - 1);
+            let ghosted = e.take_ghosted();
             // As in `s3_victim`: counted when it becomes a victim.
             if f == 1 {
                 let hash = self.hasher.hash_one(&e.key);
                 self.count(hash);
             }
+            self.ghost_admission_read(ghosted);
             self.rotate(MAIN);
         };
         let victim_seen = self
@@ -996,6 +1047,14 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.unlink(candidate);
         self.push_head(candidate, MAIN);
         Some(victim)
+    }
+
+    /// An entry the ghost let into main earned a round there (`read`):
+    /// the ghost grows (see [`GHOST_START`]).
+    fn ghost_admission_read(&mut self, read: bool) {
+        if read {
+            self.ghost_permille = (self.ghost_permille + GHOST_STEP).min(GHOST_MAX);
+        }
     }
 
     /// Whether the frequency history is kept (admission on, shard full).
@@ -1123,6 +1182,72 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         }
     }
 }
+/// The ghost's adaptive length, driven through one shard.
+#[cfg(test)]
+mod ghost_length {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        tti: None,
+        max_stale: 0,
+        refresh: false,
+    };
+
+    /// Replays `trace` read-through on an S3-FIFO shard of 100 entries
+    /// with a 10 % small queue; returns the ghost's length (per mille).
+    fn replay(trace: &[u64]) -> u64 {
+        let hasher = Hasher::with_seed(7, foldhash::SharedSeed::global_fixed());
+        let mut shard = ShardData::<u64, u64>::new(100, Policy::S3Fifo, TIMING, hasher.clone());
+        shard.set_small_share(100);
+        for &k in trace {
+            let hash = hasher.hash_one(k);
+            if let Lookup::Miss = shard.lookup_shared(hash, &k, 0, TIMING, false) {
+                let new = NewEntry {
+                    key: k,
+                    value: k,
+                    hash,
+                    weight: 1,
+                    expires_at: u64::MAX,
+                    refresh_at: u64::MAX,
+                    prefetched: false,
+                };
+                shard.insert(new, 0, TIMING, &mut Removals::default());
+            }
+        }
+        shard.ghost_permille
+    }
+
+    /// Each new key returns once `gap` new keys later (past the small
+    /// queue, within the ghost: a ghost hit), and with `reread` once more
+    /// 20 new keys after that (read in main).
+    fn returning_keys(gap: u64, reread: bool) -> Vec<u64> {
+        let mut trace = Vec::new();
+        for t in 0..20_000u64 {
+            trace.push(t);
+            if t >= gap {
+                trace.push(t - gap);
+            }
+            if reread && t >= gap + 20 {
+                trace.push(t - gap - 20);
+            }
+        }
+        trace
+    }
+
+    #[test]
+    fn ghost_admissions_read_in_main_lengthen_the_ghost() {
+        // Near the top (1 820 on this trace: a few rereads come after
+        // their entry left); without the rule it stays at the start.
+        let permille = replay(&returning_keys(40, true));
+        assert!(permille >= 1_500, "{permille}");
+    }
+
+    #[test]
+    fn ghost_admissions_left_unread_shorten_the_ghost() {
+        assert_eq!(replay(&returning_keys(40, false)), GHOST_MIN);
+    }
+}
+
 /// The slab slot's size is what docs/cache.md's bytes-per-entry figures
 /// rest on: a field that does not fit the padding grows every entry by 8.
 #[cfg(all(test, target_pointer_width = "64"))]
