@@ -5,9 +5,13 @@
 //! that length (a direct-mapped table forgets after a random, exponentially
 //! spread, number of them).
 //!
-//! The ghost grows (never shrinks) toward its target, a share of the
-//! resident entries, only as evictions fill it: a cache that has not
-//! evicted holds no ghost memory.
+//! The ghost grows toward its target, a share of the resident entries
+//! that the shard adapts, only as evictions fill it: a cache that has not
+//! evicted holds no ghost memory. When the target falls below half of the
+//! ghost's slots, the ghost is rebuilt at the target, each new bucket
+//! keeping the newest ways of the old buckets it merges (its length is
+//! what the target controls: a ghost forgets a key after about as many
+//! pushes as it has slots).
 
 /// Slots per bucket.
 const WAYS: usize = 4;
@@ -47,22 +51,26 @@ impl Ghost {
     }
 
     /// Records `hash`; `target` is the number of slots the ghost may grow to.
+    #[inline]
     pub(crate) fn push(&mut self, hash: u64, target: usize) {
         let want = target.div_ceil(WAYS).max(1);
         let have = self.buckets.len();
         if have == 0 || (have < want && self.pushed >= have * WAYS) {
-            self.grow((have * 2).clamp(INITIAL_BUCKETS.min(want), want));
+            self.resize((have * 2).clamp(INITIAL_BUCKETS.min(want), want));
+        } else if have > 2 * want && want >= INITIAL_BUCKETS {
+            self.resize(want);
         }
         let fp = Self::fingerprint(hash);
         let n = self.buckets.len();
         if let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) {
-            b.copy_within(0..WAYS - 1, 1);
-            b[0] = fp;
+            *b = [fp, b[0], b[1], b[2]];
         }
         self.pushed += 1;
     }
 
-    fn grow(&mut self, buckets: usize) {
+    /// Rebuilds the ghost with `buckets` buckets, keeping each new bucket's
+    /// newest fingerprints.
+    fn resize(&mut self, buckets: usize) {
         let old = std::mem::replace(&mut self.buckets, vec![[0; WAYS]; buckets]);
         // Oldest first, so each bucket ends with its newest fingerprints.
         for way in (0..WAYS).rev() {
@@ -80,17 +88,21 @@ impl Ghost {
     }
 
     /// True (and forgets it) if `hash` is recorded.
+    #[inline]
     pub(crate) fn take(&mut self, hash: u64) -> bool {
         let fp = Self::fingerprint(hash);
         let n = self.buckets.len();
         let Some(b) = self.buckets.get_mut(Self::bucket(fp, n)) else {
             return false;
         };
-        let Some(i) = b.iter().position(|&x| x == fp) else {
-            return false;
+        // The ways after the match move up one, keeping their order.
+        *b = match *b {
+            [x, b1, b2, b3] if x == fp => [b1, b2, b3, 0],
+            [b0, x, b2, b3] if x == fp => [b0, b2, b3, 0],
+            [b0, b1, x, b3] if x == fp => [b0, b1, b3, 0],
+            [b0, b1, b2, x] if x == fp => [b0, b1, b2, 0],
+            _ => return false,
         };
-        b.copy_within(i + 1.., i);
-        b[WAYS - 1] = 0;
         true
     }
 
@@ -129,6 +141,28 @@ mod tests {
         assert!(g.take(h(1)));
         assert!(!g.take(h(1)));
         assert!(!g.take(h(2)));
+    }
+
+    #[test]
+    fn shrinks_to_a_falling_target_keeping_the_newest() {
+        let mut g = Ghost::new();
+        for i in 0..4_000 {
+            g.push(h(i), 1_000);
+        }
+        assert_eq!(g.slots(), 1_000);
+        // The target falls below half the slots: rebuilt at the target.
+        g.push(h(4_000), 200);
+        assert_eq!(g.slots(), 200);
+        // Most of the newest survive the rebuild (each new bucket takes
+        // the newest ways of the old buckets it merges, not their exact
+        // order: 40 of 51 here); it now forgets after about 200 pushes.
+        let recent = (3_950..=4_000).filter(|&i| g.take(h(i))).count();
+        assert!(recent >= 35, "{recent}");
+        for i in 4_001..4_401 {
+            g.push(h(i), 200);
+        }
+        let forgotten = (3_950..4_001).filter(|&i| g.take(h(i))).count();
+        assert_eq!(forgotten, 0);
     }
 
     #[test]

@@ -31,9 +31,26 @@ const FREQ_BITS: u8 = 0b11;
 /// not read since: it shares the counter's byte so the entry stays 40
 /// bytes (a flag of its own made it 48 for `u64` keys and values).
 const PREFETCHED: u8 = 0b1000_0000;
-/// The ghost queue's length as a share of the resident entries (the
-/// paper: as long as the main queue). docs/cache.md has the sweep.
-const GHOST_PERCENT: usize = 100;
+/// The bit of [`Entry::freq`] that marks an entry the ghost let into main
+/// and that has not earned a round there yet: whether it does (read before
+/// the hand reaches it) or leaves unread judges the ghost's length.
+const GHOSTED: u8 = 0b0100_0000;
+/// The ghost queue's length, in per mille of the resident entries: it
+/// starts as long as them (the paper: as long as the main queue) and
+/// adapts within [`GHOST_MIN`]-[`GHOST_MAX`]. Each entry the ghost let into
+/// main moves it by [`GHOST_STEP`]: up when the entry is read there before
+/// the hand reaches it (the ghost remembered a key worth keeping: a longer
+/// one would remember more such keys), down when it leaves unread (a key
+/// of a loop longer than the cache, which a longer ghost would let in
+/// ever more, displacing the part of the loop main holds). The length
+/// settles where about half of the ghost's admissions are read. Steps of
+/// 4 % (of 2-8 % the tuning traces' means are within 0.04 points; 4 %
+/// missed the fewest goals over all 24 rows), bounds 25-200 % and the
+/// start chosen on the tuning traces; docs/cache.md has the sweep.
+const GHOST_START: u64 = 1_000;
+const GHOST_MIN: u64 = 250;
+const GHOST_MAX: u64 = 2_000;
+const GHOST_STEP: u64 = 40;
 /// TinyLFU admission: an unread entry leaving the small queue replaces
 /// main's next victim only if the sketch saw it more than this many times
 /// more often. With 0 (Caffeine's rule), the keys of a loop longer than the
@@ -144,11 +161,27 @@ impl<K, V> Entry<K, V> {
         self.freq.load(Ordering::Relaxed) & FREQ_BITS
     }
 
-    /// Sets the access counter, keeping the [`PREFETCHED`] bit (under the
-    /// write lock: no reader can clear it meanwhile).
+    /// Sets the access counter, keeping the [`PREFETCHED`] and [`GHOSTED`]
+    /// bits (under the write lock: no reader can clear them meanwhile).
     fn set_freq(&self, f: u8) {
-        let prefetched = self.freq.load(Ordering::Relaxed) & PREFETCHED;
-        self.freq.store(prefetched | f, Ordering::Relaxed);
+        let flags = self.freq.load(Ordering::Relaxed) & (PREFETCHED | GHOSTED);
+        self.freq.store(flags | f, Ordering::Relaxed);
+    }
+
+    /// Whether the ghost let it into main and it has not earned a round
+    /// there yet.
+    fn is_ghosted(&self) -> bool {
+        self.freq.load(Ordering::Relaxed) & GHOSTED != 0
+    }
+
+    /// Clears [`GHOSTED`] (under the write lock); returns whether it was set.
+    fn take_ghosted(&self) -> bool {
+        let f = self.freq.load(Ordering::Relaxed);
+        if f & GHOSTED == 0 {
+            return false;
+        }
+        self.freq.store(f & !GHOSTED, Ordering::Relaxed);
+        true
     }
 
     /// One more read on the counter, saturating at [`MAX_FREQ`]; called
@@ -302,6 +335,9 @@ pub(crate) struct ShardData<K, V> {
     /// S3-FIFO ghost: fingerprints of entries recently evicted from the
     /// small queue.
     ghost: Ghost,
+    /// The ghost's length in per mille of the resident entries (see
+    /// [`GHOST_START`]).
+    ghost_permille: u64,
     /// S3-FIFO with [`crate::Admission::Frequency`]: how often keys were
     /// seen (TinyLFU's history), for the admission of unread small-queue
     /// leavers to main. `None` otherwise (a pointer: a shard without it
@@ -340,6 +376,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             small_target: 1,
             policy,
             ghost: Ghost::new(),
+            ghost_permille: GHOST_START,
             sketch: None,
             since_sample: 0,
             prefetch: PrefetchCounts::default(),
@@ -545,6 +582,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// Inserts or replaces; evicts as needed so `weight <= capacity` holds on
     /// return. An entry heavier than the whole shard is not stored (it is
     /// reported as a `Size` eviction) and any older value for the key goes.
+    ///
+    /// One probe of the table finds the key or the slot a new key goes to
+    /// (hashbrown's entry API): a miss's insert probed twice before, once
+    /// to look for the key and once to place it.
     pub(crate) fn insert(
         &mut self,
         new: NewEntry<K, V>,
@@ -552,120 +593,152 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         timing: Timing,
         out: &mut Removals<K, V>,
     ) {
-        let existing = self.find(new.hash, &new.key);
-        if new.prefetched && existing.is_some() {
-            // A guess never replaces what is there (a newer demand load).
-            return;
-        }
         // The new value's earliest possible death (TTI can only push it later).
         let dead_at = new
             .expires_at
             .min(timing.tti.map_or(u64::MAX, |tti| now.saturating_add(tti)))
             .saturating_add(timing.max_stale);
-        self.earliest_dead = self.earliest_dead.min(dead_at);
-        self.pass_min = self.pass_min.min(dead_at);
-        if u64::from(new.weight) > self.capacity {
-            if let Some(idx) = existing
-                && let Some(r) = self.remove_idx(idx, RemovalCause::Replaced)
-            {
-                out.push(r);
-            }
-            out.push((new.key, new.value, RemovalCause::Size));
-            return;
-        }
-        let idx = if let Some(idx) = existing {
-            let policy = self.policy;
-            let live = self
-                .entry(idx)
-                .is_some_and(|e| self.is_live(idx, e, now, timing));
-            let cause = if live {
-                RemovalCause::Replaced
-            } else {
-                RemovalCause::Expired
-            };
-            let Some(e) = self.entry_mut(idx) else {
-                return;
-            };
-            let old_value = std::mem::replace(&mut e.value, new.value);
-            e.expires_at = new.expires_at;
-            *e.freq.get_mut() &= !PREFETCHED;
-            let list = e.list.index();
-            let old_weight = std::mem::replace(&mut e.weight, new.weight);
-            self.last_access.set(idx, now);
-            self.refresh_at.set(idx, new.refresh_at);
-            out.push((new.key, old_value, cause));
-            if let Some(l) = self.lists.get_mut(list) {
-                l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
-            }
-            self.weight = self.weight - u64::from(old_weight) + u64::from(new.weight);
-            if policy == Policy::Lru {
-                self.unlink(idx);
-                self.push_head(idx, SMALL);
-            }
-            idx
-        } else {
-            // The sketch's estimate after counting this insert (0 before
-            // the shard's first eviction starts the sketch: entries of a
-            // filling cache are never admitted over a victim by it).
-            let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
-            let list = match self.policy {
-                // A guess enters the probationary queue, neither counted
-                // as a sighting nor let into main by the ghost: unread, it
-                // leaves before any entry of main.
-                Policy::Lru => SMALL,
-                Policy::S3Fifo if new.prefetched => SMALL,
-                Policy::S3Fifo => {
-                    seen = self.count(new.hash);
-                    if self.ghost.take(new.hash) {
-                        MAIN
-                    } else {
-                        SMALL
-                    }
-                }
-            };
-            let entry = Entry {
-                key: new.key,
-                value: new.value,
-                expires_at: new.expires_at,
-                weight: new.weight,
-                prev: NIL,
-                next: NIL,
-                freq: AtomicU8::new(if new.prefetched { PREFETCHED } else { 0 }),
-                list: Queue::of(list),
-                seen: u8::try_from(seen).unwrap_or(u8::MAX),
-                epoch,
-            };
-            if new.prefetched {
-                self.prefetch.inserted();
-            }
-            let idx = match self.free.pop() {
-                Some(i) => {
-                    if let Some(slot) = self.slab.get_mut(i as usize) {
-                        *slot = Some(entry);
-                    }
-                    i
-                }
-                None => {
-                    self.slab.push(Some(entry));
-                    u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
-                }
-            };
-            self.last_access.set(idx, now);
-            self.refresh_at.set(idx, new.refresh_at);
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            self.table.insert_unique(new.hash, idx, |&i| {
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let slot = self.table.entry(
+            new.hash,
+            |&i| {
+                slab.get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.key == new.key)
+            },
+            |&i| {
                 slab.get(i as usize)
                     .and_then(Option::as_ref)
                     .map_or(0, |e| hasher.hash_one(&e.key))
-            });
-            self.weight += u64::from(new.weight);
-            self.push_head(idx, list);
-            idx
+            },
+        );
+        let idx = match slot {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let idx = *found.get();
+                if new.prefetched {
+                    // A guess never replaces what is there (a newer demand load).
+                    return;
+                }
+                self.earliest_dead = self.earliest_dead.min(dead_at);
+                self.pass_min = self.pass_min.min(dead_at);
+                if u64::from(new.weight) > self.capacity {
+                    if let Some(r) = self.remove_idx(idx, RemovalCause::Replaced) {
+                        out.push(r);
+                    }
+                    out.push((new.key, new.value, RemovalCause::Size));
+                    return;
+                }
+                self.replace(idx, new, now, timing, out);
+                idx
+            }
+            hashbrown::hash_table::Entry::Vacant(place) => {
+                self.earliest_dead = self.earliest_dead.min(dead_at);
+                self.pass_min = self.pass_min.min(dead_at);
+                if u64::from(new.weight) > self.capacity {
+                    out.push((new.key, new.value, RemovalCause::Size));
+                    return;
+                }
+                // The sketch's estimate after counting this insert (0 before
+                // the shard's first eviction starts the sketch: entries of a
+                // filling cache are never admitted over a victim by it).
+                let (mut seen, epoch) = (0, self.sketch.as_ref().map_or(0, |s| s.epoch()));
+                // A prefetch's flag, or the ghost's.
+                let mut flags = if new.prefetched { PREFETCHED } else { 0 };
+                let list = match self.policy {
+                    // A guess enters the probationary queue, neither counted
+                    // as a sighting nor let into main by the ghost: unread, it
+                    // leaves before any entry of main.
+                    Policy::Lru => SMALL,
+                    Policy::S3Fifo if new.prefetched => SMALL,
+                    Policy::S3Fifo => {
+                        // (The fields, not `self.count`: `place` holds the table.)
+                        seen = self.sketch.as_mut().map_or(0, |s| s.count(new.hash));
+                        if self.ghost.take(new.hash) {
+                            flags = GHOSTED;
+                            MAIN
+                        } else {
+                            SMALL
+                        }
+                    }
+                };
+                let entry = Entry {
+                    key: new.key,
+                    value: new.value,
+                    expires_at: new.expires_at,
+                    weight: new.weight,
+                    prev: NIL,
+                    next: NIL,
+                    freq: AtomicU8::new(flags),
+                    list: Queue::of(list),
+                    seen: u8::try_from(seen).unwrap_or(u8::MAX),
+                    epoch,
+                };
+                if new.prefetched {
+                    self.prefetch.inserted();
+                }
+                let idx = match self.free.pop() {
+                    Some(i) => {
+                        if let Some(slot) = self.slab.get_mut(i as usize) {
+                            *slot = Some(entry);
+                        }
+                        i
+                    }
+                    None => {
+                        self.slab.push(Some(entry));
+                        u32::try_from(self.slab.len() - 1).unwrap_or(NIL)
+                    }
+                };
+                place.insert(idx);
+                self.last_access.set(idx, now);
+                self.refresh_at.set(idx, new.refresh_at);
+                self.weight += u64::from(new.weight);
+                self.push_head(idx, list);
+                idx
+            }
         };
         while self.weight > self.capacity {
             if !self.evict_one(now, timing, idx, out) {
                 break;
             }
+        }
+    }
+
+    /// Replaces the value of the stored entry `idx` (its key is `new.key`).
+    fn replace(
+        &mut self,
+        idx: u32,
+        new: NewEntry<K, V>,
+        now: u64,
+        timing: Timing,
+        out: &mut Removals<K, V>,
+    ) {
+        let policy = self.policy;
+        let live = self
+            .entry(idx)
+            .is_some_and(|e| self.is_live(idx, e, now, timing));
+        let cause = if live {
+            RemovalCause::Replaced
+        } else {
+            RemovalCause::Expired
+        };
+        let Some(e) = self.entry_mut(idx) else {
+            return;
+        };
+        let old_value = std::mem::replace(&mut e.value, new.value);
+        e.expires_at = new.expires_at;
+        *e.freq.get_mut() &= !PREFETCHED;
+        let list = e.list.index();
+        let old_weight = std::mem::replace(&mut e.weight, new.weight);
+        self.last_access.set(idx, now);
+        self.refresh_at.set(idx, new.refresh_at);
+        out.push((new.key, old_value, cause));
+        if let Some(l) = self.lists.get_mut(list) {
+            l.weight = l.weight - u64::from(old_weight) + u64::from(new.weight);
+        }
+        self.weight = self.weight - u64::from(old_weight) + u64::from(new.weight);
+        if policy == Policy::Lru {
+            self.unlink(idx);
+            self.push_head(idx, SMALL);
         }
     }
 
@@ -795,12 +868,22 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         } else {
             RemovalCause::Expired
         };
-        if self.policy == Policy::S3Fifo && e.list == Queue::Small {
-            let hash = self.hasher.hash_one(&e.key);
-            let target = self.len() * GHOST_PERCENT / 100;
-            self.ghost.push(hash, target);
+        // The victim is hashed once, for the ghost and for the table.
+        let hash = self.hasher.hash_one(&e.key);
+        if self.policy == Policy::S3Fifo {
+            if e.list == Queue::Small {
+                let target = self.len() as u64 * self.ghost_permille / 1_000;
+                self.ghost
+                    .push(hash, usize::try_from(target).unwrap_or(usize::MAX));
+            } else if e.is_ghosted() {
+                // Let in by the ghost, leaving main unread.
+                self.ghost_permille = self
+                    .ghost_permille
+                    .saturating_sub(GHOST_STEP)
+                    .max(GHOST_MIN);
+            }
         }
-        match self.remove_idx(victim, cause) {
+        match self.remove_hashed(victim, hash, cause) {
             Some(r) => {
                 out.push(r);
                 true
@@ -907,7 +990,9 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 // One more round, one count fewer. The list is circular, so
                 // moving the tail to the head writes no entry.
                 e.set_freq(f - 1);
+                let ghosted = e.take_ghosted();
                 self.rotate(MAIN);
+                self.ghost_admission_read(ghosted);
             }
         }
     }
@@ -946,11 +1031,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 break t;
             }
             e.set_freq(f - 1);
+            let ghosted = e.take_ghosted();
             // As in `s3_victim`: counted when it becomes a victim.
             if f == 1 {
                 let hash = self.hasher.hash_one(&e.key);
                 self.count(hash);
             }
+            self.ghost_admission_read(ghosted);
             self.rotate(MAIN);
         };
         let victim_seen = self
@@ -962,6 +1049,14 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         self.unlink(candidate);
         self.push_head(candidate, MAIN);
         Some(victim)
+    }
+
+    /// An entry the ghost let into main earned a round there (`read`):
+    /// the ghost grows (see [`GHOST_START`]).
+    fn ghost_admission_read(&mut self, read: bool) {
+        if read {
+            self.ghost_permille = (self.ghost_permille + GHOST_STEP).min(GHOST_MAX);
+        }
     }
 
     /// Whether the frequency history is kept (admission on, shard full).
@@ -979,9 +1074,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     }
 
     fn remove_idx(&mut self, idx: u32, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let (hash, weight) = self
-            .entry(idx)
-            .map(|e| (self.hasher.hash_one(&e.key), e.weight))?;
+        let hash = self.entry(idx).map(|e| self.hasher.hash_one(&e.key))?;
+        self.remove_hashed(idx, hash, cause)
+    }
+
+    /// [`Self::remove_idx`] of an entry whose key hashes to `hash`.
+    fn remove_hashed(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Option<Removed<K, V>> {
+        let weight = self.entry(idx)?.weight;
         self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
@@ -1085,6 +1184,72 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         }
     }
 }
+/// The ghost's adaptive length, driven through one shard.
+#[cfg(test)]
+mod ghost_length {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        tti: None,
+        max_stale: 0,
+        refresh: false,
+    };
+
+    /// Replays `trace` read-through on an S3-FIFO shard of 100 entries
+    /// with a 10 % small queue; returns the ghost's length (per mille).
+    fn replay(trace: &[u64]) -> u64 {
+        let hasher = Hasher::with_seed(7, foldhash::SharedSeed::global_fixed());
+        let mut shard = ShardData::<u64, u64>::new(100, Policy::S3Fifo, TIMING, hasher.clone());
+        shard.set_small_share(100);
+        for &k in trace {
+            let hash = hasher.hash_one(k);
+            if let Lookup::Miss = shard.lookup_shared(hash, &k, 0, TIMING, false) {
+                let new = NewEntry {
+                    key: k,
+                    value: k,
+                    hash,
+                    weight: 1,
+                    expires_at: u64::MAX,
+                    refresh_at: u64::MAX,
+                    prefetched: false,
+                };
+                shard.insert(new, 0, TIMING, &mut Removals::default());
+            }
+        }
+        shard.ghost_permille
+    }
+
+    /// Each new key returns once `gap` new keys later (past the small
+    /// queue, within the ghost: a ghost hit), and with `reread` once more
+    /// 20 new keys after that (read in main).
+    fn returning_keys(gap: u64, reread: bool) -> Vec<u64> {
+        let mut trace = Vec::new();
+        for t in 0..20_000u64 {
+            trace.push(t);
+            if t >= gap {
+                trace.push(t - gap);
+            }
+            if reread && t >= gap + 20 {
+                trace.push(t - gap - 20);
+            }
+        }
+        trace
+    }
+
+    #[test]
+    fn ghost_admissions_read_in_main_lengthen_the_ghost() {
+        // Near the top (1 820 on this trace: a few rereads come after
+        // their entry left); without the rule it stays at the start.
+        let permille = replay(&returning_keys(40, true));
+        assert!(permille >= 1_500, "{permille}");
+    }
+
+    #[test]
+    fn ghost_admissions_left_unread_shorten_the_ghost() {
+        assert_eq!(replay(&returning_keys(40, false)), GHOST_MIN);
+    }
+}
+
 /// The slab slot's size is what docs/cache.md's bytes-per-entry figures
 /// rest on: a field that does not fit the padding grows every entry by 8.
 #[cfg(all(test, target_pointer_width = "64"))]
