@@ -113,6 +113,44 @@ fn run_threads(cache: &Arc<dyn Contender>, traces: &[Vec<u64>], threads: usize) 
     start.elapsed()
 }
 
+/// The process's CPU time so far (user + system, all threads, in clock
+/// ticks of usually 10 ms), from `/proc/self/stat`: the profiling modes
+/// print ops per CPU second too, which other processes on a loaded machine
+/// disturb less than wall time. `None` off Linux.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is 3rd,
+    // utime the 14th and stime the 15th of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// How many times a profiling mode replays its trace
+/// (`STRATUM_PROFILE_RUNS`, default 50).
+fn profile_runs() -> usize {
+    std::env::var("STRATUM_PROFILE_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50)
+}
+
+/// Prints a profiling loop's wall and CPU throughput.
+fn report_profile(name: &str, ops: usize, wall: Duration, cpu: Option<u64>) {
+    let cpu = cpu.map_or(String::new(), |t| {
+        format!(
+            ", {:.2} Mops per CPU second",
+            ops as f64 / (t as f64 / 100.0) / 1e6
+        )
+    });
+    println!(
+        "{name}: {:.2} Mops/s{cpu}",
+        ops as f64 / wall.as_secs_f64() / 1e6
+    );
+}
+
 /// The second shape's operations: `(key, is_insert)`.
 fn mixed_trace(seed: u64) -> Vec<(u64, bool)> {
     use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -166,6 +204,18 @@ fn arc_values_shape(rounds: usize) {
         });
         start.elapsed()
     };
+    // Profiling mode for this shape: `STRATUM_PROFILE=arc-stratum-s3fifo`
+    // (or `arc-quick_cache`) runs only that cache's loop, 1 thread.
+    if let Ok(only) = std::env::var("STRATUM_PROFILE") {
+        let ours = only == "arc-stratum-s3fifo";
+        if ours || only == "arc-quick_cache" {
+            let before = cpu_ticks();
+            let t: Duration = (0..profile_runs()).map(|_| run(1, ours)).sum();
+            let cpu = cpu_ticks().zip(before).map(|(a, b)| a - b);
+            report_profile(&only, profile_runs() * OPS_PER_THREAD, t, cpu);
+        }
+        return;
+    }
     println!(
         "\nsecond shape: capacity {CAP}, Zipf 0.99 over {KEYS} keys, 95 % gets / 5 % inserts, Arc<[u8]> values; median of {rounds} interleaved rounds"
     );
@@ -184,6 +234,10 @@ fn arc_values_shape(rounds: usize) {
 }
 
 fn main() {
+    if std::env::var("STRATUM_PROFILE").is_ok_and(|p| p.starts_with("arc-")) {
+        arc_values_shape(1);
+        return;
+    }
     let traces: Vec<Vec<u64>> = (0..2)
         .map(|t| support::zipf_trace(KEYS, 0.99, OPS_PER_THREAD, 100 + t))
         .collect();
@@ -215,11 +269,12 @@ fn main() {
     // loop (e.g. under `perf record`) and skips everything else.
     if let Ok(only) = std::env::var("STRATUM_PROFILE") {
         for (name, cache) in caches.iter().filter(|(n, _)| *n == only) {
-            let t: Duration = (0..50).map(|_| run_threads(cache, &traces, 1)).sum();
-            println!(
-                "{name}: {:.2} Mops/s",
-                (50 * OPS_PER_THREAD) as f64 / t.as_secs_f64() / 1e6
-            );
+            let before = cpu_ticks();
+            let t: Duration = (0..profile_runs())
+                .map(|_| run_threads(cache, &traces, 1))
+                .sum();
+            let cpu = cpu_ticks().zip(before).map(|(a, b)| a - b);
+            report_profile(name, profile_runs() * OPS_PER_THREAD, t, cpu);
         }
         return;
     }

@@ -747,16 +747,28 @@ where
     fn get(&self, key: &K) -> Option<V> {
         let inner = &*self.inner;
         let hash = inner.hash(key);
-        match inner.lookup(key, hash, false) {
-            Lookup::Hit { value, .. } => {
-                inner.stats.add(Counter::Hits, 1);
-                Some(value)
+        let found = match inner.policy {
+            // The shared read path, returning the value itself.
+            Policy::S3Fifo => {
+                let now = inner.now();
+                inner
+                    .shard(hash)
+                    .data
+                    .read()
+                    .get_shared(hash, key, now, inner.timing)
             }
-            _ => {
-                inner.stats.add(Counter::Misses, 1);
-                None
-            }
-        }
+            Policy::Lru => match inner.lookup(key, hash, false) {
+                Lookup::Hit { value, .. } => Some(value),
+                _ => None,
+            },
+        };
+        let counter = if found.is_some() {
+            Counter::Hits
+        } else {
+            Counter::Misses
+        };
+        inner.stats.add(counter, 1);
+        found
     }
 
     fn insert(&self, key: K, value: V) {

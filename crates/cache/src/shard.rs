@@ -460,14 +460,24 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
 
     #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<u32> {
+        self.find_entry(hash, key).map(|(idx, _)| idx)
+    }
+
+    /// The slot and the entry of `key`: the probe's match hands the entry
+    /// out, so a hit reads the slab once (bounds and occupancy checked in
+    /// the probe, not again after it).
+    #[inline]
+    fn find_entry(&self, hash: u64, key: &K) -> Option<(u32, &Entry<K, V>)> {
         let slab = &self.slab;
-        self.table
-            .find(hash, |&i| {
-                slab.get(i as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|e| e.key == *key)
-            })
-            .copied()
+        let mut found = None;
+        self.table.find(hash, |&i| match slab.get(i as usize) {
+            Some(Some(e)) if e.key == *key => {
+                found = Some((i, e));
+                true
+            }
+            _ => false,
+        })?;
+        found
     }
 
     /// A lookup that needs only shared access: S3-FIFO's read path. Marks the
@@ -481,18 +491,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         timing: Timing,
         want_stale: bool,
     ) -> Lookup<V> {
-        let Some(idx) = self.find(hash, key) else {
-            return Lookup::Miss;
-        };
-        let Some(e) = self.entry(idx) else {
+        let Some((idx, e)) = self.find_entry(hash, key) else {
             return Lookup::Miss;
         };
         if self.is_live(idx, e, now, timing) {
-            self.claim(e);
-            e.touch();
-            if timing.tti.is_some() {
-                self.last_access.touch(idx, now);
-            }
+            self.read_live(idx, e, now, timing);
             Lookup::Hit {
                 value: e.value.clone(),
                 refresh: timing.refresh && self.refresh_due(idx, now),
@@ -501,6 +504,39 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             Lookup::Stale(e.value.clone())
         } else {
             Lookup::Miss
+        }
+    }
+
+    /// [`Self::lookup_shared`] for a caller that wants only a live value
+    /// (`Cache::get`): no refresh point or stale value to report, so a hit
+    /// returns the value itself rather than a [`Lookup`] to unpack.
+    #[inline]
+    pub(crate) fn get_shared(&self, hash: u64, key: &K, now: u64, timing: Timing) -> Option<V> {
+        let (idx, e) = self.find_entry(hash, key)?;
+        if !self.is_live(idx, e, now, timing) {
+            return None;
+        }
+        self.read_live(idx, e, now, timing);
+        Some(e.value.clone())
+    }
+
+    /// A shared reader's marks on a live entry: the prefetch claim, one
+    /// more read on the counter, the last access with TTI.
+    #[inline]
+    fn read_live(&self, idx: u32, e: &Entry<K, V>, now: u64, timing: Timing) {
+        // One load serves the claim check and the counter (two loads and
+        // two tests before).
+        let f = e.freq.load(Ordering::Relaxed);
+        if f & PREFETCHED != 0 {
+            self.claim(e);
+            e.touch();
+        } else if f & FREQ_BITS < MAX_FREQ {
+            // The flag is clear and only the write lock sets it (when the
+            // entry is made), so this store cannot bring it back.
+            e.freq.store(f + 1, Ordering::Relaxed);
+        }
+        if timing.tti.is_some() {
+            self.last_access.touch(idx, now);
         }
     }
 

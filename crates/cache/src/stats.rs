@@ -1,5 +1,6 @@
 //! Statistics: striped counters on the hot path, a plain snapshot for readers.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
@@ -193,28 +194,64 @@ pub(crate) struct StatsCells {
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 static FREE_SLOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// A thread's slot, returned to [`FREE_SLOTS`] when the thread exits.
-struct Slot(usize);
+/// [`THREAD_SLOT`] before the thread's first count.
+const UNSET: usize = usize::MAX - 1;
+/// [`THREAD_SLOT`] once the thread gave its slot back (it is exiting):
+/// beyond every owned stripe, so its last counts go to a shared one.
+const GIVEN_BACK: usize = usize::MAX;
 
-impl Slot {
+thread_local! {
+    /// The thread's slot, read on every count. A `const` cell that needs
+    /// no destructor, so reading it is a plain thread-local load (the
+    /// slot's owner, below, has a destructor, and a thread-local with one
+    /// is checked for its state on every access: about 6 instructions a
+    /// count, on a hit of a few dozen).
+    static THREAD_SLOT: Cell<usize> = const { Cell::new(UNSET) };
+    /// Holds the slot and gives it back when the thread exits.
+    static SLOT_OWNER: SlotOwner = SlotOwner::acquire();
+}
+
+/// A thread's slot, returned to [`FREE_SLOTS`] when the thread exits.
+struct SlotOwner(usize);
+
+impl SlotOwner {
     fn acquire() -> Self {
-        Self(
-            FREE_SLOTS
-                .lock()
-                .pop()
-                .unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed)),
-        )
+        let slot = FREE_SLOTS
+            .lock()
+            .pop()
+            .unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
+        let _ = THREAD_SLOT.try_with(|s| s.set(slot));
+        Self(slot)
     }
 }
 
-impl Drop for Slot {
+impl Drop for SlotOwner {
     fn drop(&mut self) {
+        // Counted on a shared stripe from now on: once the slot is free,
+        // another thread may become its only writer.
+        let _ = THREAD_SLOT.try_with(|s| s.set(GIVEN_BACK));
         FREE_SLOTS.lock().push(self.0);
     }
 }
 
-thread_local! {
-    static THREAD_SLOT: Slot = Slot::acquire();
+/// The calling thread's slot.
+#[inline]
+fn thread_slot() -> usize {
+    match THREAD_SLOT.try_with(Cell::get) {
+        Ok(UNSET) => first_slot(),
+        Ok(slot) => slot,
+        Err(_) => GIVEN_BACK,
+    }
+}
+
+/// The thread's first count: its slot's owner is made, which sets
+/// [`THREAD_SLOT`]. A thread already tearing down its thread-locals gets
+/// no owner (nobody would give the slot back) and counts on a shared
+/// stripe.
+#[cold]
+#[inline(never)]
+fn first_slot() -> usize {
+    SLOT_OWNER.try_with(|o| o.0).unwrap_or(GIVEN_BACK)
 }
 
 impl StatsCells {
@@ -237,7 +274,7 @@ impl StatsCells {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, by: u64) {
-        let slot = THREAD_SLOT.try_with(|s| s.0).unwrap_or(usize::MAX);
+        let slot = thread_slot();
         if let Some(cell) = self.owned.get(slot).map(|s| &s.0[counter as usize]) {
             // This thread is the stripe's only writer.
             cell.store(
