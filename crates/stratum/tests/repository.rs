@@ -1049,7 +1049,7 @@ mod models_on_the_server {
         let report = stratum::indexes::check::<ResponseCacheEntry>(&store)
             .await
             .unwrap();
-        assert_eq!(report.len(), 3);
+        assert_eq!(report.len(), 4);
         for status in &report {
             assert!(status.is_present(), "{status}");
         }
