@@ -41,6 +41,12 @@ pub(crate) const SPACE_FIELD: &str = "semantic_space";
 /// [`FIELD`] so a label is written without rewriting the vector.
 pub(crate) const LABELS_FIELD: &str = "semantic_labels";
 
+/// Changed responses remembered for the next lookup; beyond, the index is
+/// rebuilt instead.
+const MAX_PENDING: usize = 65_536;
+/// Changed responses read by one query.
+const READ_BATCH: usize = 1_000;
+
 /// How many expired nearest entries one lookup drops before it gives up.
 const EXPIRED_RETRIES: usize = 4;
 
@@ -213,8 +219,18 @@ impl Tier {
             let listener: Arc<crate::watch::Listener> = Arc::new(move |change| {
                 let mut pending = heard.lock();
                 match change {
+                    // Too many to read one by one (no lookup for a long
+                    // while): a rebuild reads them all at once instead.
+                    stratum_store::Change::Document(Bson::ObjectId(_))
+                        if pending.documents.len() >= MAX_PENDING =>
+                    {
+                        pending.documents.clear();
+                        pending.everything = true;
+                    }
                     stratum_store::Change::Document(Bson::ObjectId(id)) => {
-                        pending.documents.insert(*id);
+                        if !pending.everything {
+                            pending.documents.insert(*id);
+                        }
                     }
                     // Not a response's id: nothing of the tier's.
                     stratum_store::Change::Document(_) => {}
@@ -363,33 +379,36 @@ impl Tier {
         let ids: Vec<ObjectId> = std::mem::take(&mut self.pending.lock().documents)
             .into_iter()
             .collect();
-        let query = Query::new(Filter::is_in("_id", ids.iter().copied()))
-            .limit(u64::try_from(ids.len()).unwrap_or(u64::MAX));
-        let found = match self
-            .layers
-            .call(
-                self.layers
-                    .store
-                    .find(ResponseCacheEntry::COLLECTION, &query),
-            )
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::debug!(kind = e.kind(), "changed responses cannot be read yet");
-                self.pending.lock().documents.extend(ids);
-                return;
+        for (i, batch) in ids.chunks(READ_BATCH).enumerate() {
+            let query = Query::new(Filter::is_in("_id", batch.iter().copied()))
+                .limit(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+            let found = match self
+                .layers
+                .call(
+                    self.layers
+                        .store
+                        .find(ResponseCacheEntry::COLLECTION, &query),
+                )
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(kind = e.kind(), "changed responses cannot be read yet");
+                    let unread = ids.iter().skip(i * READ_BATCH).copied();
+                    self.pending.lock().documents.extend(unread);
+                    break;
+                }
+            };
+            let mut gone: HashSet<ObjectId> = batch.iter().copied().collect();
+            for document in &found {
+                if let Ok(id) = document.get_object_id("_id") {
+                    gone.remove(&id);
+                }
+                self.apply(document, now);
             }
-        };
-        let mut gone: HashSet<ObjectId> = ids.into_iter().collect();
-        for document in &found {
-            if let Ok(id) = document.get_object_id("_id") {
-                gone.remove(&id);
+            for id in gone {
+                self.drop_document(&id);
             }
-            self.apply(document, now);
-        }
-        for id in gone {
-            self.drop_document(&id);
         }
         self.publish_entries();
     }
@@ -493,7 +512,11 @@ impl Tier {
         let Some(id) = held.by_document.remove(document) else {
             return;
         };
-        held.by_key.retain(|_, held| *held != id);
+        if let Some(response) = self.cache.get(id)
+            && held.by_key.get(response.cache_key.as_str()) == Some(&id)
+        {
+            held.by_key.remove(response.cache_key.as_str());
+        }
         let _ = self.cache.remove(id);
     }
 
