@@ -43,6 +43,7 @@ pub(crate) const LABELS_FIELD: &str = "semantic_labels";
 
 /// Changed responses remembered for the next lookup; beyond, the index is
 /// rebuilt instead.
+#[cfg(feature = "mongodb")]
 const MAX_PENDING: usize = 65_536;
 /// Changed responses read by one query.
 const READ_BATCH: usize = 1_000;
