@@ -174,6 +174,15 @@ impl Document for ResponseCacheEntry {
                     ("created_at", IndexDirection::Descending),
                 ],
             ),
+            // The semantic tier's rebuild: the newest entries of one vector
+            // space (`semantic_space`, set only with the tier on).
+            IndexSpec::compound(
+                "semantic_space_created_at",
+                [
+                    ("semantic_space", IndexDirection::Ascending),
+                    ("created_at", IndexDirection::Descending),
+                ],
+            ),
         ]
     }
 

@@ -10,7 +10,7 @@ use stratum_core::ConfigError;
 
 use crate::embed::normalize;
 use crate::index::{NearestNeighbours, VectorIndex};
-use crate::threshold::{EntryThreshold, Observations, Threshold, ThresholdConfig};
+use crate::threshold::{EntryLabels, EntryThreshold, Observations, Threshold, ThresholdConfig};
 use crate::{CacheError, ScopeDigest};
 
 /// How a lookup's nearest entry is judged close enough to answer.
@@ -430,6 +430,42 @@ impl<V: Clone> SemanticCache<V> {
         inner.shared_threshold = inner.shared.learned(&config);
         inner.stats.wrong_reported += 1;
         Ok(())
+    }
+
+    /// What `entry` has learned (its labelled lookups and floor), to store
+    /// with it; `None` if it is not held.
+    #[must_use]
+    pub fn labels(&self, entry: EntryId) -> Option<EntryLabels> {
+        self.inner
+            .read()
+            .entries
+            .get(&entry.0)
+            .map(|e| e.threshold.labels())
+    }
+
+    /// Replaces what `entry` has learned with `labels` (stored with it by an
+    /// earlier process, or by another one): its threshold is learned again
+    /// from them and its floor set. The cache-wide threshold is not fed
+    /// (`calibrate` does that). `false` if the entry is not held.
+    pub fn restore(&self, entry: EntryId, labels: &EntryLabels) -> Result<bool, CacheError> {
+        for s in labels.observations.iter().map(|o| o.0).chain(labels.floor) {
+            Self::check_similarity(s)?;
+        }
+        let config = self.threshold_config();
+        let mut inner = self.inner.write();
+        let Some(e) = inner.entries.get_mut(&entry.0) else {
+            return Ok(false);
+        };
+        e.threshold = EntryThreshold::from_labels(labels, &config);
+        Ok(true)
+    }
+
+    /// Removes every entry (the cache-wide observations and counters stay).
+    pub fn clear(&self) {
+        let mut inner = self.inner.write();
+        inner.entries.clear();
+        inner.partitions.clear();
+        inner.recency.clear();
     }
 
     /// The value of `entry`, if it is still held (no use is recorded).

@@ -75,6 +75,10 @@ pub enum CacheError {
     /// A similarity outside [-1, 1] or NaN was reported.
     #[error("similarity {0} is outside [-1, 1]")]
     Similarity(f32),
+    /// Stored labels could not be read back (see
+    /// [`EntryLabels::from_bytes`](crate::threshold::EntryLabels::from_bytes)).
+    #[error("stored labels: {0}")]
+    Labels(String),
     /// The approximate index failed (allocation, internal error).
     #[error("vector index: {0}")]
     Index(String),

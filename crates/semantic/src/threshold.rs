@@ -211,6 +211,102 @@ impl Observations {
     }
 }
 
+/// What one entry has learned, as plain data: its labelled lookups (oldest
+/// first) and the floor reported wrong answers raised. A host stores it
+/// with the entry and hands it back after a restart
+/// ([`SemanticCache::labels`](crate::SemanticCache::labels),
+/// [`SemanticCache::restore`](crate::SemanticCache::restore)), so what an
+/// entry learned outlives the process.
+///
+/// ```
+/// use stratum_semantic::threshold::EntryLabels;
+///
+/// let labels = EntryLabels::new(vec![(0.91, true), (0.88, false)], Some(0.88))?;
+/// let bytes = labels.observations_to_bytes();
+/// assert_eq!(bytes.len(), 2 * 5);
+/// assert_eq!(EntryLabels::from_bytes(&bytes, Some(0.88))?, labels);
+/// assert!(EntryLabels::from_bytes(&bytes[..7], None).is_err());
+/// # Ok::<(), stratum_semantic::CacheError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EntryLabels {
+    /// Labelled lookups of the entry, oldest first: the nearest similarity
+    /// and whether the entry's answer was right.
+    pub observations: Vec<(f32, bool)>,
+    /// A reported wrong answer's similarity: the entry answers only lookups
+    /// strictly more similar (`None`: none reported).
+    pub floor: Option<f32>,
+}
+
+/// Bytes per observation in [`EntryLabels::observations_to_bytes`]: the
+/// similarity (`f32`, little-endian) and the label (0 wrong, 1 right).
+const LABEL_BYTES: usize = 5;
+
+impl EntryLabels {
+    /// Labels from observations and a floor; refuses a similarity outside
+    /// [-1, 1] or NaN.
+    pub fn new(
+        observations: Vec<(f32, bool)>,
+        floor: Option<f32>,
+    ) -> Result<EntryLabels, crate::CacheError> {
+        for s in observations.iter().map(|o| o.0).chain(floor) {
+            if !(-1.0..=1.0).contains(&s) {
+                return Err(crate::CacheError::Similarity(s));
+            }
+        }
+        Ok(EntryLabels {
+            observations,
+            floor,
+        })
+    }
+
+    /// Whether nothing was learned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty() && self.floor.is_none()
+    }
+
+    /// The observations as bytes: five per observation (the similarity as a
+    /// little-endian `f32`, then 1 for right, 0 for wrong).
+    #[must_use]
+    pub fn observations_to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.observations.len() * LABEL_BYTES);
+        for &(s, right) in &self.observations {
+            out.extend_from_slice(&s.to_le_bytes());
+            out.push(u8::from(right));
+        }
+        out
+    }
+
+    /// Labels from [`observations_to_bytes`](Self::observations_to_bytes)
+    /// and a floor; refuses a length that is not a multiple of five, a
+    /// label byte other than 0 or 1, and a similarity outside [-1, 1].
+    pub fn from_bytes(bytes: &[u8], floor: Option<f32>) -> Result<EntryLabels, crate::CacheError> {
+        if !bytes.len().is_multiple_of(LABEL_BYTES) {
+            return Err(crate::CacheError::Labels(format!(
+                "{} bytes is not a whole number of {LABEL_BYTES}-byte observations",
+                bytes.len()
+            )));
+        }
+        let mut observations = Vec::with_capacity(bytes.len() / LABEL_BYTES);
+        for chunk in bytes.chunks_exact(LABEL_BYTES) {
+            let s = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let right = match chunk[4] {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(crate::CacheError::Labels(format!(
+                        "label byte {other} is neither 0 (wrong) nor 1 (right)"
+                    )));
+                }
+            };
+            observations.push((s, right));
+        }
+        EntryLabels::new(observations, floor)
+    }
+}
+
 /// One entry's learned state: its own observations (the latest
 /// `entry_observations`), its learned threshold, and the floor that
 /// [`report_wrong`](EntryThreshold::report_wrong) raised.
@@ -222,12 +318,40 @@ pub struct EntryThreshold {
 }
 
 impl EntryThreshold {
+    /// The state `labels` describe: its latest `entry_observations`
+    /// observations, the threshold they show, its floor.
+    #[must_use]
+    pub fn from_labels(labels: &EntryLabels, config: &ThresholdConfig) -> EntryThreshold {
+        let keep = config.entry_observations.max(1);
+        let skip = labels.observations.len().saturating_sub(keep);
+        let mut entry = EntryThreshold {
+            recent: labels.observations[skip..].iter().copied().collect(),
+            learned: None,
+            floor: labels.floor,
+        };
+        entry.relearn(config);
+        entry
+    }
+
+    /// The entry's state as plain data.
+    #[must_use]
+    pub fn labels(&self) -> EntryLabels {
+        EntryLabels {
+            observations: self.recent.iter().copied().collect(),
+            floor: self.floor,
+        }
+    }
+
     /// Records a labelled lookup of this entry and re-learns its threshold.
     pub fn record(&mut self, similarity: f32, correct: bool, config: &ThresholdConfig) {
         if self.recent.len() >= config.entry_observations.max(1) {
             self.recent.pop_front();
         }
         self.recent.push_back((similarity, correct));
+        self.relearn(config);
+    }
+
+    fn relearn(&mut self, config: &ThresholdConfig) {
         let mut observations = Observations::default();
         for &(s, c) in &self.recent {
             observations.record(s, c);

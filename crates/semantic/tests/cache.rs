@@ -159,6 +159,57 @@ fn report_wrong_tightens_only_that_entry() {
     assert_eq!(cache.stats().wrong_reported, 1);
 }
 
+/// A tightened entry's labels, restored into a new cache (a restart), keep
+/// it tightened; `clear` empties the index but keeps the learned
+/// cache-wide threshold.
+#[test]
+fn restored_labels_keep_an_entry_tightened() {
+    let config = SemanticCacheConfig::new(2, 10, HitPolicy::Fixed { similarity: 0.5 });
+    let before = SemanticCache::new(config).unwrap();
+    let s = Scope::model("m").digest();
+    let a = before.insert(s, vec![1.0, 0.0], "a").unwrap();
+    let Lookup::Hit { nearest, .. } = before.lookup(s, &[1.0, 0.5]).unwrap() else {
+        panic!()
+    };
+    before.report_wrong(a, nearest.similarity).unwrap();
+    let labels = before.labels(a).unwrap();
+    assert_eq!(labels.floor, Some(nearest.similarity));
+
+    let after = SemanticCache::new(config).unwrap();
+    let a2 = after.insert(s, vec![1.0, 0.0], "a").unwrap();
+    assert!(matches!(
+        after.lookup(s, &[1.0, 0.5]).unwrap(),
+        Lookup::Hit { .. }
+    ));
+    assert!(after.restore(a2, &labels).unwrap());
+    assert!(matches!(
+        after.lookup(s, &[1.0, 0.5]).unwrap(),
+        Lookup::Miss(Some(_))
+    ));
+    assert_eq!(after.labels(a2), Some(labels.clone()));
+    // An entry not held: nothing restored.
+    after.remove(a2).unwrap();
+    assert!(!after.restore(a2, &labels).unwrap());
+    assert!(after.labels(a2).is_none());
+
+    let learning = SemanticCache::new(SemanticCacheConfig::new(
+        2,
+        10,
+        HitPolicy::Learned(ThresholdConfig::default()),
+    ))
+    .unwrap();
+    learning.insert(s, vec![1.0, 0.0], "a").unwrap();
+    learning
+        .calibrate((0..2_000).map(|i| (i as f32 / 2_000.0, i > 1_000)))
+        .unwrap();
+    let learned = learning.stats().learned_threshold;
+    assert!(learned.is_some());
+    learning.clear();
+    assert!(learning.is_empty());
+    assert_eq!(learning.lookup(s, &[1.0, 0.0]).unwrap(), Lookup::Miss(None));
+    assert_eq!(learning.stats().learned_threshold, learned);
+}
+
 #[test]
 fn learned_policy_answers_nothing_until_calibrated_then_meets_its_target() {
     let cache = SemanticCache::new(SemanticCacheConfig::new(

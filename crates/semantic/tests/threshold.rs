@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use stratum_semantic::ThresholdConfig;
-use stratum_semantic::threshold::{EntryThreshold, Observations, binomial_cdf};
+use stratum_semantic::threshold::{EntryLabels, EntryThreshold, Observations, binomial_cdf};
 
 /// A learned threshold as a similarity; "never" is above every similarity.
 fn level(obs: &Observations, config: &ThresholdConfig) -> f32 {
@@ -77,6 +77,62 @@ proptest! {
             prop_assert!(!entry.accepts_fixed(probe, -1.0));
         }
     }
+}
+
+proptest! {
+    /// What an entry learned, stored as bytes and restored, decides every
+    /// lookup as the entry did (with or without a shared threshold), and
+    /// keeps only the latest `entry_observations`.
+    #[test]
+    fn restored_labels_decide_as_the_entry_did(
+        obs in prop::collection::vec((0.8f32..=1.0, prop::bool::weighted(0.97)), 0..400),
+        wrong in proptest::option::of(0.8f32..=1.0),
+        probes in prop::collection::vec(0.7f32..=1.0, 20),
+    ) {
+        let mut config = ThresholdConfig::default();
+        config.entry_observations = 300;
+        let mut entry = EntryThreshold::default();
+        for &(s, c) in &obs { entry.record(s, c, &config); }
+        if let Some(w) = wrong { entry.report_wrong(w, &config); }
+        let labels = entry.labels();
+        let bytes = labels.observations_to_bytes();
+        let read = EntryLabels::from_bytes(&bytes, labels.floor).unwrap();
+        prop_assert_eq!(&read, &labels);
+        prop_assert!(read.observations.len() <= 300);
+        let restored = EntryThreshold::from_labels(&read, &config);
+        prop_assert_eq!(restored.learned(), entry.learned());
+        let mut loose = Observations::default();
+        (0..5_000).for_each(|_| loose.record(0.75, true));
+        for shared in [None, loose.learned(&config)] {
+            for &p in &probes {
+                prop_assert_eq!(restored.accepts(p, shared), entry.accepts(p, shared));
+                prop_assert_eq!(restored.accepts_fixed(p, 0.8), entry.accepts_fixed(p, 0.8));
+            }
+        }
+    }
+}
+
+/// Stored labels that cannot be read are a typed error, never a panic.
+#[test]
+fn unreadable_labels_are_refused() {
+    assert!(
+        EntryLabels::from_bytes(&[0, 0, 128, 63], None).is_err(),
+        "four bytes"
+    );
+    let mut two = 0.5f32.to_le_bytes().to_vec();
+    two.push(2);
+    assert!(EntryLabels::from_bytes(&two, None).is_err(), "label byte 2");
+    let mut outside = 1.5f32.to_le_bytes().to_vec();
+    outside.push(1);
+    assert!(
+        EntryLabels::from_bytes(&outside, None).is_err(),
+        "similarity 1.5"
+    );
+    assert!(
+        EntryLabels::from_bytes(&[], Some(f32::NAN)).is_err(),
+        "NaN floor"
+    );
+    assert!(EntryLabels::from_bytes(&[], None).unwrap().is_empty());
 }
 
 #[test]

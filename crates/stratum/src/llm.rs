@@ -178,9 +178,13 @@ pub enum PromptError<E> {
 /// answer is marked [`AnswerSource::Semantic`] with its
 /// [`SemanticMatch`]; [`report_wrong`](PromptCache::report_wrong) tightens
 /// the entry that gave it. The provider's answer to a miss is stored with
-/// its vector (the `semantic` field of its document), and the index is
-/// rebuilt from the stored vectors on the first request after start. An
-/// expired response's vector is dropped when a lookup meets it.
+/// its vector (the `semantic` field of its document), and what each entry
+/// learned (labels, the floor of a reported wrong answer) in its
+/// `semantic_labels` field; the index is rebuilt from them on the first
+/// request after start. Over MongoDB with change streams, other processes'
+/// answers join the index (and deleted ones leave it) on the next semantic
+/// lookup after their change event. An expired response's vector is
+/// dropped when a lookup meets it.
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -306,13 +310,16 @@ impl PromptCache {
 
     /// The application found `answer` wrong: if it was a semantic answer,
     /// its entry answers only requests strictly more similar from now on,
-    /// and the observation feeds the learned thresholds. `false` when there
+    /// and the observation feeds the learned thresholds; the entry's labels
+    /// are written into its document (best effort: a failed write leaves
+    /// this process's copy), so a restart or another process keeps the
+    /// tightening. `false` when there
     /// was nothing to tighten (not a semantic answer, or one shared with an
     /// identical request in flight).
-    pub fn report_wrong(&self, answer: &PromptAnswer) -> bool {
+    pub async fn report_wrong(&self, answer: &PromptAnswer) -> bool {
         #[cfg(feature = "semantic")]
         if let (Some(tier), Some(matched)) = (&self.semantic, &answer.semantic) {
-            return tier.report_wrong(matched);
+            return tier.report_wrong(matched).await;
         }
         #[cfg(not(feature = "semantic"))]
         let _ = answer;
@@ -556,7 +563,7 @@ impl PromptCache {
         let entry = Arc::new(entry);
         #[cfg(feature = "semantic")]
         if let Some((tier, probe)) = probe {
-            let vector = tier.insert(probe, &entry);
+            let vector = tier.insert(probe, &entry).await;
             // Stored with the response, so every process's index is rebuilt
             // with it; should the write fail, this process still has it.
             if stored && let Err(e) = self.responses.update(&entry.id, &vector).await {

@@ -1,21 +1,25 @@
 //! The prompt cache's semantic tier: a request's last user turn embedded and
 //! looked up among cached responses of the same scope (provider and model,
 //! parameters, system prompt and earlier turns, tools, tenant), the vectors
-//! stored with the responses in the store and the index rebuilt from them.
+//! and what each entry learned stored with the responses in the store, the
+//! index rebuilt from them, and kept in step with other processes' writes
+//! through the handle's change stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use bson::oid::ObjectId;
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, DateTime, doc};
 use parking_lot::Mutex;
 use stratum_models::{CacheKeyRequest, CachedResponse, Document, ResponseCacheEntry, Role};
+use stratum_semantic::threshold::EntryLabels;
 use stratum_semantic::{
     Embedder, EntryId, Lookup, Nearest, Scope, ScopeDigest, SemanticCache, SemanticCacheConfig,
     SemanticStats, TierConfig,
 };
-use tokio::sync::OnceCell;
 
 use crate::llm::{
     SEMANTIC_EMBED_DURATION, SEMANTIC_EMBED_FAILURES, SEMANTIC_ENTRIES, SEMANTIC_ERROR_RATE,
@@ -23,14 +27,26 @@ use crate::llm::{
     SemanticMatch,
 };
 use crate::stack::Layers;
-use crate::{ConfigError, Filter, Order, Query, Update};
+use crate::{ConfigError, Filter, Order, Query, RepositoryError, Update};
 
 /// The field of a response cache document that holds its scope digest and
 /// vector.
 pub(crate) const FIELD: &str = "semantic";
 /// The field naming the vector's space (the store takes no dotted paths in
-/// a filter, so it sits beside [`FIELD`]).
+/// a filter, so it sits beside [`FIELD`]; the `semantic_space_created_at`
+/// index of `ResponseCacheEntry` serves the rebuild's query on it).
 pub(crate) const SPACE_FIELD: &str = "semantic_space";
+/// The field holding what the entry learned: `{observations: <binary, five
+/// bytes each>, floor: <double or null>}` (`EntryLabels`). Beside
+/// [`FIELD`] so a label is written without rewriting the vector.
+pub(crate) const LABELS_FIELD: &str = "semantic_labels";
+
+/// Changed responses remembered for the next lookup; beyond, the index is
+/// rebuilt instead.
+#[cfg(feature = "mongodb")]
+const MAX_PENDING: usize = 65_536;
+/// Changed responses read by one query.
+const READ_BATCH: usize = 1_000;
 
 /// How many expired nearest entries one lookup drops before it gives up.
 const EXPIRED_RETRIES: usize = 4;
@@ -53,6 +69,24 @@ pub(crate) struct Probe {
     nearest: Option<(Nearest, Arc<ResponseCacheEntry>)>,
 }
 
+/// Which index entry holds each stored response, by cache key (a new
+/// answer to the same request replaces the old one's vector) and by
+/// document id (a change event names only the id).
+#[derive(Default)]
+struct Held {
+    by_key: HashMap<String, EntryId>,
+    by_document: HashMap<ObjectId, EntryId>,
+}
+
+/// Changes of the response collection heard on the change stream, not yet
+/// applied to the index (applied on the next semantic lookup).
+#[derive(Default)]
+struct Pending {
+    documents: HashSet<ObjectId>,
+    /// Anything may have changed: the index is rebuilt.
+    everything: bool,
+}
+
 /// The semantic tier of one prompt cache.
 pub(crate) struct Tier {
     cache: SemanticCache<Arc<ResponseCacheEntry>>,
@@ -60,10 +94,20 @@ pub(crate) struct Tier {
     /// The embedder's vector space: only vectors stored under it are loaded.
     space: String,
     label_misses: bool,
-    /// Cache key -> entry, so a replaced or expired response drops its vector.
-    keys: Mutex<HashMap<String, EntryId>>,
-    /// Set once the index has been rebuilt from the store.
-    loaded: OnceCell<()>,
+    held: Mutex<Held>,
+    /// Whether the index has been rebuilt from the store.
+    loaded: AtomicBool,
+    /// Held while the index is rebuilt or catches up, so one request does it.
+    syncing: tokio::sync::Mutex<()>,
+    /// Filled by the change-stream listener.
+    pending: Arc<Mutex<Pending>>,
+    /// The index was rebuilt before the change stream was open: writes
+    /// between the rebuild's read and the stream's opening were not heard,
+    /// so it is rebuilt again once the stream is open.
+    rebuild_when_open: AtomicBool,
+    /// Kept alive here: the handle's coherence holds it weakly.
+    #[cfg(feature = "mongodb")]
+    _listener: Option<Arc<crate::watch::Listener>>,
     layers: Arc<Layers>,
 }
 
@@ -125,6 +169,39 @@ fn binary(bytes: Vec<u8>) -> Bson {
     })
 }
 
+/// `labels` as stored in [`LABELS_FIELD`].
+fn labels_to_bson(labels: &EntryLabels) -> Bson {
+    Bson::Document(doc! {
+        "observations": binary(labels.observations_to_bytes()),
+        "floor": labels.floor.map_or(Bson::Null, |f| Bson::Double(f64::from(f))),
+    })
+}
+
+/// The labels stored in `document`'s [`LABELS_FIELD`]; `None` when there
+/// are none or they cannot be read (then the entry starts afresh).
+fn labels_from(document: &bson::Document) -> Option<EntryLabels> {
+    let stored = document.get_document(LABELS_FIELD).ok()?;
+    let observations = stored.get_binary_generic("observations").ok()?;
+    // Stored from an f32, so narrowing it back is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    let floor = stored.get_f64("floor").ok().map(|f| f as f32);
+    match EntryLabels::from_bytes(observations, floor) {
+        Ok(labels) => Some(labels),
+        Err(e) => {
+            tracing::debug!(error = %e, "an entry's stored labels were not read");
+            None
+        }
+    }
+}
+
+/// What a stored response document holds for the tier.
+struct Stored {
+    entry: ResponseCacheEntry,
+    /// Its scope and vector, when stored under this tier's space.
+    vector: Option<(ScopeDigest, Vec<f32>)>,
+    labels: Option<EntryLabels>,
+}
+
 impl Tier {
     /// Builds the embedder (loading a local model) and an empty index; the
     /// index is filled from the store on first use.
@@ -136,13 +213,46 @@ impl Tier {
             config.policy,
         ))
         .map_err(|e| ConfigError::invalid("", e.to_string()))?;
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        #[cfg(feature = "mongodb")]
+        let listener = layers.coherence().map(|coherence| {
+            let heard = Arc::clone(&pending);
+            let listener: Arc<crate::watch::Listener> = Arc::new(move |change| {
+                let mut pending = heard.lock();
+                match change {
+                    // Too many to read one by one (no lookup for a long
+                    // while): a rebuild reads them all at once instead.
+                    stratum_store::Change::Document(Bson::ObjectId(_))
+                        if pending.documents.len() >= MAX_PENDING =>
+                    {
+                        pending.documents.clear();
+                        pending.everything = true;
+                    }
+                    stratum_store::Change::Document(Bson::ObjectId(id)) => {
+                        if !pending.everything {
+                            pending.documents.insert(*id);
+                        }
+                    }
+                    // Not a response's id: nothing of the tier's.
+                    stratum_store::Change::Document(_) => {}
+                    _ => pending.everything = true,
+                }
+            });
+            coherence.listen(ResponseCacheEntry::COLLECTION, &listener);
+            listener
+        });
         Ok(Tier {
             cache,
             embedder,
             space: config.embedder.space(),
             label_misses: config.label_misses,
-            keys: Mutex::new(HashMap::new()),
-            loaded: OnceCell::new(),
+            held: Mutex::new(Held::default()),
+            loaded: AtomicBool::new(false),
+            syncing: tokio::sync::Mutex::new(()),
+            pending,
+            rebuild_when_open: AtomicBool::new(false),
+            #[cfg(feature = "mongodb")]
+            _listener: listener,
             layers,
         })
     }
@@ -166,96 +276,253 @@ impl Tier {
             .map_err(|e| e.to_string())
     }
 
-    /// Fills the index from the vectors stored with unexpired responses
-    /// (the newest `capacity`), once; a failed read is retried on the next
-    /// request.
-    pub(crate) async fn ensure_loaded(&self, now: DateTime) {
-        let result = self
-            .loaded
-            .get_or_try_init(|| async {
-                let query = Query::new(Filter::eq(SPACE_FIELD, self.space.as_str()))
-                    .sort("created_at", Order::Descending)
-                    .limit(u64::try_from(self.cache.config().capacity).unwrap_or(u64::MAX));
-                let documents = self
-                    .layers
-                    .call(
-                        self.layers
-                            .store
-                            .find(ResponseCacheEntry::COLLECTION, &query),
-                    )
-                    .await?;
-                // Oldest first, so the newest are the most recently used.
-                for document in documents.into_iter().rev() {
-                    self.load_one(&document, now);
-                }
-                self.in_scope(|| {
-                    metrics::gauge!(SEMANTIC_ENTRIES).set(self.cache.len() as f64);
-                });
-                Ok::<(), crate::RepositoryError>(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::debug!(
-                kind = e.kind(),
-                "the semantic index cannot be rebuilt yet; retried on the next request"
-            );
+    /// Whether the handle's change stream of the response collection is
+    /// open (`None`: the handle has no change-stream coherence).
+    fn stream_open(&self) -> Option<bool> {
+        #[cfg(feature = "mongodb")]
+        if let Some(coherence) = self.layers.coherence() {
+            return Some(coherence.is_open(ResponseCacheEntry::COLLECTION));
         }
+        None
     }
 
-    fn load_one(&self, document: &bson::Document, now: DateTime) {
-        let Ok(stored) = document.get_document(FIELD) else {
-            return;
-        };
-        let (Ok(scope), Ok(vector)) = (
-            stored.get_binary_generic("scope"),
-            stored.get_binary_generic("vector"),
-        ) else {
-            return;
-        };
-        let Ok(scope) = <[u8; 32]>::try_from(scope.as_slice()) else {
-            return;
-        };
-        let Ok(entry) = bson::from_document::<ResponseCacheEntry>(document.clone()) else {
-            return;
-        };
-        if entry.is_expired(now) {
+    /// Fills the index from the vectors stored with unexpired responses
+    /// (the newest `capacity`) and restores what each entry learned, once;
+    /// a failed read is retried on the next request.
+    pub(crate) async fn ensure_loaded(&self, now: DateTime) {
+        if self.loaded.load(Ordering::Acquire) {
             return;
         }
-        self.add(
-            ScopeDigest(scope),
-            vector_from_bytes(vector),
-            Arc::new(entry),
-        );
+        let _syncing = self.syncing.lock().await;
+        if self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        self.rebuild(now, true).await;
+    }
+
+    /// Reads every stored vector of this space into an empty index. The
+    /// first time, the labels read also feed the cache-wide threshold (the
+    /// observations this process learned from before a restart); a later
+    /// rebuild (after the change stream lost events) only restores each
+    /// entry's own.
+    async fn rebuild(&self, now: DateTime, first: bool) {
+        let open_before = self.stream_open();
+        // The read below sees every change heard so far.
+        *self.pending.lock() = Pending::default();
+        let query = Query::new(Filter::eq(SPACE_FIELD, self.space.as_str()))
+            .sort("created_at", Order::Descending)
+            .limit(u64::try_from(self.cache.config().capacity).unwrap_or(u64::MAX));
+        let result = self
+            .layers
+            .call(
+                self.layers
+                    .store
+                    .find(ResponseCacheEntry::COLLECTION, &query),
+            )
+            .await;
+        let documents = match result {
+            Ok(documents) => documents,
+            Err(e) => {
+                tracing::debug!(
+                    kind = e.kind(),
+                    "the semantic index cannot be rebuilt yet; retried on the next request"
+                );
+                if !first {
+                    self.pending.lock().everything = true;
+                }
+                return;
+            }
+        };
+        if !first {
+            self.cache.clear();
+            *self.held.lock() = Held::default();
+        }
+        let mut learned = Vec::new();
+        // Oldest first, so the newest are the most recently used.
+        for document in documents.iter().rev() {
+            if let Some(labels) = self.apply(document, now)
+                && first
+            {
+                learned.extend(labels.observations);
+            }
+        }
+        if !learned.is_empty() {
+            let _ = self.cache.calibrate(learned);
+            self.publish_error_rate();
+        }
+        self.rebuild_when_open
+            .store(open_before == Some(false), Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+        self.publish_entries();
+    }
+
+    /// Applies the changes the change stream reported since the last call:
+    /// responses written elsewhere join the index with what they learned,
+    /// deleted or replaced ones leave it. One request does it at a time; a
+    /// concurrent one goes on without waiting.
+    async fn catch_up(&self, now: DateTime) {
+        let rebuild_due =
+            self.rebuild_when_open.load(Ordering::Acquire) && self.stream_open() == Some(true);
+        {
+            let pending = self.pending.lock();
+            if !rebuild_due && !pending.everything && pending.documents.is_empty() {
+                return;
+            }
+        }
+        let Ok(_syncing) = self.syncing.try_lock() else {
+            return;
+        };
+        let everything = std::mem::take(&mut self.pending.lock().everything);
+        if rebuild_due || everything {
+            self.rebuild(now, false).await;
+            return;
+        }
+        let ids: Vec<ObjectId> = std::mem::take(&mut self.pending.lock().documents)
+            .into_iter()
+            .collect();
+        for (i, batch) in ids.chunks(READ_BATCH).enumerate() {
+            let query = Query::new(Filter::is_in("_id", batch.iter().copied()))
+                .limit(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+            let found = match self
+                .layers
+                .call(
+                    self.layers
+                        .store
+                        .find(ResponseCacheEntry::COLLECTION, &query),
+                )
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(kind = e.kind(), "changed responses cannot be read yet");
+                    let unread = ids.iter().skip(i * READ_BATCH).copied();
+                    self.pending.lock().documents.extend(unread);
+                    break;
+                }
+            };
+            let mut gone: HashSet<ObjectId> = batch.iter().copied().collect();
+            for document in &found {
+                if let Ok(id) = document.get_object_id("_id") {
+                    gone.remove(&id);
+                }
+                self.apply(document, now);
+            }
+            for id in gone {
+                self.drop_document(&id);
+            }
+        }
+        self.publish_entries();
+    }
+
+    fn read(&self, document: &bson::Document) -> Option<Stored> {
+        let entry = bson::from_document::<ResponseCacheEntry>(document.clone()).ok()?;
+        let vector = (|| {
+            if document.get_str(SPACE_FIELD).ok()? != self.space {
+                return None;
+            }
+            let stored = document.get_document(FIELD).ok()?;
+            let scope = stored.get_binary_generic("scope").ok()?;
+            let scope = <[u8; 32]>::try_from(scope.as_slice()).ok()?;
+            let vector = stored.get_binary_generic("vector").ok()?;
+            Some((ScopeDigest(scope), vector_from_bytes(vector)))
+        })();
+        Some(Stored {
+            entry,
+            vector,
+            labels: labels_from(document),
+        })
+    }
+
+    /// Brings the index in line with one stored response: added (with what
+    /// it learned) when it has a vector of this space and is not held yet,
+    /// its labels restored when it is, dropped when it expired or was
+    /// replaced by a response without a vector yet. Returns the labels read.
+    fn apply(&self, document: &bson::Document, now: DateTime) -> Option<EntryLabels> {
+        let Stored {
+            entry,
+            vector,
+            labels,
+        } = self.read(document)?;
+        let held = self.held.lock().by_document.get(&entry.id).copied();
+        let same = held.and_then(|id| {
+            let value = self.cache.get(id)?;
+            (value.cache_key == entry.cache_key && value.created_at == entry.created_at)
+                .then_some(id)
+        });
+        let expired = entry.is_expired(now);
+        let document_id = entry.id;
+        let id = match (same, vector) {
+            _ if expired => None,
+            (Some(id), _) => Some(id),
+            (None, Some((scope, vector))) => self.add(scope, vector, Arc::new(entry)),
+            // Replaced by a response whose vector is not written yet (its
+            // own event follows), or stored without one.
+            (None, None) => None,
+        };
+        let Some(id) = id else {
+            if held.is_some() {
+                self.drop_document(&document_id);
+            }
+            return None;
+        };
+        if let Some(labels) = &labels {
+            let _ = self.cache.restore(id, labels);
+        }
+        labels
     }
 
     /// Adds `entry` at `vector`, replacing the vector of an earlier response
     /// to the same request.
-    fn add(&self, scope: ScopeDigest, vector: Vec<f32>, entry: Arc<ResponseCacheEntry>) {
+    fn add(
+        &self,
+        scope: ScopeDigest,
+        vector: Vec<f32>,
+        entry: Arc<ResponseCacheEntry>,
+    ) -> Option<EntryId> {
         let key = entry.cache_key.as_str().to_owned();
-        let mut keys = self.keys.lock();
-        if let Some(old) = keys.remove(&key) {
+        let document = entry.id;
+        let mut held = self.held.lock();
+        let old = [held.by_key.remove(&key), held.by_document.remove(&document)];
+        for old in old.into_iter().flatten() {
             let _ = self.cache.remove(old);
         }
-        match self.cache.insert(scope, vector, entry) {
+        let added = match self.cache.insert(scope, vector, entry) {
             Ok(id) => {
-                keys.insert(key, id);
+                held.by_key.insert(key, id);
+                held.by_document.insert(document, id);
+                Some(id)
             }
-            Err(e) => tracing::debug!(error = %e, "a vector was refused by the semantic index"),
-        }
-        // Entries evicted for capacity leave their keys behind: sweep them
+            Err(e) => {
+                tracing::debug!(error = %e, "a vector was refused by the semantic index");
+                None
+            }
+        };
+        // Entries evicted for capacity leave their ids behind: sweep them
         // when they could outnumber the live ones.
-        if keys.len() > 2 * self.cache.config().capacity {
-            keys.retain(|_, id| self.cache.contains(*id));
+        if held.by_key.len() > 2 * self.cache.config().capacity {
+            held.by_key.retain(|_, id| self.cache.contains(*id));
+            held.by_document.retain(|_, id| self.cache.contains(*id));
         }
+        added
     }
 
-    /// Drops the vector of `entry` (expired, or replaced).
-    fn drop_entry(&self, id: EntryId, entry: &ResponseCacheEntry) {
-        let _ = self.cache.remove(id);
-        let mut keys = self.keys.lock();
-        if keys.get(entry.cache_key.as_str()) == Some(&id) {
-            keys.remove(entry.cache_key.as_str());
+    /// Drops the vector of the response stored as `document` (deleted,
+    /// expired or replaced).
+    fn drop_document(&self, document: &ObjectId) {
+        let mut held = self.held.lock();
+        let Some(id) = held.by_document.remove(document) else {
+            return;
+        };
+        if let Some(response) = self.cache.get(id)
+            && held.by_key.get(response.cache_key.as_str()) == Some(&id)
+        {
+            held.by_key.remove(response.cache_key.as_str());
         }
+        let _ = self.cache.remove(id);
+    }
+
+    fn publish_entries(&self) {
+        self.in_scope(|| metrics::gauge!(SEMANTIC_ENTRIES).set(self.cache.len() as f64));
     }
 
     /// Embeds the request's last user turn and looks it up in its scope.
@@ -268,6 +535,7 @@ impl Tier {
         now: DateTime,
     ) -> Option<Found> {
         let (scope, text) = scope_and_text(request, tenant)?;
+        self.catch_up(now).await;
         let started = Instant::now();
         let vector = match self.embed(text).await {
             Ok(v) => v,
@@ -299,11 +567,11 @@ impl Tier {
             };
             // An expired response is never served, nor compared with: its
             // vector goes, and the next nearest is looked at.
-            if let (Some(n), Some(e)) = (nearest, &nearest_entry)
+            if let (Some(_), Some(e)) = (nearest, &nearest_entry)
                 && e.is_expired(now)
             {
-                self.drop_entry(n.entry, e);
-                self.in_scope(|| metrics::gauge!(SEMANTIC_ENTRIES).set(self.cache.len() as f64));
+                self.drop_document(&e.id);
+                self.publish_entries();
                 continue;
             }
             if let (Some(n), Some(entry)) = (nearest, value) {
@@ -334,10 +602,11 @@ impl Tier {
     }
 
     /// After the provider answered a miss: labels the lookup against its
-    /// nearest entry (when `label_misses`), adds the answer to the index and
-    /// returns what to store with the response (`$set` of [`FIELD`] and
-    /// [`SPACE_FIELD`]).
-    pub(crate) fn insert(&self, probe: Probe, entry: &Arc<ResponseCacheEntry>) -> Update {
+    /// nearest entry (when `label_misses`, storing that entry's labels),
+    /// adds the answer to the index and returns what to store with the
+    /// response (`$set` of [`FIELD`] and [`SPACE_FIELD`], `$unset` of the
+    /// labels an expired response replaced at the same id had learned).
+    pub(crate) async fn insert(&self, probe: Probe, entry: &Arc<ResponseCacheEntry>) -> Update {
         if self.label_misses
             && let Some((nearest, cached)) = &probe.nearest
         {
@@ -352,18 +621,45 @@ impl Tier {
                     metrics::counter!(SEMANTIC_LABELS, "label" => label).increment(1);
                 });
                 self.publish_error_rate();
+                self.store_labels(nearest.entry).await;
             }
         }
-        let stored = Update::new().set(SPACE_FIELD, self.space.as_str()).set(
-            FIELD,
-            doc! {
-                "scope": binary(probe.scope.0.to_vec()),
-                "vector": binary(vector_bytes(&probe.vector)),
-            },
-        );
+        let stored = Update::new()
+            .set(SPACE_FIELD, self.space.as_str())
+            .set(
+                FIELD,
+                doc! {
+                    "scope": binary(probe.scope.0.to_vec()),
+                    "vector": binary(vector_bytes(&probe.vector)),
+                },
+            )
+            .unset(LABELS_FIELD);
         self.add(probe.scope, probe.vector, Arc::clone(entry));
-        self.in_scope(|| metrics::gauge!(SEMANTIC_ENTRIES).set(self.cache.len() as f64));
+        self.publish_entries();
         stored
+    }
+
+    /// Writes what `entry` has learned into its response's document, so a
+    /// restart (or another process) starts from it. Best effort: a failed
+    /// write leaves this process's copy.
+    async fn store_labels(&self, entry: EntryId) {
+        let (Some(labels), Some(response)) = (self.cache.labels(entry), self.cache.get(entry))
+        else {
+            return;
+        };
+        let update = Update::new().set(LABELS_FIELD, labels_to_bson(&labels));
+        let id = Bson::ObjectId(response.id);
+        let result: Result<_, RepositoryError> = self
+            .layers
+            .call(
+                self.layers
+                    .store
+                    .update(ResponseCacheEntry::COLLECTION, &id, &update),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(kind = e.kind(), "an entry's labels could not be stored");
+        }
     }
 
     fn publish_error_rate(&self) {
@@ -372,15 +668,15 @@ impl Tier {
         }
     }
 
-    /// The application found a semantic answer wrong: the entry tightens.
-    pub(crate) fn report_wrong(&self, matched: &SemanticMatch) -> bool {
-        let ok = self
-            .cache
-            .report_wrong(EntryId(matched.entry), matched.similarity)
-            .is_ok();
+    /// The application found a semantic answer wrong: the entry tightens,
+    /// and its labels are stored with it.
+    pub(crate) async fn report_wrong(&self, matched: &SemanticMatch) -> bool {
+        let entry = EntryId(matched.entry);
+        let ok = self.cache.report_wrong(entry, matched.similarity).is_ok();
         if ok {
             self.in_scope(|| metrics::counter!(SEMANTIC_WRONG_REPORTS).increment(1));
             self.publish_error_rate();
+            self.store_labels(entry).await;
         }
         ok
     }

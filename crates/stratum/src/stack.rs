@@ -99,6 +99,14 @@ pub(crate) struct Layers {
 }
 
 impl Layers {
+    /// The handle's change-stream watchers, when it keeps its caches
+    /// coherent (the semantic tier listens to the prompt cache's).
+    #[cfg(feature = "mongodb")]
+    #[cfg_attr(not(feature = "semantic"), allow(dead_code))]
+    pub(crate) fn coherence(&self) -> Option<&crate::watch::Coherence> {
+        self.coherence.as_ref()
+    }
+
     /// Runs one database call through the breaker and the pool's admission:
     /// the breaker first (an open breaker fails fast, without queueing for a
     /// slot), then a slot (waiting at most `pool.acquire_timeout`; a timeout

@@ -98,35 +98,63 @@ impl<T: Document> Repository<T> {
     /// (see the [module](self)); this is for a handle built over a store it
     /// does not know as MongoDB.
     pub fn watch(&self, store: &MongoStore) -> Result<ChangeWatcher, StoreError> {
-        follow(self.downgrade(), store)
+        follow(self.downgrade(), store, None)
     }
 }
 
+/// A callback that hears a watched collection's changes besides its
+/// repository (the prompt cache's semantic index, `llm_semantic.rs`).
+pub(crate) type Listener = dyn Fn(&Change) + Send + Sync;
+
+/// The listeners of each collection, held weakly: a listener goes when its
+/// owner drops it.
+type Listeners = Mutex<HashMap<&'static str, Vec<std::sync::Weak<Listener>>>>;
+
 /// A watcher applying `store`'s changes of `T::COLLECTION` to `repository`
 /// (held weakly: a watcher never keeps its repository, or the handle that
-/// owns both, alive).
+/// owns both, alive), and handing each to the collection's `listeners`.
 fn follow<T: Document>(
     repository: WeakRepository<T>,
     store: &MongoStore,
+    listeners: Option<Arc<Listeners>>,
 ) -> Result<ChangeWatcher, StoreError> {
     let invalidations = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&invalidations);
     let follower = store.follow(T::COLLECTION, move |change| {
-        let Some(repository) = repository.upgrade() else {
-            return;
-        };
-        match change {
-            Change::Document(id) => {
-                repository.invalidate_from(&id, Invalidation::ChangeStream);
-                counted.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => repository.invalidate_everything(),
+        // Collected first, so a listener runs without the registry's lock.
+        let live: Vec<Arc<Listener>> = listeners.as_ref().map_or_else(Vec::new, |listeners| {
+            let mut listeners = listeners.lock();
+            let list = listeners.entry(T::COLLECTION).or_default();
+            list.retain(|l| l.strong_count() > 0);
+            list.iter().filter_map(std::sync::Weak::upgrade).collect()
+        });
+        for listener in live {
+            listener(&change);
         }
+        notify_repository(&repository, change, &counted);
     })?;
     Ok(ChangeWatcher {
         follower,
         invalidations,
     })
+}
+
+/// Drops what `change` made stale from `repository`'s cache.
+fn notify_repository<T: Document>(
+    repository: &WeakRepository<T>,
+    change: Change,
+    counted: &AtomicU64,
+) {
+    let Some(repository) = repository.upgrade() else {
+        return;
+    };
+    match change {
+        Change::Document(id) => {
+            repository.invalidate_from(&id, Invalidation::ChangeStream);
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => repository.invalidate_everything(),
+    }
 }
 
 /// Whether a handle keeps its caches coherent through change streams.
@@ -180,6 +208,7 @@ pub(crate) struct Coherence {
     runtime: tokio::runtime::Handle,
     support: Arc<tokio::sync::OnceCell<bool>>,
     watchers: Mutex<HashMap<&'static str, Watched>>,
+    listeners: Arc<Listeners>,
     stopped: AtomicBool,
 }
 
@@ -203,6 +232,7 @@ impl Coherence {
             runtime,
             support: Arc::new(tokio::sync::OnceCell::new()),
             watchers: Mutex::new(HashMap::new()),
+            listeners: Arc::new(Mutex::new(HashMap::new())),
             stopped: AtomicBool::new(false),
         })
     }
@@ -222,6 +252,7 @@ impl Coherence {
         let support = Arc::clone(&self.support);
         let reconnect = Arc::new(tokio::sync::Notify::new());
         let asked = Arc::clone(&reconnect);
+        let listeners = Arc::clone(&self.listeners);
         let task = self.runtime.spawn(async move {
             let supported = *support.get_or_init(|| detect(&store)).await;
             let Some(repository) = weak.upgrade() else {
@@ -238,7 +269,9 @@ impl Coherence {
                 };
                 // In the stack's metrics scope: the follower's series land on
                 // the handle's `/metrics`.
-                let watcher = match repository.in_scope(|| follow(repository.downgrade(), &store)) {
+                let watcher = match repository.in_scope(|| {
+                    follow(repository.downgrade(), &store, Some(Arc::clone(&listeners)))
+                }) {
                     Ok(watcher) => watcher,
                     Err(e) => {
                         tracing::warn!(collection = T::COLLECTION, error = %e, "change streams: cannot follow the collection; its cache is coherent only through its TTL");
@@ -296,6 +329,28 @@ impl Coherence {
                 release,
             },
         );
+    }
+
+    /// Hands every change of `collection` to `listener` too, from now on,
+    /// for as long as `listener` is alive elsewhere.
+    #[cfg_attr(not(feature = "semantic"), allow(dead_code))]
+    pub(crate) fn listen(&self, collection: &'static str, listener: &Arc<Listener>) {
+        self.listeners
+            .lock()
+            .entry(collection)
+            .or_default()
+            .push(Arc::downgrade(listener));
+    }
+
+    /// Whether `collection`'s change stream is open now: every write made
+    /// from now on reaches its listeners.
+    #[cfg_attr(not(feature = "semantic"), allow(dead_code))]
+    pub(crate) fn is_open(&self, collection: &str) -> bool {
+        self.watchers
+            .lock()
+            .get(collection)
+            .and_then(|w| *w.state.borrow())
+            .is_some_and(|s| s.open)
     }
 
     /// Whether the caches are kept coherent, and each watcher's state.

@@ -1036,7 +1036,7 @@ mod models_on_the_server {
                 .collect::<Vec<_>>(),
             ["provider", "model", "created_at"]
         );
-        assert_eq!(first.len(), 4, "_id plus the three declared: {first:?}");
+        assert_eq!(first.len(), 5, "_id plus the four declared: {first:?}");
 
         // Again: no error, no new index, same definitions.
         cache.ensure_indexes().await.unwrap();
@@ -1049,7 +1049,7 @@ mod models_on_the_server {
         let report = stratum::indexes::check::<ResponseCacheEntry>(&store)
             .await
             .unwrap();
-        assert_eq!(report.len(), 3);
+        assert_eq!(report.len(), 4);
         for status in &report {
             assert!(status.is_present(), "{status}");
         }

@@ -194,6 +194,83 @@ async fn never_across_tenants_or_parameters(store: Arc<dyn Store>) {
     assert_eq!(hit.entry.response.content, "answer 1");
 }
 
+/// Labels of the tests' calibration: lookups above 0.6 were right, below
+/// wrong (a learned threshold near 0.6 at a 5 % target).
+fn calibration() -> impl Iterator<Item = (f32, bool)> {
+    (0..2_000).map(|i| {
+        let s = i as f32 / 2_000.0;
+        (s, s > 0.6)
+    })
+}
+
+/// A paraphrase of [`QUESTION`] that the calibrated threshold answers.
+const THIRD: &str = "Tell me the capital of Peru.";
+
+/// What an entry learned is stored with it: a wrong answer reported before
+/// a restart still keeps that entry from answering after it.
+async fn a_reported_wrong_answer_survives_a_restart(store: Arc<dyn Store>) {
+    let clock = ManualClock::new();
+    let calls = AtomicUsize::new(0);
+    let params = RequestParams::default();
+    let policy = HitPolicy::Learned(ThresholdConfig::with_target_error(0.05));
+    {
+        let first = stack(Arc::clone(&store), &clock, policy);
+        let prompts = first.prompt_cache().unwrap();
+        ask(&prompts, QUESTION, &params, &calls).await;
+        prompts.calibrate(calibration()).unwrap();
+        let hit = ask(&prompts, THIRD, &params, &calls).await;
+        assert_eq!(hit.source, AnswerSource::Semantic, "{:?}", hit.semantic);
+        assert!(prompts.report_wrong(&hit).await);
+    }
+    let second = stack(Arc::clone(&store), &clock, policy);
+    let prompts = second.prompt_cache().unwrap();
+    prompts.calibrate(calibration()).unwrap();
+    let again = ask(&prompts, THIRD, &params, &calls).await;
+    assert_eq!(
+        again.source,
+        AnswerSource::Provider,
+        "the reported wrong answer was given again after the restart: {:?}",
+        again.semantic
+    );
+    // The stored wrong label fed the restarted cache-wide threshold too:
+    // 2,000 calibration labels and the one restored.
+    let stats = prompts.semantic_stats().unwrap();
+    assert_eq!(stats.entries, 2, "{stats:?}");
+    let stored = store
+        .find(
+            <ResponseCacheEntry as stratum::models::Document>::COLLECTION,
+            &stratum::Query::new(stratum::Filter::eq("cache_key", hit_key(QUESTION, &params))),
+        )
+        .await
+        .unwrap();
+    let labels = stored[0].get_document("semantic_labels").unwrap();
+    assert!(labels.get_f64("floor").is_ok(), "{labels:?}");
+    // Five bytes per observation: the report and the miss labelled since.
+    assert_eq!(
+        labels.get_binary_generic("observations").unwrap().len(),
+        2 * 5,
+        "{labels:?}"
+    );
+}
+
+/// The cache key [`ask`] stores `text` under.
+fn hit_key(text: &str, params: &RequestParams) -> String {
+    let messages = [
+        ChatMessage::system("Answer briefly."),
+        ChatMessage::user(text),
+    ];
+    stratum::models::CacheKey::compute(&request(&messages, params))
+        .unwrap()
+        .into_string()
+}
+
+#[tokio::test]
+async fn a_reported_wrong_answer_survives_a_restart_on_the_embedded_store() {
+    if model_present() {
+        a_reported_wrong_answer_survives_a_restart(Arc::new(MemoryStore::new())).await;
+    }
+}
+
 #[tokio::test]
 async fn a_paraphrase_is_answered_after_a_restart_on_the_embedded_store() {
     if model_present() {
@@ -268,14 +345,14 @@ async fn a_reported_wrong_answer_tightens_its_entry() {
     let third = "Tell me the capital of Peru.";
     let hit = ask(&prompts, third, &params, &calls).await;
     assert_eq!(hit.source, AnswerSource::Semantic, "{:?}", hit.semantic);
-    assert!(prompts.report_wrong(&hit));
+    assert!(prompts.report_wrong(&hit).await);
     assert_eq!(prompts.semantic_stats().unwrap().wrong_reported, 1);
     let before = calls.load(Ordering::SeqCst);
     let again = ask(&prompts, third, &params, &calls).await;
     assert_eq!(again.source, AnswerSource::Provider);
     assert_eq!(calls.load(Ordering::SeqCst), before + 1);
     // Not a semantic answer: nothing to tighten.
-    assert!(!prompts.report_wrong(&again));
+    assert!(!prompts.report_wrong(&again).await);
 }
 
 /// The tier's series on the handle's own `/metrics`: lookups by outcome,
@@ -306,7 +383,7 @@ async fn the_tier_reports_on_the_handles_metrics() {
         .unwrap();
     let hit = ask(&prompts, "Tell me the capital of Peru.", &params, &calls).await;
     assert_eq!(hit.source, AnswerSource::Semantic);
-    assert!(prompts.report_wrong(&hit));
+    assert!(prompts.report_wrong(&hit).await);
     let addr = stratum.metrics_addr().unwrap();
     let text = stratum_tests::http::get(addr, "/metrics").await.body;
     let sample = |name: &str, label: &str| {
@@ -410,6 +487,176 @@ mod server {
             .unwrap();
         let stored = raw.get_document("semantic").unwrap();
         assert_eq!(stored.get_binary_generic("vector").unwrap().len(), 384 * 4);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_reported_wrong_answer_survives_a_restart() {
+        if !model_present() {
+            return;
+        }
+        let db = TestDb::new("llm_semantic_labels").await;
+        let store = Arc::new(MongoStore::new(db.db().clone()));
+        super::a_reported_wrong_answer_survives_a_restart(store).await;
+        db.cleanup().await;
+    }
+
+    /// The rebuild's query (the newest responses of one vector space) is
+    /// served by the declared `semantic_space_created_at` index, not a
+    /// collection scan.
+    #[tokio::test]
+    async fn the_rebuild_reads_through_its_index() {
+        let db = TestDb::new("llm_semantic_index").await;
+        let stratum = Stratum::builder(StratumConfig::default())
+            .store(Arc::new(MongoStore::new(db.db().clone())))
+            .build()
+            .unwrap();
+        stratum
+            .repository::<ResponseCacheEntry>()
+            .unwrap()
+            .ensure_indexes()
+            .await
+            .unwrap();
+        let space = EmbedderConfig::Local { model_dir: None }.space();
+        let explained = db
+            .db()
+            .run_command(stratum::bson::doc! {
+                "explain": {
+                    "find": <ResponseCacheEntry as stratum::models::Document>::COLLECTION,
+                    "filter": { "semantic_space": space },
+                    "sort": { "created_at": -1 },
+                    "limit": 100_000_i64,
+                },
+                "verbosity": "queryPlanner",
+            })
+            .await
+            .unwrap();
+        let plan = explained.to_string();
+        assert!(
+            plan.contains("IXSCAN") && plan.contains("semantic_space_created_at"),
+            "{plan}"
+        );
+        assert!(!plan.contains("COLLSCAN"), "{plan}");
+        db.cleanup().await;
+    }
+
+    /// A handle over the test server with the semantic tier on (fixed
+    /// policy) and change-stream coherence.
+    async fn open(db: &TestDb) -> Stratum {
+        let mut config = StratumConfig::default();
+        config.mongodb.uri = Some(stratum_tests::mongodb_uri().parse().unwrap());
+        config.mongodb.database = db.name().to_owned();
+        config.llm.semantic.enabled = true;
+        config.llm.semantic.policy = FIXED;
+        Stratum::builder(config).open().await.unwrap()
+    }
+
+    /// Waits until `stratum` applied `events` change events of the
+    /// response collection.
+    async fn until_events(stratum: &Stratum, events: u64) {
+        let started = std::time::Instant::now();
+        loop {
+            let state = stratum.coherence();
+            let applied = state
+                .watchers
+                .iter()
+                .find(|(name, _)| *name == "llm_response_cache")
+                .and_then(|(_, s)| *s)
+                .map_or(0, |s| s.events);
+            if applied >= events {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{applied} of {events} events: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Two processes on one database: a response the other one cached is
+    /// found by meaning without a restart, a wrong answer it reports
+    /// tightens the entry here too, and a deleted response leaves the index.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_processs_answers_join_the_index_and_deleted_ones_leave() {
+        if !model_present() {
+            return;
+        }
+        let db = TestDb::new("llm_semantic_coherence").await;
+        let here = open(&db).await;
+        let there = open(&db).await;
+        let (ours, theirs) = (here.prompt_cache().unwrap(), there.prompt_cache().unwrap());
+        for handle in [&here, &there] {
+            let started = std::time::Instant::now();
+            while !handle.coherence().all_open() {
+                assert!(started.elapsed() < Duration::from_secs(30));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let calls = AtomicUsize::new(0);
+        let params = RequestParams::default();
+        // Both indexes loaded: ours empty, theirs with our first answer
+        // (read by its rebuild), which answers a paraphrase there.
+        ask(&ours, OTHER, &params, &calls).await;
+        let spider = "How many legs has a spider got?";
+        assert_eq!(
+            ask(&theirs, spider, &params, &calls).await.source,
+            AnswerSource::Semantic
+        );
+        // The other process caches an answer (an insert, then its vector):
+        // with ours (two events), four.
+        let cached = ask(&theirs, QUESTION, &params, &calls).await;
+        assert_eq!(cached.source, AnswerSource::Provider);
+        until_events(&here, 4).await;
+        let hit = ask(&ours, PARAPHRASE, &params, &calls).await;
+        assert_eq!(
+            hit.source,
+            AnswerSource::Semantic,
+            "another process's answer is not in the index: {:?}",
+            ours.semantic_stats()
+        );
+        assert_eq!(hit.entry.response.content, cached.entry.response.content);
+        // The other process finds that answer wrong for the paraphrase: the
+        // entry tightens here too (its labels' write is one more event).
+        let theirs_hit = ask(&theirs, PARAPHRASE, &params, &calls).await;
+        assert_eq!(theirs_hit.source, AnswerSource::Semantic);
+        assert!(theirs.report_wrong(&theirs_hit).await);
+        until_events(&here, 5).await;
+        let tightened = ask(&ours, PARAPHRASE, &params, &calls).await;
+        assert_eq!(
+            tightened.source,
+            AnswerSource::Provider,
+            "the other process's report did not reach this index"
+        );
+        // That answer (an insert, its vector, the label of the miss against
+        // the other process's entry): eight.
+        until_events(&here, 8).await;
+        // Both answers of Peru's capital deleted (as another tool would):
+        // they leave the index, so one more paraphrase asks the provider.
+        let deleted = db
+            .db()
+            .collection::<stratum::bson::Document>(
+                <ResponseCacheEntry as stratum::models::Document>::COLLECTION,
+            )
+            .delete_many(stratum::bson::doc! {
+                "_id": { "$in": [cached.entry.id, tightened.entry.id] },
+            })
+            .await
+            .unwrap();
+        assert_eq!(deleted.deleted_count, 2);
+        until_events(&here, 10).await;
+        let after = ask(&ours, "Which city is Peru's capital?", &params, &calls).await;
+        assert_eq!(
+            after.source,
+            AnswerSource::Provider,
+            "a deleted response answered: {:?}",
+            after.semantic
+        );
+        assert_eq!(
+            ours.semantic_stats().unwrap().entries,
+            2,
+            "spider and the last"
+        );
         db.cleanup().await;
     }
 

@@ -283,7 +283,7 @@ async fn phase(config: &StratumConfig, run_tag: u32) -> Result<SemanticFigures, 
                 figures.right_hits += 1;
             } else {
                 figures.wrong_hits += 1;
-                prompts.report_wrong(&answer);
+                prompts.report_wrong(&answer).await;
             }
         }
     }
