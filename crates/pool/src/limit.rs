@@ -457,13 +457,14 @@ impl Inner {
         if now.saturating_sub(self.window_start.load(Ordering::Relaxed)) < self.window_nanos {
             return;
         }
-        self.window_start.store(now, Ordering::Relaxed);
+        let started = self.window_start.swap(now, Ordering::Relaxed);
         let window = Window {
             samples: self.count.swap(0, Ordering::Relaxed),
             sum_nanos: self.sum.swap(0, Ordering::Relaxed),
             max_in_flight: self
                 .max_in_flight
                 .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed),
+            elapsed_nanos: now.saturating_sub(started),
         };
         let before = self.limit.load(Ordering::Relaxed);
         let after = rule.update(&window, now);
@@ -530,19 +531,25 @@ mod tests {
     }
 
     /// Runs `n` calls of `latency` each, all started together, `rounds`
-    /// times, one window (100 ms) apart.
+    /// times, one window (100 ms) apart; one more call of `latency` ends at
+    /// the end of each round and closes the window, so each window holds
+    /// one round's calls (the first call of the next round would close it
+    /// with the round before's calls, a round late for the climber).
     fn drive(limit: &ConcurrencyLimit, clock: &ManualClock, latency: Duration, rounds: usize) {
+        let take = || {
+            assert!(limit.inner.try_take());
+            limit.permit(limit.inner.clock.now_nanos())
+        };
+        let rest = Duration::from_millis(100).saturating_sub(latency * 2);
         for _ in 0..rounds {
             let n = limit.status().limit;
-            let permits: Vec<_> = (0..n)
-                .map(|_| {
-                    assert!(limit.inner.try_take());
-                    limit.permit(limit.inner.clock.now_nanos())
-                })
-                .collect();
+            let permits: Vec<_> = (0..n).map(|_| take()).collect();
             clock.advance(latency);
             drop(permits);
-            clock.advance(Duration::from_millis(100).saturating_sub(latency));
+            clock.advance(rest);
+            let last = take();
+            clock.advance(latency);
+            drop(last);
         }
     }
 
