@@ -143,25 +143,178 @@ fn built_for_tests(message: &str) -> bool {
 const FIXED: &[usize] = &[4, 8, 16, 32, 64, 128];
 
 /// One scenario of the sweep: tasks and think time.
+#[derive(Debug, Clone, PartialEq)]
 struct Scenario {
-    tasks: &'static str,
-    think: &'static str,
+    tasks: String,
+    think: String,
 }
 
-const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        tasks: "10000",
-        think: "50ms",
-    },
-    Scenario {
-        tasks: "10000",
-        think: "0s",
-    },
-    Scenario {
-        tasks: "64",
-        think: "0s",
-    },
-];
+/// The scenarios of a full sweep, as `TASKS/THINK`.
+const SCENARIOS: &[&str] = &["10000/50ms", "10000/0s", "64/0s"];
+
+impl Scenario {
+    /// `TASKS/THINK`, e.g. `10000/50ms`.
+    fn parse(s: &str) -> Result<Scenario> {
+        let (tasks, think) = s
+            .split_once('/')
+            .filter(|(t, k)| t.parse::<usize>().is_ok_and(|n| n > 0) && !k.is_empty())
+            .ok_or_else(|| format!("a scenario is TASKS/THINK (e.g. 10000/50ms), not {s:?}"))?;
+        Ok(Scenario {
+            tasks: tasks.to_owned(),
+            think: think.to_owned(),
+        })
+    }
+}
+
+/// One configuration the sweep runs: the adaptive limit (the default
+/// configuration, or a variant of it set through `STRATUM_*` variables) or
+/// a fixed limit.
+#[derive(Debug, Clone, PartialEq)]
+struct Config {
+    /// `adaptive`, `fixed N` or the variant's name.
+    name: String,
+    fixed: Option<usize>,
+    env: Vec<(String, String)>,
+}
+
+impl Config {
+    fn adaptive() -> Config {
+        Config {
+            name: "adaptive".into(),
+            fixed: None,
+            env: Vec::new(),
+        }
+    }
+
+    fn fixed(n: usize) -> Config {
+        Config {
+            name: format!("fixed {n}"),
+            fixed: Some(n),
+            env: Vec::new(),
+        }
+    }
+
+    /// `NAME:KEY=VALUE[,KEY=VALUE...]`: the adaptive configuration with
+    /// these `STRATUM_*` variables set (e.g. `floor8:STRATUM_POOL_LIMIT_MIN=8`).
+    fn variant(s: &str) -> Result<Config> {
+        let bad = || format!("a variant is NAME:STRATUM_KEY=VALUE[,...], not {s:?}");
+        let (name, vars) = s.split_once(':').ok_or_else(bad)?;
+        let env = vars
+            .split(',')
+            .map(|kv| {
+                kv.split_once('=')
+                    .filter(|(k, _)| k.starts_with("STRATUM_"))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if name.is_empty() || name.starts_with("fixed") || name == "adaptive" {
+            return Err(bad());
+        }
+        Ok(Config {
+            name: name.to_owned(),
+            fixed: None,
+            env,
+        })
+    }
+
+    fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+}
+
+/// What a sweep runs: a full sweep by default; `--scenarios`, `--limits`
+/// and `--variant` narrow or widen it for a focused comparison, whose
+/// table is printed but not written into the docs (it is not the sweep the
+/// docs describe).
+#[derive(Debug, PartialEq)]
+struct Plan {
+    scenarios: Vec<Scenario>,
+    configs: Vec<Config>,
+    rounds: usize,
+    duration: String,
+    /// Whether this is the full sweep (its table goes into the docs).
+    full: bool,
+    /// The arguments passed on to every `stratum load`.
+    extra: Vec<String>,
+}
+
+impl Plan {
+    /// Reads `--duration D`, `--rounds N`, `--scenarios A/B,...`, `--limits
+    /// N,...|none`, `--no-adaptive` and `--variant NAME:K=V,...` (repeatable)
+    /// from `args`; everything else is passed on to `stratum load`.
+    fn parse(args: &[&str]) -> Result<Plan> {
+        let mut plan = Plan {
+            scenarios: SCENARIOS
+                .iter()
+                .map(|s| Scenario::parse(s))
+                .collect::<Result<_>>()?,
+            configs: Vec::new(),
+            rounds: ROUNDS,
+            duration: "3s".into(),
+            full: true,
+            extra: Vec::new(),
+        };
+        let mut fixed: Vec<usize> = FIXED.to_vec();
+        let mut adaptive = true;
+        let mut variants = Vec::new();
+        let mut it = args.iter().copied();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{a} takes a value"));
+            match a {
+                "--duration" => plan.duration = value()?.to_owned(),
+                "--rounds" => {
+                    let n = value()?;
+                    plan.rounds =
+                        n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("--rounds takes a positive number, not {n:?}")
+                        })?;
+                }
+                "--scenarios" => {
+                    plan.full = false;
+                    plan.scenarios = value()?
+                        .split(',')
+                        .map(Scenario::parse)
+                        .collect::<Result<_>>()?;
+                }
+                "--limits" => {
+                    plan.full = false;
+                    let v = value()?;
+                    fixed = if v == "none" {
+                        Vec::new()
+                    } else {
+                        v.split(',')
+                            .map(|n| {
+                                n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                    format!("--limits takes N,N,... or none, not {v:?}")
+                                })
+                            })
+                            .collect::<Result<_>>()?
+                    };
+                }
+                "--no-adaptive" => {
+                    plan.full = false;
+                    adaptive = false;
+                }
+                "--variant" => {
+                    plan.full = false;
+                    variants.push(Config::variant(value()?)?);
+                }
+                _ => plan.extra.push(a.to_owned()),
+            }
+        }
+        plan.configs = adaptive
+            .then(Config::adaptive)
+            .into_iter()
+            .chain(variants)
+            .chain(fixed.into_iter().map(Config::fixed))
+            .collect();
+        if plan.configs.is_empty() {
+            return Err("nothing to run: no fixed limits, no adaptive one".into());
+        }
+        Ok(plan)
+    }
+}
 
 /// The `key=value` pairs of a run's `summary:` line.
 fn summary(stdout: &str) -> Option<Vec<(String, String)>> {
@@ -186,14 +339,6 @@ fn field<'a>(s: &'a [(String, String)], key: &str) -> &'a str {
 /// How many times the sweep runs every configuration by default.
 const ROUNDS: usize = 3;
 
-/// The value after `flag` in `args`, if given.
-fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| *a == flag)
-        .and_then(|i| args.get(i + 1))
-        .copied()
-}
-
 /// The median of `values` (the lower middle one of an even count; 0 when
 /// empty).
 fn median(values: &[f64]) -> f64 {
@@ -212,8 +357,9 @@ fn round_order(configs: usize, round: usize, rounds: usize) -> Vec<usize> {
 
 /// One configuration's runs in a scenario.
 struct Runs {
-    /// `adaptive` or `fixed N`.
+    /// `adaptive`, a variant's name or `fixed N`.
     name: String,
+    fixed: bool,
     summaries: Vec<Vec<(String, String)>>,
 }
 
@@ -279,54 +425,40 @@ impl Runs {
 /// into `docs/reliability.md` and `docs/benchmarks.md` between their
 /// `adaptive-sweep` markers, and draws the medians into
 /// `docs/admission-sweep.svg`.
+///
+/// A focused comparison (see [`Plan::parse`]: `--scenarios 10000/0s`,
+/// `--limits 16,32`, `--variant floor8:STRATUM_POOL_LIMIT_MIN=8`,
+/// `--no-adaptive`) prints its table and writes nothing.
 fn sweep(args: &[&str]) -> Result {
-    let duration = flag_value(args, "--duration").unwrap_or("3s");
-    let rounds = match flag_value(args, "--rounds") {
-        Some(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("--rounds takes a positive number, not {n:?}"))?,
-        None => ROUNDS,
-    };
-    let extra: Vec<&str> = {
-        let mut v = Vec::new();
-        let mut it = args.iter().copied();
-        while let Some(a) = it.next() {
-            if a == "--duration" || a == "--rounds" {
-                it.next();
-            } else {
-                v.push(a);
-            }
-        }
-        v
-    };
+    let plan = Plan::parse(args)?;
+    let (rounds, duration) = (plan.rounds, plan.duration.as_str());
     let program = release_binary()?;
     let server = Server::start()?;
-    let configs: Vec<Option<usize>> = std::iter::once(None)
-        .chain(FIXED.iter().map(|n| Some(*n)))
-        .collect();
+    let configs = &plan.configs;
     let mut rows = Vec::new();
     let mut panels = Vec::new();
-    for sc in SCENARIOS {
+    for sc in &plan.scenarios {
         let mut runs: Vec<Runs> = configs
             .iter()
             .map(|c| Runs {
-                name: c.map_or_else(|| "adaptive".to_owned(), |n| format!("fixed {n}")),
+                name: c.name.clone(),
+                fixed: c.is_fixed(),
                 summaries: Vec::new(),
             })
             .collect();
         for round in 0..rounds {
             for i in round_order(configs.len(), round, rounds) {
+                let config = &configs[i];
                 let mut cmd = Command::new(&program);
                 cmd.arg("load")
-                    .args(["--tasks", sc.tasks, "--think-time", sc.think])
+                    .args(["--tasks", &sc.tasks, "--think-time", &sc.think])
                     .args(["--duration", duration, "--documents", "5000"])
-                    .args(&extra)
+                    .args(&plan.extra)
                     .arg("--mongodb-uri")
                     .arg(server.uri())
+                    .envs(config.env.iter().map(|(k, v)| (k, v)))
                     .stderr(Stdio::null());
-                if let Some(n) = configs[i] {
+                if let Some(n) = config.fixed {
                     cmd.args(["--fixed-limit", "--pool-size", &n.to_string()]);
                 }
                 let out = cmd
@@ -352,7 +484,7 @@ fn sweep(args: &[&str]) -> Result {
         }
         let best = runs
             .iter()
-            .filter(|r| r.name.starts_with("fixed"))
+            .filter(|r| r.fixed)
             .max_by(|a, b| a.median("ok_per_s").total_cmp(&b.median("ok_per_s")))
             .map(|r| (r.name.clone(), r.median("ok_per_s")));
         panels.push(Panel {
@@ -361,14 +493,14 @@ fn sweep(args: &[&str]) -> Result {
                 .iter()
                 .map(|r| Point {
                     label: r.name.trim_start_matches("fixed ").to_owned(),
-                    adaptive: r.name == "adaptive",
+                    adaptive: !r.fixed,
                     ok_per_s: r.median("ok_per_s"),
                     p99_ms: r.median("worst_p99_ms"),
                 })
                 .collect(),
         });
-        // Fixed limits in order, then the adaptive one.
-        runs.rotate_left(1);
+        // Fixed limits in order, then the adaptive ones.
+        runs.sort_by_key(|r| !r.fixed);
         for r in &runs {
             let share = best.as_ref().filter(|(_, b)| *b > 0.0).map_or_else(
                 || "-".to_owned(),
@@ -412,6 +544,10 @@ fn sweep(args: &[&str]) -> Result {
     );
     println!("{table}");
     drop(server);
+    if !plan.full {
+        println!("a focused comparison: the docs are left as they are");
+        return Ok(());
+    }
     std::fs::write(SVG, svg(&panels)).map_err(|e| format!("cannot write {SVG}: {e}"))?;
     let table = format!(
         "{table}\n![throughput against p99, one point per limit (medians)](admission-sweep.svg)\n"
@@ -622,6 +758,7 @@ mod sweep_tests {
         };
         let runs = Runs {
             name: "adaptive".into(),
+            fixed: false,
             summaries: vec![
                 line("300", "16-40", "true"),
                 line("100", "20-90", "true"),
@@ -631,6 +768,53 @@ mod sweep_tests {
         assert_eq!(runs.cell("ok_per_s", 0), "200 (300, 100, 200)");
         assert_eq!(runs.limit_range(), "16-90");
         assert_eq!(runs.verified(), "2/3");
+    }
+
+    #[test]
+    fn a_plan_is_the_full_sweep_unless_narrowed() {
+        let full = Plan::parse(&["--duration", "5s", "--read-ratio", "0.5"]).unwrap();
+        assert!(full.full);
+        assert_eq!(full.duration, "5s");
+        assert_eq!(full.rounds, ROUNDS);
+        assert_eq!(full.scenarios.len(), SCENARIOS.len());
+        assert_eq!(full.configs.len(), 1 + FIXED.len());
+        assert_eq!(full.configs[0], Config::adaptive());
+        assert_eq!(full.extra, ["--read-ratio", "0.5"]);
+        let focused = Plan::parse(&[
+            "--scenarios",
+            "64/0s",
+            "--limits",
+            "8,32",
+            "--variant",
+            "floor8:STRATUM_POOL_LIMIT_MIN=8,STRATUM_POOL_LIMIT_INITIAL=8",
+            "--rounds",
+            "5",
+        ])
+        .unwrap();
+        assert!(!focused.full);
+        assert_eq!(focused.rounds, 5);
+        assert_eq!(
+            focused.scenarios,
+            [Scenario {
+                tasks: "64".into(),
+                think: "0s".into()
+            }]
+        );
+        let names: Vec<&str> = focused.configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["adaptive", "floor8", "fixed 8", "fixed 32"]);
+        assert_eq!(focused.configs[1].env[1].0, "STRATUM_POOL_LIMIT_INITIAL");
+        let none = Plan::parse(&["--limits", "none", "--no-adaptive"]);
+        assert!(none.is_err());
+        for bad in [
+            &["--scenarios", "64"][..],
+            &["--limits", "0"],
+            &["--variant", "x:POOL=1"],
+            &["--variant", "fixed 9:STRATUM_X=1"],
+            &["--rounds", "0"],
+            &["--duration"],
+        ] {
+            assert!(Plan::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ tasks:
                                      verify every acknowledged write (`load --help` lists ARGS)
   load --sweep [--duration D]        fixed admission limits 4..128 against the adaptive one (10,000 tasks
                                      with and without 50 ms think time, 64 tasks); table into
-                                     docs/reliability.md
+                                     docs/reliability.md; narrowed by --scenarios 10000/0s,...,
+                                     --limits 8,32|none, --variant NAME:STRATUM_KEY=V,...,
+                                     --no-adaptive, --rounds N (then only printed)
   trends                             the burn-rate and latency regression rules on synthetic series
                                      (a week of noise, drift, steps, spikes; several seeds): detection
                                      delay and false alarms into docs/trends.md

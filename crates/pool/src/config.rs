@@ -140,9 +140,9 @@ impl Default for AdaptiveConfig {
 
 /// The adaptive concurrency limit (see [`crate::gradient`] for the rule and
 /// [`crate::ConcurrencyLimit`] for the admission it drives): how many calls
-/// may be in flight at once, following the backend's latency, between `min`
-/// and the pool's `max_size`; and how long a caller that finds the limit
-/// reached may wait (a CoDel-style bound, so overload is answered at once
+/// may be in flight at once, following the backend's goodput under a
+/// latency guard, between `min` and the pool's `max_size`; and how long a
+/// caller that finds the limit reached may wait (a CoDel-style bound, so overload is answered at once
 /// instead of by a long queue).
 ///
 /// ```
@@ -172,11 +172,13 @@ pub struct LimitConfig {
     /// the no-load latency (brought inside `[min, max_size]`). Default: 16.
     pub initial: usize,
     /// Mean latency up to this multiple of the no-load latency counts as
-    /// healthy (the limit may grow); beyond it the limit falls in
-    /// proportion. Greater than 1. Default: 2.0.
+    /// healthy (the limit follows goodput, up or down); beyond it the
+    /// limit falls in proportion, by at least an eighth per window.
+    /// Greater than 1. Default: 2.0.
     pub tolerance: f64,
     /// The fraction of a computed decrease applied per window, in (0, 1]:
-    /// one bad window takes at most half of it off the limit. Default: 0.2.
+    /// one bad window takes at most half of it off the limit (and at least
+    /// an eighth of the limit, whichever is more). Default: 0.2.
     pub smoothing: f64,
     /// How long samples are collected before the limit is recomputed (at
     /// the first completed call after it, with at least `min_samples`).
@@ -187,7 +189,7 @@ pub struct LimitConfig {
     /// Default: 10.
     pub min_samples: u64,
     /// How often the no-load latency is re-measured: one window at `min`,
-    /// whose fastest call becomes the new no-load latency. Default: 10 s.
+    /// whose mean latency becomes the new no-load latency. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
     /// A caller arriving at a standing queue (one not empty at any time in

@@ -112,6 +112,9 @@ pub struct LimitStatus {
     pub rejected_queue_timeout: u64,
     /// How many times the limit was recomputed.
     pub windows: u64,
+    /// Calls completed per second in the last window judged (the goodput
+    /// the limit's hill climber follows); 0 before the first.
+    pub goodput: u64,
 }
 
 /// An adaptive concurrency limit. Cheap to clone; clones share the limit.
@@ -142,6 +145,8 @@ struct Inner {
     rule: Mutex<Gradient>,
     /// The floor the rule measured, in nanoseconds (`u64::MAX`: none yet).
     no_load: AtomicU64,
+    /// The last judged window's goodput, calls per second.
+    goodput: AtomicU64,
     /// Who waits, in arrival order; who gets a freed slot is
     /// [`Queue::grant`]'s choice.
     queue: Mutex<Queue>,
@@ -157,6 +162,7 @@ struct Inner {
 struct Metrics {
     limit: Gauge,
     no_load: Gauge,
+    goodput: Gauge,
     queue_delay: Histogram,
     rejected: [Counter; 2],
 }
@@ -176,6 +182,7 @@ impl Metrics {
         Metrics {
             limit: metrics::gauge!(crate::metrics::LIMIT, &label),
             no_load: metrics::gauge!(crate::metrics::LIMIT_NO_LOAD_LATENCY, &label),
+            goodput: metrics::gauge!(crate::metrics::LIMIT_GOODPUT, &label),
             queue_delay: metrics::histogram!(crate::metrics::LIMIT_QUEUE_DELAY, &label),
             rejected: [
                 rejected(Rejection::StandingQueue),
@@ -244,6 +251,7 @@ impl ConcurrencyLimit {
                 max_in_flight: AtomicUsize::new(0),
                 rule: Mutex::new(rule),
                 no_load: AtomicU64::new(u64::MAX),
+                goodput: AtomicU64::new(0),
                 queue: Mutex::new(Queue::default()),
                 admitted: AtomicU64::new(0),
                 queued: AtomicU64::new(0),
@@ -359,6 +367,7 @@ impl ConcurrencyLimit {
             rejected_standing_queue: i.rejected[0].load(Ordering::Relaxed),
             rejected_queue_timeout: i.rejected[1].load(Ordering::Relaxed),
             windows: i.windows.load(Ordering::Relaxed),
+            goodput: i.goodput.load(Ordering::Relaxed),
         }
     }
 }
@@ -457,19 +466,24 @@ impl Inner {
         if now.saturating_sub(self.window_start.load(Ordering::Relaxed)) < self.window_nanos {
             return;
         }
-        self.window_start.store(now, Ordering::Relaxed);
+        let started = self.window_start.swap(now, Ordering::Relaxed);
         let window = Window {
             samples: self.count.swap(0, Ordering::Relaxed),
             sum_nanos: self.sum.swap(0, Ordering::Relaxed),
             max_in_flight: self
                 .max_in_flight
                 .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed),
+            elapsed_nanos: now.saturating_sub(started),
         };
         let before = self.limit.load(Ordering::Relaxed);
         let after = rule.update(&window, now);
         let floor = rule.no_load();
         drop(rule);
         self.windows.fetch_add(1, Ordering::Relaxed);
+        if let Some(goodput) = window.goodput() {
+            self.goodput.store(goodput as u64, Ordering::Relaxed);
+            self.metrics.goodput.set(goodput);
+        }
         self.limit.store(after, Ordering::SeqCst);
         self.metrics.limit.set(after as f64);
         if let Some(floor) = floor {
@@ -530,19 +544,25 @@ mod tests {
     }
 
     /// Runs `n` calls of `latency` each, all started together, `rounds`
-    /// times, one window (100 ms) apart.
+    /// times, one window (100 ms) apart; one more call of `latency` ends at
+    /// the end of each round and closes the window, so each window holds
+    /// one round's calls (the first call of the next round would close it
+    /// with the round before's calls, a round late for the climber).
     fn drive(limit: &ConcurrencyLimit, clock: &ManualClock, latency: Duration, rounds: usize) {
+        let take = || {
+            assert!(limit.inner.try_take());
+            limit.permit(limit.inner.clock.now_nanos())
+        };
+        let rest = Duration::from_millis(100).saturating_sub(latency * 2);
         for _ in 0..rounds {
             let n = limit.status().limit;
-            let permits: Vec<_> = (0..n)
-                .map(|_| {
-                    assert!(limit.inner.try_take());
-                    limit.permit(limit.inner.clock.now_nanos())
-                })
-                .collect();
+            let permits: Vec<_> = (0..n).map(|_| take()).collect();
             clock.advance(latency);
             drop(permits);
-            clock.advance(Duration::from_millis(100).saturating_sub(latency));
+            clock.advance(rest);
+            let last = take();
+            clock.advance(latency);
+            drop(last);
         }
     }
 
@@ -554,6 +574,12 @@ mod tests {
         let risen = limit.status();
         assert!(risen.limit > 16, "{risen:?}");
         assert_eq!(risen.no_load_latency, Some(Duration::from_millis(2)));
+        // The last window: one round of the limit before the last step,
+        // plus the closing call, in 100 ms.
+        assert!(
+            (160..=risen.limit as u64 * 10 + 10).contains(&risen.goodput),
+            "{risen:?}"
+        );
         // The backend slows to 20 ms: 10x the floor, the limit falls.
         drive(&limit, &clock, Duration::from_millis(20), 30);
         let fallen = limit.status();

@@ -35,6 +35,9 @@ pub const LIMIT: &str = "stratum_pool_concurrency_limit";
 /// Gauge, seconds: the measured no-load latency the limit compares against.
 /// Label `pool`.
 pub const LIMIT_NO_LOAD_LATENCY: &str = "stratum_pool_no_load_latency_seconds";
+/// Gauge, calls per second: the goodput (completed calls per second) of the
+/// last window the limit judged, what its hill climber follows. Label `pool`.
+pub const LIMIT_GOODPUT: &str = "stratum_pool_goodput";
 /// Histogram, seconds: how long admitted callers waited for a slot under
 /// the limit (callers admitted at once are not recorded). Label `pool`.
 pub const LIMIT_QUEUE_DELAY: &str = "stratum_pool_queue_delay_seconds";
@@ -91,6 +94,11 @@ pub fn describe() {
         LIMIT_NO_LOAD_LATENCY,
         Unit::Seconds,
         "Measured no-load latency of the calls under the limit."
+    );
+    describe_gauge!(
+        LIMIT_GOODPUT,
+        Unit::CountPerSecond,
+        "Calls completed per second in the last window the concurrency limit judged."
     );
     describe_histogram!(
         LIMIT_QUEUE_DELAY,
