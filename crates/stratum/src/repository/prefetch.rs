@@ -92,11 +92,19 @@ impl Hasher for Fx {
     }
 }
 
-/// The hint slot of a read: from the id as it is, without encoding the
-/// cache key (which allocates) for the common id types.
-fn hint_hash(collection: &'static str, id: &Bson) -> u64 {
+/// A collection's part of its reads' hint hashes ([`hint_hash`]'s
+/// `seed`): computed once per repository, not per read.
+pub(crate) fn seed(collection: &str) -> u64 {
     let mut h = Fx::default();
     h.write(collection.as_bytes());
+    h.0
+}
+
+/// The hint slot of a read of `id` in the collection of `seed`: from the
+/// id as it is, without encoding the cache key (which allocates) for the
+/// common id types.
+fn hint_hash(seed: u64, id: &Bson) -> u64 {
+    let mut h = Fx(seed);
     match id {
         Bson::ObjectId(oid) => h.write(&oid.bytes()),
         Bson::Int64(n) => h.write_u64(*n as u64),
@@ -124,13 +132,76 @@ pub(crate) trait Target: Send + Sync {
 /// everything) costs one check, not one per read.
 const HINT_WORDS: usize = 1_024;
 
+/// Reads a thread gathers before it hands them to the read buffer: the
+/// buffer's lock is taken once per batch instead of once per read (a
+/// batch is handed over sooner when a read misses, and a drain takes its
+/// own thread's). A thread that stops reading keeps at most `BATCH - 1`
+/// reads the model never sees; a task that moves to another thread may
+/// have its reads recorded slightly out of order (noise in a statistic).
+pub(crate) const BATCH: usize = 16;
+
+/// Counter: reads the predictor's read buffer dropped because a stripe was
+/// full (the drain fell behind); the model misses those observations.
+pub(crate) const DROPPED: &str = "stratum_prefetch_reads_dropped_total";
+
+/// A read as the buffer holds it: its collection, its id, and whether it
+/// missed (`true`: a read's database call started).
+type Read = (&'static str, Held, bool);
+
+/// An id as the read buffer holds it: the common id types inline, so a
+/// read moves 16 bytes instead of a `Bson` (112) through the thread's
+/// batch, the buffer and the drain, and allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    Int64(i64),
+    Int32(i32),
+    ObjectId([u8; 12]),
+    Other(Box<Bson>),
+}
+
+impl Held {
+    fn of(id: &Bson) -> Held {
+        match id {
+            Bson::Int64(n) => Held::Int64(*n),
+            Bson::Int32(n) => Held::Int32(*n),
+            Bson::ObjectId(oid) => Held::ObjectId(oid.bytes()),
+            other => Held::Other(Box::new(other.clone())),
+        }
+    }
+
+    fn into_bson(self) -> Bson {
+        match self {
+            Held::Int64(n) => Bson::Int64(n),
+            Held::Int32(n) => Bson::Int32(n),
+            Held::ObjectId(b) => Bson::ObjectId(bson::oid::ObjectId::from_bytes(b)),
+            Held::Other(b) => *b,
+        }
+    }
+}
+
+/// One thread's batch of reads (of one hub, which the batch does not keep
+/// alive).
+struct Local {
+    hub: Weak<Hub>,
+    reads: Vec<(u64, Read)>,
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = const {
+        std::cell::RefCell::new(Local { hub: Weak::new(), reads: Vec::new() })
+    };
+}
+
 /// The prediction state of one `Stratum` handle, shared by its
 /// repositories.
 pub(crate) struct Hub {
     predictor: Predictor<Id>,
-    /// Reads, and misses (`true`: a read's database call started).
-    buffer: ReadBuffer<(&'static str, Bson, bool)>,
+    buffer: ReadBuffer<Read>,
     hints: Box<[AtomicU64]>,
+    /// Hint bits set: a read checks its own only when some are.
+    armed: AtomicU64,
+    /// [`DROPPED`], set from the buffer's count at each drain.
+    dropped_metric: Counter,
     /// A drain task is scheduled or running.
     scheduled: AtomicBool,
     /// A drain was asked for since the running one began.
@@ -158,6 +229,8 @@ impl Hub {
             predictor,
             buffer: ReadBuffer::new(),
             hints: (0..HINT_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            armed: AtomicU64::new(0),
+            dropped_metric: metrics::counter!(DROPPED),
             scheduled: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
             targets: parking_lot::Mutex::new(Vec::new()),
@@ -180,27 +253,81 @@ impl Hub {
             .find_map(|(_, t)| t.upgrade())
     }
 
-    /// The read path's part: buffers a read of `id` in `collection`
-    /// (waking the drain when the caller's stripe is due) and, when the key
+    /// The read path's part: batches a read of `id` in `collection` on
+    /// this thread (handing the batch to the read buffer, and waking the
+    /// drain when a stripe is due, every [`BATCH`] reads) and, when the key
     /// had likely successors at the last drain, offers them now: the
     /// caller's next read may come before a drain task gets to run (a hit
     /// does not yield), so a key worth a proposal gets it on the read path.
-    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        if self.buffer.push(context(), (collection, id.clone(), false)) {
+    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
+        if self.batch((collection, Held::of(id), false), false) {
             self.wake();
         }
-        let hash = hint_hash(collection, id);
+        // No hint armed (the common state of uncorrelated reads): no hash.
+        if self.armed.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let hash = hint_hash(seed, id);
         if self.hinted(hash) && !self.offer_successors(&Id::new(collection, id.clone())) {
             self.set_hint(hash, false);
         }
     }
 
-    /// A read of `id` missed and its database call starts: noted (its
-    /// predecessors that predicted it get their hints back) and the drain
-    /// woken, so its successors load while it waits.
+    /// A read of `id` missed and its database call starts: noted after the
+    /// thread's batch (its predecessors that predicted it get their hints
+    /// back) and the drain woken, so its successors load while it waits.
     pub(crate) fn missed(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        self.buffer.push(context(), (collection, id.clone(), true));
+        self.batch((collection, Held::of(id), true), true);
         self.wake();
+    }
+
+    /// Adds `read` to this thread's batch and hands the batch to the read
+    /// buffer when it holds [`BATCH`] reads or `flush` asks; returns
+    /// whether a stripe is due. A read of another handle's hub first hands
+    /// over the batch of the previous one (a batch holds one hub's reads).
+    fn batch(self: &Arc<Self>, read: Read, flush: bool) -> bool {
+        let context = context();
+        let mut read = Some(read);
+        let due = LOCAL
+            .try_with(|cell| {
+                let Ok(mut local) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                let mut due = false;
+                if !std::ptr::eq(local.hub.as_ptr(), Arc::as_ptr(self)) {
+                    if let Some(previous) = local.hub.upgrade()
+                        && previous.buffer.push_all(local.reads.drain(..))
+                    {
+                        previous.wake();
+                    }
+                    local.reads.clear();
+                    local.hub = Arc::downgrade(self);
+                }
+                if let Some(read) = read.take() {
+                    local.reads.push((context, read));
+                }
+                if flush || local.reads.len() >= BATCH {
+                    due |= self.buffer.push_all(local.reads.drain(..));
+                }
+                due
+            })
+            .unwrap_or(false);
+        // Outside the thread-local (being torn down, or borrowed): directly.
+        match read {
+            Some(read) => self.buffer.push(context, read) || due,
+            None => due,
+        }
+    }
+
+    /// Hands this thread's batch of this hub's reads to the read buffer.
+    fn flush_local(&self) {
+        let _ = LOCAL.try_with(|cell| {
+            if let Ok(mut local) = cell.try_borrow_mut()
+                && std::ptr::eq(local.hub.as_ptr(), self)
+            {
+                self.buffer.push_all(local.reads.drain(..));
+            }
+        });
     }
 
     /// Offers the likely successors of `key` to the repositories of their
@@ -237,10 +364,14 @@ impl Hub {
     fn set_hint(&self, hash: u64, on: bool) {
         let (word, bit) = self.hint_slot(hash);
         if (word.load(Ordering::Relaxed) & bit != 0) != on {
+            // `armed` counts the bits this call flipped, so it is the
+            // number of bits set (a race of two calls flips a bit once).
             if on {
-                word.fetch_or(bit, Ordering::Relaxed);
-            } else {
-                word.fetch_and(!bit, Ordering::Relaxed);
+                if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                    self.armed.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if word.fetch_and(!bit, Ordering::Relaxed) & bit != 0 {
+                self.armed.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -283,20 +414,22 @@ impl Hub {
     /// likely successors or predicted a read that missed, and offers the
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
+        self.flush_local();
+        self.dropped_metric.absolute(self.buffer.dropped());
         // Each context's latest read in this batch.
         let mut latest: Vec<(u64, Id)> = Vec::new();
         self.buffer.drain(|context, (collection, id, missed)| {
-            let key = Id::new(collection, id);
+            let key = Id::new(collection, id.into_bson());
             if missed {
                 // The read was recorded when it was noted (its stripe keeps
                 // the order); the keys in the caller's window that
                 // predicted it lacked a successor after all.
                 self.predictor.predictors(context, &key, |prev| {
-                    self.set_hint(hint_hash(prev.collection, &prev.id), true);
+                    self.set_hint(hint_hash(seed(prev.collection), &prev.id), true);
                 });
             } else {
                 self.predictor.record_gains(context, &key, |gained| {
-                    self.set_hint(hint_hash(gained.collection, &gained.id), true);
+                    self.set_hint(hint_hash(seed(gained.collection), &gained.id), true);
                 });
             }
             match latest.iter_mut().find(|(c, _)| *c == context) {
@@ -353,6 +486,9 @@ pub(crate) struct Prefetcher {
     /// The handle's predictor and read buffer, shared by its repositories.
     pub(crate) hub: Arc<Hub>,
     pub(crate) config: PrefetchConfig,
+    collection: &'static str,
+    /// The collection's part of its reads' hint hashes.
+    seed: u64,
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Database calls by reads by id (the demand), and by prefetches.
     demand_calls: AtomicU64,
@@ -370,6 +506,8 @@ impl Prefetcher {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             config,
             hub,
+            collection,
+            seed: seed(collection),
             demand_calls: AtomicU64::new(0),
             prefetch_calls: AtomicU64::new(0),
             calls: ["ok", "error"]
@@ -380,11 +518,16 @@ impl Prefetcher {
         })
     }
 
+    /// A read by id of this collection (see [`Hub::note`]).
+    pub(crate) fn note(&self, id: &Bson) {
+        self.hub.note(self.collection, self.seed, id);
+    }
+
     /// A read by id is about to call the database: counted, and the drain
     /// woken so the read's successors load while it waits for its own.
-    pub(crate) fn demand_call(&self, collection: &'static str, id: &Bson) {
+    pub(crate) fn demand_call(&self, id: &Bson) {
         self.demand_calls.fetch_add(1, Ordering::Relaxed);
-        self.hub.missed(collection, id);
+        self.hub.missed(self.collection, id);
     }
 
     /// The calls so far: (demand, prefetch).
@@ -468,13 +611,107 @@ mod tests {
                 let mut bytes = base;
                 bytes[11] = i;
                 let h = hint_hash(
-                    "messages",
+                    seed("messages"),
                     &Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes)),
                 );
                 ((h >> 6) % HINT_WORDS as u64, h & 63)
             })
             .collect();
         assert!(slots.len() >= 60, "{} slots for 64 ids", slots.len());
+    }
+
+    fn hub() -> Arc<Hub> {
+        let mut config = PrefetchConfig::default();
+        config.enabled = true;
+        Hub::new(&config).unwrap().unwrap()
+    }
+
+    /// A thread hands its reads to the buffer 16 at a time (one lock per
+    /// batch), at once when a read misses, and to the right hub when it
+    /// reads another handle's; a drain takes its own thread's batch.
+    /// (Outside a runtime a due buffer is drained at once, here.)
+    #[test]
+    fn reads_reach_the_buffer_in_batches() {
+        let (a, b) = (hub(), hub());
+        for i in 0..BATCH as i64 - 1 {
+            a.note("chunks", 0, &Bson::Int64(i));
+        }
+        assert_eq!(a.buffer.pending(), 0, "still this thread's batch");
+        assert_eq!(a.predictor.tracked_keys(), 0);
+        a.note("chunks", 0, &Bson::Int64(99));
+        assert_eq!(a.predictor.tracked_keys(), BATCH, "handed over and due");
+        a.note("chunks", 0, &Bson::Int64(1));
+        a.note("chunks", 0, &Bson::Int64(100));
+        b.note("chunks", 0, &Bson::Int64(1));
+        assert_eq!(a.buffer.pending(), 2, "a read of b hands a's batch to a");
+        assert_eq!(b.buffer.pending(), 0);
+        b.missed("chunks", &Bson::Int64(2));
+        assert_eq!(b.predictor.tracked_keys(), 1, "a miss hands the batch over");
+        a.note("chunks", 0, &Bson::Int64(101));
+        a.drain();
+        assert_eq!(a.buffer.pending(), 0);
+        assert_eq!(a.predictor.tracked_keys(), BATCH + 2, "and so does a drain");
+    }
+
+    /// `armed` is the number of hint bits set, however often a bit is set
+    /// or cleared: a read skips its hint check only when it is 0.
+    #[test]
+    fn armed_counts_the_hint_bits_set() {
+        let hub = hub();
+        for hash in [1u64, 2, 1, 64 * 3 + 1] {
+            hub.set_hint(hash, true);
+        }
+        assert_eq!(hub.armed.load(Ordering::Relaxed), 3);
+        for hash in [1u64, 1, 5] {
+            hub.set_hint(hash, false);
+        }
+        assert_eq!(hub.armed.load(Ordering::Relaxed), 2);
+        assert!(hub.hinted(2) && !hub.hinted(1));
+    }
+
+    /// A drain publishes the reads the buffer dropped
+    /// (`stratum_prefetch_reads_dropped_total`): 70 reads of one context
+    /// into a stripe of 64 drop 6.
+    #[test]
+    fn a_drain_publishes_the_reads_dropped() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let hub = hub();
+            for i in 0..70 {
+                hub.buffer.push(1, ("chunks", Held::Int64(i), false));
+            }
+            hub.drain();
+        });
+        let dropped: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == DROPPED)
+            .map(|(.., value)| value)
+            .collect();
+        assert_eq!(
+            dropped,
+            [metrics_util::debugging::DebugValue::Counter(6)],
+            "the stripe holds 64"
+        );
+    }
+
+    /// Every id type comes back from the buffer as it went in (the
+    /// inline ones and the rest), and the inline ones are 16 bytes.
+    #[test]
+    fn held_ids_round_trip() {
+        for id in [
+            Bson::Int64(-7),
+            Bson::Int32(i32::MAX),
+            Bson::ObjectId(bson::oid::ObjectId::new()),
+            Bson::String("conversation-1".into()),
+            Bson::Double(1.5),
+        ] {
+            assert_eq!(Held::of(&id).into_bson(), id);
+        }
+        assert!(matches!(Held::of(&Bson::Int32(1)), Held::Int32(1)));
+        assert_eq!(size_of::<Held>(), 16);
     }
 
     /// What a tracked ObjectId costs: the predictor's stated bytes per key
