@@ -715,17 +715,17 @@ impl<T> ReadBuffer<T> {
     /// Buffers a batch of reads (a thread's, say) as [`ReadBuffer::push`]
     /// would one by one, locking a stripe once per run of reads that share
     /// it (a batch of one caller's reads: once); returns whether a stripe
-    /// it pushed to is due.
+    /// it pushed to is due, and whether one was full (a read dropped).
     ///
     /// ```
     /// use stratum_cache::ReadBuffer;
     ///
     /// let buffer = ReadBuffer::new();
-    /// assert!(!buffer.push_all([(1, "a"), (1, "b"), (2, "x")]));
+    /// assert_eq!(buffer.push_all([(1, "a"), (1, "b"), (2, "x")]), (false, false));
     /// assert_eq!(buffer.pending(), 3);
     /// ```
-    pub fn push_all(&self, reads: impl IntoIterator<Item = (u64, T)>) -> bool {
-        let mut due = false;
+    pub fn push_all(&self, reads: impl IntoIterator<Item = (u64, T)>) -> (bool, bool) {
+        let (mut due, mut full) = (false, false);
         let mut held: Option<(usize, parking_lot::MutexGuard<'_, Stripe<T>>)> = None;
         for (context, read) in reads {
             let i = Self::stripe_of(context);
@@ -739,9 +739,10 @@ impl<T> ReadBuffer<T> {
                     &mut held.insert((i, stripe.lock())).1
                 }
             };
+            full |= stripe.reads.len() >= STRIPE_CAPACITY;
             due |= stripe.push(context, read);
         }
-        due
+        (due, full)
     }
 
     /// The stripe of `context`: Fibonacci hashing, the top bits of the
@@ -1038,6 +1039,7 @@ mod tests {
                     Some(contexts) => {
                         let mut batch = Vec::new();
                         let mut want_due = false;
+                        let dropped_before = dropped;
                         for context in contexts {
                             n += 1;
                             batch.push((context, n));
@@ -1052,7 +1054,11 @@ mod tests {
                         }
                         let due = match batch.as_slice() {
                             &[(context, read)] => buffer.push(context, read),
-                            _ => buffer.push_all(batch),
+                            _ => {
+                                let (due, full) = buffer.push_all(batch);
+                                prop_assert_eq!(full, dropped > dropped_before);
+                                due
+                            }
                         };
                         prop_assert_eq!(due, want_due);
                     }

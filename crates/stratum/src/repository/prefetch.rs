@@ -180,15 +180,34 @@ impl Held {
 }
 
 /// One thread's batch of reads (of one hub, which the batch does not keep
-/// alive).
+/// alive), and the reads it skipped while the hub was behind.
 struct Local {
     hub: Weak<Hub>,
     reads: Vec<(u64, Read)>,
+    skipped: u64,
+}
+
+impl Local {
+    /// Makes the batch `hub`'s: the previous hub's batch is handed to it
+    /// first (a batch holds one hub's reads).
+    fn switch_to(&mut self, hub: &Arc<Hub>) {
+        if std::ptr::eq(self.hub.as_ptr(), Arc::as_ptr(hub)) {
+            return;
+        }
+        if let Some(previous) = self.hub.upgrade()
+            && previous.hand_over(self)
+        {
+            previous.wake();
+        }
+        self.reads.clear();
+        self.skipped = 0;
+        self.hub = Arc::downgrade(hub);
+    }
 }
 
 thread_local! {
     static LOCAL: std::cell::RefCell<Local> = const {
-        std::cell::RefCell::new(Local { hub: Weak::new(), reads: Vec::new() })
+        std::cell::RefCell::new(Local { hub: Weak::new(), reads: Vec::new(), skipped: 0 })
     };
 }
 
@@ -200,6 +219,12 @@ pub(crate) struct Hub {
     hints: Box<[AtomicU64]>,
     /// Hint bits set: a read checks its own only when some are.
     armed: AtomicU64,
+    /// A stripe was full since the last drain: reads are counted, not
+    /// recorded, until the drain catches up (Caffeine drops reads when its
+    /// buffer is full too; this drops them before any work).
+    behind: AtomicBool,
+    /// Reads skipped while behind (handed over by the threads in batches).
+    skipped: AtomicU64,
     /// [`DROPPED`], set from the buffer's count at each drain.
     dropped_metric: Counter,
     /// A drain task is scheduled or running.
@@ -230,6 +255,8 @@ impl Hub {
             buffer: ReadBuffer::new(),
             hints: (0..HINT_WORDS).map(|_| AtomicU64::new(0)).collect(),
             armed: AtomicU64::new(0),
+            behind: AtomicBool::new(false),
+            skipped: AtomicU64::new(0),
             dropped_metric: metrics::counter!(DROPPED),
             scheduled: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
@@ -260,7 +287,11 @@ impl Hub {
     /// caller's next read may come before a drain task gets to run (a hit
     /// does not yield), so a key worth a proposal gets it on the read path.
     pub(crate) fn note(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
-        if self.batch((collection, Held::of(id), false), false) {
+        if self.behind.load(Ordering::Relaxed) {
+            // The drain is behind (a stripe was full): this read would
+            // most likely be dropped, so it is only counted, per thread.
+            self.skip();
+        } else if self.batch((collection, Held::of(id), false), false) {
             self.wake();
         }
         // No hint armed (the common state of uncorrelated reads): no hash.
@@ -294,20 +325,12 @@ impl Hub {
                     return false;
                 };
                 let mut due = false;
-                if !std::ptr::eq(local.hub.as_ptr(), Arc::as_ptr(self)) {
-                    if let Some(previous) = local.hub.upgrade()
-                        && previous.buffer.push_all(local.reads.drain(..))
-                    {
-                        previous.wake();
-                    }
-                    local.reads.clear();
-                    local.hub = Arc::downgrade(self);
-                }
+                local.switch_to(self);
                 if let Some(read) = read.take() {
                     local.reads.push((context, read));
                 }
                 if flush || local.reads.len() >= BATCH {
-                    due |= self.buffer.push_all(local.reads.drain(..));
+                    due |= self.hand_over(&mut local);
                 }
                 due
             })
@@ -319,13 +342,42 @@ impl Hub {
         }
     }
 
+    /// Hands `local`'s batch (of this hub) to the read buffer, and its
+    /// count of reads skipped; returns whether a stripe is due. A full
+    /// stripe marks the hub behind until the next drain.
+    fn hand_over(&self, local: &mut Local) -> bool {
+        let (due, full) = self.buffer.push_all(local.reads.drain(..));
+        if full {
+            self.behind.store(true, Ordering::Relaxed);
+        }
+        if local.skipped > 0 {
+            self.skipped
+                .fetch_add(std::mem::take(&mut local.skipped), Ordering::Relaxed);
+        }
+        due
+    }
+
+    /// Counts a read not recorded while the hub is behind (in the thread's
+    /// batch, handed over every [`BATCH`]).
+    fn skip(self: &Arc<Self>) {
+        let _ = LOCAL.try_with(|cell| {
+            if let Ok(mut local) = cell.try_borrow_mut() {
+                local.switch_to(self);
+                local.skipped += 1;
+                if local.skipped >= BATCH as u64 {
+                    self.hand_over(&mut local);
+                }
+            }
+        });
+    }
+
     /// Hands this thread's batch of this hub's reads to the read buffer.
     fn flush_local(&self) {
         let _ = LOCAL.try_with(|cell| {
             if let Ok(mut local) = cell.try_borrow_mut()
                 && std::ptr::eq(local.hub.as_ptr(), self)
             {
-                self.buffer.push_all(local.reads.drain(..));
+                self.hand_over(&mut local);
             }
         });
     }
@@ -415,7 +467,9 @@ impl Hub {
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
         self.flush_local();
-        self.dropped_metric.absolute(self.buffer.dropped());
+        self.behind.store(false, Ordering::Relaxed);
+        self.dropped_metric
+            .absolute(self.buffer.dropped() + self.skipped.load(Ordering::Relaxed));
         // Each context's latest read in this batch.
         let mut latest: Vec<(u64, Id)> = Vec::new();
         self.buffer.drain(|context, (collection, id, missed)| {
@@ -620,6 +674,9 @@ mod tests {
         assert!(slots.len() >= 60, "{} slots for 64 ids", slots.len());
     }
 
+    /// Reads a stripe of the read buffer holds.
+    const STRIPE: usize = stratum_cache::STRIPE_CAPACITY;
+
     fn hub() -> Arc<Hub> {
         let mut config = PrefetchConfig::default();
         config.enabled = true;
@@ -695,6 +752,46 @@ mod tests {
             [metrics_util::debugging::DebugValue::Counter(6)],
             "the stripe holds 64"
         );
+    }
+
+    /// Once a stripe is full the hub is behind: reads are counted, not
+    /// batched, until a drain; the metric counts both the reads the
+    /// buffer dropped and those skipped.
+    #[test]
+    fn reads_are_skipped_while_the_drain_is_behind() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            // In a runtime a due buffer wakes a drain task, which does not
+            // run while this never yields.
+            rt.block_on(async {
+                let hub = hub();
+                let read = |i: i64| hub.note("chunks", 0, &Bson::Int64(i));
+                (0..80).for_each(read);
+                assert_eq!(hub.buffer.pending(), STRIPE);
+                assert_eq!(hub.buffer.dropped(), 16);
+                assert!(hub.behind.load(Ordering::Relaxed));
+                (80..112).for_each(read);
+                assert_eq!(hub.buffer.dropped(), 16, "skipped, not pushed");
+                assert_eq!(hub.skipped.load(Ordering::Relaxed), 32);
+                hub.drain();
+                assert!(!hub.behind.load(Ordering::Relaxed));
+                assert_eq!(hub.predictor.tracked_keys(), STRIPE);
+                (200..216).for_each(read);
+                assert_eq!(hub.buffer.pending(), 16, "recorded again");
+            });
+        });
+        let dropped: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == DROPPED)
+            .map(|(.., value)| value)
+            .collect();
+        assert_eq!(dropped, [metrics_util::debugging::DebugValue::Counter(48)]);
     }
 
     /// Every id type comes back from the buffer as it went in (the
