@@ -10,7 +10,7 @@
 //! (docs/prefetch.md).
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bson::Bson;
@@ -140,6 +140,14 @@ const HINT_WORDS: usize = 1_024;
 /// have its reads recorded slightly out of order (noise in a statistic).
 pub(crate) const BATCH: usize = 16;
 
+/// Recorded reads over which the hub judges whether its proposals find
+/// documents to load (see [`Hub::judge`]).
+pub(crate) const EPOCH: u64 = 4_096;
+/// Epochs of a new hub in which recording never backs off.
+pub(crate) const WARM_EPOCHS: u32 = 4;
+/// Recording backs off to 1 context in `2^MAX_SHIFT` at most.
+pub(crate) const MAX_SHIFT: u32 = 6;
+
 /// Counter: reads the predictor's read buffer dropped because a stripe was
 /// full (the drain fell behind); the model misses those observations.
 pub(crate) const DROPPED: &str = "stratum_prefetch_reads_dropped_total";
@@ -225,6 +233,14 @@ pub(crate) struct Hub {
     behind: AtomicBool,
     /// Reads skipped while behind (handed over by the threads in batches).
     skipped: AtomicU64,
+    /// Contexts recorded: those whose hash's low `shift` bits are 0.
+    shift: AtomicU32,
+    /// Reads recorded in this epoch, and proposals that found a document
+    /// to load.
+    epoch: AtomicU64,
+    lacking: AtomicU64,
+    /// Epochs judged so far.
+    epochs: AtomicU32,
     /// [`DROPPED`], set from the buffer's count at each drain.
     dropped_metric: Counter,
     /// A drain task is scheduled or running.
@@ -257,6 +273,10 @@ impl Hub {
             armed: AtomicU64::new(0),
             behind: AtomicBool::new(false),
             skipped: AtomicU64::new(0),
+            shift: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+            lacking: AtomicU64::new(0),
+            epochs: AtomicU32::new(0),
             dropped_metric: metrics::counter!(DROPPED),
             scheduled: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
@@ -291,16 +311,64 @@ impl Hub {
             // The drain is behind (a stripe was full): this read would
             // most likely be dropped, so it is only counted, per thread.
             self.skip();
-        } else if self.batch((collection, Held::of(id), false), false) {
-            self.wake();
+        } else {
+            let context = context();
+            if self.sampled(context)
+                && self.batch(context, (collection, Held::of(id), false), false)
+            {
+                self.wake();
+            }
         }
         // No hint armed (the common state of uncorrelated reads): no hash.
         if self.armed.load(Ordering::Relaxed) == 0 {
             return;
         }
         let hash = hint_hash(seed, id);
-        if self.hinted(hash) && !self.offer_successors(&Id::new(collection, id.clone())) {
-            self.set_hint(hash, false);
+        if self.hinted(hash) {
+            if self.offer_successors(&Id::new(collection, id.clone())) {
+                self.useful();
+            } else {
+                self.set_hint(hash, false);
+            }
+        }
+    }
+
+    /// Whether `context`'s reads are recorded: all while proposals find
+    /// documents to load; 1 context in `2^shift` while they find none.
+    fn sampled(&self, context: u64) -> bool {
+        let shift = self.shift.load(Ordering::Relaxed);
+        context & ((1u64 << shift) - 1) == 0
+    }
+
+    /// A proposal found a document to load: every context is recorded
+    /// again from now on.
+    fn useful(&self) {
+        self.lacking.fetch_add(1, Ordering::Relaxed);
+        if self.shift.load(Ordering::Relaxed) != 0 {
+            self.shift.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a drain of `reads` recorded reads: every [`EPOCH`] of them
+    /// after the first [`WARM_EPOCHS`] (a new model proposes little: the
+    /// correlated workload lost a point of its miss ratio backing off
+    /// then), if fewer than 1 in 1 024 led to a proposal finding a
+    /// document to load, one context in twice fewer is recorded (down to
+    /// 1 in 2^[`MAX_SHIFT`]).
+    fn judge(&self, reads: u64) {
+        let total = self.epoch.fetch_add(reads, Ordering::Relaxed) + reads;
+        if total < EPOCH {
+            return;
+        }
+        self.epoch.store(0, Ordering::Relaxed);
+        let lacking = self.lacking.swap(0, Ordering::Relaxed);
+        if self.epochs.fetch_add(1, Ordering::Relaxed) < WARM_EPOCHS {
+            return;
+        }
+        if lacking * 1_024 < total {
+            let shift = self.shift.load(Ordering::Relaxed);
+            self.shift
+                .store((shift + 1).min(MAX_SHIFT), Ordering::Relaxed);
         }
     }
 
@@ -308,7 +376,7 @@ impl Hub {
     /// thread's batch (its predecessors that predicted it get their hints
     /// back) and the drain woken, so its successors load while it waits.
     pub(crate) fn missed(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        self.batch((collection, Held::of(id), true), true);
+        self.batch(context(), (collection, Held::of(id), true), true);
         self.wake();
     }
 
@@ -316,8 +384,7 @@ impl Hub {
     /// buffer when it holds [`BATCH`] reads or `flush` asks; returns
     /// whether a stripe is due. A read of another handle's hub first hands
     /// over the batch of the previous one (a batch holds one hub's reads).
-    fn batch(self: &Arc<Self>, read: Read, flush: bool) -> bool {
-        let context = context();
+    fn batch(self: &Arc<Self>, context: u64, read: Read, flush: bool) -> bool {
         let mut read = Some(read);
         let due = LOCAL
             .try_with(|cell| {
@@ -472,6 +539,7 @@ impl Hub {
             .absolute(self.buffer.dropped() + self.skipped.load(Ordering::Relaxed));
         // Each context's latest read in this batch.
         let mut latest: Vec<(u64, Id)> = Vec::new();
+        let mut recorded = 0;
         self.buffer.drain(|context, (collection, id, missed)| {
             let key = Id::new(collection, id.into_bson());
             if missed {
@@ -482,6 +550,7 @@ impl Hub {
                     self.set_hint(hint_hash(seed(prev.collection), &prev.id), true);
                 });
             } else {
+                recorded += 1;
                 self.predictor.record_gains(context, &key, |gained| {
                     self.set_hint(hint_hash(seed(gained.collection), &gained.id), true);
                 });
@@ -492,8 +561,11 @@ impl Hub {
             }
         });
         for (_, key) in &latest {
-            self.offer_successors(key);
+            if self.offer_successors(key) {
+                self.useful();
+            }
         }
+        self.judge(recorded);
     }
 }
 
@@ -708,6 +780,45 @@ mod tests {
         a.drain();
         assert_eq!(a.buffer.pending(), 0);
         assert_eq!(a.predictor.tracked_keys(), BATCH + 2, "and so does a drain");
+    }
+
+    /// After the warm epochs, recording backs off one step per epoch in
+    /// which proposals found nothing to load (1 context in 2, 4, ... 64),
+    /// returns to every context at once when one does, and an epoch with
+    /// at least 1 useful proposal in 1 024 reads keeps it there.
+    #[test]
+    fn recording_backs_off_while_proposals_find_nothing_to_load() {
+        let hub = hub();
+        for _ in 0..WARM_EPOCHS {
+            hub.judge(EPOCH);
+        }
+        assert!((0..64).all(|c| hub.sampled(c)), "warm");
+        hub.judge(EPOCH - 1);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "an epoch is not over");
+        hub.judge(1);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 1);
+        assert_eq!((0..64).filter(|&c| hub.sampled(c)).count(), 32);
+        for _ in 0..10 {
+            hub.judge(EPOCH);
+        }
+        assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT);
+        assert_eq!((0..640).filter(|&c| hub.sampled(c)).count(), 10);
+        hub.useful();
+        assert!((0..64).all(|c| hub.sampled(c)));
+        for _ in 0..EPOCH / 1_024 - 1 {
+            hub.useful();
+        }
+        hub.judge(EPOCH);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "4 useful in 4 096");
+        // A context left out of the sample reaches neither the batch nor
+        // the buffer.
+        hub.shift.store(MAX_SHIFT, Ordering::Relaxed);
+        let out = !hub.sampled(context());
+        for i in 0..2 * BATCH as i64 {
+            hub.note("chunks", 0, &Bson::Int64(i));
+        }
+        hub.drain();
+        assert_eq!(hub.predictor.tracked_keys() == 0, out);
     }
 
     /// `armed` is the number of hint bits set, however often a bit is set
