@@ -150,7 +150,7 @@ pub(crate) const MAX_SHIFT: u32 = 6;
 
 /// Counter: reads the predictor's read buffer dropped because a stripe was
 /// full (the drain fell behind); the model misses those observations.
-pub(crate) const DROPPED: &str = "stratum_prefetch_reads_dropped_total";
+pub(crate) const DROPPED: &str = "stratum_repository_prefetch_reads_dropped_total";
 
 /// A read as the buffer holds it: its collection, its id, and whether it
 /// missed (`true`: a read's database call started).
@@ -838,7 +838,7 @@ mod tests {
     }
 
     /// A drain publishes the reads the buffer dropped
-    /// (`stratum_prefetch_reads_dropped_total`): 70 reads of one context
+    /// (`stratum_repository_prefetch_reads_dropped_total`): 70 reads of one context
     /// into a stripe of 64 drop 6.
     #[test]
     fn a_drain_publishes_the_reads_dropped() {
