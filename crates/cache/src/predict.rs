@@ -652,6 +652,22 @@ struct Stripe<T> {
     dropped: u64,
 }
 
+impl<T> Stripe<T> {
+    /// Keeps the read unless full (then counts it dropped); returns
+    /// whether the stripe is due for a drain.
+    fn push(&mut self, context: u64, read: T) -> bool {
+        if self.reads.len() >= STRIPE_CAPACITY {
+            self.dropped += 1;
+            return true;
+        }
+        if self.reads.capacity() == 0 {
+            self.reads.reserve_exact(STRIPE_CAPACITY);
+        }
+        self.reads.push((context, read));
+        self.reads.len() >= DRAIN_AT
+    }
+}
+
 impl<T> std::fmt::Debug for ReadBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadBuffer")
@@ -690,21 +706,49 @@ impl<T> ReadBuffer<T> {
     /// [`DRAIN_AT`] reads or more (time to drain). A full stripe drops the
     /// read.
     pub fn push(&self, context: u64, read: T) -> bool {
-        // Fibonacci hashing: the top bits of the product pick the stripe.
-        let i = (context.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize;
-        let Some(stripe) = self.stripes.get(i % Self::STRIPES) else {
-            return false;
-        };
-        let mut stripe = stripe.lock();
-        if stripe.reads.len() >= STRIPE_CAPACITY {
-            stripe.dropped += 1;
-            return true;
+        match self.stripes.get(Self::stripe_of(context)) {
+            Some(stripe) => stripe.lock().push(context, read),
+            None => false,
         }
-        if stripe.reads.capacity() == 0 {
-            stripe.reads.reserve_exact(STRIPE_CAPACITY);
+    }
+
+    /// Buffers a batch of reads (a thread's, say) as [`ReadBuffer::push`]
+    /// would one by one, locking a stripe once per run of reads that share
+    /// it (a batch of one caller's reads: once); returns whether a stripe
+    /// it pushed to is due, and whether one was full (a read dropped).
+    ///
+    /// ```
+    /// use stratum_cache::ReadBuffer;
+    ///
+    /// let buffer = ReadBuffer::new();
+    /// assert_eq!(buffer.push_all([(1, "a"), (1, "b"), (2, "x")]), (false, false));
+    /// assert_eq!(buffer.pending(), 3);
+    /// ```
+    pub fn push_all(&self, reads: impl IntoIterator<Item = (u64, T)>) -> (bool, bool) {
+        let (mut due, mut full) = (false, false);
+        let mut held: Option<(usize, parking_lot::MutexGuard<'_, Stripe<T>>)> = None;
+        for (context, read) in reads {
+            let i = Self::stripe_of(context);
+            let stripe = match &mut held {
+                Some((j, stripe)) if *j == i => stripe,
+                _ => {
+                    held = None;
+                    let Some(stripe) = self.stripes.get(i) else {
+                        continue;
+                    };
+                    &mut held.insert((i, stripe.lock())).1
+                }
+            };
+            full |= stripe.reads.len() >= STRIPE_CAPACITY;
+            due |= stripe.push(context, read);
         }
-        stripe.reads.push((context, read));
-        stripe.reads.len() >= DRAIN_AT
+        (due, full)
+    }
+
+    /// The stripe of `context`: Fibonacci hashing, the top bits of the
+    /// product.
+    fn stripe_of(context: u64) -> usize {
+        (context.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % Self::STRIPES
     }
 
     /// Hands every buffered read to `f`, each context's in the order they
@@ -972,11 +1016,16 @@ mod tests {
         /// Against a model (a queue per stripe): every read pushed to a
         /// stripe with room is drained once, each context's in push
         /// order; a read pushed to a full stripe is dropped and counted;
-        /// `push` says due exactly when its stripe holds `DRAIN_AT` or more.
+        /// `push` says due exactly when its stripe holds `DRAIN_AT` or more,
+        /// and `push_all` of a batch when any of its reads' pushes would.
         #[test]
         fn the_read_buffer_keeps_each_contexts_order_and_drops_when_full(
             ops in proptest::collection::vec(
-                prop_oneof![9 => (0u64..40).prop_map(Some), 1 => Just(None)],
+                prop_oneof![
+                    9 => (0u64..40).prop_map(|c| Some(vec![c])),
+                    3 => proptest::collection::vec(0u64..40, 0..24).prop_map(Some),
+                    1 => Just(None),
+                ],
                 0..400,
             ),
         ) {
@@ -987,17 +1036,31 @@ mod tests {
             let mut n = 0u32;
             for op in ops {
                 match op {
-                    Some(context) => {
-                        n += 1;
-                        let queue = &mut model[stripe(context)];
-                        let due = buffer.push(context, n);
-                        if queue.len() >= STRIPE_CAPACITY {
-                            dropped += 1;
-                            prop_assert!(due);
-                        } else {
-                            queue.push((context, n));
-                            prop_assert_eq!(due, queue.len() >= DRAIN_AT);
+                    Some(contexts) => {
+                        let mut batch = Vec::new();
+                        let mut want_due = false;
+                        let dropped_before = dropped;
+                        for context in contexts {
+                            n += 1;
+                            batch.push((context, n));
+                            let queue = &mut model[stripe(context)];
+                            if queue.len() >= STRIPE_CAPACITY {
+                                dropped += 1;
+                                want_due = true;
+                            } else {
+                                queue.push((context, n));
+                                want_due |= queue.len() >= DRAIN_AT;
+                            }
                         }
+                        let due = match batch.as_slice() {
+                            &[(context, read)] => buffer.push(context, read),
+                            _ => {
+                                let (due, full) = buffer.push_all(batch);
+                                prop_assert_eq!(full, dropped > dropped_before);
+                                due
+                            }
+                        };
+                        prop_assert_eq!(due, want_due);
                     }
                     None => {
                         let mut got = Vec::new();

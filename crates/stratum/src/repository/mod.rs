@@ -300,7 +300,7 @@ impl<T: Document> Repository<T> {
             // the read waits for its own document.
             #[cfg(feature = "cache")]
             if let Some(p) = &self.inner.prefetch {
-                p.hub.note(T::COLLECTION, &id);
+                p.note(&id);
             }
             let read = self.read(&id).await?;
             self.inner.metrics.read(match read.origin {
@@ -442,7 +442,7 @@ impl<T: Document> Repository<T> {
         let layers = &self.inner.layers;
         #[cfg(feature = "cache")]
         if let Some(prefetch) = &self.inner.prefetch {
-            prefetch.demand_call(T::COLLECTION, id);
+            prefetch.demand_call(id);
         }
         let found = layers
             .call(async {

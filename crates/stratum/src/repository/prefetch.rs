@@ -10,7 +10,7 @@
 //! (docs/prefetch.md).
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bson::Bson;
@@ -92,11 +92,19 @@ impl Hasher for Fx {
     }
 }
 
-/// The hint slot of a read: from the id as it is, without encoding the
-/// cache key (which allocates) for the common id types.
-fn hint_hash(collection: &'static str, id: &Bson) -> u64 {
+/// A collection's part of its reads' hint hashes ([`hint_hash`]'s
+/// `seed`): computed once per repository, not per read.
+pub(crate) fn seed(collection: &str) -> u64 {
     let mut h = Fx::default();
     h.write(collection.as_bytes());
+    h.0
+}
+
+/// The hint slot of a read of `id` in the collection of `seed`: from the
+/// id as it is, without encoding the cache key (which allocates) for the
+/// common id types.
+fn hint_hash(seed: u64, id: &Bson) -> u64 {
+    let mut h = Fx(seed);
     match id {
         Bson::ObjectId(oid) => h.write(&oid.bytes()),
         Bson::Int64(n) => h.write_u64(*n as u64),
@@ -124,13 +132,117 @@ pub(crate) trait Target: Send + Sync {
 /// everything) costs one check, not one per read.
 const HINT_WORDS: usize = 1_024;
 
+/// Reads a thread gathers before it hands them to the read buffer: the
+/// buffer's lock is taken once per batch instead of once per read (a
+/// batch is handed over sooner when a read misses, and a drain takes its
+/// own thread's). A thread that stops reading keeps at most `BATCH - 1`
+/// reads the model never sees; a task that moves to another thread may
+/// have its reads recorded slightly out of order (noise in a statistic).
+pub(crate) const BATCH: usize = 16;
+
+/// Recorded reads over which the hub judges whether its proposals find
+/// documents to load (see [`Hub::judge`]).
+pub(crate) const EPOCH: u64 = 4_096;
+/// Epochs of a new hub in which recording never backs off.
+pub(crate) const WARM_EPOCHS: u32 = 4;
+/// Recording backs off to 1 context in `2^MAX_SHIFT` at most.
+pub(crate) const MAX_SHIFT: u32 = 6;
+
+/// Counter: reads the predictor's read buffer dropped because a stripe was
+/// full (the drain fell behind); the model misses those observations.
+pub(crate) const DROPPED: &str = "stratum_repository_prefetch_reads_dropped_total";
+
+/// A read as the buffer holds it: its collection, its id, and whether it
+/// missed (`true`: a read's database call started).
+type Read = (&'static str, Held, bool);
+
+/// An id as the read buffer holds it: the common id types inline, so a
+/// read moves 16 bytes instead of a `Bson` (112) through the thread's
+/// batch, the buffer and the drain, and allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    Int64(i64),
+    Int32(i32),
+    ObjectId([u8; 12]),
+    Other(Box<Bson>),
+}
+
+impl Held {
+    fn of(id: &Bson) -> Held {
+        match id {
+            Bson::Int64(n) => Held::Int64(*n),
+            Bson::Int32(n) => Held::Int32(*n),
+            Bson::ObjectId(oid) => Held::ObjectId(oid.bytes()),
+            other => Held::Other(Box::new(other.clone())),
+        }
+    }
+
+    fn into_bson(self) -> Bson {
+        match self {
+            Held::Int64(n) => Bson::Int64(n),
+            Held::Int32(n) => Bson::Int32(n),
+            Held::ObjectId(b) => Bson::ObjectId(bson::oid::ObjectId::from_bytes(b)),
+            Held::Other(b) => *b,
+        }
+    }
+}
+
+/// One thread's batch of reads (of one hub, which the batch does not keep
+/// alive), and the reads it skipped while the hub was behind.
+struct Local {
+    hub: Weak<Hub>,
+    reads: Vec<(u64, Read)>,
+    skipped: u64,
+}
+
+impl Local {
+    /// Makes the batch `hub`'s: the previous hub's batch is handed to it
+    /// first (a batch holds one hub's reads).
+    fn switch_to(&mut self, hub: &Arc<Hub>) {
+        if std::ptr::eq(self.hub.as_ptr(), Arc::as_ptr(hub)) {
+            return;
+        }
+        if let Some(previous) = self.hub.upgrade()
+            && previous.hand_over(self)
+        {
+            previous.wake();
+        }
+        self.reads.clear();
+        self.skipped = 0;
+        self.hub = Arc::downgrade(hub);
+    }
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = const {
+        std::cell::RefCell::new(Local { hub: Weak::new(), reads: Vec::new(), skipped: 0 })
+    };
+}
+
 /// The prediction state of one `Stratum` handle, shared by its
 /// repositories.
 pub(crate) struct Hub {
     predictor: Predictor<Id>,
-    /// Reads, and misses (`true`: a read's database call started).
-    buffer: ReadBuffer<(&'static str, Bson, bool)>,
+    buffer: ReadBuffer<Read>,
     hints: Box<[AtomicU64]>,
+    /// Hint bits set: a read checks its own only when some are.
+    armed: AtomicU64,
+    /// A stripe was full since the last drain: reads are counted, not
+    /// recorded, until the drain catches up (Caffeine drops reads when its
+    /// buffer is full too; this drops them before any work).
+    behind: AtomicBool,
+    /// Reads skipped while behind (handed over by the threads in batches).
+    skipped: AtomicU64,
+    /// Contexts recorded: those whose hash's low `shift` bits are 0.
+    shift: AtomicU32,
+    /// Reads recorded in this epoch, and proposals that found a document
+    /// to load.
+    epoch: AtomicU64,
+    lacking: AtomicU64,
+    /// Epochs judged so far.
+    epochs: AtomicU32,
+    /// [`DROPPED`], set from the buffer's count at each drain.
+    dropped_metric: Counter,
     /// A drain task is scheduled or running.
     scheduled: AtomicBool,
     /// A drain was asked for since the running one began.
@@ -158,6 +270,14 @@ impl Hub {
             predictor,
             buffer: ReadBuffer::new(),
             hints: (0..HINT_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            armed: AtomicU64::new(0),
+            behind: AtomicBool::new(false),
+            skipped: AtomicU64::new(0),
+            shift: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+            lacking: AtomicU64::new(0),
+            epochs: AtomicU32::new(0),
+            dropped_metric: metrics::counter!(DROPPED),
             scheduled: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
             targets: parking_lot::Mutex::new(Vec::new()),
@@ -180,27 +300,153 @@ impl Hub {
             .find_map(|(_, t)| t.upgrade())
     }
 
-    /// The read path's part: buffers a read of `id` in `collection`
-    /// (waking the drain when the caller's stripe is due) and, when the key
+    /// The read path's part: batches a read of `id` in `collection` on
+    /// this thread (handing the batch to the read buffer, and waking the
+    /// drain when a stripe is due, every [`BATCH`] reads) and, when the key
     /// had likely successors at the last drain, offers them now: the
     /// caller's next read may come before a drain task gets to run (a hit
     /// does not yield), so a key worth a proposal gets it on the read path.
-    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        if self.buffer.push(context(), (collection, id.clone(), false)) {
-            self.wake();
+    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
+        if self.behind.load(Ordering::Relaxed) {
+            // The drain is behind (a stripe was full): this read would
+            // most likely be dropped, so it is only counted, per thread.
+            self.skip();
+        } else {
+            let context = context();
+            if self.sampled(context)
+                && self.batch(context, (collection, Held::of(id), false), false)
+            {
+                self.wake();
+            }
         }
-        let hash = hint_hash(collection, id);
-        if self.hinted(hash) && !self.offer_successors(&Id::new(collection, id.clone())) {
-            self.set_hint(hash, false);
+        // No hint armed (the common state of uncorrelated reads): no hash.
+        if self.armed.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let hash = hint_hash(seed, id);
+        if self.hinted(hash) {
+            if self.offer_successors(&Id::new(collection, id.clone())) {
+                self.useful();
+            } else {
+                self.set_hint(hash, false);
+            }
         }
     }
 
-    /// A read of `id` missed and its database call starts: noted (its
-    /// predecessors that predicted it get their hints back) and the drain
-    /// woken, so its successors load while it waits.
+    /// Whether `context`'s reads are recorded: all while proposals find
+    /// documents to load; 1 context in `2^shift` while they find none.
+    fn sampled(&self, context: u64) -> bool {
+        let shift = self.shift.load(Ordering::Relaxed);
+        context & ((1u64 << shift) - 1) == 0
+    }
+
+    /// A proposal found a document to load: every context is recorded
+    /// again from now on.
+    fn useful(&self) {
+        self.lacking.fetch_add(1, Ordering::Relaxed);
+        if self.shift.load(Ordering::Relaxed) != 0 {
+            self.shift.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a drain of `reads` recorded reads: every [`EPOCH`] of them
+    /// after the first [`WARM_EPOCHS`] (a new model proposes little: the
+    /// correlated workload lost a point of its miss ratio backing off
+    /// then), if fewer than 1 in 1 024 led to a proposal finding a
+    /// document to load, one context in twice fewer is recorded (down to
+    /// 1 in 2^[`MAX_SHIFT`]).
+    fn judge(&self, reads: u64) {
+        let total = self.epoch.fetch_add(reads, Ordering::Relaxed) + reads;
+        if total < EPOCH {
+            return;
+        }
+        self.epoch.store(0, Ordering::Relaxed);
+        let lacking = self.lacking.swap(0, Ordering::Relaxed);
+        if self.epochs.fetch_add(1, Ordering::Relaxed) < WARM_EPOCHS {
+            return;
+        }
+        if lacking * 1_024 < total {
+            let shift = self.shift.load(Ordering::Relaxed);
+            self.shift
+                .store((shift + 1).min(MAX_SHIFT), Ordering::Relaxed);
+        }
+    }
+
+    /// A read of `id` missed and its database call starts: noted after the
+    /// thread's batch (its predecessors that predicted it get their hints
+    /// back) and the drain woken, so its successors load while it waits.
     pub(crate) fn missed(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        self.buffer.push(context(), (collection, id.clone(), true));
+        self.batch(context(), (collection, Held::of(id), true), true);
         self.wake();
+    }
+
+    /// Adds `read` to this thread's batch and hands the batch to the read
+    /// buffer when it holds [`BATCH`] reads or `flush` asks; returns
+    /// whether a stripe is due. A read of another handle's hub first hands
+    /// over the batch of the previous one (a batch holds one hub's reads).
+    fn batch(self: &Arc<Self>, context: u64, read: Read, flush: bool) -> bool {
+        let mut read = Some(read);
+        let due = LOCAL
+            .try_with(|cell| {
+                let Ok(mut local) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                let mut due = false;
+                local.switch_to(self);
+                if let Some(read) = read.take() {
+                    local.reads.push((context, read));
+                }
+                if flush || local.reads.len() >= BATCH {
+                    due |= self.hand_over(&mut local);
+                }
+                due
+            })
+            .unwrap_or(false);
+        // Outside the thread-local (being torn down, or borrowed): directly.
+        match read {
+            Some(read) => self.buffer.push(context, read) || due,
+            None => due,
+        }
+    }
+
+    /// Hands `local`'s batch (of this hub) to the read buffer, and its
+    /// count of reads skipped; returns whether a stripe is due. A full
+    /// stripe marks the hub behind until the next drain.
+    fn hand_over(&self, local: &mut Local) -> bool {
+        let (due, full) = self.buffer.push_all(local.reads.drain(..));
+        if full {
+            self.behind.store(true, Ordering::Relaxed);
+        }
+        if local.skipped > 0 {
+            self.skipped
+                .fetch_add(std::mem::take(&mut local.skipped), Ordering::Relaxed);
+        }
+        due
+    }
+
+    /// Counts a read not recorded while the hub is behind (in the thread's
+    /// batch, handed over every [`BATCH`]).
+    fn skip(self: &Arc<Self>) {
+        let _ = LOCAL.try_with(|cell| {
+            if let Ok(mut local) = cell.try_borrow_mut() {
+                local.switch_to(self);
+                local.skipped += 1;
+                if local.skipped >= BATCH as u64 {
+                    self.hand_over(&mut local);
+                }
+            }
+        });
+    }
+
+    /// Hands this thread's batch of this hub's reads to the read buffer.
+    fn flush_local(&self) {
+        let _ = LOCAL.try_with(|cell| {
+            if let Ok(mut local) = cell.try_borrow_mut()
+                && std::ptr::eq(local.hub.as_ptr(), self)
+            {
+                self.hand_over(&mut local);
+            }
+        });
     }
 
     /// Offers the likely successors of `key` to the repositories of their
@@ -237,10 +483,14 @@ impl Hub {
     fn set_hint(&self, hash: u64, on: bool) {
         let (word, bit) = self.hint_slot(hash);
         if (word.load(Ordering::Relaxed) & bit != 0) != on {
+            // `armed` counts the bits this call flipped, so it is the
+            // number of bits set (a race of two calls flips a bit once).
             if on {
-                word.fetch_or(bit, Ordering::Relaxed);
-            } else {
-                word.fetch_and(!bit, Ordering::Relaxed);
+                if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                    self.armed.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if word.fetch_and(!bit, Ordering::Relaxed) & bit != 0 {
+                self.armed.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -283,20 +533,26 @@ impl Hub {
     /// likely successors or predicted a read that missed, and offers the
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
+        self.flush_local();
+        self.behind.store(false, Ordering::Relaxed);
+        self.dropped_metric
+            .absolute(self.buffer.dropped() + self.skipped.load(Ordering::Relaxed));
         // Each context's latest read in this batch.
         let mut latest: Vec<(u64, Id)> = Vec::new();
+        let mut recorded = 0;
         self.buffer.drain(|context, (collection, id, missed)| {
-            let key = Id::new(collection, id);
+            let key = Id::new(collection, id.into_bson());
             if missed {
                 // The read was recorded when it was noted (its stripe keeps
                 // the order); the keys in the caller's window that
                 // predicted it lacked a successor after all.
                 self.predictor.predictors(context, &key, |prev| {
-                    self.set_hint(hint_hash(prev.collection, &prev.id), true);
+                    self.set_hint(hint_hash(seed(prev.collection), &prev.id), true);
                 });
             } else {
+                recorded += 1;
                 self.predictor.record_gains(context, &key, |gained| {
-                    self.set_hint(hint_hash(gained.collection, &gained.id), true);
+                    self.set_hint(hint_hash(seed(gained.collection), &gained.id), true);
                 });
             }
             match latest.iter_mut().find(|(c, _)| *c == context) {
@@ -305,8 +561,11 @@ impl Hub {
             }
         });
         for (_, key) in &latest {
-            self.offer_successors(key);
+            if self.offer_successors(key) {
+                self.useful();
+            }
         }
+        self.judge(recorded);
     }
 }
 
@@ -353,6 +612,9 @@ pub(crate) struct Prefetcher {
     /// The handle's predictor and read buffer, shared by its repositories.
     pub(crate) hub: Arc<Hub>,
     pub(crate) config: PrefetchConfig,
+    collection: &'static str,
+    /// The collection's part of its reads' hint hashes.
+    seed: u64,
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Database calls by reads by id (the demand), and by prefetches.
     demand_calls: AtomicU64,
@@ -370,6 +632,8 @@ impl Prefetcher {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             config,
             hub,
+            collection,
+            seed: seed(collection),
             demand_calls: AtomicU64::new(0),
             prefetch_calls: AtomicU64::new(0),
             calls: ["ok", "error"]
@@ -380,11 +644,16 @@ impl Prefetcher {
         })
     }
 
+    /// A read by id of this collection (see [`Hub::note`]).
+    pub(crate) fn note(&self, id: &Bson) {
+        self.hub.note(self.collection, self.seed, id);
+    }
+
     /// A read by id is about to call the database: counted, and the drain
     /// woken so the read's successors load while it waits for its own.
-    pub(crate) fn demand_call(&self, collection: &'static str, id: &Bson) {
+    pub(crate) fn demand_call(&self, id: &Bson) {
         self.demand_calls.fetch_add(1, Ordering::Relaxed);
-        self.hub.missed(collection, id);
+        self.hub.missed(self.collection, id);
     }
 
     /// The calls so far: (demand, prefetch).
@@ -468,13 +737,189 @@ mod tests {
                 let mut bytes = base;
                 bytes[11] = i;
                 let h = hint_hash(
-                    "messages",
+                    seed("messages"),
                     &Bson::ObjectId(bson::oid::ObjectId::from_bytes(bytes)),
                 );
                 ((h >> 6) % HINT_WORDS as u64, h & 63)
             })
             .collect();
         assert!(slots.len() >= 60, "{} slots for 64 ids", slots.len());
+    }
+
+    /// Reads a stripe of the read buffer holds.
+    const STRIPE: usize = stratum_cache::STRIPE_CAPACITY;
+
+    fn hub() -> Arc<Hub> {
+        let mut config = PrefetchConfig::default();
+        config.enabled = true;
+        Hub::new(&config).unwrap().unwrap()
+    }
+
+    /// A thread hands its reads to the buffer 16 at a time (one lock per
+    /// batch), at once when a read misses, and to the right hub when it
+    /// reads another handle's; a drain takes its own thread's batch.
+    /// (Outside a runtime a due buffer is drained at once, here.)
+    #[test]
+    fn reads_reach_the_buffer_in_batches() {
+        let (a, b) = (hub(), hub());
+        for i in 0..BATCH as i64 - 1 {
+            a.note("chunks", 0, &Bson::Int64(i));
+        }
+        assert_eq!(a.buffer.pending(), 0, "still this thread's batch");
+        assert_eq!(a.predictor.tracked_keys(), 0);
+        a.note("chunks", 0, &Bson::Int64(99));
+        assert_eq!(a.predictor.tracked_keys(), BATCH, "handed over and due");
+        a.note("chunks", 0, &Bson::Int64(1));
+        a.note("chunks", 0, &Bson::Int64(100));
+        b.note("chunks", 0, &Bson::Int64(1));
+        assert_eq!(a.buffer.pending(), 2, "a read of b hands a's batch to a");
+        assert_eq!(b.buffer.pending(), 0);
+        b.missed("chunks", &Bson::Int64(2));
+        assert_eq!(b.predictor.tracked_keys(), 1, "a miss hands the batch over");
+        a.note("chunks", 0, &Bson::Int64(101));
+        a.drain();
+        assert_eq!(a.buffer.pending(), 0);
+        assert_eq!(a.predictor.tracked_keys(), BATCH + 2, "and so does a drain");
+    }
+
+    /// After the warm epochs, recording backs off one step per epoch in
+    /// which proposals found nothing to load (1 context in 2, 4, ... 64),
+    /// returns to every context at once when one does, and an epoch with
+    /// at least 1 useful proposal in 1 024 reads keeps it there.
+    #[test]
+    fn recording_backs_off_while_proposals_find_nothing_to_load() {
+        let hub = hub();
+        for _ in 0..WARM_EPOCHS {
+            hub.judge(EPOCH);
+        }
+        assert!((0..64).all(|c| hub.sampled(c)), "warm");
+        hub.judge(EPOCH - 1);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "an epoch is not over");
+        hub.judge(1);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 1);
+        assert_eq!((0..64).filter(|&c| hub.sampled(c)).count(), 32);
+        for _ in 0..10 {
+            hub.judge(EPOCH);
+        }
+        assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT);
+        assert_eq!((0..640).filter(|&c| hub.sampled(c)).count(), 10);
+        hub.useful();
+        assert!((0..64).all(|c| hub.sampled(c)));
+        for _ in 0..EPOCH / 1_024 - 1 {
+            hub.useful();
+        }
+        hub.judge(EPOCH);
+        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "4 useful in 4 096");
+        // A context left out of the sample reaches neither the batch nor
+        // the buffer.
+        hub.shift.store(MAX_SHIFT, Ordering::Relaxed);
+        let out = !hub.sampled(context());
+        for i in 0..2 * BATCH as i64 {
+            hub.note("chunks", 0, &Bson::Int64(i));
+        }
+        hub.drain();
+        assert_eq!(hub.predictor.tracked_keys() == 0, out);
+    }
+
+    /// `armed` is the number of hint bits set, however often a bit is set
+    /// or cleared: a read skips its hint check only when it is 0.
+    #[test]
+    fn armed_counts_the_hint_bits_set() {
+        let hub = hub();
+        for hash in [1u64, 2, 1, 64 * 3 + 1] {
+            hub.set_hint(hash, true);
+        }
+        assert_eq!(hub.armed.load(Ordering::Relaxed), 3);
+        for hash in [1u64, 1, 5] {
+            hub.set_hint(hash, false);
+        }
+        assert_eq!(hub.armed.load(Ordering::Relaxed), 2);
+        assert!(hub.hinted(2) && !hub.hinted(1));
+    }
+
+    /// A drain publishes the reads the buffer dropped
+    /// (`stratum_repository_prefetch_reads_dropped_total`): 70 reads of one context
+    /// into a stripe of 64 drop 6.
+    #[test]
+    fn a_drain_publishes_the_reads_dropped() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let hub = hub();
+            for i in 0..70 {
+                hub.buffer.push(1, ("chunks", Held::Int64(i), false));
+            }
+            hub.drain();
+        });
+        let dropped: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == DROPPED)
+            .map(|(.., value)| value)
+            .collect();
+        assert_eq!(
+            dropped,
+            [metrics_util::debugging::DebugValue::Counter(6)],
+            "the stripe holds 64"
+        );
+    }
+
+    /// Once a stripe is full the hub is behind: reads are counted, not
+    /// batched, until a drain; the metric counts both the reads the
+    /// buffer dropped and those skipped.
+    #[test]
+    fn reads_are_skipped_while_the_drain_is_behind() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            // In a runtime a due buffer wakes a drain task, which does not
+            // run while this never yields.
+            rt.block_on(async {
+                let hub = hub();
+                let read = |i: i64| hub.note("chunks", 0, &Bson::Int64(i));
+                (0..80).for_each(read);
+                assert_eq!(hub.buffer.pending(), STRIPE);
+                assert_eq!(hub.buffer.dropped(), 16);
+                assert!(hub.behind.load(Ordering::Relaxed));
+                (80..112).for_each(read);
+                assert_eq!(hub.buffer.dropped(), 16, "skipped, not pushed");
+                assert_eq!(hub.skipped.load(Ordering::Relaxed), 32);
+                hub.drain();
+                assert!(!hub.behind.load(Ordering::Relaxed));
+                assert_eq!(hub.predictor.tracked_keys(), STRIPE);
+                (200..216).for_each(read);
+                assert_eq!(hub.buffer.pending(), 16, "recorded again");
+            });
+        });
+        let dropped: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == DROPPED)
+            .map(|(.., value)| value)
+            .collect();
+        assert_eq!(dropped, [metrics_util::debugging::DebugValue::Counter(48)]);
+    }
+
+    /// Every id type comes back from the buffer as it went in (the
+    /// inline ones and the rest), and the inline ones are 16 bytes.
+    #[test]
+    fn held_ids_round_trip() {
+        for id in [
+            Bson::Int64(-7),
+            Bson::Int32(i32::MAX),
+            Bson::ObjectId(bson::oid::ObjectId::new()),
+            Bson::String("conversation-1".into()),
+            Bson::Double(1.5),
+        ] {
+            assert_eq!(Held::of(&id).into_bson(), id);
+        }
+        assert!(matches!(Held::of(&Bson::Int32(1)), Held::Int32(1)));
+        assert_eq!(size_of::<Held>(), 16);
     }
 
     /// What a tracked ObjectId costs: the predictor's stated bytes per key
