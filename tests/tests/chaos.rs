@@ -1226,8 +1226,20 @@ async fn d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it() {
         .wait_for("the limit rising off its floor", |d| limit(d) > floor)
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // The goodput climber moves the limit up and down while healthy, so
+    // the slowdown starts at a moment the limit is off its floor (CI once
+    // slowed it at 16, leaving nothing to fall).
+    let before = {
+        let waited = Instant::now();
+        loop {
+            let now = limit(&drill);
+            if now > floor || waited.elapsed() > EXPECT_WITHIN {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
     let slowed_at = started.elapsed();
-    let before = limit(&drill);
     load.set_phase(DOWN);
     let stop_throttle = Arc::new(AtomicBool::new(false));
     let throttling = throttle(

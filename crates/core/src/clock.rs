@@ -434,6 +434,14 @@ mod tests {
                 });
             }
         });
+        // A spawned thread names itself once it first runs, which on a
+        // loaded machine can be after `spawn` returned: wait for the name
+        // (CI saw 0 once), then give any second ticker the same time.
+        let waiting = std::time::Instant::now();
+        while ticker_threads() == 0 && waiting.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
         assert_eq!(ticker_threads(), 1);
     }
 
