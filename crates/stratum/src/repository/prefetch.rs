@@ -837,6 +837,19 @@ mod tests {
         assert!(hub.hinted(2) && !hub.hinted(1));
     }
 
+    /// The values recorded for the dropped reads' counter.
+    fn dropped(
+        snapshotter: &metrics_util::debugging::Snapshotter,
+    ) -> Vec<metrics_util::debugging::DebugValue> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == DROPPED)
+            .map(|(.., value)| value)
+            .collect()
+    }
+
     /// A drain publishes the reads the buffer dropped
     /// (`stratum_repository_prefetch_reads_dropped_total`): 70 reads of one context
     /// into a stripe of 64 drop 6.
@@ -851,13 +864,7 @@ mod tests {
             }
             hub.drain();
         });
-        let dropped: Vec<_> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(key, ..)| key.key().name() == DROPPED)
-            .map(|(.., value)| value)
-            .collect();
+        let dropped = dropped(&snapshotter);
         assert_eq!(
             dropped,
             [metrics_util::debugging::DebugValue::Counter(6)],
@@ -895,13 +902,7 @@ mod tests {
                 assert_eq!(hub.buffer.pending(), 16, "recorded again");
             });
         });
-        let dropped: Vec<_> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(key, ..)| key.key().name() == DROPPED)
-            .map(|(.., value)| value)
-            .collect();
+        let dropped = dropped(&snapshotter);
         assert_eq!(dropped, [metrics_util::debugging::DebugValue::Counter(48)]);
     }
 
