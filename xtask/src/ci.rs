@@ -142,6 +142,7 @@ pub(crate) fn run(args: &[&str]) -> Result {
     }
 
     step(&mut steps, "docs", &mut || {
+        crate::load::check_generated_sections(&crate::bench::root().join("docs"))?;
         shell::run(
             cargo()
                 .args(["doc", "--workspace", "--no-deps", "--all-features"])

@@ -685,25 +685,76 @@ fn svg(panels: &[Panel]) -> String {
 /// under its heading, when the page has no markers for it yet).
 pub(crate) fn splice(path: &str, section: &Section, text: &str) -> Result {
     let doc = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    std::fs::write(path, spliced(&doc, section, text))
-        .map_err(|e| format!("cannot write {path}: {e}"))?;
+    let doc = spliced(&doc, section, text).map_err(|e| format!("{path}: {e}"))?;
+    std::fs::write(path, doc).map_err(|e| format!("cannot write {path}: {e}"))?;
     println!("wrote {path} ({})", section.marker);
     Ok(())
 }
 
-fn spliced(doc: &str, section: &Section, text: &str) -> String {
+/// Fails on a page that holds the section twice: only the first copy
+/// would be rewritten, and the stale one would read as current.
+fn spliced(doc: &str, section: &Section, text: &str) -> Result<String> {
     let Section {
         marker,
         command,
         heading,
     } = section;
+    if let Some(repeated) = repeated_sections(doc).into_iter().find(|m| m == marker) {
+        return Err(format!(
+            "the generated section `{repeated}` appears more than once; remove the stale copy"
+        ));
+    }
     let begin = format!("<!-- BEGIN GENERATED: {marker} ({command}) -->\n");
     let end = format!("<!-- END GENERATED: {marker} -->");
-    match (doc.find(&begin), doc.find(&end)) {
+    Ok(match (doc.find(&begin), doc.find(&end)) {
         (Some(b), Some(e)) if b < e => {
             format!("{}{begin}{text}{}", &doc[..b], &doc[e..])
         }
         _ => format!("{}\n\n## {heading}\n\n{begin}{text}{end}\n", doc.trim_end()),
+    })
+}
+
+/// The markers of the generated sections that begin more than once in
+/// `doc`.
+fn repeated_sections(doc: &str) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for rest in doc.split("<!-- BEGIN GENERATED: ").skip(1) {
+        let marker = rest
+            .split([' ', '\n'])
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches("-->");
+        *seen.entry(marker).or_default() += 1;
+    }
+    seen.into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(m, _)| m.to_string())
+        .collect()
+}
+
+/// The docs check of `cargo xtask ci`: no page under `docs/` holds a
+/// generated section twice (a merge once left a stale copy of one, with
+/// its older reading, beside the current one).
+pub(crate) fn check_generated_sections(docs: &std::path::Path) -> Result {
+    let mut found = Vec::new();
+    let pages = std::fs::read_dir(docs).map_err(|e| format!("cannot list {docs:?}: {e}"))?;
+    for page in pages.flatten() {
+        let path = page.path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let doc =
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+            for marker in repeated_sections(&doc) {
+                found.push(format!("{}: {marker}", path.display()));
+            }
+        }
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "generated sections that appear more than once: {}",
+            found.join(", ")
+        ))
     }
 }
 
@@ -825,18 +876,22 @@ mod sweep_tests {
             heading: "H",
         };
         let page = "# P\n\ntext\n";
-        let added = spliced(page, &section, "one\n");
+        let added = spliced(page, &section, "one\n").unwrap();
         assert_eq!(
             added,
             "# P\n\ntext\n\n## H\n\n<!-- BEGIN GENERATED: m (cargo xtask x) -->\none\n<!-- END GENERATED: m -->\n"
         );
-        let again = spliced(&format!("{added}\n## After\n"), &section, "two\n");
+        let again = spliced(&format!("{added}\n## After\n"), &section, "two\n").unwrap();
         assert!(
             again.contains("-->\ntwo\n<!-- END GENERATED: m -->\n\n## After\n"),
             "{again}"
         );
         assert!(!again.contains("one"));
         assert_eq!(again.matches("## H").count(), 1);
+        let twice = format!("{again}\n{}", &again[again.find("<!--").unwrap()..]);
+        assert_eq!(repeated_sections(&twice), ["m"]);
+        assert!(spliced(&twice, &section, "three\n").is_err());
+        assert!(repeated_sections(&again).is_empty());
     }
 }
 
