@@ -14,14 +14,13 @@
 // A test that cannot set up (no server) fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use mongodb::bson::{Bson, doc};
 use serde::{Deserialize, Serialize};
 use stratum::breaker::State;
 use stratum::models::Document;
-use stratum::{Stratum, StratumConfig};
 use stratum_tests::server::{ServerProcess, fail_command};
+
+use crate::step_down::stack_with_a_small_window;
 
 /// Reads and writes made while the fail point is on; enough to fill the
 /// breaker's window twice.
@@ -46,27 +45,9 @@ impl Document for Entry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthorized_write_is_typed_final_and_not_counted_by_the_breaker() {
     let server = ServerProcess::start_with_fail_points(&[]).expect("the PyPI build starts");
-    let database = stratum_tests::unique_name("fail_points");
-    let config = StratumConfig::builder()
-        .mongodb_uri(server.uri())
-        .configure(move |c| {
-            c.mongodb.database = database;
-            c.mongodb.operation_timeout = Duration::from_secs(5);
-            c.monitor.enabled = false;
-            // Every read goes to the server.
-            c.cache.enabled = false;
-            // A small window that the refused writes would open (half the
-            // calls below are writes) if the breaker counted them.
-            c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 10 };
-            c.breaker.minimum_number_of_calls = 10;
-            c.breaker.failure_rate_threshold = 40.0;
-        })
-        .build()
-        .expect("a valid configuration");
-    let stratum = Stratum::builder(config)
-        .open()
-        .await
-        .expect("the stack opens");
+    // A small window that the refused writes would open if the breaker
+    // counted them (the step-down test's stack).
+    let stratum = stack_with_a_small_window(server.uri(), "fail_points").await;
     let entries = stratum.repository::<Entry>().expect("a repository");
     entries
         .insert(&Entry { id: 0 })

@@ -401,22 +401,29 @@ fn window(
     }
 }
 
-/// The `failCommand` fail point armed with `data` from `secs.0` to `secs.1`
-/// after `start` (`alwaysOn`, then `off`): the window and a note.
-fn fail_window(rig: &Rig, start: Instant, secs: (u64, u64), data: Document) -> (Window, String) {
+/// The schedule of a `failCommand` drill: the fail point armed with
+/// `data` from `secs.0` to `secs.1` after `start` (`alwaysOn`, then `off`),
+/// recovered `recovery` seconds after.
+fn fail_schedule(
+    rig: &Rig,
+    start: Instant,
+    secs: (u64, u64),
+    data: Document,
+    recovery: u64,
+) -> Schedule {
     at(start, Duration::from_secs(secs.0));
     let from = unix_secs();
     let on = rig.fail_command("alwaysOn".into(), data);
     at(start, Duration::from_secs(secs.1));
     let off = rig.fail_command("off".into(), doc! {});
-    let window = Window {
-        from,
-        to: unix_secs() + 1,
-    };
-    (
-        window,
-        format!("at {} s: {on}; at {} s: {off}", secs.0, secs.1),
-    )
+    Schedule {
+        faults: vec![Window {
+            from,
+            to: unix_secs() + 1,
+        }],
+        recovered_from: unix_secs() + recovery,
+        notes: vec![format!("at {} s: {on}; at {} s: {off}", secs.0, secs.1)],
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -928,19 +935,15 @@ fn drills() -> Vec<Drill> {
             plan: Plan::fail_points(Duration::from_secs(30)),
             build: Build::FailPoints,
             breaker: BreakerExpected::Counts,
+            // Up to two breaker rounds (5 s open, a trial) after.
             schedule: |rig, start| {
-                let mut s = Schedule::default();
-                let (w, note) = fail_window(
+                fail_schedule(
                     rig,
                     start,
                     (3, 13),
                     doc! { "failCommands": ["find", "insert", "findAndModify"], "errorCode": 91 },
-                );
-                s.faults.push(w);
-                // Up to two breaker rounds (5 s open, a trial) after.
-                s.recovered_from = unix_secs() + 6;
-                s.notes.push(note);
-                s
+                    6,
+                )
             },
         },
         Drill {
@@ -950,17 +953,13 @@ fn drills() -> Vec<Drill> {
             build: Build::FailPoints,
             breaker: BreakerExpected::StaysClosed,
             schedule: |rig, start| {
-                let mut s = Schedule::default();
-                let (w, note) = fail_window(
+                fail_schedule(
                     rig,
                     start,
                     (3, 13),
                     doc! { "failCommands": ["insert", "findAndModify"], "errorCode": 13 },
-                );
-                s.faults.push(w);
-                s.recovered_from = unix_secs() + 1;
-                s.notes.push(note);
-                s
+                    1,
+                )
             },
         },
     ]
