@@ -23,6 +23,13 @@
 //! Dropping the handle kills the process (SIGKILL also ends a frozen one)
 //! and removes the data folder, also when the test panics.
 //!
+//! [`ServerProcess::start_with_fail_points`] starts the PyPI build instead
+//! (`secantusd-py`, `$STRATUM_TEST_SERVER_PY_BIN`, which `cargo xtask fleet`
+//! and `cargo xtask ci` install into a venv beside the Rust build) with its
+//! test commands on: it has `configureFailPoint` (`failCommand` with an
+//! error code, `closeConnection`, `blockConnection`), which the pinned Rust
+//! build lacks, and it is much slower ([`fail_command`] arms one).
+//!
 //! ```no_run
 //! use stratum_tests::server::ServerProcess;
 //!
@@ -51,6 +58,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// needs about 2 s).
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
+/// The environment variable that names the PyPI build's launcher
+/// (`secantusd-py`), the build with fail points.
+pub const PY_BINARY_VAR: &str = "STRATUM_TEST_SERVER_PY_BIN";
+
 /// The server binary to run: `$STRATUM_TEST_SERVER_BIN`.
 ///
 /// Where the binary lives is `cargo xtask test-server`'s business (one rule,
@@ -58,15 +69,39 @@ const STOP_GRACE: Duration = Duration::from_secs(6);
 /// set the variable, and by hand `export STRATUM_TEST_SERVER_BIN=$(cargo
 /// xtask test-server path)` does.
 pub fn binary() -> io::Result<PathBuf> {
-    match std::env::var_os(BINARY_VAR) {
-        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-        _ => Err(io::Error::new(
+    binary_named(BINARY_VAR, "path")
+}
+
+/// The PyPI build's launcher: `$STRATUM_TEST_SERVER_PY_BIN` (by hand:
+/// `export STRATUM_TEST_SERVER_PY_BIN=$(cargo xtask test-server path-py)`).
+pub fn py_binary() -> io::Result<PathBuf> {
+    binary_named(PY_BINARY_VAR, "path-py")
+}
+
+fn binary_named(var: &str, task: &str) -> io::Result<PathBuf> {
+    let path = match std::env::var_os(var) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{var} is not set: run the drills through `cargo xtask ci` or \
+                     `cargo xtask fleet`, or `export {var}=$(cargo xtask test-server {task})`"
+                ),
+            ));
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "{BINARY_VAR} is not set: run the drills through `cargo xtask ci` or \
-                 `cargo xtask chaos`, or `export {BINARY_VAR}=$(cargo xtask test-server path)`"
+                "no test server at {}: install it with `cargo xtask test-server install` \
+                 (both builds), or set {var} to one",
+                path.display()
             ),
-        )),
+        ))
     }
 }
 
@@ -78,7 +113,8 @@ pub struct ServerProcess {
     port: u16,
     /// Holds `data/` and `server.log`; removed on drop.
     dir: PathBuf,
-    extra_args: Vec<String>,
+    /// The build's own arguments, then the caller's.
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -91,17 +127,18 @@ impl ServerProcess {
     /// Like [`start`](Self::start), passing `args` to the server on every
     /// (re)start (`--sync-on-commit`, say).
     pub fn start_with_args(args: &[&str]) -> io::Result<ServerProcess> {
-        let binary = binary()?;
-        if !binary.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "no test server binary at {}: build it once with `cargo xtask test-server \
-                     install`, or set {BINARY_VAR} to a secantusd-rs binary",
-                    binary.display()
-                ),
-            ));
-        }
+        // Without a cap the write-ahead log preallocates 128 MB.
+        ServerProcess::launch(binary()?, &["--log-file-max", "16MB"], args)
+    }
+
+    /// The PyPI build (`$STRATUM_TEST_SERVER_PY_BIN`) with its test commands
+    /// on, so [`fail_command`] can arm a fail point; `args` as in
+    /// [`start_with_args`](Self::start_with_args).
+    pub fn start_with_fail_points(args: &[&str]) -> io::Result<ServerProcess> {
+        ServerProcess::launch(py_binary()?, &["--enable-test-commands"], args)
+    }
+
+    fn launch(binary: PathBuf, own: &[&str], args: &[&str]) -> io::Result<ServerProcess> {
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "stratum-drill-{}-{port}-{}",
@@ -114,7 +151,7 @@ impl ServerProcess {
             child: None,
             port,
             dir,
-            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            args: own.iter().chain(args).map(|a| (*a).to_owned()).collect(),
         };
         server.spawn()?;
         Ok(server)
@@ -128,9 +165,9 @@ impl ServerProcess {
         let log_err = log.try_clone()?;
         let child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--log-file-max", "16MB", "--storage-path"])
+            .arg("--storage-path")
             .arg(self.data_dir())
-            .args(&self.extra_args)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -331,6 +368,29 @@ fn wait_until_stopped(pid: u32) -> io::Result<()> {
         }
         sleep(Duration::from_millis(1));
     }
+}
+
+/// Arms the server's `failCommand` fail point (a server started with
+/// [`ServerProcess::start_with_fail_points`]): `mode` is `"alwaysOn"`,
+/// `"off"` or `{ times: N }`, `data` names the commands and what they do
+/// (`failCommands`, `errorCode`, `closeConnection`, `blockConnection` with
+/// `blockTimeMS`). Sent straight to the server at `uri`.
+pub async fn fail_command(
+    uri: &str,
+    mode: mongodb::bson::Bson,
+    data: mongodb::bson::Document,
+) -> mongodb::error::Result<()> {
+    let client = mongodb::Client::with_uri_str(uri).await?;
+    client
+        .database("admin")
+        .run_command(mongodb::bson::doc! {
+            "configureFailPoint": "failCommand",
+            "mode": mode,
+            "data": data,
+        })
+        .await?;
+    client.shutdown().await;
+    Ok(())
 }
 
 /// A loopback port nobody listens on right now (the OS picks it).

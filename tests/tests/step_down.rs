@@ -56,30 +56,35 @@ async fn step_down(server: &ServerProcess) -> Option<bool> {
     hello.get_bool("isWritablePrimary").ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn during_a_step_down_reads_are_served_and_the_breaker_stays_closed() {
-    let server = ServerProcess::start().expect("a server starts");
-    let database = stratum_tests::unique_name("step_down");
+/// The stack over `uri` in a database of its own, every read going to the
+/// server (no cache), and a breaker with a small window that failed writes
+/// would open (half the calls of the tests that use it are writes) if it
+/// counted them. Also used by the fail-point test.
+pub(crate) async fn stack_with_a_small_window(uri: String, prefix: &str) -> Stratum {
+    let database = stratum_tests::unique_name(prefix);
     let config = StratumConfig::builder()
-        .mongodb_uri(server.uri())
+        .mongodb_uri(uri)
         .configure(move |c| {
             c.mongodb.database = database;
             c.mongodb.operation_timeout = Duration::from_secs(5);
             c.monitor.enabled = false;
-            // Every read goes to the server.
             c.cache.enabled = false;
-            // A small window that a step-down's failed writes would open
-            // (half the calls below are writes) if the breaker counted them.
             c.breaker.sliding_window = stratum::breaker::SlidingWindow::CountBased { size: 10 };
             c.breaker.minimum_number_of_calls = 10;
             c.breaker.failure_rate_threshold = 40.0;
         })
         .build()
         .expect("a valid configuration");
-    let stratum = Stratum::builder(config)
+    Stratum::builder(config)
         .open()
         .await
-        .expect("the stack opens");
+        .expect("the stack opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_step_down_reads_are_served_and_the_breaker_stays_closed() {
+    let server = ServerProcess::start().expect("a server starts");
+    let stratum = stack_with_a_small_window(server.uri(), "step_down").await;
     let notes = stratum.repository::<Note>().expect("a repository");
     notes.insert(&Note { id: 0 }).await.expect("a first write");
     let breaker = stratum.breaker().expect("the breaker is on by default");

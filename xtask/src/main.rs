@@ -48,6 +48,9 @@ tasks:
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data
   test-server path                   print where the server binary lives
+  test-server install-py             install the PyPI build (secantusd-py, has fail points, slower) into
+                                     a venv in the cache folder (once; the full fleet run does it)
+  test-server path-py                print where the PyPI build's launcher lives
 
 environment:
   STRATUM_CACHE_DIR                  cache folder for the server build (default ~/.cache/stratum)
@@ -71,6 +74,11 @@ fn main() -> ExitCode {
         ["test-server", "start"] => test_server::start_detached(),
         ["test-server", "stop"] => test_server::stop_detached(),
         ["test-server", "path"] => test_server::binary_path().map(|p| println!("{}", p.display())),
+        ["test-server", "install-py"] => test_server::install_py().map(|_| ()),
+        ["test-server", "path-py"] => {
+            println!("{}", test_server::py_binary_path().display());
+            Ok(())
+        }
         [] | ["help"] | ["--help"] | ["-h"] => {
             print!("{USAGE}");
             Ok(())

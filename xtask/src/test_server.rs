@@ -18,6 +18,11 @@ use crate::shell::{self, Result};
 const CRATE: &str = "secantus-mdb";
 const VERSION: &str = "0.5.3-beta.196";
 const BINARY: &str = "secantusd-rs";
+/// The PyPI build: the one with fail points (`configureFailPoint`'s
+/// `failCommand`), much slower; installed with pip into a venv of its own.
+const PY_PACKAGE: &str = "SecantusDB";
+const PY_VERSION: &str = "0.7.0b3";
+const PY_LAUNCHER: &str = "secantusd-py";
 /// How long a fresh server may take to accept connections (it needs about 0.4 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server gets to stop after SIGTERM before it is killed (it needs about 2 s).
@@ -81,6 +86,45 @@ pub(crate) fn install() -> Result<PathBuf> {
         Err(format!(
             "cargo install finished but {} is missing",
             binary.display()
+        ))
+    }
+}
+
+fn py_root() -> PathBuf {
+    cache_dir().join(format!("secantus-py-{PY_VERSION}"))
+}
+
+/// Where the PyPI build's launcher lives once installed.
+pub(crate) fn py_binary_path() -> PathBuf {
+    py_root().join("bin").join(PY_LAUNCHER)
+}
+
+/// Installs the PyPI build (`secantusd-py`, with fail points) into a venv
+/// in the cache folder unless it is there already (about 25 s). Never into
+/// the repository, and never into the system's Python.
+pub(crate) fn install_py() -> Result<PathBuf> {
+    let launcher = py_binary_path();
+    if launcher.is_file() {
+        eprintln!("test server: {} already installed", launcher.display());
+        return Ok(launcher);
+    }
+    let root = py_root();
+    println!(
+        "test server: installing {PY_PACKAGE} {PY_VERSION} (secantusd-py) into {}",
+        root.display()
+    );
+    shell::run(Command::new("python3").args(["-m", "venv"]).arg(&root))?;
+    shell::run(
+        Command::new(root.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("{PY_PACKAGE}=={PY_VERSION}")),
+    )?;
+    if launcher.is_file() {
+        Ok(launcher)
+    } else {
+        Err(format!(
+            "pip finished but {} is missing",
+            launcher.display()
         ))
     }
 }

@@ -130,6 +130,9 @@ pub(crate) fn describe(kind: &str) -> &'static str {
         "not_primary" => {
             "not the primary now (a step-down or an election; retryable; the breaker does not count it)"
         }
+        "not_authorized" => {
+            "the server refuses the operation to this user (13 Unauthorized; final; the breaker does not count it)"
+        }
         "backend" => "server error",
         "duplicate_key" => "duplicate key",
         "not_found" => "no such document",
@@ -424,6 +427,8 @@ mod tests {
             "timeout",
             "network",
             "unavailable",
+            "not_primary",
+            "not_authorized",
             "backend",
             "duplicate_key",
             "invalid_document",

@@ -39,11 +39,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use mongodb::bson::doc;
+use mongodb::bson::{Bson, Document, doc};
 use stratum_cli::coherence::Delays;
 use stratum_cli::load::fleet::{self, FleetVerdict, ProcessOutcome};
 use stratum_tests::proxy::{Direction, FaultProxy};
-use stratum_tests::server::ServerProcess;
+use stratum_tests::server::{self as test_server, ServerProcess};
 
 /// The cache's TTL in every process: the staleness bound the docs promise
 /// when change streams are down (docs/stratum.md, "Coherence between
@@ -65,6 +65,8 @@ const TYPED: &[&str] = &[
     "unavailable",
     // A write to a node that stepped down (NotWritablePrimary 10107).
     "not_primary",
+    // The server refuses the operation to the user (13 Unauthorized).
+    "not_authorized",
     "network",
     "not_permitted",
     "overloaded",
@@ -89,6 +91,16 @@ impl Plan {
             tasks: 16,
             documents: 2_000,
             extra: None,
+        }
+    }
+
+    /// On the PyPI build: a quarter of the tasks and documents (it serves
+    /// about 2k finds/s and 1k inserts/s from one client, and fewer from many).
+    fn fail_points(duration: Duration) -> Plan {
+        Plan {
+            tasks: 4,
+            documents: 500,
+            ..Plan::drill(duration)
         }
     }
 }
@@ -250,11 +262,17 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Rig {
-        // Durable commits and journaled, majority writes: an acknowledged
-        // write survives a SIGKILL (see the chaos drills).
-        let server = ServerProcess::start_with_args(&["--sync-on-commit"])
-            .expect("a fleet server starts (STRATUM_TEST_SERVER_BIN)");
+    fn new(build: Build) -> Rig {
+        let server = match build {
+            // Durable commits and journaled, majority writes: an
+            // acknowledged write survives a SIGKILL (see the chaos drills).
+            Build::Pinned => ServerProcess::start_with_args(&["--sync-on-commit"])
+                .expect("a fleet server starts (STRATUM_TEST_SERVER_BIN)"),
+            // No SIGKILL there; syncing every commit would slow the slow
+            // build by orders of magnitude.
+            Build::FailPoints => ServerProcess::start_with_fail_points(&[])
+                .expect("the PyPI build starts (STRATUM_TEST_SERVER_PY_BIN)"),
+        };
         let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
         let proxy = FaultProxy::start(upstream).expect("the proxy starts");
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -303,14 +321,56 @@ impl Rig {
             )
         })
     }
+
+    /// Arms (`mode` `"alwaysOn"`, `{ times: N }`) or clears (`"off"`) the
+    /// server's `failCommand` fail point, straight to the server; what it
+    /// answered, for the schedule's notes.
+    fn fail_command(&self, mode: Bson, data: Document) -> String {
+        let what = format!("failCommand {mode} {data}");
+        match self
+            .runtime
+            .block_on(test_server::fail_command(&self.server.uri(), mode, data))
+        {
+            Ok(()) => format!("{what}: ok"),
+            Err(e) => format!("{what}: answered {e}"),
+        }
+    }
+}
+
+/// Which build of the test server a drill runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// The pinned Rust build (`secantusd-rs`): fast, no fail points.
+    Pinned,
+    /// The PyPI build (`secantusd-py`) with its test commands on: has
+    /// `failCommand`, and is much slower (so its drills run fewer tasks).
+    FailPoints,
+}
+
+/// What a drill expects of the breaker, checked beside the invariants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BreakerExpected {
+    /// It may open and close (the drill's words say when).
+    Either,
+    /// It never changes state and refuses nothing (`not_permitted`): the
+    /// errors of the drill are answers it must not count.
+    StaysClosed,
+    /// Every error is one it counts as a failure (`timeout`,
+    /// `unavailable`, `network`; or its own refusal, `not_permitted`, and
+    /// admission's `overloaded`), and there are some: whether it opens
+    /// depends on how many calls fail within its window.
+    Counts,
 }
 
 /// One drill: its name, what is expected (written before the run), the
-/// plan, the error kinds it may show, and its fault schedule.
+/// plan, the server it runs on, what the breaker must do, and its fault
+/// schedule.
 struct Drill {
     name: &'static str,
     expected: &'static str,
     plan: Plan,
+    build: Build,
+    breaker: BreakerExpected,
     schedule: fn(&mut Rig, Instant) -> Schedule,
 }
 
@@ -338,6 +398,31 @@ fn window(
     Window {
         from: w_from,
         to: unix_secs() + 1,
+    }
+}
+
+/// The schedule of a `failCommand` drill: the fail point armed with
+/// `data` from `secs.0` to `secs.1` after `start` (`alwaysOn`, then `off`),
+/// recovered `recovery` seconds after.
+fn fail_schedule(
+    rig: &Rig,
+    start: Instant,
+    secs: (u64, u64),
+    data: Document,
+    recovery: u64,
+) -> Schedule {
+    at(start, Duration::from_secs(secs.0));
+    let from = unix_secs();
+    let on = rig.fail_command("alwaysOn".into(), data);
+    at(start, Duration::from_secs(secs.1));
+    let off = rig.fail_command("off".into(), doc! {});
+    Schedule {
+        faults: vec![Window {
+            from,
+            to: unix_secs() + 1,
+        }],
+        recovered_from: unix_secs() + recovery,
+        notes: vec![format!("at {} s: {on}; at {} s: {off}", secs.0, secs.1)],
     }
 }
 
@@ -376,7 +461,7 @@ type Check = (String, String, bool);
 /// invariants that did not hold.
 fn run(drill: &Drill) -> Vec<Check> {
     println!("fleet: drill {}: expected: {}", drill.name, drill.expected);
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(drill.build);
     let fleet = Fleet::launch(&rig.fleet_uri(), drill.plan.clone());
     let start = Instant::now();
     let schedule = (drill.schedule)(&mut rig, start);
@@ -417,10 +502,14 @@ fn report(
     let _ = writeln!(t, "### {}\n", drill.name);
     let _ = writeln!(
         t,
-        "{} processes x {} tasks for {} s over one server through the proxy. **Expected** (written before the run): {}\n",
+        "{} processes x {} tasks for {} s over one server{} through the proxy. **Expected** (written before the run): {}\n",
         drill.plan.processes,
         drill.plan.tasks,
         drill.plan.duration.as_secs(),
+        match drill.build {
+            Build::Pinned => "",
+            Build::FailPoints => " (the PyPI build, `secantusd-py` 0.7.0b3, test commands on)",
+        },
         drill.expected
     );
     if !schedule.notes.is_empty() {
@@ -571,6 +660,32 @@ fn report(
             open.is_empty() && streams_down.is_empty(),
         ),
     ];
+    let refused = total_errors.get("not_permitted").copied().unwrap_or(0);
+    let changes: Vec<u64> = outcomes.iter().map(|o| o.breaker.1).collect();
+    match drill.breaker {
+        BreakerExpected::Either => {}
+        BreakerExpected::StaysClosed => checks.push((
+            "the breaker counted none of it: no state change, nothing refused".into(),
+            format!("state changes per process {changes:?}; not_permitted {refused}"),
+            refused == 0 && changes.iter().all(|&c| c == 0),
+        )),
+        BreakerExpected::Counts => {
+            let counted = ["timeout", "unavailable", "network"];
+            let failures: u64 = counted.iter().filter_map(|k| total_errors.get(*k)).sum();
+            let other: Vec<&String> = total_errors
+                .keys()
+                .filter(|k| !counted.contains(&k.as_str()))
+                .filter(|k| !matches!(k.as_str(), "not_permitted" | "overloaded"))
+                .collect();
+            checks.push((
+                "every error one the breaker counts (timeout, unavailable, network)".into(),
+                format!(
+                    "{failures} counted; other kinds {other:?}; state changes per process {changes:?}; not_permitted {refused}"
+                ),
+                failures > 0 && other.is_empty(),
+            ));
+        }
+    }
     if !schedule.faults.is_empty() {
         checks.push((
             "reads served during the faults; writes succeed after".into(),
@@ -620,6 +735,8 @@ const SHORT: Drill = Drill {
         documents: 1_000,
         extra: None,
     },
+    build: Build::Pinned,
+    breaker: BreakerExpected::Either,
     schedule: |rig, start| {
         let mut s = Schedule::default();
         let p = &rig.proxy;
@@ -658,12 +775,16 @@ fn drills() -> Vec<Drill> {
             name: "steady state",
             expected: "no fault: no error, every acknowledged write read back, staleness in milliseconds (change streams up)",
             plan: Plan::drill(Duration::from_secs(15)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: steady,
         },
         Drill {
             name: "primary step-down, 10 s, twice 20 s apart",
             expected: "reads keep being served (cache, and the driver's direct connection reads the secondary); writes fail as `not_primary` (NotWritablePrimary 10107, after the driver's one retry; typed, retryable), which the breaker does not count: it stays closed and refuses nothing (no `not_permitted`); no acknowledged write lost; change streams stay open or resume, no event missed (no reader misses a write)",
             plan: Plan::drill(Duration::from_secs(38)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::StaysClosed,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 for t in [3, 23] {
@@ -684,6 +805,8 @@ fn drills() -> Vec<Drill> {
             name: "connections reset mid-operation",
             expected: "every connection reset every 500 ms for 10 s: calls in flight fail as `network` (or the driver's retry succeeds), the breaker may open and refuse (`not_permitted`); nothing lost; recovery after. The test server may apply a retried write twice when the retry races its first attempt (measured outside the fleet: 19 of 200 racing pairs; a real mongod deduplicates by session): such a write shows as a write nobody was told about, and fails this drill on the server's account",
             plan: Plan::drill(Duration::from_secs(20)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 let from = unix_secs() + 3;
@@ -710,6 +833,8 @@ fn drills() -> Vec<Drill> {
             // half-open trial, 5 s open again): 18 s after the stall.
             expected: "replies held for 5 s (operation timeout 2 s): calls fail as `timeout` within the bound (writes: unknown outcome, accounted for), the breaker opens and refuses, cached reads are served stale; the held replies arrive after and nothing is lost",
             plan: Plan::drill(Duration::from_secs(26)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 let p = &rig.proxy;
@@ -729,6 +854,8 @@ fn drills() -> Vec<Drill> {
             name: "200 ms added latency",
             expected: "200 ms on every reply for 10 s: calls slow down (below the 2 s operation timeout: no timeouts), throughput drops and comes back; admission may refuse (`overloaded`); nothing lost",
             plan: Plan::drill(Duration::from_secs(20)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 let p = &rig.proxy;
@@ -749,6 +876,8 @@ fn drills() -> Vec<Drill> {
             name: "blackhole for 10 s",
             expected: "both directions swallowed for 10 s (new connections accepted and never connected): calls fail as `timeout` or `unavailable` within the bound, the breaker opens, cached reads are served stale; after, new connections work, the breaker closes, nothing lost",
             plan: Plan::drill(Duration::from_secs(30)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 let p = &rig.proxy;
@@ -772,6 +901,8 @@ fn drills() -> Vec<Drill> {
             name: "server SIGKILLed and restarted",
             expected: "the server killed at 4 s and restarted 3 s later on the same port and data: calls fail as `network`, `unavailable` or `timeout`, the breaker opens and refuses, stale reads are served; after the restart the streams reopen (the test server loses their history: caches emptied), the breaker closes, no journaled acknowledged write lost",
             plan: Plan::drill(Duration::from_secs(22)),
+            build: Build::Pinned,
+            breaker: BreakerExpected::Either,
             schedule: |rig, start| {
                 let mut s = Schedule::default();
                 at(start, Duration::from_secs(4));
@@ -786,6 +917,49 @@ fn drills() -> Vec<Drill> {
                 s.recovered_from = unix_secs() + 3;
                 s.notes.push("SIGKILL at 4 s, restarted at 7 s".into());
                 s
+            },
+        },
+        Drill {
+            name: "steady state on the PyPI build",
+            expected: "no fault, the baseline of the `failCommand` drills on the same build (much slower than the pinned one, so 4 tasks a process): no error but admission refusals (`overloaded`) or `timeout`s from the server's own slowness, every acknowledged write read back, staleness within the TTL",
+            plan: Plan::fail_points(Duration::from_secs(15)),
+            build: Build::FailPoints,
+            breaker: BreakerExpected::Either,
+            schedule: steady,
+        },
+        Drill {
+            name: "failCommand 91 ShutdownInProgress (retryable), 10 s",
+            // Rewritten after the first run (5 s of 91: 36 `timeout`s, no
+            // `unavailable`, no breaker opened: the drill expected it to).
+            expected: "every find, insert and findAndModify fails with 91 for 10 s (the change streams' aggregate and getMore do not): the driver marks the node unknown on the first 91 and its retry waits for the next heartbeat (up to 10 s), so calls fail as `timeout` at the 2 s operation timeout (or `unavailable` where the retry meets 91 again); no call past its bound; every error one the breaker counts, but with 4 tasks a process (about 2 failing calls a second) its 100-call window may stay under the 50 % failure rate: it may or may not open; cached reads are served, stale where the stream lags; the failed writes are unknown-outcome writes and the read-back finds none applied (the fail point answers before the command runs); after, writes succeed",
+            plan: Plan::fail_points(Duration::from_secs(30)),
+            build: Build::FailPoints,
+            breaker: BreakerExpected::Counts,
+            // Up to two breaker rounds (5 s open, a trial) after.
+            schedule: |rig, start| {
+                fail_schedule(
+                    rig,
+                    start,
+                    (3, 13),
+                    doc! { "failCommands": ["find", "insert", "findAndModify"], "errorCode": 91 },
+                    6,
+                )
+            },
+        },
+        Drill {
+            name: "failCommand 13 Unauthorized on writes (not retryable), 10 s",
+            expected: "every insert and findAndModify fails with 13 for 10 s, as for a user whose write privilege was revoked (finds do not): writes fail at once as `not_authorized` (the driver does not retry them: no RetryableWriteError label), not unknown-outcome writes (the server applied none: a write found applied would be one nobody was told about); the breaker does not count them: no state change, nothing refused (`not_permitted`), and reads are served throughout; after, writes succeed",
+            plan: Plan::fail_points(Duration::from_secs(20)),
+            build: Build::FailPoints,
+            breaker: BreakerExpected::StaysClosed,
+            schedule: |rig, start| {
+                fail_schedule(
+                    rig,
+                    start,
+                    (3, 13),
+                    doc! { "failCommands": ["insert", "findAndModify"], "errorCode": 13 },
+                    1,
+                )
             },
         },
     ]

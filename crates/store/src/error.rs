@@ -5,7 +5,8 @@
 /// [`is_breaker_failure`](StoreError::is_breaker_failure) tells the circuit
 /// breaker whether the failure says something about the database's health
 /// (a timeout, a network error) or only about the request (a duplicate key,
-/// an invalid filter, a node that answered "I am not the primary").
+/// an invalid filter, a node that answered "I am not the primary", a user
+/// the server does not authorize).
 /// [`is_unavailable`](StoreError::is_unavailable) tells a caller whether the
 /// database did not serve the request now (and a write's outcome may be
 /// unknown), whatever the breaker makes of it.
@@ -87,6 +88,20 @@ pub enum StoreError {
         /// The server's description, credentials masked.
         message: String,
     },
+    /// The server refused the operation to this user (13 Unauthorized): a
+    /// role without the privilege, one revoked meanwhile. Not retryable (the
+    /// same request fails the same way until someone changes the roles),
+    /// not a breaker failure (the server is reachable and answered promptly;
+    /// counting a lost write privilege would open the breaker and refuse the
+    /// reads the user may still make), and not an unknown outcome: the
+    /// server did not apply the write.
+    #[error("not authorized (error {code}): {message}")]
+    NotAuthorized {
+        /// The server's error code.
+        code: i32,
+        /// The server's description, credentials masked.
+        message: String,
+    },
     /// The connection failed mid-operation.
     #[error("network error: {message}")]
     Network {
@@ -123,7 +138,8 @@ impl StoreError {
             | StoreError::DuplicateKey { .. }
             | StoreError::InvalidField { .. }
             | StoreError::Validation { .. }
-            | StoreError::NotPrimary { .. } => false,
+            | StoreError::NotPrimary { .. }
+            | StoreError::NotAuthorized { .. } => false,
         }
     }
 
@@ -161,6 +177,7 @@ impl StoreError {
             StoreError::Unavailable { .. } => "unavailable",
             StoreError::Network { .. } => "network",
             StoreError::NotPrimary { .. } => "not_primary",
+            StoreError::NotAuthorized { .. } => "not_authorized",
             StoreError::Backend { .. } => "backend",
         }
     }
@@ -214,15 +231,22 @@ mod tests {
                 code: 10107,
                 message: String::new(),
             },
+            StoreError::NotAuthorized {
+                code: 13,
+                message: String::new(),
+            },
         ];
         assert!(counted.iter().all(StoreError::is_breaker_failure));
         assert!(!ignored.iter().any(StoreError::is_breaker_failure));
         // The database did not serve these: every breaker failure, and a
         // node that is not the primary; the others are the request's own.
-        let (requests, not_primary) = ignored.split_at(4);
+        // A refusal to the user is an answer: not applied, not unknown.
+        let (requests, rest) = ignored.split_at(4);
+        let (not_primary, not_authorized) = rest.split_at(1);
         assert!(counted.iter().all(StoreError::is_unavailable));
         assert!(not_primary.iter().all(StoreError::is_unavailable));
         assert!(!requests.iter().any(StoreError::is_unavailable));
+        assert!(!not_authorized.iter().any(StoreError::is_unavailable));
         let retryable: Vec<&str> = counted
             .iter()
             .chain(&ignored)

@@ -590,6 +590,8 @@ const UNAVAILABLE: &[i32] = &[6, 7, 91, 9001, 11600, 13436];
 /// InterruptedDueToReplStateChange: the node answered, and is not the
 /// primary now (a step-down, an election); it may still serve reads.
 const NOT_PRIMARY: &[i32] = &[10107, 13435, 189, 11602];
+/// Unauthorized: the server answered, and refuses the operation to this user.
+const NOT_AUTHORIZED: &[i32] = &[13];
 
 /// Sorts a driver error into a [`StoreError`], masking credentials: the one
 /// classification of MongoDB errors in the workspace.
@@ -620,6 +622,8 @@ pub fn classify(error: mongodb::error::Error, uri: Option<&MongoUri>) -> StoreEr
             StoreError::Unavailable { message }
         } else if NOT_PRIMARY.contains(&code) {
             StoreError::NotPrimary { code, message }
+        } else if NOT_AUTHORIZED.contains(&code) {
+            StoreError::NotAuthorized { code, message }
         } else {
             StoreError::Backend {
                 code: Some(code),
@@ -683,6 +687,13 @@ mod tests {
         for code in [6, 7, 91, 9001, 11600, 13436] {
             assert_eq!(kind(code), "unavailable", "{code}");
         }
+        // A user without the privilege: answered, final, not the breaker's.
+        let error = classify(command_error(13), None);
+        assert!(
+            matches!(error, StoreError::NotAuthorized { code: 13, .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_breaker_failure() && !error.is_retryable() && !error.is_unavailable());
         assert_eq!(kind(11000), "duplicate_key");
         assert_eq!(kind(50), "timeout");
         assert_eq!(kind(2), "validation");
