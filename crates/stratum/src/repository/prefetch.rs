@@ -965,6 +965,49 @@ mod tests {
         assert_eq!(size_of::<Held>(), 16);
     }
 
+    /// A repository that says every id is cached, or none, and counts
+    /// the ids offered to it.
+    struct Fake {
+        cached: AtomicBool,
+        offered: AtomicU64,
+    }
+
+    impl Target for Fake {
+        fn has(&self, _: &Id) -> bool {
+            self.cached.load(Ordering::Relaxed)
+        }
+
+        fn offer(self: Arc<Self>, ids: Vec<Id>) -> bool {
+            self.offered.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            true
+        }
+    }
+
+    /// A proposal leaves out the successors already cached before cloning
+    /// them: when all are, nothing is offered (it used to clone them all
+    /// and offer them, for the repository to find them cached).
+    #[test]
+    fn a_proposal_offers_only_the_successors_not_cached() {
+        let hub = hub();
+        let fake = Arc::new(Fake {
+            cached: AtomicBool::new(true),
+            offered: AtomicU64::new(0),
+        });
+        let target: Arc<dyn Target> = fake.clone();
+        hub.register("chunks", Arc::downgrade(&target));
+        let id = |i: i64| Id::new("chunks", Bson::Int64(i));
+        for _ in 0..3 {
+            for i in 0..4 {
+                hub.predictor.record(1, &id(i));
+            }
+        }
+        assert!(!hub.offer_successors(&id(0)), "all cached");
+        assert_eq!(fake.offered.load(Ordering::Relaxed), 0);
+        fake.cached.store(false, Ordering::Relaxed);
+        assert!(hub.offer_successors(&id(0)));
+        assert_eq!(fake.offered.load(Ordering::Relaxed), 3, "1, 2 and 3");
+    }
+
     /// What a tracked ObjectId costs: the predictor's stated bytes per key
     /// plus the key bytes on the heap, within the bound once full.
     #[test]
