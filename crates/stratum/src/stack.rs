@@ -702,7 +702,10 @@ impl StratumBuilder {
         };
         #[cfg(feature = "cache")]
         let prefetch = if self.config.cache.enabled {
-            crate::repository::PrefetchHub::new(&self.config.cache.settings.prefetch)?
+            // In the scope: the hub's counter lands on the stack's metrics.
+            scope.enter(|| {
+                crate::repository::PrefetchHub::new(&self.config.cache.settings.prefetch)
+            })?
         } else {
             None
         };

@@ -539,7 +539,7 @@ impl<T: Document> Repository<T> {
         let keys = batch.keys();
         let wanted: Vec<Bson> = keys
             .iter()
-            .filter_map(|k| ids.iter().find(|i| &i.key == k).map(|i| i.id.clone()))
+            .filter_map(|k| ids.iter().find(|i| &i.key == k).map(prefetch::Id::bson))
             .collect();
         let before: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
         let noted = &before;
@@ -864,6 +864,10 @@ impl<T: Document> Repository<T> {
 
 #[cfg(feature = "cache")]
 impl<T: Document> prefetch::Target for Inner<T> {
+    fn has(&self, id: &prefetch::Id) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.contains_key(&id.key))
+    }
+
     fn offer(self: Arc<Self>, ids: Vec<prefetch::Id>) -> bool {
         Repository { inner: self }.offer(ids)
     }
