@@ -402,18 +402,23 @@ impl<V: Clone> SemanticCache<V> {
 
     /// Records labelled observations for the cache-wide threshold only (a
     /// calibration set, or observations kept from a previous run).
+    /// Refuses a similarity outside [-1, 1] (or NaN), recording none.
     pub fn calibrate(
         &self,
         observations: impl IntoIterator<Item = (f32, bool)>,
     ) -> Result<(), CacheError> {
+        self.calibrate_with(&Observations::from_labels(observations)?);
+        Ok(())
+    }
+
+    /// Adds counted observations (a calibration stored as
+    /// [`Observations::to_bytes`] by an earlier process) to the cache-wide
+    /// threshold's.
+    pub fn calibrate_with(&self, observations: &Observations) {
         let config = self.threshold_config();
         let mut inner = self.inner.write();
-        for (similarity, correct) in observations {
-            Self::check_similarity(similarity)?;
-            inner.shared.record(similarity, correct);
-        }
+        inner.shared.merge(observations);
         inner.shared_threshold = inner.shared.learned(&config);
-        Ok(())
     }
 
     /// The application found that `entry`'s answer to a lookup at

@@ -66,6 +66,16 @@ fn check(dimensions: usize, vector: &[f32]) -> Result<(), CacheError> {
 pub struct VectorIndex {
     index: Index,
     options: IndexOptions,
+    /// Candidates rescored with their exact vectors (0: the graph's
+    /// similarities are reported as they are).
+    rescore: usize,
+    /// Whether exact vectors are kept (a quantized graph built with
+    /// rescoring).
+    keep_exact: bool,
+    /// The exact (f32) vector of every graph id, tombstones included, when
+    /// the graph stores them quantized and `rescore` is on: `dimensions`
+    /// floats per id, in id order (ids are dense from 0 in each graph).
+    exact: Vec<f32>,
     /// The caller's key to the graph's id of its live vector. Ids are never
     /// reused, so a replaced vector's tombstone cannot be mistaken for it.
     ids: HashMap<u64, u64>,
@@ -81,6 +91,7 @@ impl std::fmt::Debug for VectorIndex {
             .field("dimensions", &self.options.dimensions)
             .field("len", &self.ids.len())
             .field("tombstones", &self.tombstones)
+            .field("rescore", &self.rescore)
             .finish()
     }
 }
@@ -103,35 +114,60 @@ pub enum Quantization {
     I8,
 }
 
-/// The graph's storage and search breadth.
+/// The graph's storage, search breadth and exact rescoring.
+///
+/// The default, chosen by measurement (docs/semantic.md, "Measured"): i8
+/// storage searched at breadth 256, its best 8 candidates rescored with
+/// their exact f32 vectors, so every similarity a search reports (and the
+/// hit decision and the learned thresholds use) is the exact cosine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexSettings {
-    /// How vectors are stored. Default `F32`.
+    /// How the graph stores vectors. Default `I8`.
     pub quantization: Quantization,
     /// Candidates a search keeps (usearch's `expansion_search`, HNSW's
     /// `ef`): wider finds the true nearest more often and takes longer.
-    /// Default 64 (usearch's).
+    /// Default 256.
     pub expansion_search: usize,
+    /// How many of the graph's best candidates are rescored with their
+    /// exact f32 vectors, kept beside a quantized graph (`dimensions` x 4
+    /// bytes per entry more). 0 keeps no copies and reports the graph's
+    /// (quantized) similarities. Ignored for `F32` storage, whose
+    /// similarities are exact already. Default 8.
+    pub rescore: usize,
 }
 
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
-            quantization: Quantization::F32,
-            expansion_search: 64,
+            quantization: Quantization::I8,
+            expansion_search: 256,
+            rescore: 8,
         }
     }
 }
 
 impl IndexSettings {
-    /// The defaults with another storage and breadth.
+    /// Another storage and breadth, without rescoring (the graph's own
+    /// similarities).
     #[must_use]
     pub fn new(quantization: Quantization, expansion_search: usize) -> Self {
         IndexSettings {
             quantization,
             expansion_search,
+            rescore: 0,
         }
+    }
+
+    /// These settings with the best `rescore` candidates rescored exactly.
+    #[must_use]
+    pub fn rescored(self, rescore: usize) -> Self {
+        IndexSettings { rescore, ..self }
+    }
+
+    /// Whether exact vectors are kept beside the graph.
+    fn keeps_exact(&self) -> bool {
+        self.rescore > 0 && self.quantization != Quantization::F32
     }
 }
 
@@ -185,6 +221,13 @@ impl VectorIndex {
         Ok(VectorIndex {
             index,
             options,
+            rescore: if settings.keeps_exact() {
+                settings.rescore
+            } else {
+                0
+            },
+            keep_exact: settings.keeps_exact(),
+            exact: Vec::new(),
             ids: HashMap::new(),
             keys: HashMap::new(),
             next_id: 0,
@@ -198,6 +241,29 @@ impl VectorIndex {
         let n = expansion_search.max(1);
         self.index.change_expansion_search(n);
         self.options.expansion_search = n;
+    }
+
+    /// Changes how many candidates are rescored exactly (kept across
+    /// rebuilds). Only an index built with rescoring keeps the exact
+    /// vectors, so on one built without it this changes nothing; 0 turns
+    /// rescoring off (the copies stay, and are still added).
+    pub fn set_rescore(&mut self, rescore: usize) {
+        if self.keep_exact {
+            self.rescore = rescore;
+        }
+    }
+
+    /// Bytes of the exact vectors kept beside a quantized graph (part of
+    /// [`NearestNeighbours::memory_bytes`]).
+    pub fn exact_bytes(&self) -> usize {
+        self.exact.capacity() * 4
+    }
+
+    /// The exact vector stored under graph id `id`.
+    fn exact_vector(&self, id: u64) -> Option<&[f32]> {
+        let d = self.options.dimensions;
+        let start = usize::try_from(id).ok()?.checked_mul(d)?;
+        self.exact.get(start..start + d)
     }
 
     /// Removed vectors still in the graph (rebuilt away once they outnumber
@@ -225,22 +291,36 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// A fresh graph of the live vectors, read back from the old one.
+    /// A fresh graph of the live vectors: the exact copies when kept, else
+    /// read back from the old graph.
     fn rebuild(&mut self) -> Result<(), CacheError> {
         let index = Index::new(&self.options).map_err(index_error)?;
         index.reserve(self.ids.len().max(64)).map_err(index_error)?;
+        let keeps_exact = self.keep_exact;
+        let mut exact = Vec::with_capacity(if keeps_exact {
+            self.ids.len() * self.options.dimensions
+        } else {
+            0
+        });
         let mut vector = vec![0f32; self.options.dimensions];
         let mut ids = HashMap::with_capacity(self.ids.len());
         let mut keys = HashMap::with_capacity(self.ids.len());
         let mut next_id = 0;
         for (&key, &old) in &self.ids {
-            let got = self.index.get(old, &mut vector).map_err(index_error)?;
-            if got == 0 {
-                return Err(CacheError::Index(format!(
-                    "vector {old} missing from the graph"
-                )));
+            if let Some(v) = self.exact_vector(old) {
+                vector.copy_from_slice(v);
+            } else {
+                let got = self.index.get(old, &mut vector).map_err(index_error)?;
+                if got == 0 {
+                    return Err(CacheError::Index(format!(
+                        "vector {old} missing from the graph"
+                    )));
+                }
             }
             Self::insert(&index, next_id, &vector)?;
+            if keeps_exact {
+                exact.extend_from_slice(&vector);
+            }
             ids.insert(key, next_id);
             keys.insert(next_id, key);
             next_id += 1;
@@ -248,6 +328,9 @@ impl VectorIndex {
         *self = VectorIndex {
             index,
             options: self.options.clone(),
+            rescore: self.rescore,
+            keep_exact: keeps_exact,
+            exact,
             ids,
             keys,
             next_id,
@@ -262,6 +345,9 @@ impl NearestNeighbours for VectorIndex {
         check(self.options.dimensions, vector)?;
         let id = self.next_id;
         Self::insert(&self.index, id, vector)?;
+        if self.keep_exact {
+            self.exact.extend_from_slice(vector);
+        }
         self.next_id += 1;
         self.keys.insert(id, key);
         if let Some(old) = self.ids.insert(key, id) {
@@ -285,25 +371,38 @@ impl NearestNeighbours for VectorIndex {
         if k == 0 || self.ids.is_empty() {
             return Ok(Vec::new());
         }
+        let candidates = k.max(self.rescore);
         let matches = if self.tombstones == 0 {
-            self.index.search(query, k)
+            self.index.search(query, candidates)
         } else {
             self.index
-                .filtered_search(query, k, |id| self.keys.contains_key(&id))
+                .filtered_search(query, candidates, |id| self.keys.contains_key(&id))
         }
         .map_err(index_error)?;
-        Ok(matches
+        let mut found: Vec<Neighbour> = matches
             .keys
             .iter()
             .zip(&matches.distances)
             .filter_map(|(id, &distance)| {
+                let similarity = if self.rescore > 0 {
+                    // The exact cosine: the decision and the learned
+                    // thresholds never see the quantized one.
+                    dot(query, self.exact_vector(*id)?)
+                } else {
+                    // usearch's cosine distance is 1 - cosine.
+                    1.0 - distance
+                };
                 Some(Neighbour {
                     key: *self.keys.get(id)?,
-                    // usearch's cosine distance is 1 - cosine.
-                    similarity: (1.0 - distance).clamp(-1.0, 1.0),
+                    similarity: similarity.clamp(-1.0, 1.0),
                 })
             })
-            .collect())
+            .collect();
+        if self.rescore > 0 {
+            found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        }
+        found.truncate(k);
+        Ok(found)
     }
 
     fn len(&self) -> usize {
@@ -314,7 +413,7 @@ impl NearestNeighbours for VectorIndex {
         // The two maps: a key and an id (16 bytes) plus about one control
         // byte per slot at hashbrown's 7/8 load, in each.
         let maps = 2 * self.ids.capacity().max(self.keys.capacity()) * 17;
-        self.index.memory_usage() + maps
+        self.index.memory_usage() + maps + self.exact_bytes()
     }
 }
 

@@ -141,6 +141,9 @@ pub fn binomial_cdf(wrong: u64, n: u64, p: f64) -> f64 {
     log_sum.exp().min(1.0)
 }
 
+/// Bytes per grid slot in [`Observations::to_bytes`].
+pub const COUNT_BYTES: usize = 18;
+
 /// Labelled observations counted per grid slot: `(correct, wrong)`.
 #[derive(Debug, Clone)]
 pub struct Observations {
@@ -177,6 +180,101 @@ impl Observations {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+
+    /// Observations of labelled lookups (`(similarity, right)`); refuses a
+    /// similarity outside [-1, 1] or NaN, recording none then.
+    pub fn from_labels(
+        labels: impl IntoIterator<Item = (f32, bool)>,
+    ) -> Result<Observations, crate::CacheError> {
+        let mut observations = Observations::default();
+        for (similarity, correct) in labels {
+            if !(-1.0..=1.0).contains(&similarity) {
+                return Err(crate::CacheError::Similarity(similarity));
+            }
+            observations.record(similarity, correct);
+        }
+        Ok(observations)
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Observations) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            mine[0] = mine[0].saturating_add(theirs[0]);
+            mine[1] = mine[1].saturating_add(theirs[1]);
+        }
+        self.total = self.total.saturating_add(other.total);
+    }
+
+    /// The counts as bytes, to store: for each grid slot holding any,
+    /// [`COUNT_BYTES`] bytes (the slot as a little-endian `u16`, then the
+    /// right and the wrong count as little-endian `u64`s). At most 401
+    /// slots, so at most 7,218 bytes however many labels were counted;
+    /// what is kept is what a threshold is learned from (the similarity to
+    /// the grid's 0.005).
+    ///
+    /// ```
+    /// use stratum_semantic::ThresholdConfig;
+    /// use stratum_semantic::threshold::Observations;
+    ///
+    /// let labels = (0..2_000).map(|i| (i as f32 / 2_000.0, i > 1_200));
+    /// let counted = Observations::from_labels(labels)?;
+    /// let bytes = counted.to_bytes();
+    /// assert!(bytes.len() <= 401 * 18);
+    /// let back = Observations::from_bytes(&bytes)?;
+    /// assert_eq!(back.len(), 2_000);
+    /// let config = ThresholdConfig::with_target_error(0.05);
+    /// assert_eq!(back.learned(&config), counted.learned(&config));
+    /// assert!(Observations::from_bytes(&bytes[1..]).is_err());
+    /// # Ok::<(), stratum_semantic::CacheError>(())
+    /// ```
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (slot, c) in self.counts.iter().enumerate() {
+            if c[0] == 0 && c[1] == 0 {
+                continue;
+            }
+            // Below GRID (401): fits a u16.
+            #[allow(clippy::cast_possible_truncation)]
+            out.extend_from_slice(&(slot as u16).to_le_bytes());
+            out.extend_from_slice(&c[0].to_le_bytes());
+            out.extend_from_slice(&c[1].to_le_bytes());
+        }
+        out
+    }
+
+    /// Counts from [`to_bytes`](Self::to_bytes); refuses a length that is
+    /// not a whole number of records and a slot beyond the grid.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Observations, crate::CacheError> {
+        if !bytes.len().is_multiple_of(COUNT_BYTES) {
+            return Err(crate::CacheError::Labels(format!(
+                "{} bytes is not a whole number of {COUNT_BYTES}-byte counts",
+                bytes.len()
+            )));
+        }
+        let mut observations = Observations::default();
+        for record in bytes.chunks_exact(COUNT_BYTES) {
+            let slot = usize::from(u16::from_le_bytes([record[0], record[1]]));
+            let count = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&record[at..at + 8]);
+                u64::from_le_bytes(b)
+            };
+            let (right, wrong) = (count(2), count(10));
+            let Some(c) = observations.counts.get_mut(slot) else {
+                return Err(crate::CacheError::Labels(format!(
+                    "slot {slot} is beyond the grid's {GRID}"
+                )));
+            };
+            c[0] = c[0].saturating_add(right);
+            c[1] = c[1].saturating_add(wrong);
+            observations.total = observations
+                .total
+                .saturating_add(right)
+                .saturating_add(wrong);
+        }
+        Ok(observations)
     }
 
     /// The lowest grid threshold whose risk is shown to be at most

@@ -181,6 +181,16 @@ fn churn_keeps_tombstones_bounded_and_recall_unchanged() {
             })
             .count()
     };
+    // The default index rescores with the exact vectors it keeps: after the
+    // rebuilds the churn caused, each reported similarity is still the
+    // exact cosine of the key's current vector.
+    for q in &queries {
+        let got = churned.search(q, 3).unwrap();
+        for g in &got {
+            let want = dot(q, &current[g.key as usize]);
+            assert!((g.similarity - want).abs() < 1e-5, "{g:?}: exact {want}");
+        }
+    }
     let (churned_found, fresh_found) = (found(&churned), found(&fresh));
     assert!(
         churned_found + queries.len() / 100 >= fresh_found,
@@ -225,4 +235,53 @@ fn every_storage_finds_the_nearest_of_a_small_set() {
         }
     }
     assert!(VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 0)).is_err());
+}
+
+/// A quantized graph's best candidates rescored with the exact vectors kept
+/// beside it: every similarity reported is the exact cosine (the learned
+/// thresholds decide on differences of 0.005), where the i8 graph's own is
+/// off by more than that; and the exact nearest is found, ranked first.
+#[test]
+fn rescoring_reports_exact_similarities() {
+    let vectors: Vec<Vec<f32>> = std::iter::repeat_with(unit_vectors(0x18))
+        .take(300)
+        .collect();
+    let queries: Vec<Vec<f32>> = std::iter::repeat_with(unit_vectors(0x81))
+        .take(100)
+        .collect();
+    let mut exact = ExactIndex::new(DIMS);
+    let settings = IndexSettings::new(Quantization::I8, 128).rescored(8);
+    let mut hnsw = VectorIndex::with_settings(DIMS, settings).unwrap();
+    for (k, v) in vectors.iter().enumerate() {
+        hnsw.add(k as u64, v).unwrap();
+        exact.add(k as u64, v).unwrap();
+    }
+    assert!(hnsw.exact_bytes() >= vectors.len() * DIMS * 4);
+    let largest_error = |hnsw: &VectorIndex| {
+        queries
+            .iter()
+            .flat_map(|q| {
+                let got = hnsw.search(q, 4).unwrap();
+                assert_eq!(got.len(), 4);
+                got.into_iter()
+                    .map(|g| (g.similarity - dot(q, &vectors[g.key as usize])).abs())
+                    .collect::<Vec<_>>()
+            })
+            .fold(0f32, f32::max)
+    };
+    assert!(largest_error(&hnsw) < 1e-6, "{}", largest_error(&hnsw));
+    for q in &queries {
+        let got = hnsw.search(q, 4).unwrap();
+        assert!(got.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        assert_eq!(got[0].key, exact.search(q, 1).unwrap()[0].key);
+    }
+    // The graph's own similarities, for comparison: off by more than a
+    // step of the thresholds' grid.
+    hnsw.set_rescore(0);
+    assert!(largest_error(&hnsw) > 5e-3, "{}", largest_error(&hnsw));
+    // An f32 graph keeps no copies: its similarities are exact already.
+    let f32_graph =
+        VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 64).rescored(8))
+            .unwrap();
+    assert_eq!(f32_graph.exact_bytes(), 0);
 }

@@ -327,15 +327,19 @@ impl PromptCache {
     }
 
     /// Labelled observations for the semantic tier's cache-wide threshold:
-    /// `(similarity, right)` pairs, from a labelled set or kept from an
-    /// earlier run. Nothing to do without the tier.
+    /// `(similarity, right)` pairs from a labelled set. They are stored (as
+    /// counts per 0.005 of similarity, in `llm_semantic_calibrations`) and
+    /// read back when a handle's tier first loads, so a restart keeps the
+    /// calibration; the same set given again, in this process or after a
+    /// restart, is counted once. Refuses a similarity outside [-1, 1],
+    /// counting none. Nothing to do without the tier.
     #[cfg(feature = "semantic")]
-    pub fn calibrate(
+    pub async fn calibrate(
         &self,
         observations: impl IntoIterator<Item = (f32, bool)>,
     ) -> Result<(), stratum_semantic::CacheError> {
         match &self.semantic {
-            Some(tier) => tier.calibrate(observations),
+            Some(tier) => tier.calibrate(observations).await,
             None => Ok(()),
         }
     }

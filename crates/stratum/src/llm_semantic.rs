@@ -15,7 +15,7 @@ use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, DateTime, doc};
 use parking_lot::Mutex;
 use stratum_models::{CacheKeyRequest, CachedResponse, Document, ResponseCacheEntry, Role};
-use stratum_semantic::threshold::EntryLabels;
+use stratum_semantic::threshold::{EntryLabels, Observations};
 use stratum_semantic::{
     Embedder, EntryId, Lookup, Nearest, Scope, ScopeDigest, SemanticCache, SemanticCacheConfig,
     SemanticStats, TierConfig,
@@ -40,6 +40,14 @@ pub(crate) const SPACE_FIELD: &str = "semantic_space";
 /// bytes each>, floor: <double or null>}` (`EntryLabels`). Beside
 /// [`FIELD`] so a label is written without rewriting the vector.
 pub(crate) const LABELS_FIELD: &str = "semantic_labels";
+
+/// The collection holding the labels of `PromptCache::calibrate`: one
+/// document per distinct labelled set and vector space, `{_id: <the set's
+/// digest, hex>, space, observations: <binary: the counts per grid slot,
+/// `Observations::to_bytes`>, labels: <how many>}`. Read back by the first
+/// rebuild, so a restart keeps the calibration; calibrating again with the
+/// same set adds nothing (its digest is known).
+pub(crate) const CALIBRATIONS: &str = "llm_semantic_calibrations";
 
 /// Changed responses remembered for the next lookup; beyond, the index is
 /// rebuilt instead.
@@ -101,6 +109,10 @@ pub(crate) struct Tier {
     syncing: tokio::sync::Mutex<()>,
     /// Filled by the change-stream listener.
     pending: Arc<Mutex<Pending>>,
+    /// The digests of the calibrations counted in the cache-wide threshold
+    /// (given to `calibrate` or read back from [`CALIBRATIONS`]), so none
+    /// is counted twice.
+    calibrations: Mutex<HashSet<String>>,
     /// The index was rebuilt before the change stream was open: writes
     /// between the rebuild's read and the stream's opening were not heard,
     /// so it is rebuilt again once the stream is open.
@@ -250,6 +262,7 @@ impl Tier {
             loaded: AtomicBool::new(false),
             syncing: tokio::sync::Mutex::new(()),
             pending,
+            calibrations: Mutex::new(HashSet::new()),
             rebuild_when_open: AtomicBool::new(false),
             #[cfg(feature = "mongodb")]
             _listener: listener,
@@ -306,6 +319,9 @@ impl Tier {
     /// rebuild (after the change stream lost events) only restores each
     /// entry's own.
     async fn rebuild(&self, now: DateTime, first: bool) {
+        if first && !self.restore_calibrations().await {
+            return;
+        }
         let open_before = self.stream_open();
         // The read below sees every change heard so far.
         *self.pending.lock() = Pending::default();
@@ -681,19 +697,98 @@ impl Tier {
         ok
     }
 
-    /// Labelled observations for the cache-wide threshold.
-    pub(crate) fn calibrate(
+    /// Labelled observations for the cache-wide threshold, stored in
+    /// [`CALIBRATIONS`] (best effort: a failed write leaves this process's
+    /// count). A set counted already, here or before a restart, adds
+    /// nothing.
+    pub(crate) async fn calibrate(
         &self,
         observations: impl IntoIterator<Item = (f32, bool)>,
     ) -> Result<(), stratum_semantic::CacheError> {
-        self.cache.calibrate(observations)?;
+        let counted = Observations::from_labels(observations)?;
+        if counted.is_empty() {
+            return Ok(());
+        }
+        let bytes = counted.to_bytes();
+        let id = calibration_id(&self.space, &bytes);
+        if !self.calibrations.lock().insert(id.clone()) {
+            return Ok(());
+        }
+        self.cache.calibrate_with(&counted);
         self.publish_error_rate();
+        let document = doc! {
+            "_id": id,
+            "space": self.space.as_str(),
+            "observations": binary(bytes),
+            "labels": i64::try_from(counted.len()).unwrap_or(i64::MAX),
+        };
+        let result: Result<_, RepositoryError> = self
+            .layers
+            .call(self.layers.store.insert(CALIBRATIONS, document))
+            .await;
+        match result {
+            // Stored by an earlier run or another process: the same set.
+            Ok(_) | Err(RepositoryError::Store(stratum_store::StoreError::DuplicateKey { .. })) => {
+            }
+            Err(e) => tracing::debug!(kind = e.kind(), "a calibration could not be stored"),
+        }
         Ok(())
+    }
+
+    /// Counts the stored calibrations of this space not counted yet;
+    /// `false` when they cannot be read (the rebuild is retried on the next
+    /// request).
+    async fn restore_calibrations(&self) -> bool {
+        let query = Query::new(Filter::eq("space", self.space.as_str()));
+        let result = self
+            .layers
+            .call(self.layers.store.find(CALIBRATIONS, &query))
+            .await;
+        let documents = match result {
+            Ok(documents) => documents,
+            Err(e) => {
+                tracing::debug!(
+                    kind = e.kind(),
+                    "the stored calibrations cannot be read yet; retried on the next request"
+                );
+                return false;
+            }
+        };
+        for document in documents {
+            let (Ok(id), Ok(bytes)) = (
+                document.get_str("_id"),
+                document.get_binary_generic("observations"),
+            ) else {
+                continue;
+            };
+            let counted = match Observations::from_bytes(bytes) {
+                Ok(counted) => counted,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a stored calibration was not read");
+                    continue;
+                }
+            };
+            if self.calibrations.lock().insert(id.to_owned()) {
+                self.cache.calibrate_with(&counted);
+            }
+        }
+        self.publish_error_rate();
+        true
     }
 
     pub(crate) fn stats(&self) -> SemanticStats {
         self.cache.stats()
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A calibration's id: the SHA-256 (a scope digest's tagged fields) of its
+/// vector space and counts, in hex.
+fn calibration_id(space: &str, counts: &[u8]) -> String {
+    hex(&Scope::model(space).parameters(&hex(counts)).digest().0)
 }
 
 /// Whether two responses say the same: text equal up to surrounding

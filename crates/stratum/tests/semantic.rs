@@ -217,14 +217,16 @@ async fn a_reported_wrong_answer_survives_a_restart(store: Arc<dyn Store>) {
         let first = stack(Arc::clone(&store), &clock, policy);
         let prompts = first.prompt_cache().unwrap();
         ask(&prompts, QUESTION, &params, &calls).await;
-        prompts.calibrate(calibration()).unwrap();
+        prompts.calibrate(calibration()).await.unwrap();
         let hit = ask(&prompts, THIRD, &params, &calls).await;
         assert_eq!(hit.source, AnswerSource::Semantic, "{:?}", hit.semantic);
         assert!(prompts.report_wrong(&hit).await);
     }
     let second = stack(Arc::clone(&store), &clock, policy);
     let prompts = second.prompt_cache().unwrap();
-    prompts.calibrate(calibration()).unwrap();
+    // The same labelled set again (as an application that calibrates on
+    // every start would): counted once, not twice.
+    prompts.calibrate(calibration()).await.unwrap();
     let again = ask(&prompts, THIRD, &params, &calls).await;
     assert_eq!(
         again.source,
@@ -251,6 +253,67 @@ async fn a_reported_wrong_answer_survives_a_restart(store: Arc<dyn Store>) {
         2 * 5,
         "{labels:?}"
     );
+}
+
+/// The calibration is stored: a restarted handle that is not calibrated
+/// again answers by the threshold learned before the restart, and a set
+/// given again is counted once.
+async fn a_calibration_survives_a_restart(store: Arc<dyn Store>) {
+    let clock = ManualClock::new();
+    let calls = AtomicUsize::new(0);
+    let params = RequestParams::default();
+    let policy = HitPolicy::Learned(ThresholdConfig::with_target_error(0.05));
+    let learned = {
+        let first = stack(Arc::clone(&store), &clock, policy);
+        let prompts = first.prompt_cache().unwrap();
+        ask(&prompts, QUESTION, &params, &calls).await;
+        prompts.calibrate(calibration()).await.unwrap();
+        let once = prompts.semantic_stats().unwrap();
+        // Again: the same set, not counted twice (twice the labels would
+        // show a lower threshold).
+        prompts.calibrate(calibration()).await.unwrap();
+        let stats = prompts.semantic_stats().unwrap();
+        assert_eq!(stats.learned_threshold, once.learned_threshold);
+        stats.learned_threshold.unwrap()
+    };
+    let second = stack(Arc::clone(&store), &clock, policy);
+    let prompts = second.prompt_cache().unwrap();
+    let hit = ask(&prompts, THIRD, &params, &calls).await;
+    assert_eq!(
+        hit.source,
+        AnswerSource::Semantic,
+        "the calibration was lost in the restart: {:?}",
+        prompts.semantic_stats()
+    );
+    assert_eq!(
+        prompts.semantic_stats().unwrap().learned_threshold,
+        Some(learned)
+    );
+    // Calibrating with it once more after the restart changes nothing.
+    prompts.calibrate(calibration()).await.unwrap();
+    assert_eq!(
+        prompts.semantic_stats().unwrap().learned_threshold,
+        Some(learned)
+    );
+    let stored = store
+        .find(
+            "llm_semantic_calibrations",
+            &stratum::Query::new(stratum::Filter::eq(
+                "space",
+                EmbedderConfig::Local { model_dir: None }.space(),
+            )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].get_i64("labels").unwrap(), 2_000);
+}
+
+#[tokio::test]
+async fn a_calibration_survives_a_restart_on_the_embedded_store() {
+    if model_present() {
+        a_calibration_survives_a_restart(Arc::new(MemoryStore::new())).await;
+    }
 }
 
 /// The cache key [`ask`] stores `text` under.
@@ -339,6 +402,7 @@ async fn a_reported_wrong_answer_tightens_its_entry() {
             let s = i as f32 / 2_000.0;
             (s, s > 0.6)
         }))
+        .await
         .unwrap();
     let threshold = prompts.semantic_stats().unwrap().learned_threshold.unwrap();
     assert!((0.5..0.65).contains(&threshold), "{threshold}");
@@ -380,6 +444,7 @@ async fn the_tier_reports_on_the_handles_metrics() {
             let s = i as f32 / 2_000.0;
             (s, s > 0.6)
         }))
+        .await
         .unwrap();
     let hit = ask(&prompts, "Tell me the capital of Peru.", &params, &calls).await;
     assert_eq!(hit.source, AnswerSource::Semantic);
@@ -487,6 +552,17 @@ mod server {
             .unwrap();
         let stored = raw.get_document("semantic").unwrap();
         assert_eq!(stored.get_binary_generic("vector").unwrap().len(), 384 * 4);
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_calibration_survives_a_restart() {
+        if !model_present() {
+            return;
+        }
+        let db = TestDb::new("llm_semantic_calibration").await;
+        let store = Arc::new(MongoStore::new(db.db().clone()));
+        super::a_calibration_survives_a_restart(store).await;
         db.cleanup().await;
     }
 
@@ -657,6 +733,99 @@ mod server {
             2,
             "spider and the last"
         );
+        db.cleanup().await;
+    }
+
+    /// The state of `stratum`'s watcher of the response collection.
+    fn responses(stratum: &Stratum) -> Option<stratum::watch::WatchState> {
+        stratum
+            .coherence()
+            .watchers
+            .iter()
+            .find(|(name, _)| *name == "llm_response_cache")
+            .and_then(|(_, s)| *s)
+    }
+
+    /// Waits until that watcher's stream is `open` (or not).
+    async fn until_open(stratum: &Stratum, open: bool) {
+        let started = std::time::Instant::now();
+        while responses(stratum).is_none_or(|s| s.open != open) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{:?}",
+                stratum.coherence()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// An index loaded while the change stream is not open misses what
+    /// another process writes before the stream opens (a stream that never
+    /// delivered an event opens afresh, from then on): it is rebuilt once
+    /// the stream is open, so that answer is found.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_loaded_before_the_stream_opened_is_rebuilt_once_it_is() {
+        if !model_present() {
+            return;
+        }
+        let calls = AtomicUsize::new(0);
+        let params = RequestParams::default();
+        // Another process's answer, cached in a database of its own first,
+        // so that writing it below takes one insert (the window is 2 s).
+        let elsewhere = TestDb::new("llm_semantic_reopen_src").await;
+        let there = open(&elsewhere).await;
+        let cached = ask(&there.prompt_cache().unwrap(), QUESTION, &params, &calls).await;
+        assert_eq!(cached.source, AnswerSource::Provider);
+        let collection = <ResponseCacheEntry as stratum::models::Document>::COLLECTION;
+        let answer = elsewhere
+            .db()
+            .collection::<stratum::bson::Document>(collection)
+            .find_one(stratum::bson::doc! { "_id": cached.entry.id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.get_document("semantic").is_ok(), "{answer:?}");
+
+        let db = TestDb::new("llm_semantic_reopen").await;
+        let here = open(&db).await;
+        let ours = here.prompt_cache().unwrap();
+        until_open(&here, true).await;
+        // Dropped with no event delivered yet, the stream reopens (after
+        // 2 s) from the time it opens: writes until then are never heard.
+        here.reconnect_watchers();
+        until_open(&here, false).await;
+        // A request with no user turn last loads the index (while the
+        // stream is down) without embedding anything.
+        let prefill = [ChatMessage::user("Hi"), ChatMessage::assistant("The")];
+        ours.get_or_compute(&request(&prefill, &params), || async {
+            Ok::<_, std::io::Error>(Completion {
+                response: CachedResponse::text("end"),
+                usage: TokenUsage::new(1, 1),
+                cost_usd: 0.0,
+            })
+        })
+        .await
+        .unwrap();
+        // The other process's answer arrives.
+        db.db()
+            .collection::<stratum::bson::Document>(collection)
+            .insert_one(answer)
+            .await
+            .unwrap();
+        assert!(
+            responses(&here).is_some_and(|s| !s.open),
+            "the stream reopened too soon to tell"
+        );
+        until_open(&here, true).await;
+        let hit = ask(&ours, PARAPHRASE, &params, &calls).await;
+        assert_eq!(
+            hit.source,
+            AnswerSource::Semantic,
+            "the answer written while the stream was down is not in the index: {:?}",
+            ours.semantic_stats()
+        );
+        assert_eq!(hit.entry.response.content, cached.entry.response.content);
+        elsewhere.cleanup().await;
         db.cleanup().await;
     }
 

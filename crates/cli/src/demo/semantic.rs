@@ -196,6 +196,7 @@ async fn phase(config: &StratumConfig, run_tag: u32) -> Result<SemanticFigures, 
         .with_tenant("stratum-demo");
     prompts
         .calibrate(set.calibration.iter().copied())
+        .await
         .map_err(|e| e.to_string())?;
     let stats = prompts.semantic_stats().unwrap_or_default();
     let target_error = match stratum.config().llm.semantic.policy {
