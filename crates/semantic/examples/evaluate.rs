@@ -78,8 +78,7 @@ fn main() {
     // The real set first: it is measured while the process's heap is fresh
     // (a set filled after another's cache was freed reuses its memory, so
     // its resident-set growth reads low).
-    let mut sets: Vec<(String, Vec<Vec<f32>>, Vec<Vec<f32>>)> =
-        vec![(format!("{} verses", real.0.len()), real.0, real.1)];
+    let mut sets: Vec<LookupSet> = vec![(format!("{} verses", real.0.len()), real.0, real.1)];
     sets.extend(sizes.iter().map(|&n| {
         let (vectors, queries) = lookup_data(n);
         (format!("{n} random"), vectors, queries)
@@ -933,9 +932,12 @@ fn report_index_settings(out: &mut String, name: &str, vectors: &[Vec<f32>], que
     }
 }
 
-/// Random unit vectors; queries are stored vectors plus noise, so each has a
-/// near neighbour, like a paraphrase.
-fn report_lookup(out: &mut String, sets: &[(String, Vec<Vec<f32>>, Vec<Vec<f32>>)]) {
+/// A set the lookup is timed on: its name, the stored vectors and the
+/// queries asked of them.
+type LookupSet = (String, Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// Times `SemanticCache::lookup` on each set, against brute force.
+fn report_lookup(out: &mut String, sets: &[LookupSet]) {
     let _ = writeln!(
         out,
         "| entries | cache lookup p50 | p99 | HNSW recall@1 | brute force p50 | p99 | memory per entry | index memory per entry |"
