@@ -80,12 +80,18 @@ pub(crate) fn install() -> Result<PathBuf> {
             ])
             .arg(install_root()),
     )?;
-    if binary.is_file() {
-        Ok(binary)
+    installed(binary, "cargo install")
+}
+
+/// `path` once `installer` has finished: an error naming both when the
+/// file it should have put there is missing.
+fn installed(path: PathBuf, installer: &str) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
     } else {
         Err(format!(
-            "cargo install finished but {} is missing",
-            binary.display()
+            "{installer} finished but {} is missing",
+            path.display()
         ))
     }
 }
@@ -119,14 +125,7 @@ pub(crate) fn install_py() -> Result<PathBuf> {
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .arg(format!("{PY_PACKAGE}=={PY_VERSION}")),
     )?;
-    if launcher.is_file() {
-        Ok(launcher)
-    } else {
-        Err(format!(
-            "pip finished but {} is missing",
-            launcher.display()
-        ))
-    }
+    installed(launcher, "pip")
 }
 
 /// A running server with its own fresh data folder. Dropping it stops the
