@@ -2,7 +2,8 @@
 //! prefetched in one query and read from the cache, across collections
 //! too (a conversation predicts its messages); a prefetch waits for
 //! nothing and is never made while the breaker is not closed or beyond its
-//! share of the read calls. On the embedded store and on the real test
+//! share of the read calls; a missed read asks for its likely successors
+//! in its own call. On the embedded store and on the real test
 //! server (MongoStore over TCP).
 
 // Prefetching lives in the repository's cache.
@@ -224,6 +225,72 @@ async fn a_miss_after_a_key_rearms_its_proposal() {
     assert_eq!(g.repo.prefetch_calls().unwrap(), (calls.0, calls.1 + 1));
 }
 
+/// A missed read of a key with likely successors in its collection asks
+/// for them in its own call (`_id: {$in: [a, b, c]}`): no prefetch call
+/// and no admission slot of their own, and `b` and `c` are then read
+/// from the cache as prefetched entries. Without the joined load, `b`
+/// and `c` come from a separate prefetch call (or, with no slot free, a
+/// read call each).
+async fn a_missed_read_brings_its_likely_successors(store: Arc<dyn Store>) {
+    let g = learned(store, 1.0).await;
+    let (calls, stats) = (
+        g.repo.prefetch_calls().unwrap(),
+        g.repo.cache_stats().unwrap(),
+    );
+    for id in &g.ids {
+        g.repo.invalidate_id(id).unwrap();
+    }
+    assert_eq!(g.repo.get(&g.ids[0]).await.unwrap().origin, Origin::Store);
+    // The drain task the miss woke finds b and c being loaded already.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    for id in &g.ids[1..] {
+        assert_eq!(g.repo.get(id).await.unwrap().origin, Origin::Cache);
+    }
+    assert_eq!(
+        g.repo.prefetch_calls().unwrap(),
+        (calls.0 + 1, calls.1),
+        "one read call, no prefetch call"
+    );
+    let now = g.repo.cache_stats().unwrap();
+    assert_eq!(
+        (
+            now.prefetch_issued - stats.prefetch_issued,
+            now.prefetch_inserted - stats.prefetch_inserted,
+            now.prefetch_read - stats.prefetch_read,
+        ),
+        (2, 2, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_missed_read_brings_its_likely_successors_embedded() {
+    a_missed_read_brings_its_likely_successors(Arc::new(MemoryStore::new())).await;
+}
+
+/// With the breaker open a missed read leads no load of its successors:
+/// the read is refused, and nothing is counted as issued (without the
+/// check their loads would be led, counted and abandoned).
+#[tokio::test]
+async fn a_missed_read_brings_nothing_while_the_breaker_is_not_closed() {
+    let g = learned(Arc::new(MemoryStore::new()), 1.0).await;
+    let issued = g.repo.cache_stats().unwrap().prefetch_issued;
+    for id in &g.ids {
+        g.repo.invalidate_id(id).unwrap();
+    }
+    g.stratum.breaker().unwrap().force_open();
+    assert!(g.repo.get(&g.ids[0]).await.is_err());
+    assert_eq!(g.repo.cache_stats().unwrap().prefetch_issued, issued);
+    g.stratum.breaker().unwrap().reset();
+    assert_eq!(g.repo.get(&g.ids[0]).await.unwrap().origin, Origin::Store);
+    assert_eq!(
+        g.repo.cache_stats().unwrap().prefetch_issued,
+        issued + 2,
+        "closed again: b and c come along"
+    );
+}
+
 /// `max_share = 0`: never a prefetch, and the group is read from the store.
 #[tokio::test]
 async fn no_prefetch_beyond_a_zero_share() {
@@ -342,6 +409,16 @@ mod mongo {
     async fn a_learned_group_is_prefetched_in_one_call() {
         let db = TestDb::new("facade_prefetch").await;
         super::a_learned_group_is_prefetched_in_one_call(Arc::new(MongoStore::new(
+            db.db().clone(),
+        )))
+        .await;
+        db.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_missed_read_brings_its_likely_successors() {
+        let db = TestDb::new("facade_prefetch_joined").await;
+        super::a_missed_read_brings_its_likely_successors(Arc::new(MongoStore::new(
             db.db().clone(),
         )))
         .await;

@@ -303,6 +303,10 @@ impl<T: Document> Repository<T> {
                 p.note(&id);
             }
             let read = self.read(&id).await?;
+            #[cfg(feature = "cache")]
+            if let (Some(p), Origin::Cache) = (&self.inner.prefetch, read.origin) {
+                p.hit(&id);
+            }
             self.inner.metrics.read(match read.origin {
                 Origin::Cache => Source::Cache,
                 Origin::Store => Source::Store,
@@ -440,9 +444,19 @@ impl<T: Document> Repository<T> {
         generation: Option<(usize, &AtomicU64)>,
     ) -> Result<Entry<T>, RepositoryError> {
         let layers = &self.inner.layers;
+        // The read's likely successors, led before the drain the call wakes
+        // could offer them to a prefetch of their own.
+        #[cfg(feature = "cache")]
+        let led = self.lead_successors(id);
         #[cfg(feature = "cache")]
         if let Some(prefetch) = &self.inner.prefetch {
             prefetch.demand_call(id);
+        }
+        #[cfg(feature = "cache")]
+        if let Some(led) = led
+            && let Some(entry) = self.load_joined(id, generation, led).await?
+        {
+            return Ok(entry);
         }
         let found = layers
             .call(async {
@@ -514,9 +528,10 @@ impl<T: Document> Repository<T> {
             p.uncount();
             return true;
         }
+        let led = prefetch::Led::new(batch, &missing);
         let repo = self.clone();
         runtime.spawn(async move {
-            let ok = repo.prefetch(batch, missing).await;
+            let ok = repo.prefetch(led).await;
             if let Some(p) = &repo.inner.prefetch {
                 p.finished(ok);
             }
@@ -525,78 +540,93 @@ impl<T: Document> Repository<T> {
         true
     }
 
-    /// Loads a prefetch's ids in one `_id: {$in: [...]}` query through the
-    /// breaker and admission, like a read: an id a write touched while the
-    /// query ran is not stored (or is dropped again, as a read's would be).
+    /// The likely successors of a missed read of `id` that the read may
+    /// ask for in its own call: in this collection, neither cached nor
+    /// being loaded, and only while entries are trusted (the change stream
+    /// open, or none) and the breaker is closed; their loads are led from
+    /// now on, so readers of them wait for this call.
     #[cfg(feature = "cache")]
-    async fn prefetch(
+    fn lead_successors(&self, id: &Bson) -> Option<prefetch::Led<T>> {
+        let inner = &*self.inner;
+        let (p, cache) = (inner.prefetch.as_ref()?, inner.cache.as_ref()?);
+        if inner.trust.load(Ordering::Acquire) == Trust::Unwatched as u8 {
+            return None;
+        }
+        let ids = p.joining(&inner.layers, id, |i| !cache.contains_key(&i.key));
+        if ids.is_empty() {
+            return None;
+        }
+        let batch = cache.begin_prefetch(ids.iter().map(|i| i.key.clone()));
+        (!batch.is_empty()).then(|| prefetch::Led::new(batch, &ids))
+    }
+
+    /// A missed read that asks for its likely successors too, in one
+    /// `_id: {$in: [id, ...]}` query through the breaker and admission:
+    /// no call and no admission slot of their own. The successors are
+    /// stored as prefetched entries. `None` when the answer lacks the
+    /// document asked for (absent, or stored under an id that compares
+    /// equal but encodes differently, as an `Int32` and an `Int64` do):
+    /// the caller then asks for it alone, as a read without prediction
+    /// would.
+    #[cfg(feature = "cache")]
+    async fn load_joined(
         &self,
-        batch: stratum_cache::Prefetch<Vec<u8>, Entry<T>>,
-        ids: Vec<prefetch::Id>,
-    ) -> bool {
+        id: &Bson,
+        generation: Option<(usize, &AtomicU64)>,
+        led: prefetch::Led<T>,
+    ) -> Result<Option<Entry<T>>, RepositoryError> {
         let inner = &*self.inner;
         let layers = &inner.layers;
-        let keys = batch.keys();
-        let wanted: Vec<Bson> = keys
-            .iter()
-            .filter_map(|k| ids.iter().find(|i| &i.key == k).map(prefetch::Id::bson))
-            .collect();
-        let before: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
-        let noted = &before;
-        let loaded = batch
-            .load(|keys| async move {
-                let docs = layers
-                    .call(async {
-                        for (k, slot) in keys.iter().zip(noted) {
-                            let now = inner.generations[stripe(k)].load(Ordering::Acquire);
-                            slot.store(now, Ordering::Release);
-                        }
-                        let query = Query::new(Filter::is_in("_id", wanted));
-                        layers.store.find(T::COLLECTION, &query).await
-                    })
-                    .await?;
-                let mut found: std::collections::HashMap<Vec<u8>, Arc<T>> = docs
-                    .into_iter()
-                    .filter_map(|doc| {
-                        let key = stratum_store::id_key(doc.get("_id")?);
-                        // A document that does not decode is left to the
-                        // read that asks for it (it reports the error).
-                        let value = T::from_bson_checked(doc).ok()?;
-                        Some((key, Arc::new(value)))
-                    })
-                    .collect();
-                let loaded_at = layers.clock.now();
-                let unchanged = |(k, slot): &(&Vec<u8>, &AtomicU64)| {
-                    inner.generations[stripe(k)].load(Ordering::Acquire)
-                        == slot.load(Ordering::Acquire)
-                };
-                Ok::<_, RepositoryError>(
-                    keys.iter()
-                        .zip(noted)
-                        .filter(unchanged)
-                        .map(|(k, _)| {
-                            let doc = found.remove(k);
-                            (k.clone(), Entry { doc, loaded_at })
-                        })
-                        .collect(),
-                )
+        let wanted: Vec<Bson> = std::iter::once(id.clone()).chain(led.ids()).collect();
+        let docs = layers
+            .call(async {
+                if let Some((stripe, slot)) = generation {
+                    let now = inner.generations[stripe].load(Ordering::Acquire);
+                    slot.store(now, Ordering::Release);
+                }
+                led.note(&inner.generations);
+                let query = Query::new(Filter::is_in("_id", wanted));
+                layers.store.find(T::COLLECTION, &query).await
+            })
+            .await?;
+        if let Some(p) = &inner.prefetch {
+            p.joined(led.len());
+        }
+        let key = stratum_store::id_key(id);
+        let (own, others): (Vec<bson::Document>, Vec<bson::Document>) =
+            docs.into_iter().partition(|d| {
+                d.get("_id")
+                    .is_some_and(|i| stratum_store::id_key(i) == key)
+            });
+        let loaded_at = layers.clock.now();
+        led.store(inner, prefetch::decoded(others), loaded_at);
+        match own.into_iter().next() {
+            Some(doc) => Ok(Some(Entry {
+                doc: Some(Arc::new(T::from_bson_checked(doc)?)),
+                loaded_at,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a prefetch's ids in one `_id: {$in: [...]}` query through the
+    /// breaker and admission, like a read.
+    #[cfg(feature = "cache")]
+    async fn prefetch(&self, led: prefetch::Led<T>) -> bool {
+        let inner = &*self.inner;
+        let layers = &inner.layers;
+        let docs = layers
+            .call(async {
+                led.note(&inner.generations);
+                let query = Query::new(Filter::is_in("_id", led.ids().collect::<Vec<_>>()));
+                layers.store.find(T::COLLECTION, &query).await
             })
             .await;
-        let Ok(stored) = loaded else {
+        let Ok(docs) = docs else {
+            // The loads are abandoned: their waiters load for themselves.
             return false;
         };
-        if let Some(cache) = &inner.cache {
-            for k in stored {
-                let Some(i) = keys.iter().position(|x| x == &k) else {
-                    continue;
-                };
-                let noted = before.get(i).map_or(0, |s| s.load(Ordering::Acquire));
-                if inner.generations[stripe(&k)].load(Ordering::Acquire) != noted {
-                    cache.remove(&k);
-                    inner.metrics.invalidated(Invalidation::Race);
-                }
-            }
-        }
+        led.store(inner, prefetch::decoded(docs), layers.clock.now());
         true
     }
 

@@ -9,19 +9,26 @@
 //! while the breaker is not closed or callers wait for admission
 //! (docs/prefetch.md).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bson::Bson;
 use metrics::Counter;
-use stratum_cache::{Predictor, PrefetchConfig, ReadBuffer};
+use stratum_cache::{Cache, Predictor, PrefetchConfig, ReadBuffer};
 
+use stratum_models::Document;
+
+use super::{Entry, Inner, Invalidation, stripe};
 use crate::ConfigError;
 use crate::stack::Layers;
 
 /// Counter: prefetch calls by collection and outcome (`ok`, `error`).
 pub(crate) const CALLS: &str = "stratum_repository_prefetch_calls_total";
+/// Counter: ids loaded in a missed read's own database call (the read
+/// asks `_id: {$in: [id, successors...]}`), by collection.
+pub(crate) const JOINED: &str = "stratum_repository_prefetch_joined_total";
 /// Counter: prefetches not made, by collection and reason (`breaker`,
 /// `admission`, `share`, `in_flight`).
 pub(crate) const SKIPPED: &str = "stratum_repository_prefetch_skipped_total";
@@ -318,11 +325,8 @@ impl Hub {
 
     /// The read path's part: batches a read of `id` in `collection` on
     /// this thread (handing the batch to the read buffer, and waking the
-    /// drain when a stripe is due, every [`BATCH`] reads) and, when the key
-    /// had likely successors at the last drain, offers them now: the
-    /// caller's next read may come before a drain task gets to run (a hit
-    /// does not yield), so a key worth a proposal gets it on the read path.
-    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
+    /// drain when a stripe is due, every [`BATCH`] reads).
+    pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
         if self.behind.load(Ordering::Relaxed) {
             // The drain is behind (a stripe was full): this read would
             // most likely be dropped, so it is only counted, per thread.
@@ -335,6 +339,14 @@ impl Hub {
                 self.wake();
             }
         }
+    }
+
+    /// A read of `id` was a hit: when the key had likely successors at the
+    /// last drain, offers them now (the caller's next read may come before
+    /// a drain task gets to run: a hit does not yield). A miss does not
+    /// come here: its own call asks for the successors in its collection,
+    /// and the drain it wakes offers the rest.
+    pub(crate) fn hit(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
         // No hint armed (the common state of uncorrelated reads): no hash.
         if self.armed.load(Ordering::Relaxed) == 0 {
             return;
@@ -504,6 +516,21 @@ impl Hub {
         lacking
     }
 
+    /// The likely successors of `id` in its own `collection` that `keep`
+    /// accepts (those not cached): what a missed read of `id` asks for in
+    /// its own call.
+    fn successors_in(
+        &self,
+        collection: &'static str,
+        id: &Bson,
+        mut keep: impl FnMut(&Id) -> bool,
+    ) -> Vec<Id> {
+        self.predictor
+            .propose_where(&Id::new(collection, id.clone()), |s| {
+                s.collection == collection && keep(s)
+            })
+    }
+
     fn hint_slot(&self, hash: u64) -> (&AtomicU64, u64) {
         let bit = 1u64 << (hash & 63);
         let word = (hash >> 6) as usize % HINT_WORDS;
@@ -618,6 +645,17 @@ pub(crate) fn context() -> u64 {
     hasher.finish()
 }
 
+/// Whether the handle's breaker (if any) is closed: prefetching stops
+/// otherwise.
+#[cfg_attr(not(feature = "breaker"), allow(unused_variables))]
+fn breaker_closed(layers: &Layers) -> bool {
+    #[cfg(feature = "breaker")]
+    if let Some(breaker) = &layers.breaker {
+        return breaker.state() == stratum_breaker::State::Closed;
+    }
+    true
+}
+
 /// Why a prefetch was not made (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Skip {
@@ -659,6 +697,7 @@ pub(crate) struct Prefetcher {
     prefetch_calls: AtomicU64,
     calls: [Counter; 2],
     skipped: [Counter; 4],
+    joined: Counter,
 }
 
 impl Prefetcher {
@@ -679,12 +718,42 @@ impl Prefetcher {
             skipped: Skip::ALL.map(
                 |s| metrics::counter!(SKIPPED, "collection" => collection, "reason" => s.as_str()),
             ),
+            joined: metrics::counter!(JOINED, "collection" => collection),
         })
+    }
+
+    /// The likely successors of `id` (in this collection, not cached by
+    /// `keep`'s judgement) that a missed read of `id` may ask for in its
+    /// own database call: none unless the breaker is closed (a half-open
+    /// breaker's probe asks for what its caller asked, no more). Such a
+    /// load takes no admission slot and makes no call of its own, so
+    /// neither the admission rule nor the share of calls applies to it;
+    /// the documents it reads are counted as prefetched ones are.
+    pub(crate) fn joining(
+        &self,
+        layers: &Layers,
+        id: &Bson,
+        keep: impl FnMut(&Id) -> bool,
+    ) -> Vec<Id> {
+        if !breaker_closed(layers) {
+            return Vec::new();
+        }
+        self.hub.successors_in(self.collection, id, keep)
+    }
+
+    /// Counts `n` ids loaded in a read's own call.
+    pub(crate) fn joined(&self, n: usize) {
+        self.joined.increment(n as u64);
     }
 
     /// A read by id of this collection (see [`Hub::note`]).
     pub(crate) fn note(&self, id: &Bson) {
-        self.hub.note(self.collection, self.seed, id);
+        self.hub.note(self.collection, id);
+    }
+
+    /// A read by id of this collection was a hit (see [`Hub::hit`]).
+    pub(crate) fn hit(&self, id: &Bson) {
+        self.hub.hit(self.collection, self.seed, id);
     }
 
     /// A read by id is about to call the database: counted, and the drain
@@ -721,10 +790,7 @@ impl Prefetcher {
             self.skipped[skip as usize].increment(1);
             skip
         };
-        #[cfg(feature = "breaker")]
-        if let Some(breaker) = &layers.breaker
-            && breaker.state() != stratum_breaker::State::Closed
-        {
+        if !breaker_closed(layers) {
             return Err(refused(Skip::Breaker));
         }
         #[cfg(feature = "pool")]
@@ -758,6 +824,108 @@ impl Prefetcher {
     pub(crate) fn finished(&self, ok: bool) {
         self.calls[usize::from(!ok)].increment(1);
     }
+}
+
+/// The loads a prefetch leads (its keys, in the order of
+/// [`stratum_cache::Prefetch::keys`], and their ids), and the write
+/// generation of each one's stripe noted as the database call that reads
+/// them starts: a document is stored only if no write to its stripe
+/// finished meanwhile, and dropped again if one finishes while it is
+/// being stored (as a read's own result would be).
+pub(super) struct Led<T> {
+    batch: stratum_cache::Prefetch<Vec<u8>, Entry<T>>,
+    keys: Vec<Vec<u8>>,
+    ids: Vec<Bson>,
+    noted: Vec<AtomicU64>,
+}
+
+impl<T: Document> Led<T> {
+    /// The loads `batch` leads, of the ids among `ids` it kept.
+    pub(super) fn new(batch: stratum_cache::Prefetch<Vec<u8>, Entry<T>>, ids: &[Id]) -> Led<T> {
+        let keys = batch.keys();
+        let ids = keys
+            .iter()
+            .filter_map(|k| ids.iter().find(|i| &i.key == k).map(Id::bson))
+            .collect();
+        let noted = keys.iter().map(|_| AtomicU64::new(0)).collect();
+        Led {
+            batch,
+            keys,
+            ids,
+            noted,
+        }
+    }
+
+    /// The ids to ask the database for.
+    pub(super) fn ids(&self) -> impl Iterator<Item = Bson> + '_ {
+        self.ids.iter().cloned()
+    }
+
+    /// How many loads it leads.
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Notes each key's write generation: call it as the database call
+    /// starts (after the breaker and the admission wait).
+    pub(super) fn note(&self, generations: &[AtomicU64]) {
+        for (k, slot) in self.keys.iter().zip(&self.noted) {
+            let now = generations[stripe(k)].load(Ordering::Acquire);
+            slot.store(now, Ordering::Release);
+        }
+    }
+
+    /// Stores what the call `found` (by key; a key it lacks is stored as
+    /// an absence), loaded at `loaded_at`, for the keys no write touched
+    /// since [`Led::note`].
+    pub(super) fn store(
+        self,
+        inner: &Inner<T>,
+        mut found: HashMap<Vec<u8>, Arc<T>>,
+        loaded_at: std::time::Duration,
+    ) {
+        let Led {
+            batch, keys, noted, ..
+        } = self;
+        let unchanged = |k: &Vec<u8>, slot: &AtomicU64| {
+            inner.generations[stripe(k)].load(Ordering::Acquire) == slot.load(Ordering::Acquire)
+        };
+        let entries: Vec<(Vec<u8>, Entry<T>)> = keys
+            .iter()
+            .zip(&noted)
+            .filter(|(k, slot)| unchanged(k, slot))
+            .map(|(k, _)| {
+                let doc = found.remove(k);
+                (k.clone(), Entry { doc, loaded_at })
+            })
+            .collect();
+        let Ok(stored) = batch.load_sync(|_| Ok::<_, std::convert::Infallible>(entries));
+        let Some(cache) = &inner.cache else {
+            return;
+        };
+        for k in stored {
+            let Some(i) = keys.iter().position(|x| x == &k) else {
+                continue;
+            };
+            if noted.get(i).is_some_and(|slot| !unchanged(&k, slot)) {
+                cache.remove(&k);
+                inner.metrics.invalidated(Invalidation::Race);
+            }
+        }
+    }
+}
+
+/// The documents of a batched query that decode as `T`, by cache key (one
+/// that does not decode is left to the read that asks for it: it reports
+/// the error).
+pub(super) fn decoded<T: Document>(docs: Vec<bson::Document>) -> HashMap<Vec<u8>, Arc<T>> {
+    docs.into_iter()
+        .filter_map(|doc| {
+            let key = stratum_store::id_key(doc.get("_id")?);
+            let value = T::from_bson_checked(doc).ok()?;
+            Some((key, Arc::new(value)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -801,20 +969,20 @@ mod tests {
     fn reads_reach_the_buffer_in_batches() {
         let (a, b) = (hub(), hub());
         for i in 0..BATCH as i64 - 1 {
-            a.note("chunks", 0, &Bson::Int64(i));
+            a.note("chunks", &Bson::Int64(i));
         }
         assert_eq!(a.buffer.pending(), 0, "still this thread's batch");
         assert_eq!(a.predictor.tracked_keys(), 0);
-        a.note("chunks", 0, &Bson::Int64(99));
+        a.note("chunks", &Bson::Int64(99));
         assert_eq!(a.predictor.tracked_keys(), BATCH, "handed over and due");
-        a.note("chunks", 0, &Bson::Int64(1));
-        a.note("chunks", 0, &Bson::Int64(100));
-        b.note("chunks", 0, &Bson::Int64(1));
+        a.note("chunks", &Bson::Int64(1));
+        a.note("chunks", &Bson::Int64(100));
+        b.note("chunks", &Bson::Int64(1));
         assert_eq!(a.buffer.pending(), 2, "a read of b hands a's batch to a");
         assert_eq!(b.buffer.pending(), 0);
         b.missed("chunks", &Bson::Int64(2));
         assert_eq!(b.predictor.tracked_keys(), 1, "a miss hands the batch over");
-        a.note("chunks", 0, &Bson::Int64(101));
+        a.note("chunks", &Bson::Int64(101));
         a.drain();
         assert_eq!(a.buffer.pending(), 0);
         assert_eq!(a.predictor.tracked_keys(), BATCH + 2, "and so does a drain");
@@ -853,7 +1021,7 @@ mod tests {
         hub.shift.store(MAX_SHIFT, Ordering::Relaxed);
         let out = !hub.sampled(context());
         for i in 0..2 * BATCH as i64 {
-            hub.note("chunks", 0, &Bson::Int64(i));
+            hub.note("chunks", &Bson::Int64(i));
         }
         hub.drain();
         assert_eq!(hub.predictor.tracked_keys() == 0, out);
@@ -925,7 +1093,7 @@ mod tests {
             // run while this never yields.
             rt.block_on(async {
                 let hub = hub();
-                let read = |i: i64| hub.note("chunks", 0, &Bson::Int64(i));
+                let read = |i: i64| hub.note("chunks", &Bson::Int64(i));
                 (0..80).for_each(read);
                 assert_eq!(hub.buffer.pending(), STRIPE);
                 assert_eq!(hub.buffer.dropped(), 16);
