@@ -962,6 +962,44 @@ fn drills() -> Vec<Drill> {
                 )
             },
         },
+        Drill {
+            name: "failCommand closeConnection on find and writes, 10 s",
+            // Written before the first run.
+            expected: "every find, insert and findAndModify has its connection closed by the server before the command runs, for 10 s (the change streams' aggregate and getMore do not): calls fail as `network` (the driver's one retry meets a closed connection too) or `timeout` (a retry waiting for the node the driver marked unknown), none past its bound; the breaker counts them and may open (`not_permitted`); cached reads are served, stale where allowed; the failed writes are unknown-outcome writes and the read-back finds none applied (the fail point closes before the command runs); after, writes succeed",
+            plan: Plan::fail_points(Duration::from_secs(30)),
+            build: Build::FailPoints,
+            breaker: BreakerExpected::Counts,
+            schedule: |rig, start| {
+                fail_schedule(
+                    rig,
+                    start,
+                    (3, 13),
+                    doc! { "failCommands": ["find", "insert", "findAndModify"], "closeConnection": true },
+                    6,
+                )
+            },
+        },
+        Drill {
+            name: "failCommand blockConnection 3 s on find and writes, 10 s",
+            // Written before the first run.
+            expected: "every find, insert and findAndModify is held 3 s by the server before it runs, for 10 s (operation timeout 2 s): calls fail as `timeout` within the bound, none past it; the breaker counts them and may open (`not_permitted`); cached reads are served, stale where allowed; a write that timed out is an unknown-outcome write and may have been applied after its 3 s (the read-back accounts for each, applied or not); no acknowledged write lost; after, calls succeed",
+            plan: Plan::fail_points(Duration::from_secs(30)),
+            build: Build::FailPoints,
+            breaker: BreakerExpected::Counts,
+            schedule: |rig, start| {
+                fail_schedule(
+                    rig,
+                    start,
+                    (3, 13),
+                    doc! {
+                        "failCommands": ["find", "insert", "findAndModify"],
+                        "blockConnection": true,
+                        "blockTimeMS": 3_000,
+                    },
+                    6,
+                )
+            },
+        },
     ]
 }
 
