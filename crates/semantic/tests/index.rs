@@ -211,13 +211,20 @@ fn every_storage_finds_the_nearest_of_a_small_set() {
     for (k, v) in vectors.iter().enumerate() {
         exact.add(k as u64, v).unwrap();
     }
-    for (quantization, tolerance) in [
-        (Quantization::F32, 1e-5),
-        (Quantization::F16, 5e-3),
-        (Quantization::I8, 5e-2),
+    for (settings, tolerance) in [
+        (IndexSettings::new(Quantization::F32, 32), 1e-5),
+        (IndexSettings::new(Quantization::F16, 32), 5e-3),
+        (IndexSettings::new(Quantization::I8, 32), 5e-2),
+        // Sign bits only rank; the best 8 are rescored exactly.
+        (IndexSettings::new(Quantization::B1, 32).rescored(8), 1e-5),
+        // Another graph shape.
+        (
+            IndexSettings::new(Quantization::I8, 32).graph(32, 256),
+            5e-2,
+        ),
     ] {
-        let mut hnsw =
-            VectorIndex::with_settings(DIMS, IndexSettings::new(quantization, 32)).unwrap();
+        let quantization = settings.quantization;
+        let mut hnsw = VectorIndex::with_settings(DIMS, settings).unwrap();
         for (k, v) in vectors.iter().enumerate() {
             hnsw.add(k as u64, v).unwrap();
         }
@@ -235,6 +242,12 @@ fn every_storage_finds_the_nearest_of_a_small_set() {
         }
     }
     assert!(VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 0)).is_err());
+    // Sign bits without rescoring would report no similarity at all.
+    assert!(VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::B1, 32)).is_err());
+    for (connectivity, expansion_add) in [(1, 128), (16, 0)] {
+        let settings = IndexSettings::new(Quantization::F32, 32).graph(connectivity, expansion_add);
+        assert!(VectorIndex::with_settings(DIMS, settings).is_err());
+    }
 }
 
 /// A quantized graph's best candidates rescored with the exact vectors kept
@@ -279,6 +292,16 @@ fn rescoring_reports_exact_similarities() {
     // step of the thresholds' grid.
     hnsw.set_rescore(0);
     assert!(largest_error(&hnsw) > 5e-3, "{}", largest_error(&hnsw));
+    // Sign bits rescored: exact too, and the nearest is found.
+    let settings = IndexSettings::new(Quantization::B1, 128).rescored(16);
+    let mut bits = VectorIndex::with_settings(DIMS, settings).unwrap();
+    for (k, v) in vectors.iter().enumerate() {
+        bits.add(k as u64, v).unwrap();
+    }
+    assert!(largest_error(&bits) < 1e-6, "{}", largest_error(&bits));
+    // One-bit storage is never left unrescored.
+    bits.set_rescore(0);
+    assert!(largest_error(&bits) < 1e-6, "{}", largest_error(&bits));
     // An f32 graph keeps no copies: its similarities are exact already.
     let f32_graph =
         VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 64).rescored(8))
