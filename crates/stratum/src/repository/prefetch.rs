@@ -6,8 +6,10 @@
 //! proposal to the repository of its collection, which loads what it
 //! lacks in one `_id: {$in: [...]}` query, through the same breaker and
 //! admission as any read, within a share of its read calls, and never
-//! while the breaker is not closed or callers wait for admission
-//! (docs/prefetch.md).
+//! while the breaker is not closed or callers wait for admission. A read
+//! that misses asks for its likely successors in its own collection in
+//! its own query instead (`Led`: no call or admission slot of their
+//! own, still only while the breaker is closed) (docs/prefetch.md).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
