@@ -10,14 +10,18 @@
 //! each context's last reads is kept, and a read of `B` credits `B` as a
 //! successor of every distinct key in that window (once per occurrence of
 //! the predecessor). Each tracked key keeps at most
-//! [`PrefetchConfig::successors`] successors with counts (a new successor
-//! of a full table replaces the weakest one only if that was seen once,
-//! so frequent successors stay) and its own read count;
-//! both are halved when the read count reaches [`HALVE_AT`], so old habits
-//! fade. The estimated probability that `B` follows a read of `A` is
+//! [`PrefetchConfig::successors`] successors with counts and how closely
+//! each followed (the fewest reads between; a new successor of a full
+//! table replaces the weakest one only if that was seen once, so frequent
+//! successors stay) and its own read count; counts and reads are halved
+//! when the read count reaches [`HALVE_AT`], so old habits fade. The
+//! estimated probability that `B` follows a read of `A` is
 //! `count(A -> B) / reads(A)`; [`Predictor::propose`] returns the
 //! successors at or above [`PrefetchConfig::threshold`] once `A` was read
-//! [`PrefetchConfig::min_reads`] times.
+//! [`PrefetchConfig::min_reads`] times and, before that, those among them
+//! that came within [`PrefetchConfig::early_window`] reads of `A`: after
+//! one occurrence a context's next reads are what belongs with `A` and,
+//! further on, whatever the caller turned to next.
 //!
 //! Tracked keys are bounded ([`PrefetchConfig::max_tracked_keys`]); a new
 //! key replaces one chosen by CLOCK (a key read since the hand last passed
@@ -84,9 +88,15 @@ pub struct PrefetchConfig {
     /// The estimated probability a successor must reach to be prefetched,
     /// in (0, 1]. Default 0.6.
     pub threshold: f64,
-    /// Reads of a key before its successors are proposed (at least 1).
-    /// Default 2.
+    /// Reads of a key before all its likely successors are proposed (at
+    /// least 1). Default 2.
     pub min_reads: u32,
+    /// Before that, the successors that came within this many reads of
+    /// the key's one occurrence are proposed (0 to `window`; 0: none).
+    /// Default 2: a group is prefetched from its second occurrence on,
+    /// while what a caller happened to read next, further on, waits for
+    /// a second sighting.
+    pub early_window: usize,
     /// Keys one prefetch asks the database for, at most (one batched
     /// query; at least 1). Default 16.
     pub max_batch: usize,
@@ -108,6 +118,7 @@ impl Default for PrefetchConfig {
             window: 8,
             threshold: 0.6,
             min_reads: 2,
+            early_window: 2,
             max_batch: 16,
             max_in_flight: 16,
             max_share: 0.5,
@@ -142,6 +153,12 @@ impl PrefetchConfig {
         if self.min_reads == 0 {
             return Err(ConfigError::invalid("min_reads", "must be at least 1"));
         }
+        if self.early_window > self.window {
+            return Err(ConfigError::invalid(
+                "early_window",
+                "must be at most `window`",
+            ));
+        }
         if self.max_batch == 0 {
             return Err(ConfigError::invalid("max_batch", "must be at least 1"));
         }
@@ -156,11 +173,14 @@ impl PrefetchConfig {
 }
 
 /// One successor of a tracked key: its hash (the key itself is found
-/// through its own node) and how often it followed.
+/// through its own node), how often it followed, and how closely (the
+/// fewest reads of the context from the key to it; it fits in the
+/// padding, so a successor still costs 16 bytes).
 #[derive(Debug, Clone, Copy)]
 struct Succ {
     hash: u64,
     count: u32,
+    near: u8,
 }
 
 struct Node<K> {
@@ -175,17 +195,24 @@ struct Node<K> {
 }
 
 impl<K> Node<K> {
-    /// Credits `hash` as a successor (at most `max` slots).
-    fn credit(&mut self, hash: u64, max: usize) {
+    /// Credits `hash` as a successor that came `near` reads after this
+    /// key (at most `max` slots).
+    fn credit(&mut self, hash: u64, near: u8, max: usize) {
         if let Some(s) = self.succ.iter_mut().find(|s| s.hash == hash) {
             s.count = (s.count + 1).min(self.reads);
+            s.near = s.near.min(near);
             return;
         }
+        let fresh = Succ {
+            hash,
+            count: 1,
+            near,
+        };
         if self.succ.len() < max {
             if self.succ.capacity() == 0 {
                 self.succ.reserve_exact(max);
             }
-            self.succ.push(Succ { hash, count: 1 });
+            self.succ.push(fresh);
             return;
         }
         // Full: the newcomer takes the weakest slot only if that one was
@@ -197,14 +224,24 @@ impl<K> Node<K> {
         if let Some(weakest) = self.succ.iter_mut().min_by_key(|s| s.count)
             && weakest.count <= 1
         {
-            *weakest = Succ { hash, count: 1 };
+            *weakest = fresh;
         }
     }
 
+    /// Whether a read of this key would propose `s`: its estimated
+    /// probability `count / reads` reaches the threshold and, while the
+    /// key was read fewer than `min_reads` times (one occurrence is thin
+    /// evidence: whatever the caller read next counts), it came within
+    /// `early_window` reads of the key.
+    fn likely(&self, s: &Succ, config: &PrefetchConfig) -> bool {
+        f64::from(s.count) >= config.threshold * f64::from(self.reads)
+            && (self.reads >= config.min_reads
+                || (self.reads > 0 && usize::from(s.near) <= config.early_window))
+    }
+
     /// Whether a read of this key would propose a successor.
-    fn proposes(&self, threshold: f64, min_reads: u32) -> bool {
-        let bar = threshold * f64::from(self.reads);
-        self.reads >= min_reads && self.succ.iter().any(|s| f64::from(s.count) >= bar)
+    fn proposes(&self, config: &PrefetchConfig) -> bool {
+        self.succ.iter().any(|s| self.likely(s, config))
     }
 
     fn read(&mut self) {
@@ -327,18 +364,24 @@ struct Window {
 
 impl Window {
     /// Pushes `hash` (dropping the oldest when full of `max`) and returns
-    /// the distinct keys to credit: those read after `hash`'s last
-    /// occurrence in the window (earlier ones credited it then).
-    fn push(&mut self, hash: u64, max: usize, out: &mut [u64; MAX_WINDOW]) -> usize {
+    /// the distinct keys to credit, each with how many reads back it was
+    /// last read: those read after `hash`'s last occurrence in the window
+    /// (earlier ones credited it then).
+    fn push(&mut self, hash: u64, max: usize, out: &mut [(u64, u8); MAX_WINDOW]) -> usize {
         let len = self.len.min(MAX_WINDOW);
         let window = self.hashes.get(..len).unwrap_or(&[]);
         let start = window.iter().rposition(|&h| h == hash).map_or(0, |p| p + 1);
         let mut n = 0;
-        for &h in window.get(start..).unwrap_or(&[]) {
-            if !out.get(..n).unwrap_or(&[]).contains(&h)
+        // Newest first, so a key in the window twice gets its nearest read.
+        for (back, &h) in window.get(start..).unwrap_or(&[]).iter().rev().enumerate() {
+            if !out
+                .get(..n)
+                .unwrap_or(&[])
+                .iter()
+                .any(|(seen, _)| *seen == h)
                 && let Some(slot) = out.get_mut(n)
             {
-                *slot = h;
+                *slot = (h, u8::try_from(back + 1).unwrap_or(u8::MAX));
                 n += 1;
             }
         }
@@ -434,9 +477,9 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     /// reaching `min_reads`, or a predecessor's successor reaching the
     /// threshold): what a caller caching "worth a proposal" per key needs.
     pub fn record_gains(&self, context: u64, key: &K, mut gained: impl FnMut(&K)) {
-        let (threshold, min_reads) = (self.config.threshold, self.config.min_reads);
+        let config = &self.config;
         let hash = self.hasher.hash_one(key);
-        let mut preds = [0u64; MAX_WINDOW];
+        let mut preds = [(0u64, 0u8); MAX_WINDOW];
         let n = {
             let slot = (self.hasher.hash_one(context) as usize) % CONTEXTS;
             match self.contexts.get(slot) {
@@ -445,17 +488,17 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             }
         };
         if let Some(node) = self.table(hash).lock().get_or_insert(hash, key) {
-            let before = node.proposes(threshold, min_reads);
+            let before = node.proposes(config);
             node.read();
-            if !before && node.proposes(threshold, min_reads) {
+            if !before && node.proposes(config) {
                 gained(&node.key);
             }
         }
-        for &p in preds.get(..n).unwrap_or(&[]) {
+        for &(p, near) in preds.get(..n).unwrap_or(&[]) {
             if let Some(node) = self.table(p).lock().node_mut(p) {
-                let before = node.proposes(threshold, min_reads);
-                node.credit(hash, self.config.successors);
-                if !before && node.proposes(threshold, min_reads) {
+                let before = node.proposes(config);
+                node.credit(hash, near, config.successors);
+                if !before && node.proposes(config) {
                     gained(&node.key);
                 }
             }
@@ -463,8 +506,8 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     }
 
     /// The successors of `key` whose estimated probability reaches the
-    /// threshold (most likely first, at most `max_batch`); none until `key`
-    /// was read `min_reads` times.
+    /// threshold (most likely first, at most `max_batch`); until `key` was
+    /// read `min_reads` times, only those within `early_window` reads of it.
     pub fn propose(&self, key: &K) -> Vec<K> {
         self.propose_where(key, |_| true)
     }
@@ -475,18 +518,18 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         let hash = self.hasher.hash_one(key);
         // On the stack: a proposal whose successors are all kept out (all
         // cached, the common case of a hot key) allocates nothing.
-        let mut likely = [Succ { hash: 0, count: 0 }; MAX_SUCCESSORS];
+        let mut likely = [Succ {
+            hash: 0,
+            count: 0,
+            near: 0,
+        }; MAX_SUCCESSORS];
         let mut n = 0;
         {
             let mut table = self.table(hash).lock();
             let Some(node) = table.node_mut(hash) else {
                 return Vec::new();
             };
-            if node.reads < self.config.min_reads {
-                return Vec::new();
-            }
-            let bar = self.config.threshold * f64::from(node.reads);
-            for s in node.succ.iter().filter(|s| f64::from(s.count) >= bar) {
+            for s in node.succ.iter().filter(|s| node.likely(s, &self.config)) {
                 if let Some(slot) = likely.get_mut(n) {
                     *slot = *s;
                     n += 1;
@@ -518,7 +561,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         let mut table = self.table(hash).lock();
         table
             .node_mut(hash)
-            .is_some_and(|n| n.proposes(self.config.threshold, self.config.min_reads))
+            .is_some_and(|n| n.proposes(&self.config))
     }
 
     /// Whether `next` is among the successors a read of `key` would
@@ -526,15 +569,11 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     pub fn predicts(&self, key: &K, next: &K) -> bool {
         let (hash, next) = (self.hasher.hash_one(key), self.hasher.hash_one(next));
         let mut table = self.table(hash).lock();
-        let Some(node) = table.node_mut(hash) else {
-            return false;
-        };
-        let bar = self.config.threshold * f64::from(node.reads);
-        node.reads >= self.config.min_reads
-            && node
-                .succ
+        table.node_mut(hash).is_some_and(|node| {
+            node.succ
                 .iter()
-                .any(|s| s.hash == next && f64::from(s.count) >= bar)
+                .any(|s| s.hash == next && node.likely(s, &self.config))
+        })
     }
 
     /// Calls `f` with each key in `context`'s window (its latest reads,
@@ -558,12 +597,10 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             }
             let mut table = self.table(p).lock();
             if let Some(node) = table.node_mut(p) {
-                let bar = self.config.threshold * f64::from(node.reads);
-                if node.reads >= self.config.min_reads
-                    && node
-                        .succ
-                        .iter()
-                        .any(|s| s.hash == hash && f64::from(s.count) >= bar)
+                if node
+                    .succ
+                    .iter()
+                    .any(|s| s.hash == hash && node.likely(s, &self.config))
                 {
                     f(&node.key);
                 }
@@ -1005,6 +1042,76 @@ mod tests {
             }
         }
 
+        /// Against a model (the rules of the module documentation over
+        /// plain maps, keys few enough that no successor table fills):
+        /// after every read of one context, each key proposes exactly the
+        /// successors whose `count / reads` reaches the threshold, all of
+        /// them once it was read `min_reads` times and, before, those
+        /// that came within `early_window` reads of it.
+        #[test]
+        fn proposals_follow_the_counts_and_the_early_window(
+            window in 1usize..=MAX_WINDOW,
+            early in 0usize..=MAX_WINDOW,
+            min_reads in 1u32..4,
+            threshold in prop_oneof![Just(0.3), Just(0.6), Just(1.0)],
+            keys in proptest::collection::vec(0u32..6, 0..300),
+        ) {
+            let config = PrefetchConfig {
+                successors: MAX_SUCCESSORS,
+                window,
+                early_window: early.min(window),
+                min_reads,
+                threshold,
+                ..config(1_000)
+            };
+            let p = Predictor::<u32>::new(&config).unwrap();
+            // key -> (reads, successor -> (count, nearest))
+            let mut model: HashMap<u32, (u32, HashMap<u32, (u32, usize)>)> = HashMap::new();
+            let mut recent: Vec<u32> = Vec::new();
+            for &k in &keys {
+                p.record(0, &k);
+                let start = recent.iter().rposition(|&r| r == k).map_or(0, |i| i + 1);
+                let mut preds: Vec<(u32, usize)> = Vec::new();
+                for (back, &r) in recent[start..].iter().rev().enumerate() {
+                    if !preds.iter().any(|(q, _)| *q == r) {
+                        preds.push((r, back + 1));
+                    }
+                }
+                let (reads, succ) = model.entry(k).or_default();
+                *reads += 1;
+                if *reads >= HALVE_AT {
+                    *reads /= 2;
+                    succ.values_mut().for_each(|(c, _)| *c /= 2);
+                    succ.retain(|_, (c, _)| *c > 0);
+                }
+                for (q, back) in preds {
+                    let (reads, succ) = model.get_mut(&q).unwrap();
+                    let e = succ.entry(k).or_insert((0, usize::MAX));
+                    e.0 = (e.0 + 1).min(*reads);
+                    e.1 = e.1.min(back);
+                }
+                recent.push(k);
+                if recent.len() > window {
+                    recent.remove(0);
+                }
+                for (key, (reads, succ)) in &model {
+                    let mut want: Vec<u32> = succ
+                        .iter()
+                        .filter(|(_, (count, near))| {
+                            f64::from(*count) >= threshold * f64::from(*reads)
+                                && (*reads >= min_reads || *near <= config.early_window)
+                        })
+                        .map(|(s, _)| *s)
+                        .collect();
+                    want.sort_unstable();
+                    let mut got = p.propose(key);
+                    got.sort_unstable();
+                    prop_assert_eq!(&got, &want, "key {}", key);
+                    prop_assert_eq!(p.has_proposals(key), !want.is_empty());
+                }
+            }
+        }
+
         #[test]
         fn many_shards_never_exceed_the_cap(
             keys in proptest::collection::vec(0u32..100_000, 0..3_000),
@@ -1106,13 +1213,27 @@ mod tests {
     /// the second time: a cycle), and only then.
     #[test]
     fn record_gains_reports_the_keys_that_start_proposing() {
-        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        let p = Predictor::<u32>::new(&PrefetchConfig {
+            early_window: 0,
+            ..config(1_000)
+        })
+        .unwrap();
         let mut gained = Vec::new();
         for _ in 0..3 {
             p.record_gains(0, &1, |k| gained.push(*k));
             p.record_gains(0, &2, |k| gained.push(*k));
         }
         assert_eq!(gained, [1, 2]);
+        // With an early window, each key proposes after its first read,
+        // stops at its second (one follow in two reads is under the
+        // threshold) and starts again once the follow repeats.
+        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        let mut gained = Vec::new();
+        for _ in 0..3 {
+            p.record_gains(0, &1, |k| gained.push(*k));
+            p.record_gains(0, &2, |k| gained.push(*k));
+        }
+        assert_eq!(gained, [1, 2, 1, 2]);
     }
 
     #[test]
@@ -1135,13 +1256,44 @@ mod tests {
 
     #[test]
     fn a_key_read_too_rarely_proposes_nothing() {
-        let p = Predictor::<u32>::new(&config(1_000)).unwrap();
+        let p = Predictor::<u32>::new(&PrefetchConfig {
+            early_window: 0,
+            ..config(1_000)
+        })
+        .unwrap();
         p.record(0, &1);
         p.record(0, &2);
         assert!(p.propose(&1).is_empty());
         p.record(0, &1);
         p.record(0, &2);
         assert_eq!(p.propose(&1), [2]);
+    }
+
+    #[test]
+    fn a_key_read_once_proposes_only_what_came_right_after_it() {
+        let p = Predictor::<u32>::new(&PrefetchConfig {
+            early_window: 2,
+            ..config(1_000)
+        })
+        .unwrap();
+        // 5 comes twice after 1; its nearest read counts (1 back).
+        for k in [1, 5, 2, 3, 4, 5] {
+            p.record(0, &k);
+        }
+        let mut early = p.propose(&1);
+        early.sort_unstable();
+        assert_eq!(early, [2, 5]);
+        assert!(p.predicts(&1, &5) && !p.predicts(&1, &3));
+        // A second read makes the estimate count / reads for every
+        // successor in the window: none followed twice yet.
+        p.record(0, &1);
+        assert!(p.propose(&1).is_empty());
+        for k in [5, 2, 3, 4] {
+            p.record(0, &k);
+        }
+        let mut all = p.propose(&1);
+        all.sort_unstable();
+        assert_eq!(all, [2, 3, 4, 5]);
     }
 
     #[test]

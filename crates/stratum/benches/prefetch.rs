@@ -30,7 +30,8 @@
 //! `STRATUM_PREFETCH_BENCH=hot_path` runs the hot path line alone,
 //! `STRATUM_PREFETCH_BENCH=get_hit` criterion's `get_hit` alone,
 //! `STRATUM_PREFETCH_BENCH=correlated` the correlated workload alone (with
-//! `STRATUM_PREFETCH_WORKLOAD=tuning`, the tuning parameter set).
+//! `STRATUM_PREFETCH_WORKLOAD=tuning`, the tuning parameter set),
+//! `STRATUM_PREFETCH_BENCH=summaries` the three workloads' tables alone.
 //!
 //! Run: `cargo bench -p stratum --bench prefetch` (with
 //! `STRATUM_TEST_MONGODB_URI=$(cargo xtask test-server start)` for the
@@ -311,6 +312,9 @@ fn stack(w: &Workload, store: Arc<dyn Store>, prefetch: bool) -> (Stratum, Repos
     }
     if let Some(v) = knob("MIN_READS") {
         p.min_reads = v.parse().unwrap();
+    }
+    if let Some(v) = knob("EARLY_WINDOW") {
+        p.early_window = v.parse().unwrap();
     }
     if let Some(v) = knob("WINDOW") {
         p.window = v.parse().unwrap();
@@ -642,7 +646,7 @@ fn bench(c: &mut Criterion) {
         hot_path(&rt);
         return;
     }
-    if only == "correlated" {
+    if only == "correlated" || only == "summaries" {
         summaries(&rt);
         return;
     }
