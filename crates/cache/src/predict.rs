@@ -596,14 +596,13 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 continue;
             }
             let mut table = self.table(p).lock();
-            if let Some(node) = table.node_mut(p) {
-                if node
+            if let Some(node) = table.node_mut(p)
+                && node
                     .succ
                     .iter()
                     .any(|s| s.hash == hash && node.likely(s, &self.config))
-                {
-                    f(&node.key);
-                }
+            {
+                f(&node.key);
             }
         }
     }
@@ -1066,7 +1065,8 @@ mod tests {
             };
             let p = Predictor::<u32>::new(&config).unwrap();
             // key -> (reads, successor -> (count, nearest))
-            let mut model: HashMap<u32, (u32, HashMap<u32, (u32, usize)>)> = HashMap::new();
+            type Model = HashMap<u32, (u32, HashMap<u32, (u32, usize)>)>;
+            let mut model = Model::new();
             let mut recent: Vec<u32> = Vec::new();
             for &k in &keys {
                 p.record(0, &k);

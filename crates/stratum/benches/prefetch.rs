@@ -530,36 +530,57 @@ fn hot_path(rt: &Runtime) {
         100.0 * s.hits as f64 / (s.hits + s.misses) as f64
     };
     for yields in [false, true] {
-        let (mut off, mut on, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut cpu_off, mut cpu_on, mut cpu_ratio) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..15 {
-            let first = round % 2;
-            let a = pass(&stacks[first].1, yields);
-            let b = pass(&stacks[1 - first].1, yields);
-            let (f, n) = if first == 0 { (a, b) } else { (b, a) };
-            off.push(f.0);
-            on.push(n.0);
-            ratio.push(n.0 / f.0);
-            cpu_off.push(f.1);
-            cpu_on.push(n.1);
-            cpu_ratio.push(n.1 / f.1);
-        }
+        let medians = interleaved(|on| pass(&stacks[usize::from(on)].1, yields));
         println!(
-            "\nhot path{} (zipf 0.99 over 5 000 cached keys, 2 tasks, 15 interleaved rounds of 100 000 reads, medians): wall: prefetch off {:.0} ns/read, on {:.0} ns/read, on/off {:.3}; process CPU: off {:.0} ns/read, on {:.0} ns/read, on/off {:.3}; hit ratio off {:.2} %, on {:.2} %",
+            "\nhot path{} (zipf 0.99 over 5 000 cached keys, 2 tasks, 15 interleaved rounds of 100 000 reads, medians): {medians}; hit ratio off {:.2} %, on {:.2} %",
             if yields {
                 ", yielding every 10 reads"
             } else {
                 ""
             },
-            median(&mut off),
-            median(&mut on),
-            median(&mut ratio),
-            median(&mut cpu_off),
-            median(&mut cpu_on),
-            median(&mut cpu_ratio),
             hits(&stacks[0].1),
             hits(&stacks[1].1),
         );
+    }
+}
+
+/// Medians of 15 interleaved rounds: wall and process CPU nanoseconds per
+/// read with prefetching off and on, and the rounds' on/off ratios.
+struct Medians {
+    wall: [f64; 3],
+    cpu: [f64; 3],
+}
+
+impl std::fmt::Display for Medians {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ([off, on, ratio], [cpu_off, cpu_on, cpu_ratio]) = (self.wall, self.cpu);
+        write!(
+            f,
+            "wall: prefetch off {off:.0} ns/read, on {on:.0} ns/read, on/off {ratio:.3}; process CPU: off {cpu_off:.0} ns/read, on {cpu_on:.0} ns/read, on/off {cpu_ratio:.3}"
+        )
+    }
+}
+
+/// Runs `pass(prefetch on?)` (returning wall and CPU ns per read) for 15
+/// rounds of both, the order alternating.
+fn interleaved(mut pass: impl FnMut(bool) -> (f64, f64)) -> Medians {
+    let mut v: [Vec<f64>; 6] = Default::default();
+    for round in 0..15 {
+        let on_first = round % 2 == 1;
+        let a = pass(on_first);
+        let b = pass(!on_first);
+        let (off, on) = if on_first { (b, a) } else { (a, b) };
+        for (i, x) in [off.0, on.0, on.0 / off.0, off.1, on.1, on.1 / off.1]
+            .into_iter()
+            .enumerate()
+        {
+            v[i].push(x);
+        }
+    }
+    let [a, b, c, d, e, g] = v.map(|mut x| median(&mut x));
+    Medians {
+        wall: [a, b, c],
+        cpu: [d, e, g],
     }
 }
 
@@ -601,29 +622,10 @@ fn hit_cycle(rt: &Runtime) {
     for (_, repo) in &stacks {
         pass(repo);
     }
-    let (mut off, mut on, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cpu_off, mut cpu_on, mut cpu_ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..15 {
-        let first = round % 2;
-        let a = pass(&stacks[first].1);
-        let b = pass(&stacks[1 - first].1);
-        let (f, n) = if first == 0 { (a, b) } else { (b, a) };
-        off.push(f.0);
-        on.push(n.0);
-        ratio.push(n.0 / f.0);
-        cpu_off.push(f.1);
-        cpu_on.push(n.1);
-        cpu_ratio.push(n.1 / f.1);
-    }
+    let medians = interleaved(|on| pass(&stacks[usize::from(on)].1));
     let (issued, _) = stacks[1].1.prefetch_calls().unwrap_or_default();
     println!(
-        "\ncorrelated hit (one task reading 64 cached keys in a cycle, 15 interleaved rounds of 64 000 reads, medians): wall: prefetch off {:.0} ns/read, on {:.0} ns/read, on/off {:.3}; process CPU: off {:.0} ns/read, on {:.0} ns/read, on/off {:.3}; read calls with prefetching on {issued}",
-        median(&mut off),
-        median(&mut on),
-        median(&mut ratio),
-        median(&mut cpu_off),
-        median(&mut cpu_on),
-        median(&mut cpu_ratio),
+        "\ncorrelated hit (one task reading 64 cached keys in a cycle, 15 interleaved rounds of 64 000 reads, medians): {medians}; read calls with prefetching on {issued}",
     );
 }
 

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +22,7 @@ use stratum::models::{
 };
 use stratum::store::WallClock;
 use stratum::{Filter, ManualClock, MemoryStore, Store, Stratum, StratumConfig};
+use support::request;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -35,15 +38,6 @@ fn stack(store: Arc<dyn Store>, clock: &ManualClock, memory_tier: bool) -> Strat
         .clock(clock.clone())
         .build()
         .unwrap()
-}
-
-fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheKeyRequest<'a> {
-    CacheKeyRequest {
-        provider: "openai",
-        model: "gpt-4o",
-        messages,
-        params,
-    }
 }
 
 /// Asks `prompts` once, counting provider calls in `calls`.

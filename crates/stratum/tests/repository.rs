@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -758,18 +760,7 @@ mod prompts {
         }
     }
 
-    /// A request for `messages` to openai's gpt-4o.
-    pub(super) fn request<'a>(
-        messages: &'a [ChatMessage],
-        params: &'a RequestParams,
-    ) -> CacheKeyRequest<'a> {
-        CacheKeyRequest {
-            provider: "openai",
-            model: "gpt-4o",
-            messages,
-            params,
-        }
-    }
+    pub(super) use crate::support::request;
 
     /// `n` concurrent `get_or_compute` calls for `request`, whose provider
     /// call (`outcome`) is held open until every caller has asked; returns

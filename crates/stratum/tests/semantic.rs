@@ -9,17 +9,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use stratum::llm::{AnswerSource, Completion, PromptAnswer, PromptCache};
-use stratum::models::{
-    CacheKeyRequest, CachedResponse, ChatMessage, RequestParams, ResponseCacheEntry, TokenUsage,
-};
+use stratum::models::{CachedResponse, ChatMessage, RequestParams, ResponseCacheEntry, TokenUsage};
 use stratum::semantic::{EmbedderConfig, HitPolicy, ThresholdConfig};
 use stratum::store::WallClock;
 use stratum::{ManualClock, MemoryStore, Store, Stratum, StratumConfig};
+use support::request;
 
 const QUESTION: &str = "What is the capital city of Peru?";
 const PARAPHRASE: &str = "Which city is the capital of Peru?";
@@ -62,15 +63,6 @@ fn stack(store: Arc<dyn Store>, clock: &ManualClock, policy: HitPolicy) -> Strat
 /// (all-MiniLM-L6-v2 puts these paraphrases near 0.9, unrelated questions
 /// under 0.2).
 const FIXED: HitPolicy = HitPolicy::Fixed { similarity: 0.7 };
-
-fn request<'a>(messages: &'a [ChatMessage], params: &'a RequestParams) -> CacheKeyRequest<'a> {
-    CacheKeyRequest {
-        provider: "openai",
-        model: "gpt-4o",
-        messages,
-        params,
-    }
-}
 
 /// Asks `text` (after a fixed system prompt) with `params`, counting provider
 /// calls in `calls`; the provider answers `answer <n>`.
