@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use stratum_semantic::{
-    EntryId, ExactIndex, HitPolicy, IndexSettings, LocalEmbedder, Lookup, NearestNeighbours,
-    Neighbour, Quantization, Scope, SemanticCache, SemanticCacheConfig, ThresholdConfig,
-    VectorIndex, default_model_dir, dot, normalize,
+    EntryId, ExactIndex, FlatBinaryIndex, HitPolicy, IndexConfig, IndexSettings, LocalEmbedder,
+    Lookup, NearestNeighbours, Neighbour, Quantization, Scope, SemanticCache, SemanticCacheConfig,
+    ThresholdConfig, VectorIndex, default_model_dir, dot, normalize,
 };
 
 /// Per split: verses whose WEB text is cached and whose KJV text is asked.
@@ -123,12 +123,13 @@ fn main() {
     }
     let _ = writeln!(
         out,
-        "The index alone (`VectorIndex::search`, k = 1, 2,000 queries as above); a graph is its storage, degree M \
+        "The index alone (`NearestNeighbours::search`, k = 1, 2,000 queries as above); a graph is its storage, degree M \
          (usearch's `connectivity`) and breadth when adding (`expansion_add`); breadth is usearch's \
          `expansion_search`; \"graph\" reports the similarity the quantized graph computed, \"rescored n\" \
          reads the graph's best n candidates and ranks and reports them by the exact cosine of their f32 \
          vectors kept beside the graph (`IndexSettings::rescore`); b1 stores each dimension's sign and ranks by \
-         Hamming distance, always rescored; the similarity error is the largest difference between the \
+         Hamming distance, always rescored; flat one-bit is `FlatBinaryIndex`, no graph: every entry's sign bits \
+         scanned, the n of smallest Hamming distance rescored exactly; the similarity error is the largest difference between the \
          similarity reported and the exact cosine of the entry returned; insert is the mean time of one add \
          while the graph filled; memory is `memory_bytes()` over the entries (graph, vectors, maps; the \
          rescored rows include the f32 copies, 1,536 B per entry, which the graph rows leave out).\n"
@@ -896,7 +897,8 @@ fn real_data(
 /// One graph the index measurement builds, and the searches it times on
 /// it: every rescoring with every breadth.
 struct Graph {
-    quantization: Quantization,
+    /// `None`: the flat one-bit index (no graph; M, breadths ignored).
+    quantization: Option<Quantization>,
     connectivity: usize,
     expansion_add: usize,
     rescores: Vec<usize>,
@@ -910,7 +912,8 @@ fn default_graphs() -> Vec<Graph> {
 }
 
 /// `kind/M/expansion_add/rescores/breadths;...`, lists comma-separated,
-/// kind one of f32, f16, i8, b1: e.g. `b1/32/256/32,64/64,128`.
+/// kind one of f32, f16, i8, b1 (graphs) or flat (`FlatBinaryIndex`, which
+/// reads only the rescores): e.g. `b1/32/256/32,64/64,128;flat/0/0/32,64/0`.
 fn parse_graphs(spec: &str) -> Vec<Graph> {
     let list = |l: &str| -> Vec<usize> {
         l.split(',')
@@ -927,10 +930,11 @@ fn parse_graphs(spec: &str) -> Vec<Graph> {
             );
             Graph {
                 quantization: match f[0] {
-                    "f32" => Quantization::F32,
-                    "f16" => Quantization::F16,
-                    "i8" => Quantization::I8,
-                    "b1" => Quantization::B1,
+                    "f32" => Some(Quantization::F32),
+                    "f16" => Some(Quantization::F16),
+                    "i8" => Some(Quantization::I8),
+                    "b1" => Some(Quantization::B1),
+                    "flat" => None,
                     other => panic!("--graphs: unknown storage {other}"),
                 },
                 connectivity: f[1].parse().expect("M"),
@@ -967,9 +971,13 @@ fn report_index_settings(
     );
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for graph in graphs {
-        let storage = format!("{:?}", graph.quantization).to_lowercase();
+        let Some(quantization) = graph.quantization else {
+            report_flat(out, name, vectors, queries, &truth, &graph.rescores);
+            continue;
+        };
+        let storage = format!("{quantization:?}").to_lowercase();
         let rescore_max = graph.rescores.iter().copied().max().unwrap_or(0);
-        let settings = IndexSettings::new(graph.quantization, 64)
+        let settings = IndexSettings::new(quantization, 64)
             .rescored(rescore_max.max(1))
             .graph(graph.connectivity, graph.expansion_add);
         let mut index = VectorIndex::with_settings(384, settings).unwrap();
@@ -989,43 +997,104 @@ fn report_index_settings(
             index.set_rescore(rescore);
             for &breadth in &graph.breadths {
                 index.set_expansion_search(breadth);
-                let mut times = Vec::with_capacity(queries.len());
-                let mut found = 0;
-                let mut error = 0f32;
-                for (q, t) in queries.iter().zip(&truth) {
-                    let started = Instant::now();
-                    let got = index.search(q, 1).unwrap();
-                    times.push(started.elapsed());
-                    if let Some(g) = got.first() {
-                        found += usize::from(g.key == t.key);
-                        error = error.max((g.similarity - dot(q, &vectors[g.key as usize])).abs());
-                    }
-                }
-                times.sort();
+                let searched = time_searches(&index, vectors, queries, &truth);
                 let memory = if rescore == 0 {
                     index.memory_bytes() - index.exact_bytes()
                 } else {
                     index.memory_bytes()
                 };
-                let how = match (graph.quantization, rescore) {
+                let how = match (quantization, rescore) {
                     (Quantization::F32, _) => String::new(),
                     (_, 0) => ", graph".to_owned(),
                     (_, r) => format!(", rescored {r}"),
                 };
-                let row = format!(
-                    "| {storage} M {} add {}{how}, breadth {breadth} | {} | {} | {:.1} % | {error:.4} | {} | {:.0} B |",
-                    graph.connectivity,
-                    graph.expansion_add,
-                    micros(percentile(&times, 0.5)),
-                    micros(percentile(&times, 0.99)),
-                    100.0 * found as f64 / queries.len() as f64,
-                    micros(insert),
-                    memory as f64 / n as f64,
+                let label = format!(
+                    "{storage} M {} add {}{how}, breadth {breadth}",
+                    graph.connectivity, graph.expansion_add
                 );
-                println!("{row}");
-                let _ = writeln!(out, "{row}");
+                index_row(out, &label, &searched, insert, memory, n);
             }
         }
+    }
+}
+
+/// One setting's searches: sorted latencies, hits of the exact nearest,
+/// the largest error of the reported similarity.
+struct Searched {
+    times: Vec<Duration>,
+    found: usize,
+    error: f32,
+}
+
+fn time_searches(
+    index: &dyn NearestNeighbours,
+    vectors: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    truth: &[Neighbour],
+) -> Searched {
+    let mut times = Vec::with_capacity(queries.len());
+    let mut found = 0;
+    let mut error = 0f32;
+    for (q, t) in queries.iter().zip(truth) {
+        let started = Instant::now();
+        let got = index.search(q, 1).unwrap();
+        times.push(started.elapsed());
+        if let Some(g) = got.first() {
+            found += usize::from(g.key == t.key);
+            error = error.max((g.similarity - dot(q, &vectors[g.key as usize])).abs());
+        }
+    }
+    times.sort();
+    Searched {
+        times,
+        found,
+        error,
+    }
+}
+
+fn index_row(
+    out: &mut String,
+    label: &str,
+    searched: &Searched,
+    insert: Duration,
+    memory: usize,
+    n: usize,
+) {
+    let row = format!(
+        "| {label} | {} | {} | {:.1} % | {:.4} | {} | {:.0} B |",
+        micros(percentile(&searched.times, 0.5)),
+        micros(percentile(&searched.times, 0.99)),
+        100.0 * searched.found as f64 / searched.times.len() as f64,
+        searched.error,
+        micros(insert),
+        memory as f64 / n as f64,
+    );
+    println!("{row}");
+    let _ = writeln!(out, "{row}");
+}
+
+/// The flat one-bit index over `vectors` with each rescoring: one row each.
+fn report_flat(
+    out: &mut String,
+    name: &str,
+    vectors: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    truth: &[Neighbour],
+    rescores: &[usize],
+) {
+    let n = vectors.len();
+    let mut index = FlatBinaryIndex::new(384, 1).unwrap();
+    let started = Instant::now();
+    for (i, v) in vectors.iter().enumerate() {
+        index.add(i as u64, v).unwrap();
+    }
+    let insert = started.elapsed() / n as u32;
+    println!("flat: {n} vectors of {name}, {} each", micros(insert));
+    for &rescore in rescores {
+        index.set_rescore(rescore);
+        let searched = time_searches(&index, vectors, queries, truth);
+        let label = format!("flat one-bit, rescored {}", index.rescore());
+        index_row(out, &label, &searched, insert, index.memory_bytes(), n);
     }
 }
 
@@ -1037,27 +1106,47 @@ type LookupSet = (String, Vec<Vec<f32>>, Vec<Vec<f32>>);
 fn report_lookup(out: &mut String, sets: &[LookupSet]) {
     let _ = writeln!(
         out,
-        "| entries | cache lookup p50 | p99 | p99 on a CPU | lookups kept off a CPU > 1 ms | HNSW recall@1 | brute force p50 | p99 | insert | memory per entry | index memory per entry |"
+        "| entries | index | cache lookup p50 | p99 | p99 on a CPU | lookups kept off a CPU > 1 ms | recall@1 | brute force p50 | p99 | insert | insert p99 | memory per entry | index memory per entry |"
     );
     let _ = writeln!(
         out,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for (name, vectors, queries) in sets {
+    // The default index, then HNSW at its default settings for comparison.
+    let indexes = [
+        ("flat one-bit (default)", IndexConfig::default()),
+        ("HNSW i8", IndexConfig::Hnsw(IndexSettings::default())),
+    ];
+    // `--lookup-indexes flat` or `hnsw` times one of them only.
+    let only = flag_value("--lookup-indexes");
+    let indexes: Vec<_> = indexes
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|w| name.to_lowercase().contains(w)))
+        })
+        .collect();
+    for ((name, vectors, queries), (index_name, index)) in sets
+        .iter()
+        .flat_map(|set| indexes.iter().map(move |i| (set, i)))
+    {
         let n = vectors.len();
         let rss_before = resident_bytes();
-        let cache = SemanticCache::new(SemanticCacheConfig::new(
-            384,
-            n,
-            HitPolicy::Fixed { similarity: 0.9 },
-        ))
+        let cache = SemanticCache::new(
+            SemanticCacheConfig::new(384, n, HitPolicy::Fixed { similarity: 0.9 })
+                .with_index(*index),
+        )
         .unwrap();
         let scope = Scope::model("latency").digest();
+        let mut inserts = Vec::with_capacity(n);
         let started = Instant::now();
         for v in vectors {
+            let one = Instant::now();
             cache.insert(scope, v.clone(), ()).unwrap();
+            inserts.push(one.elapsed());
         }
         let build = started.elapsed();
+        inserts.sort();
         let per_entry = resident_bytes().saturating_sub(rss_before) as f64 / n as f64;
         let mut exact = ExactIndex::new(384);
         for (i, v) in vectors.iter().enumerate() {
@@ -1098,12 +1187,12 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
             .filter(|q| nearest(q) == exact.search(q, 1).unwrap().first().map(|n| n.key))
             .count();
         println!(
-            "{name}: {n} entries inserted in {:.1} s",
+            "{name}, {index_name}: {n} entries inserted in {:.1} s",
             build.as_secs_f64()
         );
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {:.1} % | {} | {} | {} | {:.0} B | {:.0} B |",
+            "| {name} | {index_name} | {} | {} | {} | {} | {:.1} % | {} | {} | {} | {} | {:.0} B | {:.0} B |",
             micros(percentile(&cache_times, 0.5)),
             micros(percentile(&cache_times, 0.99)),
             micros(percentile(&cache_cpu, 0.99)),
@@ -1115,6 +1204,7 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
             micros(percentile(&exact_times, 0.5)),
             micros(percentile(&exact_times, 0.99)),
             micros(build / n as u32),
+            micros(percentile(&inserts, 0.99)),
             per_entry,
             cache.index_memory_bytes() as f64 / n as f64,
         );
@@ -1124,11 +1214,12 @@ fn report_lookup(out: &mut String, sets: &[LookupSet]) {
         "\nLookups: 2,000 per set; random: each a stored random 384-dimension unit vector plus noise (cosine \
          about 0.86 to it), the hardest case for a graph index; verses: the World English Bible text of the first \
          aligned verses (Genesis on) embedded by the local model, asked by the King James text of 2,000 of them. Cache lookup is \
-         `SemanticCache::lookup` with the default index (normalisation, lock, HNSW search, exact rescoring, \
-         decision); \"on a CPU\" is the part of each lookup the scheduler ran this thread \
+         `SemanticCache::lookup` (normalisation, lock, search, exact rescoring, decision) with the default \
+         index (`FlatBinaryIndex`, 256 candidates rescored) and with HNSW at its default settings (i8, M 16, \
+         breadth 256, 8 rescored); \"on a CPU\" is the part of each lookup the scheduler ran this thread \
          (/proc/thread-self/schedstat), and the lookups kept off a CPU are those that waited more than 1 ms, \
          runnable, for one (other processes on this shared machine): a wall-clock p99 far above the on-CPU \
-         p99 is the machine's load, not the lookup; insert is the mean `SemanticCache::insert`; memory is the growth of the process's resident set while the cache filled, over the entries \
+         p99 is the machine's load, not the lookup; insert is the mean `SemanticCache::insert` (the write lock is held for all of it) and its p99; memory is the growth of the process's resident set while the cache filled, over the entries \
          (vectors, graph, bookkeeping; values are `()`; a set filled after another's cache was freed reuses that \
          memory and reads low); index memory is `SemanticCache::index_memory_bytes` (graph, exact vectors, maps) \
          over the entries."

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use stratum_core::ConfigError;
 
 use crate::embed::normalize;
-use crate::index::{NearestNeighbours, VectorIndex};
+use crate::index::{IndexConfig, NearestNeighbours};
 use crate::threshold::{EntryLabels, EntryThreshold, Observations, Threshold, ThresholdConfig};
 use crate::{CacheError, ScopeDigest};
 
@@ -56,6 +56,10 @@ pub struct SemanticCacheConfig {
     /// How a hit is decided. Default learned, 2 % target error.
     #[serde(default)]
     pub policy: HitPolicy,
+    /// The index each scope keeps. Default `{ type = "flat_binary",
+    /// rescore = 256 }`.
+    #[serde(default)]
+    pub index: IndexConfig,
 }
 
 fn default_dimensions() -> usize {
@@ -71,6 +75,7 @@ impl Default for SemanticCacheConfig {
             dimensions: default_dimensions(),
             capacity: default_capacity(),
             policy: HitPolicy::default(),
+            index: IndexConfig::default(),
         }
     }
 }
@@ -83,11 +88,19 @@ impl SemanticCacheConfig {
             dimensions,
             capacity,
             policy,
+            index: IndexConfig::default(),
         }
     }
 
-    /// Refuses zero dimensions or capacity and an invalid policy.
+    /// These settings with another index.
+    #[must_use]
+    pub fn with_index(self, index: IndexConfig) -> Self {
+        SemanticCacheConfig { index, ..self }
+    }
+
+    /// Refuses zero dimensions or capacity and an invalid policy or index.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.index.validate().map_err(|e| e.within("index"))?;
         if self.dimensions == 0 {
             return Err(ConfigError::invalid("dimensions", "must be at least 1"));
         }
@@ -163,7 +176,7 @@ struct Entry<V> {
 }
 
 struct Inner<V> {
-    partitions: HashMap<ScopeDigest, VectorIndex>,
+    partitions: HashMap<ScopeDigest, Box<dyn NearestNeighbours + Send + Sync>>,
     entries: HashMap<u64, Entry<V>>,
     /// Last-use tick -> entry: the first is the least recently used.
     recency: BTreeMap<u64, u64>,
@@ -270,7 +283,7 @@ impl<V: Clone> SemanticCache<V> {
         let partition = match inner.partitions.entry(scope) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(VectorIndex::new(self.config.dimensions)?)
+                slot.insert(self.config.index.build(self.config.dimensions)?)
             }
         };
         partition.add(id, &v)?;
@@ -508,7 +521,7 @@ impl<V: Clone> SemanticCache<V> {
             .read()
             .partitions
             .values()
-            .map(NearestNeighbours::memory_bytes)
+            .map(|p| p.memory_bytes())
             .sum()
     }
 

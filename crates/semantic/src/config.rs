@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use stratum_core::ConfigError;
 
-use crate::{EmbedError, Embedder, HitPolicy, HttpEmbedder, HttpEmbedderConfig};
+use crate::{EmbedError, Embedder, HitPolicy, HttpEmbedder, HttpEmbedderConfig, IndexConfig};
 
 /// Which [`Embedder`] turns a request's text into a vector. In a file it is
 /// one table chosen by `type`.
@@ -162,6 +162,12 @@ pub struct TierConfig {
     /// `true`.
     #[serde(default = "default_label_misses")]
     pub label_misses: bool,
+    /// The nearest-neighbour index each scope keeps. Default `{ type =
+    /// "flat_binary", rescore = 256 }` (every entry's sign bits scanned, the
+    /// 256 nearest rescored exactly); `{ type = "hnsw" }` is usearch's graph
+    /// (docs/semantic.md, "Why these pieces").
+    #[serde(default)]
+    pub index: IndexConfig,
 }
 
 fn default_capacity() -> usize {
@@ -178,14 +184,17 @@ impl Default for TierConfig {
             policy: HitPolicy::default(),
             capacity: default_capacity(),
             label_misses: default_label_misses(),
+            index: IndexConfig::default(),
         }
     }
 }
 
 impl TierConfig {
-    /// Refuses a zero capacity, an invalid policy or embedder.
+    /// Refuses a zero capacity, an invalid policy, index or embedder.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.embedder.validate().map_err(|e| e.within("embedder"))?;
-        crate::SemanticCacheConfig::new(1, self.capacity, self.policy).validate()
+        crate::SemanticCacheConfig::new(1, self.capacity, self.policy)
+            .with_index(self.index)
+            .validate()
     }
 }

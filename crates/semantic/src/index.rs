@@ -1,8 +1,11 @@
-//! Nearest-neighbour search over unit vectors: `VectorIndex` (HNSW, usearch)
-//! and `ExactIndex` (brute force, the reference the tests compare with).
+//! Nearest-neighbour search over unit vectors: `IndexConfig` (which index a
+//! cache keeps), `VectorIndex` (HNSW, usearch) and `ExactIndex` (brute
+//! force, the reference the tests compare with); the default index,
+//! `FlatBinaryIndex`, is in `flat.rs`.
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind, b1x8};
 
 use crate::CacheError;
@@ -18,8 +21,9 @@ pub struct Neighbour {
     pub similarity: f32,
 }
 
-/// What both indexes offer; the cache holds a [`VectorIndex`], the tests and
-/// the measurement compare it with an [`ExactIndex`].
+/// What every index offers; the cache holds the one its [`IndexConfig`]
+/// names ([`FlatBinaryIndex`](crate::FlatBinaryIndex) or [`VectorIndex`]),
+/// the tests and the measurement compare them with an [`ExactIndex`].
 pub trait NearestNeighbours {
     /// Adds (or replaces) `vector` under `key`. The vector must be unit length.
     fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), CacheError>;
@@ -37,7 +41,7 @@ pub trait NearestNeighbours {
     fn memory_bytes(&self) -> usize;
 }
 
-fn check(dimensions: usize, vector: &[f32]) -> Result<(), CacheError> {
+pub(crate) fn check(dimensions: usize, vector: &[f32]) -> Result<(), CacheError> {
     if vector.len() != dimensions {
         return Err(CacheError::Dimensions {
             expected: dimensions,
@@ -96,8 +100,10 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
-/// How the graph stores its vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How the graph stores its vectors. In a file: `"f32"`, `"f16"`, `"i8"`
+/// or `"b1"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Quantization {
     /// 32-bit floats: exact similarities.
@@ -113,13 +119,15 @@ pub enum Quantization {
     B1,
 }
 
-/// The graph's shape, storage, search breadth and exact rescoring.
+/// The graph's shape, storage, search breadth and exact rescoring; plain
+/// serde data, every field optional in a file.
 ///
 /// The default, chosen by measurement (docs/semantic.md, "Measured"): i8
 /// storage searched at breadth 256, its best 8 candidates rescored with
 /// their exact f32 vectors, so every similarity a search reports (and the
 /// hit decision and the learned thresholds use) is the exact cosine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IndexSettings {
     /// How the graph stores vectors. Default `I8`.
@@ -212,6 +220,78 @@ impl IndexSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// Which index a [`SemanticCache`](crate::SemanticCache) keeps per scope.
+/// In a file it is one table chosen by `type`.
+///
+/// ```
+/// use stratum_semantic::{IndexConfig, IndexSettings, Quantization};
+///
+/// let flat: IndexConfig = toml::from_str("type = \"flat_binary\"\nrescore = 128\n").unwrap();
+/// assert_eq!(flat, IndexConfig::FlatBinary { rescore: 128 });
+/// let hnsw: IndexConfig = toml::from_str("type = \"hnsw\"\nquantization = \"b1\"\nrescore = 64\n").unwrap();
+/// let IndexConfig::Hnsw(settings) = hnsw else { panic!("hnsw") };
+/// assert_eq!(settings.quantization, Quantization::B1);
+/// assert_eq!(settings.connectivity, IndexSettings::default().connectivity);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum IndexConfig {
+    /// [`FlatBinaryIndex`](crate::FlatBinaryIndex): every entry's sign bits
+    /// scanned by Hamming distance, the `rescore` nearest rescored exactly.
+    /// The default (docs/semantic.md, "Why these pieces").
+    FlatBinary {
+        /// Candidates rescored with their exact vectors (at least 1).
+        /// Default 256.
+        #[serde(default = "default_flat_rescore")]
+        rescore: usize,
+    },
+    /// [`VectorIndex`]: usearch's HNSW graph with these settings.
+    Hnsw(IndexSettings),
+}
+
+fn default_flat_rescore() -> usize {
+    crate::flat::DEFAULT_FLAT_RESCORE
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig::FlatBinary {
+            rescore: default_flat_rescore(),
+        }
+    }
+}
+
+impl IndexConfig {
+    /// Refuses settings an index would refuse (a zero rescore, see
+    /// [`IndexSettings::validate`]).
+    pub fn validate(&self) -> Result<(), stratum_core::ConfigError> {
+        match self {
+            IndexConfig::FlatBinary { rescore: 0 } => Err(stratum_core::ConfigError::invalid(
+                "rescore",
+                "must be at least 1 (sign bits only rank)",
+            )),
+            IndexConfig::FlatBinary { .. } => Ok(()),
+            IndexConfig::Hnsw(settings) => settings.validate(),
+        }
+    }
+
+    /// An empty index of this kind for vectors of `dimensions`.
+    pub fn build(
+        &self,
+        dimensions: usize,
+    ) -> Result<Box<dyn NearestNeighbours + Send + Sync>, CacheError> {
+        Ok(match *self {
+            IndexConfig::FlatBinary { rescore } => {
+                Box::new(crate::FlatBinaryIndex::new(dimensions, rescore)?)
+            }
+            IndexConfig::Hnsw(settings) => {
+                Box::new(VectorIndex::with_settings(dimensions, settings)?)
+            }
+        })
     }
 }
 

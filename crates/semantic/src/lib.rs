@@ -12,7 +12,8 @@
 //!   system prompt, tools, tenant); its [`ScopeDigest`] keys a partition, and
 //!   a lookup never looks outside its own.
 //! - [`SemanticCache`]: per-partition nearest-neighbour search
-//!   ([`VectorIndex`], HNSW by usearch), bounded with least-recently-used
+//!   ([`FlatBinaryIndex`], a flat scan of sign bits rescored exactly, by
+//!   default, or [`VectorIndex`], HNSW by usearch; [`IndexConfig`]), bounded with least-recently-used
 //!   eviction, and a [`HitPolicy`]: a fixed similarity (GPTCache's style) or
 //!   thresholds learned to a target error rate ([`ThresholdConfig`]), per
 //!   entry and cache-wide, tightened by [`SemanticCache::report_wrong`].
@@ -59,6 +60,7 @@ mod cache;
 mod config;
 mod embed;
 mod error;
+mod flat;
 mod http;
 mod index;
 #[cfg(feature = "local-model")]
@@ -72,9 +74,10 @@ pub use cache::{
 pub use config::{EmbedderConfig, TierConfig};
 pub use embed::{Embedder, dot, normalize};
 pub use error::{CacheError, EmbedError};
+pub use flat::{DEFAULT_FLAT_RESCORE, FlatBinaryIndex};
 pub use http::{ApiKey, HttpEmbedder, HttpEmbedderConfig};
 pub use index::{
-    ExactIndex, IndexSettings, NearestNeighbours, Neighbour, Quantization, VectorIndex,
+    ExactIndex, IndexConfig, IndexSettings, NearestNeighbours, Neighbour, Quantization, VectorIndex,
 };
 #[cfg(feature = "local-model")]
 pub use local::{LocalEmbedder, MINILM_DIMENSIONS, default_model_dir};

@@ -1,12 +1,14 @@
-//! `VectorIndex` (HNSW) against `ExactIndex` (brute force), and brute force
-//! against the plainest model: a list scanned for the best dot product.
+//! `VectorIndex` (HNSW) and `FlatBinaryIndex` (sign bits scanned, rescored)
+//! against `ExactIndex` (brute force), and brute force against the plainest
+//! model: a list scanned for the best dot product.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
 use stratum_semantic::{
-    ExactIndex, IndexSettings, NearestNeighbours, Quantization, VectorIndex, dot, normalize,
+    ExactIndex, FlatBinaryIndex, IndexSettings, NearestNeighbours, Quantization, VectorIndex, dot,
+    normalize,
 };
 
 #[derive(Debug, Clone)]
@@ -307,4 +309,153 @@ fn rescoring_reports_exact_similarities() {
         VectorIndex::with_settings(DIMS, IndexSettings::new(Quantization::F32, 64).rescored(8))
             .unwrap();
     assert_eq!(f32_graph.exact_bytes(), 0);
+}
+
+// ------------------------------------------------ the flat one-bit index
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// After any adds (replacements included) and removes, the flat index
+    /// holds the same keys as brute force, and with at least as many
+    /// candidates as live entries (48, the most keys the operations use)
+    /// its answer is brute force's: the same similarities, each the exact
+    /// cosine of a live key's current vector.
+    #[test]
+    fn flat_matches_brute_force(ops in ops(), k in 1usize..6) {
+        let mut flat = FlatBinaryIndex::new(DIMS, 48).unwrap();
+        let mut exact = ExactIndex::new(DIMS);
+        let mut current: std::collections::HashMap<u64, Vec<f32>> = Default::default();
+        for op in ops {
+            match op {
+                Op::Add(key, v) => {
+                    flat.add(key, &v).unwrap();
+                    exact.add(key, &v).unwrap();
+                    current.insert(key, v);
+                }
+                Op::Remove(key) => {
+                    prop_assert_eq!(flat.remove(key).unwrap(), exact.remove(key).unwrap());
+                    current.remove(&key);
+                }
+                Op::Search(q) => {
+                    let got = flat.search(&q, k).unwrap();
+                    let want = exact.search(&q, k).unwrap();
+                    prop_assert_eq!(got.len(), want.len());
+                    for (g, w) in got.iter().zip(&want) {
+                        prop_assert!((g.similarity - w.similarity).abs() < 1e-5, "{:?} vs {:?}", got, want);
+                        // The key is live and the similarity is its vector's.
+                        let v = current.get(&g.key);
+                        prop_assert!(v.is_some(), "{} is not live", g.key);
+                        prop_assert!((dot(&q, v.unwrap()) - g.similarity).abs() < 1e-5);
+                    }
+                }
+            }
+            prop_assert_eq!(flat.len(), exact.len());
+        }
+    }
+
+    /// With fewer candidates than entries, the flat index's candidates are
+    /// those of smallest Hamming distance: its best is the exact best of
+    /// the `rescore` entries nearest in signs (the model: sort by sign
+    /// distance, rescore that many exactly). Removals and reinserts keep
+    /// every key's bits right.
+    #[test]
+    fn flat_rescores_the_nearest_in_signs(
+        vectors in prop::collection::vec(unit(), 1..80),
+        removed in prop::collection::vec(0usize..80, 0..20),
+        q in unit(),
+        rescore in 1usize..12,
+    ) {
+        let mut flat = FlatBinaryIndex::new(DIMS, rescore).unwrap();
+        let mut live: Vec<(u64, Vec<f32>)> = Vec::new();
+        for (i, v) in vectors.iter().enumerate() {
+            flat.add(i as u64, v).unwrap();
+            live.push((i as u64, v.clone()));
+        }
+        for r in removed {
+            let key = r as u64;
+            let had = live.iter().position(|(k, _)| *k == key);
+            prop_assert_eq!(flat.remove(key).unwrap(), had.is_some());
+            if let Some(at) = had {
+                live.swap_remove(at);
+            }
+        }
+        let got = flat.search(&q, 1).unwrap();
+        prop_assert_eq!(got.len(), usize::from(!live.is_empty()));
+        let Some(got) = got.first() else { return Ok(()) };
+        let signs = |v: &[f32]| v.iter().map(|&x| x > 0.0).collect::<Vec<_>>();
+        let qs = signs(&q);
+        let distance = |v: &[f32]| signs(v).iter().zip(&qs).filter(|(a, b)| a != b).count();
+        let mut by_distance: Vec<(usize, f32)> =
+            live.iter().map(|(_, v)| (distance(v), dot(&q, v))).collect();
+        by_distance.sort_by_key(|&(d, _)| d);
+        // Entries tied with the last candidate's distance may be either in
+        // or out: the best over the sure ones is a lower bound, the best
+        // over the tied ones too an upper bound.
+        let cut = by_distance[rescore.min(by_distance.len()) - 1].0;
+        let best = |pred: &dyn Fn(usize) -> bool| {
+            by_distance.iter().filter(|(d, _)| pred(*d)).map(|&(_, s)| s).fold(f32::MIN, f32::max)
+        };
+        let (low, high) = (best(&|d| d < cut), best(&|d| d <= cut));
+        prop_assert!(got.similarity <= high + 1e-5, "{} above {}", got.similarity, high);
+        prop_assert!(got.similarity >= low - 1e-5, "{} below {}", got.similarity, low);
+        let v = &live.iter().find(|(k, _)| *k == got.key).unwrap().1;
+        prop_assert!((dot(&q, v) - got.similarity).abs() < 1e-5);
+    }
+}
+
+/// 384 and 768 dimensions (6 and 12 words of signs, the unrolled scans) and
+/// 100 (the general scan, a partial word): with only 2 candidates each
+/// vector is its own nearest, found first (so the scan is right in every
+/// block), and after a swap-remove of the first entry the moved last entry
+/// still is; a replaced key moves, it is not copied.
+#[test]
+fn flat_finds_each_vector_itself_at_any_width() {
+    for dims in [100usize, 384, 768] {
+        let mut seed = dims as u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let vectors: Vec<Vec<f32>> = (0..600)
+            .map(|_| {
+                let mut v: Vec<f32> = (0..dims).map(|_| next()).collect();
+                normalize(&mut v).unwrap();
+                v
+            })
+            .collect();
+        let mut flat = FlatBinaryIndex::new(dims, 2).unwrap();
+        for (k, v) in vectors.iter().enumerate() {
+            flat.add(k as u64, v).unwrap();
+        }
+        let check = |flat: &FlatBinaryIndex, k: usize| {
+            let got = flat.search(&vectors[k], 1).unwrap()[0];
+            assert_eq!(got.key, k as u64, "{dims} dimensions");
+            assert!(got.similarity > 0.9999, "{dims}: {got:?}");
+        };
+        for k in (0..vectors.len()).step_by(37) {
+            check(&flat, k);
+        }
+        assert!(flat.remove(0).unwrap());
+        assert!(!flat.remove(0).unwrap());
+        check(&flat, vectors.len() - 1);
+        assert_eq!(flat.len(), vectors.len() - 1);
+        // Replacing a vector moves its key, not a second copy.
+        flat.add(5, &vectors[7]).unwrap();
+        assert_eq!(flat.len(), vectors.len() - 1);
+        let got = flat.search(&vectors[7], 2).unwrap();
+        let mut keys: Vec<u64> = got.iter().map(|n| n.key).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [5, 7], "{dims} dimensions");
+        assert!(flat.memory_bytes() >= flat.len() * (dims * 4 + dims / 8));
+    }
+    assert!(FlatBinaryIndex::new(0, 8).is_err());
+    assert!(FlatBinaryIndex::new(8, 0).is_err());
+    let mut flat = FlatBinaryIndex::new(4, 8).unwrap();
+    assert!(flat.add(1, &[1.0, 0.0]).is_err());
+    assert!(flat.add(1, &[f32::NAN, 0.0, 0.0, 0.0]).is_err());
+    assert!(flat.search(&[1.0], 1).is_err());
+    assert!(flat.search(&[1.0, 0.0, 0.0, 0.0], 1).unwrap().is_empty());
 }

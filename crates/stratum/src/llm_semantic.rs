@@ -219,11 +219,10 @@ impl Tier {
     /// index is filled from the store on first use.
     pub(crate) fn new(config: &TierConfig, layers: Arc<Layers>) -> Result<Tier, ConfigError> {
         let embedder = config.embedder.build().map_err(|e| e.within("embedder"))?;
-        let cache = SemanticCache::new(SemanticCacheConfig::new(
-            embedder.dimensions(),
-            config.capacity,
-            config.policy,
-        ))
+        let cache = SemanticCache::new(
+            SemanticCacheConfig::new(embedder.dimensions(), config.capacity, config.policy)
+                .with_index(config.index),
+        )
         .map_err(|e| ConfigError::invalid("", e.to_string()))?;
         let pending = Arc::new(Mutex::new(Pending::default()));
         #[cfg(feature = "mongodb")]

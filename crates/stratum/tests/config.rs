@@ -69,10 +69,12 @@ fn candidates(default: &serde_json::Value) -> Vec<String> {
             "{ type = \"time_based\", duration = \"30s\" }".to_owned(),
             "{ type = \"exponential\", initial = \"1s\", multiplier = 2.0, max = \"1m\" }"
                 .to_owned(),
-            // The semantic tier's hit policy and embedder.
+            // The semantic tier's hit policy, embedder and index.
             "{ type = \"fixed\", similarity = 0.9 }".to_owned(),
             "{ type = \"http\", url = \"http://127.0.0.1:8080/v1/embeddings\", model = \"m\", dimensions = 8 }"
                 .to_owned(),
+            // Its index.
+            "{ type = \"hnsw\", quantization = \"b1\", connectivity = 32, rescore = 64 }".to_owned(),
         ],
     }
 }
