@@ -2,8 +2,9 @@
 //! acknowledged in the writer process reaches the reader process's next
 //! read within a bound, over 1,000 writes; then the server is killed and
 //! restarted, and every write made from the outage on (issued while the
-//! server is down, retried until it is back) reaches the reader within the
-//! same bound while its change stream resumes; once it is open again,
+//! server is down, retried until it is back) reaches the reader within a
+//! bound that allows for the driver's 500 ms re-check of a server it lost,
+//! while its change stream resumes; once it is open again,
 //! writes reach the reader through it.
 //!
 //! Fails when the reader's repository does not follow the change stream
@@ -24,20 +25,28 @@ use stratum_tests::server::ServerProcess;
 /// measured p99 is a few milliseconds (`stratum coherence`, see
 /// docs/stratum.md); the margin is for a debug build on a loaded machine.
 const P99_BOUND: Duration = Duration::from_millis(250);
+/// The same bound for the writes made across the restart: the reader reads
+/// again only once its driver has found the server back, and the driver
+/// checks a server it lost at most every 500 ms (the specification's
+/// minimum heartbeat), so the first writes after the restart may wait up to
+/// that long in a reader whose cache is kept coherent (seen in CI: p99 415
+/// ms, max 427 ms). A reader that served its cache as fresh would make them
+/// wait for the stream's 2 s retry pause.
+const RESTART_P99_BOUND: Duration = Duration::from_millis(750);
 /// How long any write may take to reach the reader.
 const MAX_BOUND: Duration = Duration::from_secs(1);
 /// How long the reader is given to see a round's writes before the missing
 /// ones count as missed.
 const GIVE_UP: Duration = Duration::from_secs(10);
 
-fn check(round: &str, delays: &Delays) {
+fn check(round: &str, delays: &Delays, p99_bound: Duration) {
     println!("{round}: {delays}");
     assert_eq!(delays.missed, 0, "{round}: {delays}");
     let p99 = delays.quantile(0.99).unwrap_or_default();
     let max = delays.max().unwrap_or_default();
     assert!(
-        p99 <= P99_BOUND,
-        "{round}: p99 over {P99_BOUND:?}: {delays}"
+        p99 <= p99_bound,
+        "{round}: p99 over {p99_bound:?}: {delays}"
     );
     assert!(
         max <= MAX_BOUND,
@@ -59,6 +68,7 @@ fn writes_reach_another_process_within_the_bound_across_a_server_restart() {
     check(
         "steady",
         &Delays::join(&acks, &reader.wait_for(&acks, GIVE_UP)),
+        P99_BOUND,
     );
 
     // The outage: the server is killed, a writer starts while it is down
@@ -77,7 +87,11 @@ fn writes_reach_another_process_within_the_bound_across_a_server_restart() {
         .expect("the writer runs across the restart");
     assert_eq!(acks.len(), 300);
     let log = reader.wait_for(&acks, GIVE_UP);
-    check("after the restart", &Delays::join(&acks, &log));
+    check(
+        "after the restart",
+        &Delays::join(&acks, &log),
+        RESTART_P99_BOUND,
+    );
 
     // The reader's watcher comes back: open again, and either reopened by
     // the follower (from its token, or afresh when the server lost its
@@ -103,6 +117,7 @@ fn writes_reach_another_process_within_the_bound_across_a_server_restart() {
     check(
         "resumed",
         &Delays::join(&acks, &reader.wait_for(&acks, GIVE_UP)),
+        P99_BOUND,
     );
     reader.stop().expect("the reader stops cleanly");
 }
