@@ -103,7 +103,7 @@ pub use loading::{AsyncLoader, LoadingCache, WarmUpReport};
 #[cfg(feature = "tokio")]
 pub use maintenance::MaintenanceHandle;
 pub use predict::{
-    DRAIN_AT, HALVE_AT, MAX_SUCCESSORS, MAX_WINDOW, Predictor, Prefetch, PrefetchConfig,
-    ReadBuffer, STRIPE_CAPACITY,
+    DRAIN_AT, GATE_EPOCH, GATE_SHARE, HALVE_AT, MAX_SUCCESSORS, MAX_WINDOW, Predictor, Prefetch,
+    PrefetchConfig, ReadBuffer, STRIPE_CAPACITY,
 };
 pub use stats::{CacheStats, RemovalCause};

@@ -21,7 +21,9 @@
 //! [`PrefetchConfig::min_reads`] times and, before that, those among them
 //! that came within [`PrefetchConfig::early_window`] reads of `A`: after
 //! one occurrence a context's next reads are what belongs with `A` and,
-//! further on, whatever the caller turned to next.
+//! further on, whatever the caller turned to next. Early proposals are
+//! made while the reads confirm them (an early gate: a quarter of the
+//! early guesses of the last judgement were read again soon after).
 //!
 //! Tracked keys are bounded ([`PrefetchConfig::max_tracked_keys`]); a new
 //! key replaces one chosen by CLOCK (a key read since the hand last passed
@@ -48,6 +50,15 @@ pub const HALVE_AT: u32 = 64;
 pub const MAX_WINDOW: usize = 8;
 /// The most successors per key [`PrefetchConfig::successors`] may ask for.
 pub const MAX_SUCCESSORS: usize = 16;
+/// Early guesses the [`EarlyGate`] judges at a time.
+pub const GATE_EPOCH: u32 = 256;
+/// The share of early guesses the reads must confirm for the
+/// [`EarlyGate`] to stay open. Per judgement of 256 guesses, the tuning
+/// workload's groups confirmed 0.38 to 0.70 (over the test server; its
+/// prefetches' precision was 88 to 93 %: a guess read later than the
+/// window still counts there), and the Zipf control's uncorrelated reads
+/// 0.02 to 0.07 (docs/prefetch.md): a quarter is far from both.
+pub const GATE_SHARE: f64 = 0.25;
 /// Context slots (a context is hashed to one; two contexts sharing a slot
 /// only add noise to each other's windows).
 const CONTEXTS: usize = 256;
@@ -92,12 +103,10 @@ pub struct PrefetchConfig {
     /// least 1). Default 2.
     pub min_reads: u32,
     /// Before that, the successors that came within this many reads of
-    /// the key's one occurrence are proposed (0 to `window`). Default 0
-    /// (none): 2 prefetches a group from its second occurrence on and
-    /// removed 43-45 % of the correlated workload's misses instead of
-    /// 30 %, but on uncorrelated reads over the test server it loaded 11 %
-    /// more documents (precision 0.5 %) and cost the read path 6-9 % more
-    /// CPU (docs/prefetch.md): opt in where reads come in groups.
+    /// the key's one occurrence are proposed (0 to `window`), while the
+    /// reads confirm such early guesses (see the module documentation's
+    /// early gate). Default 2: a group is prefetched from its second
+    /// occurrence on instead of its third; 0 turns early proposals off.
     pub early_window: usize,
     /// Keys one prefetch asks the database for, at most (one batched
     /// query; at least 1). Default 16.
@@ -120,7 +129,7 @@ impl Default for PrefetchConfig {
             window: 8,
             threshold: 0.6,
             min_reads: 2,
-            early_window: 0,
+            early_window: 2,
             max_batch: 16,
             max_in_flight: 16,
             max_share: 0.5,
@@ -198,13 +207,20 @@ struct Node<K> {
 
 impl<K> Node<K> {
     /// Credits `hash` as a successor that came `near` reads after this
-    /// key (at most `max` slots).
-    fn credit(&mut self, hash: u64, near: u8, max: usize) {
+    /// key (at most `config.successors` slots). Returns whether this
+    /// confirms an early proposal: `hash` came within `early_window` reads
+    /// of the key's earlier occurrence, and the key, read fewer than
+    /// `min_reads` times then, was read again since (see [`EarlyGate`]).
+    fn credit(&mut self, hash: u64, near: u8, config: &PrefetchConfig) -> bool {
+        let reads = self.reads;
         if let Some(s) = self.succ.iter_mut().find(|s| s.hash == hash) {
-            s.count = (s.count + 1).min(self.reads);
+            let confirms = (2..=config.min_reads).contains(&reads)
+                && usize::from(s.near) <= config.early_window;
+            s.count = (s.count + 1).min(reads);
             s.near = s.near.min(near);
-            return;
+            return confirms;
         }
+        let max = config.successors;
         let fresh = Succ {
             hash,
             count: 1,
@@ -215,7 +231,7 @@ impl<K> Node<K> {
                 self.succ.reserve_exact(max);
             }
             self.succ.push(fresh);
-            return;
+            return false;
         }
         // Full: the newcomer takes the weakest slot only if that one was
         // seen once (since the last halving); otherwise it is dropped. A
@@ -228,28 +244,43 @@ impl<K> Node<K> {
         {
             *weakest = fresh;
         }
+        false
     }
 
     /// Whether a read of this key would propose `s`: its estimated
     /// probability `count / reads` reaches the threshold and, while the
     /// key was read fewer than `min_reads` times (one occurrence is thin
     /// evidence: whatever the caller read next counts), it came within
-    /// `early_window` reads of the key.
-    fn likely(&self, s: &Succ, config: &PrefetchConfig) -> bool {
+    /// `early` reads of the key (`early_window` while the
+    /// [`EarlyGate`] is open, else 0).
+    fn likely(&self, s: &Succ, config: &PrefetchConfig, early: usize) -> bool {
         f64::from(s.count) >= config.threshold * f64::from(self.reads)
-            && (self.reads >= config.min_reads
-                || (self.reads > 0 && usize::from(s.near) <= config.early_window))
+            && (self.reads >= config.min_reads || (self.reads > 0 && usize::from(s.near) <= early))
     }
 
     /// Whether a read of this key would propose a successor.
-    fn proposes(&self, config: &PrefetchConfig) -> bool {
-        self.succ.iter().any(|s| self.likely(s, config))
+    fn proposes(&self, config: &PrefetchConfig, early: usize) -> bool {
+        self.succ.iter().any(|s| self.likely(s, config, early))
     }
 
     /// Whether this key was read `min_reads` times and would propose a
     /// successor.
     fn established(&self, config: &PrefetchConfig) -> bool {
-        self.reads >= config.min_reads && self.proposes(config)
+        self.reads >= config.min_reads && self.proposes(config, 0)
+    }
+
+    /// How many successors a read of this key now would propose early,
+    /// were the gate open: the guesses its next reads confirm or not.
+    fn early_proposals(&self, config: &PrefetchConfig) -> u32 {
+        if self.reads >= config.min_reads {
+            return 0;
+        }
+        let early = self
+            .succ
+            .iter()
+            .filter(|s| self.likely(s, config, config.early_window))
+            .count();
+        u32::try_from(early).unwrap_or(u32::MAX)
     }
 
     fn read(&mut self) {
@@ -406,6 +437,57 @@ impl Window {
     }
 }
 
+/// Whether early proposals are made (with `early_window` > 0).
+///
+/// One occurrence of a key is as often a group's start as a one-off: on
+/// uncorrelated reads a tail key's second read proposed whatever followed
+/// its first, and hardly any of it was read (docs/prefetch.md). So the
+/// early rule is judged on what the reads show: a *guess* is a successor
+/// a key's early read would propose (whether or not the gate let it), and
+/// it is *confirmed* when the caller reads it again within the window
+/// after that read. Every [`GATE_EPOCH`] guesses the gate opens if the
+/// confirmed share reached [`GATE_SHARE`], and closes otherwise. The judgement does not depend on the
+/// proposals being made, so a closed gate reopens when the reads change,
+/// without probing. It starts open.
+#[derive(Debug)]
+struct EarlyGate {
+    open: std::sync::atomic::AtomicBool,
+    /// Guesses and confirmations since the last judgement.
+    tally: Mutex<(u32, u32)>,
+    /// Guesses per judgement ([`GATE_EPOCH`]; fewer in tests).
+    epoch: u32,
+}
+
+impl EarlyGate {
+    fn new(epoch: u32) -> EarlyGate {
+        EarlyGate {
+            open: std::sync::atomic::AtomicBool::new(true),
+            tally: Mutex::new((0, 0)),
+            epoch,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Adds one read's guesses and confirmations; judges when an epoch's
+    /// guesses are in.
+    fn add(&self, guesses: u32, confirmed: u32) {
+        if guesses == 0 && confirmed == 0 {
+            return;
+        }
+        let mut tally = self.tally.lock();
+        tally.0 = tally.0.saturating_add(guesses);
+        tally.1 = tally.1.saturating_add(confirmed);
+        if tally.0 >= self.epoch {
+            let open = f64::from(tally.1) >= GATE_SHARE * f64::from(tally.0);
+            self.open.store(open, Ordering::Relaxed);
+            *tally = (0, 0);
+        }
+    }
+}
+
 /// The online co-access model: see the module documentation.
 ///
 /// ```
@@ -425,6 +507,7 @@ pub struct Predictor<K> {
     tables: Box<[Mutex<Table<K>>]>,
     contexts: Box<[Mutex<Window>]>,
     hasher: foldhash::fast::FixedState,
+    gate: EarlyGate,
     config: PrefetchConfig,
 }
 
@@ -461,6 +544,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 .map(|_| Mutex::new(Window::default()))
                 .collect(),
             hasher: foldhash::fast::FixedState::with_seed(0x005e_ed0f_c0ac_ce55),
+            gate: EarlyGate::new(GATE_EPOCH),
             config: config.clone(),
         })
     }
@@ -500,7 +584,12 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 None => 0,
             }
         };
+        let judged = config.early_window > 0;
+        let (mut guesses, mut confirmed) = (0, 0);
         if let Some(node) = self.table(hash).lock().get_or_insert(hash, key) {
+            if judged {
+                guesses = node.early_proposals(config);
+            }
             let before = node.established(config);
             node.read();
             if !before && node.established(config) {
@@ -510,12 +599,32 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         for &(p, near) in preds.get(..n).unwrap_or(&[]) {
             if let Some(node) = self.table(p).lock().node_mut(p) {
                 let before = node.established(config);
-                node.credit(hash, near, config.successors);
+                confirmed += u32::from(node.credit(hash, near, config));
                 if !before && node.established(config) {
                     gained(&node.key);
                 }
             }
         }
+        if judged {
+            self.gate.add(guesses, confirmed);
+        }
+    }
+
+    /// The early window proposals use now: `early_window` while the
+    /// [`EarlyGate`] is open, else 0.
+    fn early(&self) -> usize {
+        if self.gate.is_open() {
+            self.config.early_window
+        } else {
+            0
+        }
+    }
+
+    /// Whether early proposals are made now: `early_window` is set and
+    /// the early guesses of the last judgement were confirmed often
+    /// enough (see the module documentation).
+    pub fn early_open(&self) -> bool {
+        self.early() > 0
     }
 
     /// The successors of `key` whose estimated probability reaches the
@@ -537,12 +646,17 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
             near: 0,
         }; MAX_SUCCESSORS];
         let mut n = 0;
+        let early = self.early();
         {
             let mut table = self.table(hash).lock();
             let Some(node) = table.node_mut(hash) else {
                 return Vec::new();
             };
-            for s in node.succ.iter().filter(|s| node.likely(s, &self.config)) {
+            for s in node
+                .succ
+                .iter()
+                .filter(|s| node.likely(s, &self.config, early))
+            {
                 if let Some(slot) = likely.get_mut(n) {
                     *slot = *s;
                     n += 1;
@@ -574,7 +688,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         let mut table = self.table(hash).lock();
         table
             .node_mut(hash)
-            .is_some_and(|n| n.proposes(&self.config))
+            .is_some_and(|n| n.proposes(&self.config, self.early()))
     }
 
     /// Whether `next` is among the successors a read of `key` would
@@ -585,13 +699,17 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
         table.node_mut(hash).is_some_and(|node| {
             node.succ
                 .iter()
-                .any(|s| s.hash == next && node.likely(s, &self.config))
+                .any(|s| s.hash == next && node.likely(s, &self.config, self.early()))
         })
     }
 
     /// Calls `f` with each key in `context`'s window (its latest reads,
-    /// `next` itself left out) whose proposal includes `next`: after a
-    /// read of `next` missed, the keys that predicted it.
+    /// `next` itself left out) read `min_reads` times whose proposal
+    /// includes `next`: after a read of `next` missed, the keys that
+    /// predicted it. A key read once is left out, as in
+    /// [`Predictor::record_gains`]: a caller arming a per-key check on
+    /// every read of such keys would pay it on most hits of uncorrelated
+    /// reads.
     pub fn predictors(&self, context: u64, next: &K, mut f: impl FnMut(&K)) {
         let hash = self.hasher.hash_one(next);
         let window = {
@@ -613,7 +731,7 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
                 && node
                     .succ
                     .iter()
-                    .any(|s| s.hash == hash && node.likely(s, &self.config))
+                    .any(|s| s.hash == hash && node.likely(s, &self.config, 0))
             {
                 f(&node.key);
             }
@@ -1059,13 +1177,16 @@ mod tests {
         /// after every read of one context, each key proposes exactly the
         /// successors whose `count / reads` reaches the threshold, all of
         /// them once it was read `min_reads` times and, before, those
-        /// that came within `early_window` reads of it.
+        /// that came within `early_window` reads of it while the early
+        /// gate is open; the gate opens and closes on the confirmed share
+        /// of the early guesses, judged every `epoch` guesses.
         #[test]
         fn proposals_follow_the_counts_and_the_early_window(
             window in 1usize..=MAX_WINDOW,
             early in 0usize..=MAX_WINDOW,
             min_reads in 1u32..4,
             threshold in prop_oneof![Just(0.3), Just(0.6), Just(1.0)],
+            epoch in 1u32..24,
             keys in proptest::collection::vec(0u32..6, 0..300),
         ) {
             let config = PrefetchConfig {
@@ -1076,13 +1197,30 @@ mod tests {
                 threshold,
                 ..config(1_000)
             };
-            let p = Predictor::<u32>::new(&config).unwrap();
+            let mut p = Predictor::<u32>::new(&config).unwrap();
+            p.gate = EarlyGate::new(epoch);
+            let early = config.early_window;
             // key -> (reads, successor -> (count, nearest))
             type Model = HashMap<u32, (u32, HashMap<u32, (u32, usize)>)>;
             let mut model = Model::new();
             let mut recent: Vec<u32> = Vec::new();
+            // The gate: open, and (guesses, confirmed) since its last judgement.
+            let (mut open, mut tally) = (true, (0u32, 0u32));
             for &k in &keys {
                 p.record(0, &k);
+                let mut guesses = 0;
+                if let Some((reads, succ)) = model.get(&k)
+                    && *reads > 0
+                    && *reads < min_reads
+                {
+                    guesses = succ
+                        .values()
+                        .filter(|(count, near)| {
+                            f64::from(*count) >= threshold * f64::from(*reads) && *near <= early
+                        })
+                        .count() as u32;
+                }
+                let mut confirmed = 0;
                 let start = recent.iter().rposition(|&r| r == k).map_or(0, |i| i + 1);
                 let mut preds: Vec<(u32, usize)> = Vec::new();
                 for (back, &r) in recent[start..].iter().rev().enumerate() {
@@ -1099,6 +1237,12 @@ mod tests {
                 }
                 for (q, back) in preds {
                     let (reads, succ) = model.get_mut(&q).unwrap();
+                    if let Some((_, near)) = succ.get(&k)
+                        && (2..=min_reads).contains(reads)
+                        && *near <= early
+                    {
+                        confirmed += 1;
+                    }
                     let e = succ.entry(k).or_insert((0, usize::MAX));
                     e.0 = (e.0 + 1).min(*reads);
                     e.1 = e.1.min(back);
@@ -1107,12 +1251,21 @@ mod tests {
                 if recent.len() > window {
                     recent.remove(0);
                 }
+                if early > 0 && (guesses, confirmed) != (0, 0) {
+                    tally = (tally.0 + guesses, tally.1 + confirmed);
+                    if tally.0 >= epoch {
+                        open = f64::from(tally.1) >= GATE_SHARE * f64::from(tally.0);
+                        tally = (0, 0);
+                    }
+                }
+                prop_assert_eq!(p.early_open(), open && early > 0);
+                let early_now = if open { early } else { 0 };
                 for (key, (reads, succ)) in &model {
                     let mut want: Vec<u32> = succ
                         .iter()
                         .filter(|(_, (count, near))| {
                             f64::from(*count) >= threshold * f64::from(*reads)
-                                && (*reads >= min_reads || *near <= config.early_window)
+                                && (*reads >= min_reads || *near <= early_now)
                         })
                         .map(|(s, _)| *s)
                         .collect();
@@ -1219,6 +1372,14 @@ mod tests {
         assert_eq!(found, [1], "another context's window is empty");
         assert!(!p.has_proposals(&2), "{:?}", p.propose(&2));
         assert_eq!(p.has_proposals(&1), !p.propose(&1).is_empty());
+        // A key read once proposes what came right after it (the early
+        // window) but is no predictor of a miss: it arms no hint.
+        p.record(0, &3);
+        p.record(0, &4);
+        assert!(p.predicts(&3, &4));
+        let mut predictors = Vec::new();
+        p.predictors(0, &4, |k| predictors.push(*k));
+        assert!(predictors.is_empty(), "{predictors:?}");
     }
 
     /// `record_gains` reports each key when it starts to have a proposal
@@ -1313,6 +1474,51 @@ mod tests {
         let mut all = p.propose(&1);
         all.sort_unstable();
         assert_eq!(all, [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_early_gate_closes_on_noise_and_reopens_on_groups() {
+        let p = Predictor::<u32>::new(&PrefetchConfig {
+            early_window: 2,
+            ..config(100_000)
+        })
+        .unwrap();
+        assert!(p.early_open());
+        // Uncorrelated reads over 2 000 keys: a key's second read would
+        // propose what followed its first, which hardly ever recurs.
+        let mut x = 1u64;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) as u32 % 2_000
+        };
+        for _ in 0..20_000 {
+            p.record(0, &next());
+        }
+        assert!(!p.early_open());
+        // Closed: a key read once proposes nothing.
+        for k in [1_000_001, 1_000_002, 1_000_003] {
+            p.record(0, &k);
+        }
+        assert!(p.propose(&1_000_001).is_empty());
+        // Groups read twice in a row: each second read's guesses are
+        // confirmed, and the gate opens again (without proposing anything
+        // while closed).
+        for g in 0..200u32 {
+            let group = [
+                10_000 + 4 * g,
+                10_001 + 4 * g,
+                10_002 + 4 * g,
+                10_003 + 4 * g,
+            ];
+            for k in group.iter().chain(&group) {
+                p.record(0, k);
+            }
+        }
+        assert!(p.early_open());
+        for k in [2_000_001, 2_000_002, 2_000_003] {
+            p.record(0, &k);
+        }
+        assert_eq!(p.propose(&2_000_001), [2_000_002, 2_000_003]);
     }
 
     #[test]

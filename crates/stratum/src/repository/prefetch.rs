@@ -172,6 +172,10 @@ pub(crate) const MAX_SHIFT: u32 = 6;
 /// full (the drain fell behind); the model misses those observations.
 pub(crate) const DROPPED: &str = "stratum_repository_prefetch_reads_dropped_total";
 
+/// Gauge: 1 while a key read once proposes its early successors (the
+/// predictor's early gate is open and `early_window` is set), else 0.
+pub(crate) const EARLY: &str = "stratum_repository_prefetch_early_open";
+
 /// A read as the buffer holds it: its collection, its id, and whether it
 /// missed (`true`: a read's database call started).
 type Read = (&'static str, Held, bool);
@@ -268,6 +272,8 @@ pub(crate) struct Hub {
     epochs: AtomicU32,
     /// [`DROPPED`], set from the buffer's count at each drain.
     dropped_metric: Counter,
+    /// [`EARLY`], set at each drain.
+    early_metric: metrics::Gauge,
     /// A drain task is scheduled or running.
     scheduled: AtomicBool,
     /// A drain was asked for since the running one began.
@@ -303,6 +309,7 @@ impl Hub {
             lacking: AtomicU64::new(0),
             epochs: AtomicU32::new(0),
             dropped_metric: metrics::counter!(DROPPED),
+            early_metric: metrics::gauge!(EARLY),
             scheduled: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
             targets: parking_lot::Mutex::new(Vec::new()),
@@ -370,11 +377,16 @@ impl Hub {
         context & ((1u64 << shift) - 1) == 0
     }
 
-    /// A proposal found a document to load: every context is recorded
-    /// again from now on.
+    /// A proposal found a document to load: once this epoch's proposals
+    /// found documents at the rate [`Hub::judge`] keeps recording for (1
+    /// in 1 024 of an epoch's reads: 4), every context is recorded again
+    /// from now on, without waiting for the epoch's end. One such
+    /// proposal is not a pattern: on uncorrelated reads of cached keys an
+    /// occasional successor missing from the cache kept recording at
+    /// every context (the hot path line, docs/prefetch.md).
     fn useful(&self) {
-        self.lacking.fetch_add(1, Ordering::Relaxed);
-        if self.shift.load(Ordering::Relaxed) != 0 {
+        let lacking = self.lacking.fetch_add(1, Ordering::Relaxed) + 1;
+        if lacking * 1_024 >= EPOCH && self.shift.load(Ordering::Relaxed) != 0 {
             self.shift.store(0, Ordering::Relaxed);
         }
     }
@@ -633,6 +645,11 @@ impl Hub {
             }
         }
         self.judge(recorded);
+        self.early_metric.set(if self.predictor.early_open() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 
@@ -1011,11 +1028,12 @@ mod tests {
         }
         assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT);
         assert_eq!((0..640).filter(|&c| hub.sampled(c)).count(), 10);
-        hub.useful();
-        assert!((0..64).all(|c| hub.sampled(c)));
         for _ in 0..EPOCH / 1_024 - 1 {
             hub.useful();
         }
+        assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT, "3 useful");
+        hub.useful();
+        assert!((0..64).all(|c| hub.sampled(c)), "4 useful");
         hub.judge(EPOCH);
         assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "4 useful in 4 096");
         // A context left out of the sample reaches neither the batch nor
