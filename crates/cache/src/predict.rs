@@ -50,10 +50,11 @@ pub const HALVE_AT: u32 = 64;
 pub const MAX_WINDOW: usize = 8;
 /// The most successors per key [`PrefetchConfig::successors`] may ask for.
 pub const MAX_SUCCESSORS: usize = 16;
-/// Early guesses the [`EarlyGate`] judges at a time.
+/// Early guesses the early gate judges at a time (see
+/// [`Predictor::early_open`]).
 pub const GATE_EPOCH: u32 = 256;
-/// The share of early guesses the reads must confirm for the
-/// [`EarlyGate`] to stay open. Per judgement of 256 guesses, the tuning
+/// The share of early guesses the reads must confirm for the early gate
+/// ([`Predictor::early_open`]) to stay open. Per judgement of 256 guesses, the tuning
 /// workload's groups confirmed 0.38 to 0.70 (over the test server; its
 /// prefetches' precision was 88 to 93 %: a guess read later than the
 /// window still counts there), and the Zipf control's uncorrelated reads
