@@ -325,9 +325,13 @@ async fn connection(client: TcpStream, shared: &Shared) {
     tokio::select! {
         () = pump(client_read, upstream_write, Direction::ToServer, shared) => {}
         () = pump(upstream_read, client_write, Direction::ToClient, shared) => {}
-        () = reset_after(&mut faults, generation) => {
+        // Counted before the select drops the halves (which sends the
+        // resets): counted in its handler, a client could see its error
+        // and read the stats first (CI saw `reset: 0` after a reset).
+        () = async {
+            reset_after(&mut faults, generation).await;
             shared.counters.reset.fetch_add(1, Ordering::Relaxed);
-        }
+        } => {}
     }
     // Dropping the halves closes both sockets, with a reset.
 }
