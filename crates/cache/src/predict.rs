@@ -54,11 +54,12 @@ pub const MAX_SUCCESSORS: usize = 16;
 /// [`Predictor::early_open`]).
 pub const GATE_EPOCH: u32 = 256;
 /// The share of early guesses the reads must confirm for the early gate
-/// ([`Predictor::early_open`]) to stay open. Per judgement of 256 guesses, the tuning
-/// workload's groups confirmed 0.38 to 0.70 (over the test server; its
-/// prefetches' precision was 88 to 93 %: a guess read later than the
-/// window still counts there), and the Zipf control's uncorrelated reads
-/// 0.02 to 0.07 (docs/prefetch.md): a quarter is far from both.
+/// ([`Predictor::early_open`]) to stay open. Per judgement of 256
+/// guesses, the tuning workload's groups confirmed 0.38 to 0.70 (over the
+/// test server; its prefetches' precision was 88 to 93 %: a guess read
+/// later than the window still counts there), and the Zipf control's
+/// uncorrelated reads 0.02 to 0.07 (docs/prefetch.md): a quarter is far
+/// from both.
 pub const GATE_SHARE: f64 = 0.25;
 /// Context slots (a context is hashed to one; two contexts sharing a slot
 /// only add noise to each other's windows).
@@ -447,9 +448,9 @@ impl Window {
 /// a key's early read would propose (whether or not the gate let it), and
 /// it is *confirmed* when the caller reads it again within the window
 /// after that read. Every [`GATE_EPOCH`] guesses the gate opens if the
-/// confirmed share reached [`GATE_SHARE`], and closes otherwise. The judgement does not depend on the
-/// proposals being made, so a closed gate reopens when the reads change,
-/// without probing. It starts open.
+/// confirmed share reached [`GATE_SHARE`], and closes otherwise. The
+/// judgement does not depend on the proposals being made, so a closed gate
+/// reopens when the reads change, without probing. It starts open.
 #[derive(Debug)]
 struct EarlyGate {
     open: std::sync::atomic::AtomicBool,
@@ -697,10 +698,11 @@ impl<K: Hash + Eq + Clone> Predictor<K> {
     pub fn predicts(&self, key: &K, next: &K) -> bool {
         let (hash, next) = (self.hasher.hash_one(key), self.hasher.hash_one(next));
         let mut table = self.table(hash).lock();
+        let early = self.early();
         table.node_mut(hash).is_some_and(|node| {
             node.succ
                 .iter()
-                .any(|s| s.hash == next && node.likely(s, &self.config, self.early()))
+                .any(|s| s.hash == next && node.likely(s, &self.config, early))
         })
     }
 

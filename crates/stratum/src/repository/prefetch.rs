@@ -165,6 +165,13 @@ pub(crate) const BATCH: usize = 16;
 pub(crate) const EPOCH: u64 = 4_096;
 /// Epochs of a new hub in which recording never backs off.
 pub(crate) const WARM_EPOCHS: u32 = 4;
+/// Whether `useful` proposals finding a document to load among `reads`
+/// recorded reads are the rate recording is kept for (1 in 1 024): what
+/// [`Hub::judge`] backs off below and [`Hub::useful`] resets at.
+fn useful_enough(useful: u64, reads: u64) -> bool {
+    useful.saturating_mul(1_024) >= reads
+}
+
 /// Recording backs off to 1 context in `2^MAX_SHIFT` at most.
 pub(crate) const MAX_SHIFT: u32 = 6;
 
@@ -386,7 +393,7 @@ impl Hub {
     /// every context (the hot path line, docs/prefetch.md).
     fn useful(&self) {
         let lacking = self.lacking.fetch_add(1, Ordering::Relaxed) + 1;
-        if lacking * 1_024 >= EPOCH && self.shift.load(Ordering::Relaxed) != 0 {
+        if useful_enough(lacking, EPOCH) && self.shift.load(Ordering::Relaxed) != 0 {
             self.shift.store(0, Ordering::Relaxed);
         }
     }
@@ -407,7 +414,7 @@ impl Hub {
         if self.epochs.fetch_add(1, Ordering::Relaxed) < WARM_EPOCHS {
             return;
         }
-        if lacking * 1_024 < total {
+        if !useful_enough(lacking, total) {
             let shift = self.shift.load(Ordering::Relaxed);
             self.shift
                 .store((shift + 1).min(MAX_SHIFT), Ordering::Relaxed);
