@@ -25,7 +25,7 @@ use stratum_tests::server::ServerProcess;
 /// measured p99 is a few milliseconds (`stratum coherence`, see
 /// docs/stratum.md); the margin is for a debug build on a loaded machine.
 const P99_BOUND: Duration = Duration::from_millis(250);
-/// The same bound for the writes made across the restart: the reader reads
+/// The p99 bound for the writes made across the restart: the reader reads
 /// again only once its driver has found the server back, and the driver
 /// checks a server it lost at most every 500 ms (the specification's
 /// minimum heartbeat), so the first writes after the restart may wait up to
