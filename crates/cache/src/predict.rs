@@ -35,6 +35,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -818,7 +819,9 @@ pub struct ReadBuffer<T> {
     // No shared counter: one atomic every push touched (a pending count,
     // the drops of full stripes) would bounce its cache line between the
     // cores.
-    stripes: Box<[Mutex<Stripe<T>>]>,
+    // Each stripe alone on its cache lines: two threads pushing to
+    // neighbouring stripes would otherwise share a line.
+    stripes: Box<[CachePadded<Mutex<Stripe<T>>>]>,
 }
 
 /// One stripe of a [`ReadBuffer`]: (context, read) pairs in push order,
@@ -869,10 +872,10 @@ impl<T> ReadBuffer<T> {
         ReadBuffer {
             stripes: (0..Self::STRIPES)
                 .map(|_| {
-                    Mutex::new(Stripe {
+                    CachePadded::new(Mutex::new(Stripe {
                         reads: Vec::new(),
                         dropped: 0,
-                    })
+                    }))
                 })
                 .collect(),
         }
@@ -961,7 +964,8 @@ impl<T> ReadBuffer<T> {
 
     /// Bytes the buffer holds at most besides what reads own on the heap.
     pub fn max_bytes(&self) -> usize {
-        Self::STRIPES * (size_of::<Mutex<Stripe<T>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
+        Self::STRIPES
+            * (size_of::<CachePadded<Mutex<Stripe<T>>>>() + STRIPE_CAPACITY * size_of::<(u64, T)>())
     }
 }
 

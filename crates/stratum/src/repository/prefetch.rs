@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bson::Bson;
+use crossbeam_utils::CachePadded;
 use metrics::Counter;
 use stratum_cache::{Cache, Predictor, PrefetchConfig, ReadBuffer};
 
@@ -160,6 +161,12 @@ const HINT_WORDS: usize = 1_024;
 /// have its reads recorded slightly out of order (noise in a statistic).
 pub(crate) const BATCH: usize = 16;
 
+/// Reads a thread skips (while the drain is behind) before it adds their
+/// count to the hub's: a shared counter written every [`BATCH`] reads by
+/// both cores was the hot path line's largest cost (docs/prefetch.md). A
+/// thread that stops reading leaves at most `SKIP_BATCH - 1` uncounted.
+pub(crate) const SKIP_BATCH: u64 = 256;
+
 /// Recorded reads over which the hub judges whether its proposals find
 /// documents to load (see [`Hub::judge`]).
 pub(crate) const EPOCH: u64 = 4_096;
@@ -261,16 +268,14 @@ pub(crate) struct Hub {
     predictor: Predictor<Id>,
     buffer: ReadBuffer<Read>,
     hints: Box<[AtomicU64]>,
-    /// Hint bits set: a read checks its own only when some are.
-    armed: AtomicU64,
-    /// A stripe was full since the last drain: reads are counted, not
-    /// recorded, until the drain catches up (Caffeine drops reads when its
-    /// buffer is full too; this drops them before any work).
-    behind: AtomicBool,
+    /// What every read loads, alone on its cache lines: a counter the
+    /// threads write beside them made each read wait for the line (the
+    /// hot path line, docs/prefetch.md).
+    flags: CachePadded<Flags>,
     /// Reads skipped while behind (handed over by the threads in batches).
     skipped: AtomicU64,
-    /// Contexts recorded: those whose hash's low `shift` bits are 0.
-    shift: AtomicU32,
+    /// Reads dropped and skipped as of the last drain.
+    lost: AtomicU64,
     /// Reads recorded in this epoch, and proposals that found a document
     /// to load.
     epoch: AtomicU64,
@@ -286,6 +291,19 @@ pub(crate) struct Hub {
     /// A drain was asked for since the running one began.
     wanted: AtomicBool,
     targets: parking_lot::Mutex<Vec<(&'static str, Weak<dyn Target>)>>,
+}
+
+/// The hub's state every read loads and few write.
+#[derive(Default)]
+struct Flags {
+    /// Hint bits set: a read checks its own only when some are.
+    armed: AtomicU64,
+    /// A stripe was full since the last drain: reads are counted, not
+    /// recorded, until the drain catches up (Caffeine drops reads when its
+    /// buffer is full too; this drops them before any work).
+    behind: AtomicBool,
+    /// Contexts recorded: those whose hash's low `shift` bits are 0.
+    shift: AtomicU32,
 }
 
 impl std::fmt::Debug for Hub {
@@ -308,10 +326,9 @@ impl Hub {
             predictor,
             buffer: ReadBuffer::new(),
             hints: (0..HINT_WORDS).map(|_| AtomicU64::new(0)).collect(),
-            armed: AtomicU64::new(0),
-            behind: AtomicBool::new(false),
+            flags: CachePadded::new(Flags::default()),
             skipped: AtomicU64::new(0),
-            shift: AtomicU32::new(0),
+            lost: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             lacking: AtomicU64::new(0),
             epochs: AtomicU32::new(0),
@@ -343,17 +360,18 @@ impl Hub {
     /// this thread (handing the batch to the read buffer, and waking the
     /// drain when a stripe is due, every [`BATCH`] reads).
     pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
-        if self.behind.load(Ordering::Relaxed) {
+        let context = context();
+        // Sampled first: a context recording backed off from costs this
+        // check and nothing else.
+        if !self.sampled(context) {
+            return;
+        }
+        if self.flags.behind.load(Ordering::Relaxed) {
             // The drain is behind (a stripe was full): this read would
             // most likely be dropped, so it is only counted, per thread.
             self.skip();
-        } else {
-            let context = context();
-            if self.sampled(context)
-                && self.batch(context, (collection, Held::of(id), false), false)
-            {
-                self.wake();
-            }
+        } else if self.batch(context, (collection, Held::of(id), false), false) {
+            self.wake();
         }
     }
 
@@ -364,7 +382,7 @@ impl Hub {
     /// and the drain it wakes offers the rest.
     pub(crate) fn hit(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
         // No hint armed (the common state of uncorrelated reads): no hash.
-        if self.armed.load(Ordering::Relaxed) == 0 {
+        if self.flags.armed.load(Ordering::Relaxed) == 0 {
             return;
         }
         let hash = hint_hash(seed, id);
@@ -380,7 +398,7 @@ impl Hub {
     /// Whether `context`'s reads are recorded: all while proposals find
     /// documents to load; 1 context in `2^shift` while they find none.
     fn sampled(&self, context: u64) -> bool {
-        let shift = self.shift.load(Ordering::Relaxed);
+        let shift = self.flags.shift.load(Ordering::Relaxed);
         context & ((1u64 << shift) - 1) == 0
     }
 
@@ -393,17 +411,20 @@ impl Hub {
     /// every context (the hot path line, docs/prefetch.md).
     fn useful(&self) {
         let lacking = self.lacking.fetch_add(1, Ordering::Relaxed) + 1;
-        if useful_enough(lacking, EPOCH) && self.shift.load(Ordering::Relaxed) != 0 {
-            self.shift.store(0, Ordering::Relaxed);
+        if useful_enough(lacking, EPOCH) && self.flags.shift.load(Ordering::Relaxed) != 0 {
+            self.flags.shift.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Ends a drain of `reads` recorded reads: every [`EPOCH`] of them
-    /// after the first [`WARM_EPOCHS`] (a new model proposes little: the
+    /// Ends a drain of `reads` reads (recorded, or lost while the drain was
+    /// behind): each [`EPOCH`] of them is an epoch judged at once, the
+    /// first [`WARM_EPOCHS`] never (a new model proposes little: the
     /// correlated workload lost a point of its miss ratio backing off
-    /// then), if fewer than 1 in 1 024 led to a proposal finding a
-    /// document to load, one context in twice fewer is recorded (down to
-    /// 1 in 2^[`MAX_SHIFT`]).
+    /// then). If fewer than 1 in 1 024 of the reads judged led to a
+    /// proposal finding a document to load, one context in twice fewer is
+    /// recorded per epoch (down to 1 in 2^[`MAX_SHIFT`]) and the hints are
+    /// cleared. A drain that comes after many epochs' reads (callers that
+    /// do not yield let it run rarely) judges them all, not one.
     fn judge(&self, reads: u64) {
         let total = self.epoch.fetch_add(reads, Ordering::Relaxed) + reads;
         if total < EPOCH {
@@ -411,13 +432,18 @@ impl Hub {
         }
         self.epoch.store(0, Ordering::Relaxed);
         let lacking = self.lacking.swap(0, Ordering::Relaxed);
-        if self.epochs.fetch_add(1, Ordering::Relaxed) < WARM_EPOCHS {
-            return;
-        }
-        if !useful_enough(lacking, total) {
-            let shift = self.shift.load(Ordering::Relaxed);
-            self.shift
-                .store((shift + 1).min(MAX_SHIFT), Ordering::Relaxed);
+        let ended = u32::try_from(total / EPOCH).unwrap_or(u32::MAX);
+        let before = self.epochs.load(Ordering::Relaxed);
+        let after = before.saturating_add(ended);
+        self.epochs.store(after, Ordering::Relaxed);
+        let judged = after.saturating_sub(before.max(WARM_EPOCHS));
+        if judged > 0 && !useful_enough(lacking, total) {
+            self.clear_hints();
+            let shift = self.flags.shift.load(Ordering::Relaxed);
+            let backed = shift.saturating_add(judged).min(MAX_SHIFT);
+            if backed != shift {
+                self.flags.shift.store(backed, Ordering::Relaxed);
+            }
         }
     }
 
@@ -463,8 +489,9 @@ impl Hub {
     /// stripe marks the hub behind until the next drain.
     fn hand_over(&self, local: &mut Local) -> bool {
         let (due, full) = self.buffer.push_all(local.reads.drain(..));
-        if full {
-            self.behind.store(true, Ordering::Relaxed);
+        // Stored only when it changes: every read loads this line.
+        if full && !self.flags.behind.load(Ordering::Relaxed) {
+            self.flags.behind.store(true, Ordering::Relaxed);
         }
         if local.skipped > 0 {
             self.skipped
@@ -474,13 +501,13 @@ impl Hub {
     }
 
     /// Counts a read not recorded while the hub is behind (in the thread's
-    /// batch, handed over every [`BATCH`]).
+    /// batch, handed over every [`SKIP_BATCH`]).
     fn skip(self: &Arc<Self>) {
         let _ = LOCAL.try_with(|cell| {
             if let Ok(mut local) = cell.try_borrow_mut() {
                 local.switch_to(self);
                 local.skipped += 1;
-                if local.skipped >= BATCH as u64 {
+                if local.skipped >= SKIP_BATCH {
                     self.hand_over(&mut local);
                 }
             }
@@ -573,10 +600,25 @@ impl Hub {
             // number of bits set (a race of two calls flips a bit once).
             if on {
                 if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-                    self.armed.fetch_add(1, Ordering::Relaxed);
+                    self.flags.armed.fetch_add(1, Ordering::Relaxed);
                 }
             } else if word.fetch_and(!bit, Ordering::Relaxed) & bit != 0 {
-                self.armed.fetch_sub(1, Ordering::Relaxed);
+                self.flags.armed.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Clears every hint: after an epoch whose proposals found (almost)
+    /// nothing to load, a hit's proposal would find nothing either, and a
+    /// hint left set (a key read rarely after it was set) made every hit
+    /// hash its id (the yielding hot path line, docs/prefetch.md).
+    fn clear_hints(&self) {
+        for word in self.hints.iter() {
+            if word.load(Ordering::Relaxed) != 0 {
+                let cleared = word.swap(0, Ordering::Relaxed).count_ones();
+                self.flags
+                    .armed
+                    .fetch_sub(u64::from(cleared), Ordering::Relaxed);
             }
         }
     }
@@ -620,9 +662,12 @@ impl Hub {
     /// successors of each context's latest read to their repositories.
     pub(crate) fn drain(&self) {
         self.flush_local();
-        self.behind.store(false, Ordering::Relaxed);
-        self.dropped_metric
-            .absolute(self.buffer.dropped() + self.skipped.load(Ordering::Relaxed));
+        if self.flags.behind.load(Ordering::Relaxed) {
+            self.flags.behind.store(false, Ordering::Relaxed);
+        }
+        let lost = self.buffer.dropped() + self.skipped.load(Ordering::Relaxed);
+        self.dropped_metric.absolute(lost);
+        let newly_lost = lost.saturating_sub(self.lost.swap(lost, Ordering::Relaxed));
         // Each context's latest read in this batch.
         let mut latest: Vec<(u64, Id)> = Vec::new();
         let mut recorded = 0;
@@ -651,7 +696,12 @@ impl Hub {
                 self.useful();
             }
         }
-        self.judge(recorded);
+        // Reads lost while the drain was behind count toward the epoch as
+        // recorded ones do: judged by the recorded reads alone, a model
+        // whose drain cannot keep up (callers that never yield) stayed in
+        // its warm epochs, recording every read it could (the hot path
+        // line, docs/prefetch.md).
+        self.judge(recorded + newly_lost);
         self.early_metric.set(if self.predictor.early_open() {
             1.0
         } else {
@@ -1026,32 +1076,101 @@ mod tests {
         }
         assert!((0..64).all(|c| hub.sampled(c)), "warm");
         hub.judge(EPOCH - 1);
-        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "an epoch is not over");
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            0,
+            "an epoch is not over"
+        );
         hub.judge(1);
-        assert_eq!(hub.shift.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.flags.shift.load(Ordering::Relaxed), 1);
         assert_eq!((0..64).filter(|&c| hub.sampled(c)).count(), 32);
         for _ in 0..10 {
             hub.judge(EPOCH);
         }
-        assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT);
+        assert_eq!(hub.flags.shift.load(Ordering::Relaxed), MAX_SHIFT);
         assert_eq!((0..640).filter(|&c| hub.sampled(c)).count(), 10);
         for _ in 0..EPOCH / 1_024 - 1 {
             hub.useful();
         }
-        assert_eq!(hub.shift.load(Ordering::Relaxed), MAX_SHIFT, "3 useful");
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            MAX_SHIFT,
+            "3 useful"
+        );
         hub.useful();
         assert!((0..64).all(|c| hub.sampled(c)), "4 useful");
         hub.judge(EPOCH);
-        assert_eq!(hub.shift.load(Ordering::Relaxed), 0, "4 useful in 4 096");
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            0,
+            "4 useful in 4 096"
+        );
+        // One drain after three epochs' reads judges three epochs.
+        hub.judge(3 * EPOCH + 5);
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            3,
+            "three epochs at once"
+        );
+        hub.flags.shift.store(0, Ordering::Relaxed);
         // A context left out of the sample reaches neither the batch nor
         // the buffer.
-        hub.shift.store(MAX_SHIFT, Ordering::Relaxed);
+        hub.flags.shift.store(MAX_SHIFT, Ordering::Relaxed);
         let out = !hub.sampled(context());
         for i in 0..2 * BATCH as i64 {
             hub.note("chunks", &Bson::Int64(i));
         }
         hub.drain();
         assert_eq!(hub.predictor.tracked_keys() == 0, out);
+    }
+
+    /// Reads lost while the drain is behind count toward the epochs: a hub
+    /// whose drain never keeps up still ends its warm epochs and backs off
+    /// (judged by recorded reads alone it recorded every read it could for
+    /// good), and a context left out of the sample is not even counted.
+    #[test]
+    fn reads_lost_while_behind_count_toward_the_epochs() {
+        let hub = hub();
+        hub.flags.behind.store(true, Ordering::Relaxed);
+        for i in 0..(i64::from(WARM_EPOCHS) + 2) * EPOCH as i64 {
+            hub.note("chunks", &Bson::Int64(i));
+        }
+        hub.drain();
+        assert_eq!(hub.predictor.tracked_keys(), 0, "nothing recorded");
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            2,
+            "two epochs judged"
+        );
+        // Backed off: while behind, a context out of the sample is not
+        // counted (it costs the sampling check alone).
+        hub.flags.shift.store(MAX_SHIFT, Ordering::Relaxed);
+        hub.flags.behind.store(true, Ordering::Relaxed);
+        let before = hub.skipped.load(Ordering::Relaxed);
+        let out = !hub.sampled(context());
+        for i in 0..SKIP_BATCH as i64 {
+            hub.note("chunks", &Bson::Int64(i));
+        }
+        hub.flush_local();
+        let counted = hub.skipped.load(Ordering::Relaxed) - before;
+        assert_eq!(counted, if out { 0 } else { SKIP_BATCH });
+    }
+
+    /// An epoch judged useless clears the hints: a hit then skips its
+    /// hint check (`armed` is 0) instead of hashing its id.
+    #[test]
+    fn backing_off_clears_the_hints() {
+        let hub = hub();
+        for hash in [1u64, 2, 64 * 3 + 1] {
+            hub.set_hint(hash, true);
+        }
+        for _ in 0..WARM_EPOCHS {
+            hub.judge(EPOCH);
+        }
+        assert_eq!(hub.flags.armed.load(Ordering::Relaxed), 3, "warm: kept");
+        hub.judge(EPOCH);
+        assert_eq!(hub.flags.armed.load(Ordering::Relaxed), 0);
+        assert!(!hub.hinted(1) && !hub.hinted(64 * 3 + 1));
     }
 
     /// `armed` is the number of hint bits set, however often a bit is set
@@ -1062,11 +1181,11 @@ mod tests {
         for hash in [1u64, 2, 1, 64 * 3 + 1] {
             hub.set_hint(hash, true);
         }
-        assert_eq!(hub.armed.load(Ordering::Relaxed), 3);
+        assert_eq!(hub.flags.armed.load(Ordering::Relaxed), 3);
         for hash in [1u64, 1, 5] {
             hub.set_hint(hash, false);
         }
-        assert_eq!(hub.armed.load(Ordering::Relaxed), 2);
+        assert_eq!(hub.flags.armed.load(Ordering::Relaxed), 2);
         assert!(hub.hinted(2) && !hub.hinted(1));
     }
 
@@ -1124,12 +1243,15 @@ mod tests {
                 (0..80).for_each(read);
                 assert_eq!(hub.buffer.pending(), STRIPE);
                 assert_eq!(hub.buffer.dropped(), 16);
-                assert!(hub.behind.load(Ordering::Relaxed));
+                assert!(hub.flags.behind.load(Ordering::Relaxed));
                 (80..112).for_each(read);
                 assert_eq!(hub.buffer.dropped(), 16, "skipped, not pushed");
-                assert_eq!(hub.skipped.load(Ordering::Relaxed), 32);
+                // Counted in the thread's batch, handed over every
+                // SKIP_BATCH reads or at a drain.
+                assert_eq!(hub.skipped.load(Ordering::Relaxed), 0);
                 hub.drain();
-                assert!(!hub.behind.load(Ordering::Relaxed));
+                assert_eq!(hub.skipped.load(Ordering::Relaxed), 32);
+                assert!(!hub.flags.behind.load(Ordering::Relaxed));
                 assert_eq!(hub.predictor.tracked_keys(), STRIPE);
                 (200..216).for_each(read);
                 assert_eq!(hub.buffer.pending(), 16, "recorded again");
