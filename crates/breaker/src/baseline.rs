@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::duration_nanos;
 use crate::config::AdaptiveSlowCall;
-use crate::padded::CachePadded;
+use crossbeam_utils::CachePadded;
 
 /// Sub-buckets per power of two: 2^3 = 8, so a bucket is at most 1/8 of its
 /// lower edge wide and a quantile read from it is at most 12.5 % high.

@@ -18,7 +18,6 @@ use crate::clock::{Clock, CoarseClock, duration_nanos};
 use crate::config::{BreakerConfig, SlidingWindow};
 use crate::event::TransitionReason;
 use crate::jitter::{SplitMix64, jittered_nanos};
-use crate::padded::CachePadded;
 use crate::probes::{Admission, Probes};
 use crate::state::Word;
 use crate::telemetry::{Telemetry, rates};
@@ -27,6 +26,7 @@ use crate::{
     BreakerBuilder, CallError, CircuitBreaker, Classifier, ConfigError, NotPermitted, Outcome,
     Permit, State, Subscriber, Ticket,
 };
+use crossbeam_utils::CachePadded;
 
 /// How many times `try_acquire` and `poll` follow a transition they raced
 /// with before answering with what they last saw; each retry means another

@@ -111,7 +111,6 @@ mod error;
 mod event;
 mod jitter;
 mod outcome;
-mod padded;
 mod permit;
 mod probes;
 mod state;

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::padded::CachePadded;
+use crossbeam_utils::CachePadded;
 
 const FIELD: u32 = 12;
 const MASK: u64 = (1 << FIELD) - 1;

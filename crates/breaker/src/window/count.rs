@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::{Code, Counts};
-use crate::padded::CachePadded;
+use crossbeam_utils::CachePadded;
 
 /// Identifies a window in the thread-local run cache; never reused, so a
 /// new window can never pick up a dropped one's run.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::{Code, Counts};
-use crate::padded::CachePadded;
+use crossbeam_utils::CachePadded;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 

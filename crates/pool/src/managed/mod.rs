@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use deadpool::managed::{Object, Timeouts};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -39,7 +40,7 @@ type DpError<M> = deadpool::managed::PoolError<<M as Manager>::Error>;
 pub use object::jitter_fraction;
 
 use self::leak::LeakRegistry;
-use self::object::{Adapter, Counts, Padded, Shared, reserving};
+use self::object::{Adapter, Counts, Shared, reserving};
 use crate::adaptive::ControllerState;
 use crate::clock::{Clock, CoarseClock, SharedClock};
 use crate::config::PoolConfig;
@@ -236,9 +237,9 @@ impl<M: Manager> Builder<M> {
             closing: AtomicBool::new(false),
             returned: Notify::new(),
             debt: AtomicUsize::new(0),
-            queued: Padded::default(),
-            deadlines: Padded::default(),
-            handoff: Padded::default(),
+            queued: CachePadded::default(),
+            deadlines: CachePadded::default(),
+            handoff: CachePadded::default(),
             reserved: AtomicUsize::new(0),
             acquires: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),

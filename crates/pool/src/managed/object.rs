@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use deadpool::managed::{self, RecycleError, RecycleResult};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -64,12 +65,15 @@ pub(crate) struct Shared {
     pub(crate) returned: Notify,
     /// Permits still to take back from returning leases to reach the limit.
     pub(crate) debt: AtomicUsize,
-    /// Callers in `get`'s waiting path.
-    pub(crate) queued: Padded<AtomicUsize>,
+    /// Callers in `get`'s waiting path. This and the two below sit on
+    /// cache lines of their own: every waiting caller writes them, and
+    /// sharing a line with the fields every checkout and return read
+    /// (config, clock, debt) made those reads miss on the other core.
+    pub(crate) queued: CachePadded<AtomicUsize>,
     /// Their acquire timeout, kept by one sweeper task.
-    pub(crate) deadlines: Padded<super::deadline::Deadlines>,
+    pub(crate) deadlines: CachePadded<super::deadline::Deadlines>,
     /// Callers queued for a slot, served by hand-off (see `handoff.rs`).
-    pub(crate) handoff: Padded<super::handoff::Queue>,
+    pub(crate) handoff: CachePadded<super::handoff::Queue>,
     /// Permits held by reservations (placeholders).
     pub(crate) reserved: AtomicUsize,
     pub(crate) acquires: AtomicU64,
@@ -89,21 +93,6 @@ pub(crate) struct Shared {
     /// Whether `clock` is the [`crate::CoarseClock`], read without a
     /// virtual call (see [`Shared::now_nanos`]).
     pub(crate) coarse: bool,
-}
-
-/// A value on cache lines of its own: every waiting caller writes the
-/// queue counter and the hand-off queue, and sharing a line with the
-/// fields every checkout and return read (config, clock, debt) made those
-/// reads miss on the other core.
-#[derive(Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// Plain counters mirrored next to the metrics, so `stats()` works without
