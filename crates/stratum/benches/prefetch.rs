@@ -23,8 +23,8 @@
 //!
 //! Then the read path's cost: criterion times a cached read
 //! (`Repository::get`, a hit, keys read in a fixed cycle) with
-//! prefetching off and on, and 15 interleaved rounds of two tasks reading
-//! a Zipf trace of cached keys (the uncorrelated control) time the
+//! prefetching off and on, and [`ROUNDS`] interleaved rounds of two tasks
+//! reading a Zipf trace of cached keys (the uncorrelated control) time the
 //! throughput of each, medians.
 //!
 //! `STRATUM_PREFETCH_BENCH=hot_path` runs the hot path line alone,
@@ -532,7 +532,7 @@ fn hot_path(rt: &Runtime) {
     for yields in [false, true] {
         let medians = interleaved(|on| pass(&stacks[usize::from(on)].1, yields));
         println!(
-            "\nhot path{} (zipf 0.99 over 5 000 cached keys, 2 tasks, 15 interleaved rounds of 100 000 reads, medians): {medians}; hit ratio off {:.2} %, on {:.2} %",
+            "\nhot path{} (zipf 0.99 over 5 000 cached keys, 2 tasks, {ROUNDS} interleaved rounds of 100 000 reads, medians): {medians}; hit ratio off {:.2} %, on {:.2} %",
             if yields {
                 ", yielding every 10 reads"
             } else {
@@ -544,8 +544,15 @@ fn hot_path(rt: &Runtime) {
     }
 }
 
-/// Medians of 15 interleaved rounds: wall and process CPU nanoseconds per
-/// read with prefetching off and on, and the rounds' on/off ratios.
+/// Interleaved rounds of the read path's lines. One round's on/off ratio
+/// moves by several percent on a shared 2-core machine, and the median of
+/// 15 moved from 0.98 to 1.08 between runs of one binary (2026-12-04):
+/// too coarse for a 3 % goal. 61 rounds take a few seconds per line.
+const ROUNDS: usize = 61;
+
+/// Medians of [`ROUNDS`] interleaved rounds: wall and process CPU
+/// nanoseconds per read with prefetching off and on, and the rounds'
+/// on/off ratios.
 struct Medians {
     wall: [f64; 3],
     cpu: [f64; 3],
@@ -561,11 +568,11 @@ impl std::fmt::Display for Medians {
     }
 }
 
-/// Runs `pass(prefetch on?)` (returning wall and CPU ns per read) for 15
-/// rounds of both, the order alternating.
+/// Runs `pass(prefetch on?)` (returning wall and CPU ns per read) for
+/// [`ROUNDS`] rounds of both, the order alternating.
 fn interleaved(mut pass: impl FnMut(bool) -> (f64, f64)) -> Medians {
     let mut v: [Vec<f64>; 6] = Default::default();
-    for round in 0..15 {
+    for round in 0..ROUNDS {
         let on_first = round % 2 == 1;
         let a = pass(on_first);
         let b = pass(!on_first);
@@ -586,8 +593,8 @@ fn interleaved(mut pass: impl FnMut(bool) -> (f64, f64)) -> Medians {
 
 /// The correlated hit without criterion: one task reads 64 cached keys in
 /// a cycle (every key has likely successors, all cached), through a
-/// repository with prefetching off and one with it on, 15 interleaved
-/// rounds; medians of wall and process CPU time per read (the CPU time
+/// repository with prefetching off and one with it on, [`ROUNDS`]
+/// interleaved rounds; medians of wall and process CPU time per read (the CPU time
 /// counts the drain's work and not the time other work on the machine
 /// took the cores, which moves criterion's wall time by 2-3x under load).
 fn hit_cycle(rt: &Runtime) {
@@ -625,7 +632,7 @@ fn hit_cycle(rt: &Runtime) {
     let medians = interleaved(|on| pass(&stacks[usize::from(on)].1));
     let (issued, _) = stacks[1].1.prefetch_calls().unwrap_or_default();
     println!(
-        "\ncorrelated hit (one task reading 64 cached keys in a cycle, 15 interleaved rounds of 64 000 reads, medians): {medians}; read calls with prefetching on {issued}",
+        "\ncorrelated hit (one task reading 64 cached keys in a cycle, {ROUNDS} interleaved rounds of 64 000 reads, medians): {medians}; read calls with prefetching on {issued}",
     );
 }
 
