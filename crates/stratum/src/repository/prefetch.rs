@@ -1321,6 +1321,58 @@ mod tests {
         assert_eq!(fake.offered.load(Ordering::Relaxed), 3, "1, 2 and 3");
     }
 
+    /// A dormant hub (backed off to 1 context in 64, no hint armed) wakes
+    /// when the reads turn correlated: the few sampled callers teach the
+    /// model the groups, a hit of a group's first key then proposes the
+    /// rest, which are not cached, and 4 such proposals record every
+    /// context again. Fails if a hit ignored the hints re-armed while
+    /// dormant, or if useful proposals no longer reset the sample.
+    #[test]
+    fn a_dormant_hub_records_every_context_again_when_reads_turn_correlated() {
+        let hub = hub();
+        let fake = Arc::new(Fake {
+            cached: AtomicBool::new(false),
+            offered: AtomicU64::new(0),
+        });
+        let target: Arc<dyn Target> = fake.clone();
+        hub.register("chunks", Arc::downgrade(&target));
+        for _ in 0..WARM_EPOCHS + MAX_SHIFT {
+            hub.judge(EPOCH);
+        }
+        assert_eq!(hub.flags.shift.load(Ordering::Relaxed), MAX_SHIFT);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seed = seed("chunks");
+        // Callers, each a task (a context of its own), each reading one of
+        // 8 groups of 4 ids, every read a hit.
+        let mut callers = 0;
+        while hub.flags.shift.load(Ordering::Relaxed) != 0 && callers < 4_096 {
+            let (hub, group) = (Arc::clone(&hub), callers % 8);
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    for i in 0..4 {
+                        let id = Bson::Int64(group * 4 + i);
+                        hub.note("chunks", &id);
+                        hub.hit("chunks", seed, &id);
+                    }
+                    hub.flush_local();
+                    hub.drain();
+                })
+                .await
+                .unwrap();
+            });
+            callers += 1;
+        }
+        assert_eq!(
+            hub.flags.shift.load(Ordering::Relaxed),
+            0,
+            "{callers} callers"
+        );
+        assert!(fake.offered.load(Ordering::Relaxed) > 0);
+        println!("every context recorded again after {callers} callers");
+    }
+
     /// What a tracked ObjectId costs: the predictor's stated bytes per key
     /// plus the key bytes on the heap, within the bound once full.
     #[test]
