@@ -346,13 +346,19 @@ impl fmt::Display for StackFigures {
                 c.evicted_size
             )
             .and_then(|()| {
+                // Precision is read over judged (read or left unread): with
+                // none judged yet "0.0 %" would read as every guess wrong.
+                let precision = if c.prefetch_read + c.prefetch_unread == 0 {
+                    "none judged yet".to_owned()
+                } else {
+                    format!("{:.1} %", 100.0 * c.prefetch_precision())
+                };
                 writeln!(
                     f,
-                    "prefetch:     {what}: {} keys prefetched, {} read before eviction (misses avoided), {} left unread (extra database reads); precision {:.1} %",
+                    "prefetch:     {what}: {} keys prefetched, {} read before eviction (misses avoided), {} left unread (extra database reads); precision {precision}",
                     c.prefetch_issued,
                     c.prefetch_read,
                     c.prefetch_unread,
-                    100.0 * c.prefetch_precision()
                 )
             })?,
             None => writeln!(f, "cache:        off (cache.enabled = false)")?,
@@ -458,6 +464,44 @@ mod tests {
         );
         l.no_load_latency = None;
         assert!(limit_line(&l, None).contains("limit 37 at the end, no-load latency not measured"));
+    }
+
+    /// The prefetch line gives a precision only once a prefetched entry was
+    /// read or left unread: "0.0 %" with none judged read as every guess
+    /// wrong.
+    #[test]
+    fn the_prefetch_line_gives_no_precision_before_any_is_judged() {
+        let mut stats = stratum::cache::CacheStats::default();
+        let line = |stats: &stratum::cache::CacheStats| {
+            let figures = StackFigures {
+                backend: "memory",
+                cache: Some(CacheFigures {
+                    what: "conversation headers",
+                    stats: *stats,
+                }),
+                pool: None,
+                breaker: None,
+            };
+            figures
+                .to_string()
+                .lines()
+                .find(|l| l.starts_with("prefetch:"))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            line(&stats).ends_with("precision none judged yet"),
+            "{}",
+            line(&stats)
+        );
+        stats.prefetch_issued = 10;
+        stats.prefetch_read = 3;
+        stats.prefetch_unread = 1;
+        assert!(
+            line(&stats).ends_with("precision 75.0 %"),
+            "{}",
+            line(&stats)
+        );
     }
 
     #[test]
