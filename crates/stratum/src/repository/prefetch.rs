@@ -1296,18 +1296,25 @@ mod tests {
         }
     }
 
+    /// A hub whose "chunks" repository is a [`Fake`] (everything cached or
+    /// nothing); the third value keeps the registration alive.
+    fn hub_with_fake(cached: bool) -> (Arc<Hub>, Arc<Fake>, Arc<dyn Target>) {
+        let hub = hub();
+        let fake = Arc::new(Fake {
+            cached: AtomicBool::new(cached),
+            offered: AtomicU64::new(0),
+        });
+        let target: Arc<dyn Target> = fake.clone();
+        hub.register("chunks", Arc::downgrade(&target));
+        (hub, fake, target)
+    }
+
     /// A proposal leaves out the successors already cached before cloning
     /// them: when all are, nothing is offered (it used to clone them all
     /// and offer them, for the repository to find them cached).
     #[test]
     fn a_proposal_offers_only_the_successors_not_cached() {
-        let hub = hub();
-        let fake = Arc::new(Fake {
-            cached: AtomicBool::new(true),
-            offered: AtomicU64::new(0),
-        });
-        let target: Arc<dyn Target> = fake.clone();
-        hub.register("chunks", Arc::downgrade(&target));
+        let (hub, fake, _target) = hub_with_fake(true);
         let id = |i: i64| Id::new("chunks", Bson::Int64(i));
         for _ in 0..3 {
             for i in 0..4 {
@@ -1329,13 +1336,7 @@ mod tests {
     /// dormant, or if useful proposals no longer reset the sample.
     #[test]
     fn a_dormant_hub_records_every_context_again_when_reads_turn_correlated() {
-        let hub = hub();
-        let fake = Arc::new(Fake {
-            cached: AtomicBool::new(false),
-            offered: AtomicU64::new(0),
-        });
-        let target: Arc<dyn Target> = fake.clone();
-        hub.register("chunks", Arc::downgrade(&target));
+        let (hub, fake, _target) = hub_with_fake(false);
         for _ in 0..WARM_EPOCHS + MAX_SHIFT {
             hub.judge(EPOCH);
         }
