@@ -162,13 +162,15 @@ const HINT_WORDS: usize = 1_024;
 pub(crate) const BATCH: usize = 16;
 
 /// Reads a thread skips (while the drain is behind) before it adds their
-/// count to the hub's: a shared counter written every [`BATCH`] reads by
-/// both cores was the hot path line's largest cost (docs/prefetch.md). A
-/// thread that stops reading leaves at most `SKIP_BATCH - 1` uncounted.
+/// count to the hub's: one counter both cores wrote every [`BATCH`]
+/// skipped reads moved its cache line between them that often (the hot
+/// path line, docs/prefetch.md). A thread that stops reading leaves at
+/// most `SKIP_BATCH - 1` uncounted (a drain takes its own thread's).
 pub(crate) const SKIP_BATCH: u64 = 256;
 
-/// Recorded reads over which the hub judges whether its proposals find
-/// documents to load (see [`Hub::judge`]).
+/// Reads (recorded, or lost while the drain was behind) over which the hub
+/// judges whether its proposals find documents to load (see
+/// [`Hub::judge`]).
 pub(crate) const EPOCH: u64 = 4_096;
 /// Epochs of a new hub in which recording never backs off.
 pub(crate) const WARM_EPOCHS: u32 = 4;
