@@ -361,13 +361,23 @@ impl Hub {
     /// The read path's part: batches a read of `id` in `collection` on
     /// this thread (handing the batch to the read buffer, and waking the
     /// drain when a stripe is due, every [`BATCH`] reads).
+    // Inlined, the rest out of line: a dormant hub's check is a few
+    // instructions in the read's own frame, not a call whose frame the
+    // recording path makes large (`perf` of the hot path line put half of
+    // the dormant check's samples in that frame's pushes and pops).
+    #[inline]
     pub(crate) fn note(self: &Arc<Self>, collection: &'static str, id: &Bson) {
         let context = context();
         // Sampled first: a context recording backed off from costs this
         // check and nothing else.
-        if !self.sampled(context) {
-            return;
+        if self.sampled(context) {
+            self.record(context, collection, id);
         }
+    }
+
+    /// [`Hub::note`]'s part for a sampled context.
+    #[inline(never)]
+    fn record(self: &Arc<Self>, context: u64, collection: &'static str, id: &Bson) {
         if self.flags.behind.load(Ordering::Relaxed) {
             // The drain is behind (a stripe was full): this read would
             // most likely be dropped, so it is only counted, per thread.
@@ -382,11 +392,18 @@ impl Hub {
     /// a drain task gets to run: a hit does not yield). A miss does not
     /// come here: its own call asks for the successors in its collection,
     /// and the drain it wakes offers the rest.
+    #[inline]
     pub(crate) fn hit(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
-        // No hint armed (the common state of uncorrelated reads): no hash.
-        if self.flags.armed.load(Ordering::Relaxed) == 0 {
-            return;
+        // No hint armed (the common state of uncorrelated reads): no hash,
+        // and no call (as in `note`).
+        if self.flags.armed.load(Ordering::Relaxed) != 0 {
+            self.hit_armed(collection, seed, id);
         }
+    }
+
+    /// [`Hub::hit`]'s part while some hint is armed.
+    #[inline(never)]
+    fn hit_armed(self: &Arc<Self>, collection: &'static str, seed: u64, id: &Bson) {
         let hash = hint_hash(seed, id);
         if self.hinted(hash) {
             if self.offer_successors(&Id::new(collection, id.clone())) {
@@ -399,6 +416,7 @@ impl Hub {
 
     /// Whether `context`'s reads are recorded: all while proposals find
     /// documents to load; 1 context in `2^shift` while they find none.
+    #[inline]
     fn sampled(&self, context: u64) -> bool {
         let shift = self.flags.shift.load(Ordering::Relaxed);
         context & ((1u64 << shift) - 1) == 0
@@ -714,6 +732,7 @@ impl Hub {
 
 /// The flow a read belongs to: the tokio task running it (one caller's
 /// sequence of reads), else the thread.
+#[inline]
 pub(crate) fn context() -> u64 {
     let mut hasher = Fx::default();
     match tokio::task::try_id() {
@@ -825,11 +844,13 @@ impl Prefetcher {
     }
 
     /// A read by id of this collection (see [`Hub::note`]).
+    #[inline]
     pub(crate) fn note(&self, id: &Bson) {
         self.hub.note(self.collection, id);
     }
 
     /// A read by id of this collection was a hit (see [`Hub::hit`]).
+    #[inline]
     pub(crate) fn hit(&self, id: &Bson) {
         self.hub.hit(self.collection, self.seed, id);
     }
