@@ -17,6 +17,11 @@
 //! - scan (control): a hot set of 800 keys (Zipf 0.8) read 20 000 times,
 //!   then a one-off scan of 5 000 cold keys; 5 rounds, cache of 1 000.
 //!
+//! - correlated after a dormant spell (embedded store only): the same
+//!   tasks read [`DORMANT_READS`] of the correlated workload's documents
+//!   without a pattern first, then the workload (counted alone): how much
+//!   of the gain a model that backed off gets back.
+//!
 //! Over the test server the same three workloads read a fresh database
 //! with no latency added: the server's own round trip is the cost of a
 //! miss.
@@ -328,10 +333,40 @@ fn stack(w: &Workload, store: Arc<dyn Store>, prefetch: bool) -> (Stratum, Repos
     (stratum, repo)
 }
 
+/// [`DORMANT_READS`] reads of `w`'s own documents without any pattern
+/// (Zipf 0.99, popularity ranks scattered over the ids), in sessions of
+/// 10: what a prefetching model finds nothing in, and backs off from.
+fn uncorrelated_prelude(w: &Workload) -> Vec<Vec<i64>> {
+    let mut rng = Rng(5);
+    let z = Zipf::new(w.docs.len(), 0.99);
+    let reads: Vec<i64> = (0..DORMANT_READS)
+        .map(|_| w.docs[z.sample(&mut rng) * 7_919 % w.docs.len()])
+        .collect();
+    reads.chunks(10).map(<[i64]>::to_vec).collect()
+}
+
+/// Enough uncorrelated reads for the model to go dormant: its 4 warm
+/// epochs and 6 backing off, of 4 096 reads each, with room to spare.
+const DORMANT_READS: usize = 60_000;
+
 fn run(rt: &Runtime, w: &Workload, store: &Arc<dyn Store>, prefetch: bool) -> Outcome {
+    run_after(rt, w, &[], store, prefetch)
+}
+
+/// [`run`], the same tasks reading the `prelude` sessions first (not
+/// counted: the outcome is `w`'s reads alone, the prefetch statistics
+/// the whole run's).
+fn run_after(
+    rt: &Runtime,
+    w: &Workload,
+    prelude: &[Vec<i64>],
+    store: &Arc<dyn Store>,
+    prefetch: bool,
+) -> Outcome {
     rt.block_on(async {
         let (_stratum, repo) = stack(w, Arc::clone(store), prefetch);
-        let sessions = Arc::new(w.sessions.clone());
+        let counted_from = prelude.len();
+        let sessions = Arc::new([prelude, &w.sessions[..]].concat());
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -344,6 +379,12 @@ fn run(rt: &Runtime, w: &Workload, store: &Arc<dyn Store>, prefetch: bool) -> Ou
                     let Some(session) = sessions.get(i) else {
                         break;
                     };
+                    if i < counted_from {
+                        for id in session {
+                            repo.get(id).await.unwrap();
+                        }
+                        continue;
+                    }
                     for id in session {
                         let t = Instant::now();
                         let read = repo.get(id).await.unwrap();
@@ -462,10 +503,36 @@ fn summary(rt: &Runtime, backend: &Backend) {
             100.0 * ((on.demand_calls + on.prefetch_calls) as f64 / (off.demand_calls + off.prefetch_calls) as f64 - 1.0),
         ));
     }
+    if matches!(backend, Backend::Embedded) {
+        verdicts.push(after_dormancy(rt));
+    }
     println!();
     for v in verdicts {
         println!("{v}");
     }
+}
+
+/// The correlated workload read by tasks that first read
+/// [`DORMANT_READS`] of its documents without a pattern: whether a model
+/// that backed off (recording 1 context in 64, the bench's 16 long-lived
+/// tasks most likely none of them) comes back when groups return.
+fn after_dormancy(rt: &Runtime) -> String {
+    let w = correlated();
+    let prelude = uncorrelated_prelude(&w);
+    let store = rt.block_on(embedded(&w));
+    let off = run_after(rt, &w, &prelude, &store, false);
+    let on = run_after(rt, &w, &prelude, &store, true);
+    let fall = 1.0 - on.miss_ratio() / off.miss_ratio();
+    let latency_fall = 1.0 - on.latency.as_secs_f64() / off.latency.as_secs_f64();
+    format!(
+        "correlated after {DORMANT_READS} uncorrelated reads of the same documents by the same 16 tasks (embedded store): miss ratio off {:.2} %, on {:.2} %, {:+.1} % relative; mean read latency {:+.1} %; prefetched over the whole run {} documents, {} read before eviction",
+        100.0 * off.miss_ratio(),
+        100.0 * on.miss_ratio(),
+        -100.0 * fall,
+        -100.0 * latency_fall,
+        on.issued,
+        on.read,
+    )
 }
 
 /// The read path's cost on the uncorrelated control: two tasks read a
