@@ -324,6 +324,9 @@ fn stack(w: &Workload, store: Arc<dyn Store>, prefetch: bool) -> (Stratum, Repos
     if let Some(v) = knob("WINDOW") {
         p.window = v.parse().unwrap();
     }
+    if let Some(v) = knob("SUCCESSORS") {
+        p.successors = v.parse().unwrap();
+    }
     if let Some(v) = knob("MAX_TRACKED_KEYS") {
         p.max_tracked_keys = v.parse().unwrap();
     }
