@@ -50,6 +50,17 @@
 //!   waits less). A window whose length is unknown is judged by latency
 //!   alone: the limit grows by its square root (Gradient2's queue
 //!   allowance).
+//! - **Back to the minimum**: the first window after a probe that used
+//!   the limit and completed no more calls per second than the probe did
+//!   at the minimum (within 3 %) sends the limit to the minimum at once: the
+//!   slots above it bought nothing but queueing (64 callers sharing two
+//!   cores with the backend, where 4 in flight serve as many as 16).
+//! - **Sure windows**: only a window of at least [`SURE_SAMPLES`] calls
+//!   (its goodput known within 6 %) can take the limit below `initial`,
+//!   and only a sure probe can send it back to the minimum. Where calls
+//!   complete in bursts of a few dozen per window (10,000 callers crowd
+//!   the runtime), the climber and the guard still move the limit, but it
+//!   stays at or above `initial` (or where a sure window left it).
 //! - The limit always stays in `[min, max]`.
 //!
 //! ```
@@ -123,6 +134,14 @@ const STEP: f64 = 0.125;
 /// next by a few per cent without any change).
 const SAME: f64 = 0.03;
 
+/// The fewest completed calls a window needs to take the limit below the
+/// initial limit: enough that the window's goodput, a count of Poisson-like
+/// arrivals, is known to within twice the 3 % the climber counts as the same
+/// (one standard deviation is `1 / sqrt(samples)`): 278. A thinner window (a runtime so crowded that calls
+/// complete in bursts, 10 to 300 per 100 ms window at 10,000 tasks) still
+/// moves the limit, but no lower than the initial limit.
+pub const SURE_SAMPLES: u64 = (1.0 / (2.0 * SAME * 2.0 * SAME)) as u64 + 1;
+
 /// The climber's direction and what the window before its last step saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Climb {
@@ -146,6 +165,9 @@ pub struct Gradient {
     probed_at: u64,
     /// During a probe window: the limit to go back to.
     probing: Option<f64>,
+    /// The goodput of the last probe window, when it was sure (see
+    /// [`SURE_SAMPLES`]), until the next climber's step is judged.
+    at_min: Option<f64>,
     /// The climber's state.
     climb: Climb,
 }
@@ -164,6 +186,7 @@ impl Gradient {
             floor: u64::MAX,
             probed_at: now_nanos,
             probing: Some((bounds.initial as f64).clamp(min, max)),
+            at_min: None,
             climb: Climb {
                 up: true,
                 goodput: None,
@@ -203,16 +226,42 @@ impl Gradient {
             // The probe window ran at the minimum limit: its mean is the
             // no-load latency now, whatever was measured before.
             self.floor = mean as u64;
+            self.at_min = w.goodput().filter(|_| w.samples >= SURE_SAMPLES);
             self.probed_at = now_nanos;
             self.limit = before.clamp(min, max);
             return self.limit();
         }
         self.floor = self.floor.min(mean as u64);
+        // A thin window cannot take the limit below the initial limit (or
+        // below where it is, if a sure window took it lower): its goodput
+        // and mean are too noisy to tell a limit that sheds load for
+        // nothing from one that sheds it to the backend's benefit.
+        let min = if w.samples >= SURE_SAMPLES {
+            min
+        } else {
+            (self.bounds.initial as f64).clamp(min, max).min(self.limit)
+        };
         // A floor of 0 (a clock too coarse for the calls) must not make
         // every latency look infinitely worse: count it as 1 ns.
         let floor = self.floor.max(1) as f64;
         let limit = self.limit;
-        if mean > self.bounds.tolerance * floor {
+        // The first window after a probe, against the probe's: when the
+        // limit it went back to, used, completed no more than the minimum
+        // did (a sure window of each), the slots above the minimum bought
+        // nothing but queueing, and the limit goes to the minimum at once
+        // instead of an eighth a window.
+        let no_better = self.at_min.take().is_some_and(|at_min| {
+            w.samples >= SURE_SAMPLES
+                && w.max_in_flight >= self.limit()
+                && w.goodput().is_some_and(|g| g <= at_min * (1.0 + SAME))
+        });
+        if no_better {
+            self.limit = min;
+            self.climb = Climb {
+                up: true,
+                goodput: None,
+            };
+        } else if mean > self.bounds.tolerance * floor {
             // The guard: calls queue in the backend (or it slowed down).
             // At least one climber's step: a mean just past the tolerance
             // gives a gradient of almost 1, and a limit that only inches
@@ -236,14 +285,14 @@ impl Gradient {
                 goodput: None,
             };
         } else {
-            self.climb(w, limit);
+            self.climb(w, limit, min);
         }
         self.limit = self.limit.clamp(min, max);
         let due = now_nanos.saturating_sub(self.probed_at)
             >= stratum_core::clock::duration_nanos(self.bounds.probe_interval);
         if due {
             self.probing = Some(self.limit);
-            self.limit = min;
+            self.limit = Self::range(&self.bounds).0;
             // After the probe the climb starts afresh, as at the start (the
             // probe window's goodput is the minimum's: not comparable).
             self.climb = Climb {
@@ -258,7 +307,7 @@ impl Gradient {
     /// and stayed within tolerance: keep the direction while goodput
     /// improves, turn back when it falls, and step down when it stays the
     /// same (as many calls complete with fewer in flight: each waits less).
-    fn climb(&mut self, w: &Window, limit: f64) {
+    fn climb(&mut self, w: &Window, limit: f64, min: f64) {
         let Some(goodput) = w.goodput() else {
             // No duration: latency within tolerance is all there is.
             self.limit = limit + limit.sqrt().max(1.0);
@@ -274,7 +323,7 @@ impl Gradient {
         // At a bound the only step is away from it (a step into it would
         // change nothing, and the next window would find goodput the same
         // and step into it again).
-        let (min, max) = Self::range(&self.bounds);
+        let (_, max) = Self::range(&self.bounds);
         let up = (up || limit <= min) && limit < max;
         let step = (limit * STEP).max(1.0);
         self.limit = if up { limit + step } else { limit - step };
@@ -312,11 +361,21 @@ mod tests {
         g
     }
 
-    /// A 100 ms window with `in_flight` calls in flight throughout, each
+    /// A 1 s window with `in_flight` calls in flight throughout, each
     /// taking `latency_ms`: by Little's law `in_flight / latency` complete
-    /// per second.
+    /// per second (enough calls, in these tests, for a sure window).
     fn window(latency_ms: u64, in_flight: usize) -> Window {
-        let samples = (in_flight as u64 * 100 / latency_ms).max(1);
+        let samples = (in_flight as u64 * 1_000 / latency_ms).max(1);
+        Window {
+            samples,
+            sum_nanos: samples * latency_ms * MS,
+            max_in_flight: in_flight,
+            elapsed_nanos: 1_000 * MS,
+        }
+    }
+
+    /// `window`, cut to `samples` calls in a 100 ms window (the same mean).
+    fn thin(latency_ms: u64, in_flight: usize, samples: u64) -> Window {
         Window {
             samples,
             sum_nanos: samples * latency_ms * MS,
@@ -335,12 +394,12 @@ mod tests {
         let in_flight = g.limit() as f64;
         let excess = (in_flight / knee - 1.0).max(0.0);
         let latency_ms = no_load_ms * (1.0 + excess) * (1.0 + 0.02 * excess);
-        let samples = (in_flight * 100.0 / latency_ms).max(1.0) as u64;
+        let samples = (in_flight * 1_000.0 / latency_ms).max(1.0) as u64;
         Window {
             samples,
             sum_nanos: (samples as f64 * latency_ms * MS as f64) as u64,
             max_in_flight: g.limit(),
-            elapsed_nanos: 100 * MS,
+            elapsed_nanos: 1_000 * MS,
         }
     }
 
@@ -441,6 +500,58 @@ mod tests {
     }
 
     #[test]
+    fn a_thin_window_does_not_take_the_limit_below_the_initial() {
+        // Calls complete in bursts of a few dozen per window (a crowded
+        // runtime): goodput that looks the same, or latency past the
+        // tolerance, is noise as often as not, and the limit stays at or
+        // above the initial 16 however long it lasts ...
+        let mut g = started(bounds(4, 128), 2);
+        for i in 1..=30 {
+            let l = g.limit();
+            let w = if i % 3 == 0 {
+                thin(8, l, 40)
+            } else {
+                thin(2, l, 40)
+            };
+            assert!(
+                g.update(&w, i * 100 * MS) >= 16,
+                "window {i}: {}",
+                g.limit()
+            );
+        }
+        // ... while a sure window past the tolerance takes it below.
+        g.update(&window(8, g.limit()), 3_100 * MS);
+        assert!(g.limit() < 16, "{}", g.limit());
+        // And a thin window below the initial holds it there, not lower.
+        let below = g.limit();
+        g.update(&thin(8, below, 40), 3_200 * MS);
+        assert_eq!(g.limit(), below);
+    }
+
+    #[test]
+    fn a_limit_no_better_than_the_probe_goes_to_the_minimum() {
+        // The probe completes 4 calls per ms at the minimum; at 16 the
+        // calls take 4x as long, and just as many complete: the slots above
+        // the minimum only queue. The limit goes to 4 at once.
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        g.update(&window(1, 4), 100 * MS);
+        assert_eq!(g.limit(), 16);
+        assert_eq!(g.update(&window(4, 16), 200 * MS), 4);
+        // From there the climber steps up as at any minimum.
+        assert_eq!(g.update(&window(1, 4), 300 * MS), 5);
+
+        // Where the limit completes more than the probe did, it stays.
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        g.update(&window(1, 4), 100 * MS);
+        assert_eq!(g.update(&window(2, 16), 200 * MS), 18);
+
+        // A thin probe proves nothing: the guard's eighth instead.
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        g.update(&thin(1, 4, 40), 100 * MS);
+        assert_eq!(g.update(&window(4, 16), 200 * MS), 14);
+    }
+
+    #[test]
     fn empty_windows_change_nothing() {
         let mut g = Gradient::new(bounds(4, 128), 0);
         assert_eq!(g.update(&Window::default(), 100 * MS), 4);
@@ -495,6 +606,8 @@ mod tests {
             // The model's memory: the last step's direction, and the
             // goodput before it when the step was a climber's.
             let (mut up_last, mut goodput_last): (bool, Option<f64>) = (true, None);
+            // The last probe's goodput, when sure, until the window after it.
+            let mut at_min: Option<f64> = None;
             for (lat_ms, extra_ms, in_flight, advance_ms, samples) in steps {
                 now += advance_ms * MS;
                 let before = g.limit;
@@ -504,33 +617,52 @@ mod tests {
                                  max_in_flight: in_flight, elapsed_nanos: advance_ms * MS };
                 let after = g.update(&w, now);
                 prop_assert!(after >= min && after <= min + span, "{after} outside [{min}, {}]", min + span);
-                if probing || g.is_probing() {
+                let goodput = samples as f64 * 1e3 / advance_ms as f64;
+                let sure = samples >= SURE_SAMPLES;
+                if probing {
+                    at_min = sure.then_some(goodput);
                     (up_last, goodput_last) = (true, None);
                     continue;
                 }
+                let no_better = at_min.take().is_some_and(|g0| {
+                    sure && in_flight >= before as usize && goodput <= g0 * 1.03
+                });
+                if g.is_probing() {
+                    (up_last, goodput_last) = (true, None);
+                    continue;
+                }
+                // A thin window takes the limit no lower than the initial
+                // (or where it is, when below).
+                let lo = if sure {
+                    min as f64
+                } else {
+                    (initial as f64).clamp(min as f64, max).min(before)
+                };
                 let mean = ((lat_ms + extra_ms) * MS) as f64;
                 let floor = floor_before.min(mean as u64) as f64;
-                if mean > 2.0 * floor {
+                if no_better {
+                    prop_assert_eq!(g.limit, min as f64);
+                    (up_last, goodput_last) = (true, None);
+                } else if mean > 2.0 * floor {
                     // Down by at least a step, at most half.
                     let step = (before / 8.0).max(1.0);
-                    prop_assert!(g.limit <= (before - step).max(min as f64) + 1e-9);
-                    prop_assert!(g.limit >= (before / 2.0).min(before - step).max(min as f64) - 1e-9);
+                    prop_assert!(g.limit <= (before - step).max(lo) + 1e-9);
+                    prop_assert!(g.limit >= (before / 2.0).min(before - step).max(lo) - 1e-9);
                     (up_last, goodput_last) = (false, None);
                 } else if in_flight < before as usize {
                     prop_assert_eq!(g.limit, before);
                     (up_last, goodput_last) = (true, None);
                 } else {
-                    let goodput = samples as f64 * 1e3 / advance_ms as f64;
                     let up = match goodput_last {
                         None => up_last,
                         Some(g0) if goodput > g0 * 1.03 => up_last,
                         Some(g0) if goodput < g0 * 0.97 => !up_last,
                         Some(_) => false,
                     };
-                    let up = (up || before <= min as f64) && before < max;
+                    let up = (up || before <= lo) && before < max;
                     let step = (before / 8.0).max(1.0);
                     let expected = if up { before + step } else { before - step };
-                    prop_assert!((g.limit - expected.clamp(min as f64, max)).abs() < 1e-9,
+                    prop_assert!((g.limit - expected.clamp(lo, max)).abs() < 1e-9,
                         "{} after {before}, expected {expected} (up {up})", g.limit);
                     (up_last, goodput_last) = (up, Some(goodput));
                 }

@@ -580,13 +580,70 @@ mod tests {
             (160..=risen.limit as u64 * 10 + 10).contains(&risen.goodput),
             "{risen:?}"
         );
-        // The backend slows to 20 ms: 10x the floor, the limit falls.
+        // The backend slows to 20 ms: 10x the floor, the limit falls, to
+        // the initial 16 (a window of a round's few dozen calls is too thin
+        // to take it lower).
         drive(&limit, &clock, Duration::from_millis(20), 30);
         let fallen = limit.status();
-        assert!(fallen.limit < risen.limit / 2, "{fallen:?} after {risen:?}");
+        assert_eq!(fallen.limit, 16, "{fallen:?} after {risen:?}");
         // Recovery: back to 2 ms, the limit rises again.
         drive(&limit, &clock, Duration::from_millis(2), 10);
         assert!(limit.status().limit > fallen.limit);
+    }
+
+    /// A backend that completes `per_window` calls every 100 ms whatever
+    /// the limit (it is saturated: more calls in flight only wait longer),
+    /// driven for `windows` windows in batches of the limit, each batch
+    /// taking `limit * 100 ms / per_window`. Returns the limit after each
+    /// window.
+    fn saturated(
+        limit: &ConcurrencyLimit,
+        clock: &ManualClock,
+        per_window: u64,
+        windows: u64,
+    ) -> Vec<usize> {
+        let end = |w: u64| w * 100_000_000;
+        let started = limit.inner.clock.now_nanos();
+        let mut seen = Vec::new();
+        for w in 1..=windows {
+            while limit.inner.clock.now_nanos() - started < end(w) {
+                let n = limit.status().limit;
+                let permits: Vec<_> = (0..n)
+                    .map(|_| {
+                        assert!(limit.inner.try_take());
+                        limit.permit(limit.inner.clock.now_nanos())
+                    })
+                    .collect();
+                clock.advance(Duration::from_nanos(n as u64 * 100_000_000 / per_window));
+                drop(permits);
+            }
+            seen.push(limit.status().limit);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_saturated_backend_sends_the_limit_to_the_minimum_at_once() {
+        // 4,000 calls a second at any limit: the probe at 4 sees 1 ms, the
+        // initial 16 sees 4 ms and no more goodput; the limit goes straight
+        // back to 4 (the guard alone took an eighth a window) and stays
+        // near it.
+        let clock = ManualClock::new();
+        let limit = ConcurrencyLimit::new(&config(4, 128, 16), Arc::new(clock.clone()));
+        let seen = saturated(&limit, &clock, 400, 12);
+        assert_eq!(&seen[..2], [16, 4], "{seen:?}");
+        assert!(seen[2..].iter().all(|l| *l <= 6), "{seen:?}");
+    }
+
+    #[test]
+    fn thin_windows_keep_the_limit_at_the_initial() {
+        // The same backend at 400 calls a second, 40 a window: too few to
+        // tell, so neither the probe nor the guard (16 in flight take 4x
+        // the probe's latency) takes the limit below the initial 16.
+        let clock = ManualClock::new();
+        let limit = ConcurrencyLimit::new(&config(4, 128, 16), Arc::new(clock.clone()));
+        let seen = saturated(&limit, &clock, 40, 30);
+        assert!(seen.iter().all(|l| *l >= 16), "{seen:?}");
     }
 
     #[test]

@@ -216,8 +216,8 @@ impl Default for StratumConfig {
     ///   `pool.acquire_timeout = "2s"` (layer: 30 s), `pool.adaptive.enabled
     ///   = false` (layer: true): connections are opened on demand, up to 128;
     ///   how many calls are in flight is decided by the adaptive concurrency
-    ///   limit (`pool.limit`, on by default, between `pool.limit.min = 16`
-    ///   (layer: 4: never below the fixed 16 slots of before) and `max_size`), so
+    ///   limit (`pool.limit`, on by default, between the layer's
+    ///   `pool.limit.min = 4` and `max_size`, starting at 16), so
     ///   the pool's own sizing stays off and its slots are always there.
     fn default() -> Self {
         StratumConfig {
@@ -263,7 +263,7 @@ fn default_breaker() -> BreakerSettings {
 
 #[cfg(feature = "pool")]
 fn default_pool() -> PoolSettings {
-    let mut pool = stratum_pool::PoolConfig {
+    stratum_pool::PoolConfig {
         name: POOL_NAME.to_owned(),
         min_size: 0,
         max_size: 128,
@@ -273,18 +273,7 @@ fn default_pool() -> PoolSettings {
             ..Default::default()
         },
         ..Default::default()
-    };
-    // Never below the fixed 16 slots the stack admitted before the limit
-    // adapted: at a light load (64 closed-loop tasks) a floor of 4 settled
-    // at 8-16 and refused 0.4-0.9 % of the calls (docs/reliability.md).
-    // Checked again with the goodput climber (interleaved, 3 rounds, load
-    // average 6-12): a floor of 8 against 16 gave 91 % / 74 % / 83 % of the
-    // best fixed limit at 10,000 tasks with 50 ms think / none / 64 tasks,
-    // against 92 % / 92 % / 73 %: the 64-task gain is the lower limit
-    // refusing more calls (6,553 against 1,336), and 10,000 tasks with no
-    // think time, where 32 is the best fixed limit, lose 18 points.
-    pool.limit.min = 16;
-    pool
+    }
 }
 
 #[cfg(not(feature = "cache"))]
