@@ -1150,12 +1150,17 @@ async fn d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it() {
     let config = drill_config(&server, "chaos_slow_limit", |c| {
         c.pool = StratumConfig::default().pool;
         c.pool.limit.probe_interval = Duration::from_secs(60);
-        // The floor at the initial limit: 64 readers without a cache at a
-        // healthy server complete as many calls at 4 in flight as at 16, and
-        // the stack's floor of 4 would send the limit there before the
-        // slowdown; the drill measures the fall from above 16 to 16 and the
-        // rise after.
-        c.pool.limit.min = c.pool.limit.initial;
+        // Floor and initial at 16: 64 readers without a cache at a healthy
+        // server complete as many calls at 4 in flight as at 16, and the
+        // stack's floor of 4 would send the limit there before the
+        // slowdown. The slowed server completes a few dozen calls per
+        // window, too thin to take the limit below the initial (24 in the
+        // stack), so the floor is the initial; at 24 the limit sat one
+        // step above it (27) and fell in one window. At 16 the climber
+        // moves it over 16-25 first, so the drill measures a fall and a
+        // rise, as it did before the stack's initial became 24.
+        c.pool.limit.min = 16;
+        c.pool.limit.initial = 16;
         // Slow, not down: no call or connection should time out.
         c.mongodb.operation_timeout = Duration::from_secs(20);
         c.mongodb.connect_timeout = Duration::from_secs(20);

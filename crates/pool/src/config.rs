@@ -169,7 +169,7 @@ pub struct LimitConfig {
     /// re-measured. At least 1; above `max_size` it is `max_size`. Default: 4.
     pub min: usize,
     /// The limit after the first window, which runs at `min` to measure
-    /// the no-load latency (brought inside `[min, max_size]`). Default: 16.
+    /// the no-load latency (brought inside `[min, max_size]`). Default: 24.
     pub initial: usize,
     /// Mean latency up to this multiple of the no-load latency counts as
     /// healthy (the limit follows goodput, up or down); beyond it the
@@ -211,7 +211,7 @@ impl Default for LimitConfig {
         LimitConfig {
             enabled: true,
             min: 4,
-            initial: 16,
+            initial: 24,
             tolerance: 2.0,
             smoothing: 0.2,
             window: Duration::from_millis(100),

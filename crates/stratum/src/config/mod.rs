@@ -217,7 +217,7 @@ impl Default for StratumConfig {
     ///   = false` (layer: true): connections are opened on demand, up to 128;
     ///   how many calls are in flight is decided by the adaptive concurrency
     ///   limit (`pool.limit`, on by default, between the layer's
-    ///   `pool.limit.min = 4` and `max_size`, starting at 16), so
+    ///   `pool.limit.min = 4` and `max_size`, starting at 24), so
     ///   the pool's own sizing stays off and its slots are always there.
     fn default() -> Self {
         StratumConfig {
