@@ -1128,7 +1128,7 @@ struct LimitSample {
 }
 
 /// (d) Slow responses, seen by the adaptive concurrency limit: the stack's
-/// default limit (`pool.limit`, between 16 and 128) under a steady read load
+/// limit (`pool.limit`, here between 16 and 128) under a steady read load
 /// falls while the server is slowed, and rises again once it is not.
 ///
 /// The slowdown is server-side, as in the slow-call drill: the process is
