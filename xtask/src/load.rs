@@ -508,13 +508,14 @@ fn sweep(args: &[&str]) -> Result {
             );
             let is_best = best.as_ref().is_some_and(|(n, _)| *n == r.name);
             rows.push(format!(
-                "| {} | {} | {}{} | {} | {} | {} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {}{} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {} | {} |",
                 sc.tasks,
                 sc.think,
                 r.name,
                 if is_best { " (best fixed)" } else { "" },
                 r.cell("ok_per_s", 0),
                 share,
+                r.median("db_ok_per_s"),
                 r.cell("worst_p99_ms", 1),
                 r.median("overloaded"),
                 r.median("stale"),
@@ -529,13 +530,15 @@ fn sweep(args: &[&str]) -> Result {
          documents, one test server for all, on this machine (2 cores shared with other \
          work; load average {} at the end). Figures are medians, the runs in brackets in \
          the order they ran. `ok/s`: successful operations per second; `share`: of the best \
-         fixed limit's median in the same scenario; `worst p99`: the slowest operation's \
-         p99 of successful calls; `overloaded`: refused by admission; `stale`: reads \
+         fixed limit's median in the same scenario; `db ok/s`: successful database calls \
+         per second (reads loaded from the database and writes; the rest of `ok/s` are \
+         cache hits); `worst p99`: the slowest operation's \
+         p99 of successful calls; `overloaded`: refused by admission (median per run); `stale`: reads \
          answered from an expired cached copy; `limit`: the lowest and highest limit \
          sampled every 100 ms over all runs; `verified`: runs in which every acknowledged \
          write was read back and no other write was found.\n\n\
-         | tasks | think | limit | ok/s | share | worst p99 (ms) | overloaded | stale | limit | verified |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n{}\n",
+         | tasks | think | limit | ok/s | share | db ok/s | worst p99 (ms) | overloaded | stale | limit | verified |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n{}\n",
         std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|l| l.split_whitespace().next().map(str::to_owned))
@@ -764,9 +767,10 @@ mod sweep_tests {
 
     #[test]
     fn the_summary_line_is_read_and_drawn() {
-        let out = "report...\nsummary: ok_per_s=120 worst_p99_ms=8.5 overloaded=3 stale=0 limit_range=4-9 limit_end=7 passed=true\n";
+        let out = "report...\nsummary: ok_per_s=120 db_ok_per_s=40 worst_p99_ms=8.5 overloaded=3 stale=0 limit_range=4-9 limit_end=7 passed=true\n";
         let s = summary(out).unwrap();
         assert_eq!(field(&s, "ok_per_s"), "120");
+        assert_eq!(field(&s, "db_ok_per_s"), "40");
         assert_eq!(field(&s, "limit_range"), "4-9");
         assert_eq!(field(&s, "missing"), "?");
         assert!(summary("no summary here").is_none());

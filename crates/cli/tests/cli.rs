@@ -161,3 +161,53 @@ fn check_reports_the_declared_indexes() {
     assert!(summary.contains("declared indexes present"), "{stdout}");
     rt.block_on(db.cleanup());
 }
+
+/// The value of `key` on the `summary:` line of a load report.
+fn summary_field(stdout: &str, key: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with("summary:"));
+    let value = line.and_then(|l| {
+        l.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    });
+    value
+        .and_then(|v| v.parse().ok())
+        .expect("the summary line has the field, a number")
+}
+
+/// `stratum load`'s summary counts database calls apart from operations:
+/// without the cache every successful operation is one (a read loads from
+/// the database, a write writes), with it the cache hits are not.
+#[test]
+fn load_counts_successful_database_calls_apart() {
+    let run = |cache: bool| {
+        let out = stratum()
+            .args([
+                "load",
+                "--tasks",
+                "8",
+                "--duration",
+                "1s",
+                "--documents",
+                "200",
+            ])
+            .args(["--mongodb-uri", &stratum_tests::mongodb_uri()])
+            .env("STRATUM_CACHE_ENABLED", cache.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            summary_field(&stdout, "ok_per_s"),
+            summary_field(&stdout, "db_ok_per_s"),
+            stdout,
+        )
+    };
+    let (ok, db, stdout) = run(false);
+    assert!(ok > 0.0 && (ok - db).abs() <= 1.0, "{stdout}");
+    let (ok, db, stdout) = run(true);
+    assert!(db > 0.0 && db < 0.5 * ok, "{stdout}");
+}

@@ -256,9 +256,12 @@ impl LoadWorkload {
     }
 }
 
+/// The read operation's name; the others are writes, each a database call.
+pub(super) const READ: &str = "read by id";
+
 impl driver::Workload for LoadWorkload {
     type Task = LoadTask;
-    const OPERATIONS: &'static [&'static str] = &["read by id", "insert", "update"];
+    const OPERATIONS: &'static [&'static str] = &[READ, "insert", "update"];
 
     fn task(&self, index: usize) -> LoadTask {
         LoadTask {
