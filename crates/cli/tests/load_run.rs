@@ -5,8 +5,13 @@
 use std::process::Command;
 
 /// Runs `stratum load` briefly; `(passed, stdout)`.
-#[allow(clippy::expect_used)] // a test helper: failing to start the program fails the test
 fn load(extra: &[&str]) -> (bool, String) {
+    load_with(extra, &[])
+}
+
+/// [`load`] with environment variables set.
+#[allow(clippy::expect_used)] // a test helper: failing to start the program fails the test
+fn load_with(extra: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stratum"))
         .args([
             "load",
@@ -19,6 +24,7 @@ fn load(extra: &[&str]) -> (bool, String) {
         ])
         .args(extra)
         .env("STRATUM_TEST_MONGODB_URI", stratum_tests::mongodb_uri())
+        .envs(env.iter().copied())
         .output()
         .expect("the load program runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -60,4 +66,38 @@ fn a_lost_acknowledged_write_fails_the_run() {
         "{report}"
     );
     assert!(report.contains("result:       FAIL"), "{report}");
+}
+
+/// The value of `key` on the `summary:` line of a load report.
+#[allow(clippy::expect_used)] // a test helper: a missing field fails the test
+fn summary_field(report: &str, key: &str) -> f64 {
+    let line = report.lines().find(|l| l.starts_with("summary:"));
+    let value = line.and_then(|l| {
+        l.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    });
+    value
+        .and_then(|v| v.parse().ok())
+        .expect("the summary line has the field, a number")
+}
+
+/// The summary counts database calls apart from operations: without the
+/// cache every successful operation is one (a read loads from the
+/// database, a write writes), with it the cache hits are not.
+#[test]
+fn the_summary_counts_successful_database_calls_apart() {
+    let (passed, report) = load_with(&[], &[("STRATUM_CACHE_ENABLED", "false")]);
+    assert!(passed, "{report}");
+    let (ok, db) = (
+        summary_field(&report, "ok_per_s"),
+        summary_field(&report, "db_ok_per_s"),
+    );
+    assert!(ok > 0.0 && (ok - db).abs() <= 1.0, "{report}");
+    let (passed, report) = load(&[]);
+    assert!(passed, "{report}");
+    let (ok, db) = (
+        summary_field(&report, "ok_per_s"),
+        summary_field(&report, "db_ok_per_s"),
+    );
+    assert!(db > 0.0 && db < 0.5 * ok, "{report}");
 }
