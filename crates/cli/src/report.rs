@@ -88,12 +88,17 @@ impl RunFigures {
 
     /// Operations per second over the run (failed ones too).
     pub fn throughput(&self) -> f64 {
-        self.completed() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.per_second(self.completed())
     }
 
     /// Successful operations per second over the run.
     pub fn successful_throughput(&self) -> f64 {
-        self.succeeded() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.per_second(self.succeeded())
+    }
+
+    /// `count` events over the run, per second.
+    pub fn per_second(&self, count: u64) -> f64 {
+        count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// Errors of this kind, every operation together.

@@ -136,10 +136,11 @@ const SAME: f64 = 0.03;
 
 /// The fewest completed calls a window needs to take the limit below the
 /// initial limit: enough that the window's goodput, a count of Poisson-like
-/// arrivals, is known to within twice the 3 % the climber counts as the same
-/// (one standard deviation is `1 / sqrt(samples)`): 278. A thinner window (a runtime so crowded that calls
-/// complete in bursts, 10 to 300 per 100 ms window at 10,000 tasks) still
-/// moves the limit, but no lower than the initial limit.
+/// arrivals, is known to within twice the 3 % the climber counts as the
+/// same (one standard deviation is `1 / sqrt(samples)`): 278. A thinner
+/// window (a runtime so crowded that calls complete in bursts, 10 to 300
+/// per 100 ms window at 10,000 tasks) still moves the limit, but no lower
+/// than the initial limit.
 pub const SURE_SAMPLES: u64 = (1.0 / (2.0 * SAME * 2.0 * SAME)) as u64 + 1;
 
 /// The climber's direction and what the window before its last step saw.
@@ -222,11 +223,12 @@ impl Gradient {
         }
         let (min, max) = Self::range(&self.bounds);
         let mean = w.sum_nanos as f64 / w.samples as f64;
+        let sure = w.samples >= SURE_SAMPLES;
         if let Some(before) = self.probing.take() {
             // The probe window ran at the minimum limit: its mean is the
             // no-load latency now, whatever was measured before.
             self.floor = mean as u64;
-            self.at_min = w.goodput().filter(|_| w.samples >= SURE_SAMPLES);
+            self.at_min = w.goodput().filter(|_| sure);
             self.probed_at = now_nanos;
             self.limit = before.clamp(min, max);
             return self.limit();
@@ -236,7 +238,7 @@ impl Gradient {
         // below where it is, if a sure window took it lower): its goodput
         // and mean are too noisy to tell a limit that sheds load for
         // nothing from one that sheds it to the backend's benefit.
-        let min = if w.samples >= SURE_SAMPLES {
+        let lowest = if sure {
             min
         } else {
             (self.bounds.initial as f64).clamp(min, max).min(self.limit)
@@ -251,12 +253,11 @@ impl Gradient {
         // nothing but queueing, and the limit goes to the minimum at once
         // instead of an eighth a window.
         let no_better = self.at_min.take().is_some_and(|at_min| {
-            w.samples >= SURE_SAMPLES
-                && w.max_in_flight >= self.limit()
+            sure && w.max_in_flight >= self.limit()
                 && w.goodput().is_some_and(|g| g <= at_min * (1.0 + SAME))
         });
         if no_better {
-            self.limit = min;
+            self.limit = lowest;
             self.climb = Climb {
                 up: true,
                 goodput: None,
@@ -269,7 +270,7 @@ impl Gradient {
             let gradient = (self.bounds.tolerance * floor / mean).clamp(0.5, 1.0);
             let target = limit * gradient;
             let smoothed = limit - (limit - target) * self.bounds.smoothing;
-            self.limit = smoothed.min(limit - (limit * STEP).max(1.0)).max(min);
+            self.limit = smoothed.min(limit - (limit * STEP).max(1.0)).max(lowest);
             // Too many in flight: the climb goes on downward.
             self.climb = Climb {
                 up: false,
@@ -285,14 +286,14 @@ impl Gradient {
                 goodput: None,
             };
         } else {
-            self.climb(w, limit, min);
+            self.climb(w, limit, lowest);
         }
-        self.limit = self.limit.clamp(min, max);
+        self.limit = self.limit.clamp(lowest, max);
         let due = now_nanos.saturating_sub(self.probed_at)
             >= stratum_core::clock::duration_nanos(self.bounds.probe_interval);
         if due {
             self.probing = Some(self.limit);
-            self.limit = Self::range(&self.bounds).0;
+            self.limit = min;
             // After the probe the climb starts afresh, as at the start (the
             // probe window's goodput is the minimum's: not comparable).
             self.climb = Climb {
@@ -307,7 +308,7 @@ impl Gradient {
     /// and stayed within tolerance: keep the direction while goodput
     /// improves, turn back when it falls, and step down when it stays the
     /// same (as many calls complete with fewer in flight: each waits less).
-    fn climb(&mut self, w: &Window, limit: f64, min: f64) {
+    fn climb(&mut self, w: &Window, limit: f64, lowest: f64) {
         let Some(goodput) = w.goodput() else {
             // No duration: latency within tolerance is all there is.
             self.limit = limit + limit.sqrt().max(1.0);
@@ -324,7 +325,7 @@ impl Gradient {
         // change nothing, and the next window would find goodput the same
         // and step into it again).
         let (_, max) = Self::range(&self.bounds);
-        let up = (up || limit <= min) && limit < max;
+        let up = (up || limit <= lowest) && limit < max;
         let step = (limit * STEP).max(1.0);
         self.limit = if up { limit + step } else { limit - step };
         self.climb = Climb {

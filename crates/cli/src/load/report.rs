@@ -55,7 +55,7 @@ impl LoadReport {
             .filter(|o| o.name != super::workload::READ)
             .map(|o| o.ok)
             .sum();
-        (self.origins[1] + writes) as f64 / self.run.elapsed.as_secs_f64().max(1e-9)
+        self.run.per_second(self.origins[1] + writes)
     }
 
     /// The run in one line of `key=value` pairs (the report's last line;
