@@ -404,6 +404,23 @@ impl Runs {
         }
     }
 
+    /// Per round, this configuration's ok/s over `base`'s in the same
+    /// round. A round's runs ran back to back, so the machine's drift
+    /// between rounds (other work, the load average) cancels out of the
+    /// ratio where it does not out of the ratio of medians.
+    fn paired_shares(&self, base: &Runs) -> Vec<f64> {
+        self.values("ok_per_s")
+            .iter()
+            .zip(base.values("ok_per_s"))
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| a / b)
+            .collect()
+    }
+
+    fn all_verified(&self) -> bool {
+        self.summaries.iter().all(|s| field(s, "passed") == "true")
+    }
+
     fn verified(&self) -> String {
         let passed = self
             .summaries
@@ -414,6 +431,119 @@ impl Runs {
     }
 }
 
+/// `median % (lowest-highest %)` of per-round shares.
+fn paired_cell(shares: &[f64]) -> String {
+    let lo = shares.iter().copied().reduce(f64::min);
+    let hi = shares.iter().copied().reduce(f64::max);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => format!(
+            "{:.0} % ({:.0}-{:.0})",
+            100.0 * median(shares),
+            100.0 * lo,
+            100.0 * hi
+        ),
+        _ => "-".into(),
+    }
+}
+
+/// One of issue 17's goal lines for the adaptive limit in a scenario: its
+/// median ok/s at least `share` of the best fixed limit's, and (where
+/// set) its median worst p99 at most `p99_ms`.
+struct Goal {
+    scenario: &'static str,
+    share: f64,
+    p99_ms: Option<f64>,
+    /// Whether the line also asks for no collapse.
+    no_collapse: bool,
+}
+
+/// The goal lines, as issue 17 states them.
+const GOALS: &[Goal] = &[
+    Goal {
+        scenario: "10000/50ms",
+        share: 0.95,
+        p99_ms: Some(100.0),
+        no_collapse: false,
+    },
+    Goal {
+        scenario: "10000/0s",
+        share: 0.90,
+        p99_ms: None,
+        no_collapse: true,
+    },
+    Goal {
+        scenario: "64/0s",
+        share: 0.97,
+        p99_ms: None,
+        no_collapse: false,
+    },
+];
+
+/// A run below this share of the best fixed limit's median counts as a
+/// collapse.
+const COLLAPSE: f64 = 0.25;
+
+fn verdict(met: bool) -> &'static str {
+    if met { "**met**" } else { "**not met**" }
+}
+
+/// The goal line of `sc`, if it has one, judged on the adaptive runs
+/// against the best fixed limit's: one Markdown list item, generated so
+/// the docs quote the run they show.
+fn goal_line(sc: &Scenario, adaptive: &Runs, best: &Runs) -> Option<String> {
+    let key = format!("{}/{}", sc.tasks, sc.think);
+    let goal = GOALS.iter().find(|g| g.scenario == key)?;
+    let best_ok = best.median("ok_per_s");
+    let share = if best_ok > 0.0 {
+        adaptive.median("ok_per_s") / best_ok
+    } else {
+        0.0
+    };
+    let mut line = format!(
+        "- {} tasks, think time {}: ok/s at least {:.0} % of the best fixed limit's ({}, {:.0}): \
+         {:.0} % ({:.0}), {}; paired per round {}",
+        sc.tasks,
+        sc.think,
+        100.0 * goal.share,
+        best.name,
+        best_ok,
+        100.0 * share,
+        adaptive.median("ok_per_s"),
+        verdict(share >= goal.share),
+        paired_cell(&adaptive.paired_shares(best)),
+    );
+    if let Some(p99) = goal.p99_ms {
+        let got = adaptive.median("worst_p99_ms");
+        line += &format!(
+            "; p99 of successful calls at most {p99:.0} ms: {got:.1} ms, {} (the best fixed \
+             limit's: {:.1} ms)",
+            verdict(got <= p99),
+            best.median("worst_p99_ms")
+        );
+    }
+    if goal.no_collapse {
+        let lowest = adaptive
+            .values("ok_per_s")
+            .into_iter()
+            .reduce(f64::min)
+            .unwrap_or(0.0);
+        let ratio = if best_ok > 0.0 { lowest / best_ok } else { 0.0 };
+        line += &format!(
+            "; no collapse (no run under {:.0} % of the best fixed limit's median): \
+             lowest run {:.0} %, {}",
+            100.0 * COLLAPSE,
+            100.0 * ratio,
+            verdict(ratio >= COLLAPSE)
+        );
+    }
+    line += &format!(
+        "; every run verified: {}, {}.",
+        adaptive.verified(),
+        verdict(adaptive.all_verified())
+    );
+    Some(line)
+}
+
 /// `cargo xtask load --sweep [--duration D] [--rounds N] [LOAD ARGS...]`:
 /// for each scenario (10,000 tasks with 50 ms think time, 10,000 with
 /// none, 64 with none), `N` rounds (default [`ROUNDS`]) of one run per
@@ -421,10 +551,12 @@ impl Runs {
 /// fixed limit in [`FIXED`] (`--fixed-limit --pool-size N`), in an order
 /// rotated per round, all against one fresh test server, each short
 /// (`--duration`, default 3 s, a fresh database of 5,000 documents). Every
-/// configuration is judged by its medians. Prints a table and writes it
-/// into `docs/reliability.md` and `docs/benchmarks.md` between their
-/// `adaptive-sweep` markers, and draws the medians into
-/// `docs/admission-sweep.svg`.
+/// configuration is judged by its medians, and by its per-round ratios to
+/// the best fixed limit (see [`Runs::paired_shares`]). Prints a table and,
+/// under it, issue 17's goal lines judged on the adaptive runs
+/// ([`GOALS`]), writes both into `docs/reliability.md` and
+/// `docs/benchmarks.md` between their `adaptive-sweep` markers, and draws
+/// the medians into `docs/admission-sweep.svg`.
 ///
 /// A focused comparison (see [`Plan::parse`]: `--scenarios 10000/0s`,
 /// `--limits 16,32`, `--variant floor8:STRATUM_POOL_LIMIT_MIN=8`,
@@ -436,6 +568,7 @@ fn sweep(args: &[&str]) -> Result {
     let server = Server::start()?;
     let configs = &plan.configs;
     let mut rows = Vec::new();
+    let mut goals = Vec::new();
     let mut panels = Vec::new();
     for sc in &plan.scenarios {
         let mut runs: Vec<Runs> = configs
@@ -485,8 +618,16 @@ fn sweep(args: &[&str]) -> Result {
         let best = runs
             .iter()
             .filter(|r| r.fixed)
-            .max_by(|a, b| a.median("ok_per_s").total_cmp(&b.median("ok_per_s")))
-            .map(|r| (r.name.clone(), r.median("ok_per_s")));
+            .max_by(|a, b| a.median("ok_per_s").total_cmp(&b.median("ok_per_s")));
+        goals.extend(best.and_then(|b| {
+            let adaptive = runs.iter().find(|r| r.name == "adaptive")?;
+            goal_line(sc, adaptive, b)
+        }));
+        let paired: Vec<String> = runs
+            .iter()
+            .map(|r| best.map_or_else(|| "-".to_owned(), |b| paired_cell(&r.paired_shares(b))))
+            .collect();
+        let best = best.map(|r| (r.name.clone(), r.median("ok_per_s")));
         panels.push(Panel {
             title: format!("{} tasks, think time {}", sc.tasks, sc.think),
             points: runs
@@ -500,21 +641,23 @@ fn sweep(args: &[&str]) -> Result {
                 .collect(),
         });
         // Fixed limits in order, then the adaptive ones.
-        runs.sort_by_key(|r| !r.fixed);
-        for r in &runs {
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by_key(|&i| !runs[i].fixed);
+        for (r, paired) in order.into_iter().map(|i| (&runs[i], &paired[i])) {
             let share = best.as_ref().filter(|(_, b)| *b > 0.0).map_or_else(
                 || "-".to_owned(),
                 |(_, b)| format!("{:.0} %", 100.0 * r.median("ok_per_s") / b),
             );
             let is_best = best.as_ref().is_some_and(|(n, _)| *n == r.name);
             rows.push(format!(
-                "| {} | {} | {}{} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {}{} | {} | {} | {} | {:.0} | {} | {:.0} | {:.0} | {} | {} |",
                 sc.tasks,
                 sc.think,
                 r.name,
                 if is_best { " (best fixed)" } else { "" },
                 r.cell("ok_per_s", 0),
                 share,
+                paired,
                 r.median("db_ok_per_s"),
                 r.cell("worst_p99_ms", 1),
                 r.median("overloaded"),
@@ -530,20 +673,32 @@ fn sweep(args: &[&str]) -> Result {
          documents, one test server for all, on this machine (2 cores shared with other \
          work; load average {} at the end). Figures are medians, the runs in brackets in \
          the order they ran. `ok/s`: successful operations per second; `share`: of the best \
-         fixed limit's median in the same scenario; `db ok/s`: successful database calls \
+         fixed limit's median in the same scenario; `paired`: the median, lowest and \
+         highest of the per-round ratios to the best fixed limit's run of the same round \
+         (the runs of a round ran back to back, so the machine's drift between rounds \
+         cancels); `db ok/s`: successful database calls \
          per second (reads loaded from the database and writes; the rest of `ok/s` are \
          cache hits); `worst p99`: the slowest operation's \
          p99 of successful calls; `overloaded`: refused by admission (median per run); `stale`: reads \
          answered from an expired cached copy; `limit`: the lowest and highest limit \
          sampled every 100 ms over all runs; `verified`: runs in which every acknowledged \
          write was read back and no other write was found.\n\n\
-         | tasks | think | limit | ok/s | share | db ok/s | worst p99 (ms) | overloaded | stale | limit | verified |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n{}\n",
+         | tasks | think | limit | ok/s | share | paired | db ok/s | worst p99 (ms) | overloaded | stale | limit | verified |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n{}\n{}",
         std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|l| l.split_whitespace().next().map(str::to_owned))
             .unwrap_or_else(|| "unknown".into()),
-        rows.join("\n")
+        rows.join("\n"),
+        if goals.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nIssue 17's goal lines for the adaptive limit, judged by this run \
+                 (medians; the shares as in the table):\n\n{}\n",
+                goals.join("\n")
+            )
+        }
     );
     println!("{table}");
     drop(server);
@@ -823,6 +978,98 @@ mod sweep_tests {
         assert_eq!(runs.cell("ok_per_s", 0), "200 (300, 100, 200)");
         assert_eq!(runs.limit_range(), "16-90");
         assert_eq!(runs.verified(), "2/3");
+    }
+
+    fn runs(name: &str, fixed: bool, runs: &[(&str, &str, &str)]) -> Runs {
+        Runs {
+            name: name.into(),
+            fixed,
+            summaries: runs
+                .iter()
+                .map(|(ok, p99, passed)| {
+                    summary(&format!(
+                        "summary: ok_per_s={ok} worst_p99_ms={p99} passed={passed}"
+                    ))
+                    .unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn shares_are_paired_by_round() {
+        // The machine slowed in rounds 2 and 3: every configuration with it.
+        let best = runs(
+            "fixed 32",
+            true,
+            &[
+                ("1000", "1", "true"),
+                ("500", "1", "true"),
+                ("800", "1", "true"),
+            ],
+        );
+        let adaptive = runs(
+            "adaptive",
+            false,
+            &[
+                ("950", "1", "true"),
+                ("475", "1", "true"),
+                ("720", "1", "true"),
+            ],
+        );
+        let shares = adaptive.paired_shares(&best);
+        assert_eq!(shares, [0.95, 0.95, 0.9]);
+        assert_eq!(paired_cell(&shares), "95 % (90-95)");
+        assert_eq!(paired_cell(&[]), "-");
+        // The ratio of medians mixes rounds: 720 / 800.
+        assert_eq!(adaptive.median("ok_per_s") / best.median("ok_per_s"), 0.9);
+    }
+
+    #[test]
+    fn goal_lines_are_judged_from_the_runs() {
+        let sc = |s: &str| Scenario::parse(s).unwrap();
+        let best = runs(
+            "fixed 32",
+            true,
+            &[
+                ("1000", "120", "true"),
+                ("1000", "120", "true"),
+                ("1000", "120", "true"),
+            ],
+        );
+        let fast = runs(
+            "adaptive",
+            false,
+            &[
+                ("960", "90", "true"),
+                ("950", "99", "true"),
+                ("990", "140", "true"),
+            ],
+        );
+        let line = goal_line(&sc("10000/50ms"), &fast, &best).unwrap();
+        assert!(line.contains("at least 95 %"), "{line}");
+        assert!(line.contains("96 % (960), **met**"), "{line}");
+        assert!(line.contains("at most 100 ms: 99.0 ms, **met**"), "{line}");
+        assert!(line.contains("3/3, **met**"), "{line}");
+        // 96 % is short of the 97 % the light load asks for.
+        let line = goal_line(&sc("64/0s"), &fast, &best).unwrap();
+        assert!(line.contains("96 % (960), **not met**"), "{line}");
+        assert!(!line.contains("p99"), "{line}");
+        // One run far down is a collapse; an unverified run fails its line.
+        let collapsed = runs(
+            "adaptive",
+            false,
+            &[
+                ("950", "1", "true"),
+                ("200", "1", "false"),
+                ("940", "1", "true"),
+            ],
+        );
+        let line = goal_line(&sc("10000/0s"), &collapsed, &best).unwrap();
+        assert!(line.contains("94 % (940), **met**"), "{line}");
+        assert!(line.contains("lowest run 20 %, **not met**"), "{line}");
+        assert!(line.contains("2/3, **not met**"), "{line}");
+        assert!(goal_line(&sc("100/0s"), &fast, &best).is_none());
     }
 
     #[test]
