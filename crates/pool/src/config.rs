@@ -140,8 +140,8 @@ impl Default for AdaptiveConfig {
 
 /// The adaptive concurrency limit (see [`crate::gradient`] for the rule and
 /// [`crate::ConcurrencyLimit`] for the admission it drives): how many calls
-/// may be in flight at once, following the backend's goodput under a
-/// latency guard, between `min` and the pool's `max_size`; and how long a
+/// may be in flight at once, following the backend's power (goodput over
+/// mean latency) under a latency guard, between `min` and the pool's `max_size`; and how long a
 /// caller that finds the limit reached may wait (a CoDel-style bound, so overload is answered at once
 /// instead of by a long queue).
 ///
@@ -172,7 +172,7 @@ pub struct LimitConfig {
     /// the no-load latency (brought inside `[min, max_size]`). Default: 24.
     pub initial: usize,
     /// Mean latency up to this multiple of the no-load latency counts as
-    /// healthy (the limit follows goodput, up or down); beyond it the
+    /// healthy (the limit follows power, up or down); beyond it the
     /// limit falls in proportion, by at least an eighth per window.
     /// Greater than 1. Default: 2.0.
     pub tolerance: f64,
