@@ -67,6 +67,9 @@
 //!   it bought less than they cost in waiting (64 callers sharing two
 //!   cores with the backend, where 16 in flight complete a quarter more
 //!   calls than 4, each waiting six times as long).
+//! - **A probe short of sure** (at least half of [`SURE_SAMPLES`] calls,
+//!   fewer than all) runs one more window at the minimum and is judged on
+//!   the two together; a thinner probe is judged at once.
 //! - **Sure windows**: only a window of at least [`SURE_SAMPLES`] calls
 //!   (its goodput known within 6 %) can take the limit below `initial`,
 //!   and only a sure probe can send it back to the minimum. Where calls
@@ -191,6 +194,9 @@ pub struct Gradient {
     at_min: Option<f64>,
     /// The climber's state.
     climb: Climb,
+    /// A probe window that came short of sure by less than half, kept
+    /// while the probe runs one more window to finish it.
+    partial_probe: Option<Window>,
 }
 
 impl Gradient {
@@ -212,6 +218,7 @@ impl Gradient {
                 up: true,
                 power: None,
             },
+            partial_probe: None,
         }
     }
 
@@ -242,6 +249,33 @@ impl Gradient {
             return self.limit();
         }
         let (min, max) = Self::range(&self.bounds);
+        // A probe short of sure by less than half runs one more window
+        // and is judged on both together: at 64 callers a probe completes
+        // a few hundred calls a window, and the one at the start, while
+        // the first connections open, often came short (88-200), so the
+        // back-to-the-minimum rule could not fire. A probe with fewer
+        // calls (a few dozen at 10,000 callers) would need many windows
+        // at the minimum and is judged thin at once.
+        let joined;
+        let w = match self.partial_probe.take() {
+            Some(p) if self.probing.is_some() => {
+                joined = Window {
+                    samples: p.samples + w.samples,
+                    sum_nanos: p.sum_nanos.saturating_add(w.sum_nanos),
+                    max_in_flight: p.max_in_flight.max(w.max_in_flight),
+                    elapsed_nanos: p.elapsed_nanos.saturating_add(w.elapsed_nanos),
+                };
+                &joined
+            }
+            _ if self.probing.is_some()
+                && w.samples < SURE_SAMPLES
+                && w.samples * 2 >= SURE_SAMPLES =>
+            {
+                self.partial_probe = Some(*w);
+                return self.limit();
+            }
+            _ => w,
+        };
         let mean = w.sum_nanos as f64 / w.samples as f64;
         let sure = w.samples >= SURE_SAMPLES;
         if let Some(before) = self.probing.take() {
@@ -598,6 +632,32 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_short_of_sure_by_less_than_half_runs_one_more_window() {
+        // 200 calls at 1 ms (a sure window needs 278): the probe holds
+        // the minimum for one more window ...
+        let probe = |samples: u64| Window {
+            samples,
+            sum_nanos: samples * MS,
+            max_in_flight: 4,
+            elapsed_nanos: 100 * MS,
+        };
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        assert_eq!(g.update(&probe(200), 100 * MS), 4);
+        assert!(g.is_probing());
+        // ... and the two together (400 calls, sure) are the probe: 16
+        // in flight for no more power than it goes back to the minimum.
+        assert_eq!(g.update(&probe(200), 200 * MS), 16);
+        assert_eq!(g.no_load(), Some(Duration::from_millis(1)));
+        assert_eq!(g.update(&window(4, 16), 300 * MS), 4);
+
+        // A probe of under half a sure window is judged at once, thin:
+        // no back to the minimum, the guard's eighth instead.
+        let mut g = Gradient::new(bounds(4, 128), 0);
+        assert_eq!(g.update(&probe(138), 100 * MS), 16);
+        assert_eq!(g.update(&window(4, 16), 200 * MS), 14);
+    }
+
+    #[test]
     fn empty_windows_change_nothing() {
         let mut g = Gradient::new(bounds(4, 128), 0);
         assert_eq!(g.update(&Window::default(), 100 * MS), 4);
@@ -655,6 +715,9 @@ mod tests {
             let (mut up_last, mut power_last): (bool, Option<f64>) = (true, None);
             // The last probe's power, when sure, until the window after it.
             let mut at_min: Option<f64> = None;
+            // A probe window short of sure by less than half (samples,
+            // latency sum in ns, length in ms), waiting for its second.
+            let mut partial: Option<(u64, u64, u64)> = None;
             for (lat_ms, extra_ms, in_flight, advance_ms, samples) in steps {
                 now += advance_ms * MS;
                 let before = g.limit;
@@ -669,7 +732,22 @@ mod tests {
                     / ((lat_ms + extra_ms) as f64 / 1e3);
                 let sure = samples >= SURE_SAMPLES;
                 if probing {
-                    at_min = sure.then_some(power);
+                    let sum = samples * (lat_ms + extra_ms) * MS;
+                    if let Some((s0, sum0, ms0)) = partial.take() {
+                        // Judged on both windows together.
+                        let (n, sum, ms) = (s0 + samples, sum0 + sum, ms0 + advance_ms);
+                        let power = (n as f64 * 1e3 / ms as f64) / (sum as f64 / n as f64 / 1e9);
+                        at_min = (n >= SURE_SAMPLES).then_some(power);
+                    } else if !sure && samples * 2 >= SURE_SAMPLES {
+                        // One more window at the minimum.
+                        prop_assert!(g.is_probing());
+                        prop_assert_eq!(g.limit, before);
+                        partial = Some((samples, sum, advance_ms));
+                        continue;
+                    } else {
+                        at_min = sure.then_some(power);
+                    }
+                    prop_assert!(!g.is_probing() || after == min);
                     (up_last, power_last) = (true, None);
                     continue;
                 }
