@@ -260,7 +260,7 @@ impl Gradient {
         let w = match self.partial_probe.take() {
             Some(p) if self.probing.is_some() => {
                 joined = Window {
-                    samples: p.samples + w.samples,
+                    samples: p.samples.saturating_add(w.samples),
                     sum_nanos: p.sum_nanos.saturating_add(w.sum_nanos),
                     max_in_flight: p.max_in_flight.max(w.max_in_flight),
                     elapsed_nanos: p.elapsed_nanos.saturating_add(w.elapsed_nanos),
@@ -269,7 +269,7 @@ impl Gradient {
             }
             _ if self.probing.is_some()
                 && w.samples < SURE_SAMPLES
-                && w.samples * 2 >= SURE_SAMPLES =>
+                && w.samples >= SURE_SAMPLES.div_ceil(2) =>
             {
                 self.partial_probe = Some(*w);
                 return self.limit();
