@@ -1157,7 +1157,8 @@ async fn d_slow_server_lowers_the_concurrency_limit_and_recovery_raises_it() {
         // window, too thin to take the limit below the initial (24 in the
         // stack), so the floor is the initial; at 24 the limit sat one
         // step above it (27) and fell in one window. At 16 the climber
-        // moves it over 16-25 first, so the drill measures a fall and a
+        // moves it a few steps above 16 first (16-25 with the goodput
+        // climber, 16-22 with power), so the drill measures a fall and a
         // rise, as it did before the stack's initial became 24.
         c.pool.limit.min = 16;
         c.pool.limit.initial = 16;

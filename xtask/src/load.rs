@@ -417,17 +417,20 @@ impl Runs {
             .collect()
     }
 
+    /// Runs whose verification passed.
+    fn passed(&self) -> usize {
+        self.summaries
+            .iter()
+            .filter(|s| field(s, "passed") == "true")
+            .count()
+    }
+
     fn all_verified(&self) -> bool {
-        self.summaries.iter().all(|s| field(s, "passed") == "true")
+        self.passed() == self.summaries.len()
     }
 
     fn verified(&self) -> String {
-        let passed = self
-            .summaries
-            .iter()
-            .filter(|s| field(s, "passed") == "true")
-            .count();
-        format!("{passed}/{}", self.summaries.len())
+        format!("{}/{}", self.passed(), self.summaries.len())
     }
 }
 
@@ -494,11 +497,9 @@ fn goal_line(sc: &Scenario, adaptive: &Runs, best: &Runs) -> Option<String> {
     let key = format!("{}/{}", sc.tasks, sc.think);
     let goal = GOALS.iter().find(|g| g.scenario == key)?;
     let best_ok = best.median("ok_per_s");
-    let share = if best_ok > 0.0 {
-        adaptive.median("ok_per_s") / best_ok
-    } else {
-        0.0
-    };
+    // Of the best fixed limit's median (0 when it made nothing).
+    let of_best = |ok: f64| if best_ok > 0.0 { ok / best_ok } else { 0.0 };
+    let share = of_best(adaptive.median("ok_per_s"));
     let mut line = format!(
         "- {} tasks, think time {}: ok/s at least {:.0} % of the best fixed limit's ({}, {:.0}): \
          {:.0} % ({:.0}), {}; paired per round {}",
@@ -527,7 +528,7 @@ fn goal_line(sc: &Scenario, adaptive: &Runs, best: &Runs) -> Option<String> {
             .into_iter()
             .reduce(f64::min)
             .unwrap_or(0.0);
-        let ratio = if best_ok > 0.0 { lowest / best_ok } else { 0.0 };
+        let ratio = of_best(lowest);
         line += &format!(
             "; no collapse (no run under {:.0} % of the best fixed limit's median): \
              lowest run {:.0} %, {}",

@@ -23,7 +23,7 @@
 //! cost in latency: with 64 callers on two cores shared with the
 //! database, a step from 4 to 8 in flight completed about a quarter more
 //! database calls at twice the latency, and the limit wandered up to 24,
-//! where each caller waited six times as long. Power rises with a step
+//! where each caller waited several times as long. Power rises with a step
 //! that completes more calls at no more latency (a backend with room),
 //! falls with one that completes the same calls at more latency (a
 //! saturated one, as before), and falls with one whose latency grows
@@ -66,7 +66,7 @@
 //!   (within 3 %) sends the limit to the minimum at once: the slots above
 //!   it bought less than they cost in waiting (64 callers sharing two
 //!   cores with the backend, where 16 in flight complete a quarter more
-//!   calls than 4, each waiting six times as long).
+//!   calls than 4, each waiting several times as long).
 //! - **A probe short of sure** (at least half of [`SURE_SAMPLES`] calls,
 //!   fewer than all) runs one more window at the minimum and is judged on
 //!   the two together; a thinner probe is judged at once.
@@ -178,6 +178,14 @@ struct Climb {
     power: Option<f64>,
 }
 
+impl Climb {
+    /// A climb with nothing to compare with: the next window that reaches
+    /// the limit steps in `up`'s direction.
+    const fn afresh(up: bool) -> Climb {
+        Climb { up, power: None }
+    }
+}
+
 /// The rule's state between windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gradient {
@@ -214,10 +222,7 @@ impl Gradient {
             probed_at: now_nanos,
             probing: Some((bounds.initial as f64).clamp(min, max)),
             at_min: None,
-            climb: Climb {
-                up: true,
-                power: None,
-            },
+            climb: Climb::afresh(true),
             partial_probe: None,
         }
     }
@@ -258,7 +263,8 @@ impl Gradient {
         // at the minimum and is judged thin at once.
         let joined;
         let w = match self.partial_probe.take() {
-            Some(p) if self.probing.is_some() => {
+            // (Held only while probing: the probe is judged below.)
+            Some(p) => {
                 joined = Window {
                     samples: p.samples.saturating_add(w.samples),
                     sum_nanos: p.sum_nanos.saturating_add(w.sum_nanos),
@@ -312,10 +318,7 @@ impl Gradient {
         });
         if no_better {
             self.limit = lowest;
-            self.climb = Climb {
-                up: true,
-                power: None,
-            };
+            self.climb = Climb::afresh(true);
         } else if mean > self.bounds.tolerance * floor {
             // The guard: calls queue in the backend (or it slowed down).
             // At least one climber's step: a mean just past the tolerance
@@ -326,19 +329,13 @@ impl Gradient {
             let smoothed = limit - (limit - target) * self.bounds.smoothing;
             self.limit = smoothed.min(limit - (limit * STEP).max(1.0)).max(lowest);
             // Too many in flight: the climb goes on downward.
-            self.climb = Climb {
-                up: false,
-                power: None,
-            };
+            self.climb = Climb::afresh(false);
         } else if w.max_in_flight < self.limit() {
             // The limit was not reached: it decided nothing in this window,
             // and the goodput is the load's, not the limit's. Hold (a
             // light load neither raises nor lowers it); once the load
             // reaches it, the climb starts upward.
-            self.climb = Climb {
-                up: true,
-                power: None,
-            };
+            self.climb = Climb::afresh(true);
         } else {
             self.climb(w, limit, lowest);
         }
@@ -350,10 +347,7 @@ impl Gradient {
             self.limit = min;
             // After the probe the climb starts afresh, as at the start (the
             // probe window's goodput is the minimum's: not comparable).
-            self.climb = Climb {
-                up: true,
-                power: None,
-            };
+            self.climb = Climb::afresh(true);
         }
         self.limit()
     }

@@ -626,7 +626,8 @@ mod tests {
     #[test]
     fn a_saturated_backend_sends_the_limit_to_the_minimum_at_once() {
         // 4,000 calls a second at any limit: the probe at 4 sees 1 ms, the
-        // initial 16 sees 4 ms and no more goodput; the limit goes straight
+        // initial 16 sees 4 ms and no more goodput, a quarter of the probe's
+        // power; the limit goes straight
         // back to 4 (the guard alone took an eighth a window) and stays
         // near it.
         let clock = ManualClock::new();
