@@ -261,6 +261,7 @@ where
             _ => u64::MAX,
         };
         let mut out = Removals::default();
+        let mut sample_due = false;
         {
             let mut data = self.shard(hash).data.write();
             if let Some(a) = &self.adaptive {
@@ -271,7 +272,7 @@ where
                 data.since_sample += 1;
                 if data.since_sample >= a.every {
                     data.since_sample = 0;
-                    a.sample(&self.stats);
+                    sample_due = true;
                 }
             }
             data.insert(
@@ -289,6 +290,12 @@ where
                 &mut out,
             );
             data.sweep(SWEEP_PER_WRITE, now, self.timing, &mut out);
+        }
+        // Summing the statistics' stripes reads a cache line per stripe,
+        // some of them just written by other cores: done after the write
+        // lock is released, so readers of this shard do not wait for it.
+        if sample_due && let Some(a) = &self.adaptive {
+            a.sample(&self.stats);
         }
         self.removed(out);
     }
