@@ -96,11 +96,12 @@ pub enum Admission {
     /// Also TinyLFU's filter: an unread entry leaving the small queue
     /// replaces main's next victim when a frequency sketch saw it more
     /// than once more often. Over the shared traces it raises the mean
-    /// hit ratio by 0.3 points (4 on multi2 at 5 %), but every miss then
-    /// updates the sketch, which cost a sixth to a fifth of the get-heavy
-    /// throughput (1.10-1.26x slower, measured); the sketch takes 8-16
-    /// bytes per entry once the cache is full (8.4 measured;
-    /// docs/cache.md).
+    /// hit ratio by 0.3 points (1.7 on multi2 at 5 %) and meets every
+    /// row's goals in the hit-ratio bench, where the default misses two;
+    /// but every miss then updates the sketch: the get-heavy bench ran
+    /// 1.06-1.27x slower than with the default (measured);
+    /// the sketch takes 8-16 bytes per entry once the cache is full (8.4
+    /// measured), at least 8 KB a shard (docs/cache.md).
     Frequency,
 }
 
