@@ -347,11 +347,6 @@ pub(crate) struct ShardData<K, V> {
     /// The ghost's length in per mille of the resident entries (see
     /// [`GHOST_START`]).
     ghost_permille: u64,
-    /// How far one verdict on a ghost admission moves the length (per
-    /// mille): read ([`GHOST_STEP`], or [`GHOST_GROW_FILTERED`] with the
-    /// filter), left unread ([`GHOST_STEP`] or [`GHOST_SHRINK_FILTERED`]).
-    ghost_grow: u64,
-    ghost_shrink: u64,
     /// S3-FIFO with [`crate::Admission::Frequency`]: how often keys were
     /// seen (TinyLFU's history), for the admission of unread small-queue
     /// leavers to main. `None` otherwise (a pointer: a shard without it
@@ -391,8 +386,6 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             policy,
             ghost: Ghost::new(),
             ghost_permille: GHOST_START,
-            ghost_grow: GHOST_STEP,
-            ghost_shrink: GHOST_STEP,
             sketch: None,
             since_sample: 0,
             prefetch: PrefetchCounts::default(),
@@ -416,11 +409,6 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// Turns TinyLFU's admission to main on (before the first insert).
     pub(crate) fn set_frequency_admission(&mut self, on: bool) {
         self.sketch = on.then(|| Box::new(Sketch::new()));
-        (self.ghost_grow, self.ghost_shrink) = if on {
-            (GHOST_GROW_FILTERED, GHOST_SHRINK_FILTERED)
-        } else {
-            (GHOST_STEP, GHOST_STEP)
-        };
     }
 
     pub(crate) fn small_share(&self) -> u32 {
@@ -1114,14 +1102,19 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     }
 
     /// A verdict on an entry the ghost let into main: read there before
-    /// the hand reached it (the ghost grows) or left unread (it shrinks).
+    /// the hand reached it (the ghost grows) or left unread (it shrinks),
+    /// by [`GHOST_STEP`] either way, or with the filter (a sketch is kept)
+    /// by [`GHOST_GROW_FILTERED`] / [`GHOST_SHRINK_FILTERED`].
     fn ghost_admission_judged(&mut self, read: bool) {
-        self.ghost_permille = if read {
-            (self.ghost_permille + self.ghost_grow).min(GHOST_MAX)
+        let (grow, shrink) = if self.sketch.is_some() {
+            (GHOST_GROW_FILTERED, GHOST_SHRINK_FILTERED)
         } else {
-            self.ghost_permille
-                .saturating_sub(self.ghost_shrink)
-                .max(GHOST_MIN)
+            (GHOST_STEP, GHOST_STEP)
+        };
+        self.ghost_permille = if read {
+            (self.ghost_permille + grow).min(GHOST_MAX)
+        } else {
+            self.ghost_permille.saturating_sub(shrink).max(GHOST_MIN)
         };
     }
 
