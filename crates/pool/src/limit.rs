@@ -112,9 +112,9 @@ pub struct LimitStatus {
     pub rejected_queue_timeout: u64,
     /// How many times the limit was recomputed.
     pub windows: u64,
-    /// Calls completed per second in the last window judged (over the
-    /// window's mean latency, what the limit's hill climber follows); 0
-    /// before the first.
+    /// Calls completed per second in the last window judged (the limit's
+    /// hill climber follows this over the window's mean latency); 0 before
+    /// the first.
     pub goodput: u64,
 }
 

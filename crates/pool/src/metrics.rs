@@ -36,8 +36,8 @@ pub const LIMIT: &str = "stratum_pool_concurrency_limit";
 /// Label `pool`.
 pub const LIMIT_NO_LOAD_LATENCY: &str = "stratum_pool_no_load_latency_seconds";
 /// Gauge, calls per second: the goodput (completed calls per second) of the
-/// last window the limit judged (over the window's mean latency, what its
-/// hill climber follows). Label `pool`.
+/// last window the limit judged; its hill climber follows this over the
+/// window's mean latency (power). Label `pool`.
 pub const LIMIT_GOODPUT: &str = "stratum_pool_goodput";
 /// Histogram, seconds: how long admitted callers waited for a slot under
 /// the limit (callers admitted at once are not recorded). Label `pool`.
