@@ -99,9 +99,10 @@ pub enum Admission {
     /// hit ratio by 0.3 points (1.7 on multi2 at 5 %) and meets every
     /// row's goals in the hit-ratio bench, where the default misses two;
     /// but every miss then updates the sketch: the get-heavy bench ran
-    /// 1.06-1.27x slower than with the default (measured);
-    /// the sketch takes 8-16 bytes per entry once the cache is full (8.4
-    /// measured), at least 8 KB a shard (docs/cache.md).
+    /// 1.12-1.14x slower than with the default on 1 thread and
+    /// 1.05-1.09x on 2 (measured); the sketch takes 8-16 bytes per entry
+    /// once the cache is full (8.4 measured), at least 8 KB a shard
+    /// (docs/cache.md).
     Frequency,
 }
 
