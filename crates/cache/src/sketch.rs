@@ -8,7 +8,7 @@
 //! word, row `r`'s among the word's counters `4r..4r + 4`: a count is one
 //! load and one store, where Caffeine's layout (one word per row, in one
 //! 64-byte block) reads and writes four words. On the throughput bench's
-//! profiling loop that cut the filter's cost from about 50 to about 41
+//! profiling loop that cut the filter's cost from about 53 to about 41
 //! instructions an operation over the default's, and every row of the
 //! hit-ratio bench still meets its bounds (docs/cache.md). Conservative
 //! update: a count raises only the key's counters at its minimum, so
