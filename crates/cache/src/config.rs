@@ -96,11 +96,11 @@ pub enum Admission {
     /// Also TinyLFU's filter: an unread entry leaving the small queue
     /// replaces main's next victim when a frequency sketch saw it more
     /// than once more often. Over the shared traces it raises the mean
-    /// hit ratio by 0.2 points (1.5 on multi2 at 5 %) and meets every
+    /// hit ratio by 0.3 points (1.7 on multi2 at 5 %) and meets every
     /// row's goals in the hit-ratio bench, where the default misses two;
     /// but every miss then updates the sketch: the get-heavy bench ran
-    /// 1.12-1.14x slower than with the default on 1 thread and
-    /// 1.05-1.10x on 2 (measured); the sketch takes 8-16 bytes per entry
+    /// 1.04-1.20x slower than with the default on 1 thread and
+    /// 1.00-1.14x on 2 (measured); the sketch takes 8-16 bytes per entry
     /// once the cache is full (8.4 measured), at least 8 KB a shard
     /// (docs/cache.md).
     Frequency,
