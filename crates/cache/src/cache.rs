@@ -261,7 +261,8 @@ where
             _ => u64::MAX,
         };
         let mut out = Removals::default();
-        let mut sample_due = false;
+        // The climber whose sample this write made due, if any.
+        let mut sample_due: Option<&Adaptive> = None;
         {
             let mut data = self.shard(hash).data.write();
             if let Some(a) = &self.adaptive {
@@ -272,7 +273,7 @@ where
                 data.since_sample += 1;
                 if data.since_sample >= a.every {
                     data.since_sample = 0;
-                    sample_due = true;
+                    sample_due = Some(a);
                 }
             }
             data.insert(
@@ -294,7 +295,7 @@ where
         // Summing the statistics' stripes reads a cache line per stripe,
         // some of them just written by other cores: done after the write
         // lock is released, so readers of this shard do not wait for it.
-        if sample_due && let Some(a) = &self.adaptive {
+        if let Some(a) = sample_due {
             a.sample(&self.stats);
         }
         self.removed(out);
