@@ -101,8 +101,8 @@ pub enum Admission {
     /// but every miss then updates the sketch: the get-heavy bench ran
     /// 1.04-1.20x slower than with the default on 1 thread and
     /// 1.00-1.14x on 2 (measured); the sketch takes 8-16 bytes per entry
-    /// once the cache is full (8.4 measured), at least 8 KB a shard
-    /// (docs/cache.md).
+    /// once the cache is full (8.3 in the memory bench's churned fill,
+    /// docs/benchmarks.md), at least 8 KB a shard (docs/cache.md).
     Frequency,
 }
 

@@ -33,11 +33,10 @@ impl Ghost {
     }
 
     /// The fingerprint of a key's hash: its low 32 bits (the shard index
-    /// comes from bits 40..), never 0 (an empty slot). `#[inline]`, as
-    /// every helper of the generic write path: the cache's generic code
-    /// is compiled in the user's crate, where a plain private function of
-    /// this crate stays a call (callgrind counted 748 598 of them in the
-    /// throughput bench's profiling loop).
+    /// comes from bits 40..), never 0 (an empty slot). `#[inline]`: the
+    /// cache's generic code is compiled in the user's crate, where a
+    /// private function of this crate without it stays a call (callgrind
+    /// counted 748 598 of them in the throughput bench's profiling loop).
     #[inline]
     fn fingerprint(hash: u64) -> u32 {
         (hash as u32).max(1)
