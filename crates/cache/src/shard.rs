@@ -522,10 +522,20 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     #[inline]
     pub(crate) fn get_shared(&self, hash: u64, key: &K, now: u64, timing: Timing) -> Option<V> {
         let (idx, e) = self.find_entry(hash, key)?;
-        if !self.is_live(idx, e, now, timing) {
-            return None;
+        // One test of TTI for the whole read (`is_live` and `read_live`
+        // test it once each): without it the entry's own deadline decides
+        // and there is no last access to keep.
+        if timing.tti.is_none() {
+            if now >= e.expires_at {
+                return None;
+            }
+            self.count_read(e);
+        } else {
+            if !self.is_live(idx, e, now, timing) {
+                return None;
+            }
+            self.read_live(idx, e, now, timing);
         }
-        self.read_live(idx, e, now, timing);
         Some(e.value.clone())
     }
 
@@ -533,6 +543,15 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// more read on the counter, the last access with TTI.
     #[inline]
     fn read_live(&self, idx: u32, e: &Entry<K, V>, now: u64, timing: Timing) {
+        self.count_read(e);
+        if timing.tti.is_some() {
+            self.last_access.touch(idx, now);
+        }
+    }
+
+    /// The prefetch claim and one more read on the counter.
+    #[inline]
+    fn count_read(&self, e: &Entry<K, V>) {
         // One load serves the claim check and the counter (two loads and
         // two tests before).
         let f = e.freq.load(Ordering::Relaxed);
@@ -543,9 +562,6 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             // The flag is clear and only the write lock sets it (when the
             // entry is made), so this store cannot bring it back.
             e.freq.store(f + 1, Ordering::Relaxed);
-        }
-        if timing.tti.is_some() {
-            self.last_access.touch(idx, now);
         }
     }
 

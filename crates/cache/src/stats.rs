@@ -234,14 +234,12 @@ impl Drop for SlotOwner {
     }
 }
 
-/// The calling thread's slot.
+/// The calling thread's slot as last set: [`UNSET`] before its first
+/// count (beyond every owned stripe, like [`GIVEN_BACK`], so the hot path
+/// needs no test of its own for it; see [`StatsCells::add`]).
 #[inline]
 fn thread_slot() -> usize {
-    match THREAD_SLOT.try_with(Cell::get) {
-        Ok(UNSET) => first_slot(),
-        Ok(slot) => slot,
-        Err(_) => GIVEN_BACK,
-    }
+    THREAD_SLOT.try_with(Cell::get).unwrap_or(GIVEN_BACK)
 }
 
 /// The thread's first count: its slot's owner is made, which sets
@@ -275,13 +273,34 @@ impl StatsCells {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, by: u64) {
         let slot = thread_slot();
-        if let Some(cell) = self.owned.get(slot).map(|s| &s.0[counter as usize]) {
-            // This thread is the stripe's only writer.
-            cell.store(
-                cell.load(Ordering::Relaxed).wrapping_add(by),
-                Ordering::Relaxed,
-            );
-        } else if let Some(stripe) = self.shared.get(slot & (self.shared.len() - 1)) {
+        if !self.add_owned(slot, counter, by) {
+            self.add_beyond_owned(slot, counter, by);
+        }
+    }
+
+    /// Counts on `slot`'s owned stripe, if it is one; this thread is its
+    /// only writer, so a plain load and store.
+    #[inline]
+    fn add_owned(&self, slot: usize, counter: Counter, by: u64) -> bool {
+        let Some(cell) = self.owned.get(slot).map(|s| &s.0[counter as usize]) else {
+            return false;
+        };
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+        true
+    }
+
+    /// [`Self::add`] for a slot beyond the owned stripes: the thread's
+    /// first count (its slot is taken now), or a thread that owns none.
+    #[cold]
+    #[inline(never)]
+    fn add_beyond_owned(&self, slot: usize, counter: Counter, by: u64) {
+        let slot = if slot == UNSET { first_slot() } else { slot };
+        if !self.add_owned(slot, counter, by)
+            && let Some(stripe) = self.shared.get(slot & (self.shared.len() - 1))
+        {
             stripe.0[counter as usize].fetch_add(by, Ordering::Relaxed);
         }
     }

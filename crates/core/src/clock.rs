@@ -150,10 +150,11 @@ const COARSE_TICK_NANOS: u64 = 1_000_000;
 /// The name of the one ticker thread (`/proc/self/task/*/comm` on Linux).
 pub const COARSE_THREAD_NAME: &str = "stratum-clock";
 
-/// The ticker's last reading, in nanoseconds since [`origin`]; 0 while no
-/// ticker runs (never started, or it could not be spawned): readers then
-/// read [`Instant`] instead of standing still. One load tells both the time
-/// and whether the ticker runs.
+/// The coarse reading: the ticker's last look at real time plus one tick,
+/// in nanoseconds since [`origin`] (the tick is added by the ticker, once a
+/// tick, not by every reader); 0 while no ticker runs (never started, or it
+/// could not be spawned): readers then read [`Instant`] instead of standing
+/// still. One load tells both the time and whether the ticker runs.
 /// On a cache line of its own: the ticker writes it every tick, and every
 /// cache lookup and pool checkout on every core reads it, so no other
 /// value should share the line the write invalidates.
@@ -208,14 +209,13 @@ impl CoarseClock {
             // Published before the thread exists, so every reading after
             // `new` returns is a coarse one and none goes back from an
             // exact one to the tick before it.
-            COARSE_NOW.0.store(exact_nanos().max(1), Ordering::Relaxed);
+            COARSE_NOW.0.store(ticked_reading(), Ordering::Relaxed);
             let ticker = std::thread::Builder::new()
                 .name(COARSE_THREAD_NAME.into())
                 .spawn(|| {
                     loop {
                         std::thread::sleep(COARSE_TICK);
-                        // At least 1: 0 means "no ticker".
-                        COARSE_NOW.0.store(exact_nanos().max(1), Ordering::Relaxed);
+                        COARSE_NOW.0.store(ticked_reading(), Ordering::Relaxed);
                     }
                 });
             if let Err(error) = ticker {
@@ -248,8 +248,14 @@ impl Clock for CoarseClock {
 pub fn coarse_nanos() -> u64 {
     match COARSE_NOW.0.load(Ordering::Relaxed) {
         0 => exact_nanos(),
-        t => t.saturating_add(COARSE_TICK_NANOS),
+        t => t,
     }
+}
+
+/// What the ticker publishes: real time plus one tick (never 0, which
+/// means "no ticker").
+fn ticked_reading() -> u64 {
+    exact_nanos().saturating_add(COARSE_TICK_NANOS)
 }
 
 /// A clock that only moves when told to; clones share the same time. It
