@@ -3,7 +3,8 @@
 //! FIFO queues plus a ghost queue of recently evicted hashes).
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
@@ -21,20 +22,35 @@ use crate::stats::RemovalCause;
 /// ([`crate::CacheBuilder::hash_seed`]).
 pub(crate) type Hasher = foldhash::fast::SeedableRandomState;
 
+/// A slab slot's index takes the low 28 bits of an entry's link words
+/// ([`Entry::prev`], [`Entry::next`]); the bits above hold its queue, its
+/// access counter and its flags, so an entry of `u64` key and value is 32
+/// bytes (40 with them as fields of their own). A shard holds at most
+/// [`MAX_SLOTS`] entries.
+const INDEX_BITS: u32 = 28;
+const INDEX: u32 = (1 << INDEX_BITS) - 1;
 /// The "no link" index.
-const NIL: u32 = u32::MAX;
+const NIL: u32 = INDEX;
+/// The most entries a shard's slab holds (indices below [`NIL`]).
+const MAX_SLOTS: usize = NIL as usize;
 /// S3-FIFO's access counter saturates here (two bits, as in the paper).
 const MAX_FREQ: u8 = 3;
-/// The access counter's bits of [`Entry::freq`].
-const FREQ_BITS: u8 = 0b11;
-/// The bit of [`Entry::freq`] that marks an entry stored by a prefetch and
-/// not read since: it shares the counter's byte so the entry stays 40
-/// bytes (a flag of its own made it 48 for `u64` keys and values).
-const PREFETCHED: u8 = 0b1000_0000;
-/// The bit of [`Entry::freq`] that marks an entry the ghost let into main
+/// The access counter's bits of [`Entry::next`], and one read on it.
+const FREQ_SHIFT: u32 = INDEX_BITS;
+const FREQ_BITS: u32 = 0b11 << FREQ_SHIFT;
+const FREQ_ONE: u32 = 1 << FREQ_SHIFT;
+/// The bit of [`Entry::next`] that marks an entry stored by a prefetch and
+/// not read since.
+const PREFETCHED: u32 = 1 << 31;
+/// The bit of [`Entry::next`] that marks an entry the ghost let into main
 /// and that has not earned a round there yet: whether it does (read before
 /// the hand reaches it) or leaves unread judges the ghost's length.
-const GHOSTED: u8 = 0b0100_0000;
+const GHOSTED: u32 = 1 << 30;
+/// The bit of [`Entry::prev`] set while the entry is on the main queue.
+const ON_MAIN: u32 = 1 << INDEX_BITS;
+/// A bit of [`Entry::prev`] that is always set: the word is never 0, so
+/// `Option<Entry>` takes its niche and needs no tag of its own.
+const PRESENT: u32 = 1 << 29;
 /// The ghost queue's length, in per mille of the resident entries: it
 /// starts as long as them (the paper: as long as the main queue) and
 /// adapts within [`GHOST_MIN`]-[`GHOST_MAX`]. Each entry the ghost let into
@@ -132,104 +148,174 @@ pub(crate) struct Timing {
 /// Everything the hit path and the write path (insert, eviction, list
 /// moves) need sits in the entry, so a miss, which inserts one entry and
 /// evicts another, touches each of them and no side array; what only some
-/// configurations need (last access for TTI, refresh points) is kept
-/// beside the slab in [`SideTicks`]. For `u64` keys and values an entry is
-/// 40 bytes.
+/// configurations need (last access for TTI, refresh points, weights with
+/// a weigher, TinyLFU's insert-time estimates) is kept beside the slab.
+/// For `u64` keys and values an entry is 32 bytes: the queue, the counter
+/// and the flags ride in the link words' spare bits.
 pub(crate) struct Entry<K, V> {
     key: K,
     value: V,
     /// TTL deadline (cache TTL or per-entry TTL), `u64::MAX` for none.
     expires_at: u64,
-    weight: u32,
-    prev: u32,
-    next: u32,
-    /// S3-FIFO access counter ([`FREQ_BITS`]); written only when it
-    /// changes, so hot keys that are already saturated cost readers no
-    /// shared write. Its [`PREFETCHED`] bit marks an entry stored by a
-    /// prefetch and not read since: set only when the entry is made,
-    /// cleared by the first read (a read-modify-write, which counts it) or
-    /// under the write lock; counted as unread if it leaves first. A
-    /// reader increments the counter only after its own claim, so its
-    /// plain store never brings a cleared bit back.
-    freq: AtomicU8,
-    list: Queue,
-    /// With TinyLFU's admission: the sketch's estimate for the key when it
-    /// was inserted (it fills the entry's padding). Admission compares an
-    /// unread small-queue leaver by it instead of reading the sketch
-    /// again: most leavers are one-hit wonders, rejected without a sketch
-    /// access. `epoch` is the sketch's halving count then, so the estimate
-    /// is aged by the halvings since (without it a loop's keys, all seen
-    /// equally often, win over main's victims after each halving).
-    seen: u8,
-    epoch: u8,
+    /// The neighbour toward the tail ([`INDEX`] bits), whether the entry
+    /// is on the main queue ([`ON_MAIN`]), and [`PRESENT`]. Written only
+    /// under the write lock.
+    prev: NonZeroU32,
+    /// The neighbour toward the head ([`INDEX`] bits) and, above it,
+    /// S3-FIFO's access counter ([`FREQ_BITS`]) and the [`PREFETCHED`] and
+    /// [`GHOSTED`] flags. Shared readers write the counter only when it
+    /// changes, so hot keys that are already saturated cost them no shared
+    /// write; their plain store writes back the link they loaded, which
+    /// only the write lock changes. [`PREFETCHED`] is set only when the
+    /// entry is made, cleared by the first read (a read-modify-write,
+    /// which counts it) or under the write lock; counted as unread if the
+    /// entry leaves first. A reader increments the counter only after its
+    /// own claim, so its plain store never brings a cleared bit back.
+    next: AtomicU32,
 }
 
 impl<K, V> Entry<K, V> {
-    /// The access counter, without the [`PREFETCHED`] bit.
-    fn freq(&self) -> u8 {
-        self.freq.load(Ordering::Relaxed) & FREQ_BITS
+    /// An entry on `list` with no links yet and `flags` set.
+    fn new(key: K, value: V, expires_at: u64, list: usize, flags: u32) -> Self {
+        Self {
+            key,
+            value,
+            expires_at,
+            prev: prev_word(NIL, list),
+            next: AtomicU32::new(NIL | flags),
+        }
     }
 
-    /// Sets the access counter, keeping the [`PREFETCHED`] and [`GHOSTED`]
-    /// bits (under the write lock: no reader can clear them meanwhile).
+    fn prev(&self) -> u32 {
+        self.prev.get() & INDEX
+    }
+
+    fn set_prev(&mut self, idx: u32) {
+        // Keeps the queue and PRESENT bits, so the word stays nonzero.
+        let word = (self.prev.get() & !INDEX) | (idx & INDEX);
+        self.prev = NonZeroU32::new(word).unwrap_or(NonZeroU32::MAX);
+    }
+
+    /// The queue the entry is on ([`SMALL`] or [`MAIN`]).
+    fn list(&self) -> usize {
+        if self.prev.get() & ON_MAIN != 0 {
+            MAIN
+        } else {
+            SMALL
+        }
+    }
+
+    fn set_list(&mut self, list: usize) {
+        let main = if list == MAIN { ON_MAIN } else { 0 };
+        let word = (self.prev.get() & !ON_MAIN) | main;
+        self.prev = NonZeroU32::new(word).unwrap_or(NonZeroU32::MAX);
+    }
+
+    fn next(&self) -> u32 {
+        self.next.load(Ordering::Relaxed) & INDEX
+    }
+
+    /// Under the write lock: no reader writes the word meanwhile.
+    fn set_next(&mut self, idx: u32) {
+        let word = self.next.get_mut();
+        *word = (*word & !INDEX) | (idx & INDEX);
+    }
+
+    /// The access counter.
+    fn freq(&self) -> u8 {
+        let bits = (self.next.load(Ordering::Relaxed) & FREQ_BITS) >> FREQ_SHIFT;
+        u8::try_from(bits).unwrap_or(MAX_FREQ)
+    }
+
+    /// Sets the access counter, keeping the link and the flags (under the
+    /// write lock: no reader writes the word meanwhile).
     fn set_freq(&self, f: u8) {
-        let flags = self.freq.load(Ordering::Relaxed) & (PREFETCHED | GHOSTED);
-        self.freq.store(flags | f, Ordering::Relaxed);
+        let word = self.next.load(Ordering::Relaxed) & !FREQ_BITS;
+        let f = u32::from(f.min(MAX_FREQ)) << FREQ_SHIFT;
+        self.next.store(word | f, Ordering::Relaxed);
     }
 
     /// Whether the ghost let it into main and it has not earned a round
     /// there yet.
     fn is_ghosted(&self) -> bool {
-        self.freq.load(Ordering::Relaxed) & GHOSTED != 0
+        self.next.load(Ordering::Relaxed) & GHOSTED != 0
     }
 
     /// Clears [`GHOSTED`] (under the write lock); returns whether it was set.
     fn take_ghosted(&self) -> bool {
-        let f = self.freq.load(Ordering::Relaxed);
-        if f & GHOSTED == 0 {
+        let word = self.next.load(Ordering::Relaxed);
+        if word & GHOSTED == 0 {
             return false;
         }
-        self.freq.store(f & !GHOSTED, Ordering::Relaxed);
+        self.next.store(word & !GHOSTED, Ordering::Relaxed);
         true
     }
 
     /// One more read on the counter, saturating at [`MAX_FREQ`]; called
-    /// after the reader's claim (see [`Entry::freq`]).
+    /// after the reader's claim (see [`Entry::next`]).
     #[inline]
     fn touch(&self) {
-        let f = self.freq.load(Ordering::Relaxed);
-        if f & FREQ_BITS < MAX_FREQ {
-            self.freq.store(f + 1, Ordering::Relaxed);
+        let word = self.next.load(Ordering::Relaxed);
+        if word & FREQ_BITS != FREQ_BITS {
+            self.next.store(word + FREQ_ONE, Ordering::Relaxed);
         }
     }
 
     /// Whether a prefetch stored it and nobody has read it since.
     fn is_prefetched(&self) -> bool {
-        self.freq.load(Ordering::Relaxed) & PREFETCHED != 0
+        self.next.load(Ordering::Relaxed) & PREFETCHED != 0
     }
 }
 
-/// Which queue an entry is on (an enum, so `Option<Entry>` needs no tag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Queue {
-    Small,
-    Main,
+/// [`Entry::prev`]'s word for a link to `idx` on `list`.
+fn prev_word(idx: u32, list: usize) -> NonZeroU32 {
+    let main = if list == MAIN { ON_MAIN } else { 0 };
+    NonZeroU32::new((idx & INDEX) | main | PRESENT).unwrap_or(NonZeroU32::MAX)
 }
 
-impl Queue {
-    fn of(list: usize) -> Self {
-        if list == MAIN {
-            Self::Main
-        } else {
-            Self::Small
+/// A value per slab slot, beside the slab, for what only some caches need
+/// (weights, with a weigher; TinyLFU's insert-time estimates, with the
+/// filter): nothing is stored until some slot holds other than `default`,
+/// so the other caches neither store nor write it. Written under the
+/// shard's write lock.
+struct SideSlots<T> {
+    values: Vec<T>,
+    default: T,
+}
+
+impl<T: Copy + PartialEq> SideSlots<T> {
+    const fn new(default: T) -> Self {
+        Self {
+            values: Vec::new(),
+            default,
         }
     }
 
-    fn index(self) -> usize {
-        match self {
-            Self::Small => SMALL,
-            Self::Main => MAIN,
+    fn get(&self, idx: u32) -> T {
+        self.values
+            .get(idx as usize)
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// Sets a slot, growing the array to reach it once any slot differs
+    /// from the default (inlined: every insert calls it).
+    #[inline]
+    fn set(&mut self, idx: u32, value: T) {
+        if self.values.is_empty() && value == self.default {
+            return;
         }
+        let i = idx as usize;
+        if self.values.len() <= i {
+            self.values.resize(i + 1, self.default);
+        }
+        if let Some(slot) = self.values.get_mut(i) {
+            *slot = value;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
     }
 }
 
@@ -331,6 +417,16 @@ pub(crate) struct ShardData<K, V> {
     /// Per slab slot, with refresh-ahead: when a read should trigger a
     /// reload (`u64::MAX` for never).
     refresh_at: SideTicks,
+    /// Per slab slot, once an entry weighs other than 1 (a weigher).
+    weights: SideSlots<u32>,
+    /// Per slab slot, with TinyLFU's admission: the sketch's estimate for
+    /// the key when it was inserted and the sketch's halving count then.
+    /// Admission compares an unread small-queue leaver by it instead of
+    /// reading the sketch again: most leavers are one-hit wonders,
+    /// rejected without a sketch access. The estimate is aged by the
+    /// halvings since (without it a loop's keys, all seen equally often,
+    /// win over main's victims after each halving).
+    seen: SideSlots<[u8; 2]>,
     hasher: Hasher,
     free: Vec<u32>,
     lists: [List; 2],
@@ -376,6 +472,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             slab: Vec::new(),
             last_access: SideTicks::new(timing.tti.is_some()),
             refresh_at: SideTicks::new(timing.refresh),
+            weights: SideSlots::new(1),
+            seen: SideSlots::new([0, 0]),
             hasher,
             free: Vec::new(),
             lists: [List::EMPTY; 2],
@@ -554,14 +652,14 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     fn count_read(&self, e: &Entry<K, V>) {
         // One load serves the claim check and the counter (two loads and
         // two tests before).
-        let f = e.freq.load(Ordering::Relaxed);
-        if f & PREFETCHED != 0 {
+        let word = e.next.load(Ordering::Relaxed);
+        if word & PREFETCHED != 0 {
             self.claim(e);
             e.touch();
-        } else if f & FREQ_BITS < MAX_FREQ {
+        } else if word & FREQ_BITS != FREQ_BITS {
             // The flag is clear and only the write lock sets it (when the
             // entry is made), so this store cannot bring it back.
-            e.freq.store(f + 1, Ordering::Relaxed);
+            e.next.store(word + FREQ_ONE, Ordering::Relaxed);
         }
     }
 
@@ -569,7 +667,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     /// the flag is clear: nothing shared is written).
     #[inline]
     fn claim(&self, e: &Entry<K, V>) {
-        if e.is_prefetched() && e.freq.fetch_and(!PREFETCHED, Ordering::Relaxed) & PREFETCHED != 0 {
+        if e.is_prefetched() && e.next.fetch_and(!PREFETCHED, Ordering::Relaxed) & PREFETCHED != 0 {
             self.prefetch.read();
         }
     }
@@ -619,8 +717,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             self.last_access.touch(idx, now);
             if self.policy == Policy::Lru {
                 if self.lists[SMALL].head != idx {
-                    self.unlink(idx);
-                    self.push_head(idx, SMALL);
+                    self.move_to_head(idx, SMALL);
                 }
             } else {
                 e.touch();
@@ -659,6 +756,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             .expires_at
             .min(timing.tti.map_or(u64::MAX, |tti| now.saturating_add(tti)))
             .saturating_add(timing.max_stale);
+        // A slab at [`MAX_SLOTS`] (a shard of 268 M entries) makes room
+        // before the table is borrowed for the key.
+        if self.free.is_empty() && self.slab.len() >= MAX_SLOTS {
+            self.evict_one(now, timing, NIL, out);
+        }
         let (slab, hasher) = (&self.slab, &self.hasher);
         let slot = self.table.entry(
             new.hash,
@@ -695,7 +797,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             hashbrown::hash_table::Entry::Vacant(place) => {
                 self.earliest_dead = self.earliest_dead.min(dead_at);
                 self.pass_min = self.pass_min.min(dead_at);
-                if u64::from(new.weight) > self.capacity {
+                // Heavier than the shard, or no slot left to hold it.
+                if u64::from(new.weight) > self.capacity
+                    || (self.free.is_empty() && self.slab.len() >= MAX_SLOTS)
+                {
                     out.push((new.key, new.value, RemovalCause::Size));
                     return;
                 }
@@ -722,21 +827,11 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                         }
                     }
                 };
-                let entry = Entry {
-                    key: new.key,
-                    value: new.value,
-                    expires_at: new.expires_at,
-                    weight: new.weight,
-                    prev: NIL,
-                    next: NIL,
-                    freq: AtomicU8::new(flags),
-                    list: Queue::of(list),
-                    seen: u8::try_from(seen).unwrap_or(u8::MAX),
-                    epoch,
-                };
+                let entry = Entry::new(new.key, new.value, new.expires_at, list, flags);
                 if new.prefetched {
                     self.prefetch.inserted();
                 }
+                let weight = new.weight;
                 let idx = match self.free.pop() {
                     Some(i) => {
                         if let Some(slot) = self.slab.get_mut(i as usize) {
@@ -752,8 +847,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 place.insert(idx);
                 self.last_access.set(idx, now);
                 self.refresh_at.set(idx, new.refresh_at);
-                self.weight += u64::from(new.weight);
-                self.push_head(idx, list);
+                self.weights.set(idx, weight);
+                if self.sketch.is_some() {
+                    self.seen
+                        .set(idx, [u8::try_from(seen).unwrap_or(u8::MAX), epoch]);
+                }
+                self.weight += u64::from(weight);
+                self.push_head(idx, list, weight);
                 idx
             }
         };
@@ -787,9 +887,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         };
         let old_value = std::mem::replace(&mut e.value, new.value);
         e.expires_at = new.expires_at;
-        *e.freq.get_mut() &= !PREFETCHED;
-        let list = e.list.index();
-        let old_weight = std::mem::replace(&mut e.weight, new.weight);
+        *e.next.get_mut() &= !PREFETCHED;
+        let list = e.list();
+        let old_weight = self.weights.get(idx);
+        self.weights.set(idx, new.weight);
         self.last_access.set(idx, now);
         self.refresh_at.set(idx, new.refresh_at);
         out.push((new.key, old_value, cause));
@@ -798,8 +899,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         }
         self.weight = self.weight - u64::from(old_weight) + u64::from(new.weight);
         if policy == Policy::Lru {
-            self.unlink(idx);
-            self.push_head(idx, SMALL);
+            self.move_to_head(idx, SMALL);
         }
     }
 
@@ -818,6 +918,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     pub(crate) fn clear(&mut self, out: &mut Removals<K, V>) {
         self.last_access.clear();
         self.refresh_at.clear();
+        self.weights.clear();
+        self.seen.clear();
         for e in self.slab.drain(..).flatten() {
             if e.is_prefetched() {
                 self.prefetch.unread();
@@ -891,7 +993,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             for _ in 0..list.len {
                 let Some(e) = self.entry(cur) else { break };
                 keys.push(&e.key);
-                cur = e.prev;
+                cur = e.prev();
             }
         }
         keys
@@ -899,6 +1001,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
 
     /// Evicts one entry chosen by the policy. `protect` (the entry just
     /// written) is only taken when nothing else is left.
+    #[inline]
     fn evict_one(
         &mut self,
         now: u64,
@@ -932,7 +1035,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         // The victim is hashed once, for the ghost and for the table.
         let hash = self.hasher.hash_one(&e.key);
         if self.policy == Policy::S3Fifo {
-            if e.list == Queue::Small {
+            if e.list() == SMALL {
                 let target = self.len() as u64 * self.ghost_permille / 1_000;
                 self.ghost
                     .push(hash, usize::try_from(target).unwrap_or(usize::MAX));
@@ -990,7 +1093,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 force = Some(other);
                 continue;
             }
-            let Some((f, weight)) = self.entry(tail).map(|e| (e.freq(), e.weight)) else {
+            let Some(f) = self.entry(tail).map(Entry::freq) else {
                 return NIL;
             };
             // While the main queue is below its share (a cache filling up,
@@ -1000,7 +1103,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             // S3-FIFO keeps nothing.
             let main_room = list == SMALL
                 && force.is_none()
-                && main.weight + u64::from(weight) + self.small_target <= self.capacity;
+                && main.weight + u64::from(self.weights.get(tail)) + self.small_target
+                    <= self.capacity;
             // Forced to this queue (the other holds only `protect`), the
             // tail goes whatever its counter: promoting or rotating it
             // would only come back here.
@@ -1042,8 +1146,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 // `s3fifo_promotion_keeps_the_reads_beyond_the_first`
                 // fails without it.
                 e.set_freq(f.saturating_sub(1));
-                self.unlink(tail);
-                self.push_head(tail, MAIN);
+                self.move_to_head(tail, MAIN);
             } else {
                 // One more round, one count fewer. The list is circular, so
                 // moving the tail to the head writes no entry.
@@ -1069,8 +1172,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         // read since), aged by the halvings since. Most candidates
         // (one-hit wonders) lose to any victim: no need to look for one.
         let candidate_seen = {
-            let e = self.entry(candidate)?;
-            self.sketch.as_ref()?.aged(e.seen, e.epoch)
+            let [seen, epoch] = self.seen.get(candidate);
+            self.sketch.as_ref()?.aged(seen, epoch)
         };
         if candidate_seen <= ADMIT_MARGIN {
             return None;
@@ -1104,8 +1207,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         if candidate_seen <= victim_seen + ADMIT_MARGIN {
             return None;
         }
-        self.unlink(candidate);
-        self.push_head(candidate, MAIN);
+        self.move_to_head(candidate, MAIN);
         Some(victim)
     }
 
@@ -1155,8 +1257,8 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
 
     /// [`Self::remove_idx`] of an entry whose key hashes to `hash`.
     fn remove_hashed(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Option<Removed<K, V>> {
-        let weight = self.entry(idx)?.weight;
-        self.unlink(idx);
+        self.entry(idx)?;
+        let weight = self.unlink(idx);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == idx) {
             found.remove();
         }
@@ -1173,11 +1275,22 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
     // giving the tail another round is `rotate`: two index writes in the
     // list header and no write to any entry.
 
-    fn unlink(&mut self, idx: u32) {
-        let Some(e) = self.entry(idx) else { return };
-        let (prev, next, list, weight) = (e.prev, e.next, e.list.index(), e.weight);
+    /// Moves `idx` to the head of `list`, from wherever it is.
+    #[inline]
+    fn move_to_head(&mut self, idx: u32, list: usize) {
+        let weight = self.unlink(idx);
+        self.push_head(idx, list, weight);
+    }
+
+    /// Takes `idx` off its list; returns its weight (0 if there is no
+    /// such entry).
+    #[inline]
+    fn unlink(&mut self, idx: u32) -> u32 {
+        let Some(e) = self.entry(idx) else { return 0 };
+        let (prev, next, list) = (e.prev(), e.next(), e.list());
+        let weight = self.weights.get(idx);
         let Some(l) = self.lists.get(list).copied() else {
-            return;
+            return weight;
         };
         if l.len <= 1 {
             if let Some(l) = self.lists.get_mut(list) {
@@ -1185,10 +1298,10 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
         } else {
             if let Some(p) = self.entry_mut(prev) {
-                p.next = next;
+                p.set_next(next);
             }
             if let Some(n) = self.entry_mut(next) {
-                n.prev = prev;
+                n.set_prev(prev);
             }
             if let Some(l) = self.lists.get_mut(list) {
                 if l.head == idx {
@@ -1201,22 +1314,22 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 l.len -= 1;
             }
         }
-        if let Some(e) = self.entry_mut(idx) {
-            e.prev = NIL;
-            e.next = NIL;
-        }
+        // The entry's own links are left as they are: `push_head` sets
+        // both, and nothing reads them off a list.
+        weight
     }
 
-    fn push_head(&mut self, idx: u32, list: usize) {
+    /// Puts `idx` (of `weight`, off every list) at the head of `list`.
+    #[inline]
+    fn push_head(&mut self, idx: u32, list: usize, weight: u32) {
         let Some(l) = self.lists.get(list).copied() else {
             return;
         };
         let Some(e) = self.entry_mut(idx) else { return };
-        let weight = e.weight;
-        e.list = Queue::of(list);
+        e.set_list(list);
         if l.len == 0 {
-            e.prev = idx;
-            e.next = idx;
+            e.set_prev(idx);
+            e.set_next(idx);
             if let Some(l) = self.lists.get_mut(list) {
                 *l = List {
                     head: idx,
@@ -1227,13 +1340,13 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             }
             return;
         }
-        e.prev = l.tail;
-        e.next = l.head;
+        e.set_prev(l.tail);
+        e.set_next(l.head);
         if let Some(h) = self.entry_mut(l.head) {
-            h.prev = idx;
+            h.set_prev(idx);
         }
         if let Some(t) = self.entry_mut(l.tail) {
-            t.next = idx;
+            t.set_next(idx);
         }
         if let Some(l) = self.lists.get_mut(list) {
             l.head = idx;
@@ -1250,7 +1363,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
         if l.len <= 1 {
             return;
         }
-        let Some(prev) = self.entry(l.tail).map(|e| e.prev) else {
+        let Some(prev) = self.entry(l.tail).map(Entry::prev) else {
             return;
         };
         if let Some(l) = self.lists.get_mut(list) {
@@ -1348,9 +1461,19 @@ mod ghost_length {
 /// rest on: a field that does not fit the padding grows every entry by 8.
 #[cfg(all(test, target_pointer_width = "64"))]
 mod layout {
+    use std::mem::size_of;
+    use std::sync::Arc;
+
+    use super::Entry;
+
     #[test]
-    fn an_entry_of_u64_key_and_value_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<super::Entry<u64, u64>>(), 40);
-        assert_eq!(std::mem::size_of::<Option<super::Entry<u64, u64>>>(), 40);
+    fn an_entry_of_u64_key_and_value_is_32_bytes() {
+        assert_eq!(size_of::<Entry<u64, u64>>(), 32);
+        assert_eq!(size_of::<Option<Entry<u64, u64>>>(), 32);
+    }
+
+    #[test]
+    fn an_entry_of_u64_key_and_arc_slice_value_is_40_bytes() {
+        assert_eq!(size_of::<Option<Entry<u64, Arc<[u8]>>>>(), 40);
     }
 }
