@@ -429,6 +429,8 @@ pub(crate) struct ShardData<K, V> {
     seen: SideSlots<[u8; 2]>,
     hasher: Hasher,
     free: Vec<u32>,
+    /// [`MAX_SLOTS`] (fewer in a test of the limit).
+    max_slots: usize,
     lists: [List; 2],
     weight: u64,
     capacity: u64,
@@ -476,6 +478,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             seen: SideSlots::new([0, 0]),
             hasher,
             free: Vec::new(),
+            max_slots: MAX_SLOTS,
             lists: [List::EMPTY; 2],
             weight: 0,
             capacity,
@@ -758,7 +761,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             .saturating_add(timing.max_stale);
         // A slab at [`MAX_SLOTS`] (a shard of 268 M entries) makes room
         // before the table is borrowed for the key.
-        if self.free.is_empty() && self.slab.len() >= MAX_SLOTS {
+        if self.slab_full() {
             self.evict_one(now, timing, NIL, out);
         }
         let (slab, hasher) = (&self.slab, &self.hasher);
@@ -799,7 +802,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 self.pass_min = self.pass_min.min(dead_at);
                 // Heavier than the shard, or no slot left to hold it.
                 if u64::from(new.weight) > self.capacity
-                    || (self.free.is_empty() && self.slab.len() >= MAX_SLOTS)
+                    || (self.free.is_empty() && self.slab.len() >= self.max_slots)
                 {
                     out.push((new.key, new.value, RemovalCause::Size));
                     return;
@@ -862,6 +865,12 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 break;
             }
         }
+    }
+
+    /// Whether every slot index is taken (no free slot, and the slab at
+    /// its limit).
+    fn slab_full(&self) -> bool {
+        self.free.is_empty() && self.slab.len() >= self.max_slots
     }
 
     /// Replaces the value of the stored entry `idx` (its key is `new.key`).
@@ -1454,6 +1463,61 @@ mod ghost_length {
             shard.ghost_admission_judged(false);
         }
         assert_eq!(shard.ghost_permille, GHOST_MIN);
+    }
+}
+
+/// A shard whose slab reaches its slot limit (28-bit indices) evicts to
+/// make room instead of growing past it.
+#[cfg(test)]
+mod slot_limit {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        tti: None,
+        max_stale: 0,
+        refresh: false,
+    };
+
+    #[test]
+    fn a_shard_at_its_slot_limit_evicts_to_store_the_new_key() {
+        for policy in [Policy::S3Fifo, Policy::Lru] {
+            let hasher = Hasher::with_seed(3, foldhash::SharedSeed::global_fixed());
+            let mut shard = ShardData::<u64, u64>::new(100, policy, TIMING, hasher.clone());
+            shard.set_small_share(100);
+            shard.max_slots = 4;
+            let mut removed = 0;
+            for k in 0..50u64 {
+                let mut out = Removals::default();
+                let new = NewEntry {
+                    key: k,
+                    value: k,
+                    hash: hasher.hash_one(k),
+                    weight: 1,
+                    expires_at: u64::MAX,
+                    refresh_at: u64::MAX,
+                    prefetched: false,
+                };
+                shard.insert(new, 0, TIMING, &mut out);
+                out.for_each(|_| removed += 1);
+                assert!(
+                    shard.slab.len() <= 4,
+                    "{policy:?}: slab grew to {}",
+                    shard.slab.len()
+                );
+                // The key just written is kept (a room-making eviction,
+                // not a rejection of the newcomer).
+                assert!(
+                    shard.find(hasher.hash_one(k), &k).is_some(),
+                    "{policy:?}: {k} not stored"
+                );
+            }
+            assert_eq!(shard.len() + removed, 50, "{policy:?}");
+            assert_eq!(
+                shard.keys_in_eviction_order().len(),
+                shard.len(),
+                "{policy:?}"
+            );
+        }
     }
 }
 
