@@ -17,7 +17,7 @@
 pub(crate) const PER_MILLE: u32 = 1_000;
 /// The share a cache starts with (1 %): short traces end before the
 /// climber moves far, and most of them favour a small share (3 % scored
-/// 0.15 points lower on the tuning traces; docs/cache.md has the sweep).
+/// 0.15 points lower on the tuning traces; docs/cache-tuning.md has the sweep).
 pub(crate) const START: u32 = 10;
 /// Bounds of the share: at least one entry is always left to the small
 /// queue by the shard, whatever the share.
@@ -27,7 +27,7 @@ const MAX: u32 = 800;
 /// recency-friendly traces need a long first step up; with the ghost's
 /// adaptive length, sprite at 25 % fell to 0.02 points under its bound
 /// with 5 %, and meets it with 6-10 %, while the tuning traces' mean
-/// moves by 0.01: docs/cache.md has the sweep).
+/// moves by 0.01: docs/cache-tuning.md has the sweep).
 const INITIAL_STEP: f64 = 70.0;
 /// Each step is this much of the previous one.
 const DECAY: f64 = 0.98;

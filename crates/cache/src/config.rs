@@ -67,7 +67,7 @@ pub enum SmallQueue {
     /// steps of 5 %, 0.5 % to 80 %; the sample after a move only lets the
     /// queues settle). The
     /// default: on the shared traces it met the goals on more rows than
-    /// any fixed share, with as high a mean (docs/cache.md).
+    /// any fixed share, with as high a mean (docs/cache-tuning.md).
     #[default]
     Adaptive,
     /// A fixed share, in percent of each shard's capacity (1 to 90).
@@ -102,7 +102,7 @@ pub enum Admission {
     /// 1.04-1.20x slower than with the default on 1 thread and
     /// 1.00-1.14x on 2 (measured); the sketch takes 8-16 bytes per entry
     /// once the cache is full (8.3 in the memory bench's churned fill,
-    /// docs/benchmarks.md), at least 8 KB a shard (docs/cache.md).
+    /// docs/benchmarks.md), at least 8 KB a shard (docs/cache-tuning.md).
     Frequency,
 }
 
@@ -254,7 +254,7 @@ impl CacheConfig {
 /// shard waits for it; every read also passes its shard's lock word
 /// between the cores that read the shard's hot keys. At 2 threads on 2
 /// cores (`benches/throughput.rs`, medians of interleaved runs,
-/// docs/cache.md): capacity 10 000, 16 shards (as many as 512 a shard
+/// docs/cache-tuning.md): capacity 10 000, 16 shards (as many as 512 a shard
 /// allow) made 1.08x quick_cache's throughput against 0.98x at 8; the
 /// second shape (capacity 50 000, 95 % gets), 64 shards 1.115x against
 /// 1.03x at 32 and 0.985x at 16, for 0.805x against 0.855x on 1 thread
@@ -268,7 +268,7 @@ const SHARDS_PER_CPU: usize = 32;
 /// on one shard), so small caches get fewer shards. 512 is the smallest
 /// that moved no row of the hit-ratio bench by more than 0.07 points
 /// against 1 024; at 256 multi2 at 25 % fell below its goal
-/// (docs/cache.md).
+/// (docs/cache-tuning.md).
 const MIN_PER_SHARD: u64 = 512;
 
 /// [`CacheConfig::shard_count`]'s default for `cpus` CPUs.

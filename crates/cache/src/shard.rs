@@ -62,7 +62,7 @@ const PRESENT: u32 = 1 << 29;
 /// settles where about half of the ghost's admissions are read. Steps of
 /// 4 % (of 2-8 % the tuning traces' means are within 0.04 points; 4 %
 /// missed the fewest goals over all 24 rows), bounds 25-200 % and the
-/// start chosen on the tuning traces; docs/cache.md has the sweep.
+/// start chosen on the tuning traces; docs/cache-tuning.md has the sweep.
 const GHOST_START: u64 = 1_000;
 const GHOST_MIN: u64 = 250;
 const GHOST_MAX: u64 = 2_000;
@@ -73,7 +73,7 @@ const GHOST_STEP: u64 = 40;
 /// have kept. Over the 24 trace rows and the 6 synthetic ones (the
 /// hit-ratio bench, five seeds) the filter then meets every row's bounds
 /// with [`crate::sketch::MIN_WORDS`] (it missed three with 4 % both
-/// ways); these steps alone missed cpp at 5 % by 0.03 (docs/cache.md).
+/// ways); these steps alone missed cpp at 5 % by 0.03 (docs/cache-tuning.md).
 const GHOST_GROW_FILTERED: u64 = 20;
 const GHOST_SHRINK_FILTERED: u64 = 200;
 /// TinyLFU admission: an unread entry leaving the small queue replaces
@@ -81,7 +81,7 @@ const GHOST_SHRINK_FILTERED: u64 = 200;
 /// more often. With 0 (Caffeine's rule), the keys of a loop longer than the
 /// cache, all seen equally often, replace each other on the sketch's
 /// collisions and the loop's hits fall to 0 (loop, gli, cs); with 2 the
-/// admission gives up half of its gain on multi2 at 5 %. docs/cache.md has
+/// admission gives up half of its gain on multi2 at 5 %. docs/cache-tuning.md has
 /// the sweep.
 const ADMIT_MARGIN: u64 = 1;
 /// Which list an entry sits on. LRU uses only `SMALL` (as its one list).

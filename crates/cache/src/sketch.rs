@@ -9,7 +9,7 @@
 //! `2r` or `2r + 1` of the block (no two rows share a word) and one of
 //! its 16 counters. A key's four counters in one word cost about 9 fewer
 //! instructions an operation but, over ten hasher seeds, lost a row of
-//! the hit-ratio bench that this layout meets (docs/cache.md).
+//! the hit-ratio bench that this layout meets (docs/cache-tuning.md).
 //! Conservative update: a count raises only the key's counters at its
 //! minimum, so collisions inflate estimates less. After 10 counts per
 //! entry every counter is halved, so the history follows a changing
@@ -24,7 +24,7 @@ const BLOCK: usize = 8;
 /// 50-500 entries) a table of one word an entry made the loop keys'
 /// counts collide with the hot keys', and loop at 5 % fell from 4.81 to
 /// 4.34 % hits. With it (and the filtered ghost's steps in `shard.rs`)
-/// the filter meets every row of the hit-ratio bench (docs/cache.md).
+/// the filter meets every row of the hit-ratio bench (docs/cache-tuning.md).
 pub(crate) const MIN_WORDS: usize = 1_024;
 /// A counter saturates here (4 bits).
 const MAX: u64 = 15;

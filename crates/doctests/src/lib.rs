@@ -28,6 +28,10 @@ pub mod breaker {}
 #[doc = include_str!("../../../docs/cache.md")]
 pub mod cache {}
 
+/// `docs/cache-tuning.md`.
+#[doc = include_str!("../../../docs/cache-tuning.md")]
+pub mod cache_tuning {}
+
 /// `docs/cli.md`.
 #[doc = include_str!("../../../docs/cli.md")]
 pub mod cli {}
