@@ -503,11 +503,13 @@ fn frequency_admission_lets_keys_that_return_often_replace_mains_victims() {
     };
     // The last 5 rounds: 300 reads of hot keys. Seeded, so the ghost's
     // buckets and the sketch's collisions are the same in every run (over
-    // these seeds: 225-300 hits with the filter, 0 without).
+    // these seeds: 300 hits with the filter; 57-118 without, from the
+    // ghost alone, which starts at twice the resident entries and
+    // remembers some of the hot keys across a round's 300 cold ones).
     for seed in 0..32 {
         let with = hot_hits(Admission::Frequency, seed);
         let without = hot_hits(Admission::Ghost, seed);
         assert!(with >= 200, "seed {seed}: {with} of 300");
-        assert!(without <= 30, "seed {seed}: {without} of 300");
+        assert!(without <= 150, "seed {seed}: {without} of 300");
     }
 }
