@@ -217,9 +217,7 @@ impl<K, V> Entry<K, V> {
     }
 
     fn set_list(&mut self, list: usize) {
-        let main = if list == MAIN { ON_MAIN } else { 0 };
-        let word = (self.prev.get() & !ON_MAIN) | main;
-        self.prev = NonZeroU32::new(word).unwrap_or(NonZeroU32::MAX);
+        self.prev = prev_word(self.prev(), list);
     }
 
     fn next(&self) -> u32 {
@@ -776,9 +774,12 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
             .min(timing.tti.map_or(u64::MAX, |tti| now.saturating_add(tti)))
             .saturating_add(timing.max_stale);
         // A slab at [`MAX_SLOTS`] (a shard of 268 M entries) makes room
-        // before the table is borrowed for the key.
-        if self.slab_full() {
+        // before the table is borrowed for the key; if it still has no
+        // slot, a new key is refused below.
+        let mut no_slot = self.slab_full();
+        if no_slot {
             self.evict_one(now, timing, NIL, out);
+            no_slot = self.slab_full();
         }
         let (slab, hasher) = (&self.slab, &self.hasher);
         let slot = self.table.entry(
@@ -817,9 +818,7 @@ impl<K: Hash + Eq, V: Clone> ShardData<K, V> {
                 self.earliest_dead = self.earliest_dead.min(dead_at);
                 self.pass_min = self.pass_min.min(dead_at);
                 // Heavier than the shard, or no slot left to hold it.
-                if u64::from(new.weight) > self.capacity
-                    || (self.free.is_empty() && self.slab.len() >= self.max_slots)
-                {
+                if u64::from(new.weight) > self.capacity || no_slot {
                     out.push((new.key, new.value, RemovalCause::Size));
                     return;
                 }

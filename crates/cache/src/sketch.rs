@@ -283,7 +283,7 @@ mod tests {
 
     /// A key's four counters are independent picks within its block (one
     /// of 32 per row), so a key never counted rarely finds all four raised
-    /// by others: with 200 keys in 128 blocks, a few in 100 000. With
+    /// by others: with 200 keys in 128 blocks, 0 of these 10 000. With
     /// every row taking the same hash bits, keys sharing a block share
     /// all four counters 1 time in 32, and about 500 of 10 000 read as
     /// seen.
