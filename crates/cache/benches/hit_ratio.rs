@@ -1,8 +1,8 @@
 //! Hit ratio (not timed). Every cache replays each trace read-through (a
 //! get, and an insert on a miss), on one thread: stratum's policies (built
 //! with their defaults and a 1 h TTL, as a new user would), moka and
-//! quick_cache, against three yardsticks computed here: a plain reference
-//! S3-FIFO, exact LRU and Belady's optimum (`support::sim`).
+//! quick_cache, against three yardsticks computed here: libCacheSim's
+//! S3-FIFO at its defaults, exact LRU and Belady's optimum (`support::sim`).
 //!
 //! Traces: the eight shared LIRS traces (`shared/traces`, found through
 //! `STRATUM_TRACES` or by walking up from this crate; rows are skipped with

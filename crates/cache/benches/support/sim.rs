@@ -1,67 +1,90 @@
 //! Yardsticks computed by the bench, independent of the cache under test:
-//! a plain reference S3-FIFO, an exact LRU, and Belady's optimum. Each
+//! the reference S3-FIFO (libCacheSim's), an exact LRU, and Belady's optimum. Each
 //! replays a trace read-through (a miss inserts) and returns the hits.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
-/// S3-FIFO as the paper (Yang et al., SOSP 2023, Algorithm 1) describes it,
-/// written for obviousness, not speed: a small FIFO of 10 % of the
-/// capacity, a main FIFO with a 2-bit access counter and reinsertion, and a
-/// ghost FIFO of keys as long as the main queue. An entry read while in
-/// the small queue moves to main when it reaches the small queue's end;
-/// a missed key found in the ghost goes straight to main.
+/// S3-FIFO as libCacheSim (the authors' simulator, `S3FIFO.c`) runs it at
+/// its defaults, written for obviousness, not speed. This is the
+/// reference a user checks against (the `libcachesim` Python package
+/// prints the same hits on every shared trace and size; see
+/// "The reference" in docs/cache-tuning.md):
+/// * a small FIFO of 10 % of the capacity (rounded down), a main FIFO of
+///   the rest, and a ghost FIFO of keys of 90 % (rounded down);
+/// * a hit adds one to the key's counter (not capped);
+/// * a miss found in the ghost goes to main; any other miss goes to small,
+///   except while the cache fills for the first time: once small is full
+///   and nothing was evicted yet, misses go to main;
+/// * room is made from main when main is over its share or small is
+///   empty, else from small;
+/// * small's oldest entry moves to main (counter cleared) if it was read
+///   at least twice since insertion, else its key goes to the ghost and
+///   it is evicted;
+/// * main's oldest entry read since its last pass gets another round with
+///   min(counter, 3) - 1, else it is evicted.
 pub(crate) fn reference_s3fifo(trace: &[u64], capacity: usize) -> u64 {
-    let small_cap = (capacity / 10).max(1);
-    let main_cap = capacity.saturating_sub(small_cap).max(1);
-    let mut freq: HashMap<u64, u8> = HashMap::new();
+    const MOVE_TO_MAIN: u32 = 2;
+    let small_cap = capacity / 10;
+    let main_cap = capacity - small_cap;
+    let ghost_cap = capacity * 9 / 10;
+    if small_cap == 0 {
+        // libCacheSim admits nothing then (an entry must be smaller than
+        // the small queue).
+        return 0;
+    }
+    let mut freq: HashMap<u64, u32> = HashMap::new();
     let mut small: VecDeque<u64> = VecDeque::new();
     let mut main: VecDeque<u64> = VecDeque::new();
     let mut ghost: VecDeque<u64> = VecDeque::new();
     let mut in_ghost: HashSet<u64> = HashSet::new();
+    let mut has_evicted = false;
     let mut hits = 0;
     for &k in trace {
         if let Some(f) = freq.get_mut(&k) {
-            *f = (*f + 1).min(3);
+            *f += 1;
             hits += 1;
             continue;
         }
-        // Make room, then insert.
+        let ghost_hit = in_ghost.remove(&k);
+        if ghost_hit {
+            ghost.retain(|&g| g != k);
+        }
         while small.len() + main.len() >= capacity {
-            if small.len() >= small_cap || main.is_empty() {
-                // Evict from small: read entries move to main.
-                while let Some(t) = small.pop_front() {
-                    if freq.get(&t).copied().unwrap_or(0) > 0 {
-                        freq.insert(t, 0);
+            has_evicted = true;
+            if main.len() > main_cap || small.is_empty() {
+                while let Some(t) = main.pop_front() {
+                    let f = freq.get(&t).copied().unwrap_or(0);
+                    if f >= 1 {
+                        freq.insert(t, f.min(3) - 1);
                         main.push_back(t);
                     } else {
                         freq.remove(&t);
-                        ghost.push_back(t);
-                        in_ghost.insert(t);
-                        while ghost.len() > main_cap {
-                            if let Some(g) = ghost.pop_front() {
-                                in_ghost.remove(&g);
-                            }
-                        }
                         break;
                     }
                 }
             } else {
-                // Evict from main: read entries get another round.
-                while let Some(t) = main.pop_front() {
-                    let f = freq.get(&t).copied().unwrap_or(0);
-                    if f > 0 {
-                        freq.insert(t, f - 1);
+                while let Some(t) = small.pop_front() {
+                    if freq.get(&t).copied().unwrap_or(0) >= MOVE_TO_MAIN {
+                        freq.insert(t, 0);
                         main.push_back(t);
                     } else {
                         freq.remove(&t);
+                        if ghost.len() >= ghost_cap
+                            && let Some(g) = ghost.pop_front()
+                        {
+                            in_ghost.remove(&g);
+                        }
+                        if ghost_cap > 0 {
+                            ghost.push_back(t);
+                            in_ghost.insert(t);
+                        }
                         break;
                     }
                 }
             }
         }
         freq.insert(k, 0);
-        if in_ghost.remove(&k) {
-            ghost.retain(|&g| g != k);
+        if ghost_hit || (!has_evicted && small.len() >= small_cap) {
             main.push_back(k);
         } else {
             small.push_back(k);
