@@ -33,11 +33,19 @@ const INITIAL_STEP: f64 = 70.0;
 const DECAY: f64 = 0.98;
 /// A hit-ratio change this large restarts the steps.
 const RESTART: f64 = 0.05;
-/// Lookups per sample, per unit of capacity (at least [`MIN_SAMPLE`]:
+/// Lookups per sample, per unit of capacity, and at least [`MIN_SAMPLE`]:
 /// shorter samples of a loop of a few thousand keys see the loop's phase,
-/// not the share).
-const SAMPLE_PER_CAPACITY: u64 = 10;
-const MIN_SAMPLE: u64 = 4_096;
+/// not the share, and the short traces (cpp: 9 047 lookups) end before a
+/// first move that would cost them (cpp at 5 %: 63.27 with 4 096, 63.71
+/// with 8 192). Per unit of capacity, 4 gives a long recency-friendly
+/// trace enough moves to reach the larger share it wants (sprite at 25 %:
+/// 91.83 with 10, 92.23 with 4). With two reads to promote
+/// ([`crate::shard`]), 4 x capacity and at least 8 192 meet every trace
+/// row's bounds with five and with ten hasher seeds; 6 x or 12 288 miss
+/// sprite at 25 %, 6 144 misses multi2 at 25 % (docs/cache-tuning.md has
+/// the grid).
+const SAMPLE_PER_CAPACITY: u64 = 4;
+const MIN_SAMPLE: u64 = 8_192;
 
 pub(crate) struct Climber {
     share: u32,
@@ -100,7 +108,7 @@ mod tests {
 
     /// Drives the climber on a hit ratio that is a function of the share.
     fn climb(f: impl Fn(u32) -> f64, samples: usize) -> u32 {
-        let mut c = Climber::new(100); // 4 096 lookups a sample
+        let mut c = Climber::new(100); // 8 192 lookups a sample
         let (mut hits, mut misses) = (0u64, 0u64);
         let mut share = c.share;
         for _ in 0..samples {
@@ -158,7 +166,7 @@ mod tests {
 
     #[test]
     fn waits_for_a_full_sample() {
-        let mut c = Climber::new(1_000); // 10 000 lookups a sample
+        let mut c = Climber::new(2_500); // 10 000 lookups a sample
         assert_eq!(c.observe(5_000, 4_999), None); // not a full sample
         assert_eq!(c.observe(5_000, 5_000), None); // warm-up, not compared
         assert_eq!(c.observe(10_000, 9_999), None);

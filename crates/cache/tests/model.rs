@@ -375,36 +375,49 @@ fn s3fifo_keeps_part_of_a_loop_larger_than_the_cache() {
     assert_eq!(loop_hit_ratio(&lru, 1_000, 50), 0.0);
 }
 
-/// An entry read several times in the small queue keeps the reads beyond
-/// the first as rounds in main, so main evicts an entry promoted after
-/// one read before it (the paper clears the counter on promotion: both
-/// would enter main at 0 and leave in promotion order, the oftener read
-/// first). Capacity 4, small queue 1 entry, one shard.
+/// An entry leaving the small queue moves to main only after two reads
+/// there (read once, it leaves for the ghost), and keeps the reads beyond
+/// the second as rounds in main, so main evicts an entry promoted after
+/// two reads before one promoted earlier after three (libCacheSim clears
+/// the counter: the earlier would go first). Capacity 4, a small queue of
+/// 1 entry, one shard. An insert stores the key, then makes room;
+/// `eviction_order` lists small, then main, oldest first.
 #[test]
-fn s3fifo_promotion_keeps_the_reads_beyond_the_first() {
+fn s3fifo_promotes_after_two_reads_and_keeps_the_rest() {
     let cache = CacheBuilder::<&str, u32>::new(4)
         .small_queue(SmallQueue::Fixed(25))
         .shards(1)
         .hash_seed(7)
         .build()
         .unwrap();
-    for k in ["often", "once", "c", "d"] {
+    let order = || cache.eviction_order(0);
+    for k in ["m1", "m2", "m3", "gone"] {
         cache.insert(k, 0);
     }
-    for _ in 0..3 {
-        assert!(cache.get(&"often").is_some());
-    }
+    // Main fills first: m1-m3 move there unread; "gone" leaves.
+    cache.insert("once", 0);
+    assert_eq!(order(), ["once", "m1", "m2", "m3"]);
     assert!(cache.get(&"once").is_some());
-    // Both promoted (read), "c" moves to main's free room, "d" leaves
-    // unread for the ghost.
-    cache.insert("e", 0);
-    assert_eq!(cache.eviction_order(0), ["e", "often", "once", "c"]);
-    // "d" returns from the ghost straight to main: main must evict, and
-    // its oldest entry, "often", still has rounds left.
-    cache.insert("d", 0);
-    assert_eq!(cache.eviction_order(0), ["e", "c", "d", "often"]);
-    assert!(cache.get(&"often").is_some());
-    assert!(cache.get(&"once").is_none());
+    // Read once, "once" leaves (with one read enough, it would move to
+    // main, and main would evict m1).
+    cache.insert("twice", 0);
+    assert_eq!(order(), ["twice", "m1", "m2", "m3"]);
+    // Each key below is read, then the next insert moves it to main,
+    // which evicts its oldest entry.
+    for (key, reads, next, after) in [
+        ("twice", 2, "x", ["x", "m2", "m3", "twice"]),
+        ("x", 3, "y", ["y", "m3", "twice", "x"]),
+        ("y", 2, "z", ["z", "twice", "x", "y"]),
+        ("z", 2, "w", ["w", "x", "y", "z"]),
+        // "x" has a round left from its third read, "y" none.
+        ("w", 2, "v", ["v", "z", "w", "x"]),
+    ] {
+        for _ in 0..reads {
+            assert!(cache.get(&key).is_some());
+        }
+        cache.insert(next, 0);
+        assert_eq!(order(), after, "after {key} moved to main");
+    }
 }
 
 /// A scan of cold keys does not flush S3-FIFO's hot set (it flushes LRU's).
