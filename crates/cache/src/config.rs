@@ -64,7 +64,7 @@ pub enum SmallQueue {
     /// Starts at 1 % of each shard's capacity and follows the workload:
     /// every other sample of lookups (4 x the capacity, at least 8 192)
     /// the share moves toward a higher hit ratio (hill climbing, first
-    /// steps of 7 %, 0.5 % to 80 %; the sample after a move only lets the
+    /// steps of 7.5 %, 0.5 % to 80 %; the sample after a move only lets the
     /// queues settle). The
     /// default: on the shared traces it met the goals on more rows than
     /// any fixed share, with as high a mean (docs/cache-tuning.md).
