@@ -39,7 +39,7 @@ const SUITES: &[(&str, &str, &str)] = &[
     (
         "stratum-cache",
         "hit_ratio",
-        "hit ratio (not timed) on the shared LIRS traces and two synthetic ones against moka, quick_cache, a reference S3-FIFO, exact LRU and Belady's optimum; also writes the curves to docs/cache-hit-ratio-<trace>.svg",
+        "hit ratio (not timed) on the shared LIRS traces and two synthetic ones against moka, quick_cache, libCacheSim's S3-FIFO at its defaults, exact LRU and Belady's optimum (the last three computed by the bench); also writes the curves to docs/cache-hit-ratio-<trace>.svg",
     ),
     (
         "stratum-cache",

@@ -33,13 +33,16 @@ const MAX: u32 = 800;
 const INITIAL_STEP: f64 = 80.0;
 /// A change of the hit ratio smaller than `TIE / sqrt(lookups in the
 /// sample)` (one standard error of a hit ratio near 50 %, the largest) is
-/// a tie, and the share holds. Moving on ties made the share wander on a
-/// workload where it matters little (Zipf 0.99 at 5 000 entries: 70.04 %
-/// with samples of 3 x capacity, 71.46 with 4 x, 72.02 with 10 x), which
-/// also cost throughput (a larger small queue sends more evictions
-/// through main's clock). With `TIE` 0.5 the same samples gave 71.70, and
-/// the scan trace at 500 entries went from 67.94 to 68.44; 1 and 2 lost
-/// more than they gained (docs/cache-tuning.md).
+/// a tie, and the share holds. Moving on ties let the share wander where
+/// it matters little: with samples of 4 x capacity (first steps of 7-8 %)
+/// the scan trace at 500 entries fell from 68.61 % to 67.94-68.11, below
+/// libCacheSim's S3-FIFO - 0.5, and in the throughput bench's profiling
+/// loop the share visited 8-22 % (8-15 % with 10 x). Holding on ties gave
+/// the scan trace back 0.16-0.41 points (68.10-68.44), left the trace
+/// rows' mean as it was (45.60 -> 45.59) and moved Zipf 0.99 at 5 000
+/// entries within +-0.5 either way; `TIE` 1 and 2 lost more than they
+/// gained (Zipf at 10 000 entries 77.08; loop at 25 % below its bound).
+/// docs/cache-tuning.md has the grid.
 const TIE: f64 = 0.5;
 /// Each step is this much of the previous one.
 const DECAY: f64 = 0.98;
@@ -53,9 +56,10 @@ const RESTART: f64 = 0.05;
 /// trace enough moves to reach the larger share it wants (sprite at 25 %:
 /// 91.83 with 10, 92.23 with 4). With two reads to promote
 /// ([`crate::shard`]), 4 x capacity and at least 8 192 meet every trace
-/// row's bounds with five and with ten hasher seeds; 6 x or 12 288 miss
-/// sprite at 25 %, 6 144 misses multi2 at 25 % (docs/cache-tuning.md has
-/// the grid).
+/// row's bounds with five and with ten hasher seeds; with first steps of
+/// 7 %, 6 x or 12 288 missed sprite at 25 % and 6 144 multi2 at 25 %, and
+/// with the shipped steps and ties 6 x misses sprite at 25 %
+/// (docs/cache-tuning.md has the grid).
 const SAMPLE_PER_CAPACITY: u64 = 4;
 const MIN_SAMPLE: u64 = 8_192;
 
