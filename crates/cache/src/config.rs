@@ -64,10 +64,11 @@ pub enum SmallQueue {
     /// Starts at 1 % of each shard's capacity and follows the workload:
     /// every other sample of lookups (4 x the capacity, at least 8 192)
     /// the share moves toward a higher hit ratio (hill climbing, first
-    /// steps of 7.5 %, 0.5 % to 80 %; the sample after a move only lets the
-    /// queues settle). The
-    /// default: on the shared traces it met the goals on more rows than
-    /// any fixed share, with as high a mean (docs/cache-tuning.md).
+    /// steps of 8 %, 0.5 % to 80 %; the sample after a move only lets the
+    /// queues settle, and a change within the sampling noise holds the
+    /// share). The default: on the shared traces it is the only share
+    /// that met every row's goals, with the highest mean
+    /// (docs/cache.md).
     #[default]
     Adaptive,
     /// A fixed share, in percent of each shard's capacity (1 to 90).

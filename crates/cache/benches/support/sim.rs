@@ -1,14 +1,15 @@
 //! Yardsticks computed by the bench, independent of the cache under test:
-//! the reference S3-FIFO (libCacheSim's), an exact LRU, and Belady's optimum. Each
-//! replays a trace read-through (a miss inserts) and returns the hits.
+//! the reference S3-FIFO (libCacheSim's), an exact LRU, and Belady's
+//! optimum. Each replays a trace read-through (a miss inserts) and returns
+//! the hits.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 /// S3-FIFO as libCacheSim (the authors' simulator, `S3FIFO.c`) runs it at
 /// its defaults, written for obviousness, not speed. This is the
 /// reference a user checks against (the `libcachesim` Python package
-/// prints the same hits on every shared trace and size; see
-/// "The reference" in docs/cache-tuning.md):
+/// prints the same hits on every shared trace and size; see "Two reads
+/// to promote; the reference is libCacheSim's" in docs/cache-tuning.md):
 /// * a small FIFO of 10 % of the capacity (rounded down), a main FIFO of
 ///   the rest, and a ghost FIFO of keys of 90 % (rounded down);
 /// * a hit adds one to the key's counter (not capped);
