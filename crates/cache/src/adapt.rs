@@ -42,7 +42,12 @@ const INITIAL_STEP: f64 = 80.0;
 /// rows' mean as it was (45.60 -> 45.59) and moved Zipf 0.99 at 5 000
 /// entries within +-0.5 either way; `TIE` 1 and 2 lost more than they
 /// gained (Zipf at 10 000 entries 77.08; loop at 25 % below its bound).
-/// docs/cache-tuning.md has the grid.
+/// A loop's samples all tie, so holding kept the share where the first
+/// move (taken without a comparison) put it, 9 %: loop at 5 % fell from
+/// 4.81 to 4.45. Undoing that first move when a tie follows it brings
+/// loop at 5 % back to 4.82 and moves no other row of the hit-ratio
+/// bench; undoing every move a tie follows put Zipf at 1 000 entries
+/// below its bound. docs/cache-tuning.md has the grid.
 const TIE: f64 = 0.5;
 /// Each step is this much of the previous one.
 const DECAY: f64 = 0.98;
@@ -72,6 +77,9 @@ pub(crate) struct Climber {
     /// The sample after a step only lets the queues settle (what it sees
     /// is the move, not the new share), and is not compared.
     settling: bool,
+    /// The share stands where the first move put it, a move taken without
+    /// a comparison: if the next comparison ties, the move is undone.
+    probing: bool,
 }
 
 impl Climber {
@@ -84,6 +92,7 @@ impl Climber {
             sample: capacity.saturating_mul(SAMPLE_PER_CAPACITY).max(MIN_SAMPLE),
             // The first sample is the cache filling up: not compared.
             settling: true,
+            probing: false,
         }
     }
 
@@ -103,9 +112,17 @@ impl Climber {
         let ratio = dh as f64 / n as f64;
         if let Some(previous) = self.previous {
             let change = ratio - previous;
+            let probed = std::mem::take(&mut self.probing);
             if change.abs() < TIE / (n as f64).sqrt() {
-                // Within noise: the share holds (see [`TIE`]).
+                // Within noise: the share holds, or goes back to where it
+                // started if only the first move, which no comparison
+                // chose, put it here (see [`TIE`]).
                 self.previous = Some(ratio);
+                if probed {
+                    self.share = START;
+                    self.settling = true;
+                    return Some(self.share);
+                }
                 return None;
             }
             let step = if change >= 0.0 { self.step } else { -self.step };
@@ -115,6 +132,8 @@ impl Climber {
                 step * DECAY
             };
         }
+        // The first move has nothing to compare with: a probe.
+        self.probing = self.previous.is_none();
         self.previous = Some(ratio);
         let next = (f64::from(self.share) + self.step).clamp(f64::from(MIN), f64::from(MAX));
         self.share = next.round() as u32;
@@ -197,14 +216,17 @@ mod tests {
     }
 
     #[test]
-    fn holds_while_the_hit_ratio_changes_within_noise() {
+    fn undoes_a_first_move_that_ties_then_holds_while_within_noise() {
         let mut c = Climber::new(2_500); // 10 000 lookups a sample: 0.5 % noise
         assert_eq!(c.observe(5_000, 5_000), None); // warm-up
         let first = c.observe(10_000, 10_000); // the first move: unconditional
         assert_eq!(first, Some(START + INITIAL_STEP as u32));
         assert_eq!(c.observe(15_000, 15_000), None); // settling
+        // 50 % after 50 %: the first move bought nothing, it is undone.
+        assert_eq!(c.observe(20_000, 20_000), Some(START));
+        assert_eq!(c.observe(25_000, 25_000), None); // settling
         // 50.4 % after 50 %: a tie, no move however often it repeats.
-        let (mut hits, mut misses) = (15_000, 15_000);
+        let (mut hits, mut misses) = (25_000, 25_000);
         for _ in 0..10 {
             hits += 5_040;
             misses += 4_960;
