@@ -23,20 +23,28 @@ pub struct Response {
 ///
 /// # Panics
 /// When the connection or the response fails (a failed test).
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::expect_used)]
 pub async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_get(addr, path).await.expect("a response")
+}
+
+/// `GET path` from `addr`, read to the end; an error when the connection
+/// fails or closes without a response (a listener that is gone, going, or
+/// not there yet).
+pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    stream.read_to_end(&mut raw).await?;
+    let not_http = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
+    let raw = String::from_utf8(raw).map_err(|_| not_http())?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(not_http)?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("a status code");
+        .ok_or_else(not_http)?;
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
@@ -45,7 +53,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> Response {
     } else {
         body.to_owned()
     };
-    Response { status, body }
+    Ok(Response { status, body })
 }
 
 fn dechunk(mut rest: &str) -> String {
