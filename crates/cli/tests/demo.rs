@@ -180,6 +180,14 @@ fn the_demo_with_faults_handles_them_and_alerts() {
         let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
         rest
     });
+    // The report, read meanwhile, so that a full pipe never holds the
+    // process (the loop below waits for it to exit).
+    let mut stdout = child.stdout.take().unwrap();
+    let report = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
     // Scrape during the run: the caches' series are there and only grow.
     let mut scrapes = Vec::new();
     while child.try_wait().unwrap().is_none() {
@@ -190,10 +198,10 @@ fn the_demo_with_faults_handles_them_and_alerts() {
             scrapes.push(response.body);
         }
     }
-    let out = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = child.wait().unwrap();
+    let report = report.join().unwrap();
     let logs = drain.join().unwrap();
-    assert!(out.status.success(), "{report}\n{logs}");
+    assert!(status.success(), "{report}\n{logs}");
 
     // The prompt cache exists from `open`, the conversations' cache once
     // the workload has prepared its repository (the first scrapes may come
