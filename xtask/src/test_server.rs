@@ -64,7 +64,7 @@ pub(crate) fn install() -> Result<PathBuf> {
         return Err("building the test server needs cmake: run `apt-get install -y cmake`".into());
     }
     println!(
-        "test server: building {CRATE} {VERSION} into {} (about 5 minutes on 2 cores)",
+        "test server: building {CRATE} {VERSION} into {} (5-13 minutes on 2 cores)",
         install_root().display()
     );
     shell::run(
