@@ -312,11 +312,7 @@ fn summary(what: &str, rows: &[(String, Vec<f64>)]) {
     // exact LRU.
     let recency: Vec<&(String, Vec<f64>)> = rows
         .iter()
-        .filter(|(l, _)| {
-            RECENCY_FRIENDLY
-                .iter()
-                .any(|t| l.strip_prefix(t).is_some_and(|rest| rest.starts_with('@')))
-        })
+        .filter(|(l, _)| RECENCY_FRIENDLY.contains(&trace_of(l)))
         .collect();
     if !recency.is_empty() {
         let below_lru: Vec<&str> = recency
@@ -339,6 +335,11 @@ fn summary(what: &str, rows: &[(String, Vec<f64>)]) {
 
 /// The traces where the issue asks for at most a point below exact LRU.
 const RECENCY_FRIENDLY: [&str; 2] = ["sprite", "2_pools"];
+
+/// The trace of a row labelled `trace@size`.
+fn trace_of(label: &str) -> &str {
+    label.split('@').next().unwrap_or(label)
+}
 
 /// Where the SVG curves go: the workspace's `docs/`.
 fn docs_dir() -> PathBuf {
@@ -451,11 +452,7 @@ fn main() {
     summary("shared traces, all eight", &rows);
     let tuning: Vec<_> = rows
         .iter()
-        .filter(|(l, _)| {
-            traces::TRACES
-                .iter()
-                .any(|(n, t)| *t && l.starts_with(&format!("{n}@")))
-        })
+        .filter(|(l, _)| traces::TRACES.iter().any(|(n, t)| *t && *n == trace_of(l)))
         .cloned()
         .collect();
     let held: Vec<_> = rows

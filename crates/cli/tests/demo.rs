@@ -113,6 +113,17 @@ fn calls(report: &str, op: &str) -> u64 {
     row[0] + row[1]
 }
 
+/// Reads `from` to its end on a thread of its own.
+fn read_on_a_thread(
+    mut from: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = from.read_to_string(&mut text);
+        text
+    })
+}
+
 /// The series value of `name` with every label in `labels`.
 fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
@@ -175,19 +186,10 @@ fn the_demo_with_faults_handles_them_and_alerts() {
     // stack shuts down after the workload's duration: scrape all along,
     // until the process exits, so that the scrapes see the whole run
     // however long the preparation takes.
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-        rest
-    });
-    // The report, read meanwhile, so that a full pipe never holds the
+    // Both pipes are read meanwhile, so that a full one never holds the
     // process (the loop below waits for it to exit).
-    let mut stdout = child.stdout.take().unwrap();
-    let report = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
-        text
-    });
+    let drain = read_on_a_thread(stderr);
+    let report = read_on_a_thread(child.stdout.take().unwrap());
     // Scrape during the run: the caches' series are there and only grow.
     let mut scrapes = Vec::new();
     while child.try_wait().unwrap().is_none() {
