@@ -664,18 +664,32 @@ mod server {
         let calls = AtomicUsize::new(0);
         let params = RequestParams::default();
         // Both indexes loaded: ours empty, theirs with our first answer
-        // (read by its rebuild), which answers a paraphrase there.
-        ask(&ours, OTHER, &params, &calls).await;
+        // (read by its rebuild), which answers a paraphrase there. Our
+        // answer is an insert, then its vector: two events.
+        let first = ask(&ours, OTHER, &params, &calls).await;
         let spider = "How many legs has a spider got?";
         assert_eq!(
             ask(&theirs, spider, &params, &calls).await.source,
             AnswerSource::Semantic
         );
-        // The other process caches an answer (an insert, then its vector):
-        // with ours (two events), four.
+        // The other process caches an answer: an insert, the label of its
+        // miss against its nearest entry (ours, the spider's: `label_misses`
+        // stores that entry's labels), then its vector. Five events.
         let cached = ask(&theirs, QUESTION, &params, &calls).await;
         assert_eq!(cached.source, AnswerSource::Provider);
-        until_events(&here, 4).await;
+        let responses = db.db().collection::<stratum::bson::Document>(
+            <ResponseCacheEntry as stratum::models::Document>::COLLECTION,
+        );
+        let labelled = responses
+            .find_one(stratum::bson::doc! { "_id": first.entry.id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            labelled.contains_key("semantic_labels"),
+            "the miss was not labelled against the spider's entry (one event fewer): {labelled:?}"
+        );
+        until_events(&here, 5).await;
         let hit = ask(&ours, PARAPHRASE, &params, &calls).await;
         assert_eq!(
             hit.source,
@@ -685,34 +699,32 @@ mod server {
         );
         assert_eq!(hit.entry.response.content, cached.entry.response.content);
         // The other process finds that answer wrong for the paraphrase: the
-        // entry tightens here too (its labels' write is one more event).
+        // entry tightens here too once its labels' write (the sixth event)
+        // is heard. Waiting for fewer events would not wait for that write.
         let theirs_hit = ask(&theirs, PARAPHRASE, &params, &calls).await;
         assert_eq!(theirs_hit.source, AnswerSource::Semantic);
         assert!(theirs.report_wrong(&theirs_hit).await);
-        until_events(&here, 5).await;
+        until_events(&here, 6).await;
         let tightened = ask(&ours, PARAPHRASE, &params, &calls).await;
         assert_eq!(
             tightened.source,
             AnswerSource::Provider,
             "the other process's report did not reach this index"
         );
-        // That answer (an insert, its vector, the label of the miss against
-        // the other process's entry): eight.
-        until_events(&here, 8).await;
+        // That answer (an insert, the label of the miss against the other
+        // process's entry, its vector): nine.
+        until_events(&here, 9).await;
         // Both answers of Peru's capital deleted (as another tool would):
         // they leave the index, so one more paraphrase asks the provider.
-        let deleted = db
-            .db()
-            .collection::<stratum::bson::Document>(
-                <ResponseCacheEntry as stratum::models::Document>::COLLECTION,
-            )
+        let deleted = responses
             .delete_many(stratum::bson::doc! {
                 "_id": { "$in": [cached.entry.id, tightened.entry.id] },
             })
             .await
             .unwrap();
         assert_eq!(deleted.deleted_count, 2);
-        until_events(&here, 10).await;
+        // One event each: eleven.
+        until_events(&here, 11).await;
         let after = ask(&ours, "Which city is Peru's capital?", &params, &calls).await;
         assert_eq!(
             after.source,
