@@ -257,7 +257,8 @@ impl CacheConfig {
 /// between the cores that read the shard's hot keys. At 2 threads on 2
 /// cores (`benches/throughput.rs`, medians of interleaved runs,
 /// docs/cache-tuning.md): capacity 10 000, 16 shards (as many as 512 a shard
-/// allow) made 1.08x quick_cache's throughput against 0.98x at 8; the
+/// allow) made 1.08x quick_cache's throughput against 0.98x at 8 (64 now,
+/// see [`LARGE_CACHE`]); the
 /// second shape (capacity 50 000, 95 % gets), 64 shards 1.115x against
 /// 1.03x at 32 and 0.985x at 16, for 0.805x against 0.855x on 1 thread
 /// and 1.7 more bytes an entry in a fill of 1 M entries (44.7-45.0
@@ -280,7 +281,8 @@ const MIN_PER_SHARD: u64 = 512;
 /// at 25 %, holds 2 484). In larger caches the contention more shards
 /// relieve shows and the hit-ratio cost does not: at capacity 10 000 on 2
 /// CPUs, 64 shards instead of 16 took the throughput bench's first shape
-/// from 0.93 to 1.03 of quick_cache on 2 threads (0.785 to 0.775 on 1),
+/// from 0.93 to 1.03 of quick_cache on 2 threads with the count forced,
+/// and from 0.935 to 1.005 in pairs of the builds (1 thread: 0.78-0.79),
 /// and eight scaled-up synthetic rows at 10 000 and 20 000 entries
 /// (loops, scans, Zipf 0.8 and 0.99) moved by -0.39 to +0.24 points,
 /// their mean from 59.28 to 59.24 (docs/cache-tuning.md, "Shards of 128
