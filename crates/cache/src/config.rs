@@ -282,7 +282,8 @@ const MIN_PER_SHARD: u64 = 512;
 /// relieve shows and the hit-ratio cost does not: at capacity 10 000 on 2
 /// CPUs, 64 shards instead of 16 took the throughput bench's first shape
 /// from 0.93 to 1.03 of quick_cache on 2 threads with the count forced,
-/// and from 0.935 to 1.005 in pairs of the builds (1 thread: 0.78-0.79),
+/// and from 0.925 to 1.00 in 18 pairs of the builds (1 thread: 0.75 to
+/// 0.78),
 /// and eight scaled-up synthetic rows at 10 000 and 20 000 entries
 /// (loops, scans, Zipf 0.8 and 0.99) moved by -0.39 to +0.24 points,
 /// their mean from 59.28 to 59.24 (docs/cache-tuning.md, "Shards of 128
