@@ -283,13 +283,13 @@ const MIN_PER_SHARD: u64 = 512;
 /// CPUs, 64 shards instead of 16 took the throughput bench's first shape
 /// from 0.93 to 1.03 of quick_cache on 2 threads with the count forced,
 /// and from 0.925 to 1.00 in 18 pairs of the builds (1 thread: 0.75 to
-/// 0.78),
-/// and eight scaled-up synthetic rows at 10 000 and 20 000 entries
+/// 0.78); eight scaled-up synthetic rows at 10 000 and 20 000 entries
 /// (loops, scans, Zipf 0.8 and 0.99) moved by -0.39 to +0.24 points,
 /// their mean from 59.28 to 59.24 (docs/cache-tuning.md, "Shards of 128
 /// from 8 192 up").
 const LARGE_CACHE: u64 = 8_192;
-/// The smallest share of a [`LARGE_CACHE`] each default shard holds.
+/// The fewest units a default shard holds in a cache of [`LARGE_CACHE`]
+/// units or more.
 const LARGE_MIN_PER_SHARD: u64 = 128;
 
 /// [`CacheConfig::shard_count`]'s default for `cpus` CPUs.
